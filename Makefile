@@ -1,0 +1,51 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# The two commands of the README. Everything real lives in meson; this file sets up and drives it.
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+MESON_OPTS ?= -Dwerror=true
+
+.PHONY: all demo check deps deps-test build build-asan test test-asan test-guest clean
+
+all: build
+
+deps:
+	@scripts/deps.sh build
+
+deps-test:
+	@scripts/deps.sh test
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) $(MESON_OPTS)
+
+$(ASAN_BUILD)/build.ninja:
+	meson setup $(ASAN_BUILD) $(MESON_OPTS) -Db_sanitize=address,undefined -Db_lundef=false \
+		-Dbuildtype=debug
+
+build: $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+build-asan: $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+
+demo: deps build
+	@scripts/demo.sh $(BUILD)
+
+# Unit, loopback and bad-input suites, then the same under ASan+UBSan, then the real guest.
+test: build
+	meson test -C $(BUILD) --print-errorlogs --num-processes 2
+
+test-asan: build-asan
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		meson test -C $(ASAN_BUILD) --print-errorlogs --num-processes 2 --no-suite guest
+
+test-guest: build
+	meson test -C $(BUILD) --print-errorlogs --suite guest --num-processes 1
+
+check: deps-test
+	$(MAKE) build build-asan
+	meson test -C $(BUILD) --print-errorlogs --num-processes 2 --no-suite guest
+	$(MAKE) test-asan
+	$(MAKE) test-guest
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

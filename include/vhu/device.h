@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#ifndef VHU_DEVICE_H
+#define VHU_DEVICE_H
+
+/*
+ * The device API: what a device model implements, and all it may see. A device model includes
+ * only this header, vhu/vq.h, vhu/virtio.h, vhu/util.h and vhu/log.h; it never sees a transport
+ * or the vhost-user protocol (the build compiles devices with VHU_DEVICE_BUILD, which turns
+ * those headers into errors). The same device runs over every transport.
+ */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vhu/vq.h"
+
+struct vhu_device;
+
+/* Called by the core, never concurrently for one device, except queue_notify, which runs on the
+ * thread owning that queue. Return -errno on failure. */
+struct vhu_device_ops {
+    /* The driver accepted these features (subset of vhu_device.features). */
+    int (*set_features)(struct vhu_device *dev, uint64_t features);
+    /* Read len bytes of config space at off (bounds already checked against config_size). */
+    int (*get_config)(struct vhu_device *dev, void *buf, uint32_t off, uint32_t len);
+    /* Driver write to config space; NULL = config space is read-only (writes refused). */
+    int (*set_config)(struct vhu_device *dev, const void *buf, uint32_t off, uint32_t len);
+    /* A queue is about to run / has stopped (optional). */
+    int (*queue_start)(struct vhu_device *dev, struct vhu_vq *vq);
+    void (*queue_stop)(struct vhu_device *dev, struct vhu_vq *vq);
+    /* The driver made buffers available on vq: pop, process, push, flush. */
+    void (*queue_notify)(struct vhu_device *dev, struct vhu_vq *vq);
+    /* Back to the initial state (device reset, frontend disconnect). */
+    void (*reset)(struct vhu_device *dev);
+    /* Free everything (optional). */
+    void (*destroy)(struct vhu_device *dev);
+};
+
+/*
+ * A device instance. The device model fills this in (usually embedded at the head of its own
+ * state) and hands it to a backend. All fields are read by the core after creation.
+ */
+struct vhu_device {
+    const struct vhu_device_ops *ops;
+    const char *name;         /* "rng", "blk", ... (for logs and --print-capabilities) */
+    uint32_t virtio_id;       /* VIRTIO_ID_* */
+    uint64_t features;        /* virtio feature bits offered, ring features included */
+    uint16_t num_queues;      /* queues the device supports */
+    uint16_t max_queue_size;  /* largest ring accepted (<= VHU_VQ_MAX_SIZE) */
+    uint32_t config_size;     /* bytes of config space (0: none) */
+    size_t elem_size;         /* size of the request struct embedding struct vhu_vq_elem */
+    unsigned max_segs;        /* segments one request may have */
+    uint64_t acked_features;  /* written by the core before set_features() */
+};
+
+#endif

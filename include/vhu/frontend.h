@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#ifndef VHU_FRONTEND_H
+#define VHU_FRONTEND_H
+
+/*
+ * The frontend library: the driver side of vhost-user, usable against any vhost-user backend
+ * (vhud, DPDK, qemu-storage-daemon...). It negotiates, backs "guest" memory with a memfd it
+ * shares with the backend, drives split or packed rings through struct vhu_vqd, kicks and waits
+ * for calls. Calls are synchronous; one thread uses one struct vhu_fe.
+ *
+ * Addresses: guest physical address = offset in the memfd arena (+ VHU_FE_GPA_BASE); ring
+ * addresses are sent as this process's virtual addresses, as QEMU does.
+ */
+#ifdef VHU_DEVICE_BUILD
+#error "device models must not include frontend headers"
+#endif
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vhu/vq.h"
+
+#define VHU_FE_GPA_BASE 0x100000ULL
+
+struct vhu_fe;
+struct vhu_msg;
+
+/* How the frontend reaches a backend. recv blocks for the next message from the backend. */
+struct vhu_fe_conn_ops {
+    int (*send)(void *conn, const struct vhu_msg *m);
+    int (*recv)(void *conn, struct vhu_msg *m);
+    void (*close)(void *conn);
+};
+
+int vhu_fe_new(const struct vhu_fe_conn_ops *ops, void *conn, struct vhu_fe **out);
+/* Connect to a backend listening on an AF_UNIX socket. */
+int vhu_fe_connect(const char *path, struct vhu_fe **out);
+void vhu_fe_free(struct vhu_fe *fe);
+
+/*
+ * While waiting for a call, the frontend runs this hook (if set) instead of sleeping: the
+ * in-process loopback uses it to run the backend's loop in the same thread.
+ */
+void vhu_fe_set_poll_hook(struct vhu_fe *fe, void (*hook)(void *opaque), void *opaque);
+
+struct vhu_fe_opts {
+    uint64_t features;      /* virtio features wanted; the result is features & offered */
+    uint16_t num_queues;    /* queues to start (<= GET_QUEUE_NUM when MQ is offered) */
+    uint16_t queue_size;    /* ring size */
+    bool packed;            /* ask for VIRTIO_F_RING_PACKED */
+    bool event_idx;         /* ask for VIRTIO_RING_F_EVENT_IDX */
+    bool indirect;          /* ask for VIRTIO_RING_F_INDIRECT_DESC (and use it) */
+    size_t mem_size;        /* bytes of shared memory (rings + buffers) */
+    unsigned mem_regions;   /* split the memory into this many regions (>= 1) */
+};
+
+/*
+ * Everything up to running queues: GET_FEATURES, GET/SET_PROTOCOL_FEATURES, SET_OWNER,
+ * GET_QUEUE_NUM, SET_FEATURES, SET_MEM_TABLE (or ADD_MEM_REG per region when
+ * CONFIGURE_MEM_SLOTS is offered), then per queue NUM/ADDR/BASE/CALL/KICK/ENABLE.
+ */
+int vhu_fe_start(struct vhu_fe *fe, const struct vhu_fe_opts *opts);
+/* Stop every queue (GET_VRING_BASE), keeping the connection. */
+int vhu_fe_stop(struct vhu_fe *fe);
+
+uint64_t vhu_fe_features(const struct vhu_fe *fe);          /* negotiated virtio features */
+uint64_t vhu_fe_protocol_features(const struct vhu_fe *fe); /* negotiated protocol features */
+uint64_t vhu_fe_backend_features(const struct vhu_fe *fe);  /* what the backend offered */
+unsigned vhu_fe_num_queues(const struct vhu_fe *fe);
+
+/* Bump allocator in the shared arena; returns a pointer, *gpa its guest physical address. */
+void *vhu_fe_alloc(struct vhu_fe *fe, size_t size, size_t align, uint64_t *gpa);
+struct vhu_vqd *vhu_fe_vqd(struct vhu_fe *fe, unsigned q);
+/* Publish and kick if the backend wants one. */
+int vhu_fe_kick(struct vhu_fe *fe, unsigned q);
+/* Wait until the backend signals q's call fd or timeout_ms passes (-ETIMEDOUT). */
+int vhu_fe_wait(struct vhu_fe *fe, unsigned q, int timeout_ms);
+/* Submit a chain, kick, wait for it to complete; returns the written length or -errno. */
+int vhu_fe_request(struct vhu_fe *fe, unsigned q, const struct vhu_vqd_seg *segs, unsigned n_out,
+                   unsigned n_in, int timeout_ms);
+
+int vhu_fe_get_config(struct vhu_fe *fe, uint32_t off, void *buf, uint32_t len);
+int vhu_fe_set_config(struct vhu_fe *fe, uint32_t off, const void *buf, uint32_t len);
+int vhu_fe_get_status(struct vhu_fe *fe, uint8_t *status);
+int vhu_fe_set_status(struct vhu_fe *fe, uint8_t status);
+int vhu_fe_reset_device(struct vhu_fe *fe);
+/* Send a raw message and, if it expects one, read the reply (tests and fuzzers). */
+int vhu_fe_raw(struct vhu_fe *fe, struct vhu_msg *m, struct vhu_msg *reply);
+
+#endif

@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#ifndef VHU_MEM_H
+#define VHU_MEM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/*
+ * Guest memory as the device sees it. A region maps guest physical addresses [gpa, gpa+size) to
+ * host memory, and also records the frontend's own virtual address of the region (uva), which
+ * vhost-user uses for ring addresses. A table is immutable once built: SET_MEM_TABLE, ADD_MEM_REG
+ * and REM_MEM_REG build a new table and swap it in; a holder keeps a reference for as long as it
+ * uses pointers from it; a region is unmapped when its last table is freed.
+ */
+
+#define VHU_MEM_MAX_SLOTS 509 /* what GET_MAX_MEM_SLOTS reports (QEMU's own limit) */
+
+struct vhu_mem_region {
+    uint64_t gpa;
+    uint64_t size;
+    uint64_t uva;
+    uint8_t *host;       /* host address of gpa */
+    /* private */
+    void *map_base;      /* NULL when the caller owns the memory */
+    uint64_t map_len;
+    uint64_t mmap_offset;
+    unsigned refs;       /* tables holding this region (atomic) */
+};
+
+struct vhu_mem_table {
+    unsigned refs; /* atomic */
+    unsigned nregions;
+    struct vhu_mem_region *by_gpa[VHU_MEM_MAX_SLOTS]; /* sorted by gpa */
+    struct vhu_mem_region *by_uva[VHU_MEM_MAX_SLOTS]; /* sorted by uva */
+};
+
+/* Description of one region as a frontend sends it. */
+struct vhu_mem_region_desc {
+    uint64_t gpa;
+    uint64_t size;
+    uint64_t uva;
+    uint64_t mmap_offset;
+    int fd;     /* mapped with MAP_SHARED at mmap_offset; the fd is not kept */
+    void *host; /* or: memory the caller already has (fd == -1); never unmapped by vhu */
+};
+
+/* Map one region. Refuses zero size, address wrap-around, and offsets past the file. */
+int vhu_mem_region_map(const struct vhu_mem_region_desc *d, struct vhu_mem_region **out);
+/* Drop a region not (yet) in any table. */
+void vhu_mem_region_free(struct vhu_mem_region *r);
+
+/* An empty table. */
+int vhu_mem_table_new_empty(struct vhu_mem_table **out);
+/*
+ * A table of n regions. Takes over the regions on success (the caller forgets them); on failure
+ * the caller still owns them. Refuses overlap in gpa or uva space and more than 509 regions.
+ */
+int vhu_mem_table_new(struct vhu_mem_region **regions, unsigned n, struct vhu_mem_table **out);
+/* old + r; takes r on success. Refuses overlap and a full table (-ENOSPC). */
+int vhu_mem_table_add(const struct vhu_mem_table *old, struct vhu_mem_region *r,
+                      struct vhu_mem_table **out);
+/* old - the region matching exactly (gpa, size, uva); -ENOENT when none matches. */
+int vhu_mem_table_remove(const struct vhu_mem_table *old, uint64_t gpa, uint64_t size,
+                         uint64_t uva, struct vhu_mem_table **out);
+
+struct vhu_mem_table *vhu_mem_table_get(struct vhu_mem_table *t);
+void vhu_mem_table_put(struct vhu_mem_table *t);
+
+/*
+ * Translate [addr, addr+*len) to a host pointer. On return *len holds how many bytes are
+ * contiguous in host memory from there (at most the input). NULL when addr is in no region.
+ */
+void *vhu_mem_gpa_to_host(const struct vhu_mem_table *t, uint64_t gpa, uint64_t *len);
+void *vhu_mem_uva_to_host(const struct vhu_mem_table *t, uint64_t uva, uint64_t *len);
+/* Whole range in one region, or NULL. */
+void *vhu_mem_gpa_range(const struct vhu_mem_table *t, uint64_t gpa, uint64_t len);
+void *vhu_mem_uva_range(const struct vhu_mem_table *t, uint64_t uva, uint64_t len);
+
+#endif

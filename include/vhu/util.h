@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#ifndef VHU_UTIL_H
+#define VHU_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#ifndef VHU_EXPORT
+#define VHU_EXPORT __attribute__((visibility("default")))
+#endif
+
+#define VHU_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define VHU_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define VHU_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define VHU_ALIGN_UP(x, a) (((x) + (a) - 1) & ~((__typeof__(x))(a) - 1))
+#define VHU_BIT(n) (1ULL << (n))
+#define VHU_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define vhu_likely(x) __builtin_expect(!!(x), 1)
+#define vhu_unlikely(x) __builtin_expect(!!(x), 0)
+
+/* Memory barriers for shared rings (virtio 2.7.13: the driver and device run concurrently). */
+#define vhu_smp_mb() __atomic_thread_fence(__ATOMIC_SEQ_CST)
+#define vhu_smp_rmb() __atomic_thread_fence(__ATOMIC_ACQUIRE)
+#define vhu_smp_wmb() __atomic_thread_fence(__ATOMIC_RELEASE)
+
+/*
+ * Fds: every fd is CLOEXEC and every slot starts as -1. vhu_fd_replace() stores a new value and
+ * closes the old one; vhu_fd_close() closes and sets -1. Both keep errno.
+ */
+void vhu_fd_close(int *slot);
+void vhu_fd_replace(int *slot, int fd);
+int vhu_fd_set_nonblock(int fd, bool on);
+/* eventfd helpers: signal adds 1; drain reads and returns the counter (0 if none). */
+int vhu_eventfd_new(void);
+int vhu_eventfd_signal(int fd);
+uint64_t vhu_eventfd_drain(int fd);
+/* Number of open fds of this process (for leak tests). */
+int vhu_fd_count_self(void);
+
+/* iovec helpers: copy between iovecs and flat buffers; return bytes copied. */
+size_t vhu_iov_size(const struct iovec *iov, unsigned n);
+size_t vhu_iov_to_buf(const struct iovec *iov, unsigned n, size_t off, void *buf, size_t len);
+size_t vhu_iov_from_buf(const struct iovec *iov, unsigned n, size_t off, const void *buf, size_t len);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t vhu_now_ns(void);
+
+#endif

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Install the Debian 12 packages vhu needs.
+#   scripts/deps.sh build   compiler, meson/ninja, liburing
+#   scripts/deps.sh test    build set + QEMU, busybox, kmod, ... and the guest kernel
+# Idempotent and silent when everything is present. As non-root with something missing it
+# prints the exact apt-get command and exits 1.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+mode=${1:-build}
+
+build_pkgs=(meson ninja-build pkg-config gcc make libc6-dev liburing-dev)
+# gcc's -fsanitize=address,undefined runtimes: gcc-12 -> libgcc-12-dev -> libasan8, libubsan1;
+# listed explicitly so a minimal image that trimmed them still gets them.
+test_pkgs=("${build_pkgs[@]}" libgcc-12-dev libasan8 libubsan1
+           qemu-system-x86 qemu-utils busybox-static cpio kmod xz-utils e2fsprogs
+           iproute2 procps coreutils util-linux)
+
+case "$mode" in
+  build) want=("${build_pkgs[@]}") ;;
+  test)  want=("${test_pkgs[@]}") ;;
+  *) echo "usage: $0 build|test" >&2; exit 2 ;;
+esac
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+  echo "deps.sh: dpkg-query not found: this script supports Debian 12 only" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${want[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
+  [[ $status == ii* ]] || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  cmd="apt-get install -y --no-install-recommends ${missing[*]}"
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "deps.sh: missing Debian packages: ${missing[*]}" >&2
+    echo "deps.sh: run as root:  apt-get update && $cmd" >&2
+    exit 1
+  fi
+  echo "deps.sh: installing: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  log=$(mktemp)
+  if ! apt-get update -qq >"$log" 2>&1; then
+    cat "$log" >&2; rm -f "$log"
+    echo "deps.sh: apt-get update failed" >&2; exit 1
+  fi
+  if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$log" 2>&1; then
+    cat "$log" >&2; rm -f "$log"
+    echo "deps.sh: failed: $cmd" >&2; exit 1
+  fi
+  rm -f "$log"
+  for p in "${missing[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
+    if [[ $status != ii* ]]; then
+      echo "deps.sh: package $p still not installed after: $cmd" >&2
+      exit 1
+    fi
+  done
+fi
+
+if [[ $mode == test ]]; then
+  "$here/guest-kernel.sh"
+fi

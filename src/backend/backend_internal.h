@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#ifndef VHU_BACKEND_INTERNAL_H
+#define VHU_BACKEND_INTERNAL_H
+
+#include "proto/vhost_user.h"
+#include "vhu/backend.h"
+#include "vhu/mem.h"
+
+/* Per-queue state the session keeps beside the ring itself. */
+struct vhu_session_vq {
+    struct vhu_session *s;
+    struct vhu_vq *vq;
+    uint16_t num;
+    bool addr_set;
+    struct vhost_vring_addr addr;
+    uint32_t base;
+    int kick_fd;
+    int call_fd;
+    int err_fd;
+    bool kick_nofd; /* the frontend polls instead of kicking */
+    bool started;   /* SET_VRING_KICK received, until GET_VRING_BASE */
+    bool enabled;   /* SET_VRING_ENABLE 1 (or no protocol features) */
+    bool watched;   /* kick_fd is in the loop */
+};
+
+struct vhu_backend {
+    struct vhu_device *dev;
+    struct vhu_loop *loop;
+    struct vhu_session *session;
+    uint64_t protocol_features; /* offered */
+    struct vhu_backend_stats stats;
+};
+
+struct vhu_session {
+    struct vhu_backend *b;
+    struct vhu_device *dev;
+    const struct vhu_session_transport_ops *ops;
+    void *conn;
+    uint64_t features;          /* acked virtio features */
+    uint64_t protocol_features; /* acked protocol features */
+    bool protocol_features_acked; /* SET_PROTOCOL_FEATURES seen */
+    bool features_set;
+    bool owner;
+    uint8_t status;
+    struct vhu_mem_table *mem;
+    int backend_req_fd;
+    unsigned nvqs;
+    struct vhu_session_vq *vqs;
+    struct vhu_msg reply;
+};
+
+/* Whether the core implements a request (protocol-support table, tests). */
+bool vhu_session_handles(uint32_t id);
+
+#endif

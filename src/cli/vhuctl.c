@@ -1,0 +1,260 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * vhuctl: drives vhost-user devices through the frontend library, with no VM.
+ *
+ *   vhuctl info --socket-path S
+ *   vhuctl rng read --socket-path S [--bytes N] [--chunk N] [--packed] [--queue-size N]
+ *                                  [--out FILE] [--hex]
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vhu/frontend.h"
+#include "vhu/log.h"
+#include "vhu/util.h"
+#include "vhu/virtio.h"
+
+struct ctl_opts {
+    const char *socket_path;
+    uint64_t bytes;
+    unsigned chunk;
+    bool packed;
+    bool split_only;
+    unsigned queue_size;
+    const char *out;
+    bool hex;
+    int verbose;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: vhuctl info --socket-path PATH\n"
+            "       vhuctl rng read --socket-path PATH [options]\n"
+            "\n"
+            "rng read options:\n"
+            "  --bytes N        bytes to read (default 64)\n"
+            "  --chunk N        bytes per request (default 4096)\n"
+            "  --packed         use a packed ring (default: split)\n"
+            "  --queue-size N   ring size (default 256)\n"
+            "  --out FILE       write the bytes to FILE ('-' for stdout)\n"
+            "  --hex            print the first 64 bytes in hex\n"
+            "  -v, --verbose    library debug logging\n");
+}
+
+static int parse_u64(const char *s, uint64_t max, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    errno = 0;
+    v = strtoull(s, &end, 0);
+    if (errno || *s == '\0' || *end != '\0' || v > max)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+static int parse_opts(int argc, char **argv, struct ctl_opts *o)
+{
+    static const struct option longopts[] = {
+        {"socket-path", required_argument, NULL, 's'},
+        {"bytes", required_argument, NULL, 'b'},
+        {"chunk", required_argument, NULL, 'c'},
+        {"packed", no_argument, NULL, 'p'},
+        {"queue-size", required_argument, NULL, 'q'},
+        {"out", required_argument, NULL, 'o'},
+        {"hex", no_argument, NULL, 'x'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    uint64_t v;
+    int c;
+
+    while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 's': o->socket_path = optarg; break;
+        case 'b':
+            if (parse_u64(optarg, UINT64_MAX / 2, &o->bytes) < 0)
+                goto bad;
+            break;
+        case 'c':
+            if (parse_u64(optarg, 1 << 20, &v) < 0 || v == 0)
+                goto bad;
+            o->chunk = (unsigned)v;
+            break;
+        case 'p': o->packed = true; break;
+        case 'q':
+            if (parse_u64(optarg, 32768, &v) < 0 || v == 0)
+                goto bad;
+            o->queue_size = (unsigned)v;
+            break;
+        case 'o': o->out = optarg; break;
+        case 'x': o->hex = true; break;
+        case 'v': o->verbose++; break;
+        case 'h': usage(stdout); exit(0);
+        default: usage(stderr); return -EINVAL;
+        }
+    }
+    if (!o->socket_path) {
+        fprintf(stderr, "vhuctl: --socket-path is required\n");
+        return -EINVAL;
+    }
+    return 0;
+bad:
+    fprintf(stderr, "vhuctl: bad value '%s'\n", optarg);
+    return -EINVAL;
+}
+
+static void print_features(const char *what, uint64_t f)
+{
+    printf("%-22s 0x%016" PRIx64 "\n", what, f);
+}
+
+static int cmd_info(const struct ctl_opts *o)
+{
+    struct vhu_fe *fe;
+    struct vhu_fe_opts fo = {.num_queues = 1, .queue_size = 64, .mem_size = 1 << 20};
+    int r = vhu_fe_connect(o->socket_path, &fe);
+
+    if (r < 0) {
+        fprintf(stderr, "vhuctl: connect %s: %s\n", o->socket_path, strerror(-r));
+        return 1;
+    }
+    r = vhu_fe_start(fe, &fo);
+    if (r < 0) {
+        fprintf(stderr, "vhuctl: negotiation failed: %s\n", strerror(-r));
+        vhu_fe_free(fe);
+        return 1;
+    }
+    print_features("backend features", vhu_fe_backend_features(fe));
+    print_features("negotiated features", vhu_fe_features(fe));
+    print_features("protocol features", vhu_fe_protocol_features(fe));
+    vhu_fe_free(fe);
+    return 0;
+}
+
+static int cmd_rng_read(const struct ctl_opts *o)
+{
+    struct vhu_fe_opts fo = {
+        .num_queues = 1,
+        .queue_size = (uint16_t)o->queue_size,
+        .packed = o->packed,
+        .event_idx = true,
+        .indirect = true,
+        .mem_size = (size_t)8 << 20,
+    };
+    struct vhu_fe *fe;
+    FILE *out = NULL;
+    uint8_t *buf, first[64];
+    uint64_t gpa, got = 0, reqs = 0, t0;
+    size_t nfirst = 0;
+    int r = vhu_fe_connect(o->socket_path, &fe);
+
+    if (r < 0) {
+        fprintf(stderr, "vhuctl: connect %s: %s\n", o->socket_path, strerror(-r));
+        return 1;
+    }
+    r = vhu_fe_start(fe, &fo);
+    if (r < 0) {
+        fprintf(stderr, "vhuctl: cannot start the device: %s\n", strerror(-r));
+        goto out;
+    }
+    buf = vhu_fe_alloc(fe, o->chunk, 64, &gpa);
+    if (!buf) {
+        r = -ENOMEM;
+        fprintf(stderr, "vhuctl: --chunk %u does not fit the shared memory\n", o->chunk);
+        goto out;
+    }
+    if (o->out) {
+        out = strcmp(o->out, "-") == 0 ? stdout : fopen(o->out, "wb");
+        if (!out) {
+            r = -errno;
+            fprintf(stderr, "vhuctl: %s: %s\n", o->out, strerror(errno));
+            goto out;
+        }
+    }
+    t0 = vhu_now_ns();
+    while (got < o->bytes) {
+        uint64_t want = o->bytes - got < o->chunk ? o->bytes - got : o->chunk;
+        struct vhu_vqd_seg seg = {.addr = gpa, .len = (uint32_t)want};
+
+        r = vhu_fe_request(fe, 0, &seg, 0, 1, 5000);
+        if (r < 0) {
+            fprintf(stderr, "vhuctl: request failed: %s\n", strerror(-r));
+            goto out;
+        }
+        if ((uint64_t)r > want) {
+            fprintf(stderr, "vhuctl: device claims %d bytes written into a %" PRIu64
+                    "-byte buffer\n", r, want);
+            r = -EPROTO;
+            goto out;
+        }
+        if (out && fwrite(buf, 1, (size_t)r, out) != (size_t)r) {
+            r = -EIO;
+            goto out;
+        }
+        while (nfirst < sizeof(first) && nfirst < got + (uint64_t)r) {
+            first[nfirst] = buf[nfirst - got];
+            nfirst++;
+        }
+        got += (uint64_t)r;
+        reqs++;
+        if (r == 0) {
+            fprintf(stderr, "vhuctl: device returned an empty buffer\n");
+            r = -EIO;
+            goto out;
+        }
+    }
+    double secs = (double)(vhu_now_ns() - t0) / 1e9;
+    fprintf(out == stdout ? stderr : stdout,
+            "rng: read %" PRIu64 " bytes in %" PRIu64 " requests over a %s ring of %u in %.3f s"
+            " (%.1f MB/s)\n",
+            got, reqs, o->packed ? "packed" : "split", o->queue_size, secs,
+            secs > 0 ? (double)got / secs / 1e6 : 0.0);
+    if (o->hex) {
+        for (size_t i = 0; i < nfirst; i++)
+            printf("%02x%s", first[i], (i % 32 == 31 || i + 1 == nfirst) ? "\n" : "");
+    }
+    r = 0;
+out:
+    if (out && out != stdout)
+        fclose(out);
+    vhu_fe_free(fe);
+    return r < 0 ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct ctl_opts o = {.bytes = 64, .chunk = 4096, .queue_size = 256};
+    const char *cmd = argc > 1 ? argv[1] : "";
+    const char *sub = argc > 2 ? argv[2] : "";
+
+    signal(SIGPIPE, SIG_IGN);
+    if (strcmp(cmd, "info") == 0) {
+        optind = 2;
+        if (parse_opts(argc, argv, &o) < 0)
+            return 2;
+        vhu_log_set_sink(vhu_log_stderr_sink, NULL, o.verbose ? VHU_LOG_DEBUG : VHU_LOG_WARN);
+        return cmd_info(&o);
+    }
+    if (strcmp(cmd, "rng") == 0 && strcmp(sub, "read") == 0) {
+        optind = 3;
+        if (parse_opts(argc, argv, &o) < 0)
+            return 2;
+        vhu_log_set_sink(vhu_log_stderr_sink, NULL, o.verbose ? VHU_LOG_DEBUG : VHU_LOG_WARN);
+        return cmd_rng_read(&o);
+    }
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,241 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * vhud: serves one vhost-user device per process, following the "Backend program conventions"
+ * of vhost-user.rst: --socket-path or --fd, --print-capabilities, no daemonizing, clean exit on
+ * SIGTERM/SIGINT (the socket file is removed).
+ *
+ *   vhud rng --socket-path PATH [--client [--reconnect-ms N]] [--queue-size N] [-v]
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "proto/vhost_user.h"
+#include "vhu/backend.h"
+#include "vhu/dev/rng.h"
+#include "vhu/log.h"
+#include "vhu/loop.h"
+#include "vhu/transport.h"
+#include "vhu/util.h"
+
+struct daemon_opts {
+    const char *socket_path;
+    int fd;
+    bool client;
+    unsigned reconnect_ms;
+    unsigned queue_size;
+    bool no_mem_slots;
+    int verbose;
+};
+
+/* One row per device type: how to build it from the common options. */
+struct device_type {
+    const char *name;
+    const char *json_type; /* vhost-user.json VHostUserBackendType */
+    const char *summary;
+    int (*create)(const struct daemon_opts *o, struct vhu_device **out);
+};
+
+static int create_rng(const struct daemon_opts *o, struct vhu_device **out)
+{
+    struct vhu_rng_opts ro = {.max_queue_size = (uint16_t)o->queue_size};
+
+    return vhu_rng_new(&ro, out);
+}
+
+static const struct device_type device_types[] = {
+    {"rng", "rng", "virtio-rng: entropy from getrandom(2)", create_rng},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: vhud DEVICE (--socket-path PATH | --fd FD) [options]\n"
+            "       vhud DEVICE --print-capabilities\n"
+            "\n"
+            "devices:\n");
+    for (size_t i = 0; i < VHU_ARRAY_SIZE(device_types); i++)
+        fprintf(f, "  %-8s %s\n", device_types[i].name, device_types[i].summary);
+    fprintf(f,
+            "\n"
+            "options:\n"
+            "  --socket-path PATH   listen on PATH (the frontend connects)\n"
+            "  --fd FD              serve an inherited socket (listening or connected)\n"
+            "  --client             connect to PATH instead (the frontend listens)\n"
+            "  --reconnect-ms N     with --client: retry every N ms after a disconnect\n"
+            "  --queue-size N       largest ring accepted (default 1024)\n"
+            "  --no-mem-slots       do not offer CONFIGURE_MEM_SLOTS (QEMU 7.2 forgets the\n"
+            "                       memory of a vhost-user-rng device when it reconnects)\n"
+            "  --print-capabilities print the vhost-user.json capabilities and exit\n"
+            "  -v, --verbose        debug logging\n"
+            "  -h, --help           this text\n");
+}
+
+static void on_disconnect(void *opaque, int err)
+{
+    struct vhu_loop *loop = opaque;
+
+    (void)err;
+    vhu_loop_stop(loop); /* --fd with a connected socket: nothing more to serve */
+}
+
+static void signal_cb(int fd, uint32_t events, void *opaque)
+{
+    struct signalfd_siginfo si;
+
+    (void)events;
+    if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+        vhu_info("signal %u: shutting down", si.ssi_signo);
+    vhu_loop_stop(opaque);
+}
+
+static int parse_uint(const char *s, unsigned max, unsigned *out)
+{
+    char *end;
+    unsigned long v;
+
+    errno = 0;
+    v = strtoul(s, &end, 0);
+    if (errno || *s == '\0' || *end != '\0' || v > max)
+        return -EINVAL;
+    *out = (unsigned)v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"socket-path", required_argument, NULL, 's'},
+        {"fd", required_argument, NULL, 'f'},
+        {"client", no_argument, NULL, 'c'},
+        {"reconnect-ms", required_argument, NULL, 'r'},
+        {"queue-size", required_argument, NULL, 'q'},
+        {"no-mem-slots", no_argument, NULL, 'm'},
+        {"print-capabilities", no_argument, NULL, 'p'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct daemon_opts o = {.fd = -1, .reconnect_ms = 1000, .queue_size = 1024};
+    const struct device_type *type = NULL;
+    bool print_caps = false;
+    struct vhu_loop *loop = NULL;
+    struct vhu_device *dev = NULL;
+    struct vhu_backend *backend = NULL;
+    struct vhu_unix *transport = NULL;
+    sigset_t mask;
+    int sfd = -1, c, r;
+    unsigned v;
+
+    if (argc < 2 || argv[1][0] == '-') {
+        /* Capabilities are per device type: `vhud rng --print-capabilities`. */
+        usage(argc >= 2 && strcmp(argv[1], "--help") == 0 ? stdout : stderr);
+        return argc >= 2 && strcmp(argv[1], "--help") == 0 ? 0 : 2;
+    }
+    for (size_t i = 0; i < VHU_ARRAY_SIZE(device_types); i++) {
+        if (strcmp(argv[1], device_types[i].name) == 0)
+            type = &device_types[i];
+    }
+    if (!type) {
+        fprintf(stderr, "vhud: unknown device '%s'\n", argv[1]);
+        usage(stderr);
+        return 2;
+    }
+    optind = 2;
+    while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 's': o.socket_path = optarg; break;
+        case 'f':
+            if (parse_uint(optarg, 1 << 20, &v) < 0) {
+                fprintf(stderr, "vhud: bad --fd '%s'\n", optarg);
+                return 2;
+            }
+            o.fd = (int)v;
+            break;
+        case 'c': o.client = true; break;
+        case 'r':
+            if (parse_uint(optarg, 3600000, &o.reconnect_ms) < 0) {
+                fprintf(stderr, "vhud: bad --reconnect-ms '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'q':
+            if (parse_uint(optarg, 32768, &o.queue_size) < 0 || o.queue_size == 0) {
+                fprintf(stderr, "vhud: bad --queue-size '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'm': o.no_mem_slots = true; break;
+        case 'p': print_caps = true; break;
+        case 'v': o.verbose++; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (print_caps) {
+        /* vhost-user.json: the type and the optional features this backend program has. */
+        printf("{\n  \"type\": \"%s\",\n  \"features\": []\n}\n", type->json_type);
+        return 0;
+    }
+    if ((o.socket_path == NULL) == (o.fd < 0)) {
+        fprintf(stderr, "vhud: exactly one of --socket-path and --fd is required\n");
+        return 2;
+    }
+    if (o.client && !o.socket_path) {
+        fprintf(stderr, "vhud: --client needs --socket-path\n");
+        return 2;
+    }
+
+    vhu_log_set_sink(vhu_log_stderr_sink, NULL, o.verbose ? VHU_LOG_DEBUG : VHU_LOG_INFO);
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    r = vhu_loop_new(&loop);
+    if (r == 0) {
+        sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+        r = sfd < 0 ? -errno : vhu_loop_add(loop, sfd, VHU_LOOP_IN, signal_cb, loop);
+    }
+    if (r == 0)
+        r = type->create(&o, &dev);
+    if (r == 0) {
+        r = vhu_backend_new(dev, loop, &backend);
+        if (r < 0 && dev->ops->destroy)
+            dev->ops->destroy(dev);
+        if (r == 0 && o.no_mem_slots)
+            r = vhu_backend_limit_protocol_features(
+                backend, ~vhu_feature(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS));
+    }
+    if (r == 0) {
+        struct vhu_unix_opts uo = {
+            .path = o.socket_path,
+            .fd = o.fd,
+            .client = o.client,
+            .reconnect_ms = o.client ? o.reconnect_ms : 0,
+        };
+        r = vhu_unix_new(backend, loop, &uo, &transport);
+        if (r == 0 && o.fd >= 0 && vhu_unix_connected(transport))
+            vhu_unix_set_on_disconnect(transport, on_disconnect, loop);
+    }
+    if (r < 0) {
+        fprintf(stderr, "vhud: cannot start %s on %s: %s\n", type->name,
+                o.socket_path ? o.socket_path : "the given fd", strerror(-r));
+    } else {
+        vhu_info("%s device ready on %s%s", type->name,
+                 o.socket_path ? o.socket_path : "inherited fd", o.client ? " (client)" : "");
+        r = vhu_loop_run(loop);
+    }
+    vhu_unix_free(transport);
+    vhu_backend_free(backend);
+    if (loop)
+        vhu_loop_free(loop);
+    vhu_fd_close(&sfd);
+    return r < 0 ? 1 : 0;
+}

@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The part of the chain walker both ring layouts share: turning one validated descriptor into
+ * iovecs, and opening indirect tables. Every check here is against a local copy of the
+ * descriptor; the guest can change its memory at any moment and we must not care.
+ */
+#include <string.h>
+
+#include "vq_internal.h"
+
+const char *vq_walk_add(struct vq_walk *w, const struct vq_desc *d)
+{
+    struct vhu_vq_elem *e = w->elem;
+    bool write = (d->flags & VRING_DESC_F_WRITE) != 0;
+    uint64_t addr = d->addr, left = d->len;
+    unsigned nseg = e->out_num + e->in_num;
+
+    /* virtio "The Virtqueue Descriptor Table" (split) / "Scatter-Gather Support" (packed):
+     * writable descriptors come after all readable ones. */
+    if (write)
+        w->seen_write = true;
+    else if (w->seen_write)
+        return "readable descriptor after a writable one";
+    if (left == 0)
+        return NULL; /* nothing to map; still counted against the chain length by the caller */
+    if (addr + left - 1 < addr)
+        return "descriptor address wraps around";
+    /* The used length is 32 bits wide; so is every sum we report. */
+    if (write ? e->in_len + left > UINT32_MAX : e->out_len + left > UINT32_MAX)
+        return "chain length exceeds 4 GiB";
+
+    while (left) {
+        uint64_t len = left;
+        void *p;
+
+        if (vhu_unlikely(nseg >= w->vq->max_segs))
+            return "chain has more segments than max_segs";
+        p = vhu_mem_gpa_to_host(w->vq->mem, addr, &len);
+        if (vhu_unlikely(!p || len == 0))
+            return "descriptor address is not in guest memory";
+        e->iov[nseg].iov_base = p;
+        e->iov[nseg].iov_len = (size_t)len;
+        nseg++;
+        addr += len;
+        left -= len;
+    }
+    if (write) {
+        e->in_num = nseg - e->out_num;
+        e->in_len += d->len;
+    } else {
+        e->out_num = nseg; /* no writable segment yet, so every segment so far is readable */
+        e->out_len += d->len;
+    }
+    return NULL;
+}
+
+/* virtio 2.7.5.3.1 / 2.8.7.1: what a descriptor pointing to an indirect table must look like. */
+const char *vq_indirect_open(struct vhu_vq *vq, const struct vq_desc *d, unsigned *n,
+                             const void **table)
+{
+    uint64_t len = d->len;
+
+    if (!vq->indirect)
+        return "indirect descriptor without VIRTIO_RING_F_INDIRECT_DESC";
+    if (d->flags & VRING_DESC_F_NEXT)
+        return "indirect descriptor with the NEXT flag";
+    if (d->len == 0)
+        return "empty indirect table";
+    if (d->len % sizeof(struct vring_desc))
+        return "indirect table length is not a multiple of 16";
+    if (d->len / sizeof(struct vring_desc) > VHU_VQ_MAX_SIZE)
+        return "indirect table longer than the largest ring";
+    if (d->addr + len - 1 < d->addr)
+        return "indirect table address wraps around";
+    *n = d->len / (unsigned)sizeof(struct vring_desc);
+    /* Fast path: the whole table in one region (and aligned, so entries can be loaded directly).
+     * Otherwise entries are copied piecewise, and every piece must translate. */
+    *table = vhu_mem_gpa_to_host(vq->mem, d->addr, &len);
+    if (!*table)
+        return "indirect table is not in guest memory";
+    if (len != d->len || ((uintptr_t)*table & 7))
+        *table = NULL;
+    return NULL;
+}
+
+/* Copy n bytes from guest address gpa, possibly spanning regions. */
+static bool guest_copy(const struct vhu_mem_table *mem, uint64_t gpa, void *dst, size_t n)
+{
+    uint8_t *out = dst;
+
+    while (n) {
+        uint64_t len = n;
+        const void *p = vhu_mem_gpa_to_host(mem, gpa, &len);
+        if (!p || len == 0)
+            return false;
+        memcpy(out, p, (size_t)len);
+        out += len;
+        gpa += len;
+        n -= (size_t)len;
+    }
+    return true;
+}
+
+bool vq_indirect_read(struct vhu_vq *vq, uint64_t addr, unsigned i, const void *table,
+                      struct vq_desc *out)
+{
+    struct vring_desc raw;
+    const void *src = table ? (const struct vring_desc *)table + i : (const void *)&raw;
+
+    if (!table) {
+        if (!guest_copy(vq->mem, addr + (uint64_t)i * sizeof(raw), &raw, sizeof(raw)))
+            return false;
+        /* The copy is ours; keep the compiler from re-reading guest memory instead of it. */
+        __asm__ __volatile__("" ::: "memory");
+    }
+    /* Indirect tables use the ring's own descriptor layout (virtio 2.7.5.3 / 2.8.7). */
+    if (vq->packed)
+        vq_pdesc_read(out, src);
+    else
+        vq_desc_read(out, src);
+    return true;
+}

@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Packed virtqueue, device side (virtio 1.3 §2.8).
+ *
+ * One descriptor ring shared both ways. The device reads available descriptors at last_avail
+ * (wrap counter avail_wrap) and writes used descriptors at used_idx (wrap counter used_wrap); a
+ * chain of n descriptors advances each position by n. Pushes collect in a shadow array; flush
+ * writes them all, then, after a write barrier, the first one's flags, so the driver sees the
+ * whole batch or none of it.
+ */
+#include "vq_internal.h"
+
+/* virtio 2.8.1: available when AVAIL matches the driver's wrap counter and USED does not. */
+static inline bool desc_is_avail(uint16_t flags, bool wrap)
+{
+    return ((flags & VQ_PACKED_AVAIL_BIT) != 0) == wrap &&
+           ((flags & VQ_PACKED_USED_BIT) != 0) != wrap;
+}
+
+static inline uint16_t pos_of(uint16_t idx, bool wrap)
+{
+    return (uint16_t)(idx | (wrap ? VQ_WRAP_BIT : 0));
+}
+
+/* Advance a ring position by n (n <= num). */
+static inline void advance(uint16_t *idx, bool *wrap, unsigned n, uint16_t num)
+{
+    unsigned v = (unsigned)*idx + n;
+
+    if (v >= num) {
+        v -= num;
+        *wrap = !*wrap;
+    }
+    *idx = (uint16_t)v;
+}
+
+/* Device event suppression (virtio 2.8.10): ask for kicks, or not. */
+static void dev_event_write(struct vhu_vq *vq, bool on)
+{
+    if (!on) {
+        vq_store16(&vq->dev_event->flags, VRING_PACKED_EVENT_FLAG_DISABLE);
+    } else if (vq->event_idx) {
+        vq_store16(&vq->dev_event->off_wrap, pos_of(vq->last_avail, vq->avail_wrap));
+        vq_store16_release(&vq->dev_event->flags, VRING_PACKED_EVENT_FLAG_DESC);
+    } else {
+        vq_store16(&vq->dev_event->flags, VRING_PACKED_EVENT_FLAG_ENABLE);
+    }
+}
+
+void vq_packed_start(struct vhu_vq *vq)
+{
+    vq->last_avail = (uint16_t)(vq->base & 0x7fff);
+    vq->avail_wrap = (vq->base & VQ_WRAP_BIT) != 0;
+    vq->used_idx = (uint16_t)((vq->base >> 16) & 0x7fff);
+    vq->used_wrap = ((vq->base >> 16) & VQ_WRAP_BIT) != 0;
+    vq->signalled = vq->used_idx;
+    dev_event_write(vq, true);
+}
+
+/* virtio 2.8.7: an indirect table is a plain array; only WRITE means anything in its entries. */
+static const char *walk_indirect(struct vhu_vq *vq, struct vq_walk *w, const struct vq_desc *ind)
+{
+    const void *table;
+    struct vq_desc d;
+    unsigned n;
+    const char *why = vq_indirect_open(vq, ind, &n, &table);
+
+    if (why)
+        return why;
+    for (unsigned i = 0; i < n; i++) {
+        if (!vq_indirect_read(vq, ind->addr, i, table, &d))
+            return "indirect table is not in guest memory";
+        if (d.flags & VRING_DESC_F_INDIRECT)
+            return "nested indirect descriptor";
+        why = vq_walk_add(w, &d);
+        if (why)
+            return why;
+    }
+    return NULL;
+}
+
+/* Walk the chain at last_avail. The buffer id is in the chain's last descriptor (2.8.6). */
+static const char *walk(struct vhu_vq *vq, struct vhu_vq_elem *e, uint16_t *id)
+{
+    struct vq_walk w = {.vq = vq, .elem = e};
+    struct vq_desc d;
+    unsigned pos = vq->last_avail, count = 0;
+    const char *why;
+
+    for (;;) {
+        if (++count > vq->num)
+            return "descriptor chain longer than the ring";
+        vq_pdesc_read(&d, &vq->pdesc[pos]);
+        if (d.flags & VRING_DESC_F_INDIRECT) {
+            if (count != 1)
+                return "indirect descriptor inside a chain";
+            e->ndesc = 1;
+            *id = d.next;
+            return walk_indirect(vq, &w, &d);
+        }
+        why = vq_walk_add(&w, &d);
+        if (why)
+            return why;
+        if (!(d.flags & VRING_DESC_F_NEXT))
+            break;
+        if (++pos == vq->num)
+            pos = 0;
+    }
+    e->ndesc = (uint16_t)count;
+    *id = d.next;
+    return NULL;
+}
+
+struct vhu_vq_elem *vq_packed_pop(struct vhu_vq *vq)
+{
+    struct vhu_vq_elem *e;
+    const char *why;
+    unsigned slot;
+    uint16_t id = 0;
+
+    if (!desc_is_avail(vq_load16(&vq->pdesc[vq->last_avail].flags), vq->avail_wrap))
+        return NULL;
+    /* virtio 2.8 (ordering): the flags are read before the rest of the descriptors they cover. */
+    vhu_smp_rmb();
+    if (vhu_unlikely(vq->nfree == 0))
+        return NULL;
+    e = vq_elem_get(vq, &slot);
+    why = walk(vq, e, &id);
+    if (!why && vhu_unlikely(id >= vq->num))
+        why = "buffer id out of range";
+    if (vhu_unlikely(why != NULL)) {
+        vq_elem_put(vq, slot);
+        vhu_vq_break(vq, why);
+        return NULL;
+    }
+    e->id = id;
+    vq_elem_commit(vq, slot, pos_of(vq->last_avail, vq->avail_wrap));
+    advance(&vq->last_avail, &vq->avail_wrap, e->ndesc, vq->num);
+    if (vq->event_idx && !vq->notify_off)
+        vq_store16(&vq->dev_event->off_wrap, pos_of(vq->last_avail, vq->avail_wrap));
+    return e;
+}
+
+bool vq_packed_has_work(const struct vhu_vq *vq)
+{
+    return desc_is_avail(vq_load16(&vq->pdesc[vq->last_avail].flags), vq->avail_wrap);
+}
+
+void vq_packed_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_t len)
+{
+    struct vq_shadow_used *s;
+
+    /* More completions than ring slots between flushes only happens when the driver re-offers
+     * buffers it never got back; keep the shadow array bounded anyway. */
+    if (vhu_unlikely(vq->nstaged == vq->num) && vq_packed_flush(vq))
+        vq_do_notify(vq);
+    s = &vq->shadow[vq->nstaged++];
+    s->id = elem->id;
+    s->ndesc = elem->ndesc;
+    s->len = len;
+}
+
+uint16_t vq_packed_used_pos(const struct vhu_vq *vq)
+{
+    uint16_t idx = vq->used_idx;
+    bool wrap = vq->used_wrap;
+
+    for (unsigned i = 0; i < vq->nstaged; i++)
+        advance(&idx, &wrap, vq->shadow[i].ndesc, vq->num);
+    return pos_of(idx, wrap);
+}
+
+bool vq_packed_flush(struct vhu_vq *vq)
+{
+    uint16_t head = vq->used_idx, old = vq->used_idx, idx = vq->used_idx;
+    uint16_t head_flags = 0, ev;
+    bool wrap = vq->used_wrap;
+
+    for (unsigned i = 0; i < vq->nstaged; i++) {
+        const struct vq_shadow_used *s = &vq->shadow[i];
+        struct vring_packed_desc *d = &vq->pdesc[idx];
+        /* virtio 2.8.1: a used descriptor has AVAIL == USED == the device's wrap counter; WRITE
+         * says the length is meaningful. */
+        uint16_t flags = (uint16_t)((wrap ? VQ_PACKED_AVAIL_BIT | VQ_PACKED_USED_BIT : 0) |
+                                    (s->len ? VRING_DESC_F_WRITE : 0));
+        vq_store16(&d->id, s->id);
+        vq_store32(&d->len, s->len);
+        if (i == 0)
+            head_flags = flags;
+        else
+            vq_store16(&d->flags, flags);
+        advance(&idx, &wrap, s->ndesc, vq->num);
+    }
+    /* Everything above must be visible before the first descriptor turns used. */
+    vhu_smp_wmb();
+    vq_store16(&vq->pdesc[head].flags, head_flags);
+    vq->used_idx = idx;
+    vq->used_wrap = wrap;
+    vq->nstaged = 0;
+    vq->signalled = idx;
+
+    /* virtio 2.8.10: driver event suppression; read it only after the used flags are out. */
+    vhu_smp_mb();
+    ev = vq_load16(&vq->drv_event->flags);
+    if (ev == VRING_PACKED_EVENT_FLAG_DISABLE)
+        return false;
+    if (ev == VRING_PACKED_EVENT_FLAG_DESC && vq->event_idx)
+        return vq_packed_need_event(vq_load16(&vq->drv_event->off_wrap), old, idx, wrap, vq->num);
+    return true;
+}
+
+void vq_packed_rewind(struct vhu_vq *vq, uint32_t pos)
+{
+    vq->last_avail = (uint16_t)(pos & 0x7fff);
+    vq->avail_wrap = (pos & VQ_WRAP_BIT) != 0;
+}
+
+void vq_packed_set_notify(struct vhu_vq *vq, bool on)
+{
+    dev_event_write(vq, on);
+}

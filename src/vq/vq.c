@@ -1,0 +1,403 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Device-side virtqueue: the object, its element pool, hooks, and the public entry points that
+ * dispatch to the split (split.c) or packed (packed.c) ring code.
+ */
+#include <errno.h>
+#include <stdalign.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vhu/log.h"
+#include "vq_internal.h"
+
+VHU_EXPORT int vhu_vq_new(unsigned index, size_t elem_size, unsigned max_segs, struct vhu_vq **out)
+{
+    struct vhu_vq *vq;
+
+    if (!out || elem_size < sizeof(struct vhu_vq_elem) || max_segs == 0 ||
+        elem_size > (1u << 20) || max_segs > 65536)
+        return -EINVAL;
+    vq = calloc(1, sizeof(*vq));
+    if (!vq)
+        return -ENOMEM;
+    vq->index = index;
+    vq->elem_size = elem_size;
+    vq->max_segs = max_segs;
+    vq->stride = VHU_ALIGN_UP(elem_size, alignof(max_align_t));
+    vq->call_fd = -1;
+    *out = vq;
+    return 0;
+}
+
+static void pool_free(struct vhu_vq *vq)
+{
+    free(vq->pool);
+    free(vq->iovs);
+    free(vq->free_slots);
+    free(vq->pop_pos);
+    free(vq->busy);
+    free(vq->shadow);
+    vq->pool = NULL;
+    vq->iovs = NULL;
+    vq->free_slots = NULL;
+    vq->pop_pos = NULL;
+    vq->busy = NULL;
+    vq->shadow = NULL;
+    vq->nfree = 0;
+    vq->inflight = 0;
+}
+
+static int pool_alloc(struct vhu_vq *vq, uint16_t num)
+{
+    vq->pool = calloc(num, vq->stride);
+    vq->iovs = calloc((size_t)num * vq->max_segs, sizeof(*vq->iovs));
+    vq->free_slots = calloc(num, sizeof(*vq->free_slots));
+    vq->pop_pos = calloc(num, sizeof(*vq->pop_pos));
+    vq->busy = calloc(num, sizeof(*vq->busy));
+    vq->shadow = vq->packed ? calloc(num, sizeof(*vq->shadow)) : NULL;
+    if (!vq->pool || !vq->iovs || !vq->free_slots || !vq->pop_pos || !vq->busy ||
+        (vq->packed && !vq->shadow)) {
+        pool_free(vq);
+        return -ENOMEM;
+    }
+    /* Hand out low slots first (the stack pops from the top). */
+    for (unsigned i = 0; i < num; i++)
+        vq->free_slots[i] = (uint16_t)(num - 1 - i);
+    vq->nfree = num;
+    return 0;
+}
+
+VHU_EXPORT void vhu_vq_free(struct vhu_vq *vq)
+{
+    if (!vq)
+        return;
+    pool_free(vq);
+    free(vq);
+}
+
+static bool aligned(const void *p, size_t a)
+{
+    return ((uintptr_t)p & (a - 1)) == 0;
+}
+
+/* virtio 2.7 / 2.8: ring sizes and the alignment each part needs. */
+static int config_check(const struct vhu_vq_config *cfg)
+{
+    if (cfg->num == 0 || cfg->num > VHU_VQ_MAX_SIZE)
+        return -EINVAL;
+    if (!cfg->packed && (cfg->num & (cfg->num - 1)))
+        return -EINVAL;
+    if (!cfg->desc || !cfg->driver || !cfg->device)
+        return -EINVAL;
+    if (!aligned(cfg->desc, 16))
+        return -EINVAL;
+    if (!aligned(cfg->driver, cfg->packed ? 4 : 2) || !aligned(cfg->device, 4))
+        return -EINVAL;
+    return 0;
+}
+
+VHU_EXPORT int vhu_vq_start(struct vhu_vq *vq, const struct vhu_vq_config *cfg,
+                            const struct vhu_mem_table *mem)
+{
+    int r;
+
+    if (!vq || !cfg || !mem)
+        return -EINVAL;
+    if (vq->started)
+        return -EBUSY;
+    r = config_check(cfg);
+    if (r < 0)
+        return r;
+    if (cfg->packed && ((vq->base & 0x7fff) >= cfg->num || ((vq->base >> 16) & 0x7fff) >= cfg->num))
+        return -EINVAL;
+    vq->num = cfg->num;
+    vq->packed = cfg->packed;
+    vq->event_idx = cfg->event_idx;
+    vq->indirect = cfg->indirect;
+    r = pool_alloc(vq, cfg->num);
+    if (r < 0)
+        return r;
+    vq->mem = mem;
+    vq->desc = cfg->desc;
+    if (cfg->packed) {
+        vq->drv_event = cfg->driver;
+        vq->dev_event = cfg->device;
+        vq->avail = NULL;
+        vq->used = NULL;
+    } else {
+        vq->avail = cfg->driver;
+        vq->used = cfg->device;
+        vq->drv_event = vq->dev_event = NULL;
+    }
+    /* A (re)started ring is a fresh ring: a previous break does not carry over. */
+    vq->broken = false;
+    vq->break_reason = NULL;
+    vq->notify_off = false;
+    vq->nstaged = 0;
+    if (cfg->packed)
+        vq_packed_start(vq);
+    else
+        vq_split_start(vq);
+    vq->started = true;
+    return 0;
+}
+
+VHU_EXPORT void vhu_vq_stop(struct vhu_vq *vq)
+{
+    if (!vq || !vq->started)
+        return;
+    /* Entries already pushed belong to the driver: publish them before letting go. */
+    vhu_vq_flush(vq);
+    vq->base = vhu_vq_get_base(vq);
+    vq->started = false;
+    pool_free(vq);
+    vq->desc = NULL;
+    vq->avail = NULL;
+    vq->used = NULL;
+    vq->drv_event = vq->dev_event = NULL;
+    vq->mem = NULL;
+}
+
+VHU_EXPORT bool vhu_vq_started(const struct vhu_vq *vq)
+{
+    return vq && vq->started;
+}
+
+VHU_EXPORT void vhu_vq_set_mem(struct vhu_vq *vq, const struct vhu_mem_table *mem)
+{
+    if (vq)
+        vq->mem = mem;
+}
+
+VHU_EXPORT int vhu_vq_set_base(struct vhu_vq *vq, uint32_t base)
+{
+    if (!vq)
+        return -EINVAL;
+    if (vq->started)
+        return -EBUSY;
+    vq->base = base;
+    return 0;
+}
+
+VHU_EXPORT uint32_t vhu_vq_get_base(const struct vhu_vq *vq)
+{
+    uint32_t avail;
+
+    if (!vq)
+        return 0;
+    if (!vq->started)
+        return vq->base;
+    if (!vq->packed)
+        return vq->last_avail;
+    avail = vq->last_avail | (vq->avail_wrap ? VQ_WRAP_BIT : 0);
+    return avail | ((uint32_t)vq_packed_used_pos(vq) << 16);
+}
+
+VHU_EXPORT void vhu_vq_set_hooks(struct vhu_vq *vq, const struct vhu_vq_hooks *hooks)
+{
+    if (!vq)
+        return;
+    if (hooks)
+        vq->hooks = *hooks;
+    else
+        memset(&vq->hooks, 0, sizeof(vq->hooks));
+}
+
+VHU_EXPORT void vhu_vq_set_call_fd(struct vhu_vq *vq, int fd)
+{
+    if (vq)
+        vq->call_fd = fd;
+}
+
+VHU_EXPORT int vhu_vq_call_fd(const struct vhu_vq *vq)
+{
+    return vq ? vq->call_fd : -1;
+}
+
+VHU_EXPORT unsigned vhu_vq_index(const struct vhu_vq *vq)
+{
+    return vq ? vq->index : 0;
+}
+
+VHU_EXPORT uint16_t vhu_vq_num(const struct vhu_vq *vq)
+{
+    return vq && vq->started ? vq->num : 0;
+}
+
+VHU_EXPORT void vhu_vq_set_priv(struct vhu_vq *vq, void *priv)
+{
+    if (vq)
+        vq->priv = priv;
+}
+
+VHU_EXPORT void *vhu_vq_priv(const struct vhu_vq *vq)
+{
+    return vq ? vq->priv : NULL;
+}
+
+/* ---- errors ---- */
+
+VHU_EXPORT void vhu_vq_break(struct vhu_vq *vq, const char *why)
+{
+    if (!vq || vq->broken)
+        return;
+    vq->broken = true;
+    vq->break_reason = why ? why : "unspecified error";
+    vhu_err_rl("vq %u: %s; queue stopped", vq->index, vq->break_reason);
+    if (vq->hooks.error)
+        vq->hooks.error(vq, vq->hooks.opaque);
+}
+
+VHU_EXPORT bool vhu_vq_broken(const struct vhu_vq *vq)
+{
+    return vq && vq->broken;
+}
+
+VHU_EXPORT const char *vhu_vq_break_reason(const struct vhu_vq *vq)
+{
+    return vq && vq->broken ? vq->break_reason : NULL;
+}
+
+VHU_EXPORT unsigned vhu_vq_inflight(const struct vhu_vq *vq)
+{
+    return vq && vq->started ? vq->inflight : 0;
+}
+
+/* ---- data path ---- */
+
+VHU_EXPORT struct vhu_vq_elem *vhu_vq_pop(struct vhu_vq *vq)
+{
+    if (vhu_unlikely(!vq->started || vq->broken))
+        return NULL;
+    return vq->packed ? vq_packed_pop(vq) : vq_split_pop(vq);
+}
+
+VHU_EXPORT void vhu_vq_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_t written)
+{
+    int slot;
+
+    if (vhu_unlikely(!vq->started))
+        return;
+    slot = vq_elem_slot(vq, elem);
+    if (vhu_unlikely(slot < 0)) {
+        vhu_err_rl("vq %u: push of an element that is not in flight", vq->index);
+        return;
+    }
+    /* A broken queue's rings are not touched again; just recycle the element. */
+    if (vhu_likely(!vq->broken)) {
+        /* Never report more than the chain can hold: the driver would treat it as a fault. */
+        if (written > elem->in_len)
+            written = (uint32_t)elem->in_len;
+        if (vq->packed)
+            vq_packed_push(vq, elem, written);
+        else
+            vq_split_push(vq, elem, written);
+    }
+    vq_elem_release(vq, (unsigned)slot);
+}
+
+/*
+ * Unpop works in LIFO order only: the element must be the most recently popped one still out
+ * (several unpops in reverse pop order are fine). The ring position then rolls back so the same
+ * chain is popped again. For any other element the ring cannot be rewound without losing the
+ * chains popped after it; it is completed with 0 bytes written instead (the driver gets its
+ * buffer back) and an error is logged, since that is a device bug.
+ */
+VHU_EXPORT void vhu_vq_unpop(struct vhu_vq *vq, struct vhu_vq_elem *elem)
+{
+    uint32_t cur;
+    int slot;
+
+    if (vhu_unlikely(!vq->started))
+        return;
+    slot = vq_elem_slot(vq, elem);
+    if (vhu_unlikely(slot < 0)) {
+        vhu_err_rl("vq %u: unpop of an element that is not in flight", vq->index);
+        return;
+    }
+    if (vq->broken) {
+        vq_elem_release(vq, (unsigned)slot);
+        return;
+    }
+    if (vq->packed) {
+        uint32_t p = vq->pop_pos[slot];
+        uint16_t pos = (uint16_t)(p & 0x7fff);
+        bool wrap = (p & VQ_WRAP_BIT) != 0;
+        uint32_t after = (uint32_t)pos + elem->ndesc;
+        if (after >= vq->num) {
+            after -= vq->num;
+            wrap = !wrap;
+        }
+        cur = vq->last_avail | (vq->avail_wrap ? VQ_WRAP_BIT : 0);
+        if (cur == (after | (wrap ? VQ_WRAP_BIT : 0))) {
+            vq_packed_rewind(vq, p);
+            vq_elem_release(vq, (unsigned)slot);
+            return;
+        }
+    } else if ((uint16_t)(vq->pop_pos[slot] + 1) == vq->last_avail) {
+        vq_split_rewind(vq, vq->pop_pos[slot]);
+        vq_elem_release(vq, (unsigned)slot);
+        return;
+    }
+    vhu_err_rl("vq %u: unpop out of order; completing the element with 0 bytes", vq->index);
+    vhu_vq_push(vq, elem, 0);
+}
+
+VHU_EXPORT void vhu_vq_flush(struct vhu_vq *vq)
+{
+    bool notify;
+
+    if (vhu_unlikely(!vq->started || vq->broken) || vq->nstaged == 0)
+        return;
+    notify = vq->packed ? vq_packed_flush(vq) : vq_split_flush(vq);
+    if (notify)
+        vq_do_notify(vq);
+}
+
+void vq_do_notify(struct vhu_vq *vq)
+{
+    if (vq->hooks.notify)
+        vq->hooks.notify(vq, vq->hooks.opaque);
+    else if (vq->call_fd >= 0)
+        vhu_eventfd_signal(vq->call_fd);
+}
+
+VHU_EXPORT void vhu_vq_notify(struct vhu_vq *vq)
+{
+    if (vq)
+        vq_do_notify(vq);
+}
+
+VHU_EXPORT void vhu_vq_disable_notify(struct vhu_vq *vq)
+{
+    if (!vq->started || vq->broken || vq->notify_off)
+        return;
+    vq->notify_off = true;
+    if (vq->packed)
+        vq_packed_set_notify(vq, false);
+    else
+        vq_split_set_notify(vq, false);
+}
+
+VHU_EXPORT bool vhu_vq_enable_notify(struct vhu_vq *vq)
+{
+    if (!vq->started || vq->broken)
+        return false;
+    vq->notify_off = false;
+    if (vq->packed)
+        vq_packed_set_notify(vq, true);
+    else
+        vq_split_set_notify(vq, true);
+    /* The driver may have added a buffer after our last look but before it could see the
+     * enable: full barrier between publishing the enable and re-reading the ring. */
+    vhu_smp_mb();
+    return vhu_vq_has_work(vq);
+}
+
+VHU_EXPORT bool vhu_vq_has_work(const struct vhu_vq *vq)
+{
+    if (!vq->started || vq->broken)
+        return false;
+    return vq->packed ? vq_packed_has_work(vq) : vq_split_has_work(vq);
+}

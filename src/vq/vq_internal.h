@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Private to src/vq/: the device-side queue object, its element pool, and the helpers the split
+ * and packed ring code share. One owner thread per queue, so nothing here locks.
+ *
+ * Guest memory is hostile and concurrently modified. Every field the driver writes is read with a
+ * volatile or atomic load, exactly once, into a local; validation runs on the local copy only.
+ */
+#ifndef VHU_VQ_INTERNAL_H
+#define VHU_VQ_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "vhu/mem.h"
+#include "vhu/util.h"
+#include "vhu/virtio.h"
+#include "vhu/vq.h"
+
+#define VQ_PACKED_AVAIL_BIT (1u << VRING_PACKED_DESC_F_AVAIL)
+#define VQ_PACKED_USED_BIT (1u << VRING_PACKED_DESC_F_USED)
+#define VQ_WRAP_BIT (1u << VRING_PACKED_EVENT_F_WRAP_CTR)
+
+/* A used entry staged by vhu_vq_push() on a packed ring, written out by vhu_vq_flush(). */
+struct vq_shadow_used {
+    uint16_t id;
+    uint16_t ndesc;
+    uint32_t len;
+};
+
+struct vhu_vq {
+    /* --- hot: ring state --- */
+    uint16_t num;
+    uint16_t last_avail;   /* split: free-running avail index; packed: ring slot */
+    uint16_t shadow_avail; /* split: last avail->idx read */
+    uint16_t used_idx;     /* split: free-running used index (staged); packed: next slot to write */
+    uint16_t signalled;    /* used index at the previous flush (notification window start) */
+    bool avail_wrap;       /* packed */
+    bool used_wrap;        /* packed: wrap counter of used_idx */
+    bool packed;
+    bool event_idx;
+    bool indirect;
+    bool notify_off;       /* vhu_vq_disable_notify() in effect */
+    bool started;
+    bool broken;
+    unsigned nstaged;      /* pushes since the last flush */
+
+    union {
+        struct vring_desc *desc;
+        struct vring_packed_desc *pdesc;
+    };
+    struct vring_avail *avail;                  /* split */
+    struct vring_used *used;                    /* split */
+    struct vring_packed_desc_event *drv_event;  /* packed: driver writes, device reads */
+    struct vring_packed_desc_event *dev_event;  /* packed: device writes, driver reads */
+    const struct vhu_mem_table *mem;
+
+    /* --- element pool: num elements, allocated at start --- */
+    uint8_t *pool;          /* num * stride bytes */
+    size_t stride;          /* elem_size rounded up for alignment */
+    struct iovec *iovs;     /* num * max_segs */
+    uint16_t *free_slots;   /* stack of free pool slots */
+    unsigned nfree;
+    uint32_t *pop_pos;      /* per slot: ring position before the pop (for unpop) */
+    uint8_t *busy;          /* per slot: popped and not yet pushed */
+    struct vq_shadow_used *shadow; /* packed: num staged used entries */
+    unsigned inflight;
+
+    /* --- cold --- */
+    size_t elem_size;
+    unsigned max_segs;
+    unsigned index;
+    uint32_t base;          /* position set by vhu_vq_set_base() */
+    int call_fd;
+    struct vhu_vq_hooks hooks;
+    void *priv;
+    const char *break_reason;
+};
+
+/* ---- pool ---- */
+
+static inline struct vhu_vq_elem *vq_slot_elem(struct vhu_vq *vq, unsigned slot)
+{
+    return (struct vhu_vq_elem *)(void *)(vq->pool + (size_t)slot * vq->stride);
+}
+
+/* Slot of an element, or -1 when elem is not one of ours or not popped (a caller bug). */
+static inline int vq_elem_slot(const struct vhu_vq *vq, const struct vhu_vq_elem *elem)
+{
+    uintptr_t p = (uintptr_t)elem, b = (uintptr_t)vq->pool;
+    size_t off, slot;
+
+    if (!vq->pool || p < b)
+        return -1;
+    off = p - b;
+    slot = off / vq->stride;
+    if (slot >= vq->num || off % vq->stride || !vq->busy[slot])
+        return -1;
+    return (int)slot;
+}
+
+/* Take a pool slot; the caller checked nfree > 0. */
+static inline struct vhu_vq_elem *vq_elem_get(struct vhu_vq *vq, unsigned *slot_out)
+{
+    unsigned slot = vq->free_slots[--vq->nfree];
+    struct vhu_vq_elem *e = vq_slot_elem(vq, slot);
+
+    e->iov = vq->iovs + (size_t)slot * vq->max_segs;
+    e->out_num = e->in_num = 0;
+    e->out_len = e->in_len = 0;
+    *slot_out = slot;
+    return e;
+}
+
+static inline void vq_elem_put(struct vhu_vq *vq, unsigned slot)
+{
+    vq->free_slots[vq->nfree++] = (uint16_t)slot;
+}
+
+/* Mark a popped slot busy. */
+static inline void vq_elem_commit(struct vhu_vq *vq, unsigned slot, uint32_t pos)
+{
+    vq->busy[slot] = 1;
+    vq->pop_pos[slot] = pos;
+    vq->inflight++;
+}
+
+static inline void vq_elem_release(struct vhu_vq *vq, unsigned slot)
+{
+    vq->busy[slot] = 0;
+    vq->inflight--;
+    vq_elem_put(vq, slot);
+}
+
+/* ---- guest-shared memory access: each load happens exactly once ---- */
+
+static inline uint16_t vq_load16(const uint16_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static inline uint16_t vq_load16_acquire(const uint16_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+static inline void vq_store16(uint16_t *p, uint16_t v)
+{
+    __atomic_store_n(p, v, __ATOMIC_RELAXED);
+}
+
+static inline void vq_store16_release(uint16_t *p, uint16_t v)
+{
+    __atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
+static inline void vq_store32(uint32_t *p, uint32_t v)
+{
+    __atomic_store_n(p, v, __ATOMIC_RELAXED);
+}
+
+/* One descriptor, read once. Split and packed descriptors share size and the addr/len words but
+ * not the order of the last two fields. */
+struct vq_desc {
+    uint64_t addr;
+    uint32_t len;
+    uint16_t flags;
+    uint16_t next; /* split: next index; packed: buffer id */
+};
+
+static inline void vq_desc_read(struct vq_desc *d, const void *src)
+{
+    const volatile struct vring_desc *v = src;
+
+    d->addr = v->addr;
+    d->len = v->len;
+    d->flags = v->flags;
+    d->next = v->next;
+}
+
+static inline void vq_pdesc_read(struct vq_desc *d, const void *src)
+{
+    const volatile struct vring_packed_desc *v = src;
+
+    d->addr = v->addr;
+    d->len = v->len;
+    d->flags = v->flags;
+    d->next = v->id;
+}
+
+/* ---- chain walker (chain.c) ---- */
+
+/* Accumulates one chain's segments into an element. */
+struct vq_walk {
+    struct vhu_vq *vq;
+    struct vhu_vq_elem *elem;
+    bool seen_write;
+};
+
+/* Add one (already copied) data descriptor: translate, split at region boundaries, check
+ * ordering and limits. Returns NULL on success, else a reason string. */
+const char *vq_walk_add(struct vq_walk *w, const struct vq_desc *d);
+
+/*
+ * Validate an indirect descriptor and locate its table. On success *n is its entry count and
+ * *table a host pointer to it when it is contiguous in host memory, else NULL (read entries with
+ * vq_indirect_read()). Returns NULL on success, else a reason string.
+ */
+const char *vq_indirect_open(struct vhu_vq *vq, const struct vq_desc *d, unsigned *n,
+                             const void **table);
+/* Entry i of an indirect table at guest address addr (slow path for tables spanning regions). */
+bool vq_indirect_read(struct vhu_vq *vq, uint64_t addr, unsigned i, const void *table,
+                      struct vq_desc *out);
+
+/* ---- per-layout entry points (split.c / packed.c) ---- */
+
+struct vhu_vq_elem *vq_split_pop(struct vhu_vq *vq);
+void vq_split_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_t len);
+bool vq_split_flush(struct vhu_vq *vq);
+void vq_split_rewind(struct vhu_vq *vq, uint32_t pos);
+void vq_split_set_notify(struct vhu_vq *vq, bool on);
+bool vq_split_has_work(const struct vhu_vq *vq);
+void vq_split_start(struct vhu_vq *vq);
+
+struct vhu_vq_elem *vq_packed_pop(struct vhu_vq *vq);
+void vq_packed_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_t len);
+bool vq_packed_flush(struct vhu_vq *vq);
+void vq_packed_rewind(struct vhu_vq *vq, uint32_t pos);
+void vq_packed_set_notify(struct vhu_vq *vq, bool on);
+bool vq_packed_has_work(const struct vhu_vq *vq);
+void vq_packed_start(struct vhu_vq *vq);
+/* Used position (slot | wrap << 15) after the staged entries are written. */
+uint16_t vq_packed_used_pos(const struct vhu_vq *vq);
+
+/* ---- shared ring arithmetic ---- */
+
+/*
+ * virtio 2.8.10 / 2.8.14: packed-ring event suppression with EVENT_IDX. The other side asked to be
+ * notified when the ring entry at offset `off` with wrap counter `wrap` is written. Positions
+ * old..new (ring offsets, new_wrap the wrap counter after new) were just written. Move all three
+ * onto one 16-bit line, a lap of `num` long, and reuse vring_need_event().
+ */
+static inline bool vq_packed_need_event(uint16_t off_wrap, uint16_t old_pos, uint16_t new_pos,
+                                        bool new_wrap, uint16_t num)
+{
+    uint16_t off = off_wrap & (uint16_t)~VQ_WRAP_BIT;
+    bool wrap = (off_wrap & VQ_WRAP_BIT) != 0;
+
+    if (new_pos <= old_pos) /* the window crossed the end of the ring */
+        old_pos = (uint16_t)(old_pos - num);
+    if (wrap != new_wrap) /* the event refers to the previous lap */
+        off = (uint16_t)(off - num);
+    return vhu_vring_need_event(off, new_pos, old_pos);
+}
+
+/* Run the notify hook (or write call_fd). */
+void vq_do_notify(struct vhu_vq *vq);
+
+#endif

@@ -1,0 +1,463 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Hostile frontend against a real vhud process: every malformed message must produce a logged
+ * error and the end of that connection, while vhud keeps serving the next one and leaks no fd.
+ * Usage: test_badinput PATH/TO/vhud
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "proto/vhost_user.h"
+#include "vhu/frontend.h"
+#include "vhu/util.h"
+#include "vhu_test.h"
+
+static const char *vhud_path;
+static char dir[64], sock_path[128], log_path[128];
+static pid_t vhud_pid = -1;
+static int baseline_fds = -1;
+
+static int count_fds(pid_t pid)
+{
+    char p[64];
+    struct dirent *de;
+    int n = 0;
+    DIR *d;
+
+    snprintf(p, sizeof(p), "/proc/%d/fd", (int)pid);
+    d = opendir(p);
+    if (!d)
+        return -1;
+    while ((de = readdir(d)) != NULL)
+        n += de->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static off_t log_size(void)
+{
+    struct stat st;
+
+    return stat(log_path, &st) == 0 ? st.st_size : 0;
+}
+
+/* The log text written since `from`. */
+static void log_since(off_t from, char *buf, size_t len)
+{
+    int fd = open(log_path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? pread(fd, buf, len - 1, from) : -1;
+
+    buf[n > 0 ? n : 0] = '\0';
+    if (fd >= 0)
+        close(fd);
+}
+
+static int start_vhud(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/vhu-badinput-XXXXXX");
+    if (!mkdtemp(dir))
+        return -errno;
+    snprintf(sock_path, sizeof(sock_path), "%s/rng.sock", dir);
+    snprintf(log_path, sizeof(log_path), "%s/vhud.log", dir);
+    vhud_pid = fork();
+    if (vhud_pid == 0) {
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 2);
+        execl(vhud_path, vhud_path, "rng", "--socket-path", sock_path, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 500; i++) {
+        if (access(sock_path, F_OK) == 0)
+            return 0;
+        usleep(10000);
+    }
+    return -ETIMEDOUT;
+}
+
+static int raw_connect(void)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    strcpy(sa.sun_path, sock_path);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Send raw bytes with optional fds. */
+static int raw_send(int sock, const void *buf, size_t len, const int *fds, unsigned nfds)
+{
+    char cbuf[CMSG_SPACE(sizeof(int) * 16)];
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+
+    if (nfds) {
+        memset(cbuf, 0, sizeof(cbuf));
+        mh.msg_control = cbuf;
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+        memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+    }
+    return sendmsg(sock, &mh, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -errno;
+}
+
+static int send_msg(int sock, uint32_t req, uint32_t flags, const void *pl, uint32_t size,
+                    const int *fds, unsigned nfds)
+{
+    uint8_t buf[sizeof(struct vhost_user_hdr) + 4096];
+    struct vhost_user_hdr h = {.request = req, .flags = flags, .size = size};
+
+    /* A size above 4096 is a lie told by the header: only the header goes out. */
+    uint32_t body = size > 4096 ? 0 : size;
+
+    memcpy(buf, &h, sizeof(h));
+    if (body)
+        memcpy(buf + sizeof(h), pl, body);
+    return raw_send(sock, buf, sizeof(h) + body, fds, nfds);
+}
+
+/* True when the peer closes the connection within 3 s (replies are read and discarded). */
+static bool dropped(int sock)
+{
+    uint64_t deadline = vhu_now_ns() + 3000000000ULL;
+    char buf[512];
+
+    while (vhu_now_ns() < deadline) {
+        struct pollfd p = {.fd = sock, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        ssize_t n = recv(sock, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno == ECONNRESET))
+            return true;
+    }
+    return false;
+}
+
+/* A complete, well-behaved session through the frontend library must still work. */
+static int good_session(void)
+{
+    struct vhu_fe_opts o = {.num_queues = 1, .queue_size = 16, .event_idx = true,
+                            .mem_size = 1 << 20};
+    struct vhu_fe *fe;
+    uint64_t gpa;
+    int r = vhu_fe_connect(sock_path, &fe);
+
+    if (r < 0)
+        return r;
+    r = vhu_fe_start(fe, &o);
+    void *buf = r == 0 ? vhu_fe_alloc(fe, 64, 64, &gpa) : NULL;
+    if (buf) {
+        struct vhu_vqd_seg seg = {gpa, 64};
+        r = vhu_fe_request(fe, 0, &seg, 0, 1, 3000);
+        r = r == 64 ? 0 : (r < 0 ? r : -EIO);
+    }
+    vhu_fe_free(fe);
+    return r;
+}
+
+/* vhud's fd count returns to the baseline once it has processed the disconnects. */
+static bool fds_back_to_baseline(void)
+{
+    for (int i = 0; i < 300; i++) {
+        if (count_fds(vhud_pid) == baseline_fds)
+            return true;
+        usleep(10000);
+    }
+    fprintf(stderr, "  vhud has %d fds, baseline %d\n", count_fds(vhud_pid), baseline_fds);
+    return false;
+}
+
+static void negotiate_basics(int s)
+{
+    uint64_t pf = VHU_BIT(VHOST_USER_PROTOCOL_F_MQ) | VHU_BIT(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
+                  VHU_BIT(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS);
+    char buf[256];
+
+    send_msg(s, VHOST_USER_GET_FEATURES, 1, NULL, 0, NULL, 0);
+    recv(s, buf, sizeof(buf), 0);
+    send_msg(s, VHOST_USER_SET_PROTOCOL_FEATURES, 1, &pf, 8, NULL, 0);
+    send_msg(s, VHOST_USER_SET_OWNER, 1, NULL, 0, NULL, 0);
+}
+
+struct bad_case {
+    const char *name;
+    const char *expect; /* text the log must show */
+    bool negotiate;
+    void (*send)(int s);
+};
+
+static void bad_short_header(int s)
+{
+    uint32_t partial = VHOST_USER_GET_FEATURES;
+    raw_send(s, &partial, sizeof(partial), NULL, 0);
+    shutdown(s, SHUT_WR);
+}
+
+static void bad_short_payload(int s)
+{
+    uint8_t buf[16];
+    struct vhost_user_hdr h = {VHOST_USER_SET_FEATURES, 1, 8};
+    memcpy(buf, &h, sizeof(h));
+    memset(buf + 12, 0, 4);
+    raw_send(s, buf, 16, NULL, 0); /* 4 of 8 payload bytes */
+    shutdown(s, SHUT_WR);
+}
+
+static void bad_oversized(int s)
+{
+    send_msg(s, VHOST_USER_SET_FEATURES, 1, NULL, 0x100000, NULL, 0);
+}
+
+static void bad_unknown(int s) { send_msg(s, 999, 1, NULL, 0, NULL, 0); }
+
+static void bad_version(int s) { send_msg(s, VHOST_USER_GET_FEATURES, 2, NULL, 0, NULL, 0); }
+
+static void bad_size(int s)
+{
+    uint32_t v = 0;
+    send_msg(s, VHOST_USER_SET_FEATURES, 1, &v, 4, NULL, 0);
+}
+
+static void bad_fd_where_none(int s)
+{
+    int fd = vhu_eventfd_new();
+    send_msg(s, VHOST_USER_GET_FEATURES, 1, NULL, 0, &fd, 1);
+    close(fd);
+}
+
+static void bad_missing_fd(int s)
+{
+    uint64_t idx = 0; /* no NOFD bit: an fd must come */
+    send_msg(s, VHOST_USER_SET_VRING_KICK, 1, &idx, 8, NULL, 0);
+}
+
+static void bad_too_many_fds(int s)
+{
+    int fds[12];
+    for (int i = 0; i < 12; i++)
+        fds[i] = vhu_eventfd_new();
+    uint64_t idx = 0;
+    send_msg(s, VHOST_USER_SET_VRING_CALL, 1, &idx, 8, fds, 12);
+    for (int i = 0; i < 12; i++)
+        close(fds[i]);
+}
+
+static void bad_queue_index(int s)
+{
+    struct vhost_vring_state st = {.index = 5, .num = 64};
+    send_msg(s, VHOST_USER_SET_VRING_NUM, 1, &st, sizeof(st), NULL, 0);
+}
+
+static void bad_kick_index(int s)
+{
+    int fd = vhu_eventfd_new();
+    uint64_t idx = 200;
+    send_msg(s, VHOST_USER_SET_VRING_KICK, 1, &idx, 8, &fd, 1);
+    close(fd);
+}
+
+static void bad_unnegotiated(int s)
+{
+    char buf[64];
+
+    /* A handshake that acks no protocol feature, then GET_QUEUE_NUM, which needs MQ. */
+    uint64_t none = 0;
+    send_msg(s, VHOST_USER_GET_FEATURES, 1, NULL, 0, NULL, 0);
+    recv(s, buf, sizeof(buf), 0);
+    send_msg(s, VHOST_USER_SET_PROTOCOL_FEATURES, 1, &none, 8, NULL, 0);
+    send_msg(s, VHOST_USER_GET_QUEUE_NUM, 1, NULL, 0, NULL, 0);
+}
+
+static void bad_overlap(int s)
+{
+    int mfd = memfd_create("bad", MFD_CLOEXEC);
+    struct vhost_user_memory mt = {.nregions = 2};
+    int fds[2] = {mfd, mfd};
+
+    ftruncate(mfd, 0x20000);
+    mt.regions[0] = (struct vhost_user_memory_region){0x0, 0x10000, 0x7f0000000000, 0};
+    mt.regions[1] = (struct vhost_user_memory_region){0x8000, 0x10000, 0x7f0000100000, 0};
+    send_msg(s, VHOST_USER_SET_MEM_TABLE, 1, &mt, 8 + 2 * 32, fds, 2);
+    close(mfd);
+}
+
+static void bad_region_past_file(int s)
+{
+    int mfd = memfd_create("bad", MFD_CLOEXEC);
+    struct vhost_user_mem_reg reg = {
+        .region = {0x0, 0x100000, 0x7f0000000000, 0x1000},
+    };
+
+    ftruncate(mfd, 0x10000);
+    send_msg(s, VHOST_USER_ADD_MEM_REG, 1 | VHOST_USER_NEED_REPLY_MASK, &reg, sizeof(reg), &mfd,
+             1);
+    close(mfd);
+}
+
+static void bad_memtable_fd_count(int s)
+{
+    int mfd = memfd_create("bad", MFD_CLOEXEC);
+    struct vhost_user_memory mt = {.nregions = 2};
+
+    ftruncate(mfd, 0x20000);
+    mt.regions[0] = (struct vhost_user_memory_region){0x0, 0x10000, 0x7f0000000000, 0};
+    mt.regions[1] = (struct vhost_user_memory_region){0x10000, 0x10000, 0x7f0000010000, 0x10000};
+    send_msg(s, VHOST_USER_SET_MEM_TABLE, 1, &mt, 8 + 2 * 32, &mfd, 1);
+    close(mfd);
+}
+
+static void bad_ring_outside_memory(int s)
+{
+    int mfd = memfd_create("bad", MFD_CLOEXEC), kfd = vhu_eventfd_new();
+    struct vhost_user_mem_reg reg = {.region = {0x0, 0x10000, 0x7f0000000000, 0}};
+    struct vhost_vring_state num = {.index = 0, .num = 64};
+    struct vhost_vring_addr addr = {.index = 0, .desc_user_addr = 0x7f000000f000,
+                                    .avail_user_addr = 0x1234, .used_user_addr = 0x7f0000002000};
+    uint64_t idx = 0;
+    char buf[64];
+
+    ftruncate(mfd, 0x10000);
+    send_msg(s, VHOST_USER_ADD_MEM_REG, 1, &reg, sizeof(reg), &mfd, 1);
+    send_msg(s, VHOST_USER_SET_VRING_NUM, 1, &num, sizeof(num), NULL, 0);
+    send_msg(s, VHOST_USER_SET_VRING_ADDR, 1, &addr, sizeof(addr), NULL, 0);
+    send_msg(s, VHOST_USER_SET_VRING_KICK, 1, &idx, 8, &kfd, 1);
+    (void)buf;
+    close(mfd);
+    close(kfd);
+}
+
+static void bad_config_size(int s)
+{
+    struct vhost_user_config c = {.offset = 0, .size = 300};
+    send_msg(s, VHOST_USER_GET_CONFIG, 1, &c, 12 + 256, NULL, 0);
+}
+
+static const struct bad_case cases[] = {
+    {"short header then EOF", "cannot read a message", false, bad_short_header},
+    {"short payload then EOF", "cannot read a message", false, bad_short_payload},
+    {"oversized payload", "cannot read a message", false, bad_oversized},
+    {"unknown request", "dropping connection", false, bad_unknown},
+    {"bad version", "dropping connection", false, bad_version},
+    {"wrong payload size", "SET_FEATURES", false, bad_size},
+    {"fd where none belongs", "GET_FEATURES", false, bad_fd_where_none},
+    {"missing fd", "SET_VRING_KICK", false, bad_missing_fd},
+    {"more than 8 fds", "cannot read a message", false, bad_too_many_fds},
+    {"queue index out of range", "SET_VRING_NUM", true, bad_queue_index},
+    {"kick queue index out of range", "SET_VRING_KICK", true, bad_kick_index},
+    {"request without its protocol feature", "GET_QUEUE_NUM", false, bad_unnegotiated},
+    {"overlapping regions", "overlap", true, bad_overlap},
+    {"region past the end of its file", "cannot map region", true, bad_region_past_file},
+    {"memory table fd count", "SET_MEM_TABLE", true, bad_memtable_fd_count},
+    {"ring outside memory", "outside the memory table", true, bad_ring_outside_memory},
+    {"config size over 256", "GET_CONFIG", true, bad_config_size},
+};
+
+TEST(setup)
+{
+    if (!vhud_path)
+        SKIP("no vhud path given");
+    ASSERT_OK(start_vhud());
+    ASSERT_OK(good_session()); /* warm up: first session allocations happen once */
+    usleep(100000);
+    baseline_fds = count_fds(vhud_pid);
+    ASSERT(baseline_fds > 0);
+}
+
+TEST(malformed_messages)
+{
+    char logbuf[8192];
+
+    if (vhud_pid < 0)
+        SKIP("vhud not running");
+    for (size_t i = 0; i < VHU_ARRAY_SIZE(cases); i++) {
+        const struct bad_case *c = &cases[i];
+        off_t at = log_size();
+        int s = raw_connect();
+
+        if (s < 0)
+            FAIL_AT("%s: cannot connect", c->name);
+        if (c->negotiate)
+            negotiate_basics(s);
+        c->send(s);
+        if (!dropped(s)) {
+            close(s);
+            FAIL_AT("%s: connection was not dropped", c->name);
+        }
+        close(s);
+        usleep(20000);
+        log_since(at, logbuf, sizeof(logbuf));
+        if (!strstr(logbuf, "error") || !strstr(logbuf, c->expect))
+            FAIL_AT("%s: log does not show the error (want '%s'):\n%s", c->name, c->expect,
+                    logbuf);
+        if (good_session() < 0)
+            FAIL_AT("%s: vhud does not serve the next connection", c->name);
+        if (!fds_back_to_baseline())
+            FAIL_AT("%s: fd leak", c->name);
+        if (kill(vhud_pid, 0) != 0)
+            FAIL_AT("%s: vhud died", c->name);
+        printf("  ok: %s\n", c->name);
+    }
+}
+
+TEST(second_connection_refused_first_unharmed)
+{
+    struct vhu_fe_opts o = {.num_queues = 1, .queue_size = 16, .mem_size = 1 << 20};
+    struct vhu_fe *fe;
+    uint64_t gpa;
+
+    if (vhud_pid < 0)
+        SKIP("vhud not running");
+    ASSERT_OK(vhu_fe_connect(sock_path, &fe));
+    ASSERT_OK(vhu_fe_start(fe, &o));
+    int s = raw_connect();
+    ASSERT(s >= 0);
+    ASSERT(dropped(s));
+    close(s);
+    void *buf = vhu_fe_alloc(fe, 32, 32, &gpa);
+    struct vhu_vqd_seg seg = {gpa, 32};
+    ASSERT(buf);
+    ASSERT_EQ(vhu_fe_request(fe, 0, &seg, 0, 1, 3000), 32);
+    vhu_fe_free(fe);
+    ASSERT(fds_back_to_baseline());
+}
+
+TEST(sigterm_clean_exit)
+{
+    int status = 0;
+
+    if (vhud_pid < 0)
+        SKIP("vhud not running");
+    ASSERT_OK(kill(vhud_pid, SIGTERM));
+    ASSERT_EQ(waitpid(vhud_pid, &status, 0), vhud_pid);
+    vhud_pid = -1;
+    ASSERT(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0);
+    ASSERT(access(sock_path, F_OK) != 0); /* socket file removed */
+}
+
+__attribute__((constructor)) static void get_args(void)
+{
+    /* The harness owns main(); the vhud path comes from the environment set by meson. */
+    vhud_path = getenv("VHUD");
+    signal(SIGPIPE, SIG_IGN);
+}
+
+__attribute__((destructor)) static void cleanup(void)
+{
+    if (vhud_pid > 0)
+        kill(vhud_pid, SIGKILL);
+}

@@ -1,0 +1,203 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# shellcheck shell=bash
+# Shared helpers of the real-guest tests; source it from a bash test script.
+#
+#   guest_require                 skip (exit 77, loudly) unless QEMU, busybox-static, cpio, modinfo
+#                                 and the cached guest kernel are all there
+#   guest_mkinitramfs OUT MODS... -- SCRIPT [EXTRA...]
+#   guest_qemu_start DIR INITRD [QEMU ARGS...]   boot in the background (GUEST_QEMU_PID);
+#                                 DIR gets console.log (ttyS0), result.log (ttyS1), qemu.log
+#   guest_qemu_wait               wait for it; returns QEMU's (or timeout's) exit status
+#   guest_wait_line DIR REGEX SECS   wait until result.log has a matching line (0) or not (1)
+#   guest_wait_socket PATH SECS [PID] wait until a listening unix socket exists
+#   guest_check_results DIR       print RESULT lines; 0 iff >=1 PASS, no FAIL, and DONE
+#   guest_dump DIR                print the logs (on failure)
+#
+# Env: GUEST_TIMEOUT (s, default 300), GUEST_SMP (default 1), GUEST_MEM (MiB, default 512),
+#      GUEST_APPEND (extra kernel cmdline), QEMU (default qemu-system-x86_64),
+#      VHU_GUEST_CACHE (default <repo>/.cache/guest).
+
+PATH=$PATH:/usr/sbin:/sbin   # modinfo lives in /usr/sbin
+GUEST_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+GUEST_REPO=$(cd "$GUEST_LIB_DIR/../.." && pwd -P)
+GUEST_CACHE=${VHU_GUEST_CACHE:-$GUEST_REPO/.cache/guest}
+GUEST_TIMEOUT=${GUEST_TIMEOUT:-300}
+GUEST_SMP=${GUEST_SMP:-1}
+GUEST_MEM=${GUEST_MEM:-512}
+QEMU=${QEMU:-qemu-system-x86_64}
+GUEST_QEMU_PID=
+GUEST_NAME=${GUEST_NAME:-$(basename "$0" .sh)}
+export GUEST_NAME
+
+guest_log() { echo "[$GUEST_NAME] $*" >&2; }
+
+guest_skip() {
+  {
+    echo "#####################################################################"
+    echo "### SKIP $GUEST_NAME: $*"
+    echo "### The real-guest test did NOT run. Run 'scripts/deps.sh test' (root)."
+    echo "#####################################################################"
+  } >&2
+  exit 77
+}
+
+guest_require() {
+  command -v "$QEMU" >/dev/null 2>&1 || guest_skip "$QEMU not found (package qemu-system-x86)"
+  [[ -x /bin/busybox ]] || guest_skip "/bin/busybox not found (package busybox-static)"
+  command -v cpio >/dev/null 2>&1 || guest_skip "cpio not found (package cpio)"
+  command -v modinfo >/dev/null 2>&1 || guest_skip "modinfo not found (package kmod)"
+  command -v timeout >/dev/null 2>&1 || guest_skip "timeout not found (package coreutils)"
+  [[ -f $GUEST_CACHE/vmlinuz && -f $GUEST_CACHE/kver ]] ||
+    guest_skip "no guest kernel in $GUEST_CACHE (run scripts/guest-kernel.sh)"
+  export GUEST_KVER; GUEST_KVER=$(cat "$GUEST_CACHE/kver")
+  GUEST_KERNEL=$GUEST_CACHE/vmlinuz
+}
+
+guest_mkinitramfs() { VHU_GUEST_CACHE=$GUEST_CACHE "$GUEST_LIB_DIR/mkinitramfs.sh" "$@"; }
+
+guest_qemu_start() {
+  local dir=$1 initrd=$2; shift 2
+  : >"$dir/console.log"; : >"$dir/result.log"
+  # shellcheck disable=SC2054 # commas are QEMU option syntax
+  local cmd=(timeout --kill-after=10 "$GUEST_TIMEOUT"
+    "$QEMU" -accel tcg -m "${GUEST_MEM}M"
+    -object "memory-backend-memfd,id=mem,size=${GUEST_MEM}M,share=on" -numa node,memdev=mem
+    -smp "$GUEST_SMP" -nodefaults -no-user-config -display none
+    -kernel "$GUEST_KERNEL" -initrd "$initrd"
+    -append "console=ttyS0 panic=-1 quiet ${GUEST_APPEND:-}"
+    -no-reboot
+    -serial "file:$dir/console.log" -serial "file:$dir/result.log"
+    "$@")
+  printf '%q ' "${cmd[@]}" >"$dir/qemu.cmd"; echo >>"$dir/qemu.cmd"
+  "${cmd[@]}" </dev/null >"$dir/qemu.log" 2>&1 &
+  GUEST_QEMU_PID=$!
+  guest_log "QEMU started (pid $GUEST_QEMU_PID, timeout ${GUEST_TIMEOUT}s), logs in $dir"
+}
+
+guest_qemu_wait() {
+  local rc=0
+  [[ -n $GUEST_QEMU_PID ]] || return 0
+  wait "$GUEST_QEMU_PID" || rc=$?
+  GUEST_QEMU_PID=
+  if ((rc == 124 || rc == 137)); then
+    guest_log "QEMU hit the ${GUEST_TIMEOUT}s timeout"
+  elif ((rc != 0)); then
+    guest_log "QEMU exited with status $rc"
+  fi
+  return "$rc"
+}
+
+guest_qemu_kill() {
+  [[ -n $GUEST_QEMU_PID ]] || return 0
+  kill "$GUEST_QEMU_PID" 2>/dev/null || true
+  wait "$GUEST_QEMU_PID" 2>/dev/null || true
+  GUEST_QEMU_PID=
+}
+
+guest_wait_line() {
+  local dir=$1 re=$2 secs=$3 i
+  for ((i = 0; i < secs * 10; i++)); do
+    grep -qE "$re" "$dir/result.log" 2>/dev/null && return 0
+    if [[ -n $GUEST_QEMU_PID ]] && ! kill -0 "$GUEST_QEMU_PID" 2>/dev/null; then
+      grep -qE "$re" "$dir/result.log" 2>/dev/null && return 0
+      guest_log "QEMU ended while waiting for /$re/"
+      return 1
+    fi
+    sleep 0.1
+  done
+  guest_log "timed out after ${secs}s waiting for /$re/ on the result port"
+  return 1
+}
+
+guest_wait_socket() {
+  local path=$1 secs=$2 pid=${3:-} i
+  for ((i = 0; i < secs * 10; i++)); do
+    [[ -S $path ]] && return 0
+    if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+      guest_log "process $pid died before creating $path"
+      return 1
+    fi
+    sleep 0.1
+  done
+  guest_log "socket $path did not appear within ${secs}s"
+  return 1
+}
+
+guest_check_results() {
+  local dir=$1 pass=0 fail=0 done=0 line
+  while IFS= read -r line; do
+    line=${line%$'\r'}
+    case $line in
+      "RESULT PASS "*) pass=$((pass + 1)); guest_log "$line" ;;
+      "RESULT FAIL "*) fail=$((fail + 1)); guest_log "$line" ;;
+      "RESULT DONE"*) done=1 ;;
+      RESULT*) guest_log "$line" ;;
+    esac
+  done <"$dir/result.log"
+  if ((done == 0)); then
+    guest_log "guest did not finish (no RESULT DONE): crash, panic or timeout"
+    return 1
+  fi
+  ((fail == 0 && pass > 0)) || { guest_log "$pass passed, $fail failed"; return 1; }
+  guest_log "$pass passed, 0 failed"
+  return 0
+}
+
+guest_dump() {
+  local dir=$1 f
+  for f in qemu.cmd qemu.log console.log result.log "$@"; do
+    [[ -s $dir/$f ]] || continue
+    echo "----- $dir/$f (last 150 lines) -----" >&2
+    tail -n 150 "$dir/$f" | tr -d '\r' >&2
+  done
+  echo "----- end of logs -----" >&2
+}
+
+# ---- QMP over a FIFO pair (no socat/python needed) -----------------------------------------
+# guest_qmp_args DIR      sets GUEST_QMP_ARGS (QEMU options) and makes DIR/qmp.{in,out}
+# guest_qmp_connect DIR   after guest_qemu_start: opens the FIFOs, negotiates capabilities
+# guest_qmp JSON [SECS]   sends one command, prints its reply line; 1 on error reply/timeout
+# guest_qmp_wait_chardev ID SECS [connected|disconnected]   wait for a socket chardev state
+GUEST_QMP_IN='' GUEST_QMP_OUT=''
+GUEST_QMP_ARGS=()
+guest_qmp_args() {
+  local dir=$1
+  rm -f "$dir/qmp.in" "$dir/qmp.out"
+  mkfifo "$dir/qmp.in" "$dir/qmp.out"
+  # shellcheck disable=SC2054,SC2034 # commas are QEMU syntax; used by the caller
+  GUEST_QMP_ARGS=(-chardev "pipe,id=qmp,path=$dir/qmp" -mon chardev=qmp,mode=control)
+}
+guest_qmp_connect() {
+  local dir=$1
+  # read-write opens of a FIFO never block, whether or not QEMU has opened its end yet
+  exec {GUEST_QMP_IN}<>"$dir/qmp.in" {GUEST_QMP_OUT}<>"$dir/qmp.out"
+  guest_qmp '{"execute":"qmp_capabilities"}' 30 >/dev/null
+}
+guest_qmp() {
+  local qcmd=$1 secs=${2:-30} line end=$((SECONDS + ${2:-30}))
+  echo "$qcmd" >&"$GUEST_QMP_IN"
+  while ((SECONDS <= end)); do
+    IFS= read -r -t "$secs" line <&"$GUEST_QMP_OUT" || break
+    case $line in
+      *'"return"'*) echo "$line"; return 0 ;;
+      *'"error"'*) echo "$line"; guest_log "QMP error for $qcmd: $line"; return 1 ;;
+    esac   # greeting and events are skipped
+  done
+  guest_log "QMP: no reply to $qcmd within ${secs}s"
+  return 1
+}
+guest_qmp_wait_chardev() {
+  local id=$1 secs=$2 want=${3:-connected} i reply state
+  for ((i = 0; i < secs * 4; i++)); do
+    reply=$(guest_qmp '{"execute":"query-chardev"}' 10) || return 1
+    # a socket chardev's filename starts with "disconnected:" until it is connected
+    if [[ $reply =~ \"filename\":\ \"([^\"]*)\",\ \"label\":\ \"$id\" ]]; then
+      state=connected
+      [[ ${BASH_REMATCH[1]} == disconnected:* ]] && state=disconnected
+      [[ $state == "$want" ]] && return 0
+    fi
+    sleep 0.25
+  done
+  guest_log "chardev $id not $want within ${secs}s"
+  return 1
+}

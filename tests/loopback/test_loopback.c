@@ -1,0 +1,353 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Loopback: the real backend core and the real frontend library in one process, over the
+ * in-process loopback transport. Covers negotiation, memory tables (SET_MEM_TABLE and
+ * ADD_MEM_REG), split and packed rings with and without EVENT_IDX and indirect descriptors,
+ * ring stop/restart with the base carried over, config/status/reset, and protocol errors.
+ */
+#include <sys/random.h>
+
+#include "proto/vhost_user.h"
+#include "vhu/backend.h"
+#include "vhu/dev/rng.h"
+#include "vhu/device.h"
+#include "vhu/frontend.h"
+#include "vhu/log.h"
+#include "vhu/loop.h"
+#include "vhu/loopback.h"
+#include "vhu/util.h"
+#include "vhu_test.h"
+
+/* ------------------------------------------------------------------------------------------ */
+/* A test device: each request is [readable payload][writable reply]; the reply is the payload  */
+/* with every byte xor 0xa5, and a 4-byte config space that the driver may write.              */
+/* ------------------------------------------------------------------------------------------ */
+
+struct xor_dev {
+    struct vhu_device dev;
+    uint8_t config[4];
+    unsigned starts, stops, resets;
+    uint64_t features_seen;
+};
+
+static void xor_notify(struct vhu_device *dev, struct vhu_vq *vq)
+{
+    struct vhu_vq_elem *e;
+    uint8_t tmp[4096];
+
+    do {
+        vhu_vq_disable_notify(vq);
+        while ((e = vhu_vq_pop(vq)) != NULL) {
+            size_t n = vhu_iov_to_buf(e->iov, e->out_num, 0, tmp, sizeof(tmp));
+            for (size_t i = 0; i < n; i++)
+                tmp[i] ^= 0xa5;
+            size_t w = vhu_iov_from_buf(e->iov + e->out_num, e->in_num, 0, tmp, n);
+            vhu_vq_push(vq, e, (uint32_t)w);
+        }
+        vhu_vq_flush(vq);
+    } while (vhu_vq_enable_notify(vq));
+}
+
+static int xor_get_config(struct vhu_device *dev, void *buf, uint32_t off, uint32_t len)
+{
+    memcpy(buf, ((struct xor_dev *)dev)->config + off, len);
+    return 0;
+}
+
+static int xor_set_config(struct vhu_device *dev, const void *buf, uint32_t off, uint32_t len)
+{
+    memcpy(((struct xor_dev *)dev)->config + off, buf, len);
+    return 0;
+}
+
+static int xor_start(struct vhu_device *dev, struct vhu_vq *vq)
+{
+    ((struct xor_dev *)dev)->starts++;
+    return 0;
+}
+
+static void xor_stop(struct vhu_device *dev, struct vhu_vq *vq)
+{
+    ((struct xor_dev *)dev)->stops++;
+}
+
+static void xor_reset(struct vhu_device *dev)
+{
+    ((struct xor_dev *)dev)->resets++;
+}
+
+static int xor_set_features(struct vhu_device *dev, uint64_t f)
+{
+    ((struct xor_dev *)dev)->features_seen = f;
+    return 0;
+}
+
+static const struct vhu_device_ops xor_ops = {
+    .set_features = xor_set_features,
+    .get_config = xor_get_config,
+    .set_config = xor_set_config,
+    .queue_start = xor_start,
+    .queue_stop = xor_stop,
+    .queue_notify = xor_notify,
+    .reset = xor_reset,
+};
+
+static struct xor_dev xdev;
+
+static void xor_init(void)
+{
+    memset(&xdev, 0, sizeof(xdev));
+    xdev.dev = (struct vhu_device){
+        .ops = &xor_ops,
+        .name = "xor",
+        .virtio_id = 0xffff,
+        .features = vhu_feature(VIRTIO_F_VERSION_1) | vhu_feature(VIRTIO_RING_F_INDIRECT_DESC) |
+                    vhu_feature(VIRTIO_RING_F_EVENT_IDX) | vhu_feature(VIRTIO_F_RING_PACKED),
+        .num_queues = 2,
+        .max_queue_size = 256,
+        .config_size = sizeof(xdev.config),
+        .elem_size = sizeof(struct vhu_vq_elem),
+        .max_segs = 32,
+    };
+    memcpy(xdev.config, "\x01\x02\x03\x04", 4);
+}
+
+struct rig {
+    struct vhu_loop *loop;
+    struct vhu_backend *b;
+    struct vhu_fe *fe;
+};
+
+static int rig_up(struct rig *r, struct vhu_device *dev)
+{
+    int ret;
+
+    memset(r, 0, sizeof(*r));
+    ret = vhu_loop_new(&r->loop);
+    if (ret == 0)
+        ret = vhu_backend_new(dev, r->loop, &r->b);
+    if (ret == 0)
+        ret = vhu_loopback_connect(r->b, r->loop, &r->fe);
+    return ret;
+}
+
+static void rig_down(struct rig *r)
+{
+    vhu_fe_free(r->fe);
+    vhu_backend_free(r->b);
+    vhu_loop_free(r->loop);
+}
+
+/* Send `n` xor requests of varying shapes on queue q and check every reply. */
+static int xor_traffic(struct vhu_fe *fe, unsigned q, unsigned n, unsigned nsegs)
+{
+    uint64_t gpa_in, gpa_out;
+    uint8_t *in = vhu_fe_alloc(fe, 2048, 64, &gpa_in);
+    uint8_t *out = vhu_fe_alloc(fe, 2048, 64, &gpa_out);
+
+    if (!in || !out)
+        return -ENOMEM;
+    for (unsigned i = 0; i < n; i++) {
+        unsigned len = 1 + (i * 37) % 1500;
+        struct vhu_vqd_seg segs[16];
+        unsigned k = 0, per = (len + nsegs - 1) / nsegs;
+
+        for (unsigned j = 0; j < len; j++)
+            in[j] = (uint8_t)(i + j);
+        memset(out, 0, 2048);
+        /* payload split into nsegs readable segments, reply into nsegs writable segments */
+        for (unsigned off = 0; off < len; off += per, k++)
+            segs[k] = (struct vhu_vqd_seg){gpa_in + off, VHU_MIN(per, len - off)};
+        unsigned n_out = k;
+        for (unsigned off = 0; off < len; off += per, k++)
+            segs[k] = (struct vhu_vqd_seg){gpa_out + off, VHU_MIN(per, len - off)};
+        int w = vhu_fe_request(fe, q, segs, n_out, k - n_out, 2000);
+        if (w != (int)len) {
+            fprintf(stderr, "  request %u: wrote %d, expected %u\n", i, w, len);
+            return w < 0 ? w : -EIO;
+        }
+        for (unsigned j = 0; j < len; j++) {
+            if (out[j] != (uint8_t)((i + j) ^ 0xa5)) {
+                fprintf(stderr, "  request %u: byte %u wrong\n", i, j);
+                return -EIO;
+            }
+        }
+    }
+    return 0;
+}
+
+static void run_xor(bool packed, bool event_idx, bool indirect, unsigned regions, uint16_t qsz)
+{
+    struct vhu_fe_opts o = {
+        .num_queues = 2,
+        .queue_size = qsz,
+        .packed = packed,
+        .event_idx = event_idx,
+        .indirect = indirect,
+        .mem_size = 4 << 20,
+        .mem_regions = regions,
+    };
+    struct rig r;
+
+    xor_init();
+    ASSERT_OK(rig_up(&r, &xdev.dev));
+    ASSERT_OK(vhu_fe_start(r.fe, &o));
+    ASSERT_EQ(vhu_has_feature(vhu_fe_features(r.fe), VIRTIO_F_RING_PACKED), packed);
+    ASSERT_EQ(vhu_has_feature(vhu_fe_features(r.fe), VIRTIO_RING_F_EVENT_IDX), event_idx);
+    ASSERT_EQ(xdev.starts, 2);
+    /* both queues, several chain shapes, enough requests to wrap the 16-bit indices of small
+     * rings several times */
+    ASSERT_OK(xor_traffic(r.fe, 0, 300, 1));
+    ASSERT_OK(xor_traffic(r.fe, 1, 300, 3));
+    /* without indirect descriptors a chain must fit the ring: 2 * nsegs <= qsz */
+    ASSERT_OK(xor_traffic(r.fe, 0, 100, indirect ? 7 : VHU_MIN(7u, qsz / 2u)));
+    rig_down(&r);
+    ASSERT(xdev.resets >= 1);
+}
+
+TEST(xor_split) { run_xor(false, false, false, 1, 8); }
+TEST(xor_split_event_idx) { run_xor(false, true, false, 1, 16); }
+TEST(xor_split_indirect_event_idx_3_regions) { run_xor(false, true, true, 3, 64); }
+TEST(xor_packed) { run_xor(true, false, false, 1, 8); }
+TEST(xor_packed_event_idx) { run_xor(true, true, false, 2, 13); }
+TEST(xor_packed_indirect_event_idx) { run_xor(true, true, true, 1, 256); }
+
+static void run_rng(bool packed)
+{
+    struct vhu_fe_opts o = {.num_queues = 1, .queue_size = 32, .packed = packed,
+                            .event_idx = true, .indirect = true, .mem_size = 1 << 20};
+    struct vhu_device *dev;
+    struct rig r;
+    uint64_t gpa;
+    uint8_t *buf, first[256];
+
+    ASSERT_OK(vhu_rng_new(NULL, &dev));
+    ASSERT_OK(rig_up(&r, dev));
+    ASSERT_OK(vhu_fe_start(r.fe, &o));
+    buf = vhu_fe_alloc(r.fe, 256, 64, &gpa);
+    ASSERT(buf);
+    for (int i = 0; i < 100; i++) {
+        struct vhu_vqd_seg segs[2] = {{gpa, 100}, {gpa + 100, 156}};
+        memset(buf, 0, 256);
+        ASSERT_EQ(vhu_fe_request(r.fe, 0, segs, 0, 2, 2000), 256);
+        if (i == 0)
+            memcpy(first, buf, 256);
+    }
+    ASSERT(memcmp(first, buf, 256) != 0);
+    int zeros = 0;
+    for (int i = 0; i < 256; i++)
+        zeros += buf[i] == 0;
+    ASSERT(zeros < 16);
+    ASSERT_EQ(vhu_rng_bytes_served(dev), 100 * 256);
+    /* A device-readable buffer is a driver error: the queue breaks, the backend stays. */
+    struct vhu_vqd_seg bad = {gpa, 16};
+    ASSERT(vhu_fe_request(r.fe, 0, &bad, 1, 0, 300) < 0);
+    uint8_t status = 0;
+    ASSERT_OK(vhu_fe_get_status(r.fe, &status));
+    ASSERT(status & VIRTIO_CONFIG_S_NEEDS_RESET);
+    rig_down(&r);
+}
+
+TEST(rng_split) { run_rng(false); }
+TEST(rng_packed) { run_rng(true); }
+
+TEST(config_status_reset)
+{
+    struct vhu_fe_opts o = {.num_queues = 1, .queue_size = 16, .mem_size = 1 << 20};
+    struct rig r;
+    uint8_t cfg[4], st = 0xff;
+
+    xor_init();
+    ASSERT_OK(rig_up(&r, &xdev.dev));
+    ASSERT_OK(vhu_fe_start(r.fe, &o));
+    ASSERT_OK(vhu_fe_get_config(r.fe, 0, cfg, 4));
+    ASSERT(memcmp(cfg, "\x01\x02\x03\x04", 4) == 0);
+    ASSERT_OK(vhu_fe_set_config(r.fe, 2, "\x09", 1));
+    ASSERT_OK(vhu_fe_get_config(r.fe, 1, cfg, 3));
+    ASSERT(memcmp(cfg, "\x02\x09\x04", 3) == 0);
+    ASSERT_ERR(-EIO, vhu_fe_get_config(r.fe, 2, cfg, 4)); /* past the end: empty reply */
+    ASSERT_OK(vhu_fe_set_status(r.fe, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER));
+    ASSERT_OK(vhu_fe_get_status(r.fe, &st));
+    ASSERT_EQ(st, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+    unsigned resets = xdev.resets;
+    ASSERT_OK(vhu_fe_reset_device(r.fe));
+    ASSERT_EQ(xdev.resets, resets + 1);
+    ASSERT_OK(vhu_fe_get_status(r.fe, &st));
+    ASSERT_EQ(st, 0);
+    ASSERT_EQ(xdev.dev.acked_features, 0);
+    rig_down(&r);
+}
+
+/* GET_VRING_BASE stops the ring and reports where it is; a ring restarted from that base picks
+ * up exactly there (what QEMU does across a stop/cont or a migration). */
+TEST(stop_restart_base)
+{
+    struct vhu_fe_opts o = {.num_queues = 1, .queue_size = 8, .mem_size = 1 << 20};
+    struct vhu_msg m, reply;
+    struct rig r;
+
+    xor_init();
+    ASSERT_OK(rig_up(&r, &xdev.dev));
+    ASSERT_OK(vhu_fe_start(r.fe, &o));
+    ASSERT_OK(xor_traffic(r.fe, 0, 11, 1));
+    vhu_msg_init(&m, VHOST_USER_GET_VRING_BASE, VHOST_USER_VERSION, 8);
+    m.payload.state = (struct vhost_vring_state){.index = 0};
+    ASSERT_OK(vhu_fe_raw(r.fe, &m, &reply));
+    ASSERT_EQ(reply.payload.state.num, 11);
+    ASSERT_EQ(xdev.stops, 1);
+    rig_down(&r);
+}
+
+/* Protocol errors over loopback end the session; the backend accepts a new one. */
+TEST(malformed_drops_session)
+{
+    struct vhu_fe_opts o = {.num_queues = 1, .queue_size = 16, .mem_size = 1 << 20};
+    struct vhu_msg m, reply;
+    struct rig r;
+    struct vhu_backend_stats st;
+
+    xor_init();
+    ASSERT_OK(rig_up(&r, &xdev.dev));
+    ASSERT_OK(vhu_fe_start(r.fe, &o));
+    /* queue index out of range */
+    vhu_msg_init(&m, VHOST_USER_GET_VRING_BASE, VHOST_USER_VERSION, 8);
+    m.payload.state = (struct vhost_vring_state){.index = 7};
+    ASSERT_ERR(-ECONNRESET, vhu_fe_raw(r.fe, &m, &reply));
+    vhu_fe_free(r.fe);
+    /* a fresh session works */
+    ASSERT_OK(vhu_loopback_connect(r.b, r.loop, &r.fe));
+    ASSERT_OK(vhu_fe_start(r.fe, &o));
+    ASSERT_OK(xor_traffic(r.fe, 0, 5, 2));
+    vhu_backend_get_stats(r.b, &st);
+    ASSERT_EQ(st.sessions, 2);
+    rig_down(&r);
+}
+
+/* Features the backend did not offer are refused. */
+TEST(unoffered_features_refused)
+{
+    struct vhu_msg m, reply;
+    struct rig r;
+
+    xor_init();
+    ASSERT_OK(rig_up(&r, &xdev.dev));
+    vhu_msg_init(&m, VHOST_USER_SET_FEATURES, VHOST_USER_VERSION, 8);
+    m.payload.u64 = vhu_feature(VIRTIO_F_VERSION_1) | vhu_feature(VIRTIO_F_ACCESS_PLATFORM);
+    ASSERT_OK(vhu_fe_raw(r.fe, &m, &reply)); /* no reply expected */
+    vhu_msg_init(&m, VHOST_USER_GET_FEATURES, VHOST_USER_VERSION, 0);
+    ASSERT_ERR(-EPIPE, vhu_fe_raw(r.fe, &m, &reply)); /* the session is gone */
+    rig_down(&r);
+}
+
+static void quiet_sink(enum vhu_log_level l, const char *msg, void *o)
+{
+    (void)l;
+    (void)msg;
+    (void)o;
+}
+
+__attribute__((constructor)) static void setup_log(void)
+{
+    vhu_log_set_sink(getenv("VHU_TEST_VERBOSE") ? vhu_log_stderr_sink : quiet_sink, NULL,
+                     VHU_LOG_DEBUG);
+}

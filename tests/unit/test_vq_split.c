@@ -1,0 +1,772 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Split virtqueue: the driver side (vhu_vqd) and the device side (vhu_vq) on the same rings in
+ * one fake guest. Round trips, segments split at region boundaries, 16-bit index wrap-around,
+ * out-of-order completion, indirect tables, EVENT_IDX and flag-based suppression in both
+ * directions, ring base save/restore, unpop, and a driver that refuses a lying device.
+ */
+#include "vhu/log.h"
+#include "vq_testlib.h"
+#include "vhu_test.h"
+
+#define COOKIE(n) ((void *)(uintptr_t)(n))
+
+TEST(need_event_arithmetic)
+{
+    /* virtio 2.7.10: notify iff event_idx is in [old, new), modulo 2^16. */
+    static const struct {
+        uint16_t ev, new_idx, old;
+        bool want;
+    } cases[] = {
+        {0, 1, 0, true},            /* the first entry crosses event 0 */
+        {0, 2, 1, false},           /* event already behind the window */
+        {5, 6, 5, true},
+        {5, 5, 4, false},           /* event == new: not reached yet */
+        {5, 10, 0, true},           /* inside a batch */
+        {10, 10, 0, false},
+        {9, 10, 0, true},
+        {1, 1, 1, false},           /* empty window */
+        {0xffff, 0, 0xfffe, true},  /* window wraps through 0 */
+        {0xffff, 0xffff, 0xfffe, false},
+        {0, 1, 0xffff, true},
+        {0xfffe, 2, 0xfff0, true},
+        {3, 2, 0xfff0, false},      /* event after the wrapped window */
+        {0xffef, 2, 0xfff0, false}, /* event just before it */
+        {0xfff0, 2, 0xfff0, true},  /* event == old */
+        {0x8000, 0x8001, 0x7fff, true},
+        {0x7ffe, 0x8001, 0x7fff, false},
+    };
+
+    for (unsigned i = 0; i < VHU_ARRAY_SIZE(cases); i++) {
+        if (vhu_vring_need_event(cases[i].ev, cases[i].new_idx, cases[i].old) != cases[i].want)
+            FAIL_AT("case %u: ev=%#x new=%#x old=%#x", i, cases[i].ev, cases[i].new_idx,
+                    cases[i].old);
+    }
+}
+
+TEST(roundtrip_basic)
+{
+    struct guest g;
+    struct pair p;
+    struct pair_opts o = {.num = 8};
+
+    ASSERT_OK(guest_init(&g));
+    ASSERT_OK(pair_init(&p, &g, &o));
+    ASSERT_EQ(vhu_vq_num(p.q), 8);
+    ASSERT(vhu_vq_started(p.q));
+    ASSERT(!vhu_vq_has_work(p.q));
+    ASSERT(vhu_vq_pop(p.q) == NULL);
+    ASSERT_EQ(pair_roundtrip(&p, 100, 200, 64, 1), 0);
+    ASSERT_EQ(pair_roundtrip(&p, 0, 1, 64, 2), 0);   /* write-only */
+    ASSERT_EQ(pair_roundtrip(&p, 300, 0, 100, 3), 0); /* read-only */
+    ASSERT_EQ(vhu_vqd_num_free(p.d), 8);
+    ASSERT_EQ(vhu_vq_inflight(p.q), 0);
+    ASSERT(p.notifies >= 3);
+    ASSERT_EQ(p.errors, 0);
+    pair_fini(&p);
+    guest_fini(&g);
+}
+
+/* A descriptor crossing from R0 into R1 (adjacent in gpa, apart in host memory) must become two
+ * iovecs, each pointing at the right host bytes. */
+TEST(segment_spans_regions)
+{
+    struct guest g;
+    struct pair p;
+    struct pair_opts o = {.num = 8};
+    struct vhu_vqd_seg s;
+    struct vhu_vq_elem *e;
+    uint8_t buf[256], back[256];
+    uint32_t len;
+
+    ASSERT_OK(guest_init(&g));
+    ASSERT_OK(pair_init(&p, &g, &o));
+    for (unsigned i = 0; i < sizeof(buf); i++)
+        buf[i] = (uint8_t)(i ^ 0x5a);
+    gwrite(&g, G_R1 - 128, buf, sizeof(buf));
+
+    s = (struct vhu_vqd_seg){G_R1 - 128, 256};
+    ASSERT_OK(vhu_vqd_add(p.d, &s, 1, 0, COOKIE(1)));
+    vhu_vqd_kick_prepare(p.d);
+    e = vhu_vq_pop(p.q);
+    ASSERT(e != NULL);
+    ASSERT_EQ(e->out_num, 2);
+    ASSERT_EQ(e->in_num, 0);
+    ASSERT_EQ(e->out_len, 256);
+    ASSERT(e->iov[0].iov_base == g.host + 0x40000 - 128);
+    ASSERT_EQ(e->iov[0].iov_len, 128);
+    ASSERT(e->iov[1].iov_base == g.host + 0x50000);
+    ASSERT_EQ(e->iov[1].iov_len, 128);
+    ASSERT_EQ(vhu_iov_to_buf(e->iov, e->out_num, 0, back, sizeof(back)), 256);
+    ASSERT(memcmp(buf, back, sizeof(buf)) == 0);
+    vhu_vq_push(p.q, e, 0);
+    vhu_vq_flush(p.q);
+    ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(1));
+    ASSERT_EQ(len, 0);
+
+    /* Writable, crossing the same boundary. */
+    memset(gh(&g, G_R1 - 100), 0, 100);
+    memset(gh(&g, G_R1), 0, 100);
+    s = (struct vhu_vqd_seg){G_R1 - 100, 200};
+    ASSERT_OK(vhu_vqd_add(p.d, &s, 0, 1, COOKIE(2)));
+    vhu_vqd_kick_prepare(p.d);
+    e = vhu_vq_pop(p.q);
+    ASSERT(e != NULL);
+    ASSERT_EQ(e->out_num, 0);
+    ASSERT_EQ(e->in_num, 2);
+    ASSERT_EQ(vhu_iov_from_buf(e->iov, 2, 0, buf, 200), 200);
+    vhu_vq_push(p.q, e, 200);
+    vhu_vq_flush(p.q);
+    ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(2));
+    ASSERT_EQ(len, 200);
+    gread(&g, G_R1 - 100, back, 200);
+    ASSERT(memcmp(buf, back, 200) == 0);
+    pair_fini(&p);
+    guest_fini(&g);
+}
+
+static int wrap_run(uint16_t num, uint32_t seg, unsigned iters)
+{
+    struct guest g;
+    struct pair p;
+    struct pair_opts o = {.num = num};
+    int r;
+
+    if ((r = guest_init(&g)) < 0 || (r = pair_init(&p, &g, &o)) < 0)
+        return r;
+    for (unsigned i = 0; i < iters && r == 0; i++) {
+        /* at most 2 readable + 2 writable segments of seg bytes: fits num >= 4 */
+        uint32_t out = i % (2 * seg + 1), in = 1 + (i * 7) % (2 * seg);
+        r = pair_roundtrip(&p, out, in, seg, i);
+        if (r)
+            fprintf(stderr, "  iteration %u failed at line %d\n", i, -r);
+    }
+    if (r == 0 && (vhu_vqd_num_free(p.d) != num || vhu_vq_inflight(p.q) != 0 || p.errors))
+        r = -1;
+    /* The free-running indices really did wrap: 16 bits of iters. */
+    if (r == 0 && vhu_vq_get_base(p.q) != (uint16_t)iters)
+        r = -2;
+    pair_fini(&p);
+    guest_fini(&g);
+    return r;
+}
+
+TEST(wraparound_num4)
+{
+    ASSERT_EQ(wrap_run(4, 64, 70000), 0);
+}
+
+TEST(wraparound_num8)
+{
+    ASSERT_EQ(wrap_run(8, 32, 70000), 0);
+}
+
+/* Fill the ring, complete in a scrambled order with varying lengths, many rounds (wraps too). */
+TEST(out_of_order_completion)
+{
+    struct guest g;
+    struct pair p;
+    struct pair_opts o = {.num = 16}; /* up to 8 chains of 2 descriptors */
+    struct vhu_vq_elem *els[8];
+    uint64_t bufs[8];
+    unsigned seen[8];
+
+    ASSERT_OK(guest_init(&g));
+    ASSERT_OK(pair_init(&p, &g, &o));
+    for (unsigned k = 0; k < 8; k++)
+        bufs[k] = data_alloc(&g, 16);
+    for (unsigned round = 0; round < 10000; round++) {
+        unsigned n = 1 + round % 8, got = 0;
+
+        for (unsigned k = 0; k < n; k++) {
+            struct vhu_vqd_seg s[2] = {{bufs[k], 4}, {bufs[k] + 4, 8}};
+            uint32_t tag = round * 8 + k;
+            gwrite(&g, bufs[k], &tag, 4);
+            ASSERT_OK(vhu_vqd_add(p.d, s, 1, 1, COOKIE(k + 1)));
+        }
+        vhu_vqd_kick_prepare(p.d);
+        for (unsigned k = 0; k < n; k++) {
+            els[k] = vhu_vq_pop(p.q);
+            ASSERT(els[k] != NULL);
+        }
+        ASSERT(vhu_vq_pop(p.q) == NULL);
+        ASSERT_EQ(vhu_vq_inflight(p.q), n);
+        for (unsigned j = 0; j < n; j++) {
+            /* visit order: a reversed rotation or a rotated zig-zag, depending on the round */
+            unsigned zig = (j & 1) ? n - 1 - j / 2 : j / 2;
+            unsigned k = (round & 1) ? (n - 1 - (j + round) % n) : (zig + round) % n;
+            uint32_t tag, wlen;
+            if (k >= n || !els[k])
+                continue;
+            ASSERT_EQ(vhu_iov_to_buf(els[k]->iov, els[k]->out_num, 0, &tag, 4), 4);
+            wlen = 1 + tag % 8;
+            vhu_iov_from_buf(els[k]->iov + els[k]->out_num, els[k]->in_num, 0, &tag,
+                             VHU_MIN(wlen, 4));
+            vhu_vq_push(p.q, els[k], wlen);
+            els[k] = NULL;
+            if (j % 3 == 2)
+                vhu_vq_flush(p.q);
+        }
+        for (unsigned k = 0; k < n; k++)
+            ASSERT(els[k] == NULL); /* the permutation visited everything */
+        vhu_vq_flush(p.q);
+        memset(seen, 0, sizeof(seen));
+        for (;;) {
+            uint32_t len, tag, want;
+            void *c = vhu_vqd_get_used(p.d, &len);
+            if (!c)
+                break;
+            unsigned k = (unsigned)(uintptr_t)c - 1;
+            ASSERT(k < n);
+            seen[k]++;
+            want = round * 8 + k;
+            ASSERT_EQ(len, 1 + want % 8);
+            tag = 0;
+            gread(&g, bufs[k] + 4, &tag, VHU_MIN(len, 4));
+            ASSERT_EQ(tag, len >= 4 ? want : (want & ((1u << (8 * len)) - 1)));
+            got++;
+        }
+        ASSERT_EQ(got, n);
+        for (unsigned k = 0; k < n; k++)
+            ASSERT_EQ(seen[k], 1);
+        ASSERT_EQ(vhu_vqd_num_free(p.d), 16);
+    }
+    ASSERT_EQ(p.errors, 0);
+    pair_fini(&p);
+    guest_fini(&g);
+}
+
+TEST(indirect_chains)
+{
+    struct guest g;
+    struct pair p;
+    struct pair_opts o = {.num = 4, .indirect = true, .ind_max = 8};
+    struct vhu_vqd_seg s[6];
+    struct vhu_vq_elem *e;
+    struct vring_desc *ring;
+    uint64_t buf;
+    uint32_t len;
+
+    ASSERT_OK(guest_init(&g));
+    ASSERT_OK(pair_init(&p, &g, &o));
+    ring = gh(&g, p.ring_gpa);
+    buf = data_alloc(&g, 6 * 32);
+    for (unsigned k = 0; k < 6; k++) {
+        s[k] = (struct vhu_vqd_seg){buf + 32 * k, 32};
+        memset(gh(&g, buf + 32 * k), (int)k, 32);
+    }
+    /* Six segments on a ring of four: only possible as one indirect descriptor. */
+    ASSERT_OK(vhu_vqd_add(p.d, s, 3, 3, COOKIE(9)));
+    ASSERT_EQ(vhu_vqd_num_free(p.d), 3);
+    ASSERT(ring[0].flags & VRING_DESC_F_INDIRECT);
+    ASSERT_EQ(ring[0].len, 6 * 16);
+    vhu_vqd_kick_prepare(p.d);
+    e = vhu_vq_pop(p.q);
+    ASSERT(e != NULL);
+    ASSERT_EQ(e->ndesc, 1);
+    ASSERT_EQ(e->out_num, 3);
+    ASSERT_EQ(e->in_num, 3);
+    ASSERT_EQ(e->out_len, 96);
+    ASSERT_EQ(e->in_len, 96);
+    ASSERT_EQ(((uint8_t *)e->iov[2].iov_base)[5], 2);
+    memset(e->iov[5].iov_base, 0xee, 32);
+    vhu_vq_push(p.q, e, 96);
+    vhu_vq_flush(p.q);
+    ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(9));
+    ASSERT_EQ(len, 96);
+    ASSERT_EQ(*(uint8_t *)gh(&g, buf + 5 * 32 + 31), 0xee);
+    ASSERT_EQ(vhu_vqd_num_free(p.d), 4);
+    /* A single segment is never worth a table. */
+    ASSERT_OK(vhu_vqd_add(p.d, s, 1, 0, COOKIE(1)));
+    ASSERT(!(ring[0].flags & VRING_DESC_F_INDIRECT)); /* head 0 was freed and reused */
+    vhu_vqd_kick_prepare(p.d);
+    e = vhu_vq_pop(p.q);
+    ASSERT(e && e->out_num == 1);
+    vhu_vq_push(p.q, e, 0);
+    vhu_vq_flush(p.q);
+    ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(1));
+    /* And many more, through index wrap-around. */
+    for (unsigned i = 0; i < 3000; i++)
+        ASSERT_EQ(pair_roundtrip(&p, 40 + i % 50, 30 + i % 70, 32, i), 0);
+    ASSERT_EQ(p.errors, 0);
+    pair_fini(&p);
+    guest_fini(&g);
+}
+
+static int add_one(struct pair *p, uintptr_t c)
+{
+    struct vhu_vqd_seg s = {data_alloc(p->g, 8), 8};
+    return vhu_vqd_add(p->d, &s, 0, 1, COOKIE(c));
+}
+
+static void dev_complete(struct pair *p, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        struct vhu_vq_elem *e = vhu_vq_pop(p->q);
+        if (e)
+            vhu_vq_push(p->q, e, 1);
+    }
+    vhu_vq_flush(p->q);
+}
+
+TEST(event_idx_device_notifies_when_used_event_crossed)
+{
+    struct guest g;
+    struct pair p;
+    struct pair_opts o = {.num = 8, .event_idx = true};
+    struct vring_avail *avail;
+    uint32_t len;
+
+    ASSERT_OK(guest_init(&g));
+    ASSERT_OK(pair_init(&p, &g, &o));
+    avail = gh(&g, p.ring_gpa + 16 * 8);
+    for (unsigned i = 0; i < 8; i++)
+        ASSERT_OK(add_one(&p, i + 1));
+    vhu_vqd_kick_prepare(p.d);
+
+    dev_complete(&p, 1); /* used 0 -> 1 crosses used_event 0 */
+    ASSERT_EQ(p.notifies, 1);
+    dev_complete(&p, 1); /* 1 -> 2: the driver has not consumed, used_event still 0 */
+    ASSERT_EQ(p.notifies, 1);
+    ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(1));
+    ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(2));
+    ASSERT_EQ(avail->ring[8], 2); /* used_event follows consumption */
+    dev_complete(&p, 1);          /* 2 -> 3 */
+    ASSERT_EQ(p.notifies, 2);
+
+    vhu_vqd_disable_cb(p.d);
+    dev_complete(&p, 1); /* 3 -> 4 */
+    ASSERT_EQ(p.notifies, 2);
+    ASSERT(vhu_vqd_enable_cb(p.d)); /* entries are pending: the caller must look */
+    ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(3));
+    ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(4));
+    ASSERT(!vhu_vqd_enable_cb(p.d));
+
+    /* A batch notifies when it crosses the event index anywhere inside it. */
+    avail->ring[8] = 5;
+    dev_complete(&p, 2); /* 4 -> 6 crosses 5 */
+    ASSERT_EQ(p.notifies, 3);
+    avail->ring[8] = 9;
+    dev_complete(&p, 2); /* 6 -> 8: 9 not reached */
+    ASSERT_EQ(p.notifies, 3);
+    /* A flush with nothing pushed never notifies. */
+    vhu_vq_flush(p.q);
+    ASSERT_EQ(p.notifies, 3);
+    ASSERT_EQ(p.errors, 0);
+    pair_fini(&p);
+    guest_fini(&g);
+}
+
+TEST(event_idx_driver_kicks_when_avail_event_crossed)
+{
+    struct guest g;
+    struct pair p;
+    struct pair_opts o = {.num = 8, .event_idx = true};
+    struct vhu_vq_elem *e;
+
+    ASSERT_OK(guest_init(&g));
+    ASSERT_OK(pair_init(&p, &g, &o));
+    ASSERT(!vhu_vqd_kick_prepare(p.d)); /* nothing added */
+    ASSERT_OK(add_one(&p, 1));
+    ASSERT(vhu_vqd_kick_prepare(p.d)); /* 0 -> 1 crosses avail_event 0 */
+    ASSERT_OK(add_one(&p, 2));
+    ASSERT(!vhu_vqd_kick_prepare(p.d)); /* device has not looked since */
+    dev_complete(&p, 2);                /* pops advance avail_event to 2 */
+    ASSERT_OK(add_one(&p, 3));
+    ASSERT(vhu_vqd_kick_prepare(p.d));
+
+    vhu_vq_disable_notify(p.q);
+    e = vhu_vq_pop(p.q); /* avail_event stays at 2 while disabled */
+    ASSERT(e != NULL);
+    vhu_vq_push(p.q, e, 0);
+    ASSERT_OK(add_one(&p, 4));
+    ASSERT(!vhu_vqd_kick_prepare(p.d));
+    ASSERT(vhu_vq_enable_notify(p.q)); /* re-check finds the buffer added meanwhile */
+    dev_complete(&p, 1);
+    ASSERT(!vhu_vq_enable_notify(p.q));
+    ASSERT_OK(add_one(&p, 5));
+    ASSERT(vhu_vqd_kick_prepare(p.d));
+    ASSERT_EQ(p.errors, 0);
+    pair_fini(&p);
+    guest_fini(&g);
+}
+
+TEST(flag_based_suppression)
+{
+    struct guest g;
+    struct pair p;
+    struct pair_opts o = {.num = 8};
+    uint32_t len;
+
+    ASSERT_OK(guest_init(&g));
+    ASSERT_OK(pair_init(&p, &g, &o));
+    ASSERT_OK(add_one(&p, 1));
+    ASSERT(vhu_vqd_kick_prepare(p.d));
+    vhu_vq_disable_notify(p.q); /* used->flags = NO_NOTIFY */
+    ASSERT_OK(add_one(&p, 2));
+    ASSERT(!vhu_vqd_kick_prepare(p.d));
+    ASSERT(vhu_vq_enable_notify(p.q));
+    ASSERT_OK(add_one(&p, 3));
+    ASSERT(vhu_vqd_kick_prepare(p.d));
+
+    vhu_vqd_disable_cb(p.d); /* avail->flags = NO_INTERRUPT */
+    dev_complete(&p, 1);
+    ASSERT_EQ(p.notifies, 0);
+    ASSERT(vhu_vqd_enable_cb(p.d));
+    dev_complete(&p, 1);
+    ASSERT_EQ(p.notifies, 1);
+    dev_complete(&p, 1);
+    ASSERT_EQ(p.notifies, 2); /* without EVENT_IDX every flush notifies */
+    for (unsigned i = 1; i <= 3; i++)
+        ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(i));
+    pair_fini(&p);
+    guest_fini(&g);
+}
+
+TEST(default_notify_writes_call_fd)
+{
+    struct guest g;
+    struct pair p;
+    struct pair_opts o = {.num = 8};
+    struct vhu_vq_hooks hooks = {0};
+    int fd = vhu_eventfd_new();
+
+    ASSERT(fd >= 0);
+    ASSERT_OK(guest_init(&g));
+    ASSERT_OK(pair_init(&p, &g, &o));
+    vhu_vq_set_hooks(p.q, &hooks);
+    vhu_vq_set_call_fd(p.q, fd);
+    ASSERT_EQ(vhu_vq_call_fd(p.q), fd);
+    ASSERT_EQ(pair_roundtrip(&p, 10, 10, 64, 1), 0);
+    ASSERT_EQ(vhu_eventfd_drain(fd), 1);
+    vhu_vq_notify(p.q);
+    ASSERT_EQ(vhu_eventfd_drain(fd), 1);
+    vhu_vq_set_call_fd(p.q, -1);
+    ASSERT_EQ(pair_roundtrip(&p, 10, 10, 64, 2), 0);
+    ASSERT_EQ(vhu_eventfd_drain(fd), 0);
+    vhu_fd_close(&fd);
+    pair_fini(&p);
+    guest_fini(&g);
+}
+
+/* GET_VRING_BASE / SET_VRING_BASE: stop with buffers still available, restart a fresh device at
+ * the saved base, and nothing is lost or repeated. */
+TEST(base_save_restore)
+{
+    struct guest g;
+    struct pair p;
+    struct pair_opts o = {.num = 8};
+    struct vhu_vq_elem *e;
+    uint32_t base, len;
+
+    ASSERT_OK(guest_init(&g));
+    ASSERT_OK(pair_init(&p, &g, &o));
+    for (unsigned i = 0; i < 13; i++)
+        ASSERT_EQ(pair_roundtrip(&p, 8, 8, 64, i), 0);
+    ASSERT_EQ(vhu_vqd_base(p.d), 13);
+    for (unsigned i = 0; i < 3; i++)
+        ASSERT_OK(add_one(&p, 100 + i));
+    vhu_vqd_kick_prepare(p.d);
+    e = vhu_vq_pop(p.q);
+    ASSERT(e != NULL);
+    vhu_vq_push(p.q, e, 3);
+    ASSERT_ERR(-EBUSY, vhu_vq_set_base(p.q, 0));
+    base = vhu_vq_get_base(p.q);
+    ASSERT_EQ(base, 14);
+    vhu_vq_stop(p.q); /* publishes the staged entry */
+    ASSERT(!vhu_vq_started(p.q));
+    ASSERT_EQ(vhu_vq_get_base(p.q), 14);
+    ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(100));
+    ASSERT_EQ(len, 3);
+    vhu_vq_free(p.q);
+    p.q = NULL;
+
+    ASSERT_OK(pair_start_device(&p, base));
+    e = vhu_vq_pop(p.q);
+    ASSERT(e != NULL);
+    vhu_vq_push(p.q, e, 1);
+    e = vhu_vq_pop(p.q);
+    ASSERT(e != NULL);
+    vhu_vq_push(p.q, e, 2);
+    ASSERT(vhu_vq_pop(p.q) == NULL);
+    vhu_vq_flush(p.q);
+    ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(101));
+    ASSERT_EQ(len, 1);
+    ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(102));
+    ASSERT_EQ(len, 2);
+    ASSERT(vhu_vqd_get_used(p.d, &len) == NULL);
+    for (unsigned i = 0; i < 20; i++)
+        ASSERT_EQ(pair_roundtrip(&p, 8, 8, 64, i), 0);
+    ASSERT_EQ(vhu_vq_get_base(p.q), 36);
+    ASSERT_EQ(vhu_vqd_base(p.d), 36);
+
+    /* Restarting the same object works too (stop, start). */
+    vhu_vq_stop(p.q);
+    ASSERT_OK(vhu_vq_start(p.q, &p.cfg, g.mem));
+    ASSERT_EQ(pair_roundtrip(&p, 8, 8, 64, 99), 0);
+    ASSERT_EQ(p.errors, 0);
+    pair_fini(&p);
+    guest_fini(&g);
+}
+
+TEST(unpop_lifo_repops_same_chains)
+{
+    struct guest g;
+    struct pair p;
+    struct pair_opts o = {.num = 8};
+    struct vhu_vq_elem *a, *b, *c;
+    uint16_t ida, idb;
+    uint32_t len;
+
+    ASSERT_OK(guest_init(&g));
+    ASSERT_OK(pair_init(&p, &g, &o));
+    for (unsigned i = 1; i <= 3; i++)
+        ASSERT_OK(add_one(&p, i));
+    vhu_vqd_kick_prepare(p.d);
+    a = vhu_vq_pop(p.q);
+    b = vhu_vq_pop(p.q);
+    ASSERT(a && b);
+    ida = a->id;
+    idb = b->id;
+    ASSERT_EQ(vhu_vq_inflight(p.q), 2);
+    vhu_vq_unpop(p.q, b);
+    vhu_vq_unpop(p.q, a);
+    ASSERT_EQ(vhu_vq_inflight(p.q), 0);
+    ASSERT(vhu_vq_has_work(p.q));
+    a = vhu_vq_pop(p.q);
+    b = vhu_vq_pop(p.q);
+    c = vhu_vq_pop(p.q);
+    ASSERT(a && b && c);
+    ASSERT_EQ(a->id, ida);
+    ASSERT_EQ(b->id, idb);
+    ASSERT(vhu_vq_pop(p.q) == NULL);
+    vhu_vq_push(p.q, a, 1);
+    vhu_vq_push(p.q, b, 1);
+    vhu_vq_push(p.q, c, 1);
+    vhu_vq_flush(p.q);
+    for (unsigned i = 1; i <= 3; i++)
+        ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(i));
+    ASSERT(vhu_vqd_get_used(p.d, &len) == NULL);
+    ASSERT_EQ(p.errors, 0);
+    pair_fini(&p);
+    guest_fini(&g);
+}
+
+TEST(unpop_out_of_order_completes_with_zero)
+{
+    struct guest g;
+    struct pair p;
+    struct pair_opts o = {.num = 8};
+    struct vhu_vq_elem *a, *b;
+    uint32_t len = 99;
+
+    ASSERT_OK(guest_init(&g));
+    ASSERT_OK(pair_init(&p, &g, &o));
+    for (unsigned i = 1; i <= 2; i++)
+        ASSERT_OK(add_one(&p, i));
+    vhu_vqd_kick_prepare(p.d);
+    a = vhu_vq_pop(p.q);
+    b = vhu_vq_pop(p.q);
+    ASSERT(a && b);
+    vhu_vq_unpop(p.q, a); /* not the most recent: cannot rewind */
+    ASSERT_EQ(vhu_vq_inflight(p.q), 1);
+    ASSERT(vhu_vq_pop(p.q) == NULL);
+    vhu_vq_push(p.q, b, 1);
+    vhu_vq_flush(p.q);
+    ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(1));
+    ASSERT_EQ(len, 0);
+    ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(2));
+    ASSERT_EQ(len, 1);
+    ASSERT(!vhu_vq_broken(p.q));
+    pair_fini(&p);
+    guest_fini(&g);
+}
+
+TEST(push_validates_element)
+{
+    struct guest g;
+    struct pair p;
+    struct pair_opts o = {.num = 8};
+    struct vhu_vq_elem fake = {0}, *e;
+    uint32_t len;
+
+    ASSERT_OK(guest_init(&g));
+    ASSERT_OK(pair_init(&p, &g, &o));
+    ASSERT_OK(add_one(&p, 1));
+    vhu_vqd_kick_prepare(p.d);
+    e = vhu_vq_pop(p.q);
+    ASSERT(e != NULL);
+    vhu_vq_push(p.q, &fake, 1);      /* not ours: ignored */
+    vhu_vq_push(p.q, e, 1000);       /* more than the chain holds: clamped to in_len */
+    vhu_vq_push(p.q, e, 1);          /* double push: ignored */
+    vhu_vq_flush(p.q);
+    ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(1));
+    ASSERT_EQ(len, 8);
+    ASSERT(vhu_vqd_get_used(p.d, &len) == NULL);
+    ASSERT(!vhu_vqd_broken(p.d));
+    ASSERT_EQ(vhu_vq_inflight(p.q), 0);
+    pair_fini(&p);
+    guest_fini(&g);
+}
+
+TEST(config_validation)
+{
+    struct guest g;
+    struct pair p;
+    struct pair_opts o = {.num = 8};
+    struct vhu_vq_config c;
+    struct vhu_vq *q;
+    struct vhu_vqd *d;
+    struct vhu_vqd_config dc = {.num = 6};
+
+    ASSERT_ERR(-EINVAL, vhu_vq_new(0, sizeof(struct vhu_vq_elem) - 1, 4, &q));
+    ASSERT_ERR(-EINVAL, vhu_vq_new(0, sizeof(struct vhu_vq_elem), 0, &q));
+    ASSERT_OK(guest_init(&g));
+    ASSERT_OK(pair_init(&p, &g, &o));
+    ASSERT_ERR(-EBUSY, vhu_vq_start(p.q, &p.cfg, g.mem));
+    ASSERT_OK(vhu_vq_new(1, 64, 4, &q));
+    c = p.cfg;
+    c.num = 6; /* split rings are powers of two */
+    ASSERT_ERR(-EINVAL, vhu_vq_start(q, &c, g.mem));
+    c = p.cfg;
+    c.num = 0;
+    ASSERT_ERR(-EINVAL, vhu_vq_start(q, &c, g.mem));
+    c = p.cfg;
+    c.desc = (uint8_t *)c.desc + 2; /* misaligned */
+    ASSERT_ERR(-EINVAL, vhu_vq_start(q, &c, g.mem));
+    c = p.cfg;
+    c.packed = true;
+    ASSERT_OK(vhu_vq_set_base(q, 9)); /* packed base beyond the ring */
+    ASSERT_ERR(-EINVAL, vhu_vq_start(q, &c, g.mem));
+    ASSERT(!vhu_vq_started(q));
+    ASSERT(vhu_vq_pop(q) == NULL);
+    vhu_vq_free(q);
+
+    dc.ring = gh(&g, ring_alloc(&g, 8192));
+    ASSERT_ERR(-EINVAL, vhu_vqd_new(&dc, &d));
+    dc.num = 8;
+    dc.ring = (uint8_t *)dc.ring + 4;
+    ASSERT_ERR(-EINVAL, vhu_vqd_new(&dc, &d));
+    pair_fini(&p);
+    guest_fini(&g);
+}
+
+TEST(vqd_add_errors)
+{
+    struct guest g;
+    struct pair p;
+    struct pair_opts o = {.num = 4};
+    struct vhu_vqd_seg s[5];
+
+    ASSERT_OK(guest_init(&g));
+    ASSERT_OK(pair_init(&p, &g, &o));
+    for (unsigned i = 0; i < 5; i++)
+        s[i] = (struct vhu_vqd_seg){data_alloc(&g, 8), 8};
+    ASSERT_ERR(-EINVAL, vhu_vqd_add(p.d, s, 0, 0, COOKIE(1)));
+    ASSERT_ERR(-EINVAL, vhu_vqd_add(p.d, s, 1, 0, NULL));
+    ASSERT_ERR(-EINVAL, vhu_vqd_add(p.d, s, 3, 2, COOKIE(1))); /* longer than the ring */
+    ASSERT_OK(vhu_vqd_add(p.d, s, 2, 1, COOKIE(1)));
+    ASSERT_ERR(-ENOSPC, vhu_vqd_add(p.d, s, 1, 1, COOKIE(2)));
+    ASSERT_OK(vhu_vqd_add(p.d, s, 1, 0, COOKIE(2)));
+    ASSERT_EQ(vhu_vqd_num_free(p.d), 0);
+    ASSERT_ERR(-ENOSPC, vhu_vqd_add(p.d, s, 1, 0, COOKIE(3)));
+    pair_fini(&p);
+    guest_fini(&g);
+}
+
+/* The driver side trusts the device no more than the device trusts the driver. */
+static int lying_device(unsigned how)
+{
+    struct guest g;
+    struct pair p;
+    struct pair_opts o = {.num = 8};
+    struct vring_used *used;
+    uint32_t len;
+    int r = 0;
+
+    if (guest_init(&g) < 0 || pair_init(&p, &g, &o) < 0)
+        return -1;
+    used = gh(&g, p.ring_gpa + 4096);
+    add_one(&p, 1);
+    add_one(&p, 2);
+    vhu_vqd_kick_prepare(p.d);
+    switch (how) {
+    case 0: /* id of a descriptor that is not a head in flight (head 0 uses desc 0 only) */
+        used->ring[0] = (struct vring_used_elem){.id = 5, .len = 0};
+        used->idx = 1;
+        break;
+    case 1: /* id out of range */
+        used->ring[0] = (struct vring_used_elem){.id = 8, .len = 0};
+        used->idx = 1;
+        break;
+    case 2: /* more bytes than the buffer holds */
+        used->ring[0] = (struct vring_used_elem){.id = 0, .len = 9};
+        used->idx = 1;
+        break;
+    case 3: /* more used entries than the ring holds */
+        used->idx = 9;
+        break;
+    case 4: /* the same id twice */
+        used->ring[0] = (struct vring_used_elem){.id = 0, .len = 8};
+        used->ring[1] = (struct vring_used_elem){.id = 0, .len = 8};
+        used->idx = 2;
+        if (vhu_vqd_get_used(p.d, &len) != COOKIE(1))
+            r = -2;
+        break;
+    }
+    if (r == 0 && (vhu_vqd_get_used(p.d, &len) != NULL || !vhu_vqd_broken(p.d) ||
+                   vhu_vqd_get_used(p.d, &len) != NULL ||
+                   vhu_vqd_add(p.d, NULL, 0, 0, NULL) != -EIO))
+        r = -3;
+    pair_fini(&p);
+    guest_fini(&g);
+    return r;
+}
+
+TEST(driver_refuses_lying_device)
+{
+    for (unsigned how = 0; how < 5; how++)
+        if (lying_device(how) != 0)
+            FAIL_AT("case %u not refused", how);
+}
+
+static char log_buf[512];
+static unsigned log_lines;
+
+static void log_capture(enum vhu_log_level level, const char *msg, void *opaque)
+{
+    (void)level;
+    (void)opaque;
+    snprintf(log_buf, sizeof(log_buf), "%s", msg);
+    log_lines++;
+}
+
+TEST(break_logs_once_with_queue_index)
+{
+    struct guest g;
+    struct pair p;
+    struct pair_opts o = {.num = 8, .index = 42};
+    struct vring_avail *avail;
+
+    ASSERT_OK(guest_init(&g));
+    ASSERT_OK(pair_init(&p, &g, &o));
+    vhu_log_set_sink(log_capture, NULL, VHU_LOG_DEBUG);
+    avail = gh(&g, p.ring_gpa + 16 * 8);
+    avail->ring[0] = 8; /* head index out of range */
+    avail->idx = 1;
+    ASSERT(vhu_vq_pop(p.q) == NULL);
+    ASSERT(vhu_vq_pop(p.q) == NULL);
+    vhu_vq_break(p.q, "again");
+    vhu_log_set_sink(NULL, NULL, VHU_LOG_ERROR);
+    ASSERT(vhu_vq_broken(p.q));
+    ASSERT_EQ(p.errors, 1);
+    ASSERT_EQ(log_lines, 1);
+    ASSERT(strstr(log_buf, "vq 42") != NULL);
+    ASSERT(strstr(log_buf, "head index out of range") != NULL);
+    ASSERT(strstr(vhu_vq_break_reason(p.q), "head index") != NULL);
+    /* A broken queue stays quiet: no work, no notifications, pushes are dropped. */
+    ASSERT(!vhu_vq_has_work(p.q));
+    ASSERT(!vhu_vq_enable_notify(p.q));
+    pair_fini(&p);
+    guest_fini(&g);
+}
