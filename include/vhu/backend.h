@@ -33,6 +33,12 @@ void vhu_backend_free(struct vhu_backend *b);
 struct vhu_device *vhu_backend_device(const struct vhu_backend *b);
 /* Protocol features offered (default: everything the core implements). */
 uint64_t vhu_backend_protocol_features(const struct vhu_backend *b);
+/*
+ * Data-plane threads: queue i is owned by worker i % nworkers (0: every queue runs on the
+ * loop given to vhu_backend_new). poll_us > 0 makes workers busy-poll their rings for that
+ * long after the last work before sleeping. Call before any session.
+ */
+int vhu_backend_set_workers(struct vhu_backend *b, unsigned nworkers, unsigned poll_us);
 /* Offer fewer protocol features: the offer becomes default & mask. Before any session. */
 int vhu_backend_limit_protocol_features(struct vhu_backend *b, uint64_t mask);
 

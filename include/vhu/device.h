@@ -52,4 +52,15 @@ struct vhu_device {
     uint64_t acked_features;  /* written by the core before set_features() */
 };
 
+/*
+ * Services the core gives a device, callable only on the thread that owns vq (inside
+ * queue_start, queue_notify, or a watch callback of that queue). A device with asynchronous
+ * completions (io_uring, a tap fd) watches its completion fd here, so the completion runs on
+ * the queue's owner thread and can push/flush without locks. Watches are removed by the device
+ * in queue_stop at the latest.
+ */
+typedef void vhu_dev_watch_fn(void *opaque);
+int vhu_dev_watch(struct vhu_vq *vq, int fd, vhu_dev_watch_fn *cb, void *opaque);
+void vhu_dev_unwatch(struct vhu_vq *vq, int fd);
+
 #endif

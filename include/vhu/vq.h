@@ -91,8 +91,10 @@ void vhu_vq_set_call_fd(struct vhu_vq *vq, int fd);
 int vhu_vq_call_fd(const struct vhu_vq *vq);
 unsigned vhu_vq_index(const struct vhu_vq *vq);
 uint16_t vhu_vq_num(const struct vhu_vq *vq);
-void vhu_vq_set_priv(struct vhu_vq *vq, void *priv);
+void vhu_vq_set_priv(struct vhu_vq *vq, void *priv);   /* the device's pointer */
 void *vhu_vq_priv(const struct vhu_vq *vq);
+void vhu_vq_set_core(struct vhu_vq *vq, void *core);   /* the backend core's pointer */
+void *vhu_vq_core(const struct vhu_vq *vq);
 
 /*
  * Next available chain, or NULL when there is none, the pool is empty or the queue is broken.

@@ -5,6 +5,7 @@
 #include "backend_internal.h"
 #include "vhu/log.h"
 #include "vhu/util.h"
+#include "worker.h"
 
 /* Protocol features the core implements for every device. */
 static uint64_t core_protocol_features(const struct vhu_device *dev)
@@ -42,11 +43,82 @@ VHU_EXPORT int vhu_backend_new(struct vhu_device *dev, struct vhu_loop *loop,
     return 0;
 }
 
+static void workers_free(struct vhu_backend *b)
+{
+    for (unsigned i = 0; i < b->nworkers; i++)
+        vhu_worker_free(b->workers[i].w);
+    free(b->workers);
+    b->workers = NULL;
+    b->nworkers = 0;
+}
+
+/* Busy-poll: run every ring this worker owns that has buffers waiting. */
+static bool worker_poll(void *opaque)
+{
+    struct vhu_backend_worker *bw = opaque;
+    bool found = false;
+
+    for (unsigned i = 0; i < bw->nowned; i++) {
+        struct vhu_session_vq *svq = bw->owned[i];
+        if (svq->enabled && !vhu_vq_broken(svq->vq) && vhu_vq_has_work(svq->vq)) {
+            svq->s->dev->ops->queue_notify(svq->s->dev, svq->vq);
+            found = true;
+        }
+    }
+    return found;
+}
+
+void vhu_backend_worker_own(struct vhu_session_vq *svq)
+{
+    struct vhu_backend_worker *bw = svq->bw;
+
+    if (bw && bw->nowned < VHU_ARRAY_SIZE(bw->owned))
+        bw->owned[bw->nowned++] = svq;
+}
+
+void vhu_backend_worker_disown(struct vhu_session_vq *svq)
+{
+    struct vhu_backend_worker *bw = svq->bw;
+
+    if (!bw)
+        return;
+    for (unsigned i = 0; i < bw->nowned; i++) {
+        if (bw->owned[i] == svq) {
+            bw->owned[i] = bw->owned[--bw->nowned];
+            return;
+        }
+    }
+}
+
+VHU_EXPORT int vhu_backend_set_workers(struct vhu_backend *b, unsigned nworkers, unsigned poll_us)
+{
+    if (b->session || nworkers > 64)
+        return -EBUSY;
+    workers_free(b);
+    if (nworkers == 0)
+        return 0;
+    b->workers = calloc(nworkers, sizeof(*b->workers));
+    if (!b->workers)
+        return -ENOMEM;
+    b->poll_us = poll_us;
+    for (unsigned i = 0; i < nworkers; i++) {
+        int r = vhu_worker_new(i, poll_us, worker_poll, &b->workers[i], &b->workers[i].w);
+        if (r < 0) {
+            b->nworkers = i;
+            workers_free(b);
+            return r;
+        }
+        b->nworkers = i + 1;
+    }
+    return 0;
+}
+
 VHU_EXPORT void vhu_backend_free(struct vhu_backend *b)
 {
     if (!b)
         return;
     vhu_session_end(b->session);
+    workers_free(b);
     if (b->dev->ops->destroy)
         b->dev->ops->destroy(b->dev);
     free(b);

@@ -6,10 +6,33 @@
 #include "vhu/backend.h"
 #include "vhu/mem.h"
 
+struct vhu_worker;
+struct vhu_session_vq;
+
+/* A worker thread as the backend sees it: the queues it owns, for busy-polling. Only the worker
+ * thread itself reads or changes `owned` (through vhu_worker_call()). */
+struct vhu_backend_worker {
+    struct vhu_worker *w;
+    struct vhu_session_vq *owned[256];
+    unsigned nowned;
+};
+
+/* A device's fd watch (vhu_dev_watch). */
+struct vhu_session_watch {
+    int fd;
+    void (*cb)(void *opaque);
+    void *opaque;
+};
+#define VHU_SESSION_VQ_WATCHES 4
+
 /* Per-queue state the session keeps beside the ring itself. */
 struct vhu_session_vq {
     struct vhu_session *s;
     struct vhu_vq *vq;
+    struct vhu_backend_worker *bw; /* owner thread, or NULL: the control thread */
+    struct vhu_loop *loop;         /* the owner's loop */
+    struct vhu_session_watch watches[VHU_SESSION_VQ_WATCHES];
+    bool want_enabled;
     uint16_t num;
     bool addr_set;
     struct vhost_vring_addr addr;
@@ -29,7 +52,14 @@ struct vhu_backend {
     struct vhu_session *session;
     uint64_t protocol_features; /* offered */
     struct vhu_backend_stats stats;
+    unsigned nworkers;
+    unsigned poll_us;
+    struct vhu_backend_worker *workers;
 };
+
+/* Called on the owner thread when a ring starts / stops (busy-poll bookkeeping). */
+void vhu_backend_worker_own(struct vhu_session_vq *svq);
+void vhu_backend_worker_disown(struct vhu_session_vq *svq);
 
 struct vhu_session {
     struct vhu_backend *b;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "backend_internal.h"
+#include "worker.h"
 #include "vhu/log.h"
 #include "vhu/util.h"
 #include "vhu/virtio.h"
@@ -47,7 +48,7 @@ static void kick_cb(int fd, uint32_t events, void *opaque)
 
     (void)events;
     vhu_eventfd_drain(fd);
-    s->b->stats.kicks++;
+    __atomic_add_fetch(&s->b->stats.kicks, 1, __ATOMIC_RELAXED);
     if (svq->started && svq->enabled && !vhu_vq_broken(svq->vq))
         s->dev->ops->queue_notify(s->dev, svq->vq);
 }
@@ -57,7 +58,7 @@ static void vq_error_hook(struct vhu_vq *vq, void *opaque)
     struct vhu_session_vq *svq = opaque;
 
     /* virtio 2.1.2: a device that hit an error it cannot recover from sets NEEDS_RESET. */
-    svq->s->status |= VIRTIO_CONFIG_S_NEEDS_RESET;
+    __atomic_fetch_or(&svq->s->status, VIRTIO_CONFIG_S_NEEDS_RESET, __ATOMIC_RELAXED);
     if (svq->err_fd >= 0)
         vhu_eventfd_signal(svq->err_fd);
     vhu_err("queue %u stopped after a driver error; other queues keep running",
@@ -67,7 +68,7 @@ static void vq_error_hook(struct vhu_vq *vq, void *opaque)
 static void unwatch_kick(struct vhu_session_vq *svq)
 {
     if (svq->watched) {
-        vhu_loop_del(svq->s->b->loop, svq->kick_fd);
+        vhu_loop_del(svq->loop, svq->kick_fd);
         svq->watched = false;
     }
 }
@@ -129,6 +130,7 @@ static int vq_start(struct vhu_session *s, struct vhu_session_vq *svq)
         }
     }
     svq->started = true;
+    vhu_backend_worker_own(svq);
     return 0;
 }
 
@@ -137,6 +139,7 @@ static void vq_stop(struct vhu_session *s, struct vhu_session_vq *svq)
     unwatch_kick(svq);
     if (!svq->started)
         return;
+    vhu_backend_worker_disown(svq);
     if (s->dev->ops->queue_stop)
         s->dev->ops->queue_stop(s->dev, svq->vq);
     svq->base = vhu_vq_get_base(svq->vq);
@@ -152,28 +155,102 @@ static void vq_run(struct vhu_session *s, struct vhu_session_vq *svq)
         s->dev->ops->queue_notify(s->dev, svq->vq);
 }
 
+/*
+ * Everything that touches a ring runs on the thread that owns it: the control thread when there
+ * are no workers, else the owning worker through vhu_worker_call() (the control thread waits).
+ * The op_* functions below are those owner-side bodies.
+ */
+static int on_owner(struct vhu_session_vq *svq, int (*fn)(void *), void *arg)
+{
+    if (svq->bw)
+        return vhu_worker_call(svq->bw->w, fn, arg);
+    return fn(arg);
+}
+
+static int op_start(void *arg)
+{
+    struct vhu_session_vq *svq = arg;
+    struct vhu_session *s = svq->s;
+    int r = vq_start(s, svq);
+
+    if (r < 0)
+        return r;
+    r = vhu_loop_add(svq->loop, svq->kick_fd, VHU_LOOP_IN, kick_cb, svq);
+    if (r < 0) {
+        vq_stop(s, svq);
+        return r;
+    }
+    svq->watched = true;
+    vq_run(s, svq);
+    return 0;
+}
+
+static int op_stop(void *arg)
+{
+    struct vhu_session_vq *svq = arg;
+
+    vq_stop(svq->s, svq);
+    return 0;
+}
+
+/* Re-translate a running ring's addresses (new memory table, new SET_VRING_ADDR), keeping its
+ * position and its kick watch. */
+static int op_restart(void *arg)
+{
+    struct vhu_session_vq *svq = arg;
+    struct vhu_session *s = svq->s;
+    bool watched = svq->watched;
+    int r;
+
+    if (!svq->started)
+        return 0;
+    if (vhu_vq_inflight(svq->vq)) {
+        vhu_err("queue %u: rings moved with requests in flight", (unsigned)(svq - s->vqs));
+        return -EBUSY;
+    }
+    svq->watched = false; /* keep the kick watch across the restart */
+    vq_stop(s, svq);
+    svq->watched = watched;
+    r = vq_start(s, svq);
+    if (r < 0)
+        unwatch_kick(svq);
+    return r;
+}
+
+static int op_set_call(void *arg)
+{
+    struct vhu_session_vq *svq = arg;
+
+    vhu_vq_set_call_fd(svq->vq, svq->call_fd);
+    /* QEMU swaps call fds after SET_VRING_ENABLE; an interrupt raised on the old fd in between
+     * would be lost, so signal the new one once. */
+    if (svq->started && svq->call_fd >= 0)
+        vhu_eventfd_signal(svq->call_fd);
+    return 0;
+}
+
+static int op_enable(void *arg)
+{
+    struct vhu_session_vq *svq = arg;
+
+    svq->enabled = svq->want_enabled;
+    if (svq->enabled)
+        vq_run(svq->s, svq);
+    return 0;
+}
+
+static void ring_stop(struct vhu_session_vq *svq)
+{
+    on_owner(svq, op_stop, svq);
+}
+
 /* The memory table changed under running rings: re-translate their addresses. */
 static int vqs_remap(struct vhu_session *s)
 {
     for (unsigned i = 0; i < s->nvqs; i++) {
-        struct vhu_session_vq *svq = &s->vqs[i];
-        bool watched = svq->watched;
-        int r;
-
-        if (!svq->started)
-            continue;
-        if (vhu_vq_inflight(svq->vq)) {
-            vhu_err("queue %u: memory table changed with requests in flight", i);
-            return -EBUSY;
-        }
-        svq->watched = false; /* keep the kick watch across the restart */
-        vq_stop(s, svq);
-        svq->watched = watched;
-        r = vq_start(s, svq);
-        if (r < 0) {
-            unwatch_kick(svq);
+        int r = on_owner(&s->vqs[i], op_restart, &s->vqs[i]);
+        if (r < 0)
             return r;
-        }
     }
     return 0;
 }
@@ -181,7 +258,7 @@ static int vqs_remap(struct vhu_session *s)
 static void vqs_stop_all(struct vhu_session *s)
 {
     for (unsigned i = 0; i < s->nvqs; i++)
-        vq_stop(s, &s->vqs[i]);
+        ring_stop(&s->vqs[i]);
 }
 
 static void vqs_reset_all(struct vhu_session *s)
@@ -190,9 +267,9 @@ static void vqs_reset_all(struct vhu_session *s)
     for (unsigned i = 0; i < s->nvqs; i++) {
         struct vhu_session_vq *svq = &s->vqs[i];
         vhu_fd_close(&svq->kick_fd);
+        vhu_vq_set_call_fd(svq->vq, -1); /* the ring is stopped: no other thread uses it */
         vhu_fd_close(&svq->call_fd);
         vhu_fd_close(&svq->err_fd);
-        vhu_vq_set_call_fd(svq->vq, -1);
         svq->num = 0;
         svq->addr_set = false;
         svq->base = 0;
@@ -399,19 +476,8 @@ static int h_set_vring_addr(struct vhu_session *s, struct vhu_msg *m)
 
     svq->addr = m->payload.addr;
     svq->addr_set = true;
-    if (svq->started) {
-        /* Addresses changed on a running ring (logging toggled): re-translate them. */
-        bool watched = svq->watched;
-        svq->watched = false;
-        vq_stop(s, svq);
-        svq->watched = watched;
-        int r = vq_start(s, svq);
-        if (r < 0) {
-            unwatch_kick(svq);
-            return r;
-        }
-    }
-    return 0;
+    /* Addresses changed on a running ring (logging toggled): re-translate them. */
+    return on_owner(svq, op_restart, svq);
 }
 
 static int h_set_vring_base(struct vhu_session *s, struct vhu_msg *m)
@@ -432,7 +498,7 @@ static int h_get_vring_base(struct vhu_session *s, struct vhu_msg *m)
     struct vhu_session_vq *svq = msg_vq(s, idx);
 
     /* vhost-user.rst: GET_VRING_BASE stops the ring; the kick fd is no longer used. */
-    vq_stop(s, svq);
+    ring_stop(svq);
     vhu_fd_close(&svq->kick_fd);
     return reply_state(s, m, idx, svq->base);
 }
@@ -440,11 +506,8 @@ static int h_get_vring_base(struct vhu_session *s, struct vhu_msg *m)
 static int h_set_vring_kick(struct vhu_session *s, struct vhu_msg *m)
 {
     struct vhu_session_vq *svq = msg_vq(s, (uint32_t)m->payload.u64);
-    int r;
 
-    unwatch_kick(svq);
-    if (svq->started)
-        vq_stop(s, svq);
+    ring_stop(svq);
     svq->kick_nofd = (m->payload.u64 & VHOST_USER_VRING_NOFD_MASK) != 0;
     vhu_fd_replace(&svq->kick_fd, svq->kick_nofd ? -1 : take_fd(m));
     if (svq->kick_nofd) {
@@ -452,17 +515,7 @@ static int h_set_vring_kick(struct vhu_session *s, struct vhu_msg *m)
                 (unsigned)(m->payload.u64 & VHOST_USER_VRING_IDX_MASK));
         return -ENOTSUP;
     }
-    r = vq_start(s, svq);
-    if (r < 0)
-        return r;
-    r = vhu_loop_add(s->b->loop, svq->kick_fd, VHU_LOOP_IN, kick_cb, svq);
-    if (r < 0) {
-        vq_stop(s, svq);
-        return r;
-    }
-    svq->watched = true;
-    vq_run(s, svq);
-    return 0;
+    return on_owner(svq, op_start, svq);
 }
 
 static int h_set_vring_call(struct vhu_session *s, struct vhu_msg *m)
@@ -470,12 +523,11 @@ static int h_set_vring_call(struct vhu_session *s, struct vhu_msg *m)
     struct vhu_session_vq *svq = msg_vq(s, (uint32_t)m->payload.u64);
     bool nofd = (m->payload.u64 & VHOST_USER_VRING_NOFD_MASK) != 0;
 
-    vhu_fd_replace(&svq->call_fd, nofd ? -1 : take_fd(m));
-    vhu_vq_set_call_fd(svq->vq, svq->call_fd);
-    /* QEMU swaps call fds after SET_VRING_ENABLE; an interrupt raised on the old fd in between
-     * would be lost, so signal the new one once. */
-    if (svq->started && svq->call_fd >= 0)
-        vhu_eventfd_signal(svq->call_fd);
+    int old = svq->call_fd;
+
+    svq->call_fd = nofd ? -1 : take_fd(m);
+    on_owner(svq, op_set_call, svq);
+    vhu_fd_close(&old); /* only after the owner stopped using it */
     return 0;
 }
 
@@ -520,10 +572,8 @@ static int h_set_vring_enable(struct vhu_session *s, struct vhu_msg *m)
         vhu_err("SET_VRING_ENABLE: %u is neither 0 nor 1", on);
         return -EINVAL;
     }
-    svq->enabled = on;
-    if (on)
-        vq_run(s, svq);
-    return 0;
+    svq->want_enabled = on;
+    return on_owner(svq, op_enable, svq);
 }
 
 static int h_set_backend_req_fd(struct vhu_session *s, struct vhu_msg *m)
@@ -571,13 +621,13 @@ static int h_set_status(struct vhu_session *s, struct vhu_msg *m)
         vhu_err("SET_STATUS: 0x%llx is not a status byte", (unsigned long long)m->payload.u64);
         return -EINVAL;
     }
-    s->status = (uint8_t)m->payload.u64;
+    __atomic_store_n(&s->status, (uint8_t)m->payload.u64, __ATOMIC_RELAXED);
     return 0;
 }
 
 static int h_get_status(struct vhu_session *s, struct vhu_msg *m)
 {
-    return reply_u64(s, m, s->status);
+    return reply_u64(s, m, __atomic_load_n(&s->status, __ATOMIC_RELAXED));
 }
 
 static vhu_handler_fn *const handlers[VHOST_USER_MAX_REQUEST] = {
@@ -710,9 +760,15 @@ VHU_EXPORT int vhu_session_new(struct vhu_backend *b, const struct vhu_session_t
 
         svq->s = s;
         svq->kick_fd = svq->call_fd = svq->err_fd = -1;
+        svq->bw = b->nworkers ? &b->workers[i % b->nworkers] : NULL;
+        svq->loop = svq->bw ? vhu_worker_loop(svq->bw->w) : b->loop;
+        for (unsigned k = 0; k < VHU_SESSION_VQ_WATCHES; k++)
+            svq->watches[k].fd = -1;
         r = vhu_vq_new(i, dev->elem_size, dev->max_segs, &svq->vq);
-        if (r == 0)
+        if (r == 0) {
             vhu_vq_set_hooks(svq->vq, &hooks);
+            vhu_vq_set_core(svq->vq, svq);
+        }
     }
     if (r < 0) {
         b->session = s; /* let end() free what was built */
@@ -743,4 +799,52 @@ VHU_EXPORT void vhu_session_end(struct vhu_session *s)
     if (s->b->session == s)
         s->b->session = NULL;
     free(s);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Services for devices (vhu/device.h)                                                       */
+/* ---------------------------------------------------------------------------------------- */
+
+static void dev_watch_cb(int fd, uint32_t events, void *opaque)
+{
+    struct vhu_session_watch *w = opaque;
+
+    (void)fd;
+    (void)events;
+    w->cb(w->opaque);
+}
+
+VHU_EXPORT int vhu_dev_watch(struct vhu_vq *vq, int fd, vhu_dev_watch_fn *cb, void *opaque)
+{
+    struct vhu_session_vq *svq = vhu_vq_core(vq);
+
+    if (!svq || fd < 0 || !cb)
+        return -EINVAL;
+    for (unsigned k = 0; k < VHU_SESSION_VQ_WATCHES; k++) {
+        struct vhu_session_watch *w = &svq->watches[k];
+        if (w->fd >= 0)
+            continue;
+        int r = vhu_loop_add(svq->loop, fd, VHU_LOOP_IN, dev_watch_cb, w);
+        if (r < 0)
+            return r;
+        w->fd = fd;
+        w->cb = cb;
+        w->opaque = opaque;
+        return 0;
+    }
+    return -ENOSPC;
+}
+
+VHU_EXPORT void vhu_dev_unwatch(struct vhu_vq *vq, int fd)
+{
+    struct vhu_session_vq *svq = vhu_vq_core(vq);
+
+    if (!svq || fd < 0)
+        return;
+    for (unsigned k = 0; k < VHU_SESSION_VQ_WATCHES; k++) {
+        if (svq->watches[k].fd == fd) {
+            vhu_loop_del(svq->loop, fd);
+            svq->watches[k].fd = -1;
+        }
+    }
 }

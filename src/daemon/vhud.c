@@ -30,6 +30,8 @@ struct daemon_opts {
     unsigned reconnect_ms;
     unsigned queue_size;
     bool no_mem_slots;
+    unsigned workers;
+    unsigned poll_us;
     int verbose;
 };
 
@@ -69,6 +71,9 @@ static void usage(FILE *f)
             "  --client             connect to PATH instead (the frontend listens)\n"
             "  --reconnect-ms N     with --client: retry every N ms after a disconnect\n"
             "  --queue-size N       largest ring accepted (default 1024)\n"
+            "  --workers N          data-plane threads; queue i runs on worker i %% N\n"
+            "                       (default 0: queues run on the control thread)\n"
+            "  --poll-us N          workers busy-poll their rings for N us before sleeping\n"
             "  --no-mem-slots       do not offer CONFIGURE_MEM_SLOTS (QEMU 7.2 forgets the\n"
             "                       memory of a vhost-user-rng device when it reconnects)\n"
             "  --print-capabilities print the vhost-user.json capabilities and exit\n"
@@ -116,6 +121,8 @@ int main(int argc, char **argv)
         {"reconnect-ms", required_argument, NULL, 'r'},
         {"queue-size", required_argument, NULL, 'q'},
         {"no-mem-slots", no_argument, NULL, 'm'},
+        {"workers", required_argument, NULL, 'w'},
+        {"poll-us", required_argument, NULL, 'P'},
         {"print-capabilities", no_argument, NULL, 'p'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
@@ -171,6 +178,18 @@ int main(int argc, char **argv)
             }
             break;
         case 'm': o.no_mem_slots = true; break;
+        case 'w':
+            if (parse_uint(optarg, 64, &o.workers) < 0) {
+                fprintf(stderr, "vhud: bad --workers '%s' (0..64)\n", optarg);
+                return 2;
+            }
+            break;
+        case 'P':
+            if (parse_uint(optarg, 1000000, &o.poll_us) < 0) {
+                fprintf(stderr, "vhud: bad --poll-us '%s'\n", optarg);
+                return 2;
+            }
+            break;
         case 'p': print_caps = true; break;
         case 'v': o.verbose++; break;
         case 'h': usage(stdout); return 0;
@@ -209,6 +228,8 @@ int main(int argc, char **argv)
         r = vhu_backend_new(dev, loop, &backend);
         if (r < 0 && dev->ops->destroy)
             dev->ops->destroy(dev);
+        if (r == 0 && (o.workers || o.poll_us))
+            r = vhu_backend_set_workers(backend, o.workers ? o.workers : 1, o.poll_us);
         if (r == 0 && o.no_mem_slots)
             r = vhu_backend_limit_protocol_features(
                 backend, ~vhu_feature(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS));

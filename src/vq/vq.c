@@ -225,6 +225,16 @@ VHU_EXPORT uint16_t vhu_vq_num(const struct vhu_vq *vq)
     return vq && vq->started ? vq->num : 0;
 }
 
+VHU_EXPORT void vhu_vq_set_core(struct vhu_vq *vq, void *core)
+{
+    vq->core = core;
+}
+
+VHU_EXPORT void *vhu_vq_core(const struct vhu_vq *vq)
+{
+    return vq->core;
+}
+
 VHU_EXPORT void vhu_vq_set_priv(struct vhu_vq *vq, void *priv)
 {
     if (vq)

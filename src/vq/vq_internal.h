@@ -76,6 +76,7 @@ struct vhu_vq {
     int call_fd;
     struct vhu_vq_hooks hooks;
     void *priv;
+    void *core;
     const char *break_reason;
 };
 

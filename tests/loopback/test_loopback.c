@@ -112,6 +112,8 @@ static void xor_init(void)
     memcpy(xdev.config, "\x01\x02\x03\x04", 4);
 }
 
+static unsigned rig_workers, rig_poll_us; /* backend worker threads for the next rig */
+
 struct rig {
     struct vhu_loop *loop;
     struct vhu_backend *b;
@@ -126,6 +128,8 @@ static int rig_up(struct rig *r, struct vhu_device *dev)
     ret = vhu_loop_new(&r->loop);
     if (ret == 0)
         ret = vhu_backend_new(dev, r->loop, &r->b);
+    if (ret == 0 && rig_workers)
+        ret = vhu_backend_set_workers(r->b, rig_workers, rig_poll_us);
     if (ret == 0)
         ret = vhu_loopback_connect(r->b, r->loop, &r->fe);
     return ret;
@@ -211,6 +215,19 @@ TEST(xor_split_indirect_event_idx_3_regions) { run_xor(false, true, true, 3, 64)
 TEST(xor_packed) { run_xor(true, false, false, 1, 8); }
 TEST(xor_packed_event_idx) { run_xor(true, true, false, 2, 13); }
 TEST(xor_packed_indirect_event_idx) { run_xor(true, true, true, 1, 256); }
+
+/* The same traffic with each queue owned by its own worker thread, event-driven and polling. */
+static void run_xor_workers(unsigned workers, unsigned poll_us, bool packed)
+{
+    rig_workers = workers;
+    rig_poll_us = poll_us;
+    run_xor(packed, true, true, 2, 64);
+    rig_workers = rig_poll_us = 0;
+}
+
+TEST(xor_split_2_workers) { run_xor_workers(2, 0, false); }
+TEST(xor_packed_2_workers_poll) { run_xor_workers(2, 50, true); }
+TEST(xor_split_1_worker_poll) { run_xor_workers(1, 20, false); }
 
 static void run_rng(bool packed)
 {

@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "vhu/log.h"
+#include "vhu/util.h"
+#include "worker.h"
+
+struct vhu_worker {
+    unsigned id;
+    unsigned poll_us;
+    vhu_worker_poll_fn *poll;
+    void *poll_opaque;
+    struct vhu_loop *loop;
+    pthread_t thread;
+    bool running;
+    int call_fd;          /* control -> worker doorbell */
+    pthread_mutex_t lock; /* guards the call slot only: control path, never per request */
+    pthread_cond_t done_cond;
+    int (*call_fn)(void *arg);
+    void *call_arg;
+    int call_ret;
+    bool call_done;
+    bool quit;
+};
+
+static void call_cb(int fd, uint32_t events, void *opaque)
+{
+    struct vhu_worker *w = opaque;
+    int (*fn)(void *);
+    void *arg;
+
+    (void)events;
+    vhu_eventfd_drain(fd);
+    pthread_mutex_lock(&w->lock);
+    fn = w->call_fn;
+    arg = w->call_arg;
+    pthread_mutex_unlock(&w->lock);
+    if (!fn)
+        return;
+    int r = fn(arg);
+    pthread_mutex_lock(&w->lock);
+    w->call_fn = NULL;
+    w->call_ret = r;
+    w->call_done = true;
+    pthread_cond_signal(&w->done_cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+static int quit_fn(void *arg)
+{
+    struct vhu_worker *w = arg;
+
+    w->quit = true;
+    return 0;
+}
+
+static void *worker_main(void *arg)
+{
+    struct vhu_worker *w = arg;
+    char name[16];
+
+    snprintf(name, sizeof(name), "vhu-worker%u", w->id);
+    pthread_setname_np(pthread_self(), name);
+    while (!w->quit) {
+        if (w->poll_us == 0 || !w->poll) {
+            vhu_loop_run_once(w->loop, -1);
+            continue;
+        }
+        /* Busy-poll the rings for poll_us after the last work found, then sleep on the fds. */
+        uint64_t until = vhu_now_ns() + (uint64_t)w->poll_us * 1000;
+        while (!w->quit) {
+            vhu_loop_run_once(w->loop, 0);
+            uint64_t now = vhu_now_ns();
+            if (w->poll(w->poll_opaque))
+                until = now + (uint64_t)w->poll_us * 1000;
+            else if (now >= until)
+                break;
+        }
+        if (!w->quit)
+            vhu_loop_run_once(w->loop, -1);
+    }
+    return NULL;
+}
+
+int vhu_worker_new(unsigned id, unsigned poll_us, vhu_worker_poll_fn *poll, void *poll_opaque,
+                   struct vhu_worker **out)
+{
+    struct vhu_worker *w = calloc(1, sizeof(*w));
+    int r;
+
+    if (!w)
+        return -ENOMEM;
+    w->id = id;
+    w->poll_us = poll_us;
+    w->poll = poll;
+    w->poll_opaque = poll_opaque;
+    w->call_fd = vhu_eventfd_new();
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->done_cond, NULL);
+    r = w->call_fd < 0 ? w->call_fd : vhu_loop_new(&w->loop);
+    if (r == 0)
+        r = vhu_loop_add(w->loop, w->call_fd, VHU_LOOP_IN, call_cb, w);
+    if (r == 0) {
+        r = -pthread_create(&w->thread, NULL, worker_main, w);
+        w->running = r == 0;
+    }
+    if (r < 0) {
+        vhu_worker_free(w);
+        return r;
+    }
+    *out = w;
+    return 0;
+}
+
+int vhu_worker_call(struct vhu_worker *w, int (*fn)(void *arg), void *arg)
+{
+    int r;
+
+    pthread_mutex_lock(&w->lock);
+    w->call_fn = fn;
+    w->call_arg = arg;
+    w->call_done = false;
+    pthread_mutex_unlock(&w->lock);
+    vhu_eventfd_signal(w->call_fd);
+    pthread_mutex_lock(&w->lock);
+    while (!w->call_done)
+        pthread_cond_wait(&w->done_cond, &w->lock);
+    r = w->call_ret;
+    pthread_mutex_unlock(&w->lock);
+    return r;
+}
+
+void vhu_worker_free(struct vhu_worker *w)
+{
+    if (!w)
+        return;
+    if (w->running) {
+        vhu_worker_call(w, quit_fn, w);
+        pthread_join(w->thread, NULL);
+    }
+    if (w->loop)
+        vhu_loop_free(w->loop);
+    vhu_fd_close(&w->call_fd);
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->done_cond);
+    free(w);
+}
+
+struct vhu_loop *vhu_worker_loop(struct vhu_worker *w)
+{
+    return w->loop;
+}

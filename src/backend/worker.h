@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#ifndef VHU_BACKEND_WORKER_H
+#define VHU_BACKEND_WORKER_H
+
+#include <stdint.h>
+
+#include "vhu/loop.h"
+
+/*
+ * A data-plane thread with its own loop. It owns a set of queues: their kick fds and device
+ * watches live in its loop, and every change to a queue it owns runs on it through
+ * vhu_worker_call(), so the data path never takes a lock.
+ */
+struct vhu_worker;
+
+/* poll_us > 0: after work, keep calling poll_fn for that long before sleeping. */
+typedef bool vhu_worker_poll_fn(void *opaque); /* true if it found work */
+
+int vhu_worker_new(unsigned id, unsigned poll_us, vhu_worker_poll_fn *poll, void *poll_opaque,
+                   struct vhu_worker **out);
+void vhu_worker_free(struct vhu_worker *w);
+struct vhu_loop *vhu_worker_loop(struct vhu_worker *w);
+/* Run fn(arg) on the worker and wait for it; returns fn's result. */
+int vhu_worker_call(struct vhu_worker *w, int (*fn)(void *arg), void *arg);
+
+#endif
