@@ -36,6 +36,9 @@ struct vhu_fe_conn_ops {
 int vhu_fe_new(const struct vhu_fe_conn_ops *ops, void *conn, struct vhu_fe **out);
 /* Connect to a backend listening on an AF_UNIX socket. */
 int vhu_fe_connect(const char *path, struct vhu_fe **out);
+/* Use an already connected AF_UNIX stream socket (e.g. accepted from a backend that connects,
+ * or one end of a socketpair). The frontend owns fd from then on, even on failure. */
+int vhu_fe_connect_fd(int fd, struct vhu_fe **out);
 void vhu_fe_free(struct vhu_fe *fe);
 
 /*

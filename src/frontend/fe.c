@@ -75,6 +75,22 @@ static const struct vhu_fe_conn_ops unix_conn_ops = {
     .close = unix_close,
 };
 
+VHU_EXPORT int vhu_fe_connect_fd(int fd, struct vhu_fe **out)
+{
+    struct unix_conn *c = calloc(1, sizeof(*c));
+    int r;
+
+    if (!c) {
+        close(fd);
+        return -ENOMEM;
+    }
+    c->fd = fd;
+    r = vhu_fe_new(&unix_conn_ops, c, out);
+    if (r < 0)
+        unix_close(c);
+    return r;
+}
+
 VHU_EXPORT int vhu_fe_connect(const char *path, struct vhu_fe **out)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};

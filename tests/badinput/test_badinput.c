@@ -449,6 +449,103 @@ TEST(sigterm_clean_exit)
     ASSERT(access(sock_path, F_OK) != 0); /* socket file removed */
 }
 
+/* One rng request over an established frontend. */
+static int rng_once(struct vhu_fe *fe)
+{
+    struct vhu_fe_opts o = {.num_queues = 1, .queue_size = 16, .mem_size = 1 << 20};
+    uint64_t gpa;
+    int r = vhu_fe_start(fe, &o);
+    void *buf = r == 0 ? vhu_fe_alloc(fe, 64, 64, &gpa) : NULL;
+
+    if (!buf)
+        return r < 0 ? r : -ENOMEM;
+    struct vhu_vqd_seg seg = {gpa, 64};
+    r = vhu_fe_request(fe, 0, &seg, 0, 1, 3000);
+    return r == 64 ? 0 : (r < 0 ? r : -EIO);
+}
+
+static pid_t spawn(char *const argv[], int keep_fd)
+{
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        if (keep_fd >= 0) {
+            dup2(keep_fd, 3); /* clears CLOEXEC on the copy */
+        }
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int wait_exit(pid_t pid, int timeout_ms)
+{
+    int status;
+
+    for (int i = 0; i < timeout_ms / 10; i++) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        usleep(10000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -ETIMEDOUT;
+}
+
+/* --fd with a connected socket: serve that one frontend, exit 0 when it leaves. */
+TEST(fd_connected_socket)
+{
+    int sv[2];
+    struct vhu_fe *fe;
+
+    if (!vhud_path)
+        SKIP("no vhud path given");
+    ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+    char *argv[] = {(char *)vhud_path, "rng", "--fd", "3", NULL};
+    pid_t pid = spawn(argv, sv[1]);
+    close(sv[1]);
+    ASSERT_OK(vhu_fe_connect_fd(sv[0], &fe));
+    ASSERT_OK(rng_once(fe));
+    vhu_fe_free(fe);
+    ASSERT_EQ(wait_exit(pid, 3000), 0);
+}
+
+/* --client: vhud connects to a listening frontend and reconnects after it goes away. */
+TEST(client_mode_reconnects)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char path[160];
+    struct vhu_fe *fe;
+    int l, c;
+
+    if (!vhud_path || !dir[0])
+        SKIP("no vhud path given");
+    snprintf(path, sizeof(path), "%s/client.sock", dir);
+    strcpy(sa.sun_path, path);
+    l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_OK(bind(l, (struct sockaddr *)&sa, sizeof(sa)));
+    ASSERT_OK(listen(l, 1));
+    char *argv[] = {(char *)vhud_path, "rng", "--client", "--socket-path", path,
+                    "--reconnect-ms", "50", NULL};
+    pid_t pid = spawn(argv, -1);
+    for (int round = 0; round < 2; round++) {
+        struct pollfd p = {.fd = l, .events = POLLIN};
+        if (poll(&p, 1, 3000) != 1)
+            FAIL_AT("round %d: vhud did not connect", round);
+        c = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        ASSERT(c >= 0);
+        ASSERT_OK(vhu_fe_connect_fd(c, &fe));
+        ASSERT_OK(rng_once(fe));
+        vhu_fe_free(fe); /* vhud sees the hang-up and comes back */
+    }
+    kill(pid, SIGTERM);
+    ASSERT_EQ(wait_exit(pid, 3000), 0);
+    close(l);
+    unlink(path);
+}
+
 __attribute__((constructor)) static void get_args(void)
 {
     /* The harness owns main(); the vhud path comes from the environment set by meson. */
