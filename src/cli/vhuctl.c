@@ -112,15 +112,52 @@ bad:
     return -EINVAL;
 }
 
-static void print_features(const char *what, uint64_t f)
+struct bit_name {
+    unsigned bit;
+    const char *name;
+};
+
+static const struct bit_name virtio_bits[] = {
+    {VIRTIO_RING_F_INDIRECT_DESC, "INDIRECT_DESC"}, {VIRTIO_RING_F_EVENT_IDX, "EVENT_IDX"},
+    {30, "PROTOCOL_FEATURES"}, {VIRTIO_F_VERSION_1, "VERSION_1"},
+    {VIRTIO_F_ACCESS_PLATFORM, "ACCESS_PLATFORM"}, {VIRTIO_F_RING_PACKED, "RING_PACKED"},
+    {VIRTIO_F_IN_ORDER, "IN_ORDER"}, {VIRTIO_F_NOTIFICATION_DATA, "NOTIFICATION_DATA"},
+};
+
+/* vhost-user.rst protocol feature bits 0..23 */
+static const char *const protocol_names[] = {
+    "MQ", "LOG_SHMFD", "RARP", "REPLY_ACK", "NET_MTU", "BACKEND_REQ", "CROSS_ENDIAN",
+    "CRYPTO_SESSION", "PAGEFAULT", "CONFIG", "BACKEND_SEND_FD", "HOST_NOTIFIER",
+    "INFLIGHT_SHMFD", "RESET_DEVICE", "INBAND_NOTIFICATIONS", "CONFIGURE_MEM_SLOTS", "STATUS",
+    "XEN_MMAP", "SHARED_OBJECT", "DEVICE_STATE", "GET_VRING_BASE_INFLIGHT", "GPA_ADDRESSES",
+    "SHMEM", "GET_VRING_BASE_SKIP_DRAIN",
+};
+
+static void print_features(const char *what, uint64_t f, bool protocol)
 {
-    printf("%-22s 0x%016" PRIx64 "\n", what, f);
+    printf("%-22s 0x%016" PRIx64, what, f);
+    for (unsigned b = 0; b < 64; b++) {
+        const char *name = NULL;
+        if (!vhu_has_feature(f, b))
+            continue;
+        if (protocol && b < VHU_ARRAY_SIZE(protocol_names))
+            name = protocol_names[b];
+        for (size_t i = 0; !protocol && i < VHU_ARRAY_SIZE(virtio_bits); i++)
+            if (virtio_bits[i].bit == b)
+                name = virtio_bits[i].name;
+        if (name)
+            printf(" %s", name);
+        else
+            printf(" bit%u", b);
+    }
+    printf("\n");
 }
 
 static int cmd_info(const struct ctl_opts *o)
 {
     struct vhu_fe *fe;
-    struct vhu_fe_opts fo = {.num_queues = 1, .queue_size = 64, .mem_size = 1 << 20};
+    struct vhu_fe_opts fo = {.num_queues = 1, .queue_size = 64, .mem_size = 1 << 20,
+                             .event_idx = true, .indirect = true};
     int r = vhu_fe_connect(o->socket_path, &fe);
 
     if (r < 0) {
@@ -133,9 +170,9 @@ static int cmd_info(const struct ctl_opts *o)
         vhu_fe_free(fe);
         return 1;
     }
-    print_features("backend features", vhu_fe_backend_features(fe));
-    print_features("negotiated features", vhu_fe_features(fe));
-    print_features("protocol features", vhu_fe_protocol_features(fe));
+    print_features("backend features", vhu_fe_backend_features(fe), false);
+    print_features("negotiated features", vhu_fe_features(fe), false);
+    print_features("protocol features", vhu_fe_protocol_features(fe), true);
     vhu_fe_free(fe);
     return 0;
 }
