@@ -74,6 +74,13 @@ unsigned vhu_fe_num_queues(const struct vhu_fe *fe);
 
 /* Bump allocator in the shared arena; returns a pointer, *gpa its guest physical address. */
 void *vhu_fe_alloc(struct vhu_fe *fe, size_t size, size_t align, uint64_t *gpa);
+/*
+ * Data path and threads: between vhu_fe_start() and vhu_fe_stop(), vhu_fe_vqd(), vhu_fe_kick(),
+ * vhu_fe_wait() and vhu_fe_request() touch only queue q's own state, so different queues may be
+ * driven from different threads (one thread per queue; a queue and its vqd belong to one
+ * thread). Everything else (start, stop, alloc, config, status, raw) stays on one thread and
+ * must not run concurrently with the data path.
+ */
 struct vhu_vqd *vhu_fe_vqd(struct vhu_fe *fe, unsigned q);
 /* Publish and kick if the backend wants one. */
 int vhu_fe_kick(struct vhu_fe *fe, unsigned q);

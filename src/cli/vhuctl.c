@@ -5,6 +5,7 @@
  *   vhuctl info --socket-path S
  *   vhuctl rng read --socket-path S [--bytes N] [--chunk N] [--packed] [--queue-size N]
  *                                  [--out FILE] [--hex]
+ *   vhuctl blk verify|bench --socket-path S ...   (vhuctl_blk.c)
  */
 #include <errno.h>
 #include <getopt.h>
@@ -18,6 +19,7 @@
 #include "vhu/log.h"
 #include "vhu/util.h"
 #include "vhu/virtio.h"
+#include "vhuctl_blk.h"
 
 struct ctl_opts {
     const char *socket_path;
@@ -35,7 +37,9 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: vhuctl info --socket-path PATH\n"
-            "       vhuctl rng read --socket-path PATH [options]\n"
+            "       vhuctl rng read --socket-path PATH [options]\n");
+    vhuctl_blk_usage(f);
+    fprintf(f,
             "\n"
             "rng read options:\n"
             "  --bytes N        bytes to read (default 64)\n"
@@ -288,6 +292,8 @@ int main(int argc, char **argv)
         vhu_log_set_sink(vhu_log_stderr_sink, NULL, o.verbose ? VHU_LOG_DEBUG : VHU_LOG_WARN);
         return cmd_rng_read(&o);
     }
+    if (strcmp(cmd, "blk") == 0)
+        return vhuctl_blk_main(argc - 1, argv + 1);
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         usage(stdout);
         return 0;

@@ -17,6 +17,7 @@
 
 #include "proto/vhost_user.h"
 #include "vhu/backend.h"
+#include "vhu/dev/blk.h"
 #include "vhu/dev/rng.h"
 #include "vhu/log.h"
 #include "vhu/loop.h"
@@ -31,7 +32,18 @@ struct daemon_opts {
     unsigned queue_size;
     bool no_mem_slots;
     unsigned workers;
+    bool workers_set;
     unsigned poll_us;
+    /* blk */
+    const char *file;
+    uint64_t null_size;
+    bool read_only;
+    bool direct;
+    bool writethrough;
+    const char *serial;
+    unsigned num_queues;
+    unsigned blk_size;
+    unsigned seg_max;
     int verbose;
 };
 
@@ -50,9 +62,56 @@ static int create_rng(const struct daemon_opts *o, struct vhu_device **out)
     return vhu_rng_new(&ro, out);
 }
 
+static int create_blk(const struct daemon_opts *o, struct vhu_device **out)
+{
+    struct vhu_blk_opts bo = {
+        .path = o->file,
+        .null_size = o->null_size,
+        .read_only = o->read_only,
+        .direct = o->direct,
+        .writethrough = o->writethrough,
+        .serial = o->serial,
+        .num_queues = (uint16_t)o->num_queues,
+        .max_queue_size = (uint16_t)o->queue_size,
+        .seg_max = o->seg_max,
+        .blk_size = o->blk_size,
+    };
+
+    if ((o->file == NULL) == (o->null_size == 0)) {
+        fprintf(stderr, "vhud blk: exactly one of --file and --null is required\n");
+        return -EINVAL;
+    }
+    return vhu_blk_new(&bo, out);
+}
+
 static const struct device_type device_types[] = {
     {"rng", "rng", "virtio-rng: entropy from getrandom(2)", create_rng},
+    {"blk", "block", "virtio-blk: a file or block device through io_uring, or --null", create_blk},
 };
+
+/* "4096", "64K", "1G": bytes. */
+static int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+    unsigned shift = 0;
+
+    errno = 0;
+    v = strtoull(s, &end, 0);
+    if (errno || end == s)
+        return -EINVAL;
+    switch (*end) {
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    case 't': case 'T': shift = 40; end++; break;
+    default: break;
+    }
+    if (*end != '\0' || v > (UINT64_MAX >> shift))
+        return -EINVAL;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
 
 static void usage(FILE *f)
 {
@@ -70,12 +129,24 @@ static void usage(FILE *f)
             "  --fd FD              serve an inherited socket (listening or connected)\n"
             "  --client             connect to PATH instead (the frontend listens)\n"
             "  --reconnect-ms N     with --client: retry every N ms after a disconnect\n"
-            "  --queue-size N       largest ring accepted (default 1024)\n"
+            "  --queue-size N       largest ring accepted (default: rng 1024, blk 256)\n"
             "  --workers N          data-plane threads; queue i runs on worker i %% N\n"
             "                       (default 0: queues run on the control thread)\n"
             "  --poll-us N          workers busy-poll their rings for N us before sleeping\n"
             "  --no-mem-slots       do not offer CONFIGURE_MEM_SLOTS (QEMU 7.2 forgets the\n"
             "                       memory of a vhost-user-rng device when it reconnects)\n"
+            "\n"
+            "blk options:\n"
+            "  --file PATH          backing file or block device\n"
+            "  --null SIZE          no backing store, SIZE bytes (K/M/G suffixes; benchmarks)\n"
+            "  --read-only          offer VIRTIO_BLK_F_RO and refuse writes\n"
+            "  --direct             open the backing file with O_DIRECT\n"
+            "  --writethrough       start with the write cache off (the guest may switch it)\n"
+            "  --serial ID          GET_ID string (up to 20 bytes)\n"
+            "  --num-queues N       request queues (default 1); blk defaults to --workers 1\n"
+            "  --blk-size N         logical block size, 512 or 4096\n"
+            "  --seg-max N          data segments per request (default 126)\n"
+            "\n"
             "  --print-capabilities print the vhost-user.json capabilities and exit\n"
             "  -v, --verbose        debug logging\n"
             "  -h, --help           this text\n");
@@ -121,6 +192,15 @@ int main(int argc, char **argv)
         {"reconnect-ms", required_argument, NULL, 'r'},
         {"queue-size", required_argument, NULL, 'q'},
         {"no-mem-slots", no_argument, NULL, 'm'},
+        {"file", required_argument, NULL, 'F'},
+        {"null", required_argument, NULL, 'N'},
+        {"read-only", no_argument, NULL, 'R'},
+        {"direct", no_argument, NULL, 'D'},
+        {"writethrough", no_argument, NULL, 'T'},
+        {"serial", required_argument, NULL, 'S'},
+        {"num-queues", required_argument, NULL, 'n'},
+        {"blk-size", required_argument, NULL, 'B'},
+        {"seg-max", required_argument, NULL, 'G'},
         {"workers", required_argument, NULL, 'w'},
         {"poll-us", required_argument, NULL, 'P'},
         {"print-capabilities", no_argument, NULL, 'p'},
@@ -128,7 +208,7 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    struct daemon_opts o = {.fd = -1, .reconnect_ms = 1000, .queue_size = 1024};
+    struct daemon_opts o = {.fd = -1, .reconnect_ms = 1000, .queue_size = 0};
     const struct device_type *type = NULL;
     bool print_caps = false;
     struct vhu_loop *loop = NULL;
@@ -183,6 +263,36 @@ int main(int argc, char **argv)
                 fprintf(stderr, "vhud: bad --workers '%s' (0..64)\n", optarg);
                 return 2;
             }
+            o.workers_set = true;
+            break;
+        case 'F': o.file = optarg; break;
+        case 'N':
+            if (parse_size(optarg, &o.null_size) < 0 || o.null_size == 0) {
+                fprintf(stderr, "vhud: bad --null size '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'R': o.read_only = true; break;
+        case 'D': o.direct = true; break;
+        case 'T': o.writethrough = true; break;
+        case 'S': o.serial = optarg; break;
+        case 'n':
+            if (parse_uint(optarg, 256, &o.num_queues) < 0 || o.num_queues == 0) {
+                fprintf(stderr, "vhud: bad --num-queues '%s' (1..256)\n", optarg);
+                return 2;
+            }
+            break;
+        case 'B':
+            if (parse_uint(optarg, 4096, &o.blk_size) < 0) {
+                fprintf(stderr, "vhud: bad --blk-size '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'G':
+            if (parse_uint(optarg, 1022, &o.seg_max) < 0) {
+                fprintf(stderr, "vhud: bad --seg-max '%s'\n", optarg);
+                return 2;
+            }
             break;
         case 'P':
             if (parse_uint(optarg, 1000000, &o.poll_us) < 0) {
@@ -228,6 +338,9 @@ int main(int argc, char **argv)
         r = vhu_backend_new(dev, loop, &backend);
         if (r < 0 && dev->ops->destroy)
             dev->ops->destroy(dev);
+        /* blk: queue work off the control thread unless told otherwise */
+        if (!o.workers_set && strcmp(type->name, "blk") == 0)
+            o.workers = 1;
         if (r == 0 && (o.workers || o.poll_us))
             r = vhu_backend_set_workers(backend, o.workers ? o.workers : 1, o.poll_us);
         if (r == 0 && o.no_mem_slots)

@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# virtio-blk benchmark: `vhuctl blk bench` against `vhud blk` and against qemu-storage-daemon.
+#
+#   bench/blk-bench.sh [OUTDIR]
+#
+# For every case (store x mode x queue depth) and every run, the backends are alternated
+# (vhud, qsd, vhud, qsd, ...); each run starts a fresh backend pinned to CPU $BACKEND_CPU and the
+# client pinned to CPU $CLIENT_CPU, 4 KiB random reads for $RUNTIME s. Reported per backend: the
+# median over the runs of IOPS, p50 and p99 latency (client-side, per request), the backend's
+# CPU time per I/O (utime+stime of all its threads from /proc/PID/stat, delta over the client's
+# run, divided by the I/Os) and the client's CPU per I/O. Prints `uptime` first, then a markdown
+# table and the exact commands. Raw RESULT lines are kept in OUTDIR/raw.txt.
+#
+# Env:
+#   VHUD      default <repo>/build/src/daemon/vhud (skipped, with a note, if it has no blk device)
+#   VHUCTL    default <repo>/build/src/cli/vhuctl
+#   QSD       default qemu-storage-daemon
+#   RUNS=3 RUNTIME=5          runs per backend and case; seconds per run
+#   STORES="null shm"         null: vhud --null / qsd null-co; shm: a file on /dev/shm
+#                             (qsd: driver=file,aio=io_uring)
+#   MODES="event poll"  DEPTHS="1 32"  RW=randread  BS=4096
+#   SIZE=1073741824           bytes of the null device and of the /dev/shm file
+#   BACKENDS="vhud qsd"       order within a round
+#   BACKEND_CPU=1 CLIENT_CPU=0
+#   VHUD_ARGS, QSD_EXPORT_ARGS  extra backend arguments (e.g. QSD_EXPORT_ARGS=",iothread=t0"
+#                             with QSD_ARGS="--object iothread,id=t0")
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+repo=$(cd "$here/.." && pwd -P)
+VHUD=${VHUD:-$repo/build/src/daemon/vhud}
+VHUCTL=${VHUCTL:-$repo/build/src/cli/vhuctl}
+QSD=${QSD:-qemu-storage-daemon}
+RUNS=${RUNS:-3}
+RUNTIME=${RUNTIME:-5}
+STORES=${STORES:-null shm}
+MODES=${MODES:-event poll}
+DEPTHS=${DEPTHS:-1 32}
+RW=${RW:-randread}
+BS=${BS:-4096}
+SIZE=${SIZE:-1073741824}
+BACKENDS=${BACKENDS:-vhud qsd}
+BACKEND_CPU=${BACKEND_CPU:-1}
+CLIENT_CPU=${CLIENT_CPU:-0}
+HZ=$(getconf CLK_TCK)
+
+out=${1:-$(mktemp -d "${TMPDIR:-/tmp}/vhu-blk-bench.XXXXXX")}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+raw=$out/raw.txt
+: >"$raw"
+sock=$out/blk.sock
+shmfile=/dev/shm/vhu-blk-bench.img
+
+log() { echo "[blk-bench] $*" >&2; }
+die() { log "$*"; exit 1; }
+
+[[ -x $VHUCTL ]] || die "vhuctl not found: $VHUCTL (build first, or set VHUCTL)"
+"$VHUCTL" blk bench --help >/dev/null 2>&1 || die "$VHUCTL has no 'blk bench'"
+backends=()
+for b in $BACKENDS; do
+  case $b in
+    vhud)
+      if [[ -x $VHUD ]] && "$VHUD" blk --help >/dev/null 2>&1; then backends+=(vhud)
+      else log "NOTE: $VHUD has no blk device: vhud is left out of this run"; fi ;;
+    qsd)
+      if command -v "$QSD" >/dev/null; then backends+=(qsd)
+      else log "NOTE: $QSD not found: qsd is left out"; fi ;;
+    *) die "unknown backend $b" ;;
+  esac
+done
+((${#backends[@]})) || die "no backend to measure"
+
+backend_pid=
+cleanup() {
+  if [[ -n $backend_pid ]]; then kill -KILL "$backend_pid" 2>/dev/null || true; wait "$backend_pid" 2>/dev/null || true; fi
+  rm -f "$sock" "$shmfile"
+}
+trap cleanup EXIT
+
+# backend_cmd BACKEND STORE: the command line (in BCMD)
+backend_cmd() {
+  local b=$1 store=$2
+  if [[ $b == vhud ]]; then
+    BCMD=("$VHUD" blk --socket-path "$sock")
+    if [[ $store == null ]]; then BCMD+=(--null "$SIZE"); else BCMD+=(--file "$shmfile"); fi
+    # shellcheck disable=SC2206
+    BCMD+=(${VHUD_ARGS:-})
+  else
+    local dev
+    if [[ $store == null ]]; then dev="driver=null-co,node-name=f,size=$SIZE"
+    else dev="driver=file,node-name=f,filename=$shmfile,aio=io_uring"; fi
+    # shellcheck disable=SC2206
+    BCMD=("$QSD" ${QSD_ARGS:-} --blockdev "$dev"
+      --export "type=vhost-user-blk,id=e,node-name=f,addr.type=unix,addr.path=$sock,writable=on,num-queues=1${QSD_EXPORT_ARGS:-}")
+  fi
+}
+
+# cpu_ticks PID: utime + stime of the whole process (all threads)
+cpu_ticks() {
+  local stat rest
+  stat=$(cat "/proc/$1/stat") || return 1
+  rest=${stat##*) }               # fields from 3 on; comm may hold spaces
+  read -r -a f <<<"$rest"
+  echo $((f[11] + f[12]))         # fields 14 and 15
+}
+
+# one_run BACKEND STORE MODE DEPTH -> appends "case backend iops p50 p99 bcpu ccpu" to $raw
+one_run() {
+  local b=$1 store=$2 mode=$3 qd=$4 i line t0 t1
+  backend_cmd "$b" "$store"
+  rm -f "$sock"
+  taskset -c "$BACKEND_CPU" "${BCMD[@]}" </dev/null >"$out/backend.log" 2>&1 &
+  backend_pid=$!
+  for ((i = 0; i < 100; i++)); do
+    [[ -S $sock ]] && break
+    kill -0 "$backend_pid" 2>/dev/null || { cat "$out/backend.log" >&2; die "$b did not start"; }
+    sleep 0.05
+  done
+  [[ -S $sock ]] || die "$b did not create $sock"
+  CCMD=("$VHUCTL" blk bench --socket-path "$sock" --rw "$RW" --bs "$BS" --iodepth "$qd"
+    --runtime "$RUNTIME")
+  [[ $mode == poll ]] && CCMD+=(--poll)
+  t0=$(cpu_ticks "$backend_pid")
+  line=$(taskset -c "$CLIENT_CPU" "${CCMD[@]}" 2>"$out/client.err" | grep '^RESULT ') ||
+    { cat "$out/client.err" "$out/backend.log" >&2; die "client failed against $b"; }
+  t1=$(cpu_ticks "$backend_pid")
+  kill -TERM "$backend_pid"; wait "$backend_pid" 2>/dev/null || true
+  backend_pid=
+  local ios iops p50 p99 ccpu
+  ios=$(sed -n 's/.* ios=\([0-9]*\).*/\1/p' <<<"$line")
+  iops=$(sed -n 's/.* iops=\([0-9.]*\).*/\1/p' <<<"$line")
+  p50=$(sed -n 's/.* p50_us=\([0-9.]*\).*/\1/p' <<<"$line")
+  p99=$(sed -n 's/.* p99_us=\([0-9.]*\).*/\1/p' <<<"$line")
+  ccpu=$(sed -n 's/.* client_cpu_us_per_io=\([0-9.]*\).*/\1/p' <<<"$line")
+  local bcpu
+  bcpu=$(awk -v d=$((t1 - t0)) -v hz="$HZ" -v n="$ios" 'BEGIN {printf "%.3f", d / hz * 1e6 / n}')
+  echo "$store $mode $qd $b $iops $p50 $p99 $bcpu $ccpu | $line" >>"$raw"
+  log "$store $mode qd=$qd $b: iops=$iops p50=$p50 p99=$p99 backend_cpu_us/io=$bcpu"
+}
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else printf "%.2f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+
+echo "uptime: $(uptime)"
+echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); host: $(uname -r), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"
+echo "vhuctl blk bench: rw=$RW bs=$BS, ${RUNTIME}s per run, median of $RUNS runs per backend, backends alternated; backend on CPU $BACKEND_CPU, client on CPU $CLIENT_CPU"
+echo
+
+if [[ " $STORES " == *" shm "* ]]; then
+  head -c "$SIZE" /dev/zero >"$shmfile" 2>/dev/null || truncate -s "$SIZE" "$shmfile"
+fi
+for store in $STORES; do
+  for mode in $MODES; do
+    for qd in $DEPTHS; do
+      for ((r = 1; r <= RUNS; r++)); do
+        for b in "${backends[@]}"; do one_run "$b" "$store" "$mode" "$qd"; done
+      done
+    done
+  done
+done
+
+echo "| store | mode | QD | backend | IOPS | p50 µs | p99 µs | backend CPU µs/IO | client CPU µs/IO | IOPS of each run | vs qsd |"
+echo "|---|---|---:|---|---:|---:|---:|---:|---:|---|---:|"
+for store in $STORES; do
+  for mode in $MODES; do
+    for qd in $DEPTHS; do
+      declare -A med=()
+      for b in "${backends[@]}"; do
+        rows=$(awk -v s="$store" -v m="$mode" -v q="$qd" -v b="$b" '$1==s && $2==m && $3==q && $4==b' "$raw")
+        iops=$(awk '{print $5}' <<<"$rows" | median)
+        p50=$(awk '{print $6}' <<<"$rows" | median)
+        p99=$(awk '{print $7}' <<<"$rows" | median)
+        bcpu=$(awk '{print $8}' <<<"$rows" | median)
+        ccpu=$(awk '{print $9}' <<<"$rows" | median)
+        each=$(awk '{printf "%s%d", (NR>1?" ":""), $5}' <<<"$rows")
+        med[$b]=$iops
+        echo "$store|$mode|$qd|$b|$iops|$p50|$p99|$bcpu|$ccpu|$each" >>"$out/summary.txt"
+      done
+      for b in "${backends[@]}"; do
+        line=$(grep "^$store|$mode|$qd|$b|" "$out/summary.txt" | tail -1)
+        IFS='|' read -r s m q bb iops p50 p99 bcpu ccpu each <<<"$line"
+        ratio=
+        [[ -n ${med[qsd]:-} && $bb != qsd ]] && ratio=$(awk -v a="$iops" -v c="${med[qsd]}" 'BEGIN {printf "%.2fx", a / c}')
+        printf '| %s | %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n' \
+          "$s" "$m" "$q" "$bb" "$iops" "$p50" "$p99" "$bcpu" "$ccpu" "$each" "$ratio"
+      done
+      unset med
+    done
+  done
+done
+
+echo
+echo "Commands (SOCK = the socket path; each backend under \`taskset -c $BACKEND_CPU\`, the client under \`taskset -c $CLIENT_CPU\`):"
+echo
+echo '```sh'
+for store in $STORES; do
+  for b in "${backends[@]}"; do
+    backend_cmd "$b" "$store"
+    echo "taskset -c $BACKEND_CPU ${BCMD[*]}"
+  done
+done
+printf 'taskset -c %s %s blk bench --socket-path SOCK --rw %s --bs %s --iodepth {%s} --runtime %s [--poll]\n' \
+  "$CLIENT_CPU" "$VHUCTL" "$RW" "$BS" "${DEPTHS// /,}" "$RUNTIME"
+echo '```'
+echo
+echo "raw results: $raw"

@@ -1,0 +1,1103 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * vhuctl blk: a virtio-blk driver (VIRTIO 1.3 §5.2) over the frontend library, with no VM.
+ * Works against any vhost-user-blk backend (vhud blk, qemu-storage-daemon, ...).
+ *
+ *   vhuctl blk verify --socket-path S [--packed] [--queues N] [--bytes N] [--offset N]
+ *                     [--chunk N] [--seed N]
+ *       negotiates, reads the config space, GET_ID, writes a seeded sector-tagged pattern over
+ *       [offset, offset+bytes), reads it back with another request size, compares; FLUSH,
+ *       an out-of-range read, WRITE_ZEROES and DISCARD when offered. A read-only device
+ *       (VIRTIO_BLK_F_RO) must refuse a write; the region is then only read.
+ *   vhuctl blk bench --socket-path S [--rw randread|randwrite|read|write] [--bs N] [--iodepth N]
+ *                    [--queues N] [--runtime SEC] [--poll] [--packed] [--size N]
+ *       one thread per queue keeps iodepth requests in flight; event mode sleeps on the call
+ *       eventfd, poll mode spins on the used ring. Prints one line
+ *       "RESULT rw=... iops=... p50_us=... p99_us=..." (latency from per-request timestamps,
+ *       log-linear histogram, no allocation per request).
+ */
+#include <endian.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "vhu/frontend.h"
+#include "vhu/log.h"
+#include "vhu/util.h"
+#include "vhu/virtio.h"
+#include "vhuctl_blk.h"
+
+/* virtio-blk (VIRTIO 1.3 §5.2.3, §5.2.6); local names so nothing clashes with device headers. */
+#define VB_F_SIZE_MAX 1
+#define VB_F_SEG_MAX 2
+#define VB_F_GEOMETRY 4
+#define VB_F_RO 5
+#define VB_F_BLK_SIZE 6
+#define VB_F_FLUSH 9
+#define VB_F_TOPOLOGY 10
+#define VB_F_CONFIG_WCE 11
+#define VB_F_MQ 12
+#define VB_F_DISCARD 13
+#define VB_F_WRITE_ZEROES 14
+
+#define VB_T_IN 0
+#define VB_T_OUT 1
+#define VB_T_FLUSH 4
+#define VB_T_GET_ID 8
+#define VB_T_DISCARD 11
+#define VB_T_WRITE_ZEROES 13
+
+#define VB_S_OK 0
+#define VB_S_IOERR 1
+#define VB_S_UNSUPP 2
+#define VB_ID_BYTES 20
+#define VB_SECTOR 512u
+#define VB_MAX_SEGS 128 /* data segments per request we ever build */
+
+struct vb_hdr {
+    uint32_t type;
+    uint32_t ioprio;
+    uint64_t sector;
+};
+
+struct vb_discard_wz {
+    uint64_t sector;
+    uint32_t num_sectors;
+    uint32_t flags; /* bit 0: unmap (write zeroes) */
+};
+
+struct blk_opts {
+    const char *socket_path;
+    bool packed;
+    bool no_indirect;
+    bool no_event_idx;
+    unsigned queues;
+    unsigned queue_size;
+    uint64_t bytes;   /* verify: region length (0: min(4 MiB, capacity)) */
+    uint64_t offset;  /* verify: region start */
+    unsigned chunk;   /* verify: bytes per write request */
+    uint64_t seed;
+    const char *rw;
+    unsigned bs;
+    unsigned iodepth;
+    double runtime;
+    bool poll;
+    uint64_t size;    /* bench: bytes of the device used (0: all) */
+    int verbose;
+};
+
+struct blkdev {
+    struct vhu_fe *fe;
+    uint64_t features;
+    unsigned nq;
+    uint64_t capacity; /* 512-byte sectors */
+    uint32_t size_max, seg_max, blk_size;
+    uint16_t cfg_queues;
+    uint8_t writeback;
+    uint32_t max_discard_sectors, max_discard_seg, max_wz_sectors, max_wz_seg;
+    uint32_t cfg_len;
+};
+
+static bool has(const struct blkdev *d, unsigned bit)
+{
+    return vhu_has_feature(d->features, bit);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Options                                                                                   */
+/* ---------------------------------------------------------------------------------------- */
+
+void vhuctl_blk_usage(FILE *f)
+{
+    fprintf(f,
+            "       vhuctl blk verify --socket-path PATH [--packed] [--queues N] [--bytes N]\n"
+            "                         [--offset N] [--chunk N] [--seed N]\n"
+            "       vhuctl blk bench --socket-path PATH [--rw randread|randwrite|read|write]\n"
+            "                        [--bs N] [--iodepth N] [--queues N] [--runtime SEC] [--poll]\n"
+            "                        [--packed] [--size N]\n"
+            "\n"
+            "blk options (sizes take K/M/G suffixes):\n"
+            "  --queues N       queues to use (default 1; >1 needs VIRTIO_BLK_F_MQ)\n"
+            "  --queue-size N   ring size (default 256)\n"
+            "  --packed         packed rings (default split)\n"
+            "  --no-indirect    do not negotiate indirect descriptors\n"
+            "  --no-event-idx   do not negotiate EVENT_IDX\n"
+            "  verify: --bytes N (default min(4M, disk)), --offset N (default 0),\n"
+            "          --chunk N (bytes per write, default 64K), --seed N (default 1)\n"
+            "  bench:  --rw MODE (default randread), --bs N (default 4096), --iodepth N per queue\n"
+            "          (default 1), --runtime SEC (default 5), --poll (spin on the used ring\n"
+            "          instead of sleeping on the call eventfd), --size N (bytes of the disk\n"
+            "          to address, default all)\n");
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+    unsigned shift = 0;
+
+    errno = 0;
+    v = strtoull(s, &end, 0);
+    if (errno || end == s)
+        return -EINVAL;
+    switch (*end) {
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    case 't': case 'T': shift = 40; end++; break;
+    default: break;
+    }
+    if (*end != '\0' || (shift && v > (UINT64_MAX >> shift)))
+        return -EINVAL;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+static int parse_blk_opts(int argc, char **argv, struct blk_opts *o)
+{
+    static const struct option longopts[] = {
+        {"socket-path", required_argument, NULL, 's'},
+        {"packed", no_argument, NULL, 'p'},
+        {"no-indirect", no_argument, NULL, 'I'},
+        {"no-event-idx", no_argument, NULL, 'E'},
+        {"queues", required_argument, NULL, 'Q'},
+        {"queue-size", required_argument, NULL, 'q'},
+        {"bytes", required_argument, NULL, 'b'},
+        {"offset", required_argument, NULL, 'o'},
+        {"chunk", required_argument, NULL, 'c'},
+        {"seed", required_argument, NULL, 'S'},
+        {"rw", required_argument, NULL, 'r'},
+        {"bs", required_argument, NULL, 'B'},
+        {"iodepth", required_argument, NULL, 'd'},
+        {"runtime", required_argument, NULL, 't'},
+        {"poll", no_argument, NULL, 'P'},
+        {"size", required_argument, NULL, 'z'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    uint64_t v;
+    char *end;
+    int c;
+
+    while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 's': o->socket_path = optarg; break;
+        case 'p': o->packed = true; break;
+        case 'I': o->no_indirect = true; break;
+        case 'E': o->no_event_idx = true; break;
+        case 'Q':
+            if (parse_size(optarg, &v) < 0 || v == 0 || v > 256)
+                goto bad;
+            o->queues = (unsigned)v;
+            break;
+        case 'q':
+            if (parse_size(optarg, &v) < 0 || v == 0 || v > 32768)
+                goto bad;
+            o->queue_size = (unsigned)v;
+            break;
+        case 'b':
+            if (parse_size(optarg, &o->bytes) < 0 || o->bytes % VB_SECTOR)
+                goto bad;
+            break;
+        case 'o':
+            if (parse_size(optarg, &o->offset) < 0 || o->offset % VB_SECTOR)
+                goto bad;
+            break;
+        case 'c':
+            if (parse_size(optarg, &v) < 0 || v == 0 || v % VB_SECTOR || v > (64u << 20))
+                goto bad;
+            o->chunk = (unsigned)v;
+            break;
+        case 'S':
+            if (parse_size(optarg, &o->seed) < 0)
+                goto bad;
+            break;
+        case 'r':
+            if (strcmp(optarg, "randread") && strcmp(optarg, "randwrite") &&
+                strcmp(optarg, "read") && strcmp(optarg, "write"))
+                goto bad;
+            o->rw = optarg;
+            break;
+        case 'B':
+            if (parse_size(optarg, &v) < 0 || v == 0 || v % VB_SECTOR || v > (16u << 20))
+                goto bad;
+            o->bs = (unsigned)v;
+            break;
+        case 'd':
+            if (parse_size(optarg, &v) < 0 || v == 0 || v > 4096)
+                goto bad;
+            o->iodepth = (unsigned)v;
+            break;
+        case 't':
+            errno = 0;
+            o->runtime = strtod(optarg, &end);
+            if (errno || *end || !(o->runtime > 0) || o->runtime > 86400)
+                goto bad;
+            break;
+        case 'P': o->poll = true; break;
+        case 'z':
+            if (parse_size(optarg, &o->size) < 0 || o->size % VB_SECTOR)
+                goto bad;
+            break;
+        case 'v': o->verbose++; break;
+        case 'h': vhuctl_blk_usage(stdout); exit(0);
+        default: vhuctl_blk_usage(stderr); return -EINVAL;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "vhuctl: unexpected argument '%s'\n", argv[optind]);
+        return -EINVAL;
+    }
+    if (!o->socket_path) {
+        fprintf(stderr, "vhuctl: --socket-path is required\n");
+        return -EINVAL;
+    }
+    return 0;
+bad:
+    fprintf(stderr, "vhuctl: bad value '%s'\n", optarg);
+    return -EINVAL;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Device setup                                                                              */
+/* ---------------------------------------------------------------------------------------- */
+
+static uint32_t cfg_le32(const uint8_t *c, unsigned off)
+{
+    uint32_t v;
+    memcpy(&v, c + off, 4);
+    return le32toh(v);
+}
+
+static uint16_t cfg_le16(const uint8_t *c, unsigned off)
+{
+    uint16_t v;
+    memcpy(&v, c + off, 2);
+    return le16toh(v);
+}
+
+/* Connect, negotiate, start o->queues queues, read struct virtio_blk_config (§5.2.4). */
+static int blk_open(const struct blk_opts *o, size_t mem_size, struct blkdev *d)
+{
+    const uint64_t want = vhu_feature(VB_F_SIZE_MAX) | vhu_feature(VB_F_SEG_MAX) |
+                          vhu_feature(VB_F_GEOMETRY) | vhu_feature(VB_F_RO) |
+                          vhu_feature(VB_F_BLK_SIZE) | vhu_feature(VB_F_FLUSH) |
+                          vhu_feature(VB_F_TOPOLOGY) | vhu_feature(VB_F_CONFIG_WCE) |
+                          vhu_feature(VB_F_MQ) | vhu_feature(VB_F_DISCARD) |
+                          vhu_feature(VB_F_WRITE_ZEROES);
+    /* Offsets in virtio_blk_config: up to write_zeroes_may_unmap + padding (60), up to
+     * num_queues (36), just the capacity (8). Backends answer only sizes they know. */
+    static const uint32_t cfg_lens[] = {60, 36, 8};
+    struct vhu_fe_opts fo = {
+        .features = want,
+        .num_queues = (uint16_t)o->queues,
+        .queue_size = (uint16_t)o->queue_size,
+        .packed = o->packed,
+        .event_idx = !o->no_event_idx,
+        .indirect = !o->no_indirect,
+        .mem_size = mem_size,
+        .mem_regions = 1,
+    };
+    uint8_t c[64];
+    int r;
+
+    memset(d, 0, sizeof(*d));
+    r = vhu_fe_connect(o->socket_path, &d->fe);
+    if (r < 0) {
+        fprintf(stderr, "vhuctl: connect %s: %s\n", o->socket_path, strerror(-r));
+        return r;
+    }
+    r = vhu_fe_start(d->fe, &fo);
+    if (r < 0) {
+        fprintf(stderr, "vhuctl: cannot start the device (%u queue%s): %s\n", o->queues,
+                o->queues > 1 ? "s" : "", strerror(-r));
+        goto fail;
+    }
+    d->features = vhu_fe_features(d->fe);
+    d->nq = vhu_fe_num_queues(d->fe);
+    if (o->queues > 1 && !has(d, VB_F_MQ)) {
+        fprintf(stderr, "vhuctl: %u queues requested but VIRTIO_BLK_F_MQ was not offered\n",
+                o->queues);
+        r = -ENOTSUP;
+        goto fail;
+    }
+    r = -EIO;
+    for (unsigned i = 0; i < VHU_ARRAY_SIZE(cfg_lens); i++) {
+        memset(c, 0, sizeof(c));
+        r = vhu_fe_get_config(d->fe, 0, c, cfg_lens[i]);
+        if (r == 0) {
+            d->cfg_len = cfg_lens[i];
+            break;
+        }
+    }
+    if (r < 0) {
+        fprintf(stderr, "vhuctl: GET_CONFIG failed: %s\n", strerror(-r));
+        goto fail;
+    }
+    uint64_t cap;
+    memcpy(&cap, c, 8);
+    d->capacity = le64toh(cap);
+    d->size_max = has(d, VB_F_SIZE_MAX) ? cfg_le32(c, 8) : 0;
+    d->seg_max = has(d, VB_F_SEG_MAX) ? cfg_le32(c, 12) : 0;
+    d->blk_size = has(d, VB_F_BLK_SIZE) ? cfg_le32(c, 20) : VB_SECTOR;
+    if (d->cfg_len >= 36) {
+        d->writeback = c[32];
+        d->cfg_queues = has(d, VB_F_MQ) ? cfg_le16(c, 34) : 1;
+    }
+    if (d->cfg_len >= 60) {
+        d->max_discard_sectors = cfg_le32(c, 36);
+        d->max_discard_seg = cfg_le32(c, 40);
+        d->max_wz_sectors = cfg_le32(c, 48);
+        d->max_wz_seg = cfg_le32(c, 52);
+    }
+    if (d->blk_size < VB_SECTOR || (d->blk_size & (d->blk_size - 1)))
+        d->blk_size = VB_SECTOR;
+    return 0;
+fail:
+    vhu_fe_free(d->fe);
+    d->fe = NULL;
+    return r;
+}
+
+static void blk_close(struct blkdev *d)
+{
+    if (d->fe) {
+        vhu_fe_stop(d->fe);
+        vhu_fe_free(d->fe);
+    }
+    d->fe = NULL;
+}
+
+/* Largest data bytes one request may carry with segments of at most seg_cap bytes. */
+static uint64_t blk_max_request(const struct blkdev *d, uint32_t seg_cap)
+{
+    uint32_t seg = d->size_max ? VHU_MIN(d->size_max, seg_cap) : seg_cap;
+    uint32_t nseg = d->seg_max ? VHU_MIN(d->seg_max, (uint32_t)VB_MAX_SEGS) : VB_MAX_SEGS;
+
+    seg &= ~(VB_SECTOR - 1);
+    return (uint64_t)seg * nseg;
+}
+
+/*
+ * Build the descriptor chain of one request: header (readable), data split in segments of at
+ * most 4 KiB (a guest's pages) while seg_max allows, else bigger ones up to size_max, then the
+ * status byte (writable). Returns the number of segments, *n_out the readable ones.
+ */
+static int blk_build(const struct blkdev *d, uint64_t hdr_gpa, uint64_t data_gpa, uint32_t len,
+                     bool data_in, uint64_t status_gpa, struct vhu_vqd_seg *segs,
+                     unsigned *n_out)
+{
+    uint32_t nseg_max = d->seg_max ? VHU_MIN(d->seg_max, (uint32_t)VB_MAX_SEGS) : VB_MAX_SEGS;
+    uint32_t seg = 4096;
+    unsigned n = 0, nd = 0;
+
+    if (d->size_max && d->size_max < seg)
+        seg = d->size_max;
+    while (len && (len + seg - 1) / seg > nseg_max) {
+        seg *= 2;
+        if (d->size_max && seg > d->size_max)
+            return -E2BIG;
+    }
+    segs[n++] = (struct vhu_vqd_seg){.addr = hdr_gpa, .len = sizeof(struct vb_hdr)};
+    for (uint32_t off = 0; off < len; off += seg, nd++)
+        segs[n++] = (struct vhu_vqd_seg){.addr = data_gpa + off, .len = VHU_MIN(seg, len - off)};
+    *n_out = data_in ? 1 : 1 + nd;
+    segs[n++] = (struct vhu_vqd_seg){.addr = status_gpa, .len = 1};
+    return (int)n;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* verify                                                                                    */
+/* ---------------------------------------------------------------------------------------- */
+
+struct vbuf {
+    struct vb_hdr *hdr;
+    uint64_t hdr_gpa;
+    uint8_t *status;
+    uint64_t status_gpa;
+    uint8_t *data;
+    uint64_t data_gpa;
+    uint32_t data_cap;
+};
+
+static const char *status_name(int s)
+{
+    switch (s) {
+    case VB_S_OK: return "OK";
+    case VB_S_IOERR: return "IOERR";
+    case VB_S_UNSUPP: return "UNSUPP";
+    default: return "bad status";
+    }
+}
+
+/* One synchronous request on queue q; returns the status byte (0..255) or -errno. */
+static int blk_sync(struct blkdev *d, unsigned q, struct vbuf *b, uint32_t type, uint64_t sector,
+                    uint32_t len)
+{
+    struct vhu_vqd_seg segs[VB_MAX_SEGS + 2];
+    bool in = type == VB_T_IN || type == VB_T_GET_ID;
+    unsigned n_out;
+    int n, r;
+
+    if (len > b->data_cap)
+        return -E2BIG;
+    b->hdr->type = htole32(type);
+    b->hdr->ioprio = 0;
+    b->hdr->sector = htole64(sector);
+    *b->status = 0xff;
+    n = blk_build(d, b->hdr_gpa, b->data_gpa, len, in, b->status_gpa, segs, &n_out);
+    if (n < 0)
+        return n;
+    r = vhu_fe_request(d->fe, q, segs, n_out, (unsigned)n - n_out, 10000);
+    if (r < 0)
+        return r;
+    if (r < 1 || (uint32_t)r > (in ? len : 0) + 1) {
+        fprintf(stderr, "vhuctl: device reports %d bytes written for a request with %u writable "
+                "bytes\n", r, (in ? len : 0) + 1);
+        return -EPROTO;
+    }
+    return *b->status;
+}
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* Sector-tagged pattern: "VHUBLK\0\0", sector, seed, then seeded pseudo-random words. */
+static void pattern_sector(uint8_t *p, uint64_t sector, uint64_t seed)
+{
+    uint64_t x = seed * 0x100000001B3ULL ^ sector, w[VB_SECTOR / 8];
+
+    memcpy(&w[0], "VHUBLK\0", 8);
+    w[1] = htole64(sector);
+    w[2] = htole64(seed);
+    for (unsigned i = 3; i < VB_SECTOR / 8; i++)
+        w[i] = splitmix64(&x);
+    memcpy(p, w, VB_SECTOR);
+}
+
+static uint64_t fnv1a(uint64_t h, const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001B3ULL;
+    return h;
+}
+
+/* Write the pattern over [first, first+count) sectors in chunk-byte requests, round robin. */
+static int verify_write(struct blkdev *d, struct vbuf *b, uint64_t first, uint64_t count,
+                        uint32_t chunk, uint64_t seed, uint64_t *reqs)
+{
+    uint64_t s = first, end = first + count;
+
+    while (s < end) {
+        uint32_t n = (uint32_t)VHU_MIN((uint64_t)chunk / VB_SECTOR, end - s);
+        for (uint32_t i = 0; i < n; i++)
+            pattern_sector(b->data + (size_t)i * VB_SECTOR, s + i, seed);
+        int st = blk_sync(d, (unsigned)(*reqs % d->nq), b, VB_T_OUT, s, n * VB_SECTOR);
+        (*reqs)++;
+        if (st != VB_S_OK) {
+            fprintf(stderr, "verify: write of %u sectors at sector %" PRIu64 " failed: %s\n", n,
+                    s, st < 0 ? strerror(-st) : status_name(st));
+            return -EIO;
+        }
+        s += n;
+    }
+    return 0;
+}
+
+/* Read back and compare (zero: expect zeroes instead of the pattern). */
+static int verify_read(struct blkdev *d, struct vbuf *b, uint64_t first, uint64_t count,
+                       uint32_t chunk, uint64_t seed, bool zero, uint64_t *reqs,
+                       uint64_t *mismatches)
+{
+    uint8_t want[VB_SECTOR];
+    uint64_t s = first, end = first + count;
+
+    while (s < end) {
+        uint32_t n = (uint32_t)VHU_MIN((uint64_t)chunk / VB_SECTOR, end - s);
+        memset(b->data, 0xa5, (size_t)n * VB_SECTOR);
+        int st = blk_sync(d, (unsigned)(*reqs % d->nq), b, VB_T_IN, s, n * VB_SECTOR);
+        (*reqs)++;
+        if (st != VB_S_OK) {
+            fprintf(stderr, "verify: read of %u sectors at sector %" PRIu64 " failed: %s\n", n,
+                    s, st < 0 ? strerror(-st) : status_name(st));
+            return -EIO;
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            if (zero)
+                memset(want, 0, sizeof(want));
+            else
+                pattern_sector(want, s + i, seed);
+            if (memcmp(want, b->data + (size_t)i * VB_SECTOR, VB_SECTOR) != 0) {
+                if (*mismatches < 5) {
+                    uint64_t tag;
+                    memcpy(&tag, b->data + (size_t)i * VB_SECTOR + 8, 8);
+                    fprintf(stderr, "verify: sector %" PRIu64 " differs (holds the tag of "
+                            "sector %" PRIu64 ")\n", s + i, le64toh(tag));
+                }
+                (*mismatches)++;
+            }
+        }
+        s += n;
+    }
+    return 0;
+}
+
+static int cmd_verify(const struct blk_opts *o)
+{
+    struct blkdev d;
+    struct vbuf b;
+    uint64_t first, count, reqs = 0, mism = 0, t0;
+    uint32_t chunk, rchunk;
+    int r, st, fails = 0;
+    size_t mem = (size_t)o->chunk * 2 + ((size_t)o->queues << 20) + (4u << 20);
+
+    if (blk_open(o, mem, &d) < 0)
+        return 1;
+    printf("blk: %s, %u queue%s, %s ring, features offered 0x%" PRIx64 " negotiated 0x%" PRIx64
+           " protocol 0x%" PRIx64 "\n", o->socket_path, d.nq, d.nq > 1 ? "s" : "",
+           o->packed ? "packed" : "split", vhu_fe_backend_features(d.fe), d.features,
+           vhu_fe_protocol_features(d.fe));
+    printf("config (%u bytes): capacity %" PRIu64 " sectors (%.1f MiB) blk_size %u size_max %u "
+           "seg_max %u num_queues %u writeback %u%s%s%s%s\n", d.cfg_len, d.capacity,
+           (double)d.capacity * VB_SECTOR / 1048576.0, d.blk_size, d.size_max, d.seg_max,
+           d.cfg_queues, d.writeback, has(&d, VB_F_RO) ? " RO" : "",
+           has(&d, VB_F_FLUSH) ? " FLUSH" : "", has(&d, VB_F_DISCARD) ? " DISCARD" : "",
+           has(&d, VB_F_WRITE_ZEROES) ? " WRITE_ZEROES" : "");
+    if (has(&d, VB_F_MQ) && d.cfg_queues && d.nq > d.cfg_queues) {
+        fprintf(stderr, "verify: using %u queues but the config space says %u\n", d.nq,
+                d.cfg_queues);
+        fails++;
+    }
+
+    chunk = (uint32_t)VHU_MIN((uint64_t)o->chunk, blk_max_request(&d, 1u << 20));
+    chunk &= ~(VB_SECTOR - 1);
+    if (chunk == 0) {
+        fprintf(stderr, "verify: the device's size_max/seg_max allow no request\n");
+        blk_close(&d);
+        return 1;
+    }
+    b.hdr = vhu_fe_alloc(d.fe, sizeof(*b.hdr), 16, &b.hdr_gpa);
+    b.status = vhu_fe_alloc(d.fe, 1, 1, &b.status_gpa);
+    b.data = vhu_fe_alloc(d.fe, VHU_MAX(chunk, 4096u), 4096, &b.data_gpa);
+    b.data_cap = VHU_MAX(chunk, 4096u);
+    if (!b.hdr || !b.status || !b.data) {
+        fprintf(stderr, "verify: shared memory exhausted\n");
+        blk_close(&d);
+        return 1;
+    }
+
+    /* GET_ID: 20 bytes, NUL-padded (§5.2.6.1). */
+    memset(b.data, 0, VB_ID_BYTES);
+    st = blk_sync(&d, 0, &b, VB_T_GET_ID, 0, VB_ID_BYTES);
+    if (st == VB_S_OK)
+        printf("get_id: \"%.*s\"\n", VB_ID_BYTES, (char *)b.data);
+    else if (st == VB_S_UNSUPP)
+        printf("get_id: unsupported by the device\n");
+    else {
+        fprintf(stderr, "verify: GET_ID failed: %s\n", st < 0 ? strerror(-st) : status_name(st));
+        fails++;
+    }
+
+    first = o->offset / VB_SECTOR;
+    if (first >= d.capacity) {
+        fprintf(stderr, "verify: --offset is past the end of the disk\n");
+        blk_close(&d);
+        return 1;
+    }
+    count = o->bytes ? o->bytes / VB_SECTOR : VHU_MIN((uint64_t)8192, d.capacity - first);
+    if (count > d.capacity - first) {
+        fprintf(stderr, "verify: region (%" PRIu64 " sectors at %" PRIu64 ") exceeds the disk "
+                "(%" PRIu64 " sectors)\n", count, first, d.capacity);
+        blk_close(&d);
+        return 1;
+    }
+    /* read back with another request size so a chunk-aligned bug cannot hide */
+    rchunk = chunk > VB_SECTOR ? ((chunk / 2 + chunk / 4) & ~(VB_SECTOR - 1)) : chunk;
+    if (rchunk == 0)
+        rchunk = VB_SECTOR;
+
+    t0 = vhu_now_ns();
+    if (has(&d, VB_F_RO)) {
+        memset(b.data, 0x5a, VB_SECTOR);
+        st = blk_sync(&d, 0, &b, VB_T_OUT, first, VB_SECTOR);
+        if (st == VB_S_OK) {
+            fprintf(stderr, "verify: read-only device accepted a write\n");
+            fails++;
+        } else {
+            printf("read-only: write refused (%s)\n", st < 0 ? strerror(-st) : status_name(st));
+        }
+        uint64_t h = 0xcbf29ce484222325ULL, s = first;
+        while (s < first + count) {
+            uint32_t n = (uint32_t)VHU_MIN((uint64_t)chunk / VB_SECTOR, first + count - s);
+            st = blk_sync(&d, (unsigned)(reqs++ % d.nq), &b, VB_T_IN, s, n * VB_SECTOR);
+            if (st != VB_S_OK) {
+                fprintf(stderr, "verify: read at sector %" PRIu64 " failed: %s\n", s,
+                        st < 0 ? strerror(-st) : status_name(st));
+                fails++;
+                break;
+            }
+            h = fnv1a(h, b.data, (size_t)n * VB_SECTOR);
+            s += n;
+        }
+        printf("read: %" PRIu64 " sectors at sector %" PRIu64 ", fnv1a64 %016" PRIx64 "\n",
+               count, first, h);
+    } else {
+        r = verify_write(&d, &b, first, count, chunk, o->seed, &reqs);
+        if (r == 0)
+            r = verify_read(&d, &b, first, count, rchunk, o->seed, false, &reqs, &mism);
+        double secs = (double)(vhu_now_ns() - t0) / 1e9;
+        if (r < 0 || mism) {
+            fprintf(stderr, "verify: pattern check FAILED (%" PRIu64 " sectors differ)\n", mism);
+            fails++;
+        } else {
+            printf("pattern: wrote %" PRIu64 " sectors at sector %" PRIu64 " in %u-byte "
+                   "requests, read back in %u-byte requests, all match (seed %" PRIu64 ", %"
+                   PRIu64 " requests over %u queue%s, %.3f s)\n", count, first, chunk, rchunk,
+                   o->seed, reqs, d.nq, d.nq > 1 ? "s" : "", secs);
+        }
+    }
+
+    if (has(&d, VB_F_FLUSH)) {
+        st = blk_sync(&d, 0, &b, VB_T_FLUSH, 0, 0);
+        if (st == VB_S_OK)
+            printf("flush: OK\n");
+        else {
+            fprintf(stderr, "verify: FLUSH failed: %s\n", st < 0 ? strerror(-st) : status_name(st));
+            fails++;
+        }
+    } else {
+        printf("flush: VIRTIO_BLK_F_FLUSH not offered\n");
+    }
+
+    /* A read past the end must fail (§5.2.6.2: IOERR). */
+    st = blk_sync(&d, 0, &b, VB_T_IN, d.capacity, VB_SECTOR);
+    if (st == VB_S_OK) {
+        fprintf(stderr, "verify: a read at sector %" PRIu64 " (the capacity) succeeded\n",
+                d.capacity);
+        fails++;
+    } else if (st < 0) {
+        fprintf(stderr, "verify: out-of-range read: %s\n", strerror(-st));
+        fails++;
+    } else {
+        printf("out-of-range read: refused (%s)\n", status_name(st));
+    }
+
+    /* WRITE_ZEROES then DISCARD on the region's first sectors; the pattern is restored. */
+    uint32_t zn = (uint32_t)VHU_MIN(count, (uint64_t)16);
+    static const struct {
+        unsigned bit, type;
+        const char *name;
+    } ranged[] = {{VB_F_WRITE_ZEROES, VB_T_WRITE_ZEROES, "write_zeroes"},
+                  {VB_F_DISCARD, VB_T_DISCARD, "discard"}};
+    for (unsigned i = 0; i < VHU_ARRAY_SIZE(ranged) && !has(&d, VB_F_RO) && fails == 0; i++) {
+        if (!has(&d, ranged[i].bit)) {
+            printf("%s: not offered\n", ranged[i].name);
+            continue;
+        }
+        struct vb_discard_wz seg = {.sector = htole64(first), .num_sectors = htole32(zn)};
+        memcpy(b.data, &seg, sizeof(seg));
+        st = blk_sync(&d, 0, &b, ranged[i].type, 0, sizeof(seg));
+        if (st != VB_S_OK) {
+            fprintf(stderr, "verify: %s of %u sectors failed: %s\n", ranged[i].name, zn,
+                    st < 0 ? strerror(-st) : status_name(st));
+            fails++;
+            break;
+        }
+        if (ranged[i].type == VB_T_WRITE_ZEROES) {
+            r = verify_read(&d, &b, first, zn, chunk, 0, true, &reqs, &mism);
+            if (r < 0 || mism) {
+                fprintf(stderr, "verify: sectors not zero after write_zeroes\n");
+                fails++;
+                break;
+            }
+        }
+        r = verify_write(&d, &b, first, zn, chunk, o->seed, &reqs);
+        if (r == 0)
+            r = verify_read(&d, &b, first, count, rchunk, o->seed, false, &reqs, &mism);
+        if (r < 0 || mism) {
+            fprintf(stderr, "verify: pattern not restored after %s\n", ranged[i].name);
+            fails++;
+            break;
+        }
+        printf("%s: %u sectors OK%s, pattern restored\n", ranged[i].name, zn,
+               ranged[i].type == VB_T_WRITE_ZEROES ? " (read back as zeroes)" : "");
+    }
+    if (fails == 0 && !has(&d, VB_F_RO) && has(&d, VB_F_FLUSH) &&
+        blk_sync(&d, 0, &b, VB_T_FLUSH, 0, 0) != VB_S_OK) {
+        fprintf(stderr, "verify: final FLUSH failed\n");
+        fails++;
+    }
+
+    blk_close(&d);
+    if (fails) {
+        printf("verify: FAILED (%d check%s)\n", fails, fails > 1 ? "s" : "");
+        return 1;
+    }
+    printf("verify: OK\n");
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* bench                                                                                     */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Log-linear latency histogram in ns: exact below 128, then 64 buckets per power of two
+ * (under 1.6 % error). */
+#define HIST_SUB_BITS 6
+#define HIST_SUB (1u << HIST_SUB_BITS)
+#define HIST_BUCKETS ((64 - HIST_SUB_BITS + 1) * HIST_SUB)
+
+static unsigned hist_bucket(uint64_t v)
+{
+    if (v < 2 * HIST_SUB)
+        return (unsigned)v;
+    unsigned msb = 63u - (unsigned)__builtin_clzll(v);
+    unsigned shift = msb - HIST_SUB_BITS;
+    return (shift + 1) * HIST_SUB + (unsigned)((v >> shift) & (HIST_SUB - 1));
+}
+
+static uint64_t hist_value(unsigned b)
+{
+    if (b < 2 * HIST_SUB)
+        return b;
+    unsigned shift = b / HIST_SUB - 1;
+    uint64_t low = (uint64_t)(HIST_SUB + b % HIST_SUB) << shift;
+    return low + ((1ULL << shift) >> 1);
+}
+
+static uint64_t hist_percentile(const uint64_t *h, uint64_t total, double p)
+{
+    uint64_t want = (uint64_t)((double)total * p + 0.5), acc = 0;
+
+    if (want == 0)
+        want = 1;
+    for (unsigned b = 0; b < HIST_BUCKETS; b++) {
+        acc += h[b];
+        if (acc >= want)
+            return hist_value(b);
+    }
+    return 0;
+}
+
+struct slot {
+    struct vb_hdr *hdr;
+    uint64_t hdr_gpa;
+    uint8_t *status;
+    uint64_t status_gpa;
+    uint64_t data_gpa;
+    uint64_t t0;
+};
+
+struct worker {
+    struct blkdev *d;
+    const struct blk_opts *o;
+    unsigned q;
+    uint32_t type;
+    bool random;
+    uint64_t nblocks;   /* bs-sized blocks addressed */
+    uint64_t cursor;    /* sequential: next block */
+    uint64_t rng;
+    struct slot *slots;
+    pthread_t thread;
+    /* results */
+    uint64_t ios, errors, lat_sum, lat_max;
+    uint64_t t_start, t_end;
+    int err;
+    uint64_t hist[HIST_BUCKETS];
+};
+
+static atomic_bool bench_go;
+
+static uint64_t next_block(struct worker *w)
+{
+    if (w->random) {
+        uint64_t x = w->rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        w->rng = x;
+        return (x * 0x2545F4914F6CDD1DULL) % w->nblocks;
+    }
+    uint64_t b = w->cursor;
+    w->cursor = (w->cursor + 1) % w->nblocks;
+    return b;
+}
+
+static int submit(struct worker *w, struct vhu_vqd *vqd, struct slot *s)
+{
+    struct vhu_vqd_seg segs[VB_MAX_SEGS + 2];
+    unsigned n_out;
+    int n;
+
+    s->hdr->type = htole32(w->type);
+    s->hdr->sector = htole64(next_block(w) * (w->o->bs / VB_SECTOR));
+    *s->status = 0xff;
+    n = blk_build(w->d, s->hdr_gpa, s->data_gpa, w->o->bs, w->type == VB_T_IN, s->status_gpa,
+                  segs, &n_out);
+    if (n < 0)
+        return n;
+    s->t0 = vhu_now_ns();
+    return vhu_vqd_add(vqd, segs, n_out, (unsigned)n - n_out, s);
+}
+
+static void *worker_run(void *arg)
+{
+    struct worker *w = arg;
+    struct vhu_fe *fe = w->d->fe;
+    struct vhu_vqd *vqd = vhu_fe_vqd(fe, w->q);
+    uint64_t runtime_ns = (uint64_t)(w->o->runtime * 1e9), now, end, inflight = 0;
+    bool stopping = false;
+    int r;
+
+    while (!atomic_load(&bench_go))
+        ;
+    vhu_vqd_disable_cb(vqd);
+    w->t_start = now = vhu_now_ns();
+    end = w->t_start + runtime_ns;
+    for (unsigned i = 0; i < w->o->iodepth; i++) {
+        r = submit(w, vqd, &w->slots[i]);
+        if (r < 0) {
+            w->err = r;
+            return NULL;
+        }
+        inflight++;
+    }
+    vhu_fe_kick(fe, w->q);
+
+    for (;;) {
+        unsigned done = 0, added = 0;
+        uint32_t len;
+        struct slot *s;
+
+        while ((s = vhu_vqd_get_used(vqd, &len)) != NULL) {
+            now = vhu_now_ns();
+            uint64_t lat = now - s->t0;
+            w->hist[hist_bucket(lat)]++;
+            w->lat_sum += lat;
+            if (lat > w->lat_max)
+                w->lat_max = lat;
+            w->ios++;
+            if (*s->status != VB_S_OK || len < 1)
+                w->errors++;
+            inflight--;
+            done++;
+            if (!stopping) {
+                r = submit(w, vqd, s);
+                if (r < 0) {
+                    w->err = r;
+                    return NULL;
+                }
+                inflight++;
+                added++;
+            }
+        }
+        if (added)
+            vhu_fe_kick(fe, w->q);
+        if (vhu_vqd_broken(vqd)) {
+            w->err = -EPROTO;
+            return NULL;
+        }
+        if (done)
+            w->t_end = now;
+        else
+            now = vhu_now_ns();
+        if (!stopping && now >= end)
+            stopping = true;
+        if (stopping && inflight == 0)
+            break;
+        if (stopping && now >= end + 10000000000ULL) {
+            w->err = -ETIMEDOUT;
+            return NULL;
+        }
+        if (done || w->o->poll)
+            continue;
+        /* event mode: re-enable interrupts, re-check, sleep on the call eventfd */
+        if (vhu_vqd_enable_cb(vqd)) {
+            vhu_vqd_disable_cb(vqd);
+            continue;
+        }
+        r = vhu_fe_wait(fe, w->q, 100);
+        vhu_vqd_disable_cb(vqd);
+        if (r < 0 && r != -ETIMEDOUT) {
+            w->err = r;
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static int cmd_bench(const struct blk_opts *o)
+{
+    struct blkdev d;
+    struct worker *w = NULL;
+    uint64_t *hist = NULL;
+    uint32_t type = strncmp(o->rw, "rand", 4) == 0 ? (strcmp(o->rw, "randread") ? VB_T_OUT : VB_T_IN)
+                                                   : (strcmp(o->rw, "read") ? VB_T_OUT : VB_T_IN);
+    bool random = strncmp(o->rw, "rand", 4) == 0;
+    size_t per_q = (size_t)o->iodepth * (VHU_ALIGN_UP((size_t)o->bs, 4096) + 64) + (1u << 20);
+    unsigned started = 0;
+    int rc = 1, r;
+
+    if (o->iodepth > o->queue_size) {
+        fprintf(stderr, "bench: --iodepth %u exceeds --queue-size %u\n", o->iodepth,
+                o->queue_size);
+        return 2;
+    }
+    if (blk_open(o, per_q * o->queues + (2u << 20), &d) < 0)
+        return 1;
+    if (type == VB_T_OUT && has(&d, VB_F_RO)) {
+        fprintf(stderr, "bench: the device is read-only\n");
+        goto out;
+    }
+    if (o->bs > blk_max_request(&d, o->bs)) {
+        fprintf(stderr, "bench: --bs %u exceeds what size_max %u x seg_max %u allow\n", o->bs,
+                d.size_max, d.seg_max);
+        goto out;
+    }
+    uint64_t bytes = o->size ? VHU_MIN(o->size, d.capacity * VB_SECTOR) : d.capacity * VB_SECTOR;
+    uint64_t nblocks = bytes / o->bs;
+    if (nblocks == 0) {
+        fprintf(stderr, "bench: the disk (%" PRIu64 " bytes) is smaller than --bs\n", bytes);
+        goto out;
+    }
+    if (!has(&d, VIRTIO_RING_F_INDIRECT_DESC) && o->iodepth * (2 + (o->bs + 4095) / 4096) >
+                                                     o->queue_size)
+        fprintf(stderr, "bench: warning: without indirect descriptors the ring (%u) may not "
+                "hold %u requests\n", o->queue_size, o->iodepth);
+
+    w = calloc(o->queues, sizeof(*w));
+    hist = calloc(HIST_BUCKETS, sizeof(*hist));
+    if (!w || !hist)
+        goto out;
+    for (unsigned q = 0; q < o->queues; q++) {
+        w[q].d = &d;
+        w[q].o = o;
+        w[q].q = q;
+        w[q].type = type;
+        w[q].random = random;
+        w[q].nblocks = nblocks;
+        w[q].cursor = nblocks * q / o->queues;
+        w[q].rng = 0x9E3779B97F4A7C15ULL * (q + 1) ^ (o->seed | 1);
+        w[q].slots = calloc(o->iodepth, sizeof(*w[q].slots));
+        if (!w[q].slots)
+            goto out;
+        for (unsigned i = 0; i < o->iodepth; i++) {
+            struct slot *s = &w[q].slots[i];
+            uint8_t *data;
+            s->hdr = vhu_fe_alloc(d.fe, sizeof(*s->hdr), 16, &s->hdr_gpa);
+            s->status = vhu_fe_alloc(d.fe, 1, 1, &s->status_gpa);
+            data = vhu_fe_alloc(d.fe, o->bs, 4096, &s->data_gpa);
+            if (!s->hdr || !s->status || !data) {
+                fprintf(stderr, "bench: shared memory exhausted\n");
+                goto out;
+            }
+            memset(data, (int)(0x11 * (i + 1)), o->bs);
+        }
+    }
+
+    atomic_store(&bench_go, false);
+    for (; started < o->queues; started++) {
+        r = pthread_create(&w[started].thread, NULL, worker_run, &w[started]);
+        if (r) {
+            fprintf(stderr, "bench: pthread_create: %s\n", strerror(r));
+            break;
+        }
+    }
+    double cpu0 = cpu_seconds();
+    atomic_store(&bench_go, true);
+    for (unsigned q = 0; q < started; q++)
+        pthread_join(w[q].thread, NULL);
+    double cpu = cpu_seconds() - cpu0;
+    if (started < o->queues)
+        goto out;
+
+    uint64_t ios = 0, errors = 0, lat_sum = 0, lat_max = 0, t_start = UINT64_MAX, t_end = 0;
+    for (unsigned q = 0; q < o->queues; q++) {
+        if (w[q].err) {
+            fprintf(stderr, "bench: queue %u: %s\n", q, strerror(-w[q].err));
+            goto out;
+        }
+        ios += w[q].ios;
+        errors += w[q].errors;
+        lat_sum += w[q].lat_sum;
+        lat_max = VHU_MAX(lat_max, w[q].lat_max);
+        t_start = VHU_MIN(t_start, w[q].t_start);
+        t_end = VHU_MAX(t_end, w[q].t_end);
+        for (unsigned b = 0; b < HIST_BUCKETS; b++)
+            hist[b] += w[q].hist[b];
+    }
+    double secs = t_end > t_start ? (double)(t_end - t_start) / 1e9 : 0;
+    if (ios == 0 || secs <= 0) {
+        fprintf(stderr, "bench: no request completed\n");
+        goto out;
+    }
+    printf("RESULT rw=%s bs=%u iodepth=%u queues=%u mode=%s ring=%s ios=%" PRIu64
+           " secs=%.3f iops=%.0f mbps=%.1f lat_avg_us=%.2f p50_us=%.2f p99_us=%.2f"
+           " p999_us=%.2f max_us=%.2f client_cpu_us_per_io=%.3f errors=%" PRIu64 "\n",
+           o->rw, o->bs, o->iodepth, o->queues, o->poll ? "poll" : "event",
+           o->packed ? "packed" : "split", ios, secs, (double)ios / secs,
+           (double)ios * o->bs / secs / 1e6, (double)lat_sum / (double)ios / 1e3,
+           (double)hist_percentile(hist, ios, 0.50) / 1e3,
+           (double)hist_percentile(hist, ios, 0.99) / 1e3,
+           (double)hist_percentile(hist, ios, 0.999) / 1e3, (double)lat_max / 1e3,
+           cpu * 1e6 / (double)ios, errors);
+    fflush(stdout);
+    rc = errors ? 1 : 0;
+    if (errors)
+        fprintf(stderr, "bench: %" PRIu64 " requests completed with an error status\n", errors);
+out:
+    if (w)
+        for (unsigned q = 0; q < o->queues; q++)
+            free(w[q].slots);
+    free(w);
+    free(hist);
+    blk_close(&d);
+    return rc;
+}
+
+int vhuctl_blk_main(int argc, char **argv)
+{
+    struct blk_opts o = {
+        .queues = 1,
+        .queue_size = 256,
+        .chunk = 64 * 1024,
+        .seed = 1,
+        .rw = "randread",
+        .bs = 4096,
+        .iodepth = 1,
+        .runtime = 5,
+    };
+    const char *sub = argc > 1 ? argv[1] : "";
+
+    if (strcmp(sub, "verify") && strcmp(sub, "bench")) {
+        fprintf(stderr, "usage: vhuctl blk verify|bench --socket-path PATH [options]\n");
+        vhuctl_blk_usage(stderr);
+        return 2;
+    }
+    optind = 2;
+    if (parse_blk_opts(argc, argv, &o) < 0)
+        return 2;
+    vhu_log_set_sink(vhu_log_stderr_sink, NULL, o.verbose ? VHU_LOG_DEBUG : VHU_LOG_WARN);
+    return strcmp(sub, "verify") == 0 ? cmd_verify(&o) : cmd_bench(&o);
+}

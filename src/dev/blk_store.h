@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#ifndef VHU_DEV_BLK_STORE_H
+#define VHU_DEV_BLK_STORE_H
+
+/*
+ * Backing stores of the blk device (internal to src/dev). A store is opened once per device; each
+ * queue gets its own context (a file store: one io_uring sized to the ring, with an eventfd the
+ * device watches on the queue's owner thread). Operations are queued with the request's pointer
+ * as cookie; submit() hands the batch to the kernel at once; reap() calls the completion callback
+ * for everything finished. A context is used by one thread only.
+ *
+ * Completion result: >= 0 success (bytes transferred for read/write), -errno failure. A store may
+ * complete an operation before the queueing call returns (the null store always does): the
+ * callback then runs inside it.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+struct blk_store;
+struct blk_qctx;
+
+typedef void blk_store_done_fn(void *cookie, int res);
+
+struct blk_store_ops {
+    /* depth: most operations outstanding at once (the ring size). */
+    int (*qctx_new)(struct blk_store *st, unsigned depth, blk_store_done_fn *done,
+                    struct blk_qctx **out);
+    void (*qctx_free)(struct blk_qctx *q);
+    /* The eventfd to watch for completions (drain it, then reap), or -1 when completions are
+     * synchronous. */
+    int (*qctx_fd)(const struct blk_qctx *q);
+
+    /* Queue an operation. 0: queued (or already completed), -errno: not queued, no callback. */
+    int (*readv)(struct blk_qctx *q, const struct iovec *iov, unsigned n, uint64_t off,
+                 void *cookie);
+    /* dsync: complete only once the data is durable (RWF_DSYNC). */
+    int (*writev)(struct blk_qctx *q, const struct iovec *iov, unsigned n, uint64_t off,
+                  bool dsync, void *cookie);
+    int (*flush)(struct blk_qctx *q, void *cookie);
+    /* fallocate(2) mode bits (FALLOC_FL_*) on [off, off + len). */
+    int (*fallocate)(struct blk_qctx *q, int mode, uint64_t off, uint64_t len, void *cookie);
+
+    /* Hand everything queued to the kernel (one syscall per batch). */
+    int (*submit)(struct blk_qctx *q);
+    /* Complete whatever has finished, without blocking; returns how many. */
+    unsigned (*reap)(struct blk_qctx *q);
+    /* Block until at least one operation finishes, then reap. */
+    int (*wait)(struct blk_qctx *q);
+
+    void (*close)(struct blk_store *st);
+};
+
+struct blk_store {
+    const struct blk_store_ops *ops;
+    uint64_t size;             /* bytes */
+    bool read_only;
+    bool is_bdev;              /* a block device: fallocate modes mean something else */
+    bool can_unmap;            /* deallocating a range is possible (write_zeroes_may_unmap) */
+    uint32_t phys_block_size;  /* bytes; 0: unknown */
+};
+
+int blk_file_open(const char *path, bool read_only, bool direct, struct blk_store **out);
+int blk_null_open(uint64_t size, bool read_only, struct blk_store **out);
+
+#endif

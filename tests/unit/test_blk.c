@@ -1,0 +1,852 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * virtio-blk device model: the real device, backend core and frontend library in one process
+ * over the loopback transport, on temporary files. Covers config space and features, data
+ * integrity (through the device and with pread on the file) for split and packed rings,
+ * multi-segment chains and two queues, FLUSH, GET_ID, DISCARD / WRITE_ZEROES (holes and zeroes),
+ * read-only disks, every malformed-request rule, backing failures, batches completing across a
+ * ring stop, and the null store.
+ */
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include "vhu/backend.h"
+#include "vhu/dev/blk.h"
+#include "vhu/device.h"
+#include "vhu/frontend.h"
+#include "vhu/log.h"
+#include "vhu/loop.h"
+#include "vhu/loopback.h"
+#include "vhu/util.h"
+#include "vhu_test.h"
+
+#define DISK_SIZE (4u << 20)
+#define DATA_MAX (1u << 20)
+
+/* A disk file, a device on it, and a frontend talking to it. */
+struct tb {
+    char path[128];
+    struct vhu_loop *loop;
+    struct vhu_backend *b;
+    struct vhu_fe *fe;
+    struct vhu_device *dev;
+    /* request buffers in the shared arena */
+    uint8_t *hdr, *status, *data; /* hdr: 16 bytes per queue; status: 1 byte per queue */
+    uint64_t hdr_gpa, status_gpa, data_gpa;
+};
+
+static int make_file(char *path, size_t pathsz, const char *dir, uint64_t size)
+{
+    int fd;
+
+    snprintf(path, pathsz, "%s/vhu-blk-XXXXXX", dir);
+    fd = mkstemp(path);
+    if (fd < 0)
+        return -errno;
+    if (ftruncate(fd, (off_t)size) < 0) {
+        int e = -errno;
+        close(fd);
+        unlink(path);
+        return e;
+    }
+    close(fd);
+    return 0;
+}
+
+static const char *tmpdir(void)
+{
+    const char *d = getenv("TMPDIR");
+    return d && *d ? d : "/tmp";
+}
+
+struct tb_opts {
+    struct vhu_blk_opts blk;
+    bool packed;
+    uint16_t num_queues;
+    uint16_t queue_size;
+    const char *dir;      /* where the disk file goes (default $TMPDIR) */
+    uint64_t file_size;   /* default DISK_SIZE; 0 with blk.null_size: no file */
+    unsigned workers;     /* backend data-plane threads (0: the control loop) */
+    unsigned poll_us;
+};
+
+static int tb_up(struct tb *t, const struct tb_opts *o)
+{
+    struct vhu_blk_opts bo = o->blk;
+    int r;
+
+    memset(t, 0, sizeof(*t));
+    if (!bo.null_size) {
+        r = make_file(t->path, sizeof(t->path), o->dir ? o->dir : tmpdir(),
+                      o->file_size ? o->file_size : DISK_SIZE);
+        if (r < 0)
+            return r;
+        bo.path = t->path;
+    }
+    r = vhu_blk_new(&bo, &t->dev);
+    if (r < 0)
+        return r;
+    r = vhu_loop_new(&t->loop);
+    if (r == 0)
+        r = vhu_backend_new(t->dev, t->loop, &t->b);
+    if (r == 0 && o->workers)
+        r = vhu_backend_set_workers(t->b, o->workers, o->poll_us);
+    if (r == 0)
+        r = vhu_loopback_connect(t->b, t->loop, &t->fe);
+    if (r < 0)
+        return r;
+    struct vhu_fe_opts fo = {
+        .features = vhu_feature(VIRTIO_BLK_F_SIZE_MAX) | vhu_feature(VIRTIO_BLK_F_SEG_MAX) |
+                    vhu_feature(VIRTIO_BLK_F_BLK_SIZE) | vhu_feature(VIRTIO_BLK_F_TOPOLOGY) |
+                    vhu_feature(VIRTIO_BLK_F_FLUSH) | vhu_feature(VIRTIO_BLK_F_CONFIG_WCE) |
+                    vhu_feature(VIRTIO_BLK_F_MQ) | vhu_feature(VIRTIO_BLK_F_DISCARD) |
+                    vhu_feature(VIRTIO_BLK_F_WRITE_ZEROES) | vhu_feature(VIRTIO_BLK_F_RO),
+        .num_queues = o->num_queues ? o->num_queues : 1,
+        .queue_size = o->queue_size ? o->queue_size : 64,
+        .packed = o->packed,
+        .event_idx = true,
+        .indirect = true,
+        .mem_size = 8 << 20,
+    };
+    r = vhu_fe_start(t->fe, &fo);
+    if (r < 0)
+        return r;
+    t->hdr = vhu_fe_alloc(t->fe, 64, 64, &t->hdr_gpa);
+    t->status = vhu_fe_alloc(t->fe, 64, 64, &t->status_gpa);
+    t->data = vhu_fe_alloc(t->fe, DATA_MAX, 4096, &t->data_gpa);
+    return t->hdr && t->status && t->data ? 0 : -ENOMEM;
+}
+
+static void tb_down(struct tb *t)
+{
+    vhu_fe_free(t->fe);
+    if (t->b)
+        vhu_backend_free(t->b); /* destroys the device */
+    else if (t->dev)
+        t->dev->ops->destroy(t->dev);
+    vhu_loop_free(t->loop);
+    if (t->path[0])
+        unlink(t->path);
+}
+
+/*
+ * One request: the header, then len data bytes at data_gpa in nseg segments (device-writable
+ * when writable), then the status byte. Returns the used length (or -errno); *st the status.
+ */
+static int rq_at(struct tb *t, unsigned q, uint32_t type, uint64_t sector, uint64_t data_gpa,
+                 uint32_t len, bool writable, unsigned nseg, uint8_t *st)
+{
+    struct virtio_blk_outhdr h = {.type = type, .sector = sector};
+    struct vhu_vqd_seg segs[40];
+    unsigned k = 0, nd = 0;
+
+    /* each queue its own header and status (queues may run on different worker threads) */
+    uint8_t *status = t->status + q;
+
+    memcpy(t->hdr + q * 16, &h, sizeof(h));
+    *status = 0xee;
+    segs[k++] = (struct vhu_vqd_seg){t->hdr_gpa + q * 16, sizeof(h)};
+    if (len) {
+        uint32_t per = len / nseg, off = 0;
+        for (unsigned i = 0; i < nseg; i++) {
+            uint32_t l = i + 1 == nseg ? len - off : per;
+            segs[k++] = (struct vhu_vqd_seg){data_gpa + off, l};
+            off += l;
+            nd++;
+        }
+    }
+    segs[k++] = (struct vhu_vqd_seg){t->status_gpa + q, 1};
+    int r = vhu_fe_request(t->fe, q, segs, writable ? 1 : 1 + nd, writable ? nd + 1 : 1, 5000);
+    *st = *status;
+    return r;
+}
+
+static int rq(struct tb *t, unsigned q, uint32_t type, uint64_t sector, uint32_t len,
+              bool writable, unsigned nseg, uint8_t *st)
+{
+    return rq_at(t, q, type, sector, t->data_gpa, len, writable, nseg, st);
+}
+
+static void pattern(uint8_t *p, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)(seed * 131 + i * 7 + (i >> 9));
+}
+
+static bool file_matches(const char *path, uint64_t off, const uint8_t *want, size_t n)
+{
+    uint8_t *buf = malloc(n);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    bool ok = buf && fd >= 0 && pread(fd, buf, n, (off_t)off) == (ssize_t)n &&
+              memcmp(buf, want, n) == 0;
+
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    return ok;
+}
+
+static bool file_zero(const char *path, uint64_t off, size_t n)
+{
+    uint8_t *z = calloc(1, n);
+    bool ok = z && file_matches(path, off, z, n);
+
+    free(z);
+    return ok;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+TEST(config_space)
+{
+    struct tb_opts o = {.num_queues = 2, .blk = {.num_queues = 2, .seg_max = 30}};
+    struct virtio_blk_config c;
+    struct tb t;
+
+    ASSERT_OK(tb_up(&t, &o));
+    uint64_t f = vhu_fe_backend_features(t.fe);
+    ASSERT(vhu_has_feature(f, VIRTIO_BLK_F_FLUSH));
+    ASSERT(vhu_has_feature(f, VIRTIO_BLK_F_CONFIG_WCE));
+    ASSERT(vhu_has_feature(f, VIRTIO_BLK_F_MQ));
+    ASSERT(vhu_has_feature(f, VIRTIO_BLK_F_DISCARD));
+    ASSERT(vhu_has_feature(f, VIRTIO_BLK_F_WRITE_ZEROES));
+    ASSERT(vhu_has_feature(f, VIRTIO_BLK_F_SEG_MAX));
+    ASSERT(vhu_has_feature(f, VIRTIO_BLK_F_SIZE_MAX));
+    ASSERT(vhu_has_feature(f, VIRTIO_BLK_F_BLK_SIZE));
+    ASSERT(vhu_has_feature(f, VIRTIO_BLK_F_TOPOLOGY));
+    ASSERT(vhu_has_feature(f, VIRTIO_F_RING_PACKED));
+    ASSERT(vhu_has_feature(f, VIRTIO_RING_F_EVENT_IDX));
+    ASSERT(!vhu_has_feature(f, VIRTIO_BLK_F_RO));
+    ASSERT(!vhu_has_feature(f, VIRTIO_BLK_F_GEOMETRY));
+    ASSERT_EQ(vhu_fe_num_queues(t.fe), 2);
+
+    ASSERT_OK(vhu_fe_get_config(t.fe, 0, &c, sizeof(c)));
+    ASSERT_EQ(c.capacity, DISK_SIZE / 512);
+    ASSERT_EQ(vhu_blk_capacity(t.dev), DISK_SIZE / 512);
+    ASSERT_EQ(c.seg_max, 30);
+    ASSERT(c.size_max >= 4096);
+    ASSERT_EQ(c.blk_size, 512);
+    ASSERT_EQ(c.geometry.cylinders, 0);
+    ASSERT_EQ(c.topology.physical_block_exp, 0);
+    ASSERT_EQ(c.topology.min_io_size, 1);
+    ASSERT_EQ(c.writeback, 1);
+    ASSERT_EQ(c.num_queues, 2);
+    ASSERT(c.max_discard_sectors > 0);
+    ASSERT(c.max_discard_seg > 1);
+    ASSERT_EQ(c.discard_sector_alignment, 1);
+    ASSERT(c.max_write_zeroes_sectors > 0);
+    ASSERT(c.max_write_zeroes_seg > 1);
+    ASSERT_EQ(c.write_zeroes_may_unmap, 1);
+    /* a partial read at an offset (what a driver's virtio_cread does) */
+    uint16_t nq = 0;
+    ASSERT_OK(vhu_fe_get_config(t.fe, offsetof(struct virtio_blk_config, num_queues), &nq, 2));
+    ASSERT_EQ(nq, 2);
+
+    /* the guest switches the cache to writethrough; writes keep working (RWF_DSYNC) */
+    uint8_t wb = 0, st;
+    ASSERT_OK(vhu_fe_set_config(t.fe, offsetof(struct virtio_blk_config, writeback), &wb, 1));
+    ASSERT_OK(vhu_fe_get_config(t.fe, offsetof(struct virtio_blk_config, writeback), &wb, 1));
+    ASSERT_EQ(wb, 0);
+    pattern(t.data, 8192, 5);
+    ASSERT_EQ(rq(&t, 1, VIRTIO_BLK_T_OUT, 16, 8192, false, 2, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    ASSERT(file_matches(t.path, 16 * 512, t.data, 8192));
+    /* a reset restores the configured cache mode */
+    ASSERT_OK(vhu_fe_reset_device(t.fe));
+    ASSERT_OK(vhu_fe_get_config(t.fe, offsetof(struct virtio_blk_config, writeback), &wb, 1));
+    ASSERT_EQ(wb, 1);
+    /* any other config write is refused (the backend drops the session) */
+    uint64_t cap = 1;
+    ASSERT(vhu_fe_set_config(t.fe, 0, &cap, sizeof(cap)) < 0);
+    tb_down(&t);
+}
+
+TEST(config_writethrough_4k_readonly)
+{
+    struct tb_opts o = {.blk = {.read_only = true, .writethrough = true, .blk_size = 4096}};
+    struct virtio_blk_config c;
+    struct tb t;
+
+    ASSERT_OK(tb_up(&t, &o));
+    uint64_t f = vhu_fe_backend_features(t.fe);
+    ASSERT(vhu_has_feature(f, VIRTIO_BLK_F_RO));
+    ASSERT(!vhu_has_feature(f, VIRTIO_BLK_F_DISCARD));
+    ASSERT(!vhu_has_feature(f, VIRTIO_BLK_F_WRITE_ZEROES));
+    ASSERT(vhu_has_feature(vhu_fe_features(t.fe), VIRTIO_BLK_F_RO));
+    ASSERT_OK(vhu_fe_get_config(t.fe, 0, &c, sizeof(c)));
+    ASSERT_EQ(c.writeback, 0);
+    ASSERT_EQ(c.blk_size, 4096);
+    ASSERT_EQ(c.seg_max, 126);
+    ASSERT_EQ(c.max_discard_seg, 0);
+    tb_down(&t);
+}
+
+TEST(new_refuses_bad_options)
+{
+    struct vhu_device *dev;
+    char path[128];
+
+    ASSERT_ERR(-ENOENT, vhu_blk_new(&(struct vhu_blk_opts){.path = "/nonexistent/disk"}, &dev));
+    ASSERT_ERR(-EINVAL, vhu_blk_new(&(struct vhu_blk_opts){.path = NULL}, &dev));
+    ASSERT_ERR(-EINVAL, vhu_blk_new(&(struct vhu_blk_opts){.null_size = 4096, .blk_size = 1024},
+                                    &dev));
+    ASSERT_ERR(-EINVAL, vhu_blk_new(&(struct vhu_blk_opts){.null_size = 4096,
+                                                           .serial = "123456789012345678901"},
+                                    &dev));
+    ASSERT_ERR(-EINVAL, vhu_blk_new(&(struct vhu_blk_opts){.null_size = 4096, .seg_max = 5000},
+                                    &dev));
+    ASSERT_ERR(-EINVAL, vhu_blk_new(&(struct vhu_blk_opts){.null_size = 1000}, &dev));
+    ASSERT_ERR(-EINVAL, vhu_blk_new(&(struct vhu_blk_opts){.null_size = 4096 + 512,
+                                                           .blk_size = 4096},
+                                    &dev));
+    ASSERT_ERR(-EINVAL, vhu_blk_new(&(struct vhu_blk_opts){.path = "/dev/null"}, &dev));
+    /* a file whose size is not a multiple of 512 */
+    ASSERT_OK(make_file(path, sizeof(path), tmpdir(), 4096 + 100));
+    int r = vhu_blk_new(&(struct vhu_blk_opts){.path = path}, &dev);
+    unlink(path);
+    ASSERT_ERR(-EINVAL, r);
+}
+
+/* Write through one queue, read back through the other, compare with the file too. */
+static void run_integrity(bool packed, unsigned workers, unsigned poll_us)
+{
+    struct tb_opts o = {.packed = packed, .num_queues = 2, .queue_size = 64,
+                        .workers = workers, .poll_us = poll_us, .blk = {.num_queues = 2}};
+    uint8_t *want = malloc(DATA_MAX);
+    struct tb t;
+    uint8_t st;
+
+    ASSERT(want);
+    ASSERT_OK(tb_up(&t, &o));
+    ASSERT_EQ(vhu_has_feature(vhu_fe_features(t.fe), VIRTIO_F_RING_PACKED), packed);
+    /* chains of up to 16 descriptors go indirect, longer ones direct (the frontend's limit) */
+    static const struct { uint64_t sector; uint32_t len; unsigned nseg; } cases[] = {
+        {0, 512, 1},      {1, 4096, 3},   {100, 65536, 16}, {2000, 512 * 7, 7},
+        {4096, DATA_MAX, 32}, {DISK_SIZE / 512 - 8, 4096, 2}, {3, 1024, 2},
+    };
+    for (unsigned i = 0; i < VHU_ARRAY_SIZE(cases); i++) {
+        unsigned wq = i % 2, rqn = 1 - wq;
+        pattern(want, cases[i].len, i + 1);
+        memcpy(t.data, want, cases[i].len);
+        ASSERT_EQ(rq(&t, wq, VIRTIO_BLK_T_OUT, cases[i].sector, cases[i].len, false,
+                     cases[i].nseg, &st), 1);
+        ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+        ASSERT(file_matches(t.path, cases[i].sector * 512, want, cases[i].len));
+        memset(t.data, 0, cases[i].len);
+        ASSERT_EQ(rq(&t, rqn, VIRTIO_BLK_T_IN, cases[i].sector, cases[i].len, true,
+                     cases[i].nseg, &st), (int)cases[i].len + 1);
+        ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+        ASSERT(memcmp(t.data, want, cases[i].len) == 0);
+    }
+
+    /* the header and the data in one readable segment; the data and the status in one
+     * writable segment (VIRTIO_F_ANY_LAYOUT, implied by VERSION_1) */
+    uint64_t gpa;
+    uint8_t *buf = vhu_fe_alloc(t.fe, 16 + 2048, 64, &gpa);
+    ASSERT(buf);
+    struct virtio_blk_outhdr h = {.type = VIRTIO_BLK_T_OUT, .sector = 50};
+    memcpy(buf, &h, 16);
+    pattern(buf + 16, 2048, 77);
+    memcpy(want, buf + 16, 2048);
+    struct vhu_vqd_seg one[2] = {{gpa, 16 + 2048}, {t.status_gpa, 1}};
+    *t.status = 0xee;
+    ASSERT_EQ(vhu_fe_request(t.fe, 0, one, 1, 1, 5000), 1);
+    ASSERT_EQ(*t.status, VIRTIO_BLK_S_OK);
+    ASSERT(file_matches(t.path, 50 * 512, want, 2048));
+    h.type = VIRTIO_BLK_T_IN;
+    memcpy(t.hdr, &h, 16);
+    memset(buf, 0xee, 2048 + 1);
+    struct vhu_vqd_seg two[2] = {{t.hdr_gpa, 16}, {gpa, 2048 + 1}};
+    ASSERT_EQ(vhu_fe_request(t.fe, 1, two, 1, 1, 5000), 2048 + 1);
+    ASSERT(memcmp(buf, want, 2048) == 0);
+    ASSERT_EQ(buf[2048], VIRTIO_BLK_S_OK);
+    /* the header split over two segments, zero-length segments around */
+    struct vhu_vqd_seg split[5] = {{t.hdr_gpa, 5}, {t.hdr_gpa + 5, 11}, {t.data_gpa, 0},
+                                   {t.data_gpa, 512}, {t.status_gpa, 1}};
+    memset(t.data, 0, 512);
+    ASSERT_EQ(vhu_fe_request(t.fe, 0, split, 2, 3, 5000), 512 + 1);
+    ASSERT_EQ(*t.status, VIRTIO_BLK_S_OK);
+    ASSERT(memcmp(t.data, want, 512) == 0);
+    tb_down(&t);
+    free(want);
+}
+
+TEST(integrity_split) { run_integrity(false, 0, 0); }
+TEST(integrity_packed) { run_integrity(true, 0, 0); }
+/* each queue on its own worker thread: completions arrive through that worker's loop */
+TEST(integrity_split_2_workers) { run_integrity(false, 2, 0); }
+TEST(integrity_packed_2_workers_poll) { run_integrity(true, 2, 50); }
+
+TEST(flush_and_get_id)
+{
+    struct tb_opts o = {.blk = {.serial = "vhu-serial-123456789"}}; /* exactly 20 bytes */
+    struct tb t;
+    uint8_t st;
+
+    ASSERT_OK(tb_up(&t, &o));
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_FLUSH, 0, 0, false, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    memset(t.data, 0xff, 64);
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_GET_ID, 0, VIRTIO_BLK_ID_BYTES, true, 1, &st), 21);
+    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    ASSERT(memcmp(t.data, "vhu-serial-123456789", 20) == 0);
+    ASSERT_EQ(t.data[20], 0xff); /* no terminator when it is 20 bytes long */
+    /* a shorter buffer gets a prefix */
+    memset(t.data, 0xff, 64);
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_GET_ID, 0, 8, true, 1, &st), 9);
+    ASSERT(memcmp(t.data, "vhu-seri", 8) == 0);
+    ASSERT_EQ(t.data[8], 0xff);
+    tb_down(&t);
+
+    struct tb_opts o2 = {.blk = {.serial = "abc"}};
+    ASSERT_OK(tb_up(&t, &o2));
+    memset(t.data, 0xff, 64);
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_GET_ID, 0, VIRTIO_BLK_ID_BYTES, true, 2, &st), 21);
+    ASSERT(memcmp(t.data, "abc\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 20) == 0); /* NUL-padded */
+    tb_down(&t);
+}
+
+/* DISCARD / WRITE_ZEROES requests: count ranges of {sector, num, flags} in t.data. */
+static int dwz(struct tb *t, uint32_t type, const struct virtio_blk_discard_write_zeroes *d,
+               unsigned n, uint8_t *st)
+{
+    memcpy(t->data, d, n * sizeof(*d));
+    return rq(t, 0, type, 0, (uint32_t)(n * sizeof(*d)), false, 1, st);
+}
+
+static bool is_hole(const char *path, uint64_t off)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    off_t h = fd >= 0 ? lseek(fd, (off_t)off, SEEK_HOLE) : -1;
+
+    if (fd >= 0)
+        close(fd);
+    return h == (off_t)off;
+}
+
+static void fill_disk(struct tb *t, uint64_t sector, uint32_t len)
+{
+    uint8_t st;
+
+    pattern(t->data, len, 9);
+    if (rq(t, 0, VIRTIO_BLK_T_OUT, sector, len, false, 1, &st) != 1 || st != VIRTIO_BLK_S_OK)
+        vhu_test_failed = 1;
+}
+
+static void run_dwz(const char *dir, bool expect_holes)
+{
+    struct tb_opts o = {.dir = dir};
+    struct tb t;
+    uint8_t st;
+
+    ASSERT_OK(tb_up(&t, &o));
+    fill_disk(&t, 0, DATA_MAX);
+    ASSERT(!vhu_test_failed);
+    int fd = open(t.path, O_RDONLY | O_CLOEXEC);
+    ASSERT(fd >= 0);
+    fsync(fd); /* allocate blocks, so a punched hole shows */
+    close(fd);
+    ASSERT(!is_hole(t.path, 64 * 1024));
+
+    /* DISCARD: the range is deallocated (reads return zeroes on a file) */
+    struct virtio_blk_discard_write_zeroes d[3] = {{.sector = 128, .num_sectors = 128}};
+    ASSERT_EQ(dwz(&t, VIRTIO_BLK_T_DISCARD, d, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    ASSERT(file_zero(t.path, 128 * 512, 128 * 512));
+    if (expect_holes)
+        ASSERT(is_hole(t.path, 128 * 512));
+    ASSERT(!file_zero(t.path, 256 * 512, 512)); /* the neighbour is untouched */
+
+    /* WRITE_ZEROES without UNMAP, three ranges: zeroes, allocation kept */
+    d[0] = (struct virtio_blk_discard_write_zeroes){.sector = 300, .num_sectors = 8};
+    d[1] = (struct virtio_blk_discard_write_zeroes){.sector = 400, .num_sectors = 1};
+    d[2] = (struct virtio_blk_discard_write_zeroes){.sector = 500, .num_sectors = 0};
+    ASSERT_EQ(dwz(&t, VIRTIO_BLK_T_WRITE_ZEROES, d, 3, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    ASSERT(file_zero(t.path, 300 * 512, 8 * 512));
+    ASSERT(file_zero(t.path, 400 * 512, 512));
+    ASSERT(!file_zero(t.path, 308 * 512, 512));
+    ASSERT(!file_zero(t.path, 401 * 512, 512));
+    ASSERT(!file_zero(t.path, 500 * 512, 512));
+
+    /* WRITE_ZEROES with UNMAP: zeroes, deallocated */
+    d[0] = (struct virtio_blk_discard_write_zeroes){.sector = 1024, .num_sectors = 256,
+                                                    .flags = VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP};
+    ASSERT_EQ(dwz(&t, VIRTIO_BLK_T_WRITE_ZEROES, d, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    ASSERT(file_zero(t.path, 1024 * 512, 256 * 512));
+    if (expect_holes)
+        ASSERT(is_hole(t.path, 1024 * 512));
+
+    /* §5.2.6.2: UNMAP on a discard, or an unknown flag: UNSUPP */
+    d[0] = (struct virtio_blk_discard_write_zeroes){.sector = 0, .num_sectors = 8,
+                                                    .flags = VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP};
+    ASSERT_EQ(dwz(&t, VIRTIO_BLK_T_DISCARD, d, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_UNSUPP);
+    d[0].flags = 2;
+    ASSERT_EQ(dwz(&t, VIRTIO_BLK_T_WRITE_ZEROES, d, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_UNSUPP);
+    ASSERT(!file_zero(t.path, 0, 512));
+    /* past the end, overflowing, too long, too many ranges, ragged array, no ranges: IOERR */
+    struct virtio_blk_config c;
+    ASSERT_OK(vhu_fe_get_config(t.fe, 0, &c, sizeof(c)));
+    d[0] = (struct virtio_blk_discard_write_zeroes){.sector = DISK_SIZE / 512 - 1,
+                                                    .num_sectors = 2};
+    ASSERT_EQ(dwz(&t, VIRTIO_BLK_T_WRITE_ZEROES, d, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    d[0] = (struct virtio_blk_discard_write_zeroes){.sector = UINT64_MAX - 1, .num_sectors = 4};
+    ASSERT_EQ(dwz(&t, VIRTIO_BLK_T_DISCARD, d, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    d[0] = (struct virtio_blk_discard_write_zeroes){.sector = 0,
+                                                    .num_sectors = c.max_discard_sectors + 1};
+    ASSERT_EQ(dwz(&t, VIRTIO_BLK_T_DISCARD, d, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    struct virtio_blk_discard_write_zeroes many[64] = {{.sector = 0, .num_sectors = 1}};
+    ASSERT(c.max_discard_seg < 64);
+    ASSERT_EQ(dwz(&t, VIRTIO_BLK_T_DISCARD, many, c.max_discard_seg + 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    memset(t.data, 0, 24);
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_DISCARD, 0, 24, false, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_DISCARD, 0, 0, false, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    ASSERT(!file_zero(t.path, 0, 512));
+    tb_down(&t);
+}
+
+TEST(discard_write_zeroes) { run_dwz(tmpdir(), true); }
+
+/* tmpfs has no FALLOC_FL_ZERO_RANGE: WRITE_ZEROES falls back to writing zeroes. */
+TEST(write_zeroes_fallback_tmpfs)
+{
+    struct statfs sf;
+
+    if (statfs("/dev/shm", &sf) < 0 || sf.f_type != 0x01021994 /* TMPFS_MAGIC */)
+        SKIP("no tmpfs at /dev/shm");
+    run_dwz("/dev/shm", false);
+}
+
+TEST(read_only_refuses_writes)
+{
+    struct tb_opts o = {.blk = {.read_only = true}};
+    struct tb t;
+    uint8_t st;
+
+    ASSERT_OK(tb_up(&t, &o));
+    pattern(t.data, 4096, 3);
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_OUT, 0, 4096, false, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    ASSERT(file_zero(t.path, 0, 4096)); /* nothing written */
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_IN, 0, 4096, true, 1, &st), 4097);
+    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    struct virtio_blk_discard_write_zeroes d = {.sector = 0, .num_sectors = 8};
+    ASSERT_EQ(dwz(&t, VIRTIO_BLK_T_DISCARD, &d, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_UNSUPP); /* not offered */
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_FLUSH, 0, 0, false, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    tb_down(&t);
+}
+
+TEST(malformed_requests_get_a_status)
+{
+    struct tb_opts o = {.blk = {.serial = "x"}};
+    struct tb t;
+    uint8_t st;
+    const uint64_t cap = DISK_SIZE / 512;
+
+    ASSERT_OK(tb_up(&t, &o));
+    /* past capacity, straddling the end, overflowing sector * 512 + len */
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_IN, cap, 512, true, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_OUT, cap - 1, 1024, false, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_IN, UINT64_MAX / 512 + 1, 512, true, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_OUT, UINT64_MAX, 512, false, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    /* the last sector itself is fine */
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_IN, cap - 1, 512, true, 1, &st), 513);
+    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    /* a length that is not a multiple of the block size */
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_IN, 0, 100, true, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    /* data in the wrong direction */
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_IN, 0, 512, false, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_OUT, 0, 512, true, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_GET_ID, 0, 20, false, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    /* unsupported types */
+    ASSERT_EQ(rq(&t, 0, 0x55, 0, 0, false, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_UNSUPP);
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_GET_LIFETIME, 0, 16, true, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_UNSUPP);
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_SECURE_ERASE, 0, 16, false, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_UNSUPP);
+    /* a short header (8 readable bytes), and no header at all */
+    struct vhu_vqd_seg shorth[2] = {{t.hdr_gpa, 8}, {t.status_gpa, 1}};
+    *t.status = 0xee;
+    ASSERT_EQ(vhu_fe_request(t.fe, 0, shorth, 1, 1, 5000), 1);
+    ASSERT_EQ(*t.status, VIRTIO_BLK_S_IOERR);
+    struct vhu_vqd_seg noh[1] = {{t.status_gpa, 1}};
+    *t.status = 0xee;
+    ASSERT_EQ(vhu_fe_request(t.fe, 0, noh, 0, 1, 5000), 1);
+    ASSERT_EQ(*t.status, VIRTIO_BLK_S_IOERR);
+    /* the status is the LAST writable byte, even after zero-length segments */
+    struct virtio_blk_outhdr h = {.type = VIRTIO_BLK_T_GET_ID};
+    memcpy(t.hdr, &h, 16);
+    memset(t.data, 0xff, 64);
+    struct vhu_vqd_seg tail[4] = {{t.hdr_gpa, 16}, {t.data_gpa, 20}, {t.status_gpa, 1},
+                                  {t.status_gpa + 1, 0}};
+    ASSERT_EQ(vhu_fe_request(t.fe, 0, tail, 1, 3, 5000), 21);
+    ASSERT_EQ(*t.status, VIRTIO_BLK_S_OK);
+    ASSERT_EQ(t.data[0], 'x');
+    /* the queue still works */
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_IN, 0, 512, true, 1, &st), 513);
+    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    uint8_t dev_status = 0;
+    ASSERT_OK(vhu_fe_get_status(t.fe, &dev_status));
+    ASSERT(!(dev_status & VIRTIO_CONFIG_S_NEEDS_RESET));
+    tb_down(&t);
+}
+
+TEST(block_size_4096)
+{
+    struct tb_opts o = {.blk = {.blk_size = 4096}};
+    struct tb t;
+    uint8_t st;
+
+    ASSERT_OK(tb_up(&t, &o));
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_IN, 0, 512, true, 1, &st), 1); /* shorter than a block */
+    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_IN, 4, 4096, true, 1, &st), 1); /* misaligned sector */
+    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    pattern(t.data, 8192, 4);
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_OUT, 8, 8192, false, 2, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    ASSERT(file_matches(t.path, 4096, t.data, 8192));
+    struct virtio_blk_discard_write_zeroes d = {.sector = 9, .num_sectors = 8};
+    ASSERT_EQ(dwz(&t, VIRTIO_BLK_T_WRITE_ZEROES, &d, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR); /* misaligned range */
+    tb_down(&t);
+}
+
+/* No writable byte for the status: the queue breaks (NEEDS_RESET); the other queue runs on. */
+TEST(missing_status_breaks_only_that_queue)
+{
+    struct tb_opts o = {.num_queues = 2, .blk = {.num_queues = 2}};
+    struct tb t;
+    uint8_t st, dev_status = 0;
+
+    ASSERT_OK(tb_up(&t, &o));
+    struct virtio_blk_outhdr h = {.type = VIRTIO_BLK_T_OUT};
+    memcpy(t.hdr, &h, 16);
+    struct vhu_vqd_seg ro[2] = {{t.hdr_gpa, 16}, {t.data_gpa, 512}};
+    ASSERT(vhu_fe_request(t.fe, 0, ro, 2, 0, 300) < 0);
+    ASSERT_OK(vhu_fe_get_status(t.fe, &dev_status));
+    ASSERT(dev_status & VIRTIO_CONFIG_S_NEEDS_RESET);
+    ASSERT(file_zero(t.path, 0, 512));
+    pattern(t.data, 4096, 1);
+    ASSERT_EQ(rq(&t, 1, VIRTIO_BLK_T_OUT, 8, 4096, false, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    ASSERT(file_matches(t.path, 8 * 512, t.data, 4096));
+    tb_down(&t);
+}
+
+/* A failing backing operation fails that request and nothing else. */
+TEST(backing_failure_is_ioerr)
+{
+    struct tb_opts o = {0};
+    struct tb t;
+    uint8_t st;
+
+    ASSERT_OK(tb_up(&t, &o));
+    /* the file shrinks under the device: reads past the new end come back short */
+    ASSERT_OK(truncate(t.path, DISK_SIZE / 2) == 0 ? 0 : -errno);
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_IN, DISK_SIZE / 512 - 8, 4096, true, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_IN, 0, 4096, true, 2, &st), 4097);
+    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    tb_down(&t);
+
+    /* O_DIRECT with a guest buffer the file system cannot take: EINVAL from the kernel */
+    struct tb_opts od = {.blk = {.direct = true}};
+    int r = tb_up(&t, &od);
+    if (r == -EINVAL) {
+        tb_down(&t);
+        SKIP("no O_DIRECT in %s", tmpdir());
+    }
+    ASSERT_OK(r);
+    pattern(t.data, 8192, 2);
+    ASSERT_EQ(rq_at(&t, 0, VIRTIO_BLK_T_OUT, 0, t.data_gpa + 1, 4096, false, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    ASSERT(file_zero(t.path, 0, 4096));
+    /* aligned buffers work */
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_OUT, 8, 8192, false, 2, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    ASSERT(file_matches(t.path, 4096, t.data, 8192));
+    memset(t.data, 0, 8192);
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_IN, 8, 8192, true, 1, &st), 8193);
+    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    tb_down(&t);
+}
+
+/*
+ * Many requests at once: one kick pops them all into one io_uring batch; then the ring is
+ * stopped (GET_VRING_BASE) while they are in flight, and every one still completes.
+ */
+static void run_batch(bool packed)
+{
+    enum { N = 48 };
+    struct tb_opts o = {.packed = packed, .queue_size = 64};
+    struct tb t;
+    struct {
+        uint8_t *hdr, *st;
+        uint64_t hdr_gpa, st_gpa;
+    } b[N];
+
+    ASSERT_OK(tb_up(&t, &o));
+    pattern(t.data, N * 4096, 6);
+    struct vhu_vqd *vqd = vhu_fe_vqd(t.fe, 0);
+    for (unsigned i = 0; i < N; i++) {
+        b[i].hdr = vhu_fe_alloc(t.fe, 16, 16, &b[i].hdr_gpa);
+        b[i].st = vhu_fe_alloc(t.fe, 1, 1, &b[i].st_gpa);
+        ASSERT(b[i].hdr && b[i].st);
+        struct virtio_blk_outhdr h = {.type = VIRTIO_BLK_T_OUT, .sector = i * 8};
+        memcpy(b[i].hdr, &h, 16);
+        *b[i].st = 0xee;
+        struct vhu_vqd_seg s[3] = {{b[i].hdr_gpa, 16}, {t.data_gpa + i * 4096, 4096},
+                                   {b[i].st_gpa, 1}};
+        ASSERT_OK(vhu_vqd_add(vqd, s, 2, 1, &b[i]));
+    }
+    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    vhu_loop_run_once(t.loop, 0); /* the backend pops and submits them all */
+    ASSERT_OK(vhu_fe_stop(t.fe)); /* queue_stop waits for every one */
+    unsigned done = 0;
+    uint32_t len;
+    void *c;
+    while ((c = vhu_vqd_get_used(vqd, &len)) != NULL) {
+        ASSERT_EQ(len, 1);
+        done++;
+    }
+    ASSERT_EQ(done, N);
+    for (unsigned i = 0; i < N; i++)
+        ASSERT_EQ(*b[i].st, VIRTIO_BLK_S_OK);
+    ASSERT(file_matches(t.path, 0, t.data, N * 4096));
+    tb_down(&t);
+}
+
+TEST(batch_stop_with_requests_in_flight_split) { run_batch(false); }
+TEST(batch_stop_with_requests_in_flight_packed) { run_batch(true); }
+
+/*
+ * A full ring, round after round: every element of the pool is in flight at once, so the device
+ * stops popping (kicks off) until completions return elements, then must pick up the next round
+ * by itself.
+ */
+static void run_full_ring(bool packed)
+{
+    enum { QSZ = 8, ROUNDS = 12 };
+    struct tb_opts o = {.packed = packed, .queue_size = QSZ};
+    struct tb t;
+    uint8_t *hdr, *st;
+    uint64_t hdr_gpa, st_gpa;
+
+    ASSERT_OK(tb_up(&t, &o));
+    hdr = vhu_fe_alloc(t.fe, QSZ * 16, 16, &hdr_gpa);
+    st = vhu_fe_alloc(t.fe, QSZ, 1, &st_gpa);
+    ASSERT(hdr && st);
+    struct vhu_vqd *vqd = vhu_fe_vqd(t.fe, 0);
+    for (unsigned round = 0; round < ROUNDS; round++) {
+        pattern(t.data, QSZ * 4096, round);
+        for (unsigned i = 0; i < QSZ; i++) {
+            struct virtio_blk_outhdr h = {.type = VIRTIO_BLK_T_OUT,
+                                          .sector = (round * QSZ + i) * 8};
+            memcpy(hdr + i * 16, &h, 16);
+            st[i] = 0xee;
+            struct vhu_vqd_seg s[3] = {{hdr_gpa + i * 16, 16}, {t.data_gpa + i * 4096, 4096},
+                                       {st_gpa + i, 1}};
+            ASSERT_OK(vhu_vqd_add(vqd, s, 2, 1, hdr + i * 16));
+        }
+        ASSERT_OK(vhu_fe_kick(t.fe, 0));
+        unsigned done = 0;
+        uint64_t deadline = vhu_now_ns() + 5000000000ull;
+        while (done < QSZ && vhu_now_ns() < deadline) {
+            uint32_t len;
+            if (vhu_vqd_get_used(vqd, &len)) {
+                ASSERT_EQ(len, 1);
+                done++;
+                continue;
+            }
+            vhu_vqd_enable_cb(vqd);
+            vhu_fe_wait(t.fe, 0, 100);
+        }
+        ASSERT_EQ(done, QSZ);
+        for (unsigned i = 0; i < QSZ; i++)
+            ASSERT_EQ(st[i], VIRTIO_BLK_S_OK);
+        ASSERT(file_matches(t.path, (uint64_t)round * QSZ * 4096, t.data, QSZ * 4096));
+    }
+    tb_down(&t);
+}
+
+TEST(full_ring_rounds_split) { run_full_ring(false); }
+TEST(full_ring_rounds_packed) { run_full_ring(true); }
+
+TEST(null_store)
+{
+    struct tb_opts o = {.num_queues = 2, .blk = {.null_size = 1ull << 40, .num_queues = 2}};
+    struct virtio_blk_config c;
+    struct tb t;
+    uint8_t st;
+
+    ASSERT_OK(tb_up(&t, &o));
+    ASSERT_OK(vhu_fe_get_config(t.fe, 0, &c, sizeof(c)));
+    ASSERT_EQ(c.capacity, (1ull << 40) / 512);
+    ASSERT_EQ(c.write_zeroes_may_unmap, 0);
+    for (unsigned i = 0; i < 100; i++) {
+        ASSERT_EQ(rq(&t, i % 2, VIRTIO_BLK_T_OUT, i * 1000, 65536, false, 4, &st), 1);
+        ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+        ASSERT_EQ(rq(&t, i % 2, VIRTIO_BLK_T_IN, i * 1000, 65536, true, 4, &st), 65537);
+        ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    }
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_FLUSH, 0, 0, false, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    struct virtio_blk_discard_write_zeroes d = {.sector = 8, .num_sectors = 8};
+    ASSERT_EQ(dwz(&t, VIRTIO_BLK_T_WRITE_ZEROES, &d, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_IN, c.capacity, 512, true, 1, &st), 1);
+    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    tb_down(&t);
+}
+
+/* Open and close many times: no fd leaks (io_uring fds, eventfds, the file). */
+TEST(no_fd_leak)
+{
+    int before = vhu_fd_count_self();
+    struct tb t;
+    uint8_t st;
+
+    for (int i = 0; i < 5; i++) {
+        struct tb_opts o = {.num_queues = 2, .blk = {.num_queues = 2}};
+        ASSERT_OK(tb_up(&t, &o));
+        ASSERT_EQ(rq(&t, 1, VIRTIO_BLK_T_IN, 0, 512, true, 1, &st), 513);
+        tb_down(&t);
+    }
+    ASSERT_EQ(vhu_fd_count_self(), before);
+}
+
+static void quiet_sink(enum vhu_log_level l, const char *msg, void *o)
+{
+    (void)l;
+    (void)msg;
+    (void)o;
+}
+
+__attribute__((constructor)) static void setup_log(void)
+{
+    vhu_log_set_sink(getenv("VHU_TEST_VERBOSE") ? vhu_log_stderr_sink : quiet_sink, NULL,
+                     VHU_LOG_DEBUG);
+}
