@@ -142,6 +142,10 @@ static void vq_stop(struct vhu_session *s, struct vhu_session_vq *svq)
     vhu_backend_worker_disown(svq);
     if (s->dev->ops->queue_stop)
         s->dev->ops->queue_stop(s->dev, svq->vq);
+    /* A device must complete (or drop) every request in queue_stop: the rings go away. */
+    if (vhu_vq_inflight(svq->vq))
+        vhu_err("queue %u: device stopped with %u requests still in flight",
+                (unsigned)(svq - s->vqs), vhu_vq_inflight(svq->vq));
     svq->base = vhu_vq_get_base(svq->vq);
     vhu_vq_stop(svq->vq);
     svq->started = false;
@@ -204,10 +208,8 @@ static int op_restart(void *arg)
 
     if (!svq->started)
         return 0;
-    if (vhu_vq_inflight(svq->vq)) {
-        vhu_err("queue %u: rings moved with requests in flight", (unsigned)(svq - s->vqs));
-        return -EBUSY;
-    }
+    /* vq_stop() has the device finish its in-flight requests (queue_stop) before the rings and
+     * the old memory table are let go. */
     svq->watched = false; /* keep the kick watch across the restart */
     vq_stop(s, svq);
     svq->watched = watched;
