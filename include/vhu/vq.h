@@ -127,6 +127,20 @@ bool vhu_vq_enable_notify(struct vhu_vq *vq);
 bool vhu_vq_has_work(const struct vhu_vq *vq);
 
 bool vhu_vq_broken(const struct vhu_vq *vq);
+
+/*
+ * Inflight tracking (vhost-user "Inflight I/O tracking", split rings): region is this queue's
+ * part of the buffer shared with the frontend through GET/SET_INFLIGHT_FD,
+ * vhu_vq_inflight_region_size(num) bytes. Every popped chain is recorded there until its used
+ * entry is published, so after a backend crash a new backend resubmits exactly the requests the
+ * old one had not completed. Set while stopped (NULL turns it off); a start with a region that
+ * already describes this ring first pops the recorded chains, oldest first. Packed rings are
+ * not tracked.
+ */
+size_t vhu_vq_inflight_region_size(uint16_t num);
+void vhu_vq_set_inflight_region(struct vhu_vq *vq, void *region);
+/* Chains the last start found in flight and will pop again first. */
+unsigned vhu_vq_resubmitted(const struct vhu_vq *vq);
 void vhu_vq_break(struct vhu_vq *vq, const char *why);
 /* Why the queue broke, or NULL when it is not. vhu_vq_break() keeps the pointer: pass a string
  * with static storage. */

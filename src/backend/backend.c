@@ -16,6 +16,7 @@ static uint64_t core_protocol_features(const struct vhu_device *dev)
                   vhu_feature(VHOST_USER_PROTOCOL_F_BACKEND_SEND_FD) |
                   vhu_feature(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |
                   vhu_feature(VHOST_USER_PROTOCOL_F_RESET_DEVICE) |
+                  vhu_feature(VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) |
                   vhu_feature(VHOST_USER_PROTOCOL_F_STATUS);
 
     if (dev->config_size)

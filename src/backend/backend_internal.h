@@ -74,6 +74,11 @@ struct vhu_session {
     uint8_t status;
     struct vhu_mem_table *mem;
     int backend_req_fd;
+    /* inflight buffer (GET/SET_INFLIGHT_FD): one region per queue, sized for ifl_qsize */
+    uint8_t *ifl_map;
+    size_t ifl_size;
+    uint16_t ifl_queues;
+    uint16_t ifl_qsize;
     unsigned nvqs;
     struct vhu_session_vq *vqs;
     struct vhu_msg reply;

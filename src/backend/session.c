@@ -7,6 +7,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "backend_internal.h"
 #include "worker.h"
@@ -113,6 +116,15 @@ static int vq_start(struct vhu_session *s, struct vhu_session_vq *svq)
                                    " its memory needs vhud --no-mem-slots)");
         return -EFAULT;
     }
+    vhu_vq_set_inflight_region(svq->vq, NULL);
+    if (s->ifl_map && idx < s->ifl_queues && !packed) {
+        if (num <= s->ifl_qsize)
+            vhu_vq_set_inflight_region(svq->vq, s->ifl_map + (size_t)idx *
+                                                    vhu_vq_inflight_region_size(s->ifl_qsize));
+        else
+            vhu_warn("queue %u: ring of %u is larger than the inflight buffer's %u: untracked",
+                     idx, num, s->ifl_qsize);
+    }
     r = vhu_vq_set_base(svq->vq, svq->base);
     if (r == 0)
         r = vhu_vq_start(svq->vq, &cfg, s->mem);
@@ -131,6 +143,9 @@ static int vq_start(struct vhu_session *s, struct vhu_session_vq *svq)
     }
     svq->started = true;
     vhu_backend_worker_own(svq);
+    if (vhu_vq_resubmitted(svq->vq))
+        vhu_info("queue %u: resubmitting %u requests left in flight by the previous backend",
+                 idx, vhu_vq_resubmitted(svq->vq));
     return 0;
 }
 
@@ -578,6 +593,93 @@ static int h_set_vring_enable(struct vhu_session *s, struct vhu_msg *m)
     return on_owner(svq, op_enable, svq);
 }
 
+static void inflight_unmap(struct vhu_session *s)
+{
+    if (s->ifl_map)
+        munmap(s->ifl_map, s->ifl_size);
+    s->ifl_map = NULL;
+    s->ifl_size = 0;
+    s->ifl_queues = s->ifl_qsize = 0;
+}
+
+static int inflight_check(struct vhu_session *s, const struct vhost_user_inflight *in)
+{
+    if (in->num_queues == 0 || in->num_queues > s->nvqs || in->queue_size == 0 ||
+        in->queue_size > s->dev->max_queue_size) {
+        vhu_err("inflight buffer for %u queues of %u: device has %u queues of at most %u",
+                in->num_queues, in->queue_size, s->nvqs, s->dev->max_queue_size);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* vhost-user.rst GET_INFLIGHT_FD: the back-end allocates the buffer and shares it; the front-end
+ * keeps it across back-end restarts and hands it back with SET_INFLIGHT_FD. */
+static int h_get_inflight_fd(struct vhu_session *s, struct vhu_msg *m)
+{
+    const struct vhost_user_inflight *in = &m->payload.inflight;
+    struct vhost_user_inflight *out = &s->reply.payload.inflight;
+    size_t size;
+    int fd, r = inflight_check(s, in);
+    void *p;
+
+    if (r < 0)
+        return r;
+    size = in->num_queues * vhu_vq_inflight_region_size(in->queue_size);
+    fd = memfd_create("vhu-inflight", MFD_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (ftruncate(fd, (off_t)size) < 0 ||
+        (p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
+    inflight_unmap(s);
+    s->ifl_map = p;
+    s->ifl_size = size;
+    s->ifl_queues = in->num_queues;
+    s->ifl_qsize = in->queue_size;
+    vhu_msg_init(&s->reply, m->hdr.request, VHOST_USER_VERSION | VHOST_USER_REPLY_MASK,
+                 m->hdr.size);
+    *out = *in;
+    out->mmap_size = size;
+    out->mmap_offset = 0;
+    s->reply.fds[0] = fd; /* closed by the dispatcher after sending */
+    s->reply.nfds = 1;
+    return 1;
+}
+
+static int h_set_inflight_fd(struct vhu_session *s, struct vhu_msg *m)
+{
+    const struct vhost_user_inflight *in = &m->payload.inflight;
+    size_t need;
+    struct stat st;
+    void *p;
+    int r = inflight_check(s, in);
+
+    if (r < 0)
+        return r;
+    need = in->num_queues * vhu_vq_inflight_region_size(in->queue_size);
+    if (in->mmap_size < need || in->mmap_size > (1ULL << 32) ||
+        in->mmap_offset > UINT64_MAX - in->mmap_size || fstat(m->fds[0], &st) < 0 ||
+        in->mmap_offset + in->mmap_size > (uint64_t)st.st_size || (in->mmap_offset & 4095)) {
+        vhu_err("SET_INFLIGHT_FD: buffer of %llu bytes at %llu does not fit (need %zu)",
+                (unsigned long long)in->mmap_size, (unsigned long long)in->mmap_offset, need);
+        return -EINVAL;
+    }
+    p = mmap(NULL, in->mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, m->fds[0],
+             (off_t)in->mmap_offset);
+    if (p == MAP_FAILED)
+        return -errno;
+    inflight_unmap(s);
+    s->ifl_map = p;
+    s->ifl_size = in->mmap_size;
+    s->ifl_queues = in->num_queues;
+    s->ifl_qsize = in->queue_size;
+    return 0;
+}
+
 static int h_set_backend_req_fd(struct vhu_session *s, struct vhu_msg *m)
 {
     vhu_fd_replace(&s->backend_req_fd, take_fd(m));
@@ -657,6 +759,8 @@ static vhu_handler_fn *const handlers[VHOST_USER_MAX_REQUEST] = {
     [VHOST_USER_ADD_MEM_REG] = h_add_mem_reg,
     [VHOST_USER_REM_MEM_REG] = h_rem_mem_reg,
     [VHOST_USER_SET_STATUS] = h_set_status,
+    [VHOST_USER_GET_INFLIGHT_FD] = h_get_inflight_fd,
+    [VHOST_USER_SET_INFLIGHT_FD] = h_set_inflight_fd,
     [VHOST_USER_GET_STATUS] = h_get_status,
 };
 
@@ -673,6 +777,7 @@ static int send_reply(struct vhu_session *s)
 {
     int r = s->ops->send(s->conn, &s->reply);
 
+    vhu_msg_close_fds(&s->reply); /* fds sent with a reply are the peer's copies now */
     if (r < 0)
         vhu_err("cannot send reply to %s: %s", vhu_msg_name(s->reply.hdr.request), strerror(-r));
     return r;
@@ -796,6 +901,7 @@ VHU_EXPORT void vhu_session_end(struct vhu_session *s)
         s->dev->ops->reset(s->dev);
     s->dev->acked_features = 0;
     vhu_mem_table_put(s->mem);
+    inflight_unmap(s);
     vhu_fd_close(&s->backend_req_fd);
     free(s->vqs);
     if (s->b->session == s)

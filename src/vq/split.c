@@ -6,6 +6,9 @@
  * Used entries are written at push time but used->idx is only published at flush, so the driver
  * sees a batch at once.
  */
+#include <stdlib.h>
+#include <string.h>
+
 #include "vq_internal.h"
 
 /* virtio 2.7.10: used_event sits after the avail ring, avail_event after the used ring. */
@@ -19,10 +22,65 @@ static inline uint16_t *avail_event(const struct vhu_vq *vq)
     return (uint16_t *)(void *)&vq->used->ring[vq->num];
 }
 
+static int cmp_counter(const void *a, const void *b, void *arg)
+{
+    const struct vq_inflight_split *ifl = arg;
+    uint64_t x = ifl->desc[*(const uint16_t *)a].counter, y = ifl->desc[*(const uint16_t *)b].counter;
+
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * vhost-user.rst "Inflight I/O tracking", on (re)connect: finish the bookkeeping of a batch the
+ * previous backend published but did not get to clear, then queue every chain still marked in
+ * flight for resubmission, oldest first. The region comes from the frontend: every index read
+ * from it is bounds-checked, and the chains are walked like any other.
+ */
+static void inflight_recover(struct vhu_vq *vq)
+{
+    struct vq_inflight_split *ifl = vq->ifl;
+    uint16_t used = vq_load16(&vq->used->idx);
+
+    vq->nresubmit = vq->resubmit_pos = 0;
+    if (ifl->version != VQ_INFLIGHT_VERSION || ifl->desc_num != vq->num) {
+        /* A fresh region (GET_INFLIGHT_FD just made it) or one for another ring size. */
+        memset(ifl->desc, 0, sizeof(ifl->desc[0]) * vq->num);
+        ifl->version = VQ_INFLIGHT_VERSION;
+        ifl->desc_num = vq->num;
+        ifl->last_batch_head = 0;
+        ifl->used_idx = used;
+        vq->ifl_counter = 1;
+        return;
+    }
+    if (ifl->used_idx != used) {
+        uint16_t batch = (uint16_t)(used - ifl->used_idx), h = ifl->last_batch_head;
+        for (unsigned k = 0; k < batch && k < vq->num && h < vq->num; k++) {
+            ifl->desc[h].inflight = 0;
+            h = ifl->desc[h].next;
+        }
+        ifl->used_idx = used;
+    }
+    vq->ifl_counter = 1;
+    for (uint16_t i = 0; i < vq->num; i++) {
+        if (!ifl->desc[i].inflight)
+            continue;
+        vq->resubmit[vq->nresubmit++] = i;
+        if (ifl->desc[i].counter >= vq->ifl_counter)
+            vq->ifl_counter = ifl->desc[i].counter + 1;
+    }
+    qsort_r(vq->resubmit, vq->nresubmit, sizeof(vq->resubmit[0]), cmp_counter, ifl);
+    /* Buffers are taken from the avail ring in order: what was popped is what was completed
+     * (the used index) plus what is still in flight. */
+    vq->last_avail = (uint16_t)(used + vq->nresubmit);
+    vq->shadow_avail = vq->last_avail;
+}
+
 void vq_split_start(struct vhu_vq *vq)
 {
     vq->last_avail = (uint16_t)vq->base;
     vq->shadow_avail = vq->last_avail;
+    if (vq->ifl)
+        inflight_recover(vq);
     /* The used index lives in the ring; a restarted device continues where the last one left
      * off (whatever a hostile guest put there only matters to that guest). */
     vq->used_idx = vq_load16(&vq->used->idx);
@@ -96,6 +154,30 @@ static const char *walk(struct vhu_vq *vq, uint16_t head, struct vhu_vq_elem *e)
     return NULL;
 }
 
+/* Pop the next chain recorded in flight by the previous backend. */
+static struct vhu_vq_elem *pop_resubmit(struct vhu_vq *vq)
+{
+    uint16_t head = vq->resubmit[vq->resubmit_pos];
+    struct vhu_vq_elem *e;
+    const char *why;
+    unsigned slot;
+
+    if (vhu_unlikely(vq->nfree == 0))
+        return NULL;
+    e = vq_elem_get(vq, &slot);
+    why = walk(vq, head, e);
+    if (vhu_unlikely(why != NULL)) {
+        vq_elem_put(vq, slot);
+        vhu_vq_break(vq, why);
+        return NULL;
+    }
+    vq->resubmit_pos++;
+    e->id = head;
+    /* Not rewindable: a position that never matches last_avail - 1 makes unpop complete it. */
+    vq_elem_commit(vq, slot, vq->last_avail);
+    return e;
+}
+
 struct vhu_vq_elem *vq_split_pop(struct vhu_vq *vq)
 {
     struct vhu_vq_elem *e;
@@ -103,6 +185,8 @@ struct vhu_vq_elem *vq_split_pop(struct vhu_vq *vq)
     unsigned slot;
     uint16_t head;
 
+    if (vhu_unlikely(vq->resubmit_pos < vq->nresubmit))
+        return pop_resubmit(vq);
     if (vq->last_avail == vq->shadow_avail) {
         uint16_t idx = vq_load16(&vq->avail->idx);
         if (vhu_unlikely((uint16_t)(idx - vq->last_avail) > vq->num)) {
@@ -132,6 +216,10 @@ struct vhu_vq_elem *vq_split_pop(struct vhu_vq *vq)
     e->id = head;
     vq_elem_commit(vq, slot, vq->last_avail);
     vq->last_avail++;
+    if (vq->ifl) {
+        vq->ifl->desc[head].counter = vq->ifl_counter++;
+        vq->ifl->desc[head].inflight = 1;
+    }
     if (vq->event_idx && !vq->notify_off)
         vq_store16(avail_event(vq), vq->last_avail);
     return e;
@@ -143,6 +231,10 @@ void vq_split_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_t len)
 
     vq_store32(&u->id, elem->id);
     vq_store32(&u->len, len);
+    if (vq->ifl) {
+        vq->ifl->desc[elem->id].next = vq->ifl->last_batch_head;
+        vq->ifl->last_batch_head = elem->id;
+    }
     vq->used_idx++;
     vq->nstaged++;
 }
@@ -155,6 +247,18 @@ bool vq_split_flush(struct vhu_vq *vq)
     /* Ordering: the entries must be visible before the index that covers them. */
     vhu_smp_wmb();
     vq_store16(&vq->used->idx, new_idx);
+    if (vq->ifl) {
+        /* The batch is published: clear its entries, then record the index that covers it. A
+         * crash in between is repaired from last_batch_head on the next start. */
+        uint16_t h = vq->ifl->last_batch_head;
+        /* The region is shared with the frontend: bound every index read back from it. */
+        for (unsigned k = 0; k < vq->nstaged && h < vq->num; k++) {
+            vq->ifl->desc[h].inflight = 0;
+            h = vq->ifl->desc[h].next;
+        }
+        vhu_smp_wmb();
+        vq->ifl->used_idx = new_idx;
+    }
     vq->nstaged = 0;
     vq->signalled = new_idx;
     /* Order the index store before reading the driver's suppression state (virtio 2.7.10). */

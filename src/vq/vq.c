@@ -38,6 +38,9 @@ static void pool_free(struct vhu_vq *vq)
     free(vq->pop_pos);
     free(vq->busy);
     free(vq->shadow);
+    free(vq->resubmit);
+    vq->resubmit = NULL;
+    vq->nresubmit = vq->resubmit_pos = 0;
     vq->pool = NULL;
     vq->iovs = NULL;
     vq->free_slots = NULL;
@@ -56,8 +59,9 @@ static int pool_alloc(struct vhu_vq *vq, uint16_t num)
     vq->pop_pos = calloc(num, sizeof(*vq->pop_pos));
     vq->busy = calloc(num, sizeof(*vq->busy));
     vq->shadow = vq->packed ? calloc(num, sizeof(*vq->shadow)) : NULL;
+    vq->resubmit = calloc(num, sizeof(*vq->resubmit));
     if (!vq->pool || !vq->iovs || !vq->free_slots || !vq->pop_pos || !vq->busy ||
-        (vq->packed && !vq->shadow)) {
+        !vq->resubmit || (vq->packed && !vq->shadow)) {
         pool_free(vq);
         return -ENOMEM;
     }
@@ -135,10 +139,12 @@ VHU_EXPORT int vhu_vq_start(struct vhu_vq *vq, const struct vhu_vq_config *cfg,
     vq->break_reason = NULL;
     vq->notify_off = false;
     vq->nstaged = 0;
-    if (cfg->packed)
+    if (cfg->packed) {
+        vq->ifl = NULL; /* inflight tracking covers split rings only */
         vq_packed_start(vq);
-    else
+    } else {
         vq_split_start(vq);
+    }
     vq->started = true;
     return 0;
 }
@@ -223,6 +229,24 @@ VHU_EXPORT unsigned vhu_vq_index(const struct vhu_vq *vq)
 VHU_EXPORT uint16_t vhu_vq_num(const struct vhu_vq *vq)
 {
     return vq && vq->started ? vq->num : 0;
+}
+
+VHU_EXPORT size_t vhu_vq_inflight_region_size(uint16_t num)
+{
+    return VHU_ALIGN_UP(sizeof(struct vq_inflight_split) +
+                            (size_t)num * sizeof(struct vq_inflight_desc),
+                        (size_t)64);
+}
+
+VHU_EXPORT void vhu_vq_set_inflight_region(struct vhu_vq *vq, void *region)
+{
+    if (vq && !vq->started)
+        vq->ifl = region;
+}
+
+VHU_EXPORT unsigned vhu_vq_resubmitted(const struct vhu_vq *vq)
+{
+    return vq ? vq->nresubmit : 0;
 }
 
 VHU_EXPORT void vhu_vq_set_core(struct vhu_vq *vq, void *core)

@@ -23,6 +23,24 @@
 #define VQ_PACKED_USED_BIT (1u << VRING_PACKED_DESC_F_USED)
 #define VQ_WRAP_BIT (1u << VRING_PACKED_EVENT_F_WRAP_CTR)
 
+/* vhost-user.rst "Inflight I/O tracking", split layout (our own: only we read it back). */
+struct vq_inflight_desc {
+    uint8_t inflight;
+    uint8_t padding[5];
+    uint16_t next;
+    uint64_t counter;
+};
+
+struct vq_inflight_split {
+    uint64_t features;
+    uint16_t version;
+    uint16_t desc_num;
+    uint16_t last_batch_head;
+    uint16_t used_idx;
+    struct vq_inflight_desc desc[];
+};
+#define VQ_INFLIGHT_VERSION 1
+
 /* A used entry staged by vhu_vq_push() on a packed ring, written out by vhu_vq_flush(). */
 struct vq_shadow_used {
     uint16_t id;
@@ -77,6 +95,12 @@ struct vhu_vq {
     struct vhu_vq_hooks hooks;
     void *priv;
     void *core;
+    /* inflight tracking (split) */
+    struct vq_inflight_split *ifl;
+    uint64_t ifl_counter;
+    uint16_t *resubmit;    /* heads to pop first, oldest first */
+    unsigned nresubmit;
+    unsigned resubmit_pos;
     const char *break_reason;
 };
 
