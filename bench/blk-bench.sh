@@ -23,6 +23,7 @@
 #   SIZE=1073741824           bytes of the null device and of the /dev/shm file
 #   BACKENDS="vhud qsd"       order within a round
 #   BACKEND_CPU=1 CLIENT_CPU=0
+#   POLL_US=100               poll mode: vhud --poll-us, qsd iothread poll-max-ns (same time)
 #   VHUD_ARGS, QSD_EXPORT_ARGS  extra backend arguments (e.g. QSD_EXPORT_ARGS=",iothread=t0"
 #                             with QSD_ARGS="--object iothread,id=t0")
 set -euo pipefail
@@ -38,6 +39,7 @@ MODES=${MODES:-event poll}
 DEPTHS=${DEPTHS:-1 32}
 RW=${RW:-randread}
 BS=${BS:-4096}
+POLL_US=${POLL_US:-100}
 SIZE=${SIZE:-1073741824}
 BACKENDS=${BACKENDS:-vhud qsd}
 BACKEND_CPU=${BACKEND_CPU:-1}
@@ -78,21 +80,28 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# backend_cmd BACKEND STORE: the command line (in BCMD)
+# backend_cmd BACKEND STORE MODE: the command line (in BCMD). In poll mode both backends poll
+# too: vhud with --poll-us, qemu-storage-daemon with an iothread whose poll-max-ns is the same.
 backend_cmd() {
-  local b=$1 store=$2
+  local b=$1 store=$2 mode=${3:-event}
   if [[ $b == vhud ]]; then
     BCMD=("$VHUD" blk --socket-path "$sock")
     if [[ $store == null ]]; then BCMD+=(--null "$SIZE"); else BCMD+=(--file "$shmfile"); fi
+    [[ $mode == poll ]] && BCMD+=(--poll-us "$POLL_US")
     # shellcheck disable=SC2206
     BCMD+=(${VHUD_ARGS:-})
   else
+    local pollobj=() pollexp=""
+    if [[ $mode == poll ]]; then
+      pollobj=(--object "iothread,id=t0,poll-max-ns=$((POLL_US * 1000))")
+      pollexp=",iothread=t0"
+    fi
     local dev
     if [[ $store == null ]]; then dev="driver=null-co,node-name=f,size=$SIZE"
     else dev="driver=file,node-name=f,filename=$shmfile,aio=io_uring"; fi
     # shellcheck disable=SC2206
-    BCMD=("$QSD" ${QSD_ARGS:-} --blockdev "$dev"
-      --export "type=vhost-user-blk,id=e,node-name=f,addr.type=unix,addr.path=$sock,writable=on,num-queues=1${QSD_EXPORT_ARGS:-}")
+    BCMD=("$QSD" ${QSD_ARGS:-} "${pollobj[@]}" --blockdev "$dev"
+      --export "type=vhost-user-blk,id=e,node-name=f,addr.type=unix,addr.path=$sock,writable=on,num-queues=1$pollexp${QSD_EXPORT_ARGS:-}")
   fi
 }
 
@@ -108,7 +117,7 @@ cpu_ticks() {
 # one_run BACKEND STORE MODE DEPTH -> appends "case backend iops p50 p99 bcpu ccpu" to $raw
 one_run() {
   local b=$1 store=$2 mode=$3 qd=$4 i line t0 t1
-  backend_cmd "$b" "$store"
+  backend_cmd "$b" "$store" "$mode"
   rm -f "$sock"
   taskset -c "$BACKEND_CPU" "${BCMD[@]}" </dev/null >"$out/backend.log" 2>&1 &
   backend_pid=$!
@@ -194,9 +203,11 @@ echo "Commands (SOCK = the socket path; each backend under \`taskset -c $BACKEND
 echo
 echo '```sh'
 for store in $STORES; do
-  for b in "${backends[@]}"; do
-    backend_cmd "$b" "$store"
-    echo "taskset -c $BACKEND_CPU ${BCMD[*]}"
+  for mode in $MODES; do
+    for b in "${backends[@]}"; do
+      backend_cmd "$b" "$store" "$mode"
+      echo "taskset -c $BACKEND_CPU ${BCMD[*]}    # $mode"
+    done
   done
 done
 printf 'taskset -c %s %s blk bench --socket-path SOCK --rw %s --bs %s --iodepth {%s} --runtime %s [--poll]\n' \
