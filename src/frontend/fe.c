@@ -370,7 +370,7 @@ VHU_EXPORT int vhu_fe_start(struct vhu_fe *fe, const struct vhu_fe_opts *o)
         r = fe_get_u64(fe, VHOST_USER_GET_PROTOCOL_FEATURES, &fe->backend_pf);
         if (r < 0)
             return r;
-        uint64_t pf = fe->backend_pf & pf_wanted;
+        uint64_t pf = fe->backend_pf & (pf_wanted | o->protocol_features);
         r = fe_set_u64(fe, VHOST_USER_SET_PROTOCOL_FEATURES, pf, NULL, 0);
         if (r < 0)
             return r;

@@ -6,6 +6,7 @@
  * ring stop/restart with the base carried over, config/status/reset, and protocol errors.
  */
 #include <sys/random.h>
+#include <unistd.h>
 
 #include "proto/vhost_user.h"
 #include "vhu/backend.h"
@@ -367,4 +368,41 @@ __attribute__((constructor)) static void setup_log(void)
 {
     vhu_log_set_sink(getenv("VHU_TEST_VERBOSE") ? vhu_log_stderr_sink : quiet_sink, NULL,
                      VHU_LOG_DEBUG);
+}
+
+/* GET_INFLIGHT_FD hands out a shared buffer sized for the queues; SET_INFLIGHT_FD takes one
+ * back and refuses one too small for what it claims to describe. */
+TEST(inflight_fd_messages)
+{
+    struct vhu_fe_opts o = {.num_queues = 1, .queue_size = 16, .mem_size = 1 << 20,
+                            .protocol_features = VHU_BIT(VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD)};
+    struct vhu_msg m, reply;
+    struct rig r;
+
+    xor_init();
+    ASSERT_OK(rig_up(&r, &xdev.dev));
+    ASSERT_OK(vhu_fe_start(r.fe, &o));
+    vhu_msg_init(&m, VHOST_USER_GET_INFLIGHT_FD, VHOST_USER_VERSION,
+                 sizeof(struct vhost_user_inflight));
+    m.payload.inflight.num_queues = 2;
+    m.payload.inflight.queue_size = 16;
+    ASSERT_OK(vhu_fe_raw(r.fe, &m, &reply));
+    ASSERT_EQ(reply.nfds, 1);
+    ASSERT_EQ(reply.payload.inflight.mmap_size, 2 * vhu_vq_inflight_region_size(16));
+    int fd = reply.fds[0];
+    ASSERT(fd >= 0);
+    /* the running rings are unaffected */
+    ASSERT_OK(xor_traffic(r.fe, 0, 20, 2));
+    /* hand it back, but claim 64-entry queues: the buffer is too small for that */
+    vhu_msg_init(&m, VHOST_USER_SET_INFLIGHT_FD, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK,
+                 sizeof(struct vhost_user_inflight));
+    m.payload.inflight = reply.payload.inflight;
+    m.payload.inflight.queue_size = 64;
+    m.fds[0] = fd;
+    m.nfds = 1;
+    struct vhu_msg ack;
+    int rr = vhu_fe_raw(r.fe, &m, &ack);
+    ASSERT(rr < 0 || ack.payload.u64 != 0); /* refused, and the session is gone */
+    close(fd);
+    rig_down(&r);
 }
