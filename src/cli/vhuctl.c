@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
 #include "vhu/frontend.h"
 #include "vhu/log.h"
 #include "vhu/util.h"
@@ -51,19 +52,6 @@ static void usage(FILE *f)
             "  -v, --verbose    library debug logging\n");
 }
 
-static int parse_u64(const char *s, uint64_t max, uint64_t *out)
-{
-    char *end;
-    unsigned long long v;
-
-    errno = 0;
-    v = strtoull(s, &end, 0);
-    if (errno || *s == '\0' || *end != '\0' || v > max)
-        return -EINVAL;
-    *out = v;
-    return 0;
-}
-
 static int parse_opts(int argc, char **argv, struct ctl_opts *o)
 {
     static const struct option longopts[] = {
@@ -85,17 +73,17 @@ static int parse_opts(int argc, char **argv, struct ctl_opts *o)
         switch (c) {
         case 's': o->socket_path = optarg; break;
         case 'b':
-            if (parse_u64(optarg, UINT64_MAX / 2, &o->bytes) < 0)
+            if (vhu_arg_uint(optarg, UINT64_MAX / 2, &o->bytes) < 0)
                 goto bad;
             break;
         case 'c':
-            if (parse_u64(optarg, 1 << 20, &v) < 0 || v == 0)
+            if (vhu_arg_uint(optarg, 1 << 20, &v) < 0 || v == 0)
                 goto bad;
             o->chunk = (unsigned)v;
             break;
         case 'p': o->packed = true; break;
         case 'q':
-            if (parse_u64(optarg, 32768, &v) < 0 || v == 0)
+            if (vhu_arg_uint(optarg, 32768, &v) < 0 || v == 0)
                 goto bad;
             o->queue_size = (unsigned)v;
             break;

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "args.h"
 #include "vhu/frontend.h"
 #include "vhu/log.h"
 #include "vhu/util.h"
@@ -136,29 +137,6 @@ void vhuctl_blk_usage(FILE *f)
             "          to address, default all)\n");
 }
 
-static int parse_size(const char *s, uint64_t *out)
-{
-    char *end;
-    unsigned long long v;
-    unsigned shift = 0;
-
-    errno = 0;
-    v = strtoull(s, &end, 0);
-    if (errno || end == s)
-        return -EINVAL;
-    switch (*end) {
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
-    case 't': case 'T': shift = 40; end++; break;
-    default: break;
-    }
-    if (*end != '\0' || (shift && v > (UINT64_MAX >> shift)))
-        return -EINVAL;
-    *out = (uint64_t)v << shift;
-    return 0;
-}
-
 static int parse_blk_opts(int argc, char **argv, struct blk_opts *o)
 {
     static const struct option longopts[] = {
@@ -193,30 +171,30 @@ static int parse_blk_opts(int argc, char **argv, struct blk_opts *o)
         case 'I': o->no_indirect = true; break;
         case 'E': o->no_event_idx = true; break;
         case 'Q':
-            if (parse_size(optarg, &v) < 0 || v == 0 || v > 256)
+            if (vhu_arg_size(optarg, &v) < 0 || v == 0 || v > 256)
                 goto bad;
             o->queues = (unsigned)v;
             break;
         case 'q':
-            if (parse_size(optarg, &v) < 0 || v == 0 || v > 32768)
+            if (vhu_arg_size(optarg, &v) < 0 || v == 0 || v > 32768)
                 goto bad;
             o->queue_size = (unsigned)v;
             break;
         case 'b':
-            if (parse_size(optarg, &o->bytes) < 0 || o->bytes % VB_SECTOR)
+            if (vhu_arg_size(optarg, &o->bytes) < 0 || o->bytes % VB_SECTOR)
                 goto bad;
             break;
         case 'o':
-            if (parse_size(optarg, &o->offset) < 0 || o->offset % VB_SECTOR)
+            if (vhu_arg_size(optarg, &o->offset) < 0 || o->offset % VB_SECTOR)
                 goto bad;
             break;
         case 'c':
-            if (parse_size(optarg, &v) < 0 || v == 0 || v % VB_SECTOR || v > (64u << 20))
+            if (vhu_arg_size(optarg, &v) < 0 || v == 0 || v % VB_SECTOR || v > (64u << 20))
                 goto bad;
             o->chunk = (unsigned)v;
             break;
         case 'S':
-            if (parse_size(optarg, &o->seed) < 0)
+            if (vhu_arg_size(optarg, &o->seed) < 0)
                 goto bad;
             break;
         case 'r':
@@ -226,12 +204,12 @@ static int parse_blk_opts(int argc, char **argv, struct blk_opts *o)
             o->rw = optarg;
             break;
         case 'B':
-            if (parse_size(optarg, &v) < 0 || v == 0 || v % VB_SECTOR || v > (16u << 20))
+            if (vhu_arg_size(optarg, &v) < 0 || v == 0 || v % VB_SECTOR || v > (16u << 20))
                 goto bad;
             o->bs = (unsigned)v;
             break;
         case 'd':
-            if (parse_size(optarg, &v) < 0 || v == 0 || v > 4096)
+            if (vhu_arg_size(optarg, &v) < 0 || v == 0 || v > 4096)
                 goto bad;
             o->iodepth = (unsigned)v;
             break;
@@ -243,7 +221,7 @@ static int parse_blk_opts(int argc, char **argv, struct blk_opts *o)
             break;
         case 'P': o->poll = true; break;
         case 'z':
-            if (parse_size(optarg, &o->size) < 0 || o->size % VB_SECTOR)
+            if (vhu_arg_size(optarg, &o->size) < 0 || o->size % VB_SECTOR)
                 goto bad;
             break;
         case 'v': o->verbose++; break;
