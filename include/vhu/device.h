@@ -33,6 +33,9 @@ struct vhu_device_ops {
     void (*reset)(struct vhu_device *dev);
     /* Free everything (optional). */
     void (*destroy)(struct vhu_device *dev);
+    /* Queues that must share a thread return the same group (optional; default: the queue
+     * index). A worker owns group % nworkers. net: q / 2, so a pair's rx and tx stay together. */
+    unsigned (*queue_group)(struct vhu_device *dev, unsigned q);
 };
 
 /*
@@ -45,6 +48,7 @@ struct vhu_device {
     uint32_t virtio_id;       /* VIRTIO_ID_* */
     uint64_t features;        /* virtio feature bits offered, ring features included */
     uint16_t num_queues;      /* queues the device supports */
+    uint16_t queue_num_reply; /* GET_QUEUE_NUM answer if not num_queues (net: queue pairs) */
     uint16_t max_queue_size;  /* largest ring accepted (<= VHU_VQ_MAX_SIZE) */
     uint32_t config_size;     /* bytes of config space (0: none) */
     size_t elem_size;         /* size of the request struct embedding struct vhu_vq_elem */

@@ -56,6 +56,7 @@ struct vhu_fe_opts {
     bool indirect;          /* ask for VIRTIO_RING_F_INDIRECT_DESC (and use it) */
     size_t mem_size;        /* bytes of shared memory (rings + buffers) */
     unsigned mem_regions;   /* split the memory into this many regions (>= 1) */
+    bool queue_pairs;       /* GET_QUEUE_NUM counts rx/tx pairs (vhost-user-net backends) */
     uint64_t protocol_features; /* protocol features to ask for on top of those the library
                                    uses itself (tests that drive more with vhu_fe_raw) */
 };

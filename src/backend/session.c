@@ -577,7 +577,8 @@ static int h_set_protocol_features(struct vhu_session *s, struct vhu_msg *m)
 
 static int h_get_queue_num(struct vhu_session *s, struct vhu_msg *m)
 {
-    return reply_u64(s, m, s->dev->num_queues);
+    /* QEMU's vhost-user-net reads this as queue pairs, other devices as queues. */
+    return reply_u64(s, m, s->dev->queue_num_reply ? s->dev->queue_num_reply : s->dev->num_queues);
 }
 
 static int h_set_vring_enable(struct vhu_session *s, struct vhu_msg *m)
@@ -867,7 +868,8 @@ VHU_EXPORT int vhu_session_new(struct vhu_backend *b, const struct vhu_session_t
 
         svq->s = s;
         svq->kick_fd = svq->call_fd = svq->err_fd = -1;
-        svq->bw = b->nworkers ? &b->workers[i % b->nworkers] : NULL;
+        unsigned group = dev->ops->queue_group ? dev->ops->queue_group(dev, i) : i;
+        svq->bw = b->nworkers ? &b->workers[group % b->nworkers] : NULL;
         svq->loop = svq->bw ? vhu_worker_loop(svq->bw->w) : b->loop;
         for (unsigned k = 0; k < VHU_SESSION_VQ_WATCHES; k++)
             svq->watches[k].fd = -1;

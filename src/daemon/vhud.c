@@ -5,6 +5,8 @@
  * SIGTERM/SIGINT (the socket file is removed).
  *
  *   vhud rng --socket-path PATH [--client [--reconnect-ms N]] [--queue-size N] [-v]
+ *   vhud net --socket-path PATH (--reflect | --sink | --source SIZE) [--mac M] [--mtu N]
+ *            [--queue-pairs N]
  */
 #include <errno.h>
 #include <getopt.h>
@@ -18,6 +20,7 @@
 #include "proto/vhost_user.h"
 #include "vhu/backend.h"
 #include "vhu/dev/blk.h"
+#include "vhu/dev/net.h"
 #include "vhu/dev/rng.h"
 #include "vhu/log.h"
 #include "vhu/loop.h"
@@ -44,6 +47,12 @@ struct daemon_opts {
     unsigned num_queues;
     unsigned blk_size;
     unsigned seg_max;
+    /* net */
+    int net_port;          /* enum vhu_net_port_kind, -1: not given */
+    unsigned source_size;
+    uint8_t mac[6];
+    unsigned mtu;
+    unsigned queue_pairs;
     int verbose;
 };
 
@@ -84,9 +93,28 @@ static int create_blk(const struct daemon_opts *o, struct vhu_device **out)
     return vhu_blk_new(&bo, out);
 }
 
+static int create_net(const struct daemon_opts *o, struct vhu_device **out)
+{
+    struct vhu_net_opts no = {
+        .port = (enum vhu_net_port_kind)o->net_port,
+        .source_size = o->source_size,
+        .mtu = (uint16_t)o->mtu,
+        .queue_pairs = (uint16_t)o->queue_pairs,
+        .max_queue_size = (uint16_t)o->queue_size,
+    };
+
+    if (o->net_port < 0) {
+        fprintf(stderr, "vhud net: one of --reflect, --sink, --source SIZE is required\n");
+        return -EINVAL;
+    }
+    memcpy(no.mac, o->mac, sizeof(no.mac));
+    return vhu_net_new(&no, out);
+}
+
 static const struct device_type device_types[] = {
     {"rng", "rng", "virtio-rng: entropy from getrandom(2)", create_rng},
     {"blk", "block", "virtio-blk: a file or block device through io_uring, or --null", create_blk},
+    {"net", "net", "virtio-net: rx/tx queue pairs to a port (reflect, sink, source)", create_net},
 };
 
 /* "4096", "64K", "1G": bytes. */
@@ -129,7 +157,7 @@ static void usage(FILE *f)
             "  --fd FD              serve an inherited socket (listening or connected)\n"
             "  --client             connect to PATH instead (the frontend listens)\n"
             "  --reconnect-ms N     with --client: retry every N ms after a disconnect\n"
-            "  --queue-size N       largest ring accepted (default: rng 1024, blk 256)\n"
+            "  --queue-size N       largest ring accepted (default: rng, net 1024; blk 256)\n"
             "  --workers N          data-plane threads; queue i runs on worker i %% N\n"
             "                       (default 0: queues run on the control thread)\n"
             "  --poll-us N          workers busy-poll their rings for N us before sleeping\n"
@@ -146,6 +174,13 @@ static void usage(FILE *f)
             "  --num-queues N       request queues (default 1); blk defaults to --workers 1\n"
             "  --blk-size N         logical block size, 512 or 4096\n"
             "  --seg-max N          data segments per request (default 126)\n"
+            "\n"
+            "net options:\n"
+            "  --reflect | --sink | --source SIZE\n"
+            "                       port: frames come back MAC-swapped | are counted and\n"
+            "                       dropped | SIZE-byte frames fill every receive buffer\n"
+            "  --mac XX:XX:XX:XX:XX:XX  (default: random, locally administered)\n"
+            "  --mtu N              (default 1500)   --queue-pairs N   (default 1)\n"
             "\n"
             "  --print-capabilities print the vhost-user.json capabilities and exit\n"
             "  -v, --verbose        debug logging\n"
@@ -203,12 +238,18 @@ int main(int argc, char **argv)
         {"seg-max", required_argument, NULL, 'G'},
         {"workers", required_argument, NULL, 'w'},
         {"poll-us", required_argument, NULL, 'P'},
+        {"reflect", no_argument, NULL, 1000},
+        {"sink", no_argument, NULL, 1001},
+        {"source", required_argument, NULL, 1002},
+        {"mac", required_argument, NULL, 1003},
+        {"mtu", required_argument, NULL, 1004},
+        {"queue-pairs", required_argument, NULL, 1005},
         {"print-capabilities", no_argument, NULL, 'p'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    struct daemon_opts o = {.fd = -1, .reconnect_ms = 1000, .queue_size = 0};
+    struct daemon_opts o = {.fd = -1, .reconnect_ms = 1000, .queue_size = 0, .net_port = -1};
     const struct device_type *type = NULL;
     bool print_caps = false;
     struct vhu_loop *loop = NULL;
@@ -297,6 +338,36 @@ int main(int argc, char **argv)
         case 'P':
             if (parse_uint(optarg, 1000000, &o.poll_us) < 0) {
                 fprintf(stderr, "vhud: bad --poll-us '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 1000: o.net_port = VHU_NET_PORT_REFLECT; break;
+        case 1001: o.net_port = VHU_NET_PORT_SINK; break;
+        case 1002:
+            if (parse_uint(optarg, 65535, &o.source_size) < 0) {
+                fprintf(stderr, "vhud: bad --source size '%s'\n", optarg);
+                return 2;
+            }
+            o.net_port = VHU_NET_PORT_SOURCE;
+            break;
+        case 1003:
+            if (sscanf(optarg, "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx%c", &o.mac[0], &o.mac[1],
+                       &o.mac[2], &o.mac[3], &o.mac[4], &o.mac[5], &(char){0}) != 6) {
+                fprintf(stderr, "vhud: bad --mac '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 1004:
+            if (parse_uint(optarg, 65535, &o.mtu) < 0) {
+                fprintf(stderr, "vhud: bad --mtu '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 1005:
+            if (parse_uint(optarg, VIRTIO_NET_MAX_QUEUE_PAIRS, &o.queue_pairs) < 0 ||
+                o.queue_pairs == 0) {
+                fprintf(stderr, "vhud: bad --queue-pairs '%s' (1..%u)\n", optarg,
+                        VIRTIO_NET_MAX_QUEUE_PAIRS);
                 return 2;
             }
             break;

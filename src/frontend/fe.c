@@ -385,6 +385,8 @@ VHU_EXPORT int vhu_fe_start(struct vhu_fe *fe, const struct vhu_fe_opts *o)
         r = fe_get_u64(fe, VHOST_USER_GET_QUEUE_NUM, &n);
         if (r < 0)
             return r;
+        if (o->queue_pairs)
+            n *= 2;
         fe->max_queues = n > 0xffff ? 0xffff : (uint32_t)n;
     }
     if (o->num_queues > fe->max_queues) {

@@ -1,0 +1,632 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * virtio-net (VIRTIO 1.3 §5.1), device side, as served over vhost-user: receive/transmit queue
+ * pairs (queue 2k = receiveq k, 2k+1 = transmitq k; the frontend keeps the control queue).
+ * Rings, headers, buffers and counters live here; where packets go is a port (net_port.h).
+ *
+ * Transmit (§5.1.6.2): pop up to NET_BURST chains, copy the 12-byte header out (it may span
+ * segments), hand the frame to the port as iovecs in guest memory, push, flush once per burst.
+ * Receive (§5.1.6.3-4): a packet takes one chain, or with MRG_RXBUF as many as it needs
+ * (num_buffers in the first header); it is copied once and each chain pushed with its length.
+ * Every queue handles at most NET_BUDGET packets per call; the rest is rescheduled through a
+ * per-queue eventfd, so a busy queue does not starve the others sharing its thread.
+ *
+ * Per packet: no allocation, no lock, no log line. A transmit chain too short for the header
+ * is dropped and counted; a receive chain with readable descriptors (or smaller than the
+ * header) breaks that queue only.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "net_port.h"
+#include "vhu/dev/net.h"
+#include "vhu/device.h"
+#include "vhu/log.h"
+#include "vhu/util.h"
+#include "vhu/virtio.h"
+#include "vhu/vq.h"
+
+#define NET_DEF_QUEUE_SIZE 1024
+#define NET_DEF_MTU 1500
+#define NET_MAX_SEGS 64
+
+struct net_dev {
+    struct vhu_device dev; /* must be first */
+    struct net_port *port;
+    uint8_t mac[6];
+    uint16_t mtu;
+    uint16_t pairs;
+    struct net_queue **q;         /* [num_queues], set by each queue's owner thread */
+    struct vhu_net_stats *stats;  /* [num_queues]; one writer each, readers use atomics */
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* Counters                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Single writer (the queue's thread): a relaxed load and store, no locked instruction. */
+static inline void stat_add(uint64_t *c, uint64_t v)
+{
+    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
+}
+
+static void stat_pkt(struct net_queue *q, uint64_t bytes)
+{
+    struct vhu_net_stats *s = &q->nd->stats[q->index];
+
+    stat_add(&s->packets, 1);
+    stat_add(&s->bytes, bytes);
+}
+
+void net_stat_drop(struct net_queue *q, bool error)
+{
+    struct vhu_net_stats *s = &q->nd->stats[q->index];
+
+    stat_add(&s->drops, 1);
+    if (error)
+        stat_add(&s->errors, 1);
+}
+
+struct net_queue *net_queue_get(struct net_dev *nd, unsigned i)
+{
+    return i < nd->dev.num_queues ? nd->q[i] : NULL;
+}
+
+uint64_t net_acked_features(const struct net_dev *nd)
+{
+    return nd->dev.acked_features;
+}
+
+const uint8_t *net_mac(const struct net_dev *nd)
+{
+    return nd->mac;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Receive buffers                                                                             */
+/* ------------------------------------------------------------------------------------------ */
+
+void net_rx_cancel(struct net_queue *rxq, struct net_rx_resv *rv)
+{
+    bool broken = vhu_vq_broken(rxq->vq);
+
+    /* Newest first: unpop rewinds the ring only in LIFO order. A broken ring just recycles. */
+    while (rv->n) {
+        struct vhu_vq_elem *e = rxq->resv[--rv->n];
+        if (broken)
+            vhu_vq_push(rxq->vq, e, 0);
+        else
+            vhu_vq_unpop(rxq->vq, e);
+    }
+    rv->cap = 0;
+}
+
+int net_rx_reserve(struct net_queue *rxq, uint64_t need, struct net_rx_resv *rv)
+{
+    unsigned max = rxq->mrg ? VHU_MIN(NET_RX_MAX_CHAINS, (unsigned)vhu_vq_num(rxq->vq)) : 1;
+    struct vhu_vq_elem *e;
+
+    rv->n = 0;
+    rv->cap = 0;
+    while (rv->cap < need) {
+        if (rv->n == max) {
+            net_rx_cancel(rxq, rv);
+            return -EMSGSIZE;
+        }
+        e = vhu_vq_pop(rxq->vq);
+        if (!e) {
+            net_rx_cancel(rxq, rv);
+            return vhu_vq_broken(rxq->vq) ? -EIO : -ENOBUFS;
+        }
+        rxq->resv[rv->n++] = e;
+        /* §5.1.6.3.1: receive buffers are device-writable only, each at least a header
+         * (mergeable; a non-mergeable one holds the whole packet, so at least a header too). */
+        if (e->out_num || e->in_len < NET_HDR_LEN) {
+            vhu_vq_break(rxq->vq, e->out_num ? "net: receive chain with readable descriptors"
+                                             : "net: receive buffer smaller than the header");
+            net_rx_cancel(rxq, rv);
+            return -EIO;
+        }
+        rv->cap += e->in_len;
+    }
+    return 0;
+}
+
+/* Push the chains holding len bytes, give the rest back. */
+static void rx_push(struct net_queue *rxq, struct net_rx_resv *rv, uint64_t len, unsigned used)
+{
+    while (rv->n > used) /* leftovers were popped last: unpop them first */
+        vhu_vq_unpop(rxq->vq, rxq->resv[--rv->n]);
+    for (unsigned i = 0; i < used; i++) {
+        struct vhu_vq_elem *e = rxq->resv[i];
+        uint32_t w = (uint32_t)VHU_MIN(e->in_len, len);
+        vhu_vq_push(rxq->vq, e, w);
+        len -= w;
+    }
+    rv->n = 0;
+}
+
+static unsigned chains_for(const struct net_queue *rxq, const struct net_rx_resv *rv,
+                           uint64_t len)
+{
+    uint64_t cap = 0;
+    unsigned i = 0;
+
+    while (i < rv->n && cap < len)
+        cap += rxq->resv[i++]->in_len;
+    return i ? i : 1;
+}
+
+void net_rx_commit(struct net_queue *rxq, struct net_rx_resv *rv, uint64_t len)
+{
+    unsigned used = chains_for(rxq, rv, len);
+    struct vhu_vq_elem *e = rxq->resv[0];
+    uint16_t nb = (uint16_t)used;
+
+    if (!rv->n)
+        return;
+    vhu_iov_from_buf(e->iov + e->out_num, e->in_num,
+                     offsetof(struct virtio_net_hdr_v1, num_buffers), &nb, sizeof(nb));
+    stat_pkt(rxq, len > NET_HDR_LEN ? len - NET_HDR_LEN : 0);
+    rx_push(rxq, rv, len, used);
+}
+
+/* Copy header + frame into the writable segments of the reserved chains, in order. */
+static void rx_copy(struct net_queue *rxq, const struct net_rx_resv *rv, const void *hdr,
+                    const struct iovec *iov, unsigned n, uint32_t len)
+{
+    const uint8_t *hp = hdr;
+    size_t hleft = NET_HDR_LEN, sleft = len, soff = 0;
+    unsigned si = 0;
+
+    for (unsigned k = 0; k < rv->n; k++) {
+        struct vhu_vq_elem *e = rxq->resv[k];
+        for (uint32_t j = e->out_num; j < e->out_num + e->in_num; j++) {
+            uint8_t *d = e->iov[j].iov_base;
+            size_t dl = e->iov[j].iov_len;
+            while (dl && (hleft || sleft)) {
+                size_t c;
+                if (hleft) {
+                    c = VHU_MIN(dl, hleft);
+                    memcpy(d, hp, c);
+                    hp += c;
+                    hleft -= c;
+                } else {
+                    while (si < n && soff == iov[si].iov_len) {
+                        si++;
+                        soff = 0;
+                    }
+                    if (si == n)
+                        return;
+                    c = VHU_MIN(VHU_MIN(dl, iov[si].iov_len - soff), sleft);
+                    memcpy(d, (const uint8_t *)iov[si].iov_base + soff, c);
+                    soff += c;
+                    sleft -= c;
+                }
+                d += c;
+                dl -= c;
+            }
+            if (!hleft && !sleft)
+                return;
+        }
+    }
+}
+
+int net_rx_deliver(struct net_queue *rxq, const struct virtio_net_hdr_v1 *hdr,
+                   const struct iovec *iov, unsigned n, uint32_t len)
+{
+    struct virtio_net_hdr_v1 h = *hdr;
+    struct net_rx_resv rv;
+    uint64_t total = (uint64_t)NET_HDR_LEN + len;
+    int r = net_rx_reserve(rxq, total, &rv);
+
+    if (r < 0) {
+        if (r != -ENOBUFS)
+            net_stat_drop(rxq, false);
+        return r;
+    }
+    /* Every reserved chain is needed (reserve stops as soon as there is room). §5.1.6.4:
+     * num_buffers is 1 without MRG_RXBUF. */
+    h.num_buffers = (uint16_t)rv.n;
+    rx_copy(rxq, &rv, &h, iov, n, len);
+    stat_pkt(rxq, len);
+    rx_push(rxq, &rv, total, rv.n);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Transmit                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+static void resched(struct net_queue *q)
+{
+    vhu_eventfd_signal(q->resched_fd);
+}
+
+/* One transmit chain: §5.1.6.2, a header then the frame, all device-readable. */
+static enum net_tx_result tx_one(struct net_queue *q, struct vhu_vq_elem *e)
+{
+    struct net_port *p = q->nd->port;
+    struct virtio_net_hdr_v1 hdr;
+    size_t skip = NET_HDR_LEN;
+    uint32_t i = 0, len;
+    enum net_tx_result res;
+
+    if (e->in_num || e->out_len < NET_HDR_LEN + NET_ETH_HLEN ||
+        e->out_len > NET_HDR_LEN + NET_MAX_FRAME) {
+        net_stat_drop(q, true);
+        return NET_TX_DONE;
+    }
+    /* Copy the header out once: the guest may rewrite its memory meanwhile. */
+    vhu_iov_to_buf(e->iov, e->out_num, 0, &hdr, sizeof(hdr));
+    while (i < e->out_num && e->iov[i].iov_len <= skip)
+        skip -= e->iov[i++].iov_len;
+    e->iov[i].iov_base = (uint8_t *)e->iov[i].iov_base + skip; /* i < out_num: frame >= 14 */
+    e->iov[i].iov_len -= skip;
+    len = (uint32_t)(e->out_len - NET_HDR_LEN);
+    if (!p->ops->tx) {
+        stat_pkt(q, len);
+        return NET_TX_DONE;
+    }
+    res = p->ops->tx(p, q, &hdr, e->iov + i, e->out_num - i, len);
+    if (res == NET_TX_DONE)
+        stat_pkt(q, len);
+    else if (res == NET_TX_DROP)
+        net_stat_drop(q, false);
+    return res;
+}
+
+enum run_end { RUN_EMPTY, RUN_BUDGET, RUN_BLOCKED };
+
+static enum run_end tx_run(struct net_queue *q, unsigned *budget)
+{
+    struct net_port *p = q->nd->port;
+    struct vhu_vq *vq = q->vq;
+    enum run_end end = RUN_EMPTY;
+
+    for (;;) {
+        unsigned n = 0;
+        struct vhu_vq_elem *e = NULL;
+        while (n < NET_BURST && *budget && (e = vhu_vq_pop(vq)) != NULL) {
+            if (tx_one(q, e) == NET_TX_BLOCKED) {
+                vhu_vq_unpop(vq, e); /* the newest chain out: the ring rewinds to it */
+                end = RUN_BLOCKED;
+                break;
+            }
+            vhu_vq_push(vq, e, 0);
+            n++;
+            (*budget)--;
+        }
+        if (p->ops->tx_flush)
+            p->ops->tx_flush(p, q);
+        vhu_vq_flush(vq);
+        if (end == RUN_BLOCKED)
+            return end;
+        if (!*budget)
+            return RUN_BUDGET;
+        if (n < NET_BURST)
+            return RUN_EMPTY;
+    }
+}
+
+static void tx_process(struct net_queue *q)
+{
+    struct vhu_vq *vq = q->vq;
+    unsigned budget = NET_BUDGET;
+    bool retried = false;
+
+    for (;;) {
+        unsigned before = budget;
+        q->tx_blocked = false;
+        vhu_vq_disable_notify(vq);
+        switch (tx_run(q, &budget)) {
+        case RUN_BUDGET:
+            resched(q);
+            return;
+        case RUN_BLOCKED: {
+            /* Backpressure: the frame stays in the ring with kicks off; the receive queue's
+             * next kick resumes us. Enable that kick, then look once more ("enable, barrier,
+             * re-check"): buffers posted in between would not be kicked for. */
+            struct net_queue *rxq = net_queue_get(q->nd, q->index - 1);
+            q->tx_blocked = true;
+            if (budget != before)
+                retried = false;
+            if (retried || !rxq || !vhu_vq_enable_notify(rxq->vq))
+                return;
+            retried = true;
+            continue;
+        }
+        case RUN_EMPTY:
+        default:
+            break;
+        }
+        if (vhu_vq_broken(vq) || !vhu_vq_enable_notify(vq))
+            return;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Receive                                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+static void rx_process(struct net_queue *q)
+{
+    struct net_port *p = q->nd->port;
+    struct net_queue *txq = net_queue_get(q->nd, q->index + 1);
+    unsigned budget = NET_BUDGET;
+    bool enabled = false;
+
+    /* New buffers: a transmit queue of this pair waiting for room goes on. */
+    if (txq && txq->tx_blocked)
+        tx_process(txq);
+    if (!p->ops->rx_kick)
+        return; /* buffers wait for the port (reflect: the next transmitted frame) */
+    for (;;) {
+        if (!enabled)
+            vhu_vq_disable_notify(q->vq);
+        unsigned done = p->ops->rx_kick(p, q, budget);
+        vhu_vq_flush(q->vq);
+        budget -= VHU_MIN(done, budget);
+        if (!budget) {
+            resched(q);
+            return;
+        }
+        if (vhu_vq_broken(q->vq) || (enabled && !done))
+            return;
+        if (!vhu_vq_enable_notify(q->vq))
+            return;
+        /* Buffers are there. If this round used none (a packet needs more chains than are
+         * posted), look once more with kicks on, then wait for the next kick. */
+        enabled = !done;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Queues                                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+static void net_queue_notify(struct vhu_device *dev, struct vhu_vq *vq)
+{
+    struct net_queue *q = vhu_vq_priv(vq);
+
+    (void)dev;
+    if (!q)
+        return;
+    if (q->rx)
+        rx_process(q);
+    else
+        tx_process(q);
+}
+
+static void on_resched(void *opaque)
+{
+    struct net_queue *q = opaque;
+
+    vhu_eventfd_drain(q->resched_fd);
+    if (vhu_vq_broken(q->vq))
+        return;
+    if (q->rx)
+        rx_process(q);
+    else
+        tx_process(q);
+}
+
+static void queue_free(struct net_queue *q)
+{
+    if (q->resched_fd >= 0) {
+        vhu_dev_unwatch(q->vq, q->resched_fd);
+        vhu_fd_close(&q->resched_fd);
+    }
+    vhu_vq_set_priv(q->vq, NULL);
+    free(q);
+}
+
+static int net_queue_start(struct vhu_device *dev, struct vhu_vq *vq)
+{
+    struct net_dev *nd = (struct net_dev *)dev;
+    unsigned idx = vhu_vq_index(vq);
+    struct net_queue *q;
+    int r;
+
+    if (idx >= dev->num_queues)
+        return -EINVAL;
+    q = calloc(1, sizeof(*q));
+    if (!q)
+        return -ENOMEM;
+    q->nd = nd;
+    q->vq = vq;
+    q->index = idx;
+    q->rx = idx % 2 == 0;
+    q->mrg = vhu_has_feature(dev->acked_features, VIRTIO_NET_F_MRG_RXBUF);
+    q->resched_fd = vhu_eventfd_new();
+    if (q->resched_fd < 0) {
+        r = q->resched_fd;
+        free(q);
+        return r;
+    }
+    r = vhu_dev_watch(vq, q->resched_fd, on_resched, q);
+    if (r < 0) {
+        vhu_fd_close(&q->resched_fd);
+        free(q);
+        return r;
+    }
+    vhu_vq_set_priv(vq, q);
+    if (nd->port->ops->queue_start) {
+        r = nd->port->ops->queue_start(nd->port, q);
+        if (r < 0) {
+            vhu_err("net: queue %u: port %s refused it: %s", idx, nd->port->ops->name,
+                    strerror(-r));
+            queue_free(q);
+            return r;
+        }
+    }
+    nd->q[idx] = q;
+    return 0;
+}
+
+static void net_queue_stop(struct vhu_device *dev, struct vhu_vq *vq)
+{
+    struct net_dev *nd = (struct net_dev *)dev;
+    struct net_queue *q = vhu_vq_priv(vq);
+
+    if (!q)
+        return;
+    if (nd->port->ops->queue_stop)
+        nd->port->ops->queue_stop(nd->port, q);
+    nd->q[q->index] = NULL;
+    /* A transmit queue waiting for this receive queue now drops instead: wake it. */
+    if (q->rx) {
+        struct net_queue *txq = net_queue_get(nd, q->index + 1);
+        if (txq && txq->tx_blocked)
+            resched(txq);
+    }
+    vhu_vq_flush(vq);
+    queue_free(q);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Config space, features, lifecycle                                                           */
+/* ------------------------------------------------------------------------------------------ */
+
+static int net_get_config(struct vhu_device *dev, void *buf, uint32_t off, uint32_t len)
+{
+    const struct net_dev *nd = (const struct net_dev *)dev;
+    struct virtio_net_config c = {
+        .status = VIRTIO_NET_S_LINK_UP,
+        .max_virtqueue_pairs = nd->pairs,
+        .mtu = nd->mtu,
+    };
+
+    memcpy(c.mac, nd->mac, sizeof(c.mac));
+    memcpy(buf, (const uint8_t *)&c + off, len);
+    return 0;
+}
+
+static void net_reset(struct vhu_device *dev)
+{
+    (void)dev; /* queues are stopped first; counters survive on purpose */
+}
+
+static void net_destroy(struct vhu_device *dev)
+{
+    struct net_dev *nd = (struct net_dev *)dev;
+
+    if (nd->port)
+        nd->port->ops->destroy(nd->port);
+    free(nd->q);
+    free(nd->stats);
+    free(nd);
+}
+
+/* receiveq k and transmitq k share a thread: reflect and the rx backpressure path write one
+ * from the other's handler. */
+static unsigned net_queue_group(struct vhu_device *dev, unsigned q)
+{
+    (void)dev;
+    return q / 2;
+}
+
+static const struct vhu_device_ops net_ops = {
+    .queue_group = net_queue_group,
+    .get_config = net_get_config,
+    .queue_start = net_queue_start,
+    .queue_stop = net_queue_stop,
+    .queue_notify = net_queue_notify,
+    .reset = net_reset,
+    .destroy = net_destroy,
+};
+
+VHU_EXPORT int vhu_net_new(const struct vhu_net_opts *opts, struct vhu_device **out)
+{
+    struct vhu_net_opts o = opts ? *opts : (struct vhu_net_opts){.port = VHU_NET_PORT_SINK};
+    static const uint8_t zero_mac[6];
+    struct net_dev *nd;
+    int r;
+
+    if (!o.mtu)
+        o.mtu = NET_DEF_MTU;
+    if (!o.queue_pairs)
+        o.queue_pairs = 1;
+    if (!o.max_queue_size)
+        o.max_queue_size = NET_DEF_QUEUE_SIZE;
+    if (o.mtu < 68 || o.mtu > NET_MAX_FRAME - NET_ETH_HLEN - 15 ||
+        o.queue_pairs > VIRTIO_NET_MAX_QUEUE_PAIRS || o.max_queue_size > VHU_VQ_MAX_SIZE ||
+        (o.mac[0] & 1) ||
+        (o.port == VHU_NET_PORT_SOURCE &&
+         (o.source_size < 60 || o.source_size > (uint32_t)o.mtu + NET_ETH_HLEN))) {
+        vhu_err("net: invalid options (mtu 68..65521, queue pairs <= %u, unicast mac,"
+                " source size 60..mtu+14)", VIRTIO_NET_MAX_QUEUE_PAIRS);
+        return -EINVAL;
+    }
+    nd = calloc(1, sizeof(*nd));
+    if (!nd)
+        return -ENOMEM;
+    nd->pairs = o.queue_pairs;
+    nd->mtu = o.mtu;
+    nd->dev.num_queues = (uint16_t)(2 * o.queue_pairs);
+    nd->q = calloc(nd->dev.num_queues, sizeof(*nd->q));
+    nd->stats = calloc(nd->dev.num_queues, sizeof(*nd->stats));
+    if (!nd->q || !nd->stats) {
+        net_destroy(&nd->dev);
+        return -ENOMEM;
+    }
+    if (memcmp(o.mac, zero_mac, 6) != 0) {
+        memcpy(nd->mac, o.mac, 6);
+    } else {
+        if (getrandom(nd->mac, 6, 0) != 6)
+            memcpy(nd->mac, "\x02\x00\x00\x00\x00\x01", 6);
+        nd->mac[0] = (uint8_t)((nd->mac[0] & 0xfe) | 0x02); /* unicast, locally administered */
+    }
+    switch (o.port) {
+    case VHU_NET_PORT_REFLECT: r = net_port_reflect_new(nd, &nd->port); break;
+    case VHU_NET_PORT_SINK: r = net_port_sink_new(nd, &nd->port); break;
+    case VHU_NET_PORT_SOURCE: r = net_port_source_new(nd, o.source_size, &nd->port); break;
+    default: r = -EINVAL; break;
+    }
+    if (r < 0) {
+        net_destroy(&nd->dev);
+        return r;
+    }
+    nd->dev = (struct vhu_device){
+        .ops = &net_ops,
+        .name = "net",
+        .virtio_id = VIRTIO_ID_NET,
+        .features = vhu_feature(VIRTIO_F_VERSION_1) | vhu_feature(VIRTIO_F_RING_PACKED) |
+                    vhu_feature(VIRTIO_RING_F_INDIRECT_DESC) |
+                    vhu_feature(VIRTIO_RING_F_EVENT_IDX) |
+                    vhu_feature(VIRTIO_NET_F_MRG_RXBUF) | vhu_feature(VIRTIO_NET_F_MQ) |
+                    vhu_feature(VIRTIO_NET_F_MTU) | vhu_feature(VIRTIO_NET_F_MAC) |
+                    vhu_feature(VIRTIO_NET_F_STATUS) |
+                    vhu_feature(VIRTIO_NET_F_GUEST_ANNOUNCE) | nd->port->ops->features,
+        .num_queues = (uint16_t)(2 * o.queue_pairs),
+        .queue_num_reply = (uint16_t)o.queue_pairs,
+        .max_queue_size = o.max_queue_size,
+        .config_size = sizeof(struct virtio_net_config),
+        .elem_size = sizeof(struct vhu_vq_elem),
+        .max_segs = NET_MAX_SEGS,
+    };
+    *out = &nd->dev;
+    return 0;
+}
+
+VHU_EXPORT int vhu_net_get_stats(const struct vhu_device *dev, unsigned q,
+                                 struct vhu_net_stats *st)
+{
+    const struct net_dev *nd = (const struct net_dev *)dev;
+
+    if (q >= dev->num_queues)
+        return -EINVAL;
+    st->packets = __atomic_load_n(&nd->stats[q].packets, __ATOMIC_RELAXED);
+    st->bytes = __atomic_load_n(&nd->stats[q].bytes, __ATOMIC_RELAXED);
+    st->drops = __atomic_load_n(&nd->stats[q].drops, __ATOMIC_RELAXED);
+    st->errors = __atomic_load_n(&nd->stats[q].errors, __ATOMIC_RELAXED);
+    return 0;
+}
+
+VHU_EXPORT void vhu_net_get_mac(const struct vhu_device *dev, uint8_t mac[6])
+{
+    memcpy(mac, ((const struct net_dev *)dev)->mac, 6);
+}

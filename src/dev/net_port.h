@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#ifndef VHU_NET_PORT_H
+#define VHU_NET_PORT_H
+
+/*
+ * virtio-net internals: the "port" interface (where packets go) and the services the device
+ * (net.c) gives ports. The device owns the rings: it parses transmit chains and hands each
+ * frame to the port as iovecs straight in guest memory; a port delivers frames to a receive
+ * queue through net_rx_deliver() (one copy) or, for ports that fill guest buffers themselves
+ * (a tap's readv), net_rx_reserve() + net_rx_commit().
+ *
+ * Threads: every port callback runs on the thread owning the queue it is given. A port that
+ * writes a receive queue from a transmit callback (reflect) needs both queues of the pair on one
+ * thread. Ports with their own fd (tap) watch it with vhu_dev_watch() on the receive queue in
+ * rx_start and unwatch it in rx_stop; a switch joins devices whose queues live on different
+ * threads, so it hands frames across through its own per-port queues, not through these calls.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "vhu/dev/net.h"
+#include "vhu/vq.h"
+
+#define NET_HDR_LEN ((uint32_t)sizeof(struct virtio_net_hdr_v1))
+#define NET_BURST 32           /* chains popped between two flushes */
+#define NET_BUDGET 256         /* packets per queue per notify call; the rest is rescheduled */
+#define NET_RX_MAX_CHAINS 256  /* receive chains one packet may use (mergeable) */
+#define NET_MAX_FRAME 65550u   /* largest Ethernet frame we take (GSO: 64 KiB + headers) */
+#define NET_ETH_HLEN 14
+
+struct net_dev;
+struct net_port;
+
+/* One started queue (receive or transmit), owned by the queue's thread. */
+struct net_queue {
+    struct net_dev *nd;
+    struct vhu_vq *vq;
+    unsigned index;
+    bool rx;
+    bool mrg;            /* MRG_RXBUF negotiated (rx) */
+    bool tx_blocked;     /* tx: a frame waits for room in the pair's receive queue */
+    int resched_fd;      /* eventfd: the budget ran out, come back after the others */
+    void *port_priv;     /* the port's per-queue state */
+    struct vhu_vq_elem *resv[NET_RX_MAX_CHAINS];
+};
+
+/* What a port answers for one transmitted frame. */
+enum net_tx_result {
+    NET_TX_DONE,    /* consumed (sent, reflected, counted) */
+    NET_TX_DROP,    /* dropped; counted as a tx drop */
+    NET_TX_BLOCKED, /* no room downstream now: keep the chain in the ring, retry on rx kick */
+};
+
+struct net_port_ops {
+    const char *name;
+    /* Offload features the port can carry (CSUM, GUEST_CSUM, HOST/GUEST_TSO*). */
+    uint64_t features;
+    /* Optional: per-queue setup / teardown, on the queue's thread. */
+    int (*queue_start)(struct net_port *p, struct net_queue *q);
+    void (*queue_stop)(struct net_port *p, struct net_queue *q);
+    /* One frame from transmit queue txq: hdr copied out of guest memory, frame = len bytes in
+     * n iovecs of guest memory (valid until the chain is pushed, after this call). NULL: the
+     * device drops every frame (counted as tx packets, not drops: a sink). */
+    enum net_tx_result (*tx)(struct net_port *p, struct net_queue *txq,
+                             const struct virtio_net_hdr_v1 *hdr, const struct iovec *iov,
+                             unsigned n, uint32_t len);
+    /* End of a transmit burst: flush what tx() staged elsewhere (reflect: the receive ring). */
+    void (*tx_flush)(struct net_port *p, struct net_queue *txq);
+    /* The driver posted receive buffers on rxq (its kick, or a rescheduled run). Returns the
+     * packets delivered, at most budget (== budget: the device reschedules the rest). */
+    unsigned (*rx_kick)(struct net_port *p, struct net_queue *rxq, unsigned budget);
+    void (*destroy)(struct net_port *p);
+};
+
+struct net_port {
+    const struct net_port_ops *ops;
+    struct net_dev *nd;
+};
+
+int net_port_reflect_new(struct net_dev *nd, struct net_port **out);
+int net_port_sink_new(struct net_dev *nd, struct net_port **out);
+int net_port_source_new(struct net_dev *nd, uint32_t size, struct net_port **out);
+
+/* ---- services of net.c to ports --------------------------------------------------------- */
+
+/* The queue object of queue index i when it is started, else NULL (owner thread only). */
+struct net_queue *net_queue_get(struct net_dev *nd, unsigned i);
+uint64_t net_acked_features(const struct net_dev *nd);
+const uint8_t *net_mac(const struct net_dev *nd);
+
+/* Receive chains held for one packet. */
+struct net_rx_resv {
+    unsigned n;
+    uint64_t cap; /* writable bytes in the chains */
+};
+
+/*
+ * Take receive chains with room for need bytes (virtio header included): one chain unless
+ * MRG_RXBUF. -ENOBUFS: not enough buffers posted (nothing taken); -EMSGSIZE: the packet can
+ * never fit (non-mergeable chain too small, more than NET_RX_MAX_CHAINS; nothing taken, chains
+ * left in the ring); -EIO: the ring broke (a chain with readable descriptors, §5.1.6.3.1).
+ */
+int net_rx_reserve(struct net_queue *rxq, uint64_t need, struct net_rx_resv *rv);
+/* The first written bytes of the reserved chains are a packet of len bytes (header
+ * included; the header's num_buffers is set here): push the chains used, return the others. */
+void net_rx_commit(struct net_queue *rxq, struct net_rx_resv *rv, uint64_t len);
+/* Give every reserved chain back. */
+void net_rx_cancel(struct net_queue *rxq, struct net_rx_resv *rv);
+/*
+ * Copy one frame (hdr + len bytes in n iovecs) into rxq's buffers and push them (no flush).
+ * Counts delivery (packets/bytes) and -EMSGSIZE / -EIO drops on rxq; -ENOBUFS is left to the
+ * caller (wait or drop).
+ */
+int net_rx_deliver(struct net_queue *rxq, const struct virtio_net_hdr_v1 *hdr,
+                   const struct iovec *iov, unsigned n, uint32_t len);
+/* Counters, owner thread only. */
+void net_stat_drop(struct net_queue *q, bool error);
+
+#endif

@@ -1,0 +1,203 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * virtio-net ports that need nothing outside the process: reflect, sink, source.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net_port.h"
+#include "vhu/util.h"
+#include "vhu/virtio.h"
+
+/* ------------------------------------------------------------------------------------------ */
+/* reflect: transmitq k -> receiveq k, MACs swapped                                            */
+/* ------------------------------------------------------------------------------------------ */
+
+#define REFLECT_MAX_SEGS 65 /* the device's max_segs + the swapped addresses */
+
+/*
+ * The offloads of a transmitted frame reach the receiver as they are (both sides are virtio:
+ * a partial checksum or a GSO frame is valid on receive, §5.1.6.4), but only if the driver
+ * accepted them on receive; otherwise the frame is dropped (vhu does not checksum or segment).
+ */
+static bool rx_accepts(uint64_t acked, const struct virtio_net_hdr_v1 *h)
+{
+    uint8_t gso = h->gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
+
+    if ((h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) &&
+        !vhu_has_feature(acked, VIRTIO_NET_F_GUEST_CSUM))
+        return false;
+    if ((h->gso_type & VIRTIO_NET_HDR_GSO_ECN) && !vhu_has_feature(acked, VIRTIO_NET_F_GUEST_ECN))
+        return false;
+    switch (gso) {
+    case VIRTIO_NET_HDR_GSO_NONE: return true;
+    case VIRTIO_NET_HDR_GSO_TCPV4: return vhu_has_feature(acked, VIRTIO_NET_F_GUEST_TSO4);
+    case VIRTIO_NET_HDR_GSO_TCPV6: return vhu_has_feature(acked, VIRTIO_NET_F_GUEST_TSO6);
+    default: return false;
+    }
+}
+
+static enum net_tx_result reflect_tx(struct net_port *p, struct net_queue *txq,
+                                     const struct virtio_net_hdr_v1 *hdr,
+                                     const struct iovec *iov, unsigned n, uint32_t len)
+{
+    struct net_queue *rxq = net_queue_get(p->nd, txq->index - 1);
+    struct virtio_net_hdr_v1 h = {
+        .flags = hdr->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM,
+        .gso_type = hdr->gso_type,
+        .hdr_len = hdr->hdr_len,
+        .gso_size = hdr->gso_size,
+        .csum_start = hdr->csum_start,
+        .csum_offset = hdr->csum_offset,
+    };
+    struct iovec v[REFLECT_MAX_SEGS];
+    uint8_t in[12], macs[12];
+    size_t skip = sizeof(macs);
+    unsigned k = 1;
+    int r;
+
+    if (!rxq || !rx_accepts(net_acked_features(p->nd), hdr))
+        return NET_TX_DROP;
+    /* The frame's addresses, swapped, then the rest straight from the guest's segments. */
+    vhu_iov_to_buf(iov, n, 0, in, sizeof(in));
+    memcpy(macs, in + 6, 6);
+    memcpy(macs + 6, in, 6);
+    v[0] = (struct iovec){macs, sizeof(macs)};
+    for (unsigned i = 0; i < n && k < REFLECT_MAX_SEGS; i++) {
+        if (iov[i].iov_len <= skip) {
+            skip -= iov[i].iov_len;
+            continue;
+        }
+        v[k++] = (struct iovec){(uint8_t *)iov[i].iov_base + skip, iov[i].iov_len - skip};
+        skip = 0;
+    }
+    r = net_rx_deliver(rxq, &h, v, k, len);
+    if (r == -ENOBUFS)
+        return NET_TX_BLOCKED;
+    return NET_TX_DONE; /* delivered, or dropped and counted on the receive queue */
+}
+
+static void reflect_tx_flush(struct net_port *p, struct net_queue *txq)
+{
+    struct net_queue *rxq = net_queue_get(p->nd, txq->index - 1);
+
+    if (rxq)
+        vhu_vq_flush(rxq->vq);
+}
+
+static void port_free(struct net_port *p)
+{
+    free(p);
+}
+
+static const struct net_port_ops reflect_ops = {
+    .name = "reflect",
+    .features = VHU_BIT(VIRTIO_NET_F_CSUM) | VHU_BIT(VIRTIO_NET_F_GUEST_CSUM) |
+                VHU_BIT(VIRTIO_NET_F_HOST_TSO4) | VHU_BIT(VIRTIO_NET_F_HOST_TSO6) |
+                VHU_BIT(VIRTIO_NET_F_GUEST_TSO4) | VHU_BIT(VIRTIO_NET_F_GUEST_TSO6),
+    .tx = reflect_tx,
+    .tx_flush = reflect_tx_flush,
+    .destroy = port_free,
+};
+
+static int port_new(struct net_dev *nd, const struct net_port_ops *ops, size_t size,
+                    struct net_port **out)
+{
+    struct net_port *p = calloc(1, size);
+
+    if (!p)
+        return -ENOMEM;
+    p->ops = ops;
+    p->nd = nd;
+    *out = p;
+    return 0;
+}
+
+int net_port_reflect_new(struct net_dev *nd, struct net_port **out)
+{
+    return port_new(nd, &reflect_ops, sizeof(struct net_port), out);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* sink: the device counts transmitted frames and completes them (tx == NULL)                   */
+/* ------------------------------------------------------------------------------------------ */
+
+static const struct net_port_ops sink_ops = {
+    .name = "sink",
+    .destroy = port_free,
+};
+
+int net_port_sink_new(struct net_dev *nd, struct net_port **out)
+{
+    return port_new(nd, &sink_ops, sizeof(struct net_port), out);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* source: every posted receive buffer gets a frame                                            */
+/* ------------------------------------------------------------------------------------------ */
+
+#define SOURCE_ETHERTYPE 0x88b5 /* IEEE 802 local experimental */
+
+struct source_port {
+    struct net_port p; /* must be first */
+    uint32_t size;
+    uint8_t *frame;
+};
+
+/* Driven by receive kicks: fill buffers until none is left or the budget is used. */
+static unsigned source_rx_kick(struct net_port *p, struct net_queue *rxq, unsigned budget)
+{
+    struct source_port *s = (struct source_port *)p;
+    static const struct virtio_net_hdr_v1 h;
+    struct iovec v = {s->frame, s->size};
+    unsigned done = 0;
+
+    while (done < budget) {
+        int r = net_rx_deliver(rxq, &h, &v, 1, s->size);
+        if (r < 0)
+            break; /* no buffers, a chain too small (dropped once per kick), or broken */
+        if (++done % NET_BURST == 0)
+            vhu_vq_flush(rxq->vq);
+    }
+    return done;
+}
+
+static void source_free(struct net_port *p)
+{
+    free(((struct source_port *)p)->frame);
+    free(p);
+}
+
+static const struct net_port_ops source_ops = {
+    .name = "source",
+    .rx_kick = source_rx_kick,
+    .destroy = source_free,
+};
+
+int net_port_source_new(struct net_dev *nd, uint32_t size, struct net_port **out)
+{
+    struct net_port *p;
+    struct source_port *s;
+    int r = port_new(nd, &source_ops, sizeof(struct source_port), &p);
+
+    if (r < 0)
+        return r;
+    s = (struct source_port *)p;
+    s->size = size;
+    s->frame = malloc(size);
+    if (!s->frame) {
+        free(s);
+        return -ENOMEM;
+    }
+    /* To the device's own address (the driver accepts it without promiscuous mode), from a
+     * locally administered one, then a counting pattern. */
+    memcpy(s->frame, net_mac(nd), 6);
+    memcpy(s->frame + 6, "\x02\x00\x00\x00\x00\x02", 6);
+    s->frame[12] = SOURCE_ETHERTYPE >> 8;
+    s->frame[13] = SOURCE_ETHERTYPE & 0xff;
+    for (uint32_t i = NET_ETH_HLEN; i < size; i++)
+        s->frame[i] = (uint8_t)i;
+    *out = p;
+    return 0;
+}

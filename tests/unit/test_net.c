@@ -1,0 +1,622 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * virtio-net device model: the real device, backend core and frontend library in one process
+ * over the loopback transport; the test is the virtio-net driver (headers and frames built in
+ * frontend memory). Covers config space and features, the sink (split/packed, indirect and
+ * event-idx on and off, headers spanning segments), reflect (MACs swapped, payload intact,
+ * num_buffers, mergeable buffers, non-mergeable drops, backpressure, offload rules), the source
+ * (budget and rescheduling), two queue pairs, and malformed chains.
+ */
+#include "vhu/backend.h"
+#include "vhu/dev/net.h"
+#include "vhu/device.h"
+#include "vhu/frontend.h"
+#include "vhu/log.h"
+#include "vhu/loop.h"
+#include "vhu/loopback.h"
+#include "vhu/util.h"
+#include "vhu_test.h"
+
+#define HDR 12u
+
+struct tb {
+    struct vhu_loop *loop;
+    struct vhu_backend *b;
+    struct vhu_fe *fe;
+    struct vhu_device *dev;
+};
+
+struct tb_opts {
+    struct vhu_net_opts net;
+    bool packed, no_event_idx, no_indirect, mrg;
+    uint64_t extra_features;
+    uint16_t queue_size;
+    unsigned workers; /* backend worker threads (0: the loop) */
+};
+
+static int tb_up(struct tb *t, const struct tb_opts *o)
+{
+    int r;
+
+    memset(t, 0, sizeof(*t));
+    r = vhu_net_new(&o->net, &t->dev);
+    if (r < 0)
+        return r;
+    r = vhu_loop_new(&t->loop);
+    if (r == 0)
+        r = vhu_backend_new(t->dev, t->loop, &t->b);
+    if (r == 0 && o->workers)
+        r = vhu_backend_set_workers(t->b, o->workers, 0);
+    if (r == 0)
+        r = vhu_loopback_connect(t->b, t->loop, &t->fe);
+    if (r < 0)
+        return r;
+    struct vhu_fe_opts fo = {
+        .features = vhu_feature(VIRTIO_NET_F_MAC) | vhu_feature(VIRTIO_NET_F_MTU) |
+                    vhu_feature(VIRTIO_NET_F_STATUS) | vhu_feature(VIRTIO_NET_F_MQ) |
+                    (o->mrg ? vhu_feature(VIRTIO_NET_F_MRG_RXBUF) : 0) | o->extra_features,
+        .num_queues = (uint16_t)(2 * (o->net.queue_pairs ? o->net.queue_pairs : 1)),
+        .queue_size = o->queue_size ? o->queue_size : 128,
+        .packed = o->packed,
+        .event_idx = !o->no_event_idx,
+        .indirect = !o->no_indirect,
+        .mem_size = 16 << 20,
+        .queue_pairs = true,
+    };
+    return vhu_fe_start(t->fe, &fo);
+}
+
+static void tb_down(struct tb *t)
+{
+    vhu_fe_free(t->fe);
+    if (t->b)
+        vhu_backend_free(t->b);
+    else if (t->dev)
+        t->dev->ops->destroy(t->dev);
+    vhu_loop_free(t->loop);
+}
+
+static void *alloc(struct tb *t, size_t n, uint64_t *gpa)
+{
+    return vhu_fe_alloc(t->fe, n, 64, gpa);
+}
+
+/* An Ethernet frame: dst, src, ethertype 0x0800, payload pattern seeded by seed. */
+static void make_frame(uint8_t *f, uint32_t len, unsigned seed)
+{
+    static const uint8_t dst[6] = {0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee};
+    static const uint8_t src[6] = {0x02, 0x11, 0x22, 0x33, 0x44, 0x55};
+
+    memcpy(f, dst, 6);
+    memcpy(f + 6, src, 6);
+    f[12] = 0x08;
+    f[13] = 0x00;
+    for (uint32_t i = 14; i < len; i++)
+        f[i] = (uint8_t)(seed * 31 + i * 7);
+}
+
+/*
+ * Queue one transmit chain: a zero header then the frame, in nseg segments (nseg >= 2 puts the
+ * header boundary mid-segment: 5 bytes, then 7 + part of the frame, ...).
+ */
+static int tx_add(struct tb *t, unsigned q, const struct virtio_net_hdr_v1 *h,
+                  const uint8_t *frame, uint32_t len, unsigned nseg)
+{
+    uint64_t gpa;
+    uint8_t *b = alloc(t, HDR + len, &gpa);
+    struct vhu_vqd_seg s[8];
+    uint32_t total = HDR + len, off = 0;
+    struct virtio_net_hdr_v1 zero = {0};
+
+    if (!b)
+        return -ENOMEM;
+    memcpy(b, h ? h : &zero, HDR);
+    memcpy(b + HDR, frame, len);
+    if (nseg <= 1) {
+        s[0] = (struct vhu_vqd_seg){gpa, total};
+        nseg = 1;
+    } else {
+        s[0] = (struct vhu_vqd_seg){gpa, 5};
+        off = 5;
+        for (unsigned i = 1; i < nseg; i++) {
+            uint32_t l = i + 1 == nseg ? total - off : (total - 5) / (nseg - 1);
+            s[i] = (struct vhu_vqd_seg){gpa + off, l};
+            off += l;
+        }
+    }
+    return vhu_vqd_add(vhu_fe_vqd(t->fe, q), s, nseg, 0, b);
+}
+
+/* Post count receive chains of size bytes (in nseg segments each); cookies are the buffers. */
+static int rx_post(struct tb *t, unsigned q, uint32_t size, unsigned count, unsigned nseg,
+                   uint8_t **bufs)
+{
+    for (unsigned c = 0; c < count; c++) {
+        uint64_t gpa;
+        uint8_t *b = alloc(t, size, &gpa);
+        struct vhu_vqd_seg s[8];
+        uint32_t per = size / nseg, off = 0;
+        if (!b)
+            return -ENOMEM;
+        memset(b, 0xee, size);
+        for (unsigned i = 0; i < nseg; i++) {
+            uint32_t l = i + 1 == nseg ? size - off : per;
+            s[i] = (struct vhu_vqd_seg){gpa + off, l};
+            off += l;
+        }
+        int r = vhu_vqd_add(vhu_fe_vqd(t->fe, q), s, 0, nseg, b);
+        if (r < 0)
+            return r;
+        if (bufs)
+            bufs[c] = b;
+    }
+    return 0;
+}
+
+/* Wait for up to want used entries on q (timeout_ms in total); returns how many came. */
+static unsigned collect(struct tb *t, unsigned q, unsigned want, int timeout_ms, uint8_t **cookies,
+                        uint32_t *lens)
+{
+    struct vhu_vqd *vqd = vhu_fe_vqd(t->fe, q);
+    uint64_t deadline = vhu_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    unsigned got = 0;
+
+    while (got < want) {
+        uint32_t len;
+        void *c = vhu_vqd_get_used(vqd, &len);
+        if (c) {
+            if (cookies)
+                cookies[got] = c;
+            if (lens)
+                lens[got] = len;
+            got++;
+            continue;
+        }
+        if (vhu_now_ns() >= deadline)
+            break;
+        vhu_vqd_enable_cb(vqd);
+        vhu_fe_wait(t->fe, q, 20);
+    }
+    return got;
+}
+
+static struct vhu_net_stats stats(struct tb *t, unsigned q)
+{
+    struct vhu_net_stats s = {0};
+
+    vhu_net_get_stats(t->dev, q, &s);
+    return s;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+TEST(config_and_features)
+{
+    struct tb_opts o = {.net = {.port = VHU_NET_PORT_SINK,
+                                .mac = {0x02, 1, 2, 3, 4, 5},
+                                .mtu = 9000,
+                                .queue_pairs = 3}};
+    struct tb t;
+    struct virtio_net_config c;
+
+    ASSERT_OK(tb_up(&t, &o));
+    ASSERT_EQ(t.dev->num_queues, 6);
+    ASSERT_OK(vhu_fe_get_config(t.fe, 0, &c, sizeof(c)));
+    ASSERT(memcmp(c.mac, o.net.mac, 6) == 0);
+    ASSERT_EQ(c.status, VIRTIO_NET_S_LINK_UP);
+    ASSERT_EQ(c.max_virtqueue_pairs, 3);
+    ASSERT_EQ(c.mtu, 9000);
+    uint64_t f = vhu_fe_backend_features(t.fe);
+    ASSERT(vhu_has_feature(f, VIRTIO_NET_F_MRG_RXBUF));
+    ASSERT(vhu_has_feature(f, VIRTIO_NET_F_MQ));
+    ASSERT(vhu_has_feature(f, VIRTIO_NET_F_GUEST_ANNOUNCE));
+    ASSERT(vhu_has_feature(f, VIRTIO_F_RING_PACKED));
+    ASSERT(!vhu_has_feature(f, VIRTIO_NET_F_CSUM)); /* the sink carries no offloads */
+    ASSERT(!vhu_has_feature(f, VIRTIO_NET_F_CTRL_VQ));
+    tb_down(&t);
+
+    struct vhu_device *d;
+    struct vhu_net_opts ro = {.port = VHU_NET_PORT_REFLECT};
+    ASSERT_OK(vhu_net_new(&ro, &d));
+    ASSERT(vhu_has_feature(d->features, VIRTIO_NET_F_CSUM));
+    ASSERT(vhu_has_feature(d->features, VIRTIO_NET_F_GUEST_TSO4));
+    uint8_t mac[6];
+    vhu_net_get_mac(d, mac);
+    ASSERT((mac[0] & 3) == 2); /* random, unicast, locally administered */
+    d->ops->destroy(d);
+}
+
+TEST(new_refuses_bad_options)
+{
+    struct vhu_device *d;
+    struct vhu_net_opts bad[] = {
+        {.port = VHU_NET_PORT_SOURCE, .source_size = 20},
+        {.port = VHU_NET_PORT_SOURCE, .source_size = 1515},
+        {.port = VHU_NET_PORT_SINK, .mtu = 67},
+        {.port = VHU_NET_PORT_SINK, .queue_pairs = VIRTIO_NET_MAX_QUEUE_PAIRS + 1},
+        {.port = VHU_NET_PORT_SINK, .mac = {1, 2, 3, 4, 5, 6}}, /* multicast */
+        {.port = (enum vhu_net_port_kind)42},
+    };
+
+    for (size_t i = 0; i < VHU_ARRAY_SIZE(bad); i++)
+        ASSERT_ERR(-EINVAL, vhu_net_new(&bad[i], &d));
+}
+
+static void run_sink(bool packed, bool indirect, bool event_idx)
+{
+    enum { N = 200 };
+    struct tb_opts o = {.net = {.port = VHU_NET_PORT_SINK}, .packed = packed,
+                        .no_indirect = !indirect, .no_event_idx = !event_idx};
+    struct tb t;
+    uint8_t frame[1514];
+    uint64_t bytes = 0;
+    unsigned done = 0, sent = 0;
+
+    ASSERT_OK(tb_up(&t, &o));
+    while (sent < N) {
+        unsigned batch = 0;
+        while (sent < N && batch < 30) { /* 4 descriptors each without indirect */
+            uint32_t len = 60 + (sent * 37) % 1455;
+            make_frame(frame, len, sent);
+            ASSERT_OK(tx_add(&t, 1, NULL, frame, len, 1 + sent % 4));
+            bytes += len;
+            sent++;
+            batch++;
+        }
+        ASSERT_OK(vhu_fe_kick(t.fe, 1));
+        uint32_t lens[100];
+        unsigned got = collect(&t, 1, batch, 5000, NULL, lens);
+        ASSERT_EQ(got, batch);
+        for (unsigned i = 0; i < got; i++)
+            ASSERT_EQ(lens[i], 0);
+        done += got;
+    }
+    struct vhu_net_stats s = stats(&t, 1);
+    ASSERT_EQ(done, N);
+    ASSERT_EQ(s.packets, N);
+    ASSERT_EQ(s.bytes, bytes);
+    ASSERT_EQ(s.drops, 0);
+    tb_down(&t);
+}
+
+TEST(sink_split) { run_sink(false, true, true); }
+TEST(sink_split_no_indirect_no_event_idx) { run_sink(false, false, false); }
+TEST(sink_packed) { run_sink(true, true, true); }
+TEST(sink_packed_no_indirect_no_event_idx) { run_sink(true, false, false); }
+
+/* A frame sent on transmitq 2k+1 comes back on receiveq 2k: MACs swapped, payload intact. */
+static void run_reflect(bool packed, bool mrg)
+{
+    struct tb_opts o = {.net = {.port = VHU_NET_PORT_REFLECT}, .packed = packed, .mrg = mrg};
+    struct tb t;
+    uint8_t frame[1514], *bufs[4], *got[4];
+    uint32_t lens[4];
+
+    ASSERT_OK(tb_up(&t, &o));
+    ASSERT_OK(rx_post(&t, 0, 2048, 4, 2, bufs));
+    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    for (unsigned i = 0; i < 4; i++) {
+        uint32_t len = i == 3 ? 1514 : 64 + i * 100;
+        make_frame(frame, len, i);
+        ASSERT_OK(tx_add(&t, 1, NULL, frame, len, 1 + i));
+        ASSERT_OK(vhu_fe_kick(t.fe, 1));
+        ASSERT_EQ(collect(&t, 1, 1, 5000, NULL, NULL), 1);
+        ASSERT_EQ(collect(&t, 0, 1, 5000, got, lens), 1);
+        ASSERT(got[0] == bufs[i]);
+        ASSERT_EQ(lens[0], HDR + len);
+        struct virtio_net_hdr_v1 h;
+        memcpy(&h, got[0], HDR);
+        ASSERT_EQ(h.num_buffers, 1);
+        ASSERT_EQ(h.flags, 0);
+        ASSERT_EQ(h.gso_type, 0);
+        ASSERT(memcmp(got[0] + HDR, frame + 6, 6) == 0);
+        ASSERT(memcmp(got[0] + HDR + 6, frame, 6) == 0);
+        ASSERT(memcmp(got[0] + HDR + 12, frame + 12, len - 12) == 0);
+    }
+    struct vhu_net_stats rx = stats(&t, 0), tx = stats(&t, 1);
+    ASSERT_EQ(tx.packets, 4);
+    ASSERT_EQ(rx.packets, 4);
+    ASSERT_EQ(rx.bytes, tx.bytes);
+    ASSERT_EQ(rx.drops + tx.drops, 0);
+    tb_down(&t);
+}
+
+TEST(reflect_split) { run_reflect(false, false); }
+TEST(reflect_packed) { run_reflect(true, false); }
+TEST(reflect_split_mergeable) { run_reflect(false, true); }
+TEST(reflect_packed_mergeable) { run_reflect(true, true); }
+
+/* MRG_RXBUF: a 1514-byte frame + header over 512-byte chains takes three of them. */
+static void run_mergeable_small(bool packed)
+{
+    struct tb_opts o = {.net = {.port = VHU_NET_PORT_REFLECT}, .packed = packed, .mrg = true};
+    struct tb t;
+    uint8_t frame[1514], *bufs[4], *got[4], out[1536];
+    uint32_t lens[4];
+
+    ASSERT_OK(tb_up(&t, &o));
+    ASSERT_OK(rx_post(&t, 0, 512, 4, 1, bufs));
+    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    make_frame(frame, sizeof(frame), 9);
+    ASSERT_OK(tx_add(&t, 1, NULL, frame, sizeof(frame), 3));
+    ASSERT_OK(vhu_fe_kick(t.fe, 1));
+    ASSERT_EQ(collect(&t, 1, 1, 5000, NULL, NULL), 1);
+    ASSERT_EQ(collect(&t, 0, 4, 300, got, lens), 3);
+    ASSERT_EQ(lens[0], 512);
+    ASSERT_EQ(lens[1], 512);
+    ASSERT_EQ(lens[2], HDR + 1514 - 1024);
+    for (unsigned i = 0; i < 3; i++) {
+        ASSERT(got[i] == bufs[i]);
+        memcpy(out + 512 * i, got[i], lens[i]);
+    }
+    struct virtio_net_hdr_v1 h;
+    memcpy(&h, out, HDR);
+    ASSERT_EQ(h.num_buffers, 3);
+    ASSERT(memcmp(out + HDR, frame + 6, 6) == 0);
+    ASSERT(memcmp(out + HDR + 6, frame, 6) == 0);
+    ASSERT(memcmp(out + HDR + 12, frame + 12, sizeof(frame) - 12) == 0);
+    /* the fourth chain is still there: a small frame lands in it */
+    make_frame(frame, 100, 1);
+    ASSERT_OK(tx_add(&t, 1, NULL, frame, 100, 1));
+    ASSERT_OK(vhu_fe_kick(t.fe, 1));
+    ASSERT_EQ(collect(&t, 0, 1, 5000, got, lens), 1);
+    ASSERT(got[0] == bufs[3]);
+    ASSERT_EQ(lens[0], HDR + 100);
+    memcpy(&h, got[0], HDR);
+    ASSERT_EQ(h.num_buffers, 1);
+    ASSERT_EQ(stats(&t, 0).packets, 2);
+    tb_down(&t);
+}
+
+TEST(mergeable_small_buffers_split) { run_mergeable_small(false); }
+TEST(mergeable_small_buffers_packed) { run_mergeable_small(true); }
+
+/* Without MRG_RXBUF one chain must hold the packet: too small, the frame is dropped and the
+ * chain stays for the next one. */
+TEST(non_mergeable_too_small_drops)
+{
+    struct tb_opts o = {.net = {.port = VHU_NET_PORT_REFLECT}};
+    struct tb t;
+    uint8_t frame[1514], *bufs[1], *got[1];
+    uint32_t lens[1];
+
+    ASSERT_OK(tb_up(&t, &o));
+    ASSERT_OK(rx_post(&t, 0, 512, 1, 1, bufs));
+    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    make_frame(frame, sizeof(frame), 2);
+    ASSERT_OK(tx_add(&t, 1, NULL, frame, sizeof(frame), 1));
+    ASSERT_OK(vhu_fe_kick(t.fe, 1));
+    ASSERT_EQ(collect(&t, 1, 1, 5000, NULL, NULL), 1);
+    ASSERT_EQ(collect(&t, 0, 1, 100, NULL, NULL), 0);
+    ASSERT_EQ(stats(&t, 0).drops, 1);
+    ASSERT_EQ(stats(&t, 0).packets, 0);
+    make_frame(frame, 400, 3);
+    ASSERT_OK(tx_add(&t, 1, NULL, frame, 400, 1));
+    ASSERT_OK(vhu_fe_kick(t.fe, 1));
+    ASSERT_EQ(collect(&t, 0, 1, 5000, got, lens), 1);
+    ASSERT(got[0] == bufs[0]);
+    ASSERT_EQ(lens[0], HDR + 400);
+    ASSERT_EQ(stats(&t, 0).packets, 1);
+    tb_down(&t);
+}
+
+/* No receive buffers: the transmitted frame waits in its ring; posting buffers releases it. */
+static void run_backpressure(bool packed)
+{
+    struct tb_opts o = {.net = {.port = VHU_NET_PORT_REFLECT}, .packed = packed, .mrg = true};
+    struct tb t;
+    uint8_t frame[1000], *got[8];
+    uint32_t lens[8];
+
+    ASSERT_OK(tb_up(&t, &o));
+    for (unsigned i = 0; i < 8; i++) {
+        make_frame(frame, sizeof(frame), i);
+        ASSERT_OK(tx_add(&t, 1, NULL, frame, sizeof(frame), 2));
+    }
+    ASSERT_OK(vhu_fe_kick(t.fe, 1));
+    ASSERT_EQ(collect(&t, 1, 8, 100, NULL, NULL), 0);
+    /* room for three frames (two 512-byte chains each), then for the rest */
+    ASSERT_OK(rx_post(&t, 0, 512, 6, 1, NULL));
+    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    ASSERT_EQ(collect(&t, 1, 8, 200, NULL, NULL), 3);
+    ASSERT_EQ(collect(&t, 0, 6, 5000, got, lens), 6);
+    ASSERT_OK(rx_post(&t, 0, 2048, 5, 1, NULL));
+    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    ASSERT_EQ(collect(&t, 1, 5, 5000, NULL, NULL), 5);
+    ASSERT_EQ(collect(&t, 0, 5, 5000, got, lens), 5);
+    for (unsigned i = 0; i < 5; i++) {
+        make_frame(frame, sizeof(frame), 3 + i);
+        ASSERT_EQ(lens[i], HDR + sizeof(frame));
+        ASSERT(memcmp(got[i] + HDR + 12, frame + 12, sizeof(frame) - 12) == 0);
+    }
+    ASSERT_EQ(stats(&t, 0).packets, 8);
+    ASSERT_EQ(stats(&t, 0).drops + stats(&t, 1).drops, 0);
+    tb_down(&t);
+}
+
+TEST(reflect_backpressure_split) { run_backpressure(false); }
+TEST(reflect_backpressure_packed) { run_backpressure(true); }
+
+/* Offloads pass through when the driver accepted them on receive, else the frame drops. */
+TEST(reflect_offloads)
+{
+    struct tb_opts o = {.net = {.port = VHU_NET_PORT_REFLECT},
+                        .extra_features = vhu_feature(VIRTIO_NET_F_CSUM) |
+                                          vhu_feature(VIRTIO_NET_F_GUEST_CSUM) |
+                                          vhu_feature(VIRTIO_NET_F_HOST_TSO4)};
+    struct tb t;
+    uint8_t frame[1514], *got[1];
+    uint32_t lens[1];
+
+    ASSERT_OK(tb_up(&t, &o));
+    ASSERT_OK(rx_post(&t, 0, 2048, 2, 1, NULL));
+    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    make_frame(frame, sizeof(frame), 5);
+    struct virtio_net_hdr_v1 h = {.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM, .csum_start = 34,
+                                  .csum_offset = 16};
+    ASSERT_OK(tx_add(&t, 1, &h, frame, sizeof(frame), 1));
+    ASSERT_OK(vhu_fe_kick(t.fe, 1));
+    ASSERT_EQ(collect(&t, 0, 1, 5000, got, lens), 1);
+    struct virtio_net_hdr_v1 r;
+    memcpy(&r, got[0], HDR);
+    ASSERT_EQ(r.flags, VIRTIO_NET_HDR_F_NEEDS_CSUM);
+    ASSERT_EQ(r.csum_start, 34);
+    ASSERT_EQ(r.csum_offset, 16);
+    /* GSO without GUEST_TSO4: dropped */
+    h.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+    h.gso_size = 1448;
+    ASSERT_OK(tx_add(&t, 1, &h, frame, sizeof(frame), 1));
+    ASSERT_OK(vhu_fe_kick(t.fe, 1));
+    ASSERT_EQ(collect(&t, 1, 2, 5000, NULL, NULL), 2);
+    ASSERT_EQ(collect(&t, 0, 1, 100, NULL, NULL), 0);
+    ASSERT_EQ(stats(&t, 1).drops, 1);
+    tb_down(&t);
+}
+
+/* The source fills every posted buffer, well past one call's budget (rescheduling). */
+static void run_source(bool packed, bool mrg)
+{
+    enum { N = 600, SIZE = 1000 };
+    struct tb_opts o = {.net = {.port = VHU_NET_PORT_SOURCE, .source_size = SIZE,
+                                .mac = {0x02, 9, 8, 7, 6, 5}},
+                        .packed = packed, .mrg = mrg, .queue_size = 1024};
+    struct tb t;
+    static uint8_t *got[N];
+    static uint32_t lens[N];
+
+    ASSERT_OK(tb_up(&t, &o));
+    ASSERT_OK(rx_post(&t, 0, 1536, N, 1, NULL));
+    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    ASSERT_EQ(collect(&t, 0, N, 5000, got, lens), N);
+    for (unsigned i = 0; i < N; i++) {
+        ASSERT_EQ(lens[i], HDR + SIZE);
+        struct virtio_net_hdr_v1 h;
+        memcpy(&h, got[i], HDR);
+        ASSERT_EQ(h.num_buffers, 1);
+        ASSERT(memcmp(got[i] + HDR, o.net.mac, 6) == 0);
+        ASSERT_EQ(got[i][HDR + 12], 0x88);
+        ASSERT_EQ(got[i][HDR + 13], 0xb5);
+        ASSERT_EQ(got[i][HDR + SIZE - 1], (uint8_t)(SIZE - 1));
+    }
+    ASSERT_EQ(stats(&t, 0).packets, N);
+    ASSERT_EQ(stats(&t, 0).bytes, (uint64_t)N * SIZE);
+    /* more buffers later: filled on their kick */
+    ASSERT_OK(rx_post(&t, 0, 1536, 10, 1, NULL));
+    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    ASSERT_EQ(collect(&t, 0, 10, 5000, NULL, NULL), 10);
+    tb_down(&t);
+}
+
+TEST(source_split) { run_source(false, false); }
+TEST(source_packed_mergeable) { run_source(true, true); }
+
+static void two_queue_pairs(unsigned workers)
+{
+    struct tb_opts o = {.net = {.port = VHU_NET_PORT_REFLECT, .queue_pairs = 2}, .mrg = true,
+                        .workers = workers};
+    struct tb t;
+    uint8_t frame[300], *got[2];
+    uint32_t lens[2];
+
+    ASSERT_OK(tb_up(&t, &o));
+    ASSERT_EQ(vhu_fe_num_queues(t.fe), 4);
+    ASSERT_OK(rx_post(&t, 0, 2048, 1, 1, NULL));
+    ASSERT_OK(rx_post(&t, 2, 2048, 2, 1, NULL));
+    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    ASSERT_OK(vhu_fe_kick(t.fe, 2));
+    make_frame(frame, sizeof(frame), 1);
+    ASSERT_OK(tx_add(&t, 3, NULL, frame, 200, 1));
+    ASSERT_OK(tx_add(&t, 3, NULL, frame, 300, 1));
+    ASSERT_OK(vhu_fe_kick(t.fe, 3));
+    ASSERT_EQ(collect(&t, 2, 2, 5000, got, lens), 2);
+    ASSERT_EQ(lens[0], HDR + 200);
+    ASSERT_EQ(lens[1], HDR + 300);
+    ASSERT_EQ(collect(&t, 0, 1, 100, NULL, NULL), 0);
+    ASSERT_OK(tx_add(&t, 1, NULL, frame, 100, 1));
+    ASSERT_OK(vhu_fe_kick(t.fe, 1));
+    ASSERT_EQ(collect(&t, 0, 1, 5000, got, lens), 1);
+    ASSERT_EQ(lens[0], HDR + 100);
+    ASSERT_EQ(stats(&t, 0).packets, 1);
+    ASSERT_EQ(stats(&t, 1).packets, 1);
+    ASSERT_EQ(stats(&t, 2).packets, 2);
+    ASSERT_EQ(stats(&t, 3).packets, 2);
+    ASSERT_EQ(stats(&t, 3).bytes, 500);
+    ASSERT_ERR(-EINVAL, vhu_net_get_stats(t.dev, 4, &(struct vhu_net_stats){0}));
+    tb_down(&t);
+}
+
+TEST(two_queue_pairs) { two_queue_pairs(0); }
+/* Each pair on its own worker thread: rx and tx of a pair stay together (queue_group). */
+TEST(two_queue_pairs_two_workers) { two_queue_pairs(2); }
+
+/* A transmit chain shorter than the header (or a runt frame) is completed, dropped, counted. */
+TEST(malformed_tx_dropped_and_counted)
+{
+    struct tb_opts o = {.net = {.port = VHU_NET_PORT_SINK}};
+    struct tb t;
+    uint64_t gpa;
+    uint8_t *b, frame[100];
+    uint8_t status = 0;
+
+    ASSERT_OK(tb_up(&t, &o));
+    b = alloc(&t, 64, &gpa);
+    ASSERT(b);
+    struct vhu_vqd_seg s8 = {gpa, 8};
+    struct vhu_vqd_seg s20 = {gpa, HDR + 8};
+    ASSERT_OK(vhu_vqd_add(vhu_fe_vqd(t.fe, 1), &s8, 1, 0, b));
+    ASSERT_OK(vhu_vqd_add(vhu_fe_vqd(t.fe, 1), &s20, 1, 0, b + 1));
+    make_frame(frame, sizeof(frame), 0);
+    ASSERT_OK(tx_add(&t, 1, NULL, frame, sizeof(frame), 2));
+    ASSERT_OK(vhu_fe_kick(t.fe, 1));
+    ASSERT_EQ(collect(&t, 1, 3, 5000, NULL, NULL), 3);
+    struct vhu_net_stats st = stats(&t, 1);
+    ASSERT_EQ(st.drops, 2);
+    ASSERT_EQ(st.errors, 2);
+    ASSERT_EQ(st.packets, 1);
+    ASSERT_EQ(st.bytes, sizeof(frame));
+    ASSERT_OK(vhu_fe_get_status(t.fe, &status));
+    ASSERT(!(status & VIRTIO_CONFIG_S_NEEDS_RESET));
+    tb_down(&t);
+}
+
+/* A receive chain with a readable descriptor breaks that receive queue only. */
+TEST(rx_readable_breaks_only_that_queue)
+{
+    struct tb_opts o = {.net = {.port = VHU_NET_PORT_SOURCE, .source_size = 200,
+                                .queue_pairs = 2}};
+    struct tb t;
+    uint64_t gpa;
+    uint8_t *b, status = 0;
+
+    ASSERT_OK(tb_up(&t, &o));
+    b = alloc(&t, 4096, &gpa);
+    ASSERT(b);
+    struct vhu_vqd_seg s[2] = {{gpa, 16}, {gpa + 64, 2048}};
+    ASSERT_OK(vhu_vqd_add(vhu_fe_vqd(t.fe, 0), s, 1, 1, b));
+    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    ASSERT_EQ(collect(&t, 0, 1, 200, NULL, NULL), 0);
+    ASSERT_OK(vhu_fe_get_status(t.fe, &status));
+    ASSERT(status & VIRTIO_CONFIG_S_NEEDS_RESET);
+    /* pair 1 runs on */
+    ASSERT_OK(rx_post(&t, 2, 1024, 3, 1, NULL));
+    ASSERT_OK(vhu_fe_kick(t.fe, 2));
+    ASSERT_EQ(collect(&t, 2, 3, 5000, NULL, NULL), 3);
+    ASSERT_EQ(stats(&t, 2).packets, 3);
+    tb_down(&t);
+}
+
+/* A receive buffer smaller than the header is a driver error too (§5.1.6.3.1). */
+TEST(rx_buffer_smaller_than_header_breaks)
+{
+    struct tb_opts o = {.net = {.port = VHU_NET_PORT_SOURCE, .source_size = 60}, .mrg = true};
+    struct tb t;
+    uint8_t status = 0;
+
+    ASSERT_OK(tb_up(&t, &o));
+    ASSERT_OK(rx_post(&t, 0, 8, 2, 1, NULL));
+    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    ASSERT_EQ(collect(&t, 0, 1, 200, NULL, NULL), 0);
+    ASSERT_OK(vhu_fe_get_status(t.fe, &status));
+    ASSERT(status & VIRTIO_CONFIG_S_NEEDS_RESET);
+    tb_down(&t);
+}
