@@ -17,6 +17,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "proto/vhost_user.h"
 #include "vhu/backend.h"
 #include "vhu/dev/blk.h"
@@ -117,30 +118,6 @@ static const struct device_type device_types[] = {
     {"net", "net", "virtio-net: rx/tx queue pairs to a port (reflect, sink, source)", create_net},
 };
 
-/* "4096", "64K", "1G": bytes. */
-static int parse_size(const char *s, uint64_t *out)
-{
-    char *end;
-    unsigned long long v;
-    unsigned shift = 0;
-
-    errno = 0;
-    v = strtoull(s, &end, 0);
-    if (errno || end == s)
-        return -EINVAL;
-    switch (*end) {
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
-    case 't': case 'T': shift = 40; end++; break;
-    default: break;
-    }
-    if (*end != '\0' || v > (UINT64_MAX >> shift))
-        return -EINVAL;
-    *out = (uint64_t)v << shift;
-    return 0;
-}
-
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -205,17 +182,15 @@ static void signal_cb(int fd, uint32_t events, void *opaque)
     vhu_loop_stop(opaque);
 }
 
+/* An unsigned option value no larger than max (vhu_arg_uint into an unsigned). */
 static int parse_uint(const char *s, unsigned max, unsigned *out)
 {
-    char *end;
-    unsigned long v;
+    uint64_t v;
+    int r = vhu_arg_uint(s, max, &v);
 
-    errno = 0;
-    v = strtoul(s, &end, 0);
-    if (errno || *s == '\0' || *end != '\0' || v > max)
-        return -EINVAL;
-    *out = (unsigned)v;
-    return 0;
+    if (r == 0)
+        *out = (unsigned)v;
+    return r;
 }
 
 int main(int argc, char **argv)
@@ -308,7 +283,7 @@ int main(int argc, char **argv)
             break;
         case 'F': o.file = optarg; break;
         case 'N':
-            if (parse_size(optarg, &o.null_size) < 0 || o.null_size == 0) {
+            if (vhu_arg_size(optarg, &o.null_size) < 0 || o.null_size == 0) {
                 fprintf(stderr, "vhud: bad --null size '%s'\n", optarg);
                 return 2;
             }
