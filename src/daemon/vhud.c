@@ -5,7 +5,7 @@
  * SIGTERM/SIGINT (the socket file is removed).
  *
  *   vhud rng --socket-path PATH [--client [--reconnect-ms N]] [--queue-size N] [-v]
- *   vhud net --socket-path PATH (--reflect | --sink | --source SIZE) [--mac M] [--mtu N]
+ *   vhud net --socket-path PATH (--tap NAME | --reflect | --sink | --source SIZE) [--mac M] [--mtu N]
  *            [--queue-pairs N]
  */
 #include <errno.h>
@@ -51,6 +51,7 @@ struct daemon_opts {
     /* net */
     int net_port;          /* enum vhu_net_port_kind, -1: not given */
     unsigned source_size;
+    const char *tap_name;
     uint8_t mac[6];
     unsigned mtu;
     unsigned queue_pairs;
@@ -99,13 +100,14 @@ static int create_net(const struct daemon_opts *o, struct vhu_device **out)
     struct vhu_net_opts no = {
         .port = (enum vhu_net_port_kind)o->net_port,
         .source_size = o->source_size,
+        .tap_name = o->tap_name,
         .mtu = (uint16_t)o->mtu,
         .queue_pairs = (uint16_t)o->queue_pairs,
         .max_queue_size = (uint16_t)o->queue_size,
     };
 
     if (o->net_port < 0) {
-        fprintf(stderr, "vhud net: one of --reflect, --sink, --source SIZE is required\n");
+        fprintf(stderr, "vhud net: one of --tap NAME, --reflect, --sink, --source SIZE is required\n");
         return -EINVAL;
     }
     memcpy(no.mac, o->mac, sizeof(no.mac));
@@ -115,7 +117,7 @@ static int create_net(const struct daemon_opts *o, struct vhu_device **out)
 static const struct device_type device_types[] = {
     {"rng", "rng", "virtio-rng: entropy from getrandom(2)", create_rng},
     {"blk", "block", "virtio-blk: a file or block device through io_uring, or --null", create_blk},
-    {"net", "net", "virtio-net: rx/tx queue pairs to a port (reflect, sink, source)", create_net},
+    {"net", "net", "virtio-net: rx/tx queue pairs to a port (tap, reflect, sink, source)", create_net},
 };
 
 static void usage(FILE *f)
@@ -153,9 +155,10 @@ static void usage(FILE *f)
             "  --seg-max N          data segments per request (default 126)\n"
             "\n"
             "net options:\n"
-            "  --reflect | --sink | --source SIZE\n"
-            "                       port: frames come back MAC-swapped | are counted and\n"
-            "                       dropped | SIZE-byte frames fill every receive buffer\n"
+            "  --tap NAME | --reflect | --sink | --source SIZE\n"
+            "                       port: a Linux tap device | frames come back MAC-swapped |\n"
+            "                       are counted and dropped | SIZE-byte frames fill every\n"
+            "                       receive buffer\n"
             "  --mac XX:XX:XX:XX:XX:XX  (default: random, locally administered)\n"
             "  --mtu N              (default 1500)   --queue-pairs N   (default 1)\n"
             "\n"
@@ -219,6 +222,7 @@ int main(int argc, char **argv)
         {"mac", required_argument, NULL, 1003},
         {"mtu", required_argument, NULL, 1004},
         {"queue-pairs", required_argument, NULL, 1005},
+        {"tap", required_argument, NULL, 1006},
         {"print-capabilities", no_argument, NULL, 'p'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
@@ -317,6 +321,10 @@ int main(int argc, char **argv)
             }
             break;
         case 1000: o.net_port = VHU_NET_PORT_REFLECT; break;
+        case 1006:
+            o.net_port = VHU_NET_PORT_TAP;
+            o.tap_name = optarg;
+            break;
         case 1001: o.net_port = VHU_NET_PORT_SINK; break;
         case 1002:
             if (parse_uint(optarg, 65535, &o.source_size) < 0) {

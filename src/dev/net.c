@@ -584,6 +584,7 @@ VHU_EXPORT int vhu_net_new(const struct vhu_net_opts *opts, struct vhu_device **
     case VHU_NET_PORT_REFLECT: r = net_port_reflect_new(nd, &nd->port); break;
     case VHU_NET_PORT_SINK: r = net_port_sink_new(nd, &nd->port); break;
     case VHU_NET_PORT_SOURCE: r = net_port_source_new(nd, o.source_size, &nd->port); break;
+    case VHU_NET_PORT_TAP: r = net_port_tap_new(nd, o.tap_name, o.queue_pairs, &nd->port); break;
     default: r = -EINVAL; break;
     }
     if (r < 0) {

@@ -81,6 +81,7 @@ struct net_port {
 int net_port_reflect_new(struct net_dev *nd, struct net_port **out);
 int net_port_sink_new(struct net_dev *nd, struct net_port **out);
 int net_port_source_new(struct net_dev *nd, uint32_t size, struct net_port **out);
+int net_port_tap_new(struct net_dev *nd, const char *name, unsigned pairs, struct net_port **out);
 
 /* ---- services of net.c to ports --------------------------------------------------------- */
 

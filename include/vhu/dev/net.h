@@ -81,12 +81,16 @@ enum vhu_net_port_kind {
     VHU_NET_PORT_SINK,
     /* Fills posted receive buffers with source_size-byte frames, as fast as they come. */
     VHU_NET_PORT_SOURCE,
+    /* The host's network: a Linux tap device named tap_name (created if missing, one tap queue
+     * per pair), with virtio-net headers; no offloads yet. */
+    VHU_NET_PORT_TAP,
 };
 
 /* Every field's zero value is the default. */
 struct vhu_net_opts {
     enum vhu_net_port_kind port;
     uint32_t source_size;    /* SOURCE: frame bytes (Ethernet header included), 60..mtu+14 */
+    const char *tap_name;    /* TAP: interface name */
     uint8_t mac[6];          /* all zero: a random locally administered address */
     uint16_t mtu;            /* 0: 1500; 68..65521 */
     uint16_t queue_pairs;    /* 0: 1; at most VIRTIO_NET_MAX_QUEUE_PAIRS */
