@@ -53,6 +53,17 @@ void vq_packed_start(struct vhu_vq *vq)
     vq->avail_wrap = (vq->base & VQ_WRAP_BIT) != 0;
     vq->used_idx = (uint16_t)((vq->base >> 16) & 0x7fff);
     vq->used_wrap = ((vq->base >> 16) & VQ_WRAP_BIT) != 0;
+    /*
+     * Frontends that predate the used half of the encoding (DPDK virtio-user sends only
+     * "0 | 1 << 15" for a fresh packed ring) leave bits 16-31 zero. A ring restarted from a
+     * GET_VRING_BASE has nothing in flight, so its used position equals its avail position:
+     * take that. (A used half that is really zero — index 0, wrap 0 — only occurs with the avail
+     * half zero as well, where both readings agree.)
+     */
+    if ((vq->base >> 16) == 0) {
+        vq->used_idx = vq->last_avail;
+        vq->used_wrap = vq->avail_wrap;
+    }
     vq->signalled = vq->used_idx;
     dev_event_write(vq, true);
 }
