@@ -36,7 +36,7 @@ test: build
 
 test-asan: build-asan
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		meson test -C $(ASAN_BUILD) --print-errorlogs --num-processes 2 --no-suite guest
+		meson test -C $(ASAN_BUILD) --print-errorlogs --num-processes 2 --no-suite guest --no-suite interop
 
 test-guest: build
 	meson test -C $(BUILD) --print-errorlogs --suite guest --num-processes 1

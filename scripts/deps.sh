@@ -15,7 +15,11 @@ build_pkgs=(meson ninja-build pkg-config gcc make libc6-dev liburing-dev)
 # listed explicitly so a minimal image that trimmed them still gets them.
 test_pkgs=("${build_pkgs[@]}" libgcc-12-dev libasan8 libubsan1
            qemu-system-x86 qemu-utils busybox-static cpio kmod xz-utils e2fsprogs
-           iproute2 procps coreutils util-linux)
+           iproute2 procps coreutils util-linux
+           dpdk-dev)
+# dpdk-dev ships dpdk-testpmd (tests/interop/dpdk-net.sh, tests/guest/net.sh with
+# NET_BACKEND=dpdk, bench/net-bench.sh); it pulls libdpdk-dev and with it every librte-* PMD,
+# among them net_vhost, net_virtio and the ring mempool. Package `dpdk` has only python scripts.
 
 case "$mode" in
   build) want=("${build_pkgs[@]}") ;;

@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# virtio-net through a vhost-user-net backend in a real Linux guest (QEMU 7.2, TCG).
+#
+#   net.sh VHUD [WORKDIR]
+#
+# QEMU: -netdev vhost-user + virtio-net-pci,vectors=0 (QEMU 7.2 under TCG segfaults in
+# vhost_net_start with MSI-X). The guest (busybox) brings eth0 up as 10.77.0.2/24.
+#
+# NET_BACKEND=vhud (the default once `vhud net` exists): `vhud net --tap vhutap0` runs inside a
+#   network namespace the test creates; the tap gets 10.77.0.1/24 there. The guest pings the host,
+#   the host pings the guest, and 1 MiB of random data crosses TCP both ways (busybox nc on both
+#   ends); both md5 sums must match the original.
+# NET_BACKEND=dpdk (the default while vhud has no net device; needs dpdk-testpmd): DPDK's
+#   net_vhost backend in --forward-mode=icmpecho answers ARP and ping, so the guest's pings prove
+#   the QEMU + guest + virtio-net + vhost-user plumbing. No TCP in this mode.
+# Two guests on `vhud switch --port S1 --port S2`: TODO, SKIPped while vhud has no switch.
+# Exit: 0 pass, 1 fail (logs printed), 77 skip (loud banner on stderr).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$here/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=../interop/dpdk-lib.sh
+. "$here/../interop/dpdk-lib.sh"
+
+(($# >= 1)) || { echo "usage: $0 VHUD [WORKDIR]" >&2; exit 2; }
+vhud=$1
+[[ -x $vhud ]] || { guest_log "vhud binary '$vhud' not found or not executable"; exit 1; }
+vhud=$(cd "$(dirname "$vhud")" && pwd)/$(basename "$vhud")
+guest_require
+
+backend=${NET_BACKEND:-}
+if [[ -z $backend ]]; then
+  if "$vhud" net --help >/dev/null 2>&1; then backend=vhud
+  elif dpdk_have; then
+    backend=dpdk
+    guest_log "'vhud net' does not exist yet: using DPDK's net_vhost (icmpecho) as the backend"
+  else
+    guest_skip "'vhud net' does not exist yet and dpdk-testpmd is not installed"
+  fi
+fi
+[[ $backend == dpdk ]] && { dpdk_have || guest_skip "dpdk-testpmd not found (package dpdk-dev)"; }
+((EUID == 0)) || [[ $backend == dpdk ]] || guest_skip "needs root for 'ip netns' and the tap"
+command -v ip >/dev/null 2>&1 || guest_skip "ip not found (package iproute2)"
+
+dir=${2:-}
+auto_dir=0
+if [[ -z $dir ]]; then
+  dir=$(mktemp -d "${TMPDIR:-/tmp}/vhu-$GUEST_NAME.XXXXXX"); auto_dir=1
+else
+  mkdir -p "$dir"; rm -f "$dir"/net.sock "$dir"/recv.bin "$dir"/*.log
+fi
+dir=$(cd "$dir" && pwd)
+sock=$dir/net.sock
+((${#sock} < 100)) || { guest_log "work dir path too long for a unix socket: $sock"; exit 1; }
+ns=vhu-net-$$
+tap=vhutap0
+host_ip=10.77.0.1 guest_ip=10.77.0.2
+
+be_pid='' nc_pid='' send_pid='' ns_made=0
+cleanup() {
+  guest_qemu_kill
+  [[ -n $send_pid ]] && { kill "$send_pid" 2>/dev/null || true; wait "$send_pid" 2>/dev/null || true; }
+  [[ -n $nc_pid ]] && { kill "$nc_pid" 2>/dev/null || true; wait "$nc_pid" 2>/dev/null || true; }
+  send_pid='' nc_pid=''
+  if [[ -n $be_pid ]]; then
+    if [[ $backend == dpdk ]]; then dpdk_stop "$be_pid"
+    else kill -KILL "$be_pid" 2>/dev/null || true; wait "$be_pid" 2>/dev/null || true; fi
+    be_pid=
+  fi
+  ((ns_made)) && { ip netns del "$ns" 2>/dev/null || true; ns_made=0; }
+  rm -f "${DPDK_FIFOS[@]}" 2>/dev/null || true
+  return 0
+}
+trap cleanup EXIT
+fail() {
+  guest_log "FAIL: $*"
+  cleanup
+  guest_dump "$dir" backend.log backend.log.cmd hostping.log
+  exit 1
+}
+
+# ---- the guest side -----------------------------------------------------------------------
+cat >"$dir/test.sh" <<'GUEST'
+mode=$(cat /extra/mode)
+gip=10.77.0.2 hip=10.77.0.1
+i=0
+while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+if [ ! -e /sys/class/net/eth0 ]; then
+  result FAIL eth0 "no eth0: $(ls /sys/class/net | tr '\n' ' ')"
+  exit 0
+fi
+ip link set eth0 up && ip addr add $gip/24 dev eth0 ||
+  { result FAIL ifup "ip failed"; exit 0; }
+result PASS eth0 "mac $(cat /sys/class/net/eth0/address) carrier $(cat /sys/class/net/eth0/carrier 2>/dev/null)"
+if ping -c 3 -w 60 $hip >/tmp/ping 2>&1; then
+  result PASS ping-host "$(grep -E 'transmitted' /tmp/ping)"
+else
+  result FAIL ping-host "$(tr '\n' ' ' </tmp/ping)"
+  exit 0
+fi
+[ "$mode" = vhud ] || exit 0
+size=$(wc -c </extra/data.bin)
+want=$(md5sum </extra/data.bin | cut -d' ' -f1)
+# the listener's stdin must never reach EOF: busybox nc half-closes on stdin EOF and the
+# sender, seeing that, would quit before its data is out
+mkfifo /tmp/hold
+nc -l -p 5001 <>/tmp/hold >/tmp/r &
+lpid=$!
+sleep 0.5
+signal TCP-LISTEN
+# guest -> host (busybox nc half-closes on EOF, the host's listener then exits)
+if timeout 120 nc $hip 5000 </extra/data.bin; then result PASS tcp-send "$size bytes sent"
+else result FAIL tcp-send "nc to $hip:5000 failed or timed out"; fi
+# host -> guest: the host sends after its own ping of the guest
+( sleep 180; kill $lpid 2>/dev/null ) &
+wpid=$!
+wait $lpid
+kill $wpid 2>/dev/null
+got=$(wc -c </tmp/r)
+sum=$(md5sum </tmp/r | cut -d' ' -f1)
+if [ "$got" = "$size" ] && [ "$sum" = "$want" ]; then result PASS tcp-recv "$got bytes md5 $sum"
+else result FAIL tcp-recv "got $got bytes md5 $sum, want $size bytes md5 $want"; fi
+GUEST
+
+echo "$backend" >"$dir/mode"
+head -c 1048576 /dev/urandom >"$dir/data.bin"
+guest_mkinitramfs "$dir/initrd.cpio.gz" virtio_pci virtio_net -- "$dir/test.sh" \
+  "$dir/mode" "$dir/data.bin" 2>"$dir/mkinitramfs.log" || { cat "$dir/mkinitramfs.log" >&2; exit 1; }
+
+if [[ $backend == dpdk ]]; then
+  dpdk_mem_args
+  backend_start dpdk icmpecho "$sock" 1 "$dir/backend.log" || { be_pid=$BACKEND_PID; fail "net_vhost did not listen on $sock"; }
+  be_pid=$BACKEND_PID
+  guest_log "DPDK net_vhost icmpecho backend (pid $be_pid): $(cat "$dir/backend.log.cmd")"
+else
+  ip netns add "$ns" || fail "ip netns add $ns failed"
+  ns_made=1
+  ip -n "$ns" link set lo up
+  echo "ip netns exec $ns $vhud net --socket-path $sock --tap $tap ${VHUD_NET_ARGS:-}" >"$dir/backend.log.cmd"
+  # shellcheck disable=SC2086
+  ip netns exec "$ns" "$vhud" net --socket-path "$sock" --tap "$tap" ${VHUD_NET_ARGS:-} \
+    </dev/null >"$dir/backend.log" 2>&1 &
+  be_pid=$!
+  guest_wait_socket "$sock" 20 "$be_pid" || fail "vhud net did not listen on $sock"
+  for ((i = 0; i < 100; i++)); do ip -n "$ns" link show "$tap" >/dev/null 2>&1 && break; sleep 0.1; done
+  ip -n "$ns" link show "$tap" >/dev/null 2>&1 || fail "vhud did not create tap $tap in netns $ns"
+  ip -n "$ns" addr add "$host_ip/24" dev "$tap" || fail "could not give $tap $host_ip/24"
+  ip -n "$ns" link set "$tap" up || fail "could not bring $tap up"
+  # stdin on a FIFO opened read-write: never EOF (busybox nc half-closes on stdin EOF, and the
+  # guest's sender would then stop before its data is out)
+  rm -f "$dir/hold.fifo"; mkfifo "$dir/hold.fifo"
+  ip netns exec "$ns" timeout 400 busybox nc -l -p 5000 <>"$dir/hold.fifo" >"$dir/recv.bin" 2>"$dir/nc-listen.log" &
+  nc_pid=$!
+  guest_log "vhud net (pid $be_pid) with tap $tap = $host_ip/24 in netns $ns"
+fi
+
+# shellcheck disable=SC2054 # commas are QEMU option syntax
+guest_qemu_start "$dir" "$dir/initrd.cpio.gz" -chardev "socket,id=n0,path=$sock" \
+  -netdev vhost-user,id=net0,chardev=n0 \
+  -device "virtio-net-pci,netdev=net0,vectors=0,mac=52:54:00:12:34:56${GUEST_NET_DEV_OPTS:-}"
+
+host_fail=
+if [[ $backend == vhud ]]; then
+  guest_wait_line "$dir" '^TCP-LISTEN' 240 || fail "guest never reached TCP-LISTEN"
+  if ip netns exec "$ns" busybox ping -c 3 -w 30 "$guest_ip" >"$dir/hostping.log" 2>&1; then
+    guest_log "RESULT PASS host-ping-guest $(grep transmitted "$dir/hostping.log")"
+  else
+    host_fail+=" host-ping-guest"; guest_log "RESULT FAIL host-ping-guest $(tr '\n' ' ' <"$dir/hostping.log")"
+  fi
+  ip netns exec "$ns" timeout 200 busybox nc "$guest_ip" 5001 <"$dir/data.bin" >/dev/null 2>"$dir/nc-send.log" &
+  send_pid=$!
+fi
+
+rc=0; guest_qemu_wait || rc=$?
+((rc == 0)) || fail "QEMU exited with status $rc"
+guest_check_results "$dir" || fail "guest reported failures"
+if [[ $backend == vhud ]]; then
+  kill "$send_pid" 2>/dev/null || true; wait "$send_pid" 2>/dev/null || true; send_pid=
+  for ((i = 0; i < 50; i++)); do kill -0 "$nc_pid" 2>/dev/null || break; sleep 0.1; done
+  kill "$nc_pid" 2>/dev/null || true; wait "$nc_pid" 2>/dev/null || true; nc_pid=
+  want=$(md5sum <"$dir/data.bin" | cut -d' ' -f1)
+  got=$(md5sum <"$dir/recv.bin" | cut -d' ' -f1)
+  if [[ $got == "$want" ]]; then
+    guest_log "RESULT PASS host-tcp-recv $(stat -c %s "$dir/recv.bin") bytes md5 $got"
+  else
+    host_fail+=" host-tcp-recv"
+    guest_log "RESULT FAIL host-tcp-recv $(stat -c %s "$dir/recv.bin") bytes md5 $got, want 1048576 md5 $want"
+  fi
+  [[ -z $host_fail ]] || fail "host side:$host_fail"
+  kill -0 "$be_pid" 2>/dev/null || fail "vhud died during the test"
+  kill -TERM "$be_pid"
+  for ((i = 0; i < 100; i++)); do kill -0 "$be_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$be_pid" 2>/dev/null && fail "vhud did not exit within 10 s of SIGTERM"
+  vrc=0; wait "$be_pid" || vrc=$?
+  be_pid=
+  ((vrc == 0)) || fail "vhud exited with status $vrc after SIGTERM"
+  guest_log "vhud log tail: $(tail -n 3 "$dir/backend.log" | tr '\n' ' ')"
+else
+  kill -0 "$be_pid" 2>/dev/null || fail "net_vhost died during the test"
+fi
+
+# Two guests on one switch: not there yet.
+if "$vhud" switch --help >/dev/null 2>&1; then
+  guest_log "TODO: 'vhud switch' exists: the two-guest scenario is not written yet"
+else
+  guest_log "SKIP two-guests-on-switch: 'vhud switch' does not exist yet (TODO)"
+fi
+cleanup
+if [[ $backend == dpdk ]]; then
+  {
+    echo "#####################################################################"
+    echo "### PARTIAL $GUEST_NAME: guest ping through DPDK net_vhost (icmpecho) passed;"
+    echo "### vhud net itself was NOT tested (no 'vhud net' yet): reporting SKIP"
+    echo "#####################################################################"
+  } >&2
+  ((auto_dir)) && rm -rf "$dir"
+  exit 77
+fi
+if ((auto_dir)); then rm -rf "$dir"; guest_log "PASS"; else guest_log "PASS (logs in $dir)"; fi
