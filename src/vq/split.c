@@ -154,35 +154,41 @@ static const char *walk(struct vhu_vq *vq, uint16_t head, struct vhu_vq_elem *e)
     return NULL;
 }
 
-/* Pop the next chain recorded in flight by the previous backend. */
-static struct vhu_vq_elem *pop_resubmit(struct vhu_vq *vq)
+/* Walk the chain at head into a pool element and mark it popped at ring position pos; on a bad
+ * chain the queue breaks and NULL comes back. The caller has checked the pool is not empty. */
+static struct vhu_vq_elem *take_chain(struct vhu_vq *vq, uint16_t head, uint32_t pos)
 {
-    uint16_t head = vq->resubmit[vq->resubmit_pos];
-    struct vhu_vq_elem *e;
-    const char *why;
     unsigned slot;
+    struct vhu_vq_elem *e = vq_elem_get(vq, &slot);
+    const char *why = walk(vq, head, e);
 
-    if (vhu_unlikely(vq->nfree == 0))
-        return NULL;
-    e = vq_elem_get(vq, &slot);
-    why = walk(vq, head, e);
     if (vhu_unlikely(why != NULL)) {
         vq_elem_put(vq, slot);
         vhu_vq_break(vq, why);
         return NULL;
     }
-    vq->resubmit_pos++;
     e->id = head;
+    vq_elem_commit(vq, slot, pos);
+    return e;
+}
+
+/* Pop the next chain recorded in flight by the previous backend. */
+static struct vhu_vq_elem *pop_resubmit(struct vhu_vq *vq)
+{
+    struct vhu_vq_elem *e;
+
+    if (vhu_unlikely(vq->nfree == 0))
+        return NULL;
     /* Not rewindable: a position that never matches last_avail - 1 makes unpop complete it. */
-    vq_elem_commit(vq, slot, vq->last_avail);
+    e = take_chain(vq, vq->resubmit[vq->resubmit_pos], vq->last_avail);
+    if (e)
+        vq->resubmit_pos++;
     return e;
 }
 
 struct vhu_vq_elem *vq_split_pop(struct vhu_vq *vq)
 {
     struct vhu_vq_elem *e;
-    const char *why;
-    unsigned slot;
     uint16_t head;
 
     if (vhu_unlikely(vq->resubmit_pos < vq->nresubmit))
@@ -206,15 +212,9 @@ struct vhu_vq_elem *vq_split_pop(struct vhu_vq *vq)
         vhu_vq_break(vq, "avail ring head index out of range");
         return NULL;
     }
-    e = vq_elem_get(vq, &slot);
-    why = walk(vq, head, e);
-    if (vhu_unlikely(why != NULL)) {
-        vq_elem_put(vq, slot);
-        vhu_vq_break(vq, why);
+    e = take_chain(vq, head, vq->last_avail);
+    if (vhu_unlikely(!e))
         return NULL;
-    }
-    e->id = head;
-    vq_elem_commit(vq, slot, vq->last_avail);
     vq->last_avail++;
     if (vq->ifl) {
         vq->ifl->desc[head].counter = vq->ifl_counter++;
