@@ -84,7 +84,4 @@ struct vhu_session {
     struct vhu_msg reply;
 };
 
-/* Whether the core implements a request (protocol-support table, tests). */
-bool vhu_session_handles(uint32_t id);
-
 #endif

@@ -765,11 +765,6 @@ static vhu_handler_fn *const handlers[VHOST_USER_MAX_REQUEST] = {
     [VHOST_USER_GET_STATUS] = h_get_status,
 };
 
-VHU_EXPORT bool vhu_session_handles(uint32_t id)
-{
-    return id < VHOST_USER_MAX_REQUEST && handlers[id] != NULL;
-}
-
 /* ---------------------------------------------------------------------------------------- */
 /* Dispatch                                                                                   */
 /* ---------------------------------------------------------------------------------------- */
@@ -784,7 +779,7 @@ static int send_reply(struct vhu_session *s)
     return r;
 }
 
-VHU_EXPORT int vhu_session_dispatch(struct vhu_session *s, struct vhu_msg *m)
+static int dispatch(struct vhu_session *s, struct vhu_msg *m)
 {
     const struct vhu_msg_info *info;
     struct vhu_msg_ctx ctx = {
@@ -957,4 +952,13 @@ VHU_EXPORT void vhu_dev_unwatch(struct vhu_vq *vq, int fd)
             svq->watches[k].fd = -1;
         }
     }
+}
+
+VHU_EXPORT int vhu_session_dispatch(struct vhu_session *s, struct vhu_msg *m)
+{
+    int r = dispatch(s, m);
+
+    if (r < 0)
+        s->b->stats.sessions_failed++; /* the transport ends the session */
+    return r;
 }

@@ -338,6 +338,7 @@ TEST(malformed_drops_session)
     ASSERT_OK(xor_traffic(r.fe, 0, 5, 2));
     vhu_backend_get_stats(r.b, &st);
     ASSERT_EQ(st.sessions, 2);
+    ASSERT_EQ(st.sessions_failed, 1);
     rig_down(&r);
 }
 
