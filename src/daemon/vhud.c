@@ -7,6 +7,9 @@
  *   vhud rng --socket-path PATH [--client [--reconnect-ms N]] [--queue-size N] [-v]
  *   vhud net --socket-path PATH (--tap NAME | --reflect | --sink | --source SIZE) [--mac M] [--mtu N]
  *            [--queue-pairs N]
+ *   vhud switch --port PATH --port PATH ...   (one net device per PATH, joined by an L2 switch)
+ *
+ * Net devices print their counters on SIGUSR1 and when vhud exits.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -55,6 +58,9 @@ struct daemon_opts {
     uint8_t mac[6];
     unsigned mtu;
     unsigned queue_pairs;
+    const char *ports[VHU_NET_SWITCH_MAX_PORTS]; /* switch: one socket path per port */
+    unsigned nports;
+    struct vhu_net_switch *sw;
     int verbose;
 };
 
@@ -104,9 +110,12 @@ static int create_net(const struct daemon_opts *o, struct vhu_device **out)
         .mtu = (uint16_t)o->mtu,
         .queue_pairs = (uint16_t)o->queue_pairs,
         .max_queue_size = (uint16_t)o->queue_size,
+        .sw = o->sw,
     };
 
-    if (o->net_port < 0) {
+    if (o->sw)
+        no.port = VHU_NET_PORT_SWITCH;
+    else if (o->net_port < 0) {
         fprintf(stderr, "vhud net: one of --tap NAME, --reflect, --sink, --source SIZE is required\n");
         return -EINVAL;
     }
@@ -118,12 +127,14 @@ static const struct device_type device_types[] = {
     {"rng", "rng", "virtio-rng: entropy from getrandom(2)", create_rng},
     {"blk", "block", "virtio-blk: a file or block device through io_uring, or --null", create_blk},
     {"net", "net", "virtio-net: rx/tx queue pairs to a port (tap, reflect, sink, source)", create_net},
+    {"switch", "net", "virtio-net devices, one per --port PATH, joined by an L2 switch", create_net},
 };
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: vhud DEVICE (--socket-path PATH | --fd FD) [options]\n"
+            "       vhud switch --port PATH --port PATH... [net options]\n"
             "       vhud DEVICE --print-capabilities\n"
             "\n"
             "devices:\n");
@@ -162,10 +173,31 @@ static void usage(FILE *f)
             "  --mac XX:XX:XX:XX:XX:XX  (default: random, locally administered)\n"
             "  --mtu N              (default 1500)   --queue-pairs N   (default 1)\n"
             "\n"
+            "switch options:\n"
+            "  --port PATH          a net device listening on PATH (2 to %u of them); frames\n"
+            "                       go from guest to guest with one copy; every port runs on\n"
+            "                       the control thread (--workers/--poll-us are refused)\n"
+            "\n"
             "  --print-capabilities print the vhost-user.json capabilities and exit\n"
             "  -v, --verbose        debug logging\n"
-            "  -h, --help           this text\n");
+            "  -h, --help           this text\n",
+            VHU_NET_SWITCH_MAX_PORTS);
 }
+
+/* One served device: vhud serves one, `vhud switch` one per port. */
+struct served {
+    const char *path;
+    struct vhu_device *dev;
+    struct vhu_backend *backend;
+    struct vhu_unix *transport;
+};
+
+struct daemon {
+    struct vhu_loop *loop;
+    const struct daemon_opts *o;
+    struct served *srv;
+    unsigned n;
+};
 
 static void on_disconnect(void *opaque, int err)
 {
@@ -175,14 +207,106 @@ static void on_disconnect(void *opaque, int err)
     vhu_loop_stop(loop); /* --fd with a connected socket: nothing more to serve */
 }
 
+/* Net counters, one line per device and direction (SIGUSR1 and exit). */
+static void print_net_stats(const struct daemon *d)
+{
+    for (unsigned i = 0; i < d->n; i++) {
+        const struct vhu_device *dev = d->srv[i].dev;
+        struct vhu_net_stats t[2] = {{0}};
+
+        if (!dev || dev->virtio_id != VIRTIO_ID_NET)
+            continue;
+        for (unsigned q = 0; q < dev->num_queues; q++) {
+            struct vhu_net_stats st;
+            if (vhu_net_get_stats(dev, q, &st) < 0)
+                continue;
+            t[q % 2].packets += st.packets;
+            t[q % 2].bytes += st.bytes;
+            t[q % 2].drops += st.drops;
+            t[q % 2].errors += st.errors;
+        }
+        vhu_info("net %s: rx packets=%llu bytes=%llu drops=%llu errors=%llu;"
+                 " tx packets=%llu bytes=%llu drops=%llu errors=%llu",
+                 d->srv[i].path ? d->srv[i].path : "fd", (unsigned long long)t[0].packets,
+                 (unsigned long long)t[0].bytes, (unsigned long long)t[0].drops,
+                 (unsigned long long)t[0].errors, (unsigned long long)t[1].packets,
+                 (unsigned long long)t[1].bytes, (unsigned long long)t[1].drops,
+                 (unsigned long long)t[1].errors);
+    }
+    if (d->o->sw) {
+        struct vhu_net_switch_stats st;
+        vhu_net_switch_get_stats(d->o->sw, &st);
+        vhu_info("switch: unicast=%llu flooded=%llu copies=%llu drops=%llu learned=%llu"
+                 " fdb_flushes=%llu",
+                 (unsigned long long)st.unicast, (unsigned long long)st.flooded,
+                 (unsigned long long)st.copies, (unsigned long long)st.drops,
+                 (unsigned long long)st.learned, (unsigned long long)st.fdb_flushes);
+    }
+}
+
 static void signal_cb(int fd, uint32_t events, void *opaque)
 {
+    struct daemon *d = opaque;
     struct signalfd_siginfo si;
 
     (void)events;
-    if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-        vhu_info("signal %u: shutting down", si.ssi_signo);
-    vhu_loop_stop(opaque);
+    if (read(fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+        return;
+    if (si.ssi_signo == SIGUSR1) {
+        print_net_stats(d);
+        return;
+    }
+    vhu_info("signal %u: shutting down", si.ssi_signo);
+    vhu_loop_stop(d->loop);
+}
+
+/* Device, backend and transport of one served device. */
+static int serve_one(struct daemon *d, const struct device_type *type, struct served *sv)
+{
+    const struct daemon_opts *o = d->o;
+    unsigned workers = o->workers;
+    int r = type->create(o, &sv->dev);
+
+    if (r == 0) {
+        r = vhu_backend_new(sv->dev, d->loop, &sv->backend);
+        if (r < 0 && sv->dev->ops->destroy)
+            sv->dev->ops->destroy(sv->dev);
+        if (r < 0)
+            sv->dev = NULL;
+    }
+    /* blk: queue work off the control thread unless told otherwise */
+    if (!o->workers_set && strcmp(type->name, "blk") == 0)
+        workers = 1;
+    if (r == 0 && (workers || o->poll_us))
+        r = vhu_backend_set_workers(sv->backend, workers ? workers : 1, o->poll_us);
+    if (r == 0 && o->no_mem_slots)
+        r = vhu_backend_limit_protocol_features(
+            sv->backend, ~vhu_feature(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS));
+    if (r == 0) {
+        struct vhu_unix_opts uo = {
+            .path = sv->path,
+            .fd = sv->path ? -1 : o->fd,
+            .client = o->client,
+            .reconnect_ms = o->client ? o->reconnect_ms : 0,
+        };
+        r = vhu_unix_new(sv->backend, d->loop, &uo, &sv->transport);
+        if (r == 0 && uo.fd >= 0 && vhu_unix_connected(sv->transport))
+            vhu_unix_set_on_disconnect(sv->transport, on_disconnect, d->loop);
+    }
+    if (r < 0)
+        fprintf(stderr, "vhud: cannot start %s on %s: %s\n", type->name,
+                sv->path ? sv->path : "the given fd", strerror(-r));
+    return r;
+}
+
+static void served_free(struct served *sv)
+{
+    vhu_unix_free(sv->transport);
+    if (sv->backend)
+        vhu_backend_free(sv->backend); /* destroys the device too */
+    else if (sv->dev && sv->dev->ops->destroy)
+        sv->dev->ops->destroy(sv->dev);
+    *sv = (struct served){0};
 }
 
 /* An unsigned option value no larger than max (vhu_arg_uint into an unsigned). */
@@ -223,6 +347,7 @@ int main(int argc, char **argv)
         {"mtu", required_argument, NULL, 1004},
         {"queue-pairs", required_argument, NULL, 1005},
         {"tap", required_argument, NULL, 1006},
+        {"port", required_argument, NULL, 1007},
         {"print-capabilities", no_argument, NULL, 'p'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
@@ -231,10 +356,7 @@ int main(int argc, char **argv)
     struct daemon_opts o = {.fd = -1, .reconnect_ms = 1000, .queue_size = 0, .net_port = -1};
     const struct device_type *type = NULL;
     bool print_caps = false;
-    struct vhu_loop *loop = NULL;
-    struct vhu_device *dev = NULL;
-    struct vhu_backend *backend = NULL;
-    struct vhu_unix *transport = NULL;
+    struct daemon d = {0};
     sigset_t mask;
     int sfd = -1, c, r;
     unsigned v;
@@ -354,6 +476,13 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 1007:
+            if (o.nports == VHU_NET_SWITCH_MAX_PORTS) {
+                fprintf(stderr, "vhud: at most %u --port\n", VHU_NET_SWITCH_MAX_PORTS);
+                return 2;
+            }
+            o.ports[o.nports++] = optarg;
+            break;
         case 'p': print_caps = true; break;
         case 'v': o.verbose++; break;
         case 'h': usage(stdout); return 0;
@@ -365,65 +494,71 @@ int main(int argc, char **argv)
         printf("{\n  \"type\": \"%s\",\n  \"features\": []\n}\n", type->json_type);
         return 0;
     }
-    if ((o.socket_path == NULL) == (o.fd < 0)) {
-        fprintf(stderr, "vhud: exactly one of --socket-path and --fd is required\n");
-        return 2;
-    }
-    if (o.client && !o.socket_path) {
-        fprintf(stderr, "vhud: --client needs --socket-path\n");
-        return 2;
+    if (strcmp(type->name, "switch") == 0) {
+        if (o.nports < 2 || o.socket_path || o.fd >= 0 || o.client || o.net_port >= 0) {
+            fprintf(stderr, "vhud switch: needs --port PATH at least twice (and no "
+                            "--socket-path, --fd, --client or net port option)\n");
+            return 2;
+        }
+        if (o.workers || o.poll_us) {
+            fprintf(stderr, "vhud switch: every port runs on the control thread; "
+                            "--workers and --poll-us are not supported\n");
+            return 2;
+        }
+    } else {
+        if (o.nports) {
+            fprintf(stderr, "vhud: --port is a switch option\n");
+            return 2;
+        }
+        if ((o.socket_path == NULL) == (o.fd < 0)) {
+            fprintf(stderr, "vhud: exactly one of --socket-path and --fd is required\n");
+            return 2;
+        }
+        if (o.client && !o.socket_path) {
+            fprintf(stderr, "vhud: --client needs --socket-path\n");
+            return 2;
+        }
     }
 
     vhu_log_set_sink(vhu_log_stderr_sink, NULL, o.verbose ? VHU_LOG_DEBUG : VHU_LOG_INFO);
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGUSR1);
     sigprocmask(SIG_BLOCK, &mask, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    r = vhu_loop_new(&loop);
+    d.o = &o;
+    d.n = o.nports ? o.nports : 1;
+    d.srv = calloc(d.n, sizeof(*d.srv));
+    r = d.srv ? vhu_loop_new(&d.loop) : -ENOMEM;
     if (r == 0) {
         sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-        r = sfd < 0 ? -errno : vhu_loop_add(loop, sfd, VHU_LOOP_IN, signal_cb, loop);
+        r = sfd < 0 ? -errno : vhu_loop_add(d.loop, sfd, VHU_LOOP_IN, signal_cb, &d);
     }
-    if (r == 0)
-        r = type->create(&o, &dev);
-    if (r == 0) {
-        r = vhu_backend_new(dev, loop, &backend);
-        if (r < 0 && dev->ops->destroy)
-            dev->ops->destroy(dev);
-        /* blk: queue work off the control thread unless told otherwise */
-        if (!o.workers_set && strcmp(type->name, "blk") == 0)
-            o.workers = 1;
-        if (r == 0 && (o.workers || o.poll_us))
-            r = vhu_backend_set_workers(backend, o.workers ? o.workers : 1, o.poll_us);
-        if (r == 0 && o.no_mem_slots)
-            r = vhu_backend_limit_protocol_features(
-                backend, ~vhu_feature(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS));
+    if (r == 0 && o.nports)
+        r = vhu_net_switch_new(&o.sw);
+    if (r < 0)
+        fprintf(stderr, "vhud: cannot start: %s\n", strerror(-r));
+    for (unsigned i = 0; r == 0 && i < d.n; i++) {
+        d.srv[i].path = o.nports ? o.ports[i] : o.socket_path;
+        r = serve_one(&d, type, &d.srv[i]);
     }
     if (r == 0) {
-        struct vhu_unix_opts uo = {
-            .path = o.socket_path,
-            .fd = o.fd,
-            .client = o.client,
-            .reconnect_ms = o.client ? o.reconnect_ms : 0,
-        };
-        r = vhu_unix_new(backend, loop, &uo, &transport);
-        if (r == 0 && o.fd >= 0 && vhu_unix_connected(transport))
-            vhu_unix_set_on_disconnect(transport, on_disconnect, loop);
+        if (o.nports)
+            vhu_info("switch ready: %u ports", o.nports);
+        else
+            vhu_info("%s device ready on %s%s", type->name,
+                     o.socket_path ? o.socket_path : "inherited fd", o.client ? " (client)" : "");
+        r = vhu_loop_run(d.loop);
+        print_net_stats(&d);
     }
-    if (r < 0) {
-        fprintf(stderr, "vhud: cannot start %s on %s: %s\n", type->name,
-                o.socket_path ? o.socket_path : "the given fd", strerror(-r));
-    } else {
-        vhu_info("%s device ready on %s%s", type->name,
-                 o.socket_path ? o.socket_path : "inherited fd", o.client ? " (client)" : "");
-        r = vhu_loop_run(loop);
-    }
-    vhu_unix_free(transport);
-    vhu_backend_free(backend);
-    if (loop)
-        vhu_loop_free(loop);
+    for (unsigned i = 0; d.srv && i < d.n; i++)
+        served_free(&d.srv[i]);
+    free(d.srv);
+    vhu_net_switch_free(o.sw);
+    if (d.loop)
+        vhu_loop_free(d.loop);
     vhu_fd_close(&sfd);
     return r < 0 ? 1 : 0;
 }

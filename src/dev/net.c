@@ -80,6 +80,11 @@ uint64_t net_acked_features(const struct net_dev *nd)
     return nd->dev.acked_features;
 }
 
+unsigned net_pairs(const struct net_dev *nd)
+{
+    return nd->pairs;
+}
+
 const uint8_t *net_mac(const struct net_dev *nd)
 {
     return nd->mac;
@@ -585,6 +590,7 @@ VHU_EXPORT int vhu_net_new(const struct vhu_net_opts *opts, struct vhu_device **
     case VHU_NET_PORT_SINK: r = net_port_sink_new(nd, &nd->port); break;
     case VHU_NET_PORT_SOURCE: r = net_port_source_new(nd, o.source_size, &nd->port); break;
     case VHU_NET_PORT_TAP: r = net_port_tap_new(nd, o.tap_name, o.queue_pairs, &nd->port); break;
+    case VHU_NET_PORT_SWITCH: r = o.sw ? net_port_switch_new(nd, o.sw, &nd->port) : -EINVAL; break;
     default: r = -EINVAL; break;
     }
     if (r < 0) {

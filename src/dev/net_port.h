@@ -82,12 +82,14 @@ int net_port_reflect_new(struct net_dev *nd, struct net_port **out);
 int net_port_sink_new(struct net_dev *nd, struct net_port **out);
 int net_port_source_new(struct net_dev *nd, uint32_t size, struct net_port **out);
 int net_port_tap_new(struct net_dev *nd, const char *name, unsigned pairs, struct net_port **out);
+int net_port_switch_new(struct net_dev *nd, struct vhu_net_switch *sw, struct net_port **out);
 
 /* ---- services of net.c to ports --------------------------------------------------------- */
 
 /* The queue object of queue index i when it is started, else NULL (owner thread only). */
 struct net_queue *net_queue_get(struct net_dev *nd, unsigned i);
 uint64_t net_acked_features(const struct net_dev *nd);
+unsigned net_pairs(const struct net_dev *nd);
 const uint8_t *net_mac(const struct net_dev *nd);
 
 /* Receive chains held for one packet. */

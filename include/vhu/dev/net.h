@@ -46,6 +46,7 @@
 #define VIRTIO_NET_HDR_GSO_TCPV6 4
 #define VIRTIO_NET_HDR_GSO_ECN 0x80
 
+#define VHU_NET_SWITCH_MAX_PORTS 64
 #define VIRTIO_NET_MAX_QUEUE_PAIRS 128 /* what vhu offers at most (§5.1.4 allows 0x8000) */
 
 /* §5.1.4, up to and including mtu; little-endian, vhu runs on little-endian hosts only. */
@@ -84,13 +85,39 @@ enum vhu_net_port_kind {
     /* The host's network: a Linux tap device named tap_name (created if missing, one tap queue
      * per pair), with virtio-net headers; no offloads yet. */
     VHU_NET_PORT_TAP,
+    /* A port of a built-in L2 learning switch (opts.sw) joining several net devices: each
+     * frame is copied once, from the sender's transmit buffers straight into the receiver's
+     * receive buffers; broadcast, multicast and unknown destinations are flooded. A receiver
+     * without posted buffers loses the frame (counted), as on a real switch: one slow or
+     * hostile guest never stalls the others. No offloads are offered (a frame must be valid for
+     * every receiver). Every device of one switch must be created, run (all its queues) and
+     * destroyed on one thread: vhud runs the switch on its control thread. */
+    VHU_NET_PORT_SWITCH,
 };
+
+struct vhu_net_switch;
+
+/* An empty switch; devices join it with vhu_net_new(port = VHU_NET_PORT_SWITCH, sw = it). */
+int vhu_net_switch_new(struct vhu_net_switch **out);
+/* Only after every device of the switch was destroyed. */
+void vhu_net_switch_free(struct vhu_net_switch *sw);
+
+struct vhu_net_switch_stats {
+    uint64_t unicast;   /* frames sent to one known port */
+    uint64_t flooded;   /* frames sent to every other port (broadcast, multicast, unknown) */
+    uint64_t copies;    /* frames written into a receiver's buffers */
+    uint64_t drops;     /* deliveries lost: receiver without buffers or not running */
+    uint64_t learned;   /* address table insertions and moves */
+    uint64_t fdb_flushes; /* the table filled up and was emptied (many source addresses) */
+};
+void vhu_net_switch_get_stats(const struct vhu_net_switch *sw, struct vhu_net_switch_stats *st);
 
 /* Every field's zero value is the default. */
 struct vhu_net_opts {
     enum vhu_net_port_kind port;
     uint32_t source_size;    /* SOURCE: frame bytes (Ethernet header included), 60..mtu+14 */
     const char *tap_name;    /* TAP: interface name */
+    struct vhu_net_switch *sw; /* SWITCH: the switch to join (at most VHU_NET_SWITCH_MAX_PORTS) */
     uint8_t mac[6];          /* all zero: a random locally administered address */
     uint16_t mtu;            /* 0: 1500; 68..65521 */
     uint16_t queue_pairs;    /* 0: 1; at most VIRTIO_NET_MAX_QUEUE_PAIRS */

@@ -1,0 +1,199 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Shared by the virtio-net tests: a test bench (struct tb) of the real net device, backend core
+ * and frontend library in one process over the loopback transport, and the driver-side helpers
+ * that build transmit chains, post receive buffers and collect used entries in frontend memory.
+ */
+#ifndef NET_TESTLIB_H
+#define NET_TESTLIB_H
+
+#include <errno.h>
+#include <string.h>
+
+#include "vhu/backend.h"
+#include "vhu/dev/net.h"
+#include "vhu/device.h"
+#include "vhu/frontend.h"
+#include "vhu/log.h"
+#include "vhu/loop.h"
+#include "vhu/loopback.h"
+#include "vhu/util.h"
+#include "vhu/virtio.h"
+
+#define HDR 12u
+
+struct tb {
+    bool own_loop;
+    struct vhu_loop *loop;
+    struct vhu_backend *b;
+    struct vhu_fe *fe;
+    struct vhu_device *dev;
+};
+
+struct tb_opts {
+    struct vhu_net_opts net;
+    bool packed, no_event_idx, no_indirect, mrg;
+    uint64_t extra_features;
+    uint16_t queue_size;
+    unsigned workers; /* backend worker threads (0: the loop) */
+    struct vhu_loop *loop; /* a loop shared with other test benches (switch); NULL: own */
+};
+
+static inline int tb_up(struct tb *t, const struct tb_opts *o)
+{
+    int r;
+
+    memset(t, 0, sizeof(*t));
+    r = vhu_net_new(&o->net, &t->dev);
+    if (r < 0)
+        return r;
+    t->own_loop = !o->loop;
+    t->loop = o->loop;
+    r = o->loop ? 0 : vhu_loop_new(&t->loop);
+    if (r == 0)
+        r = vhu_backend_new(t->dev, t->loop, &t->b);
+    if (r == 0 && o->workers)
+        r = vhu_backend_set_workers(t->b, o->workers, 0);
+    if (r == 0)
+        r = vhu_loopback_connect(t->b, t->loop, &t->fe);
+    if (r < 0)
+        return r;
+    struct vhu_fe_opts fo = {
+        .features = vhu_feature(VIRTIO_NET_F_MAC) | vhu_feature(VIRTIO_NET_F_MTU) |
+                    vhu_feature(VIRTIO_NET_F_STATUS) | vhu_feature(VIRTIO_NET_F_MQ) |
+                    (o->mrg ? vhu_feature(VIRTIO_NET_F_MRG_RXBUF) : 0) | o->extra_features,
+        .num_queues = (uint16_t)(2 * (o->net.queue_pairs ? o->net.queue_pairs : 1)),
+        .queue_size = o->queue_size ? o->queue_size : 128,
+        .packed = o->packed,
+        .event_idx = !o->no_event_idx,
+        .indirect = !o->no_indirect,
+        .mem_size = 16 << 20,
+        .queue_pairs = true,
+    };
+    return vhu_fe_start(t->fe, &fo);
+}
+
+static inline void tb_down(struct tb *t)
+{
+    vhu_fe_free(t->fe);
+    if (t->b)
+        vhu_backend_free(t->b);
+    else if (t->dev)
+        t->dev->ops->destroy(t->dev);
+    if (t->own_loop)
+        vhu_loop_free(t->loop);
+}
+
+static inline void *alloc(struct tb *t, size_t n, uint64_t *gpa)
+{
+    return vhu_fe_alloc(t->fe, n, 64, gpa);
+}
+
+/* An Ethernet frame: dst, src, ethertype 0x0800, payload pattern seeded by seed. */
+static inline void make_frame(uint8_t *f, uint32_t len, unsigned seed)
+{
+    static const uint8_t dst[6] = {0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee};
+    static const uint8_t src[6] = {0x02, 0x11, 0x22, 0x33, 0x44, 0x55};
+
+    memcpy(f, dst, 6);
+    memcpy(f + 6, src, 6);
+    f[12] = 0x08;
+    f[13] = 0x00;
+    for (uint32_t i = 14; i < len; i++)
+        f[i] = (uint8_t)(seed * 31 + i * 7);
+}
+
+/*
+ * Queue one transmit chain: a zero header then the frame, in nseg segments (nseg >= 2 puts the
+ * header boundary mid-segment: 5 bytes, then 7 + part of the frame, ...).
+ */
+static inline int tx_add(struct tb *t, unsigned q, const struct virtio_net_hdr_v1 *h,
+                  const uint8_t *frame, uint32_t len, unsigned nseg)
+{
+    uint64_t gpa;
+    uint8_t *b = alloc(t, HDR + len, &gpa);
+    struct vhu_vqd_seg s[8];
+    uint32_t total = HDR + len, off = 0;
+    struct virtio_net_hdr_v1 zero = {0};
+
+    if (!b)
+        return -ENOMEM;
+    memcpy(b, h ? h : &zero, HDR);
+    memcpy(b + HDR, frame, len);
+    if (nseg <= 1) {
+        s[0] = (struct vhu_vqd_seg){gpa, total};
+        nseg = 1;
+    } else {
+        s[0] = (struct vhu_vqd_seg){gpa, 5};
+        off = 5;
+        for (unsigned i = 1; i < nseg; i++) {
+            uint32_t l = i + 1 == nseg ? total - off : (total - 5) / (nseg - 1);
+            s[i] = (struct vhu_vqd_seg){gpa + off, l};
+            off += l;
+        }
+    }
+    return vhu_vqd_add(vhu_fe_vqd(t->fe, q), s, nseg, 0, b);
+}
+
+/* Post count receive chains of size bytes (in nseg segments each); cookies are the buffers. */
+static inline int rx_post(struct tb *t, unsigned q, uint32_t size, unsigned count, unsigned nseg,
+                   uint8_t **bufs)
+{
+    for (unsigned c = 0; c < count; c++) {
+        uint64_t gpa;
+        uint8_t *b = alloc(t, size, &gpa);
+        struct vhu_vqd_seg s[8];
+        uint32_t per = size / nseg, off = 0;
+        if (!b)
+            return -ENOMEM;
+        memset(b, 0xee, size);
+        for (unsigned i = 0; i < nseg; i++) {
+            uint32_t l = i + 1 == nseg ? size - off : per;
+            s[i] = (struct vhu_vqd_seg){gpa + off, l};
+            off += l;
+        }
+        int r = vhu_vqd_add(vhu_fe_vqd(t->fe, q), s, 0, nseg, b);
+        if (r < 0)
+            return r;
+        if (bufs)
+            bufs[c] = b;
+    }
+    return 0;
+}
+
+/* Wait for up to want used entries on q (timeout_ms in total); returns how many came. */
+static inline unsigned collect(struct tb *t, unsigned q, unsigned want, int timeout_ms, uint8_t **cookies,
+                        uint32_t *lens)
+{
+    struct vhu_vqd *vqd = vhu_fe_vqd(t->fe, q);
+    uint64_t deadline = vhu_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    unsigned got = 0;
+
+    while (got < want) {
+        uint32_t len;
+        void *c = vhu_vqd_get_used(vqd, &len);
+        if (c) {
+            if (cookies)
+                cookies[got] = c;
+            if (lens)
+                lens[got] = len;
+            got++;
+            continue;
+        }
+        if (vhu_now_ns() >= deadline)
+            break;
+        vhu_vqd_enable_cb(vqd);
+        vhu_fe_wait(t->fe, q, 20);
+    }
+    return got;
+}
+
+static inline struct vhu_net_stats stats(struct tb *t, unsigned q)
+{
+    struct vhu_net_stats s = {0};
+
+    vhu_net_get_stats(t->dev, q, &s);
+    return s;
+}
+
+#endif
