@@ -14,7 +14,7 @@
 # NET_BACKEND=dpdk (the default while vhud has no net device; needs dpdk-testpmd): DPDK's
 #   net_vhost backend in --forward-mode=icmpecho answers ARP and ping, so the guest's pings prove
 #   the QEMU + guest + virtio-net + vhost-user plumbing. No TCP in this mode.
-# Two guests on `vhud switch --port S1 --port S2`: TODO, SKIPped while vhud has no switch.
+# Two guests on `vhud switch`: net-switch.sh.
 # Exit: 0 pass, 1 fail (logs printed), 77 skip (loud banner on stderr).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -200,12 +200,6 @@ else
   kill -0 "$be_pid" 2>/dev/null || fail "net_vhost died during the test"
 fi
 
-# Two guests on one switch: not there yet.
-if "$vhud" switch --help >/dev/null 2>&1; then
-  guest_log "TODO: 'vhud switch' exists: the two-guest scenario is not written yet"
-else
-  guest_log "SKIP two-guests-on-switch: 'vhud switch' does not exist yet (TODO)"
-fi
 cleanup
 if [[ $backend == dpdk ]]; then
   {
