@@ -125,6 +125,13 @@ void vhu_vq_notify(struct vhu_vq *vq);
 void vhu_vq_disable_notify(struct vhu_vq *vq);
 bool vhu_vq_enable_notify(struct vhu_vq *vq);
 bool vhu_vq_has_work(const struct vhu_vq *vq);
+/*
+ * Busy-poll mode (the owner thread's poller, not devices): while on, vhu_vq_enable_notify()
+ * keeps kicks off and returns false (the poller looks at the ring again soon), so a polled
+ * driver never pays for a kick. Turning it off re-enables kicks and returns
+ * vhu_vq_enable_notify()'s answer: true if work is waiting.
+ */
+bool vhu_vq_set_polling(struct vhu_vq *vq, bool on);
 
 bool vhu_vq_broken(const struct vhu_vq *vq);
 

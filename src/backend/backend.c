@@ -53,15 +53,25 @@ static void workers_free(struct vhu_backend *b)
     b->nworkers = 0;
 }
 
-/* Busy-poll: run every ring this worker owns that has buffers waiting. */
-static bool worker_poll(void *opaque)
+/*
+ * Busy-poll: run every ring this worker owns that has buffers waiting, kicks off meanwhile.
+ * sleep: the worker is about to block: kicks back on, true if a ring got work meanwhile.
+ */
+static bool worker_poll(void *opaque, bool sleep)
 {
     struct vhu_backend_worker *bw = opaque;
     bool found = false;
 
     for (unsigned i = 0; i < bw->nowned; i++) {
         struct vhu_session_vq *svq = bw->owned[i];
-        if (svq->enabled && !vhu_vq_broken(svq->vq) && vhu_vq_has_work(svq->vq)) {
+        if (!svq->enabled || vhu_vq_broken(svq->vq))
+            continue;
+        if (sleep) {
+            found |= vhu_vq_set_polling(svq->vq, false);
+            continue;
+        }
+        vhu_vq_set_polling(svq->vq, true);
+        if (vhu_vq_has_work(svq->vq)) {
             svq->s->dev->ops->queue_notify(svq->s->dev, svq->vq);
             found = true;
         }

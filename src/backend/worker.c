@@ -8,6 +8,8 @@
 #include "vhu/util.h"
 #include "worker.h"
 
+#define POLL_LOOP_EVERY 32 /* busy-poll rounds per look at the loop's fds */
+
 struct vhu_worker {
     unsigned id;
     unsigned poll_us;
@@ -69,14 +71,22 @@ static void *worker_main(void *arg)
             vhu_loop_run_once(w->loop, -1);
             continue;
         }
-        /* Busy-poll the rings for poll_us after the last work found, then sleep on the fds. */
-        uint64_t until = vhu_now_ns() + (uint64_t)w->poll_us * 1000;
+        /* Busy-poll the rings for poll_us after the last work found, then sleep on the fds.
+         * The loop's fds (control calls, device watches) are looked at every few rounds only:
+         * an epoll_wait per round would cost more than the rings themselves. */
+        uint64_t until = 0; /* 0: the idle stretch starts at the next idle round */
+        unsigned round = 0;
         while (!w->quit) {
-            vhu_loop_run_once(w->loop, 0);
+            if (++round % POLL_LOOP_EVERY == 0)
+                vhu_loop_run_once(w->loop, 0);
+            if (w->poll(w->poll_opaque, false)) {
+                until = 0; /* busy rounds read no clock */
+                continue;
+            }
             uint64_t now = vhu_now_ns();
-            if (w->poll(w->poll_opaque))
+            if (!until)
                 until = now + (uint64_t)w->poll_us * 1000;
-            else if (now >= until)
+            else if (now >= until && !w->poll(w->poll_opaque, true))
                 break;
         }
         if (!w->quit)

@@ -13,8 +13,12 @@
  */
 struct vhu_worker;
 
-/* poll_us > 0: after work, keep calling poll_fn for that long before sleeping. */
-typedef bool vhu_worker_poll_fn(void *opaque); /* true if it found work */
+/*
+ * poll_us > 0: after work, keep calling poll_fn(opaque, false) for that long before sleeping;
+ * it returns true if it found work. Before sleeping, poll_fn(opaque, true) turns kicks back on
+ * and returns true if work arrived meanwhile (then polling goes on).
+ */
+typedef bool vhu_worker_poll_fn(void *opaque, bool sleep);
 
 int vhu_worker_new(unsigned id, unsigned poll_us, vhu_worker_poll_fn *poll, void *poll_opaque,
                    struct vhu_worker **out);

@@ -138,6 +138,7 @@ VHU_EXPORT int vhu_vq_start(struct vhu_vq *vq, const struct vhu_vq_config *cfg,
     vq->broken = false;
     vq->break_reason = NULL;
     vq->notify_off = false;
+    vq->polling = false;
     vq->nstaged = 0;
     if (cfg->packed) {
         vq->ifl = NULL; /* inflight tracking covers split rings only */
@@ -416,7 +417,7 @@ VHU_EXPORT void vhu_vq_disable_notify(struct vhu_vq *vq)
 
 VHU_EXPORT bool vhu_vq_enable_notify(struct vhu_vq *vq)
 {
-    if (!vq->started || vq->broken)
+    if (!vq->started || vq->broken || vq->polling)
         return false;
     vq->notify_off = false;
     if (vq->packed)
@@ -427,6 +428,21 @@ VHU_EXPORT bool vhu_vq_enable_notify(struct vhu_vq *vq)
      * enable: full barrier between publishing the enable and re-reading the ring. */
     vhu_smp_mb();
     return vhu_vq_has_work(vq);
+}
+
+VHU_EXPORT bool vhu_vq_set_polling(struct vhu_vq *vq, bool on)
+{
+    if (on) {
+        if (!vq->polling) {
+            vq->polling = true;
+            vhu_vq_disable_notify(vq);
+        }
+        return false;
+    }
+    if (!vq->polling)
+        return false;
+    vq->polling = false;
+    return vhu_vq_enable_notify(vq);
 }
 
 VHU_EXPORT bool vhu_vq_has_work(const struct vhu_vq *vq)

@@ -61,6 +61,7 @@ struct vhu_vq {
     bool event_idx;
     bool indirect;
     bool notify_off;       /* vhu_vq_disable_notify() in effect */
+    bool polling;          /* a busy-poller watches the ring: enable_notify leaves kicks off */
     bool started;
     bool broken;
     unsigned nstaged;      /* pushes since the last flush */
