@@ -61,6 +61,12 @@ static void stat_pkt(struct net_queue *q, uint64_t bytes)
     stat_add(&s->bytes, bytes);
 }
 
+static void stat_gso(struct net_queue *q, const struct virtio_net_hdr_v1 *h)
+{
+    if (h->gso_type != VIRTIO_NET_HDR_GSO_NONE)
+        stat_add(&q->nd->stats[q->index].gso, 1);
+}
+
 void net_stat_drop(struct net_queue *q, bool error)
 {
     struct vhu_net_stats *s = &q->nd->stats[q->index];
@@ -233,6 +239,7 @@ int net_rx_deliver(struct net_queue *rxq, const struct virtio_net_hdr_v1 *hdr,
     h.num_buffers = (uint16_t)rv.n;
     rx_copy(rxq, &rv, &h, iov, n, len);
     stat_pkt(rxq, len);
+    stat_gso(rxq, &h);
     rx_push(rxq, &rv, total, rv.n);
     return 0;
 }
@@ -272,10 +279,12 @@ static enum net_tx_result tx_one(struct net_queue *q, struct vhu_vq_elem *e)
         return NET_TX_DONE;
     }
     res = p->ops->tx(p, q, &hdr, e->iov + i, e->out_num - i, len);
-    if (res == NET_TX_DONE)
+    if (res == NET_TX_DONE) {
         stat_pkt(q, len);
-    else if (res == NET_TX_DROP)
+        stat_gso(q, &hdr);
+    } else if (res == NET_TX_DROP) {
         net_stat_drop(q, false);
+    }
     return res;
 }
 
@@ -505,9 +514,22 @@ static int net_get_config(struct vhu_device *dev, void *buf, uint32_t off, uint3
     return 0;
 }
 
+static int net_set_features(struct vhu_device *dev, uint64_t features)
+{
+    struct net_dev *nd = (struct net_dev *)dev;
+
+    if (nd->port->ops->set_features)
+        return nd->port->ops->set_features(nd->port, features);
+    return 0;
+}
+
 static void net_reset(struct vhu_device *dev)
 {
-    (void)dev; /* queues are stopped first; counters survive on purpose */
+    struct net_dev *nd = (struct net_dev *)dev;
+
+    /* Queues are stopped first; counters survive on purpose. */
+    if (nd->port->ops->set_features)
+        nd->port->ops->set_features(nd->port, 0);
 }
 
 static void net_destroy(struct vhu_device *dev)
@@ -531,6 +553,7 @@ static unsigned net_queue_group(struct vhu_device *dev, unsigned q)
 
 static const struct vhu_device_ops net_ops = {
     .queue_group = net_queue_group,
+    .set_features = net_set_features,
     .get_config = net_get_config,
     .queue_start = net_queue_start,
     .queue_stop = net_queue_stop,
@@ -624,6 +647,7 @@ VHU_EXPORT int vhu_net_get_stats(const struct vhu_device *dev, unsigned q,
     st->bytes = __atomic_load_n(&nd->stats[q].bytes, __ATOMIC_RELAXED);
     st->drops = __atomic_load_n(&nd->stats[q].drops, __ATOMIC_RELAXED);
     st->errors = __atomic_load_n(&nd->stats[q].errors, __ATOMIC_RELAXED);
+    st->gso = __atomic_load_n(&nd->stats[q].gso, __ATOMIC_RELAXED);
     return 0;
 }
 

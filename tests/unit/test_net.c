@@ -5,8 +5,12 @@
  * frontend memory). Covers config space and features, the sink (split/packed, indirect and
  * event-idx on and off, headers spanning segments), reflect (MACs swapped, payload intact,
  * num_buffers, mergeable buffers, non-mergeable drops, backpressure, offload rules), the source
- * (budget and rescheduling), two queue pairs, and malformed chains.
+ * (budget and rescheduling), two queue pairs, and malformed chains; GSO counters, the tap's
+ * feature -> TUNSETOFFLOAD mapping and the header offload rules.
  */
+#include <linux/if_tun.h>
+
+#include "dev/net_port.h"
 #include "vhu/backend.h"
 #include "vhu/dev/net.h"
 #include "vhu/device.h"
@@ -619,4 +623,96 @@ TEST(rx_buffer_smaller_than_header_breaks)
     ASSERT_OK(vhu_fe_get_status(t.fe, &status));
     ASSERT(status & VIRTIO_CONFIG_S_NEEDS_RESET);
     tb_down(&t);
+}
+
+/* GSO frames are counted on both queues they cross (reflect with TSO accepted both ways). */
+TEST(gso_frames_counted)
+{
+    struct tb_opts o = {.net = {.port = VHU_NET_PORT_REFLECT}, .mrg = true,
+                        .extra_features = vhu_feature(VIRTIO_NET_F_CSUM) |
+                                          vhu_feature(VIRTIO_NET_F_GUEST_CSUM) |
+                                          vhu_feature(VIRTIO_NET_F_HOST_TSO4) |
+                                          vhu_feature(VIRTIO_NET_F_GUEST_TSO4)};
+    struct tb t;
+    static uint8_t frame[20000];
+    uint8_t *got[16];
+    uint32_t lens[16];
+
+    ASSERT_OK(tb_up(&t, &o));
+    ASSERT_OK(rx_post(&t, 0, 4096, 16, 1, NULL));
+    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    make_frame(frame, sizeof(frame), 9);
+    struct virtio_net_hdr_v1 h = {.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
+                                  .gso_type = VIRTIO_NET_HDR_GSO_TCPV4, .hdr_len = 54,
+                                  .gso_size = 1448, .csum_start = 34, .csum_offset = 16};
+    ASSERT_OK(tx_add(&t, 1, &h, frame, sizeof(frame), 1));
+    ASSERT_OK(tx_add(&t, 1, NULL, frame, 1000, 1));
+    ASSERT_OK(vhu_fe_kick(t.fe, 1));
+    ASSERT_EQ(collect(&t, 1, 2, 5000, NULL, NULL), 2);
+    /* 20012 bytes over 4096-byte chains: 5 of them, then one for the small frame */
+    ASSERT_EQ(collect(&t, 0, 6, 5000, got, lens), 6);
+    struct virtio_net_hdr_v1 r;
+    memcpy(&r, got[0], HDR);
+    ASSERT_EQ(r.num_buffers, 5);
+    ASSERT_EQ(r.gso_type, VIRTIO_NET_HDR_GSO_TCPV4);
+    ASSERT_EQ(r.gso_size, 1448);
+    struct vhu_net_stats rx = stats(&t, 0), tx = stats(&t, 1);
+    ASSERT_EQ(tx.packets, 2);
+    ASSERT_EQ(tx.gso, 1);
+    ASSERT_EQ(rx.packets, 2);
+    ASSERT_EQ(rx.gso, 1);
+    ASSERT_EQ(rx.bytes, sizeof(frame) + 1000);
+    tb_down(&t);
+}
+
+/* tap: TUNSETOFFLOAD gets exactly the receive offloads the driver accepted (TSO needs CSUM). */
+TEST(tap_offloads_mapping)
+{
+    const uint64_t csum = vhu_feature(VIRTIO_NET_F_GUEST_CSUM);
+    const uint64_t t4 = vhu_feature(VIRTIO_NET_F_GUEST_TSO4);
+    const uint64_t t6 = vhu_feature(VIRTIO_NET_F_GUEST_TSO6);
+    const uint64_t host = vhu_feature(VIRTIO_NET_F_CSUM) | vhu_feature(VIRTIO_NET_F_HOST_TSO4) |
+                          vhu_feature(VIRTIO_NET_F_HOST_TSO6);
+
+    ASSERT_EQ(net_tap_offloads(0), 0);
+    ASSERT_EQ(net_tap_offloads(host), 0); /* transmit offloads say nothing about receive */
+    ASSERT_EQ(net_tap_offloads(csum), TUN_F_CSUM);
+    ASSERT_EQ(net_tap_offloads(csum | t4), TUN_F_CSUM | TUN_F_TSO4);
+    ASSERT_EQ(net_tap_offloads(csum | t6), TUN_F_CSUM | TUN_F_TSO6);
+    ASSERT_EQ(net_tap_offloads(csum | t4 | t6 | host), TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6);
+    /* TSO without GUEST_CSUM (QEMU csum=off,guest_csum=off still offers GUEST_TSO4/6): none */
+    ASSERT_EQ(net_tap_offloads(t4 | t6), 0);
+    /* never ECN or UFO: not offered */
+    ASSERT_EQ(net_tap_offloads(~0ull) & (TUN_F_TSO_ECN | TUN_F_UFO), 0);
+}
+
+/* Header rules: what a received header may carry, what a transmitted one may ask for. */
+TEST(offload_header_rules)
+{
+    const uint64_t all = vhu_feature(VIRTIO_NET_F_CSUM) | vhu_feature(VIRTIO_NET_F_GUEST_CSUM) |
+                         vhu_feature(VIRTIO_NET_F_HOST_TSO4) | vhu_feature(VIRTIO_NET_F_HOST_TSO6) |
+                         vhu_feature(VIRTIO_NET_F_GUEST_TSO4) |
+                         vhu_feature(VIRTIO_NET_F_GUEST_TSO6);
+    struct virtio_net_hdr_v1 plain = {0}, csum = {.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM};
+    struct virtio_net_hdr_v1 tso4 = {.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
+                                     .gso_type = VIRTIO_NET_HDR_GSO_TCPV4};
+    struct virtio_net_hdr_v1 tso6 = tso4, ecn = tso4, udp = tso4, bad = tso4;
+
+    tso6.gso_type = VIRTIO_NET_HDR_GSO_TCPV6;
+    ecn.gso_type |= VIRTIO_NET_HDR_GSO_ECN;
+    udp.gso_type = VIRTIO_NET_HDR_GSO_UDP;
+    bad.gso_type = 2;
+    ASSERT(net_hdr_rx_ok(0, &plain) && net_hdr_tx_ok(0, &plain));
+    ASSERT(!net_hdr_rx_ok(0, &csum) && !net_hdr_tx_ok(0, &csum));
+    ASSERT(net_hdr_rx_ok(all, &csum) && net_hdr_tx_ok(all, &csum));
+    ASSERT(net_hdr_rx_ok(all, &tso4) && net_hdr_tx_ok(all, &tso4));
+    ASSERT(net_hdr_rx_ok(all, &tso6) && net_hdr_tx_ok(all, &tso6));
+    /* receive TSO4 accepted, transmit not: only the receive side may carry it */
+    uint64_t rx4 = vhu_feature(VIRTIO_NET_F_GUEST_CSUM) | vhu_feature(VIRTIO_NET_F_GUEST_TSO4);
+    ASSERT(net_hdr_rx_ok(rx4, &tso4) && !net_hdr_tx_ok(rx4, &tso4));
+    ASSERT(!net_hdr_rx_ok(rx4, &tso6));
+    /* ECN, UDP (UFO) and unknown GSO types: never with what vhu offers */
+    ASSERT(!net_hdr_rx_ok(all, &ecn) && !net_hdr_tx_ok(all, &ecn));
+    ASSERT(!net_hdr_rx_ok(all, &udp) && !net_hdr_tx_ok(all, &udp));
+    ASSERT(!net_hdr_rx_ok(~0ull, &bad) && !net_hdr_tx_ok(~0ull, &bad));
 }
