@@ -36,6 +36,15 @@ struct vhu_device_ops {
     /* Queues that must share a thread return the same group (optional; default: the queue
      * index). A worker owns group % nworkers. net: q / 2, so a pair's rx and tx stay together. */
     unsigned (*queue_group)(struct vhu_device *dev, unsigned q);
+    /* Optional (net). The frontend asks the device to announce the guest's MAC on the network
+     * (SEND_RARP, after a migration, for guests without GUEST_ANNOUNCE). Runs on the control
+     * thread: the device hands the work to the thread owning the queue it uses. The core offers
+     * the protocol feature RARP only to devices that set this op. */
+    int (*announce)(struct vhu_device *dev, const uint8_t mac[6]);
+    /* Optional (net). The MTU the frontend advises the guest (NET_SET_MTU, any u64 value):
+     * -EINVAL if the device cannot carry it. The core offers the protocol feature NET_MTU only to
+     * devices that set this op. */
+    int (*set_mtu)(struct vhu_device *dev, uint64_t mtu);
 };
 
 /*

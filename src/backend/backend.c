@@ -7,7 +7,7 @@
 #include "vhu/util.h"
 #include "worker.h"
 
-/* Protocol features the core implements for every device. */
+/* Protocol features the core implements for every device, plus those the device's ops call for. */
 static uint64_t core_protocol_features(const struct vhu_device *dev)
 {
     uint64_t pf = vhu_feature(VHOST_USER_PROTOCOL_F_MQ) |
@@ -21,6 +21,11 @@ static uint64_t core_protocol_features(const struct vhu_device *dev)
 
     if (dev->config_size)
         pf |= vhu_feature(VHOST_USER_PROTOCOL_F_CONFIG);
+    /* Device-specific messages: offered only to devices that handle them. */
+    if (dev->ops->announce)
+        pf |= vhu_feature(VHOST_USER_PROTOCOL_F_RARP);
+    if (dev->ops->set_mtu)
+        pf |= vhu_feature(VHOST_USER_PROTOCOL_F_NET_MTU);
     return pf;
 }
 

@@ -681,6 +681,38 @@ static int h_set_inflight_fd(struct vhu_session *s, struct vhu_msg *m)
     return 0;
 }
 
+/* vhost-user.rst SEND_RARP: the first 6 bytes of the u64 are the guest's MAC. */
+static int h_send_rarp(struct vhu_session *s, struct vhu_msg *m)
+{
+    static const uint8_t zero[6];
+    uint8_t mac[6];
+
+    memcpy(mac, &m->payload.u64, sizeof(mac));
+    if (!s->dev->ops->announce)
+        return -ENOTSUP;
+    if ((mac[0] & 1) || memcmp(mac, zero, sizeof(mac)) == 0) {
+        vhu_err("SEND_RARP: %02x:%02x:%02x:%02x:%02x:%02x is not a unicast address", mac[0],
+                mac[1], mac[2], mac[3], mac[4], mac[5]);
+        return -EINVAL;
+    }
+    return s->dev->ops->announce(s->dev, mac);
+}
+
+/* vhost-user.rst NET_SET_MTU: with REPLY_ACK the ack says whether the MTU is valid. QEMU sends it
+ * before SET_FEATURES of the same start, so VIRTIO_NET_F_MTU is not required to be acked yet. */
+static int h_net_set_mtu(struct vhu_session *s, struct vhu_msg *m)
+{
+    int r;
+
+    if (!s->dev->ops->set_mtu)
+        return -ENOTSUP;
+    r = s->dev->ops->set_mtu(s->dev, m->payload.u64);
+    if (r < 0)
+        vhu_err("NET_SET_MTU: the device cannot carry an MTU of %llu",
+                (unsigned long long)m->payload.u64);
+    return r;
+}
+
 static int h_set_backend_req_fd(struct vhu_session *s, struct vhu_msg *m)
 {
     vhu_fd_replace(&s->backend_req_fd, take_fd(m));
@@ -752,6 +784,8 @@ static vhu_handler_fn *const handlers[VHOST_USER_MAX_REQUEST] = {
     [VHOST_USER_SET_PROTOCOL_FEATURES] = h_set_protocol_features,
     [VHOST_USER_GET_QUEUE_NUM] = h_get_queue_num,
     [VHOST_USER_SET_VRING_ENABLE] = h_set_vring_enable,
+    [VHOST_USER_SEND_RARP] = h_send_rarp,
+    [VHOST_USER_NET_SET_MTU] = h_net_set_mtu,
     [VHOST_USER_SET_BACKEND_REQ_FD] = h_set_backend_req_fd,
     [VHOST_USER_GET_CONFIG] = h_get_config,
     [VHOST_USER_SET_CONFIG] = h_set_config,

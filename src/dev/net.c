@@ -32,13 +32,21 @@
 #define NET_DEF_QUEUE_SIZE 1024
 #define NET_DEF_MTU 1500
 #define NET_MAX_SEGS 64
+#define NET_MIN_MTU 68
+#define NET_MAX_MTU (NET_MAX_FRAME - NET_ETH_HLEN - 15) /* 65521 */
 
 struct net_dev {
     struct vhu_device dev; /* must be first */
     struct net_port *port;
     uint8_t mac[6];
-    uint16_t mtu;
+    uint16_t mtu;                 /* in config space: the option, or NET_SET_MTU's value */
+    uint16_t opt_mtu;             /* the option (back to it on reset) */
     uint16_t pairs;
+    /* SEND_RARP: the MAC to announce in bits 0-47, bit 48 set while one is pending; written by
+     * the control thread, taken (exchanged with 0) by transmitq 0's thread, woken through
+     * announce_fd. */
+    uint64_t announce;
+    int announce_fd;
     struct net_queue **q;         /* [num_queues], set by each queue's owner thread */
     struct vhu_net_stats *stats;  /* [num_queues]; one writer each, readers use atomics */
 };
@@ -59,6 +67,12 @@ static void stat_pkt(struct net_queue *q, uint64_t bytes)
 
     stat_add(&s->packets, 1);
     stat_add(&s->bytes, bytes);
+}
+
+static void stat_gso(struct net_queue *q, const struct virtio_net_hdr_v1 *h)
+{
+    if (h->gso_type != VIRTIO_NET_HDR_GSO_NONE)
+        stat_add(&q->nd->stats[q->index].gso, 1);
 }
 
 void net_stat_drop(struct net_queue *q, bool error)
@@ -238,6 +252,7 @@ int net_rx_deliver(struct net_queue *rxq, const struct virtio_net_hdr_v1 *hdr,
     h.num_buffers = (uint16_t)rv.n;
     rx_copy(rxq, &rv, &h, iov, n, len);
     stat_pkt(rxq, len);
+    stat_gso(rxq, &h);
     rx_push(rxq, &rv, total, rv.n);
     return 0;
 }
@@ -277,11 +292,70 @@ static enum net_tx_result tx_one(struct net_queue *q, struct vhu_vq_elem *e)
         return NET_TX_DONE;
     }
     res = p->ops->tx(p, q, &hdr, e->iov + i, e->out_num - i, len);
-    if (res == NET_TX_DONE)
+    if (res == NET_TX_DONE) {
         stat_pkt(q, len);
-    else if (res == NET_TX_DROP)
+        stat_gso(q, &hdr);
+    } else if (res == NET_TX_DROP) {
         net_stat_drop(q, false);
+    }
     return res;
+}
+
+/*
+ * The announce frame for SEND_RARP: a RARP "request reverse" (RFC 903, ethertype 0x8035,
+ * opcode 3) from mac to the broadcast address, sender and target hardware address mac, no
+ * protocol addresses, padded to the 60-byte minimum.
+ */
+#define NET_RARP_LEN 60
+
+static void rarp_frame(uint8_t f[NET_RARP_LEN], const uint8_t mac[6])
+{
+    static const uint8_t head[] = {0x80, 0x35, /* RARP */
+                                   0x00, 0x01, /* hardware: Ethernet */
+                                   0x08, 0x00, /* protocol: IPv4 */
+                                   6, 4,       /* address lengths */
+                                   0x00, 0x03}; /* request reverse */
+
+    memset(f, 0, NET_RARP_LEN);
+    memset(f, 0xff, 6);
+    memcpy(f + 6, mac, 6);
+    memcpy(f + 12, head, sizeof(head));
+    memcpy(f + 22, mac, 6); /* sender hardware address; sender protocol address 0 */
+    memcpy(f + 32, mac, 6); /* target hardware address; target protocol address 0 */
+}
+
+/* On transmitq 0's thread: send a pending announce as if the driver had transmitted it (as a
+ * switch port sees it: the network learns where the guest is now). */
+static void announce_send(struct net_queue *q)
+{
+    uint64_t v = __atomic_exchange_n(&q->nd->announce, 0, __ATOMIC_ACQ_REL);
+    struct net_port *p = q->nd->port;
+    static const struct virtio_net_hdr_v1 hdr;
+    uint8_t mac[6], f[NET_RARP_LEN];
+    struct iovec iov = {f, sizeof(f)};
+    enum net_tx_result res = NET_TX_DONE;
+
+    if (!(v & VHU_BIT(48)))
+        return;
+    for (unsigned i = 0; i < 6; i++)
+        mac[i] = (uint8_t)(v >> (8 * i));
+    rarp_frame(f, mac);
+    if (p->ops->tx)
+        res = p->ops->tx(p, q, &hdr, &iov, 1, sizeof(f));
+    if (p->ops->tx_flush)
+        p->ops->tx_flush(p, q);
+    if (res == NET_TX_DONE)
+        stat_pkt(q, sizeof(f));
+    else /* dropped, or no room downstream: an announce is not worth holding the queue for */
+        net_stat_drop(q, false);
+}
+
+static void on_announce(void *opaque)
+{
+    struct net_queue *q = opaque;
+
+    vhu_eventfd_drain(q->nd->announce_fd);
+    announce_send(q);
 }
 
 enum run_end { RUN_EMPTY, RUN_BUDGET, RUN_BLOCKED };
@@ -421,6 +495,8 @@ static void on_resched(void *opaque)
 
 static void queue_free(struct net_queue *q)
 {
+    if (q->index == 1)
+        vhu_dev_unwatch(q->vq, q->nd->announce_fd);
     if (q->resched_fd >= 0) {
         vhu_dev_unwatch(q->vq, q->resched_fd);
         vhu_fd_close(&q->resched_fd);
@@ -459,6 +535,11 @@ static int net_queue_start(struct vhu_device *dev, struct vhu_vq *vq)
         return r;
     }
     vhu_vq_set_priv(vq, q);
+    /* transmitq 0 sends announces (one pending before the start runs as soon as it starts) */
+    if (idx == 1 && (r = vhu_dev_watch(vq, nd->announce_fd, on_announce, q)) < 0) {
+        queue_free(q);
+        return r;
+    }
     if (nd->port->ops->queue_start) {
         r = nd->port->ops->queue_start(nd->port, q);
         if (r < 0) {
@@ -510,9 +591,48 @@ static int net_get_config(struct vhu_device *dev, void *buf, uint32_t off, uint3
     return 0;
 }
 
+static int net_set_features(struct vhu_device *dev, uint64_t features)
+{
+    struct net_dev *nd = (struct net_dev *)dev;
+
+    if (nd->port->ops->set_features)
+        return nd->port->ops->set_features(nd->port, features);
+    return 0;
+}
+
+/* SEND_RARP (control thread): transmitq 0's thread sends it, now or when the queue starts. */
+static int net_announce(struct vhu_device *dev, const uint8_t mac[6])
+{
+    struct net_dev *nd = (struct net_dev *)dev;
+    uint64_t v = VHU_BIT(48);
+
+    for (unsigned i = 0; i < 6; i++)
+        v |= (uint64_t)mac[i] << (8 * i);
+    __atomic_store_n(&nd->announce, v, __ATOMIC_RELEASE);
+    return vhu_eventfd_signal(nd->announce_fd) < 0 ? -EIO : 0;
+}
+
+/* NET_SET_MTU: what the frontend tells the guest; config space reports it from now on. */
+static int net_set_mtu(struct vhu_device *dev, uint64_t mtu)
+{
+    struct net_dev *nd = (struct net_dev *)dev;
+
+    if (mtu < NET_MIN_MTU || mtu > NET_MAX_MTU)
+        return -EINVAL;
+    nd->mtu = (uint16_t)mtu;
+    return 0;
+}
+
 static void net_reset(struct vhu_device *dev)
 {
-    (void)dev; /* queues are stopped first; counters survive on purpose */
+    struct net_dev *nd = (struct net_dev *)dev;
+
+    /* Queues are stopped first; counters survive on purpose. */
+    nd->mtu = nd->opt_mtu;
+    __atomic_store_n(&nd->announce, 0, __ATOMIC_RELAXED);
+    vhu_eventfd_drain(nd->announce_fd);
+    if (nd->port->ops->set_features)
+        nd->port->ops->set_features(nd->port, 0);
 }
 
 static void net_destroy(struct vhu_device *dev)
@@ -521,6 +641,7 @@ static void net_destroy(struct vhu_device *dev)
 
     if (nd->port)
         nd->port->ops->destroy(nd->port);
+    vhu_fd_close(&nd->announce_fd);
     free(nd->q);
     free(nd->stats);
     free(nd);
@@ -536,6 +657,9 @@ static unsigned net_queue_group(struct vhu_device *dev, unsigned q)
 
 static const struct vhu_device_ops net_ops = {
     .queue_group = net_queue_group,
+    .set_features = net_set_features,
+    .announce = net_announce,
+    .set_mtu = net_set_mtu,
     .get_config = net_get_config,
     .queue_start = net_queue_start,
     .queue_stop = net_queue_stop,
@@ -557,7 +681,7 @@ VHU_EXPORT int vhu_net_new(const struct vhu_net_opts *opts, struct vhu_device **
         o.queue_pairs = 1;
     if (!o.max_queue_size)
         o.max_queue_size = NET_DEF_QUEUE_SIZE;
-    if (o.mtu < 68 || o.mtu > NET_MAX_FRAME - NET_ETH_HLEN - 15 ||
+    if (o.mtu < NET_MIN_MTU || o.mtu > NET_MAX_MTU ||
         o.queue_pairs > VIRTIO_NET_MAX_QUEUE_PAIRS || o.max_queue_size > VHU_VQ_MAX_SIZE ||
         (o.mac[0] & 1) ||
         (o.port == VHU_NET_PORT_SOURCE &&
@@ -570,11 +694,12 @@ VHU_EXPORT int vhu_net_new(const struct vhu_net_opts *opts, struct vhu_device **
     if (!nd)
         return -ENOMEM;
     nd->pairs = o.queue_pairs;
-    nd->mtu = o.mtu;
+    nd->mtu = nd->opt_mtu = o.mtu;
     nd->dev.num_queues = (uint16_t)(2 * o.queue_pairs);
     nd->q = calloc(nd->dev.num_queues, sizeof(*nd->q));
     nd->stats = calloc(nd->dev.num_queues, sizeof(*nd->stats));
-    if (!nd->q || !nd->stats) {
+    nd->announce_fd = vhu_eventfd_new();
+    if (!nd->q || !nd->stats || nd->announce_fd < 0) {
         net_destroy(&nd->dev);
         return -ENOMEM;
     }
@@ -630,6 +755,7 @@ VHU_EXPORT int vhu_net_get_stats(const struct vhu_device *dev, unsigned q,
     st->bytes = __atomic_load_n(&nd->stats[q].bytes, __ATOMIC_RELAXED);
     st->drops = __atomic_load_n(&nd->stats[q].drops, __ATOMIC_RELAXED);
     st->errors = __atomic_load_n(&nd->stats[q].errors, __ATOMIC_RELAXED);
+    st->gso = __atomic_load_n(&nd->stats[q].gso, __ATOMIC_RELAXED);
     return 0;
 }
 

@@ -20,6 +20,7 @@
 #include <sys/uio.h>
 
 #include "vhu/dev/net.h"
+#include "vhu/virtio.h"
 #include "vhu/vq.h"
 
 #define NET_HDR_LEN ((uint32_t)sizeof(struct virtio_net_hdr_v1))
@@ -71,6 +72,9 @@ struct net_port_ops {
      * packets delivered, at most budget (== budget: the device reschedules the rest). */
     unsigned (*rx_kick)(struct net_port *p, struct net_queue *rxq, unsigned budget);
     void (*destroy)(struct net_port *p);
+    /* Optional: the driver accepted these features (SET_FEATURES; 0 on reset). Control thread,
+     * while queues may run. tap: the offloads the tap may hand us (TUNSETOFFLOAD). */
+    int (*set_features)(struct net_port *p, uint64_t acked);
 };
 
 struct net_port {
@@ -83,6 +87,46 @@ int net_port_sink_new(struct net_dev *nd, struct net_port **out);
 int net_port_source_new(struct net_dev *nd, uint32_t size, struct net_port **out);
 int net_port_tap_new(struct net_dev *nd, const char *name, unsigned pairs, struct net_port **out);
 int net_port_switch_new(struct net_dev *nd, struct vhu_net_switch *sw, struct net_port **out);
+
+/* tap: the TUNSETOFFLOAD flags (TUN_F_*) for the receive offloads the driver accepted. */
+unsigned net_tap_offloads(uint64_t acked);
+
+/*
+ * Offload rules for headers, per packet. A received packet's header may carry only what the
+ * driver accepted (§5.1.6.4: NEEDS_CSUM needs GUEST_CSUM, GSO needs GUEST_TSO4/6/UFO, the ECN
+ * bit GUEST_ECN). A transmitted one only what the driver accepted of the device's offer
+ * (§5.1.6.2: CSUM, HOST_TSO4/6/UFO, HOST_ECN). vhu offers no ECN and no UFO.
+ */
+static inline bool net_hdr_ok(uint64_t acked, const struct virtio_net_hdr_v1 *h, bool rx)
+{
+    unsigned csum = rx ? VIRTIO_NET_F_GUEST_CSUM : VIRTIO_NET_F_CSUM;
+    unsigned ecn = rx ? VIRTIO_NET_F_GUEST_ECN : VIRTIO_NET_F_HOST_ECN;
+    unsigned tso4 = rx ? VIRTIO_NET_F_GUEST_TSO4 : VIRTIO_NET_F_HOST_TSO4;
+    unsigned tso6 = rx ? VIRTIO_NET_F_GUEST_TSO6 : VIRTIO_NET_F_HOST_TSO6;
+    unsigned ufo = rx ? VIRTIO_NET_F_GUEST_UFO : VIRTIO_NET_F_HOST_UFO;
+
+    if ((h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !vhu_has_feature(acked, csum))
+        return false;
+    if ((h->gso_type & VIRTIO_NET_HDR_GSO_ECN) && !vhu_has_feature(acked, ecn))
+        return false;
+    switch (h->gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN) {
+    case VIRTIO_NET_HDR_GSO_NONE: return true;
+    case VIRTIO_NET_HDR_GSO_TCPV4: return vhu_has_feature(acked, tso4);
+    case VIRTIO_NET_HDR_GSO_TCPV6: return vhu_has_feature(acked, tso6);
+    case VIRTIO_NET_HDR_GSO_UDP: return vhu_has_feature(acked, ufo);
+    default: return false;
+    }
+}
+
+static inline bool net_hdr_rx_ok(uint64_t acked, const struct virtio_net_hdr_v1 *h)
+{
+    return net_hdr_ok(acked, h, true);
+}
+
+static inline bool net_hdr_tx_ok(uint64_t acked, const struct virtio_net_hdr_v1 *h)
+{
+    return net_hdr_ok(acked, h, false);
+}
 
 /* ---- services of net.c to ports --------------------------------------------------------- */
 

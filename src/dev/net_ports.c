@@ -19,25 +19,9 @@
 /*
  * The offloads of a transmitted frame reach the receiver as they are (both sides are virtio:
  * a partial checksum or a GSO frame is valid on receive, §5.1.6.4), but only if the driver
- * accepted them on receive; otherwise the frame is dropped (vhu does not checksum or segment).
+ * accepted them on receive (net_hdr_rx_ok); otherwise the frame is dropped (vhu does not
+ * checksum or segment).
  */
-static bool rx_accepts(uint64_t acked, const struct virtio_net_hdr_v1 *h)
-{
-    uint8_t gso = h->gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
-
-    if ((h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) &&
-        !vhu_has_feature(acked, VIRTIO_NET_F_GUEST_CSUM))
-        return false;
-    if ((h->gso_type & VIRTIO_NET_HDR_GSO_ECN) && !vhu_has_feature(acked, VIRTIO_NET_F_GUEST_ECN))
-        return false;
-    switch (gso) {
-    case VIRTIO_NET_HDR_GSO_NONE: return true;
-    case VIRTIO_NET_HDR_GSO_TCPV4: return vhu_has_feature(acked, VIRTIO_NET_F_GUEST_TSO4);
-    case VIRTIO_NET_HDR_GSO_TCPV6: return vhu_has_feature(acked, VIRTIO_NET_F_GUEST_TSO6);
-    default: return false;
-    }
-}
-
 static enum net_tx_result reflect_tx(struct net_port *p, struct net_queue *txq,
                                      const struct virtio_net_hdr_v1 *hdr,
                                      const struct iovec *iov, unsigned n, uint32_t len)
@@ -57,7 +41,7 @@ static enum net_tx_result reflect_tx(struct net_port *p, struct net_queue *txq,
     unsigned k = 1;
     int r;
 
-    if (!rxq || !rx_accepts(net_acked_features(p->nd), hdr))
+    if (!rxq || !net_hdr_rx_ok(net_acked_features(p->nd), hdr))
         return NET_TX_DROP;
     /* The frame's addresses, swapped, then the rest straight from the guest's segments. */
     vhu_iov_to_buf(iov, n, 0, in, sizeof(in));

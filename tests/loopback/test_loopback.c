@@ -407,3 +407,29 @@ TEST(inflight_fd_messages)
     close(fd);
     rig_down(&r);
 }
+
+/* RARP and NET_MTU are offered only to devices that handle them (net); for any other device
+ * SEND_RARP and NET_SET_MTU are refused by the validator and end the session. */
+TEST(rarp_net_mtu_not_offered_without_device_ops)
+{
+    const uint64_t net_pf =
+        VHU_BIT(VHOST_USER_PROTOCOL_F_RARP) | VHU_BIT(VHOST_USER_PROTOCOL_F_NET_MTU);
+    struct vhu_fe_opts o = {.num_queues = 1, .queue_size = 16, .mem_size = 1 << 20,
+                            .protocol_features = net_pf};
+    const uint32_t reqs[] = {VHOST_USER_SEND_RARP, VHOST_USER_NET_SET_MTU};
+    struct vhu_msg m, reply;
+    struct rig r;
+
+    for (unsigned i = 0; i < VHU_ARRAY_SIZE(reqs); i++) {
+        xor_init();
+        ASSERT_OK(rig_up(&r, &xdev.dev));
+        ASSERT_EQ(vhu_backend_protocol_features(r.b) & net_pf, 0);
+        ASSERT_OK(vhu_fe_start(r.fe, &o));
+        ASSERT_EQ(vhu_fe_protocol_features(r.fe) & net_pf, 0);
+        vhu_msg_init(&m, reqs[i], VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, 8);
+        m.payload.u64 = reqs[i] == VHOST_USER_NET_SET_MTU ? 1500 : 0x0000563412005452ull;
+        int rr = vhu_fe_raw(r.fe, &m, &reply);
+        ASSERT(rr < 0); /* no ack: the session is gone */
+        rig_down(&r);
+    }
+}

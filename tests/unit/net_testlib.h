@@ -37,6 +37,7 @@ struct tb_opts {
     uint16_t queue_size;
     unsigned workers; /* backend worker threads (0: the loop) */
     struct vhu_loop *loop; /* a loop shared with other test benches (switch); NULL: own */
+    uint64_t protocol_features; /* asked for on top of the library's own */
 };
 
 static inline int tb_up(struct tb *t, const struct tb_opts *o)
@@ -69,6 +70,7 @@ static inline int tb_up(struct tb *t, const struct tb_opts *o)
         .indirect = !o->no_indirect,
         .mem_size = 16 << 20,
         .queue_pairs = true,
+        .protocol_features = o->protocol_features,
     };
     return vhu_fe_start(t->fe, &fo);
 }

@@ -5,8 +5,15 @@
  * frontend memory). Covers config space and features, the sink (split/packed, indirect and
  * event-idx on and off, headers spanning segments), reflect (MACs swapped, payload intact,
  * num_buffers, mergeable buffers, non-mergeable drops, backpressure, offload rules), the source
- * (budget and rescheduling), two queue pairs, and malformed chains.
+ * (budget and rescheduling), two queue pairs, and malformed chains; GSO counters, the tap's
+ * feature -> TUNSETOFFLOAD mapping, the header offload rules, SEND_RARP (the announce frame on
+ * the transmit side: sink counts it, reflect returns it) and NET_SET_MTU.
  */
+#include <linux/if_tun.h>
+#include <unistd.h>
+
+#include "dev/net_port.h"
+#include "proto/vhost_user.h"
 #include "net_testlib.h"
 #include "vhu_test.h"
 
@@ -441,4 +448,297 @@ TEST(rx_buffer_smaller_than_header_breaks)
     ASSERT_OK(vhu_fe_get_status(t.fe, &status));
     ASSERT(status & VIRTIO_CONFIG_S_NEEDS_RESET);
     tb_down(&t);
+}
+
+/* GSO frames are counted on both queues they cross (reflect with TSO accepted both ways). */
+TEST(gso_frames_counted)
+{
+    struct tb_opts o = {.net = {.port = VHU_NET_PORT_REFLECT}, .mrg = true,
+                        .extra_features = vhu_feature(VIRTIO_NET_F_CSUM) |
+                                          vhu_feature(VIRTIO_NET_F_GUEST_CSUM) |
+                                          vhu_feature(VIRTIO_NET_F_HOST_TSO4) |
+                                          vhu_feature(VIRTIO_NET_F_GUEST_TSO4)};
+    struct tb t;
+    static uint8_t frame[20000];
+    uint8_t *got[16];
+    uint32_t lens[16];
+
+    ASSERT_OK(tb_up(&t, &o));
+    ASSERT_OK(rx_post(&t, 0, 4096, 16, 1, NULL));
+    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    make_frame(frame, sizeof(frame), 9);
+    struct virtio_net_hdr_v1 h = {.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
+                                  .gso_type = VIRTIO_NET_HDR_GSO_TCPV4, .hdr_len = 54,
+                                  .gso_size = 1448, .csum_start = 34, .csum_offset = 16};
+    ASSERT_OK(tx_add(&t, 1, &h, frame, sizeof(frame), 1));
+    ASSERT_OK(tx_add(&t, 1, NULL, frame, 1000, 1));
+    ASSERT_OK(vhu_fe_kick(t.fe, 1));
+    ASSERT_EQ(collect(&t, 1, 2, 5000, NULL, NULL), 2);
+    /* 20012 bytes over 4096-byte chains: 5 of them, then one for the small frame */
+    ASSERT_EQ(collect(&t, 0, 6, 5000, got, lens), 6);
+    struct virtio_net_hdr_v1 r;
+    memcpy(&r, got[0], HDR);
+    ASSERT_EQ(r.num_buffers, 5);
+    ASSERT_EQ(r.gso_type, VIRTIO_NET_HDR_GSO_TCPV4);
+    ASSERT_EQ(r.gso_size, 1448);
+    struct vhu_net_stats rx = stats(&t, 0), tx = stats(&t, 1);
+    ASSERT_EQ(tx.packets, 2);
+    ASSERT_EQ(tx.gso, 1);
+    ASSERT_EQ(rx.packets, 2);
+    ASSERT_EQ(rx.gso, 1);
+    ASSERT_EQ(rx.bytes, sizeof(frame) + 1000);
+    tb_down(&t);
+}
+
+/* tap: TUNSETOFFLOAD gets exactly the receive offloads the driver accepted (TSO needs CSUM). */
+TEST(tap_offloads_mapping)
+{
+    const uint64_t csum = vhu_feature(VIRTIO_NET_F_GUEST_CSUM);
+    const uint64_t t4 = vhu_feature(VIRTIO_NET_F_GUEST_TSO4);
+    const uint64_t t6 = vhu_feature(VIRTIO_NET_F_GUEST_TSO6);
+    const uint64_t host = vhu_feature(VIRTIO_NET_F_CSUM) | vhu_feature(VIRTIO_NET_F_HOST_TSO4) |
+                          vhu_feature(VIRTIO_NET_F_HOST_TSO6);
+
+    ASSERT_EQ(net_tap_offloads(0), 0);
+    ASSERT_EQ(net_tap_offloads(host), 0); /* transmit offloads say nothing about receive */
+    ASSERT_EQ(net_tap_offloads(csum), TUN_F_CSUM);
+    ASSERT_EQ(net_tap_offloads(csum | t4), TUN_F_CSUM | TUN_F_TSO4);
+    ASSERT_EQ(net_tap_offloads(csum | t6), TUN_F_CSUM | TUN_F_TSO6);
+    ASSERT_EQ(net_tap_offloads(csum | t4 | t6 | host), TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6);
+    /* TSO without GUEST_CSUM (QEMU csum=off,guest_csum=off still offers GUEST_TSO4/6): none */
+    ASSERT_EQ(net_tap_offloads(t4 | t6), 0);
+    /* never ECN or UFO: not offered */
+    ASSERT_EQ(net_tap_offloads(~0ull) & (TUN_F_TSO_ECN | TUN_F_UFO), 0);
+}
+
+/* Header rules: what a received header may carry, what a transmitted one may ask for. */
+TEST(offload_header_rules)
+{
+    const uint64_t all = vhu_feature(VIRTIO_NET_F_CSUM) | vhu_feature(VIRTIO_NET_F_GUEST_CSUM) |
+                         vhu_feature(VIRTIO_NET_F_HOST_TSO4) | vhu_feature(VIRTIO_NET_F_HOST_TSO6) |
+                         vhu_feature(VIRTIO_NET_F_GUEST_TSO4) |
+                         vhu_feature(VIRTIO_NET_F_GUEST_TSO6);
+    struct virtio_net_hdr_v1 plain = {0}, csum = {.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM};
+    struct virtio_net_hdr_v1 tso4 = {.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
+                                     .gso_type = VIRTIO_NET_HDR_GSO_TCPV4};
+    struct virtio_net_hdr_v1 tso6 = tso4, ecn = tso4, udp = tso4, bad = tso4;
+
+    tso6.gso_type = VIRTIO_NET_HDR_GSO_TCPV6;
+    ecn.gso_type |= VIRTIO_NET_HDR_GSO_ECN;
+    udp.gso_type = VIRTIO_NET_HDR_GSO_UDP;
+    bad.gso_type = 2;
+    ASSERT(net_hdr_rx_ok(0, &plain) && net_hdr_tx_ok(0, &plain));
+    ASSERT(!net_hdr_rx_ok(0, &csum) && !net_hdr_tx_ok(0, &csum));
+    ASSERT(net_hdr_rx_ok(all, &csum) && net_hdr_tx_ok(all, &csum));
+    ASSERT(net_hdr_rx_ok(all, &tso4) && net_hdr_tx_ok(all, &tso4));
+    ASSERT(net_hdr_rx_ok(all, &tso6) && net_hdr_tx_ok(all, &tso6));
+    /* receive TSO4 accepted, transmit not: only the receive side may carry it */
+    uint64_t rx4 = vhu_feature(VIRTIO_NET_F_GUEST_CSUM) | vhu_feature(VIRTIO_NET_F_GUEST_TSO4);
+    ASSERT(net_hdr_rx_ok(rx4, &tso4) && !net_hdr_tx_ok(rx4, &tso4));
+    ASSERT(!net_hdr_rx_ok(rx4, &tso6));
+    /* ECN, UDP (UFO) and unknown GSO types: never with what vhu offers */
+    ASSERT(!net_hdr_rx_ok(all, &ecn) && !net_hdr_tx_ok(all, &ecn));
+    ASSERT(!net_hdr_rx_ok(all, &udp) && !net_hdr_tx_ok(all, &udp));
+    ASSERT(!net_hdr_rx_ok(~0ull, &bad) && !net_hdr_tx_ok(~0ull, &bad));
+}
+
+/* ---- SEND_RARP and NET_SET_MTU ------------------------------------------------------------ */
+
+#define NET_PF (VHU_BIT(VHOST_USER_PROTOCOL_F_RARP) | VHU_BIT(VHOST_USER_PROTOCOL_F_NET_MTU))
+
+static const uint8_t moved_mac[6] = {0x52, 0x54, 0x00, 0xab, 0xcd, 0xef};
+
+static int send_rarp(struct tb *t, const uint8_t mac[6], bool ack, uint64_t *ack_val)
+{
+    struct vhu_msg m, reply;
+    int r;
+
+    vhu_msg_init(&m, VHOST_USER_SEND_RARP,
+                 VHOST_USER_VERSION | (ack ? VHOST_USER_NEED_REPLY_MASK : 0), 8);
+    m.payload.u64 = 0;
+    memcpy(&m.payload.u64, mac, 6);
+    r = vhu_fe_raw(t->fe, &m, &reply);
+    if (r == 0 && ack)
+        *ack_val = reply.payload.u64;
+    return r;
+}
+
+static int set_mtu(struct tb *t, uint64_t mtu, uint64_t *ack_val)
+{
+    struct vhu_msg m, reply;
+    int r;
+
+    vhu_msg_init(&m, VHOST_USER_NET_SET_MTU, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, 8);
+    m.payload.u64 = mtu;
+    r = vhu_fe_raw(t->fe, &m, &reply);
+    if (r == 0)
+        *ack_val = reply.payload.u64;
+    return r;
+}
+
+/* Wait until queue q counted want packets (the backend runs in the frontend's waits). */
+static bool wait_packets(struct tb *t, unsigned q, uint64_t want)
+{
+    for (int i = 0; i < 250 && stats(t, q).packets < want; i++)
+        vhu_fe_wait(t->fe, q, 20);
+    return stats(t, q).packets == want;
+}
+
+/* The RARP frame as a switch port sees it (RFC 903 request reverse). */
+static void check_rarp(const uint8_t *f, const uint8_t *dst, const uint8_t *src)
+{
+    static const uint8_t head[] = {0x80, 0x35, 0, 1, 8, 0, 6, 4, 0, 3};
+    static const uint8_t zero[4];
+
+    ASSERT(memcmp(f, dst, 6) == 0);
+    ASSERT(memcmp(f + 6, src, 6) == 0);
+    ASSERT(memcmp(f + 12, head, sizeof(head)) == 0);
+    ASSERT(memcmp(f + 22, moved_mac, 6) == 0);
+    ASSERT(memcmp(f + 28, zero, 4) == 0);
+    ASSERT(memcmp(f + 32, moved_mac, 6) == 0);
+    ASSERT(memcmp(f + 38, zero, 4) == 0);
+}
+
+TEST(protocol_features_rarp_mtu_offered)
+{
+    struct tb_opts o = {.net = {.port = VHU_NET_PORT_SINK}, .protocol_features = NET_PF};
+    struct tb t;
+
+    ASSERT_OK(tb_up(&t, &o));
+    ASSERT((vhu_backend_protocol_features(t.b) & NET_PF) == NET_PF);
+    ASSERT((vhu_fe_protocol_features(t.fe) & NET_PF) == NET_PF);
+    tb_down(&t);
+}
+
+/* sink: the announce goes out on transmitq 0 and is counted there (60 bytes), also from a
+ * worker thread that owns the queue while the message arrives on the control thread. */
+static void run_rarp_sink(unsigned workers)
+{
+    struct tb_opts o = {.net = {.port = VHU_NET_PORT_SINK}, .protocol_features = NET_PF,
+                        .workers = workers};
+    struct tb t;
+    uint64_t ack = 9;
+
+    ASSERT_OK(tb_up(&t, &o));
+    ASSERT_OK(send_rarp(&t, moved_mac, true, &ack));
+    ASSERT_EQ(ack, 0);
+    ASSERT(wait_packets(&t, 1, 1));
+    ASSERT_EQ(stats(&t, 1).bytes, 60);
+    ASSERT_OK(send_rarp(&t, moved_mac, false, NULL));
+    ASSERT(wait_packets(&t, 1, 2));
+    ASSERT_EQ(stats(&t, 0).packets, 0);
+    tb_down(&t);
+}
+
+TEST(rarp_sink) { run_rarp_sink(0); }
+TEST(rarp_sink_worker) { run_rarp_sink(1); }
+
+/* reflect: the announce comes back on receiveq 0, as a transmitted frame would (MACs swapped). */
+TEST(rarp_reflect)
+{
+    static const uint8_t bcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    struct tb_opts o = {.net = {.port = VHU_NET_PORT_REFLECT}, .protocol_features = NET_PF};
+    struct tb t;
+    uint8_t *got[1];
+    uint32_t lens[1];
+
+    ASSERT_OK(tb_up(&t, &o));
+    ASSERT_OK(rx_post(&t, 0, 2048, 1, 1, NULL));
+    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    ASSERT_OK(send_rarp(&t, moved_mac, false, NULL));
+    ASSERT_EQ(collect(&t, 0, 1, 5000, got, lens), 1);
+    ASSERT_EQ(lens[0], HDR + 60);
+    struct virtio_net_hdr_v1 h;
+    memcpy(&h, got[0], HDR);
+    ASSERT_EQ(h.num_buffers, 1);
+    ASSERT_EQ(h.flags, 0);
+    ASSERT_EQ(h.gso_type, 0);
+    check_rarp(got[0] + HDR, moved_mac, bcast); /* reflected: destination and source swapped */
+    ASSERT_EQ(stats(&t, 1).packets, 1);
+    ASSERT_EQ(stats(&t, 0).packets, 1);
+    tb_down(&t);
+}
+
+/* An announce sent while transmitq 0 is stopped goes out when it starts again. */
+TEST(rarp_before_queue_start)
+{
+    struct tb_opts o = {.net = {.port = VHU_NET_PORT_SINK}, .protocol_features = NET_PF};
+    struct vhu_msg m, reply;
+    struct tb t;
+
+    ASSERT_OK(tb_up(&t, &o));
+    vhu_msg_init(&m, VHOST_USER_GET_VRING_BASE, VHOST_USER_VERSION, 8);
+    m.payload.state = (struct vhost_vring_state){.index = 1};
+    ASSERT_OK(vhu_fe_raw(t.fe, &m, &reply));
+    ASSERT_OK(send_rarp(&t, moved_mac, false, NULL));
+    for (int i = 0; i < 5; i++)
+        vhu_loop_run_once(t.loop, 0);
+    ASSERT_EQ(stats(&t, 1).packets, 0);
+    /* the ring starts again (a new kick fd): the announce goes out */
+    int kfd = vhu_eventfd_new();
+    ASSERT(kfd >= 0);
+    vhu_msg_init(&m, VHOST_USER_SET_VRING_KICK, VHOST_USER_VERSION, 8);
+    m.payload.u64 = 1;
+    m.fds[0] = kfd;
+    m.nfds = 1;
+    ASSERT_OK(vhu_fe_raw(t.fe, &m, &reply));
+    ASSERT(wait_packets(&t, 1, 1));
+    ASSERT_EQ(stats(&t, 1).bytes, 60);
+    close(kfd);
+    tb_down(&t);
+}
+
+/* A multicast or zero MAC is refused and ends the session. */
+TEST(rarp_bad_mac_drops_session)
+{
+    static const uint8_t mcast[6] = {0x01, 0x00, 0x5e, 0, 0, 1}, zero[6];
+    const uint8_t *bad[] = {mcast, zero};
+
+    for (unsigned i = 0; i < 2; i++) {
+        struct tb_opts o = {.net = {.port = VHU_NET_PORT_SINK}, .protocol_features = NET_PF};
+        struct tb t;
+        uint64_t ack = 0;
+        ASSERT_OK(tb_up(&t, &o));
+        int r = send_rarp(&t, bad[i], true, &ack);
+        ASSERT(r < 0 || ack != 0);
+        ASSERT_EQ(stats(&t, 1).packets, 0);
+        tb_down(&t);
+    }
+}
+
+/* NET_SET_MTU: acked 0 for 68..65521 and reported in config space until a reset; anything else
+ * is acked non-zero and ends the session. */
+TEST(net_set_mtu)
+{
+    static const uint64_t bad[] = {0, 67, 65522, 65535, 65536, 1ull << 32 | 1500};
+    struct tb_opts o = {.net = {.port = VHU_NET_PORT_SINK}, .protocol_features = NET_PF};
+    struct virtio_net_config c;
+    struct tb t;
+    uint64_t ack = 9;
+
+    ASSERT_OK(tb_up(&t, &o));
+    ASSERT_OK(set_mtu(&t, 9000, &ack));
+    ASSERT_EQ(ack, 0);
+    ASSERT_OK(vhu_fe_get_config(t.fe, 0, &c, sizeof(c)));
+    ASSERT_EQ(c.mtu, 9000);
+    ASSERT_OK(set_mtu(&t, 68, &ack));
+    ASSERT_EQ(ack, 0);
+    ASSERT_OK(set_mtu(&t, 65521, &ack));
+    ASSERT_EQ(ack, 0);
+    ASSERT_OK(vhu_fe_get_config(t.fe, 0, &c, sizeof(c)));
+    ASSERT_EQ(c.mtu, 65521);
+    ASSERT_OK(vhu_fe_reset_device(t.fe));
+    ASSERT_OK(vhu_fe_get_config(t.fe, 0, &c, sizeof(c)));
+    ASSERT_EQ(c.mtu, 1500);
+    tb_down(&t);
+
+    for (size_t i = 0; i < VHU_ARRAY_SIZE(bad); i++) {
+        ASSERT_OK(tb_up(&t, &o));
+        ack = 0;
+        int r = set_mtu(&t, bad[i], &ack);
+        ASSERT(r < 0 || ack != 0);
+        /* the session is gone */
+        ASSERT(vhu_fe_get_config(t.fe, 0, &c, sizeof(c)) < 0);
+        tb_down(&t);
+    }
 }

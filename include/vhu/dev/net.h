@@ -83,7 +83,7 @@ enum vhu_net_port_kind {
     /* Fills posted receive buffers with source_size-byte frames, as fast as they come. */
     VHU_NET_PORT_SOURCE,
     /* The host's network: a Linux tap device named tap_name (created if missing, one tap queue
-     * per pair), with virtio-net headers; no offloads yet. */
+     * per pair), with virtio-net headers; checksum and TSO offloads pass through both ways. */
     VHU_NET_PORT_TAP,
     /* A port of a built-in L2 learning switch (opts.sw) joining several net devices: each
      * frame is copied once, from the sender's transmit buffers straight into the receiver's
@@ -131,13 +131,15 @@ int vhu_net_new(const struct vhu_net_opts *opts, struct vhu_device **out);
  * packets/bytes: frames delivered (rx) or taken from the driver (tx), Ethernet bytes without
  * the virtio header. drops: frames lost on that queue (rx: no room in a non-mergeable buffer,
  * receive queue not running; tx: the port refused them or they were malformed). errors: the
- * malformed ones among the drops (tx chain shorter than the header, runt frame).
+ * malformed ones among the drops (tx chain shorter than the header, runt frame). gso: the
+ * GSO frames among the packets (header gso_type other than NONE: TSO offloads at work).
  */
 struct vhu_net_stats {
     uint64_t packets;
     uint64_t bytes;
     uint64_t drops;
     uint64_t errors;
+    uint64_t gso;
 };
 int vhu_net_get_stats(const struct vhu_device *dev, unsigned q, struct vhu_net_stats *st);
 /* The MAC address in config space. */
