@@ -51,11 +51,13 @@ stop_vhud() {
   grep -iE 'packets|drops' "$dir/vhud.log" || true
 }
 
+indent() { local l; while IFS= read -r l; do printf '  [%s] %s\n' "$1" "$l"; done; }
+
 # ok DESCRIPTION CMD...: CMD must exit 0; its output is shown
 ok() {
   local what=$1 out rc=0; shift
   out=$("$@" 2>&1) || rc=$?
-  echo "$out" | sed "s/^/  [$what] /"
+  indent "$what" <<<"$out"
   ((rc == 0)) || fail "$what: exit $rc"
 }
 
@@ -63,7 +65,7 @@ ok() {
 refused() {
   local what=$1 pat=$2 out rc=0; shift 2
   out=$("$@" 2>&1) || rc=$?
-  echo "$out" | sed "s/^/  [$what] /"
+  indent "$what" <<<"$out"
   ((rc == 1)) || fail "$what: exit $rc, expected 1"
   grep -q -- "$pat" <<<"$out" || fail "$what: no '$pat' in the output"
 }
