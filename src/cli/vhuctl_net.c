@@ -669,8 +669,6 @@ static void rx_buffer(struct rxq *q, struct buf *b, uint32_t len)
         p += NET_HDR;
         len -= (uint32_t)NET_HDR;
     }
-    if (len > q->max_frame - q->flen + 1) /* already too long: do not count further */
-        len = q->max_frame - q->flen + 1;
     rx_data(q, q->flen, p, len);
     q->flen += len;
     if (--q->pend == 0)
