@@ -7,12 +7,15 @@
 #   vhud --reflect  <-> vhuctl net bench --mode rxtx --seconds 1 (every frame checked), plus
 #                       1514-byte frames in 256-byte mergeable buffers, and poll mode
 # and that vhuctl fails where it must: a receive timeout, reflected frames checked against the
-# wrong address rule. vhud must exit 0 on SIGTERM after each backend run.
+# wrong address rule, and each lie of LYING_NET (a backend that writes short used lengths, an
+# impossible num_buffers, oversized frames, offload headers nobody negotiated, never completes
+# transmits, or lacks VERSION_1): exit 1 with a message naming the fault, never a crash.
+# vhud must exit 0 on SIGTERM after each backend run.
 #
-#   vhuctl-net.sh VHUD VHUCTL
+#   vhuctl-net.sh VHUD VHUCTL LYING_NET
 set -euo pipefail
-(($# == 2)) || { echo "usage: $0 VHUD VHUCTL" >&2; exit 2; }
-VHUD=$1 VHUCTL=$2
+(($# == 3)) || { echo "usage: $0 VHUD VHUCTL LYING_NET" >&2; exit 2; }
+VHUD=$1 VHUCTL=$2 LYING=$3
 dir=$(mktemp -d "${TMPDIR:-/tmp}/vhu-vhuctl-net.XXXXXX")
 sock=$dir/net.sock
 pid=
@@ -99,4 +102,22 @@ for ring in split packed; do
 done
 refused "rxtx, wrong address rule" "not a frame sent" net bench --mode rxtx --seconds 0.2 --macs unchanged
 stop_vhud
+
+# lie MODE PATTERN VHUCTL-NET-ARGS...: lying_net in MODE; vhuctl must exit 1 saying PATTERN
+lie() {
+  local mode=$1 pat=$2; shift 2
+  rm -f "$sock"
+  "$LYING" "$sock" "$mode" </dev/null >"$dir/lying.log" 2>&1 &
+  pid=$!
+  for ((i = 0; i < 100; i++)); do [[ -S $sock ]] && break; sleep 0.05; done
+  refused "lying backend: $mode" "$pat" net "$@" --timeout-ms 500
+  wait "$pid" || fail "lying_net $mode exited with $?: $(cat "$dir/lying.log")"
+  pid=
+}
+lie short "shorter than the 12-byte virtio-net header" recv --count 10
+lie nbufs "num_buffers 60000" recv --count 10
+lie long "2000 bytes (valid: 14..1514)" recv --count 10
+lie gso "gso_type 1" recv --count 10 --packed
+lie stall "consumed 0 of 10 frames" send --count 10
+lie nov1 "does not offer VIRTIO_F_VERSION_1" send --count 10
 echo "PASS"
