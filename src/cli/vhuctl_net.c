@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * vhuctl net: a virtio-net driver (VIRTIO 1.3 §5.1) over the frontend library, with no VM.
- * Works against any vhost-user-net backend (vhud net, DPDK's net_vhost, ...). Queue pair 0 is
- * started: queue 0 is receiveq0, queue 1 transmitq0. Every frame carries the 12-byte
+ * Works against any vhost-user-net backend (vhud net, DPDK's net_vhost, ...). Queue pairs
+ * 0..N-1 are started (--queue-pairs, default 1): queue 2k is receiveq k, 2k+1 transmitq k, and
+ * each pair is driven by a thread of its own. Every frame carries the 12-byte
  * struct virtio_net_hdr_v1, so VIRTIO_F_VERSION_1 is required.
  *
  *   vhuctl net send --socket-path S --count N [--size BYTES] [--dst-mac M] ...
@@ -23,6 +24,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,8 +48,7 @@
 #define FRAME_MAGIC "vhuN"
 #define FRAME_SEQ_OFF (ETH_HLEN + 4)
 #define FRAME_HEAD (FRAME_SEQ_OFF + 8) /* header, magic, sequence: checked field by field */
-#define RXQ 0
-#define TXQ 1
+#define MAX_PAIRS 64
 #define WAIT_SLICE_MS 100
 #define RX_BUF_DEFAULT 2048 /* what the arena reserves per receive buffer without --rx-buf */
 
@@ -63,6 +64,7 @@ struct net_opts {
     bool no_event_idx;
     bool no_mrg;
     unsigned queue_size;
+    unsigned pairs;
     unsigned rx_buf;      /* bytes per receive buffer (0: header + largest frame) */
     unsigned burst;
     unsigned timeout_ms;  /* give up when nothing moves for this long */
@@ -100,6 +102,7 @@ struct buf {
 struct txq {
     struct vhu_fe *fe;
     struct vhu_vqd *vqd;
+    unsigned q;    /* transmitq k: queue 2k + 1 */
     struct buf *bufs;
     struct buf **free;
     unsigned nbufs, nfree;
@@ -111,6 +114,7 @@ struct txq {
 struct rxq {
     struct vhu_fe *fe;
     struct vhu_vqd *vqd;
+    unsigned q;        /* receiveq k: queue 2k */
     struct buf *bufs;
     struct buf **done; /* used buffers waiting to be posted again */
     unsigned nbufs, ndone;
@@ -142,12 +146,14 @@ void vhuctl_net_usage(FILE *f)
             "       vhuctl net bench --socket-path PATH --mode tx|rx|rxtx [--size BYTES]\n"
             "                        [--seconds S] [--burst N] [--poll] [--macs M]\n"
             "\n"
-            "net options (queue pair 0: queue 0 receives, queue 1 transmits):\n"
+            "net options (queue pair k: queue 2k receives, queue 2k+1 transmits):\n"
             "  --size BYTES     frame size with the 14-byte Ethernet header, 60..1514 (default 64)\n"
             "  --count N        frames to send / receive\n"
             "  --dst-mac MAC    destination of sent frames (default ff:ff:ff:ff:ff:ff)\n"
             "  --packed         packed rings (default split)\n"
             "  --queue-size N   ring size (default 256)\n"
+            "  --queue-pairs N  use pairs 0..N-1, one thread each, --count shared out\n"
+            "                   (default 1; more need VIRTIO_NET_F_MQ)\n"
             "  --burst N        frames added per kick (default 32)\n"
             "  --rx-buf BYTES   receive buffer size (default 2048, or without MRG_RXBUF the\n"
             "                   12-byte header + MTU + 14 if larger)\n"
@@ -183,6 +189,7 @@ static int parse_net_opts(int argc, char **argv, struct net_opts *o)
         {"dst-mac", required_argument, NULL, 'm'},
         {"packed", no_argument, NULL, 'p'},
         {"queue-size", required_argument, NULL, 'q'},
+        {"queue-pairs", required_argument, NULL, 'Q'},
         {"burst", required_argument, NULL, 'b'},
         {"rx-buf", required_argument, NULL, 'r'},
         {"timeout-ms", required_argument, NULL, 'T'},
@@ -221,6 +228,11 @@ static int parse_net_opts(int argc, char **argv, struct net_opts *o)
             if (vhu_arg_uint(optarg, 32768, &v) < 0 || v == 0)
                 goto bad;
             o->queue_size = (unsigned)v;
+            break;
+        case 'Q':
+            if (vhu_arg_uint(optarg, MAX_PAIRS, &v) < 0 || v == 0)
+                goto bad;
+            o->pairs = (unsigned)v;
             break;
         case 'b':
             if (vhu_arg_uint(optarg, 32768, &v) < 0 || v == 0)
@@ -298,19 +310,24 @@ static int net_open(const struct net_opts *o, size_t bufs, struct netdev *d)
                   (size_t)o->queue_size * 16 * 16 + 8192;
     struct vhu_fe_opts fo = {
         .features = want,
-        .num_queues = 2,
+        .num_queues = (uint16_t)(2 * o->pairs),
         .queue_size = (uint16_t)o->queue_size,
         .packed = o->packed,
         .event_idx = !o->no_event_idx,
         .indirect = !o->no_indirect,
-        .mem_size = 2 * ring + bufs + (1u << 20),
+        .mem_size = 2 * o->pairs * ring + bufs + (1u << 20),
         .mem_regions = 1,
         .queue_pairs = true,
     };
+    char what[48];
     int r;
 
     memset(d, 0, sizeof(*d));
-    r = vhuctl_fe_open(o->socket_path, &fo, "queue pair 0", &d->fe);
+    if (o->pairs == 1)
+        snprintf(what, sizeof(what), "queue pair 0");
+    else
+        snprintf(what, sizeof(what), "queue pairs 0..%u (VIRTIO_NET_F_MQ)", o->pairs - 1);
+    r = vhuctl_fe_open(o->socket_path, &fo, what, &d->fe);
     if (r < 0)
         return r;
     d->features = vhu_fe_features(d->fe);
@@ -318,6 +335,12 @@ static int net_open(const struct net_opts *o, size_t bufs, struct netdev *d)
         fprintf(stderr, "vhuctl: the backend does not offer VIRTIO_F_VERSION_1 (features 0x%"
                 PRIx64 "); vhuctl net only speaks the 12-byte virtio 1.x header\n",
                 vhu_fe_backend_features(d->fe));
+        r = -ENOTSUP;
+        goto fail;
+    }
+    if (o->pairs > 1 && !vhu_has_feature(d->features, VIRTIO_NET_F_MQ)) {
+        fprintf(stderr, "vhuctl: --queue-pairs %u needs VIRTIO_NET_F_MQ, not offered\n",
+                o->pairs);
         r = -ENOTSUP;
         goto fail;
     }
@@ -432,13 +455,15 @@ static uint64_t get_seq(const uint8_t *frame)
 /* Transmit queue                                                                            */
 /* ---------------------------------------------------------------------------------------- */
 
-static int txq_init(struct txq *t, struct netdev *d, unsigned n, const struct frame_spec *s)
+static int txq_init(struct txq *t, struct netdev *d, unsigned pair, unsigned n,
+                    const struct frame_spec *s)
 {
     int r;
 
     memset(t, 0, sizeof(*t));
     t->fe = d->fe;
-    t->vqd = vhu_fe_vqd(d->fe, TXQ);
+    t->q = 2 * pair + 1;
+    t->vqd = vhu_fe_vqd(d->fe, t->q);
     t->len = (uint32_t)NET_HDR + s->size;
     r = bufs_alloc(d->fe, n, t->len, &t->bufs);
     if (r < 0)
@@ -497,12 +522,12 @@ static int txq_send(struct txq *t, uint64_t max, unsigned burst)
         t->seq++;
         added++;
         if (++in_burst == burst) {
-            vhu_fe_kick(t->fe, TXQ);
+            vhu_fe_kick(t->fe, t->q);
             in_burst = 0;
         }
     }
     if (in_burst)
-        vhu_fe_kick(t->fe, TXQ);
+        vhu_fe_kick(t->fe, t->q);
     return (int)added;
 }
 
@@ -519,13 +544,15 @@ static int rxq_post(struct rxq *q, struct buf *b)
     return vhu_vqd_add(q->vqd, &seg, 0, 1, b);
 }
 
-static int rxq_init(struct rxq *q, struct netdev *d, unsigned n, uint32_t buf_len)
+static int rxq_init(struct rxq *q, struct netdev *d, unsigned pair, unsigned n,
+                    uint32_t buf_len)
 {
     int r;
 
     memset(q, 0, sizeof(*q));
     q->fe = d->fe;
-    q->vqd = vhu_fe_vqd(d->fe, RXQ);
+    q->q = 2 * pair;
+    q->vqd = vhu_fe_vqd(d->fe, q->q);
     q->buf_len = buf_len;
     q->mrg = d->mrg;
     q->max_frame = d->max_frame;
@@ -543,7 +570,7 @@ static int rxq_init(struct rxq *q, struct netdev *d, unsigned n, uint32_t buf_le
             return r;
         }
     }
-    vhu_fe_kick(q->fe, RXQ);
+    vhu_fe_kick(q->fe, q->q);
     return 0;
 }
 
@@ -699,14 +726,9 @@ static unsigned rxq_poll(struct rxq *q, uint64_t max_frames)
         }
     }
     if (q->ndone)
-        vhu_fe_kick(q->fe, RXQ);
+        vhu_fe_kick(q->fe, q->q);
     q->ndone = 0;
     return n;
-}
-
-static uint64_t rxq_errors(const struct rxq *q)
-{
-    return q->bad_len + q->bad_hdrs + q->bad_payload;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -715,55 +737,75 @@ static uint64_t rxq_errors(const struct rxq *q)
 
 struct run {
     const struct net_opts *o;
+    struct vhu_fe *fe;
     struct txq *tx;         /* NULL: nothing to send */
     struct rxq *rx;         /* NULL: nothing to receive */
     uint64_t tx_limit;      /* frames to send */
     uint64_t rx_limit;      /* frames to receive (rx only) */
     uint64_t stop_ns;       /* 0 or when to stop sending / receiving (bench) */
     unsigned max_inflight;  /* rxtx: frames sent and not back yet */
+    bool rx_discard;        /* send: receive only to keep a reflecting backend going */
     uint64_t t_start, t_last;
+    pthread_t thread;
+    int err;
 };
 
-static const char *vq_name(unsigned q)
+/* "queue 3 (transmitq 1)" */
+static const char *vq_name(unsigned q, char *buf, size_t len)
 {
-    return q == RXQ ? "receive" : "transmit";
+    snprintf(buf, len, "queue %u (%s %u)", q, q % 2 ? "transmitq" : "receiveq", q / 2);
+    return buf;
 }
 
-static bool broken(const struct run *r, struct vhu_fe *fe)
+static bool broken(const struct run *r)
 {
-    for (unsigned q = RXQ; q <= TXQ; q++) {
-        if ((q == RXQ ? r->rx != NULL : r->tx != NULL) && vhu_vqd_broken(vhu_fe_vqd(fe, q))) {
-            fprintf(stderr, "vhuctl: the backend broke the %s ring (see the message above);"
-                    " stopping\n", vq_name(q));
+    const struct vhu_vqd *vqd[2] = {r->rx ? r->rx->vqd : NULL, r->tx ? r->tx->vqd : NULL};
+    char name[48];
+
+    for (unsigned i = 0; i < 2; i++) {
+        if (vqd[i] && vhu_vqd_broken(vqd[i])) {
+            fprintf(stderr, "vhuctl: the backend broke %s (see the message above); stopping\n",
+                    vq_name(i ? r->tx->q : r->rx->q, name, sizeof(name)));
             return true;
         }
     }
     return false;
 }
 
-/* Returns 0 when the run is complete, -errno on failure (message printed). */
-static int run_loop(struct run *r, struct vhu_fe *fe)
+/* Drive one queue pair. Returns 0 when the run is complete, -errno on failure (message
+ * printed). Pairs run in threads of their own: nothing here is shared between pairs. */
+static int run_loop(struct run *r)
 {
     const struct net_opts *o = r->o;
+    struct vhu_fe *fe = r->fe;
     struct txq *tx = r->tx;
     struct rxq *rx = r->rx;
     uint64_t idle_ns = (uint64_t)o->timeout_ms * 1000000ULL, last_progress;
-    bool rxtx = tx && rx;
+    bool rxtx = tx && rx && !r->rx_discard;
+    char name[48];
 
-    vhu_vqd_disable_cb(vhu_fe_vqd(fe, RXQ));
-    vhu_vqd_disable_cb(vhu_fe_vqd(fe, TXQ));
+    if (rx)
+        vhu_vqd_disable_cb(rx->vqd);
+    if (tx)
+        vhu_vqd_disable_cb(tx->vqd);
     r->t_start = r->t_last = last_progress = vhu_now_ns();
     for (;;) {
-        unsigned moved = 0;
+        unsigned moved = 0, discarded = 0;
         uint64_t now;
         bool sending = false;
 
         if (tx)
             moved += txq_reclaim(tx);
         if (rx) {
-            moved += rxq_poll(rx, rxtx ? UINT64_MAX : r->rx_limit);
+            unsigned n = rxq_poll(rx, tx ? UINT64_MAX : r->rx_limit);
             if (rx->fatal)
                 return rx->fatal;
+            /* frames only dropped are no progress: a backend that stalls transmit while it
+             * floods receive must still time out */
+            if (r->rx_discard)
+                discarded = n;
+            else
+                moved += n;
         }
         now = vhu_now_ns();
         if (moved)
@@ -782,7 +824,7 @@ static int run_loop(struct run *r, struct vhu_fe *fe)
             }
             moved += (unsigned)n;
         }
-        if (broken(r, fe))
+        if (broken(r))
             return -EPROTO;
         if (rxtx) {
             if (!sending && tx->done == tx->seq && rx->pkts >= tx->seq)
@@ -797,24 +839,30 @@ static int run_loop(struct run *r, struct vhu_fe *fe)
             last_progress = now;
             continue;
         }
+        if (discarded)
+            continue;
         if (now - last_progress >= idle_ns) {
+            unsigned pair = rx ? rx->q / 2 : tx->q / 2;
             if (rxtx)
-                fprintf(stderr, "vhuctl: nothing moved for %u ms: %" PRIu64 " frames sent, %"
-                        PRIu64 " consumed, %" PRIu64 " came back\n", o->timeout_ms, tx->seq,
-                        tx->done, rx->pkts);
+                fprintf(stderr, "vhuctl: pair %u: nothing moved for %u ms: %" PRIu64 " frames"
+                        " sent, %" PRIu64 " consumed, %" PRIu64 " came back\n", pair,
+                        o->timeout_ms, tx->seq, tx->done, rx->pkts);
             else if (tx)
-                fprintf(stderr, "vhuctl: nothing moved for %u ms: the backend consumed %"
-                        PRIu64 " of %" PRIu64 " frames\n", o->timeout_ms, tx->done, tx->seq);
+                fprintf(stderr, "vhuctl: pair %u: nothing moved for %u ms: the backend consumed %"
+                        PRIu64 " of %" PRIu64 " frames\n", pair, o->timeout_ms, tx->done,
+                        tx->seq);
             else
-                fprintf(stderr, "vhuctl: timeout: %" PRIu64 " of %" PRIu64 " frames arrived"
-                        " (nothing for %u ms)\n", rx->pkts, r->rx_limit, o->timeout_ms);
+                fprintf(stderr, "vhuctl: pair %u: timeout: %" PRIu64 " of %" PRIu64 " frames"
+                        " arrived (nothing for %u ms)\n", pair, rx->pkts, r->rx_limit,
+                        o->timeout_ms);
             return -ETIMEDOUT;
         }
         if (o->poll)
             continue;
         /* Event mode: sleep on the queue that holds us back. */
-        unsigned q = !rx ? TXQ : !tx ? RXQ : (tx->nfree == 0 || rx->pkts >= tx->seq) ? TXQ : RXQ;
-        struct vhu_vqd *vqd = vhu_fe_vqd(fe, q);
+        bool on_tx = !rx || (tx && (r->rx_discard || tx->nfree == 0 || rx->pkts >= tx->seq));
+        unsigned q = on_tx ? tx->q : rx->q;
+        struct vhu_vqd *vqd = on_tx ? tx->vqd : rx->vqd;
         if (vhu_vqd_enable_cb(vqd)) {
             vhu_vqd_disable_cb(vqd);
             continue;
@@ -825,7 +873,8 @@ static int run_loop(struct run *r, struct vhu_fe *fe)
         int w = vhu_fe_wait(fe, q, ms);
         vhu_vqd_disable_cb(vqd);
         if (w < 0 && w != -ETIMEDOUT) {
-            fprintf(stderr, "vhuctl: waiting on the %s queue: %s\n", vq_name(q), strerror(-w));
+            fprintf(stderr, "vhuctl: waiting on %s: %s\n", vq_name(q, name, sizeof(name)),
+                    strerror(-w));
             return w;
         }
     }
@@ -851,12 +900,14 @@ static double cpu_now(void)
 struct session {
     struct netdev d;
     struct frame_spec spec;
-    struct txq tx;
-    struct rxq rx;
+    unsigned pairs;
+    struct txq tx[MAX_PAIRS];
+    struct rxq rx[MAX_PAIRS];
+    struct run run[MAX_PAIRS];
     bool have_tx, have_rx;
 };
 
-/* Open the device and set up the queues the command uses. */
+/* Open the device and set up the queues of every pair the command uses. */
 static int session_open(struct session *s, const struct net_opts *o, bool use_tx, bool use_rx)
 {
     unsigned n = o->queue_size;
@@ -865,21 +916,20 @@ static int session_open(struct session *s, const struct net_opts *o, bool use_tx
     int r;
 
     memset(s, 0, sizeof(*s));
+    s->pairs = o->pairs;
     spec_init(&s->spec, o);
-    r = net_open(o, bytes, &s->d);
+    r = net_open(o, bytes * o->pairs, &s->d);
     if (r < 0)
         return r;
-    if (use_tx) {
-        s->have_tx = true;
-        r = txq_init(&s->tx, &s->d, n, &s->spec);
-        if (r < 0)
+    s->have_tx = use_tx;
+    s->have_rx = use_rx;
+    for (unsigned k = 0; k < s->pairs; k++) {
+        if (use_tx && (r = txq_init(&s->tx[k], &s->d, k, n, &s->spec)) < 0)
             return r;
-    }
-    if (use_rx) {
-        s->have_rx = true;
-        r = rxq_init(&s->rx, &s->d, n, rx_buf_len(o, &s->d));
-        if (r < 0)
+        if (use_rx && (r = rxq_init(&s->rx[k], &s->d, k, n, rx_buf_len(o, &s->d))) < 0)
             return r;
+        s->run[k] = (struct run){.o = o, .fe = s->d.fe, .tx = use_tx ? &s->tx[k] : NULL,
+                                 .rx = use_rx ? &s->rx[k] : NULL};
     }
     return 0;
 }
@@ -887,10 +937,78 @@ static int session_open(struct session *s, const struct net_opts *o, bool use_tx
 static void session_close(struct session *s)
 {
     vhuctl_fe_close(&s->d.fe);
-    if (s->have_tx)
-        txq_free(&s->tx);
-    if (s->have_rx)
-        rxq_free(&s->rx);
+    for (unsigned k = 0; k < s->pairs; k++) {
+        if (s->have_tx)
+            txq_free(&s->tx[k]);
+        if (s->have_rx)
+            rxq_free(&s->rx[k]);
+    }
+}
+
+static void *run_thread(void *arg)
+{
+    struct run *r = arg;
+
+    r->err = run_loop(r);
+    return NULL;
+}
+
+/* Totals over the pairs. */
+struct totals {
+    uint64_t tx_done, rx_pkts, rx_bytes, rx_bufs, reordered;
+    uint64_t bad_len, bad_hdrs, bad_payload;
+    double secs;
+};
+
+/* Run every pair (one thread each when there are several); 0 when all completed. */
+static int run_pairs(struct session *s, struct totals *t)
+{
+    uint64_t t0 = UINT64_MAX, t1 = 0;
+    unsigned started = 0;
+    int err = 0;
+
+    if (s->pairs == 1) {
+        run_thread(&s->run[0]);
+        started = 1;
+    } else {
+        for (; started < s->pairs; started++) {
+            int r = pthread_create(&s->run[started].thread, NULL, run_thread, &s->run[started]);
+            if (r) {
+                fprintf(stderr, "vhuctl: pthread_create: %s\n", strerror(r));
+                err = -r;
+                break;
+            }
+        }
+        for (unsigned k = 0; k < started; k++)
+            pthread_join(s->run[k].thread, NULL);
+    }
+    memset(t, 0, sizeof(*t));
+    for (unsigned k = 0; k < started; k++) {
+        const struct run *r = &s->run[k];
+        if (r->err && !err)
+            err = r->err;
+        t0 = VHU_MIN(t0, r->t_start);
+        t1 = VHU_MAX(t1, r->t_last);
+        if (r->tx)
+            t->tx_done += r->tx->done;
+        if (r->rx) {
+            t->rx_pkts += r->rx->pkts;
+            t->rx_bytes += r->rx->bytes;
+            t->rx_bufs += r->rx->bufs_used;
+            t->reordered += r->rx->reordered;
+            t->bad_len += r->rx->bad_len;
+            t->bad_hdrs += r->rx->bad_hdrs;
+            t->bad_payload += r->rx->bad_payload;
+        }
+    }
+    t->secs = t1 > t0 ? (double)(t1 - t0) / 1e9 : 0;
+    return err;
+}
+
+/* count frames shared out over the pairs */
+static uint64_t share(uint64_t count, unsigned pairs, unsigned k)
+{
+    return count / pairs + (k < count % pairs ? 1 : 0);
 }
 
 static const char *ring_name(const struct net_opts *o)
@@ -898,108 +1016,128 @@ static const char *ring_name(const struct net_opts *o)
     return o->packed ? "packed" : "split";
 }
 
-static int cmd_send(const struct net_opts *o)
+static uint64_t rx_errors(const struct totals *t)
 {
-    struct session s;
-    struct run run = {.o = o, .tx_limit = o->count};
-    int rc = 1;
-
-    if (session_open(&s, o, true, false) < 0)
-        goto out;
-    run.tx = &s.tx;
-    if (run_loop(&run, s.d.fe) < 0)
-        goto out;
-    double secs = (double)(run.t_last - run.t_start) / 1e9;
-    printf("sent %" PRIu64 " packets, %" PRIu64 " bytes, %.3f s, %.3f Mpps (%u-byte frames, %s"
-           " ring)\n", s.tx.done, s.tx.done * o->size, secs, mpps(s.tx.done, secs), o->size,
-           ring_name(o));
-    rc = 0;
-out:
-    session_close(&s);
-    return rc;
+    return t->bad_len + t->bad_hdrs + t->bad_payload;
 }
 
-static int report_rx_errors(const struct rxq *q)
+static int report_rx_errors(const struct totals *t)
 {
-    if (!rxq_errors(q))
+    if (!rx_errors(t))
         return 0;
     fprintf(stderr, "vhuctl: %" PRIu64 " bad frames: %" PRIu64 " bad length, %" PRIu64
             " bad header (num_buffers / offload flags), %" PRIu64 " not as sent\n",
-            rxq_errors(q), q->bad_len, q->bad_hdrs, q->bad_payload);
+            rx_errors(t), t->bad_len, t->bad_hdrs, t->bad_payload);
     return 1;
+}
+
+static int cmd_send(const struct net_opts *o)
+{
+    struct session *s = calloc(1, sizeof(*s));
+    struct totals t;
+    int rc = 1;
+
+    /* Receive buffers are posted too, as any driver does: a backend that reflects (vhud
+     * --reflect holds transmitted frames until they can be delivered) keeps going. What
+     * comes back is counted and dropped. */
+    if (!s || session_open(s, o, true, true) < 0)
+        goto out;
+    for (unsigned k = 0; k < s->pairs; k++) {
+        s->run[k].tx_limit = share(o->count, s->pairs, k);
+        s->run[k].rx_discard = true;
+    }
+    if (run_pairs(s, &t) < 0)
+        goto out;
+    printf("sent %" PRIu64 " packets, %" PRIu64 " bytes, %.3f s, %.3f Mpps (%u-byte frames, %s"
+           " ring, %u pair%s; %" PRIu64 " frames came back, dropped)\n", t.tx_done,
+           t.tx_done * o->size, t.secs, mpps(t.tx_done, t.secs), o->size, ring_name(o),
+           s->pairs, s->pairs > 1 ? "s" : "", t.rx_pkts);
+    rc = 0;
+out:
+    if (s)
+        session_close(s);
+    free(s);
+    return rc;
 }
 
 static int cmd_recv(const struct net_opts *o)
 {
-    struct session s;
-    struct run run = {.o = o, .rx_limit = o->count};
+    struct session *s = calloc(1, sizeof(*s));
+    struct totals t;
     int rc = 1, r;
 
-    if (session_open(&s, o, false, true) < 0)
+    if (!s || session_open(s, o, false, true) < 0)
         goto out;
-    run.rx = &s.rx;
-    r = run_loop(&run, s.d.fe);
-    double secs = (double)(run.t_last - run.t_start) / 1e9;
+    for (unsigned k = 0; k < s->pairs; k++)
+        s->run[k].rx_limit = share(o->count, s->pairs, k);
+    r = run_pairs(s, &t);
     printf("received %" PRIu64 " packets, %" PRIu64 " bytes, %.3f s, %.3f Mpps (%" PRIu64
-           " buffers, %s ring, %s)\n", s.rx.pkts, s.rx.bytes, secs, mpps(s.rx.pkts, secs),
-           s.rx.bufs_used, ring_name(o), s.d.mrg ? "mergeable buffers" : "one buffer a frame");
-    rc = r < 0 ? 1 : report_rx_errors(&s.rx);
+           " buffers, %s ring, %s, %u pair%s)\n", t.rx_pkts, t.rx_bytes, t.secs,
+           mpps(t.rx_pkts, t.secs), t.rx_bufs, ring_name(o),
+           s->d.mrg ? "mergeable buffers" : "one buffer a frame", s->pairs,
+           s->pairs > 1 ? "s" : "");
+    rc = r < 0 ? 1 : report_rx_errors(&t);
 out:
-    session_close(&s);
+    if (s)
+        session_close(s);
+    free(s);
     return rc;
 }
 
 static int cmd_bench(const struct net_opts *o)
 {
     bool use_tx = strcmp(o->mode, "rx") != 0, use_rx = strcmp(o->mode, "tx") != 0;
-    struct session s;
-    struct run run = {.o = o, .tx_limit = UINT64_MAX, .rx_limit = UINT64_MAX};
+    struct session *s = calloc(1, sizeof(*s));
+    struct totals t;
     int rc = 1, r;
 
-    if (session_open(&s, o, use_tx, use_rx) < 0)
+    if (!s || session_open(s, o, use_tx, use_rx) < 0)
         goto out;
-    if (use_tx)
-        run.tx = &s.tx;
-    if (use_rx) {
-        run.rx = &s.rx;
-        if (use_tx) {
-            uint32_t per = (uint32_t)((NET_HDR + o->size + s.rx.buf_len - 1) / s.rx.buf_len);
-            s.rx.spec = &s.spec;
-            s.rx.tx = &s.tx;
-            run.max_inflight = VHU_MAX(s.rx.nbufs / per, 1u);
+    uint64_t stop = vhu_now_ns() + (uint64_t)(o->seconds * 1e9);
+    for (unsigned k = 0; k < s->pairs; k++) {
+        struct run *run = &s->run[k];
+        run->tx_limit = UINT64_MAX;
+        run->rx_limit = UINT64_MAX;
+        run->stop_ns = stop;
+        if (use_tx && use_rx) {
+            uint32_t buf = s->rx[k].buf_len;
+            uint32_t per = (uint32_t)((NET_HDR + o->size + buf - 1) / buf);
+            s->rx[k].spec = &s->spec;
+            s->rx[k].tx = &s->tx[k];
+            run->max_inflight = VHU_MAX(s->rx[k].nbufs / per, 1u);
         }
     }
     double cpu0 = cpu_now();
-    run.stop_ns = vhu_now_ns() + (uint64_t)(o->seconds * 1e9);
-    r = run_loop(&run, s.d.fe);
+    r = run_pairs(s, &t);
     double cpu = cpu_now() - cpu0;
-    double secs = (double)(run.t_last - run.t_start) / 1e9;
-    uint64_t pkts = use_rx ? s.rx.pkts : s.tx.done;
-    const char *wait = o->poll ? "poll" : "event";
+    uint64_t pkts = use_rx ? t.rx_pkts : t.tx_done;
 
     if (use_tx)
-        printf("tx: %" PRIu64 " frames consumed, %.3f Mpps, %.2f Gbit/s\n", s.tx.done,
-               mpps(s.tx.done, secs), secs > 0 ? (double)s.tx.done * o->size * 8 / secs / 1e9 : 0);
+        printf("tx: %" PRIu64 " frames consumed, %.3f Mpps, %.2f Gbit/s\n", t.tx_done,
+               mpps(t.tx_done, t.secs),
+               t.secs > 0 ? (double)t.tx_done * o->size * 8 / t.secs / 1e9 : 0);
     if (use_rx)
-        printf("rx: %" PRIu64 " frames received, %.3f Mpps, %.2f Gbit/s\n", s.rx.pkts,
-               mpps(s.rx.pkts, secs), secs > 0 ? (double)s.rx.bytes * 8 / secs / 1e9 : 0);
-    printf("RESULT mode=%s size=%u ring=%s wait=%s burst=%u qsize=%u pkts=%" PRIu64
-           " secs=%.3f mpps=%.3f", o->mode, o->size, ring_name(o), wait, o->burst, o->queue_size,
-           pkts, secs, mpps(pkts, secs));
+        printf("rx: %" PRIu64 " frames received, %.3f Mpps, %.2f Gbit/s\n", t.rx_pkts,
+               mpps(t.rx_pkts, t.secs), t.secs > 0 ? (double)t.rx_bytes * 8 / t.secs / 1e9 : 0);
+    printf("RESULT mode=%s size=%u ring=%s wait=%s pairs=%u burst=%u qsize=%u pkts=%" PRIu64
+           " secs=%.3f mpps=%.3f", o->mode, o->size, ring_name(o), o->poll ? "poll" : "event",
+           s->pairs, o->burst, o->queue_size, pkts, t.secs, mpps(pkts, t.secs));
     if (use_tx && use_rx)
         printf(" tx_pkts=%" PRIu64 " tx_mpps=%.3f rx_pkts=%" PRIu64 " rx_mpps=%.3f reordered=%"
-               PRIu64, s.tx.done, mpps(s.tx.done, secs), s.rx.pkts, mpps(s.rx.pkts, secs),
-               s.rx.reordered);
-    printf(" errors=%" PRIu64 " cpu_ns_per_pkt=%.1f\n", use_rx ? rxq_errors(&s.rx) : 0,
+               PRIu64, t.tx_done, mpps(t.tx_done, t.secs), t.rx_pkts, mpps(t.rx_pkts, t.secs),
+               t.reordered);
+    printf(" errors=%" PRIu64 " cpu_ns_per_pkt=%.1f\n", rx_errors(&t),
            pkts ? cpu * 1e9 / (double)pkts : 0.0);
     fflush(stdout);
     rc = r < 0 || pkts == 0 ? 1 : 0;
     if (pkts == 0 && r == 0)
         fprintf(stderr, "vhuctl: no frame moved\n");
-    if (use_rx && report_rx_errors(&s.rx))
+    if (report_rx_errors(&t))
         rc = 1;
 out:
-    session_close(&s);
+    if (s)
+        session_close(s);
+    free(s);
     return rc;
 }
 
@@ -1008,6 +1146,7 @@ int vhuctl_net_main(int argc, char **argv)
     struct net_opts o = {
         .size = 64,
         .queue_size = 256,
+        .pairs = 1,
         .burst = 32,
         .timeout_ms = 5000,
         .seconds = 5,
