@@ -9,7 +9,8 @@
  *     nbufs   MRG_RXBUF offered; num_buffers 60000 in the first receive buffer
  *     long    a 2000-byte frame in each receive buffer (the MTU is 1500)
  *     gso     gso_type TCPV4 although no offload was negotiated
- *     stall   transmitted frames are never completed
+ *     stall   transmitted frames are never completed, receive buffers never used
+ *     flood   transmitted frames are never completed, every receive buffer gets a frame
  *     nov1    VIRTIO_F_VERSION_1 not offered
  */
 #include <errno.h>
@@ -28,8 +29,9 @@
 #include "vhu/util.h"
 #include "vhu/virtio.h"
 
-enum mode { M_SHORT, M_NBUFS, M_LONG, M_GSO, M_STALL, M_NOV1 };
-static const char *const mode_names[] = {"short", "nbufs", "long", "gso", "stall", "nov1"};
+enum mode { M_SHORT, M_NBUFS, M_LONG, M_GSO, M_STALL, M_FLOOD, M_NOV1 };
+static const char *const mode_names[] = {"short", "nbufs", "long", "gso", "stall", "flood",
+                                         "nov1"};
 
 struct lying_dev {
     struct vhu_device dev; /* must be first */
@@ -63,8 +65,8 @@ static void lying_notify(struct vhu_device *dev, struct vhu_vq *vq)
     bool rx = vhu_vq_index(vq) == 0;
     struct vhu_vq_elem *e;
 
-    if (!rx && m == M_STALL)
-        return; /* the frames stay in the ring forever */
+    if (m == M_STALL || (m == M_FLOOD && !rx))
+        return; /* transmitted frames stay in the ring forever */
     do {
         vhu_vq_disable_notify(vq);
         while ((e = vhu_vq_pop(vq)) != NULL)
@@ -107,7 +109,7 @@ int main(int argc, char **argv)
         if (strcmp(argv[2], mode_names[i]) == 0)
             m = i;
     if (m < 0) {
-        fprintf(stderr, "usage: lying_net SOCKET short|nbufs|long|gso|stall|nov1\n");
+        fprintf(stderr, "usage: lying_net SOCKET short|nbufs|long|gso|stall|flood|nov1\n");
         return 2;
     }
     alarm(30);

@@ -6,10 +6,11 @@
 #                       frame takes two, and without MRG_RXBUF)
 #   vhud --reflect  <-> vhuctl net bench --mode rxtx --seconds 1 (every frame checked), plus
 #                       1514-byte frames in 256-byte mergeable buffers, and poll mode
+#   vhud --reflect --queue-pairs 2 <-> vhuctl --queue-pairs 2 (one thread a pair)
 # and that vhuctl fails where it must: a receive timeout, reflected frames checked against the
 # wrong address rule, and each lie of LYING_NET (a backend that writes short used lengths, an
 # impossible num_buffers, oversized frames, offload headers nobody negotiated, never completes
-# transmits, or lacks VERSION_1): exit 1 with a message naming the fault, never a crash.
+# transmits (while receiving nothing, or a flood), or lacks VERSION_1): exit 1 with a message naming the fault, never a crash.
 # vhud must exit 0 on SIGTERM after each backend run.
 #
 #   vhuctl-net.sh VHUD VHUCTL LYING_NET
@@ -103,6 +104,12 @@ done
 refused "rxtx, wrong address rule" "not a frame sent" net bench --mode rxtx --seconds 0.2 --macs unchanged
 stop_vhud
 
+start_vhud --reflect --queue-pairs 2
+ok "rxtx 2 pairs" net bench --mode rxtx --seconds 0.5 --queue-pairs 2
+ok "send 2 pairs packed" net send --count 10001 --queue-pairs 2 --packed
+refused "3 pairs of 2" "cannot start queue pairs 0..2" net send --count 10 --queue-pairs 3
+stop_vhud
+
 # lie MODE PATTERN VHUCTL-NET-ARGS...: lying_net in MODE; vhuctl must exit 1 saying PATTERN
 lie() {
   local mode=$1 pat=$2; shift 2
@@ -119,5 +126,6 @@ lie nbufs "num_buffers 60000" recv --count 10
 lie long "2000 bytes (valid: 14..1514)" recv --count 10
 lie gso "gso_type 1" recv --count 10 --packed
 lie stall "consumed 0 of 10 frames" send --count 10
+lie flood "consumed 0 of 10 frames" send --count 10
 lie nov1 "does not offer VIRTIO_F_VERSION_1" send --count 10
 echo "PASS"
