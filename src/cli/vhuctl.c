@@ -6,6 +6,7 @@
  *   vhuctl rng read --socket-path S [--bytes N] [--chunk N] [--packed] [--queue-size N]
  *                                  [--out FILE] [--hex]
  *   vhuctl blk verify|bench --socket-path S ...   (vhuctl_blk.c)
+ *   vhuctl net send|recv|bench --socket-path S ... (vhuctl_net.c)
  */
 #include <errno.h>
 #include <getopt.h>
@@ -21,6 +22,7 @@
 #include "vhu/util.h"
 #include "vhu/virtio.h"
 #include "vhuctl_blk.h"
+#include "vhuctl_net.h"
 
 struct ctl_opts {
     const char *socket_path;
@@ -40,6 +42,7 @@ static void usage(FILE *f)
             "usage: vhuctl info --socket-path PATH\n"
             "       vhuctl rng read --socket-path PATH [options]\n");
     vhuctl_blk_usage(f);
+    vhuctl_net_usage(f);
     fprintf(f,
             "\n"
             "rng read options:\n"
@@ -282,6 +285,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "blk") == 0)
         return vhuctl_blk_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "net") == 0)
+        return vhuctl_net_main(argc - 1, argv + 1);
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         usage(stdout);
         return 0;

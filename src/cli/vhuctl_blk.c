@@ -33,6 +33,7 @@
 #include "vhu/util.h"
 #include "vhu/virtio.h"
 #include "vhuctl_blk.h"
+#include "vhuctl_common.h"
 
 /* virtio-blk (VIRTIO 1.3 §5.2.3, §5.2.6); local names so nothing clashes with device headers. */
 #define VB_F_SIZE_MAX 1
@@ -161,7 +162,6 @@ static int parse_blk_opts(int argc, char **argv, struct blk_opts *o)
         {NULL, 0, NULL, 0},
     };
     uint64_t v;
-    char *end;
     int c;
 
     while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
@@ -214,9 +214,7 @@ static int parse_blk_opts(int argc, char **argv, struct blk_opts *o)
             o->iodepth = (unsigned)v;
             break;
         case 't':
-            errno = 0;
-            o->runtime = strtod(optarg, &end);
-            if (errno || *end || !(o->runtime > 0) || o->runtime > 86400)
+            if (vhuctl_arg_seconds(optarg, &o->runtime) < 0)
                 goto bad;
             break;
         case 'P': o->poll = true; break;
@@ -229,18 +227,9 @@ static int parse_blk_opts(int argc, char **argv, struct blk_opts *o)
         default: vhuctl_blk_usage(stderr); return -EINVAL;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "vhuctl: unexpected argument '%s'\n", argv[optind]);
-        return -EINVAL;
-    }
-    if (!o->socket_path) {
-        fprintf(stderr, "vhuctl: --socket-path is required\n");
-        return -EINVAL;
-    }
-    return 0;
+    return vhuctl_args_rest(argc, argv, o->socket_path);
 bad:
-    fprintf(stderr, "vhuctl: bad value '%s'\n", optarg);
-    return -EINVAL;
+    return vhuctl_bad_value(optarg);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -284,20 +273,14 @@ static int blk_open(const struct blk_opts *o, size_t mem_size, struct blkdev *d)
         .mem_regions = 1,
     };
     uint8_t c[64];
+    char what[40];
     int r;
 
     memset(d, 0, sizeof(*d));
-    r = vhu_fe_connect(o->socket_path, &d->fe);
-    if (r < 0) {
-        fprintf(stderr, "vhuctl: connect %s: %s\n", o->socket_path, strerror(-r));
+    snprintf(what, sizeof(what), "the device (%u queue%s)", o->queues, o->queues > 1 ? "s" : "");
+    r = vhuctl_fe_open(o->socket_path, &fo, what, &d->fe);
+    if (r < 0)
         return r;
-    }
-    r = vhu_fe_start(d->fe, &fo);
-    if (r < 0) {
-        fprintf(stderr, "vhuctl: cannot start the device (%u queue%s): %s\n", o->queues,
-                o->queues > 1 ? "s" : "", strerror(-r));
-        goto fail;
-    }
     d->features = vhu_fe_features(d->fe);
     d->nq = vhu_fe_num_queues(d->fe);
     if (o->queues > 1 && !has(d, VB_F_MQ)) {
@@ -346,11 +329,7 @@ fail:
 
 static void blk_close(struct blkdev *d)
 {
-    if (d->fe) {
-        vhu_fe_stop(d->fe);
-        vhu_fe_free(d->fe);
-    }
-    d->fe = NULL;
+    vhuctl_fe_close(&d->fe);
 }
 
 /* Largest data bytes one request may carry with segments of at most seg_cap bytes. */
