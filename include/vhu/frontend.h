@@ -64,7 +64,8 @@ struct vhu_fe_opts {
 /*
  * Everything up to running queues: GET_FEATURES, GET/SET_PROTOCOL_FEATURES, SET_OWNER,
  * GET_QUEUE_NUM, SET_FEATURES, SET_MEM_TABLE (or ADD_MEM_REG per region when
- * CONFIGURE_MEM_SLOTS is offered), then per queue NUM/ADDR/BASE/CALL/KICK/ENABLE.
+ * CONFIGURE_MEM_SLOTS is offered), then per queue NUM/ADDR/BASE/CALL/KICK/ENABLE, and last
+ * SET_STATUS with DRIVER_OK when the STATUS protocol feature was negotiated.
  */
 int vhu_fe_start(struct vhu_fe *fe, const struct vhu_fe_opts *opts);
 /* Stop every queue (GET_VRING_BASE), keeping the connection. */

@@ -373,14 +373,6 @@ static int net_open(const struct net_opts *o, size_t bufs, struct netdev *d)
         r = -EINVAL;
         goto fail;
     }
-    /* Backends that track the device status (DPDK with VHOST_USER_PROTOCOL_F_STATUS) start
-     * the data path at DRIVER_OK. */
-    r = vhu_fe_set_status(d->fe, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-                                     VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
-    if (r < 0 && r != -ENOTSUP) {
-        fprintf(stderr, "vhuctl: SET_STATUS failed: %s\n", strerror(-r));
-        goto fail;
-    }
     if (o->verbose)
         fprintf(stderr, "vhuctl: features 0x%" PRIx64 " (backend 0x%" PRIx64 "), mtu %u, %s\n",
                 d->features, vhu_fe_backend_features(d->fe), d->mtu,

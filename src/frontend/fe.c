@@ -424,7 +424,14 @@ VHU_EXPORT int vhu_fe_start(struct vhu_fe *fe, const struct vhu_fe_opts *o)
         if (r < 0)
             return r;
     }
-    return 0;
+    /* Backends that track the device status (DPDK with PROTOCOL_F_STATUS) start the data path
+     * at DRIVER_OK, as a driver sets it once its queues are live (virtio 1.3 §3.1.1). */
+    if (has_pf(fe, VHOST_USER_PROTOCOL_F_STATUS))
+        r = fe_set_u64(fe, VHOST_USER_SET_STATUS,
+                       VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+                           VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK,
+                       NULL, 0);
+    return r;
 }
 
 VHU_EXPORT int vhu_fe_stop(struct vhu_fe *fe)
