@@ -32,6 +32,7 @@ struct vhu_vq_elem {
     uint16_t ndesc;    /* ring slots the chain occupies (packed: used index advances by this) */
     uint32_t out_num;  /* device-readable segments: iov[0 .. out_num) */
     uint32_t in_num;   /* device-writable segments: iov[out_num .. out_num + in_num) */
+    uint16_t slot;     /* the ring's bookkeeping (pool slot): devices leave it alone */
     uint64_t out_len;  /* total readable bytes */
     uint64_t in_len;   /* total writable bytes */
     struct iovec *iov; /* points into the pool; capacity max_segs */

@@ -367,18 +367,27 @@ static enum run_end tx_run(struct net_queue *q, unsigned *budget)
     enum run_end end = RUN_EMPTY;
 
     for (;;) {
-        unsigned n = 0;
-        struct vhu_vq_elem *e = NULL;
-        while (n < NET_BURST && *budget && (e = vhu_vq_pop(vq)) != NULL) {
-            if (tx_one(q, e) == NET_TX_BLOCKED) {
-                vhu_vq_unpop(vq, e); /* the newest chain out: the ring rewinds to it */
+        struct vhu_vq_elem *b[NET_BURST];
+        unsigned n = 0, done = 0;
+
+        /* Pop the burst first and start loading every frame's first line (it was just written
+         * by the driver on another CPU): the misses overlap instead of coming one by one. */
+        while (n < NET_BURST && n < *budget && (b[n] = vhu_vq_pop(vq)) != NULL) {
+            if (b[n]->out_num)
+                __builtin_prefetch(b[n]->iov[0].iov_base);
+            n++;
+        }
+        for (; done < n; done++) {
+            if (tx_one(q, b[done]) == NET_TX_BLOCKED) {
+                /* back into the ring, newest first: unpop rewinds in LIFO order only */
+                for (unsigned k = n; k-- > done;)
+                    vhu_vq_unpop(vq, b[k]);
                 end = RUN_BLOCKED;
                 break;
             }
-            vhu_vq_push(vq, e, 0);
-            n++;
-            (*budget)--;
+            vhu_vq_push(vq, b[done], 0);
         }
+        *budget -= done;
         if (p->ops->tx_flush)
             p->ops->tx_flush(p, q);
         vhu_vq_flush(vq);

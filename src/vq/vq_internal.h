@@ -115,14 +115,14 @@ static inline struct vhu_vq_elem *vq_slot_elem(struct vhu_vq *vq, unsigned slot)
 /* Slot of an element, or -1 when elem is not one of ours or not popped (a caller bug). */
 static inline int vq_elem_slot(const struct vhu_vq *vq, const struct vhu_vq_elem *elem)
 {
-    uintptr_t p = (uintptr_t)elem, b = (uintptr_t)vq->pool;
-    size_t off, slot;
+    unsigned slot;
 
-    if (!vq->pool || p < b)
+    if (!vq->pool || !elem)
         return -1;
-    off = p - b;
-    slot = off / vq->stride;
-    if (slot >= vq->num || off % vq->stride || !vq->busy[slot])
+    /* The slot recorded at pop, checked against the pool: no division on the hot path. */
+    slot = elem->slot;
+    if (slot >= vq->num || !vq->busy[slot] ||
+        (const void *)(vq->pool + (size_t)slot * vq->stride) != (const void *)elem)
         return -1;
     return (int)slot;
 }
@@ -134,6 +134,7 @@ static inline struct vhu_vq_elem *vq_elem_get(struct vhu_vq *vq, unsigned *slot_
     struct vhu_vq_elem *e = vq_slot_elem(vq, slot);
 
     e->iov = vq->iovs + (size_t)slot * vq->max_segs;
+    e->slot = (uint16_t)slot;
     e->out_num = e->in_num = 0;
     e->out_len = e->in_len = 0;
     *slot_out = slot;
