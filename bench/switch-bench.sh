@@ -12,7 +12,7 @@
 # Mpps: frames B received / the sender's seconds. Loss: 1 - received/sent. Backend CPU: ns of
 # backend CPU time (utime+stime from /proc/PID/stat, over the run) per received frame.
 # Env: RUNS (3), SECS (5), SIZES ("64 1514": vhuctl sends at most 1514-byte frames), RINGS ("split packed"), BACKENDS ("vhud dpdk"),
-#   OUT (work dir).
+#   VHUD_SWITCH_ARGS (e.g. "--workers 1 --poll-us 1000": busy-poll like testpmd), OUT (work dir).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -52,8 +52,9 @@ run_one() {
   rm -f "$a" "$b"
   be_kind=$kind
   if [[ $kind == vhud ]]; then
-    echo "taskset -c 1 $VHUD switch --port $a --port $b" >"$out/$tag.be.log.cmd"
-    taskset -c 1 "$VHUD" switch --port "$a" --port "$b" </dev/null >"$out/$tag.be.log" 2>&1 &
+    echo "taskset -c 1 $VHUD switch --port $a --port $b ${VHUD_SWITCH_ARGS:-}" >"$out/$tag.be.log.cmd"
+    # shellcheck disable=SC2086
+    taskset -c 1 "$VHUD" switch --port "$a" --port "$b" ${VHUD_SWITCH_ARGS:-} </dev/null >"$out/$tag.be.log" 2>&1 &
     be_pid=$!
   else
     dpdk_start be 1 "$out/$tag.be.log" --vdev "net_vhost0,iface=$a,queues=1" \

@@ -39,6 +39,11 @@ uint64_t vhu_backend_protocol_features(const struct vhu_backend *b);
  * long after the last work before sleeping. Call before any session.
  */
 int vhu_backend_set_workers(struct vhu_backend *b, unsigned nworkers, unsigned poll_us);
+/*
+ * Run b's queues on the workers of `from` (its nworkers and poll_us), e.g. several devices
+ * that must share one thread (the net switch). `from` must be freed after b. Before any session.
+ */
+int vhu_backend_share_workers(struct vhu_backend *b, struct vhu_backend *from);
 /* Offer fewer protocol features: the offer becomes default & mask. Before any session. */
 int vhu_backend_limit_protocol_features(struct vhu_backend *b, uint64_t mask);
 

@@ -51,6 +51,12 @@ VHU_EXPORT int vhu_backend_new(struct vhu_device *dev, struct vhu_loop *loop,
 
 static void workers_free(struct vhu_backend *b)
 {
+    if (b->workers_shared) {
+        b->workers_shared = false;
+        b->workers = NULL;
+        b->nworkers = 0;
+        return;
+    }
     for (unsigned i = 0; i < b->nworkers; i++)
         vhu_worker_free(b->workers[i].w);
     free(b->workers);
@@ -126,6 +132,18 @@ VHU_EXPORT int vhu_backend_set_workers(struct vhu_backend *b, unsigned nworkers,
         }
         b->nworkers = i + 1;
     }
+    return 0;
+}
+
+VHU_EXPORT int vhu_backend_share_workers(struct vhu_backend *b, struct vhu_backend *from)
+{
+    if (b->session || b == from || from->workers_shared)
+        return -EBUSY;
+    workers_free(b);
+    b->workers = from->workers;
+    b->nworkers = from->nworkers;
+    b->poll_us = from->poll_us;
+    b->workers_shared = b->nworkers != 0;
     return 0;
 }
 

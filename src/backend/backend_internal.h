@@ -55,6 +55,7 @@ struct vhu_backend {
     unsigned nworkers;
     unsigned poll_us;
     struct vhu_backend_worker *workers;
+    bool workers_shared; /* borrowed from another backend (vhu_backend_share_workers) */
 };
 
 /* Called on the owner thread when a ring starts / stops (busy-poll bookkeeping). */

@@ -177,7 +177,8 @@ static void usage(FILE *f)
             "switch options:\n"
             "  --port PATH          a net device listening on PATH (2 to %u of them); frames\n"
             "                       go from guest to guest with one copy; every port runs on\n"
-            "                       the control thread (--workers/--poll-us are refused)\n"
+            "                       one thread: the control thread, or with --workers 1 and/or\n"
+            "                       --poll-us N one (busy-polling) worker\n"
             "\n"
             "  --print-capabilities print the vhost-user.json capabilities and exit\n"
             "  -v, --verbose        debug logging\n"
@@ -280,7 +281,9 @@ static int serve_one(struct daemon *d, const struct device_type *type, struct se
     /* blk: queue work off the control thread unless told otherwise */
     if (!o->workers_set && strcmp(type->name, "blk") == 0)
         workers = 1;
-    if (r == 0 && (workers || o->poll_us))
+    if (r == 0 && sv != d->srv && o->sw)
+        r = vhu_backend_share_workers(sv->backend, d->srv[0].backend); /* one switch thread */
+    else if (r == 0 && (workers || o->poll_us))
         r = vhu_backend_set_workers(sv->backend, workers ? workers : 1, o->poll_us);
     if (r == 0 && o->no_mem_slots)
         r = vhu_backend_limit_protocol_features(
@@ -503,9 +506,8 @@ int main(int argc, char **argv)
                             "--socket-path, --fd, --client or net port option)\n");
             return 2;
         }
-        if (o.workers || o.poll_us) {
-            fprintf(stderr, "vhud switch: every port runs on the control thread; "
-                            "--workers and --poll-us are not supported\n");
+        if (o.workers > 1) {
+            fprintf(stderr, "vhud switch: every port runs on one thread: --workers 0 or 1\n");
             return 2;
         }
     } else {
@@ -556,7 +558,13 @@ int main(int argc, char **argv)
         r = vhu_loop_run(d.loop);
         print_net_stats(&d);
     }
-    for (unsigned i = 0; d.srv && i < d.n; i++)
+    /* Every session first (a switch's ports write into each other's rings), then the devices,
+     * port 0 last: it owns the workers the other ports share. */
+    for (unsigned i = 0; d.srv && i < d.n; i++) {
+        vhu_unix_free(d.srv[i].transport);
+        d.srv[i].transport = NULL;
+    }
+    for (unsigned i = d.srv ? d.n : 0; i-- > 0;)
         served_free(&d.srv[i]);
     free(d.srv);
     vhu_net_switch_free(o.sw);

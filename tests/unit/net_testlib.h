@@ -38,6 +38,7 @@ struct tb_opts {
     unsigned workers; /* backend worker threads (0: the loop) */
     struct vhu_loop *loop; /* a loop shared with other test benches (switch); NULL: own */
     uint64_t protocol_features; /* asked for on top of the library's own */
+    struct vhu_backend *share_from; /* run on that backend's workers (net switch) */
 };
 
 static inline int tb_up(struct tb *t, const struct tb_opts *o)
@@ -53,7 +54,9 @@ static inline int tb_up(struct tb *t, const struct tb_opts *o)
     r = o->loop ? 0 : vhu_loop_new(&t->loop);
     if (r == 0)
         r = vhu_backend_new(t->dev, t->loop, &t->b);
-    if (r == 0 && o->workers)
+    if (r == 0 && o->share_from)
+        r = vhu_backend_share_workers(t->b, o->share_from);
+    else if (r == 0 && o->workers)
         r = vhu_backend_set_workers(t->b, o->workers, 0);
     if (r == 0)
         r = vhu_loopback_connect(t->b, t->loop, &t->fe);

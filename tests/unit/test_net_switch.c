@@ -26,8 +26,11 @@ static const uint8_t mac_of[NPORTS][6] = {
 };
 static const uint8_t bcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 
-/* Port 0 split, port 1 packed with mergeable buffers, port 2 split with mergeable buffers. */
-static int sw_up(struct sw_bench *s)
+/*
+ * Port 0 split, port 1 packed with mergeable buffers, port 2 split with mergeable buffers.
+ * worker: every port on port 0's worker thread (vhu_backend_share_workers) instead of the loop.
+ */
+static int sw_up_on(struct sw_bench *s, bool worker)
 {
     int r;
 
@@ -41,12 +44,19 @@ static int sw_up(struct sw_bench *s)
             .packed = i == 1,
             .mrg = i != 0,
             .loop = s->loop,
+            .workers = worker ? 1 : 0,
+            .share_from = worker && i ? s->t[0].b : NULL,
         };
         memcpy(o.net.mac, mac_of[i], 6);
         r = tb_up(&s->t[i], &o);
         s->up[i] = true;
     }
     return r;
+}
+
+static int sw_up(struct sw_bench *s)
+{
+    return sw_up_on(s, false);
 }
 
 static void sw_port_down(struct sw_bench *s, unsigned i)
@@ -58,7 +68,15 @@ static void sw_port_down(struct sw_bench *s, unsigned i)
 
 static void sw_down(struct sw_bench *s)
 {
-    for (unsigned i = 0; i < NPORTS; i++)
+    /* every session first (ports write into each other's rings), then the devices, port 0
+     * last: it owns any shared worker */
+    for (unsigned i = 0; i < NPORTS; i++) {
+        if (s->up[i]) {
+            vhu_fe_free(s->t[i].fe);
+            s->t[i].fe = NULL;
+        }
+    }
+    for (unsigned i = NPORTS; i-- > 0;)
         sw_port_down(s, i);
     vhu_net_switch_free(s->sw);
     vhu_loop_free(s->loop);
@@ -114,7 +132,7 @@ static bool got_nothing(struct sw_bench *s, unsigned i)
     return collect(&s->t[i], 0, 1, 50, NULL, NULL) == 0;
 }
 
-TEST(flood_learn_unicast)
+static void flood_learn_unicast(bool worker)
 {
     struct sw_bench s;
     uint8_t f[1514];
@@ -124,7 +142,7 @@ TEST(flood_learn_unicast)
                                       .csum_start = 34,
                                       .csum_offset = 16};
 
-    ASSERT_OK(sw_up(&s));
+    ASSERT_OK(sw_up_on(&s, worker));
     for (unsigned i = 0; i < NPORTS; i++) {
         ASSERT_OK(rx_post(&s.t[i], 0, 2048, 8, 1, NULL));
         ASSERT_OK(vhu_fe_kick(s.t[i].fe, 0));
@@ -167,6 +185,10 @@ TEST(flood_learn_unicast)
     ASSERT_EQ(stats(&s.t[0], 1).packets, 2);
     sw_down(&s);
 }
+
+TEST(flood_learn_unicast) { flood_learn_unicast(false); }
+/* every port on one shared worker thread, as `vhud switch --workers 1` */
+TEST(flood_learn_unicast_shared_worker) { flood_learn_unicast(true); }
 
 /* A big frame into small mergeable buffers of a packed ring: it spans chains. */
 TEST(mergeable_receiver)

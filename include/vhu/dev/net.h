@@ -90,8 +90,10 @@ enum vhu_net_port_kind {
      * receive buffers; broadcast, multicast and unknown destinations are flooded. A receiver
      * without posted buffers loses the frame (counted), as on a real switch: one slow or
      * hostile guest never stalls the others. No offloads are offered (a frame must be valid for
-     * every receiver). Every device of one switch must be created, run (all its queues) and
-     * destroyed on one thread: vhud runs the switch on its control thread. */
+     * every receiver). Every queue of every device of one switch must run on one thread (a
+     * queue starting elsewhere is refused), and devices join and leave the switch (created,
+     * destroyed) only while none of its queues runs: vhud creates them all, then serves, and
+     * ends every session before destroying any. */
     VHU_NET_PORT_SWITCH,
 };
 
