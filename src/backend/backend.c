@@ -75,12 +75,14 @@ static bool worker_poll(void *opaque, bool sleep)
 
     for (unsigned i = 0; i < bw->nowned; i++) {
         struct vhu_session_vq *svq = bw->owned[i];
-        if (!svq->enabled || vhu_vq_broken(svq->vq))
-            continue;
         if (sleep) {
-            found |= vhu_vq_set_polling(svq->vq, false);
+            /* every ring, disabled ones too: one enabled later must have its kicks back */
+            bool work = vhu_vq_set_polling(svq->vq, false);
+            found |= work && svq->enabled;
             continue;
         }
+        if (!svq->enabled || vhu_vq_broken(svq->vq))
+            continue;
         vhu_vq_set_polling(svq->vq, true);
         if (vhu_vq_has_work(svq->vq)) {
             svq->s->dev->ops->queue_notify(svq->s->dev, svq->vq);

@@ -36,6 +36,7 @@ struct tb_opts {
     uint64_t extra_features;
     uint16_t queue_size;
     unsigned workers; /* backend worker threads (0: the loop) */
+    unsigned poll_us; /* workers busy-poll for this long after work */
     struct vhu_loop *loop; /* a loop shared with other test benches (switch); NULL: own */
     uint64_t protocol_features; /* asked for on top of the library's own */
     struct vhu_backend *share_from; /* run on that backend's workers (net switch) */
@@ -57,7 +58,7 @@ static inline int tb_up(struct tb *t, const struct tb_opts *o)
     if (r == 0 && o->share_from)
         r = vhu_backend_share_workers(t->b, o->share_from);
     else if (r == 0 && o->workers)
-        r = vhu_backend_set_workers(t->b, o->workers, 0);
+        r = vhu_backend_set_workers(t->b, o->workers, o->poll_us);
     if (r == 0)
         r = vhu_loopback_connect(t->b, t->loop, &t->fe);
     if (r < 0)

@@ -375,6 +375,52 @@ static void two_queue_pairs(unsigned workers)
 }
 
 TEST(two_queue_pairs) { two_queue_pairs(0); }
+
+/*
+ * A busy-polling worker (split and packed, event idx on and off): traffic flows while it polls,
+ * after the poll window ends (the worker sleeps: kicks must be back on), and on a transmitq
+ * disabled while the worker polled and enabled again after it slept.
+ */
+static void polled(bool packed, bool event_idx)
+{
+    struct tb_opts o = {.net = {.port = VHU_NET_PORT_REFLECT}, .mrg = true, .packed = packed,
+                        .workers = 1, .poll_us = 2000, .no_event_idx = !event_idx};
+    struct tb t;
+    uint8_t frame[200];
+
+    ASSERT_OK(tb_up(&t, &o));
+    ASSERT_OK(rx_post(&t, 0, 2048, 64, 1, NULL));
+    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    for (unsigned round = 0; round < 3; round++) {
+        for (unsigned i = 0; i < 8; i++) {
+            make_frame(frame, sizeof(frame), i);
+            ASSERT_OK(tx_add(&t, 1, NULL, frame, sizeof(frame), 1));
+        }
+        ASSERT_OK(vhu_fe_kick(t.fe, 1)); /* kicks only if the device asks for one */
+        ASSERT_EQ(collect(&t, 1, 8, 5000, NULL, NULL), 8);
+        ASSERT_EQ(collect(&t, 0, 8, 5000, NULL, NULL), 8);
+        if (round == 1) {
+            /* transmitq disabled while the worker still polls, enabled after it slept */
+            struct vhu_msg m;
+            vhu_msg_init(&m, VHOST_USER_SET_VRING_ENABLE, VHOST_USER_VERSION,
+                         sizeof(struct vhost_vring_state));
+            m.payload.state = (struct vhost_vring_state){.index = 1, .num = 0};
+            ASSERT_OK(vhu_fe_raw(t.fe, &m, NULL));
+            usleep(10000);
+            m.payload.state.num = 1;
+            ASSERT_OK(vhu_fe_raw(t.fe, &m, NULL));
+        }
+        usleep(10000); /* past the poll window: the worker sleeps, kicks are needed again */
+    }
+    ASSERT_EQ(stats(&t, 1).packets, 24);
+    ASSERT_EQ(stats(&t, 0).packets, 24);
+    tb_down(&t);
+}
+
+TEST(polled_split) { polled(false, true); }
+TEST(polled_split_no_event_idx) { polled(false, false); }
+TEST(polled_packed) { polled(true, true); }
+TEST(polled_packed_no_event_idx) { polled(true, false); }
 /* Each pair on its own worker thread: rx and tx of a pair stay together (queue_group). */
 TEST(two_queue_pairs_two_workers) { two_queue_pairs(2); }
 
