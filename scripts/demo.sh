@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job, no VM needed: vhud serves a virtio-rng device on a UNIX socket and vhuctl, a
 # vhost-user frontend built on the library, negotiates with it, shares memory, and reads entropy
-# through split and packed rings.
+# through split and packed rings. Then two vhuctl "guests" talk through `vhud switch`.
 set -euo pipefail
 BUILD=${1:-build}
 VHUD=$BUILD/src/daemon/vhud
@@ -12,6 +12,7 @@ work=$(mktemp -d /tmp/vhu-demo.XXXXXX)
 sock=$work/rng.sock
 cleanup() {
     [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+    [ -n "${spid:-}" ] && kill "$spid" 2>/dev/null && wait "$spid" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -48,3 +49,27 @@ echo "vhud exited with status $rc; socket file $( [ -e "$sock" ] && echo 'left b
 
 step "what vhud logged"
 cat "$work/vhud.log"
+
+step "vhud switch: two virtio-net ports joined by an L2 switch (VM to VM, one copy per frame)"
+"$VHUD" switch --port "$work/a.sock" --port "$work/b.sock" 2> "$work/switch.log" &
+spid=$!
+for _ in $(seq 100); do [ -S "$work/a.sock" ] && [ -S "$work/b.sock" ] && break; sleep 0.05; done
+[ -S "$work/b.sock" ] || { cat "$work/switch.log"; echo "demo: vhud switch did not start" >&2; exit 1; }
+echo "port B receives (split ring) 200 frames that port A sends (packed ring):"
+"$VHUCTL" net recv --socket-path "$work/b.sock" --count 200 --timeout-ms 3000 &
+rpid=$!
+sleep 0.3
+"$VHUCTL" net send --socket-path "$work/a.sock" --count 200 --packed
+wait "$rpid"
+echo
+echo "then 1 s as fast as A can send (a full receiver loses frames, counted, as on any switch):"
+"$VHUCTL" net bench --socket-path "$work/b.sock" --mode rx --seconds 2 | grep -v '^RESULT' &
+rpid=$!
+sleep 0.3
+"$VHUCTL" net bench --socket-path "$work/a.sock" --mode tx --seconds 1 --packed | grep -v '^RESULT'
+wait "$rpid"
+kill -TERM "$spid"
+wait "$spid" || true
+spid=
+echo "vhud switch counters:"
+grep -E "net |switch:" "$work/switch.log" | sed 's/^vhu: info: /  /'
