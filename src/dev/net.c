@@ -55,33 +55,27 @@ struct net_dev {
 /* Counters                                                                                    */
 /* ------------------------------------------------------------------------------------------ */
 
-/* Single writer (the queue's thread): a relaxed load and store, no locked instruction. */
-static inline void stat_add(uint64_t *c, uint64_t v)
-{
-    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
-}
-
 static void stat_pkt(struct net_queue *q, uint64_t bytes)
 {
     struct vhu_net_stats *s = &q->nd->stats[q->index];
 
-    stat_add(&s->packets, 1);
-    stat_add(&s->bytes, bytes);
+    net_stat_add(&s->packets, 1);
+    net_stat_add(&s->bytes, bytes);
 }
 
 static void stat_gso(struct net_queue *q, const struct virtio_net_hdr_v1 *h)
 {
     if (h->gso_type != VIRTIO_NET_HDR_GSO_NONE)
-        stat_add(&q->nd->stats[q->index].gso, 1);
+        net_stat_add(&q->nd->stats[q->index].gso, 1);
 }
 
 void net_stat_drop(struct net_queue *q, bool error)
 {
     struct vhu_net_stats *s = &q->nd->stats[q->index];
 
-    stat_add(&s->drops, 1);
+    net_stat_add(&s->drops, 1);
     if (error)
-        stat_add(&s->errors, 1);
+        net_stat_add(&s->errors, 1);
 }
 
 struct net_queue *net_queue_get(struct net_dev *nd, unsigned i)

@@ -164,4 +164,11 @@ int net_rx_deliver(struct net_queue *rxq, const struct virtio_net_hdr_v1 *hdr,
 /* Counters, owner thread only. */
 void net_stat_drop(struct net_queue *q, bool error);
 
+/* A counter with one writer (its thread) and readers elsewhere: a relaxed load and store, no
+ * locked instruction. */
+static inline void net_stat_add(uint64_t *c, uint64_t v)
+{
+    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
+}
+
 #endif

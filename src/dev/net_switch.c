@@ -66,11 +66,6 @@ struct sw_rxq {
     bool dirty;
 };
 
-static inline void sw_stat(uint64_t *c, uint64_t v)
-{
-    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
-}
-
 static inline uint64_t mac_load(const uint8_t *m)
 {
     return (uint64_t)m[0] | (uint64_t)m[1] << 8 | (uint64_t)m[2] << 16 | (uint64_t)m[3] << 24 |
@@ -105,20 +100,20 @@ static void fdb_learn(struct vhu_net_switch *sw, uint64_t mac, uint8_t port)
     if (e->mac) {
         if (e->port != port) { /* the station moved */
             e->port = port;
-            sw_stat(&sw->stats.learned, 1);
+            net_stat_add(&sw->stats.learned, 1);
         }
         return;
     }
     if (sw->fdb_used >= SW_FDB_MAX) {
         memset(sw->fdb, 0, sizeof(sw->fdb));
         sw->fdb_used = 0;
-        sw_stat(&sw->stats.fdb_flushes, 1);
+        net_stat_add(&sw->stats.fdb_flushes, 1);
         e = fdb_slot(sw, mac);
     }
     e->mac = mac;
     e->port = port;
     sw->fdb_used++;
-    sw_stat(&sw->stats.learned, 1);
+    net_stat_add(&sw->stats.learned, 1);
 }
 
 /* Drop every entry of one port (it left): rebuild the table from the others. */
@@ -162,15 +157,12 @@ static void deliver(struct vhu_net_switch *sw, const struct sw_port *d,
     struct net_queue *rxq = dest_rxq(d, txq);
     struct sw_rxq *sq;
 
-    if (!rxq) {
-        sw_stat(&sw->stats.drops, 1);
+    /* Not running, or no room (-ENOBUFS: the device does not count that one; the rest it did) */
+    if (!rxq || net_rx_deliver(rxq, h, iov, n, len) < 0) {
+        net_stat_add(&sw->stats.drops, 1);
         return;
     }
-    if (net_rx_deliver(rxq, h, iov, n, len) < 0) {
-        sw_stat(&sw->stats.drops, 1);
-        return; /* -ENOBUFS: not counted by the device; the rest were */
-    }
-    sw_stat(&sw->stats.copies, 1);
+    net_stat_add(&sw->stats.copies, 1);
     sq = rxq->port_priv;
     if (!sq->dirty) {
         sq->dirty = true;
@@ -200,11 +192,11 @@ static enum net_tx_result switch_tx(struct net_port *p, struct net_queue *txq,
     if (to == sp->id)
         return NET_TX_DROP; /* for a station on the sender's own side: nothing to do */
     if (to != SW_NO_PORT && sw->ports[to]) {
-        sw_stat(&sw->stats.unicast, 1);
+        net_stat_add(&sw->stats.unicast, 1);
         deliver(sw, sw->ports[to], txq, &clean, iov, n, len);
         return NET_TX_DONE;
     }
-    sw_stat(&sw->stats.flooded, 1);
+    net_stat_add(&sw->stats.flooded, 1);
     for (unsigned i = 0; i < VHU_NET_SWITCH_MAX_PORTS; i++) {
         if (sw->ports[i] && i != sp->id)
             deliver(sw, sw->ports[i], txq, &clean, iov, n, len);
