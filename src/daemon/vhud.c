@@ -46,6 +46,7 @@ struct daemon_opts {
     uint64_t null_size;
     bool read_only;
     bool direct;
+    int engine;            /* enum vhu_blk_engine */
     bool writethrough;
     const char *serial;
     unsigned num_queues;
@@ -86,6 +87,7 @@ static int create_blk(const struct daemon_opts *o, struct vhu_device **out)
         .null_size = o->null_size,
         .read_only = o->read_only,
         .direct = o->direct,
+        .engine = (enum vhu_blk_engine)o->engine,
         .writethrough = o->writethrough,
         .serial = o->serial,
         .num_queues = (uint16_t)o->num_queues,
@@ -160,6 +162,9 @@ static void usage(FILE *f)
             "  --null SIZE          no backing store, SIZE bytes (K/M/G suffixes; benchmarks)\n"
             "  --read-only          offer VIRTIO_BLK_F_RO and refuse writes\n"
             "  --direct             open the backing file with O_DIRECT\n"
+            "  --engine E           auto (default) | io_uring | sync: auto takes sync, one\n"
+            "                       system call per request on the queue's thread, for files\n"
+            "                       in memory (tmpfs) without non-blocking reads, else io_uring\n"
             "  --writethrough       start with the write cache off (the guest may switch it)\n"
             "  --serial ID          GET_ID string (up to 20 bytes)\n"
             "  --num-queues N       request queues (default 1); blk defaults to --workers 1\n"
@@ -339,6 +344,7 @@ int main(int argc, char **argv)
         {"null", required_argument, NULL, 'N'},
         {"read-only", no_argument, NULL, 'R'},
         {"direct", no_argument, NULL, 'D'},
+        {"engine", required_argument, NULL, 'E'},
         {"writethrough", no_argument, NULL, 'T'},
         {"serial", required_argument, NULL, 'S'},
         {"num-queues", required_argument, NULL, 'n'},
@@ -422,6 +428,18 @@ int main(int argc, char **argv)
             break;
         case 'R': o.read_only = true; break;
         case 'D': o.direct = true; break;
+        case 'E':
+            if (strcmp(optarg, "auto") == 0)
+                o.engine = VHU_BLK_ENGINE_AUTO;
+            else if (strcmp(optarg, "io_uring") == 0)
+                o.engine = VHU_BLK_ENGINE_IO_URING;
+            else if (strcmp(optarg, "sync") == 0)
+                o.engine = VHU_BLK_ENGINE_SYNC;
+            else {
+                fprintf(stderr, "vhud: bad --engine '%s' (auto, io_uring or sync)\n", optarg);
+                return 2;
+            }
+            break;
         case 'T': o.writethrough = true; break;
         case 'S': o.serial = optarg; break;
         case 'n':
@@ -555,6 +573,8 @@ int main(int argc, char **argv)
         else
             vhu_info("%s device ready on %s%s", type->name,
                      o.socket_path ? o.socket_path : "inherited fd", o.client ? " (client)" : "");
+        if (strcmp(type->name, "blk") == 0)
+            vhu_info("blk: %s engine", vhu_blk_engine_name(d.srv[0].dev));
         r = vhu_loop_run(d.loop);
         print_net_stats(&d);
     }

@@ -492,7 +492,8 @@ static void blk_process(struct blk_queue *q)
         vhu_vq_disable_notify(vq);
         while ((e = vhu_vq_pop(vq)) != NULL)
             handle(q, (struct blk_req *)e);
-        ops->submit(q->io);
+        if (ops->submit)
+            ops->submit(q->io);
         vhu_vq_flush(vq);
         /* Every element is out: more work cannot be popped until completions return some;
          * the completion handler comes back here (and kicks stay off until then). */
@@ -555,7 +556,7 @@ static int blk_queue_start(struct vhu_device *dev, struct vhu_vq *vq)
         free(q);
         return r;
     }
-    int fd = bd->st->ops->qctx_fd(q->io);
+    int fd = bd->st->ops->qctx_fd ? bd->st->ops->qctx_fd(q->io) : -1;
     if (fd >= 0) {
         r = vhu_dev_watch(vq, fd, on_completion, q);
         if (r < 0) {
@@ -578,7 +579,7 @@ static void blk_queue_stop(struct vhu_device *dev, struct vhu_vq *vq)
     (void)dev;
     if (!q)
         return;
-    while (q->inflight) {
+    while (q->inflight && q->bd->st->ops->wait) { /* synchronous stores have none in flight */
         int r = q->bd->st->ops->wait(q->io);
         if (r < 0) {
             vhu_err("blk: queue %u: %u requests lost waiting for completions: %s",
@@ -693,9 +694,9 @@ VHU_EXPORT int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_device **
         o.blk_size = VIRTIO_BLK_SECTOR_SIZE;
     if (o.max_queue_size > VHU_VQ_MAX_SIZE || o.seg_max > BLK_MAX_SEG_MAX ||
         (o.blk_size != 512 && o.blk_size != 4096) ||
-        (o.serial && strlen(o.serial) > VIRTIO_BLK_ID_BYTES)) {
+        (o.serial && strlen(o.serial) > VIRTIO_BLK_ID_BYTES) || o.engine > VHU_BLK_ENGINE_SYNC) {
         vhu_err("blk: invalid options (queue size <= %u, seg_max <= %u, block size 512 or 4096,"
-                " serial <= 20 bytes)", VHU_VQ_MAX_SIZE, BLK_MAX_SEG_MAX);
+                " serial <= 20 bytes, a known engine)", VHU_VQ_MAX_SIZE, BLK_MAX_SEG_MAX);
         return -EINVAL;
     }
     bd = calloc(1, sizeof(*bd));
@@ -704,7 +705,7 @@ VHU_EXPORT int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_device **
     if (o.null_size)
         r = blk_null_open(o.null_size, o.read_only, &bd->st);
     else
-        r = blk_file_open(o.path, o.read_only, o.direct, &bd->st);
+        r = blk_file_open(o.path, o.read_only, o.direct, o.engine, &bd->st);
     if (r < 0) {
         vhu_err("blk: cannot open %s: %s",
                 o.null_size ? "the null store" : o.path ? o.path : "(no path)", strerror(-r));
@@ -756,4 +757,9 @@ VHU_EXPORT int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_device **
 VHU_EXPORT uint64_t vhu_blk_capacity(const struct vhu_device *dev)
 {
     return ((const struct blk_dev *)dev)->capacity;
+}
+
+VHU_EXPORT const char *vhu_blk_engine_name(const struct vhu_device *dev)
+{
+    return ((const struct blk_dev *)dev)->st->engine;
 }

@@ -1,18 +1,29 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * The file store: a regular file or a block device, read and written through io_uring. One ring
- * per queue, sized to the virtqueue (each request has at most one operation outstanding, so the
- * submission queue never runs out and the completion queue, twice as deep, never overflows).
- * Reads and writes use the guest's iovecs directly: no bounce buffer. Completions raise an
- * eventfd registered with the ring; the device watches it on the queue's owner thread.
+ * The file store: a regular file or a block device, with one of two engines. Both read and write
+ * the guest's iovecs directly: no bounce buffer.
+ *
+ * io_uring: one ring per queue, sized to the virtqueue (each request has at most one operation
+ * outstanding, so the submission queue never runs out and the completion queue, twice as deep,
+ * never overflows). Completions raise an eventfd registered with the ring; the device watches it
+ * on the queue's owner thread.
+ *
+ * sync: each operation is one system call on the queue's thread, completed before the queueing
+ * call returns (like the null store). Right for files in memory (tmpfs, ramfs) whose reads
+ * cannot be issued without blocking (no RWF_NOWAIT): io_uring hands every such read to an io-wq
+ * kernel thread, a thread switch per request that costs more than the copy itself. Wrong for
+ * anything that waits on a device: the queue's thread waits with it.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
 #include <linux/fs.h>
 #include <stdlib.h>
+#include <limits.h>
+#include <linux/magic.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include "blk_store.h"
@@ -198,6 +209,108 @@ static int file_wait(struct blk_qctx *bq)
     return 0;
 }
 
+/* ---- the sync engine ---- */
+
+struct sync_qctx {
+    struct file_store *fs;
+    blk_store_done_fn *done;
+};
+
+static int sync_qctx_new(struct blk_store *st, unsigned depth, blk_store_done_fn *done,
+                         struct blk_qctx **out)
+{
+    struct sync_qctx *q = calloc(1, sizeof(*q));
+
+    (void)depth;
+    if (!q)
+        return -ENOMEM;
+    q->fs = (struct file_store *)st;
+    q->done = done;
+    *out = (struct blk_qctx *)q;
+    return 0;
+}
+
+static void sync_qctx_free(struct blk_qctx *bq)
+{
+    free(bq);
+}
+
+static ssize_t rw_once(int fd, const struct iovec *iov, unsigned n, uint64_t off, bool write,
+                       int flags)
+{
+    ssize_t r;
+
+    do
+        r = write ? pwritev2(fd, iov, (int)n, (off_t)off, flags)
+                  : preadv2(fd, iov, (int)n, (off_t)off, flags);
+    while (r < 0 && errno == EINTR);
+    return r < 0 ? -errno : r;
+}
+
+/* The whole vector in one call; a short transfer goes on a segment at a time until it is whole,
+ * fails, or meets the end of the file (the caller sees the short count). */
+static int sync_rw(struct sync_qctx *q, const struct iovec *iov, unsigned n, uint64_t off,
+                   bool write, int flags)
+{
+    size_t want = vhu_iov_size(iov, n), done;
+    ssize_t r = n > IOV_MAX ? -EINVAL : rw_once(q->fs->fd, iov, n, off, write, flags);
+
+    if (r < 0)
+        return (int)r;
+    done = (size_t)r;
+    while (done < want && r > 0) {
+        size_t skip = done;
+        unsigned i = 0;
+
+        while (skip >= iov[i].iov_len)
+            skip -= iov[i++].iov_len;
+        struct iovec rest = {(uint8_t *)iov[i].iov_base + skip, iov[i].iov_len - skip};
+        r = rw_once(q->fs->fd, &rest, 1, off + done, write, flags);
+        if (r < 0)
+            return (int)r;
+        done += (size_t)r;
+    }
+    return done > INT_MAX ? INT_MAX : (int)done;
+}
+
+static int sync_readv(struct blk_qctx *bq, const struct iovec *iov, unsigned n, uint64_t off,
+                      void *cookie)
+{
+    struct sync_qctx *q = (struct sync_qctx *)bq;
+
+    q->done(cookie, sync_rw(q, iov, n, off, false, 0));
+    return 0;
+}
+
+static int sync_writev(struct blk_qctx *bq, const struct iovec *iov, unsigned n, uint64_t off,
+                       bool dsync, void *cookie)
+{
+    struct sync_qctx *q = (struct sync_qctx *)bq;
+
+    q->done(cookie, sync_rw(q, iov, n, off, true, dsync ? RWF_DSYNC : 0));
+    return 0;
+}
+
+static int sync_flush(struct blk_qctx *bq, void *cookie)
+{
+    struct sync_qctx *q = (struct sync_qctx *)bq;
+
+    q->done(cookie, fdatasync(q->fs->fd) < 0 ? -errno : 0);
+    return 0;
+}
+
+static int sync_fallocate(struct blk_qctx *bq, int mode, uint64_t off, uint64_t len, void *cookie)
+{
+    struct sync_qctx *q = (struct sync_qctx *)bq;
+    int r;
+
+    do
+        r = fallocate(q->fs->fd, mode, (off_t)off, (off_t)len) < 0 ? -errno : 0;
+    while (r == -EINTR);
+    q->done(cookie, r);
+    return 0;
+}
+
 static void file_close(struct blk_store *st)
 {
     struct file_store *fs = (struct file_store *)st;
@@ -222,7 +335,37 @@ static const struct blk_store_ops file_ops = {
     .close = file_close,
 };
 
-int blk_file_open(const char *path, bool read_only, bool direct, struct blk_store **out)
+static const struct blk_store_ops sync_ops = {
+    .qctx_new = sync_qctx_new,
+    .qctx_free = sync_qctx_free,
+    .readv = sync_readv,
+    .writev = sync_writev,
+    .flush = sync_flush,
+    .fallocate = sync_fallocate,
+    .close = file_close,
+};
+
+/*
+ * auto: sync for a regular file on a memory file system (tmpfs, ramfs) that refuses RWF_NOWAIT
+ * reads; io_uring for everything else, block devices included. With RWF_NOWAIT, io_uring reads
+ * the page cache inline and its one submission per batch wins.
+ */
+static enum vhu_blk_engine pick_engine(int fd, const struct stat *sb)
+{
+    struct statfs sf;
+    char c;
+    struct iovec one = {&c, 1};
+
+    if (!S_ISREG(sb->st_mode) || fstatfs(fd, &sf) < 0 ||
+        (sf.f_type != TMPFS_MAGIC && sf.f_type != RAMFS_MAGIC))
+        return VHU_BLK_ENGINE_IO_URING;
+    if (preadv2(fd, &one, 1, 0, RWF_NOWAIT) < 0 && errno == EOPNOTSUPP)
+        return VHU_BLK_ENGINE_SYNC;
+    return VHU_BLK_ENGINE_IO_URING;
+}
+
+int blk_file_open(const char *path, bool read_only, bool direct, enum vhu_blk_engine engine,
+                  struct blk_store **out)
 {
     struct file_store *fs;
     struct stat sb;
@@ -235,6 +378,7 @@ int blk_file_open(const char *path, bool read_only, bool direct, struct blk_stor
     if (!fs)
         return -ENOMEM;
     fs->st.ops = &file_ops;
+    fs->st.engine = "io_uring";
     fs->st.read_only = read_only;
     fs->fd = open(path, flags);
     if (fs->fd < 0) {
@@ -267,6 +411,12 @@ int blk_file_open(const char *path, bool read_only, bool direct, struct blk_stor
         r = -EINVAL;
         vhu_err("blk: %s is neither a regular file nor a block device", path);
         goto fail;
+    }
+    if (engine == VHU_BLK_ENGINE_AUTO)
+        engine = pick_engine(fs->fd, &sb);
+    if (engine == VHU_BLK_ENGINE_SYNC) {
+        fs->st.ops = &sync_ops;
+        fs->st.engine = "sync";
     }
     *out = &fs->st;
     return 0;

@@ -35,12 +35,6 @@ static void null_qctx_free(struct blk_qctx *q)
     free(q);
 }
 
-static int null_qctx_fd(const struct blk_qctx *q)
-{
-    (void)q;
-    return -1;
-}
-
 /* Report the whole transfer, as a read or write that went through would. */
 static void complete_rw(struct blk_qctx *bq, const struct iovec *iov, unsigned n, void *cookie)
 {
@@ -81,24 +75,6 @@ static int null_fallocate(struct blk_qctx *bq, int mode, uint64_t off, uint64_t 
     return 0;
 }
 
-static int null_submit(struct blk_qctx *q)
-{
-    (void)q;
-    return 0;
-}
-
-static unsigned null_reap(struct blk_qctx *q)
-{
-    (void)q;
-    return 0;
-}
-
-static int null_wait(struct blk_qctx *q)
-{
-    (void)q;
-    return -EINVAL; /* nothing is ever outstanding */
-}
-
 static void null_close(struct blk_store *st)
 {
     free(st);
@@ -107,14 +83,10 @@ static void null_close(struct blk_store *st)
 static const struct blk_store_ops null_ops = {
     .qctx_new = null_qctx_new,
     .qctx_free = null_qctx_free,
-    .qctx_fd = null_qctx_fd,
     .readv = null_readv,
     .writev = null_writev,
     .flush = null_flush,
     .fallocate = null_fallocate,
-    .submit = null_submit,
-    .reap = null_reap,
-    .wait = null_wait,
     .close = null_close,
 };
 
@@ -125,6 +97,7 @@ int blk_null_open(uint64_t size, bool read_only, struct blk_store **out)
     if (!st)
         return -ENOMEM;
     st->ops = &null_ops;
+    st->engine = "null";
     st->size = size;
     st->read_only = read_only;
     st->can_unmap = false; /* nothing is ever allocated, so nothing is deallocated either */

@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "vhu/dev/blk.h"
+
 struct blk_store;
 struct blk_qctx;
 
@@ -27,8 +29,7 @@ struct blk_store_ops {
     int (*qctx_new)(struct blk_store *st, unsigned depth, blk_store_done_fn *done,
                     struct blk_qctx **out);
     void (*qctx_free)(struct blk_qctx *q);
-    /* The eventfd to watch for completions (drain it, then reap), or -1 when completions are
-     * synchronous. */
+    /* The eventfd to watch for completions (drain it, then reap). */
     int (*qctx_fd)(const struct blk_qctx *q);
 
     /* Queue an operation. 0: queued (or already completed), -errno: not queued, no callback. */
@@ -41,6 +42,8 @@ struct blk_store_ops {
     /* fallocate(2) mode bits (FALLOC_FL_*) on [off, off + len). */
     int (*fallocate)(struct blk_qctx *q, int mode, uint64_t off, uint64_t len, void *cookie);
 
+    /* A synchronous store (every operation completes inside its queueing call) leaves
+     * qctx_fd, submit, reap and wait NULL. */
     /* Hand everything queued to the kernel (one syscall per batch). */
     int (*submit)(struct blk_qctx *q);
     /* Complete whatever has finished, without blocking; returns how many. */
@@ -53,6 +56,7 @@ struct blk_store_ops {
 
 struct blk_store {
     const struct blk_store_ops *ops;
+    const char *engine;        /* "io_uring", "sync", "null" */
     uint64_t size;             /* bytes */
     bool read_only;
     bool is_bdev;              /* a block device: fallocate modes mean something else */
@@ -60,7 +64,9 @@ struct blk_store {
     uint32_t phys_block_size;  /* bytes; 0: unknown */
 };
 
-int blk_file_open(const char *path, bool read_only, bool direct, struct blk_store **out);
+/* engine: VHU_BLK_ENGINE_* (vhu/dev/blk.h); auto picks one from the file (blk_file.c). */
+int blk_file_open(const char *path, bool read_only, bool direct, enum vhu_blk_engine engine,
+                  struct blk_store **out);
 int blk_null_open(uint64_t size, bool read_only, struct blk_store **out);
 
 #endif

@@ -76,6 +76,9 @@ start_backend() {
   if [[ $backend == vhud ]]; then
     cmd=("$vhud" blk --socket-path "$sock" --file "$img" --num-queues "$nq")
     [[ $mode == ro ]] && cmd+=(--read-only)
+    # the multi-queue run drives the sync engine, the single-queue run io_uring: both meet the
+    # guest (VHUD_ARGS, after this, can override)
+    ((nq > 1)) && cmd+=(--engine sync)
     # shellcheck disable=SC2206
     cmd+=(${VHUD_ARGS:-})
   else

@@ -9,6 +9,7 @@
  */
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -310,10 +311,12 @@ TEST(new_refuses_bad_options)
 }
 
 /* Write through one queue, read back through the other, compare with the file too. */
-static void run_integrity(bool packed, unsigned workers, unsigned poll_us)
+static void run_integrity(bool packed, unsigned workers, unsigned poll_us,
+                          enum vhu_blk_engine engine)
 {
     struct tb_opts o = {.packed = packed, .num_queues = 2, .queue_size = 64,
-                        .workers = workers, .poll_us = poll_us, .blk = {.num_queues = 2}};
+                        .workers = workers, .poll_us = poll_us,
+                        .blk = {.num_queues = 2, .engine = engine}};
     uint8_t *want = malloc(DATA_MAX);
     struct tb t;
     uint8_t st;
@@ -373,11 +376,62 @@ static void run_integrity(bool packed, unsigned workers, unsigned poll_us)
     free(want);
 }
 
-TEST(integrity_split) { run_integrity(false, 0, 0); }
-TEST(integrity_packed) { run_integrity(true, 0, 0); }
+TEST(integrity_split) { run_integrity(false, 0, 0, VHU_BLK_ENGINE_IO_URING); }
+TEST(integrity_packed) { run_integrity(true, 0, 0, VHU_BLK_ENGINE_IO_URING); }
 /* each queue on its own worker thread: completions arrive through that worker's loop */
-TEST(integrity_split_2_workers) { run_integrity(false, 2, 0); }
-TEST(integrity_packed_2_workers_poll) { run_integrity(true, 2, 50); }
+TEST(integrity_split_2_workers) { run_integrity(false, 2, 0, VHU_BLK_ENGINE_IO_URING); }
+TEST(integrity_packed_2_workers_poll) { run_integrity(true, 2, 50, VHU_BLK_ENGINE_IO_URING); }
+/* the sync engine: every request completes inside the pop loop */
+TEST(integrity_split_sync) { run_integrity(false, 0, 0, VHU_BLK_ENGINE_SYNC); }
+TEST(integrity_packed_2_workers_poll_sync) { run_integrity(true, 2, 50, VHU_BLK_ENGINE_SYNC); }
+
+/* Which engine runs: as asked, or for auto, sync only on a memory file system that refuses
+ * non-blocking reads (tmpfs here, on kernels without RWF_NOWAIT for shmem). */
+TEST(engine_choice)
+{
+    struct vhu_device *dev;
+    char path[128];
+    struct tb t;
+
+    ASSERT_ERR(-EINVAL, vhu_blk_new(&(struct vhu_blk_opts){.null_size = 1 << 20,
+                                                           .engine = VHU_BLK_ENGINE_SYNC + 1},
+                                    &dev));
+    ASSERT_OK(vhu_blk_new(&(struct vhu_blk_opts){.null_size = 1 << 20}, &dev));
+    ASSERT(strcmp(vhu_blk_engine_name(dev), "null") == 0);
+    dev->ops->destroy(dev);
+
+    static const struct { enum vhu_blk_engine e; const char *name; } asked[] = {
+        {VHU_BLK_ENGINE_IO_URING, "io_uring"}, {VHU_BLK_ENGINE_SYNC, "sync"}};
+    for (unsigned i = 0; i < VHU_ARRAY_SIZE(asked); i++) {
+        struct tb_opts o = {.blk = {.engine = asked[i].e}};
+        ASSERT_OK(tb_up(&t, &o));
+        ASSERT(strcmp(vhu_blk_engine_name(t.dev), asked[i].name) == 0);
+        tb_down(&t);
+    }
+
+    struct statfs sf;
+    bool tmp_mem = statfs(tmpdir(), &sf) == 0 && sf.f_type == 0x01021994; /* TMPFS_MAGIC */
+    ASSERT_OK(make_file(path, sizeof(path), tmpdir(), 4096));
+    ASSERT_OK(vhu_blk_new(&(struct vhu_blk_opts){.path = path}, &dev));
+    if (!tmp_mem)
+        ASSERT(strcmp(vhu_blk_engine_name(dev), "io_uring") == 0);
+    dev->ops->destroy(dev);
+    unlink(path);
+
+    if (statfs("/dev/shm", &sf) < 0 || sf.f_type != 0x01021994)
+        SKIP("no tmpfs at /dev/shm");
+    ASSERT_OK(make_file(path, sizeof(path), "/dev/shm", 4096));
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    char c;
+    struct iovec one = {&c, 1};
+    bool nowait = fd >= 0 && (preadv2(fd, &one, 1, 0, RWF_NOWAIT) >= 0 || errno != EOPNOTSUPP);
+    if (fd >= 0)
+        close(fd);
+    ASSERT_OK(vhu_blk_new(&(struct vhu_blk_opts){.path = path}, &dev));
+    ASSERT(strcmp(vhu_blk_engine_name(dev), nowait ? "io_uring" : "sync") == 0);
+    dev->ops->destroy(dev);
+    unlink(path);
+}
 
 TEST(flush_and_get_id)
 {
@@ -435,9 +489,9 @@ static void fill_disk(struct tb *t, uint64_t sector, uint32_t len)
         vhu_test_failed = 1;
 }
 
-static void run_dwz(const char *dir, bool expect_holes)
+static void run_dwz(const char *dir, bool expect_holes, enum vhu_blk_engine engine)
 {
-    struct tb_opts o = {.dir = dir};
+    struct tb_opts o = {.dir = dir, .blk = {.engine = engine}};
     struct tb t;
     uint8_t st;
 
@@ -516,7 +570,8 @@ static void run_dwz(const char *dir, bool expect_holes)
     tb_down(&t);
 }
 
-TEST(discard_write_zeroes) { run_dwz(tmpdir(), true); }
+TEST(discard_write_zeroes) { run_dwz(tmpdir(), true, VHU_BLK_ENGINE_IO_URING); }
+TEST(discard_write_zeroes_sync) { run_dwz(tmpdir(), true, VHU_BLK_ENGINE_SYNC); }
 
 /* tmpfs has no FALLOC_FL_ZERO_RANGE: WRITE_ZEROES falls back to writing zeroes. */
 TEST(write_zeroes_fallback_tmpfs)
@@ -525,7 +580,7 @@ TEST(write_zeroes_fallback_tmpfs)
 
     if (statfs("/dev/shm", &sf) < 0 || sf.f_type != 0x01021994 /* TMPFS_MAGIC */)
         SKIP("no tmpfs at /dev/shm");
-    run_dwz("/dev/shm", false);
+    run_dwz("/dev/shm", false, VHU_BLK_ENGINE_AUTO);
 }
 
 TEST(read_only_refuses_writes)
@@ -657,9 +712,9 @@ TEST(missing_status_breaks_only_that_queue)
 }
 
 /* A failing backing operation fails that request and nothing else. */
-TEST(backing_failure_is_ioerr)
+static void run_backing_failure(enum vhu_blk_engine engine)
 {
-    struct tb_opts o = {0};
+    struct tb_opts o = {.blk = {.engine = engine}};
     struct tb t;
     uint8_t st;
 
@@ -673,7 +728,7 @@ TEST(backing_failure_is_ioerr)
     tb_down(&t);
 
     /* O_DIRECT with a guest buffer the file system cannot take: EINVAL from the kernel */
-    struct tb_opts od = {.blk = {.direct = true}};
+    struct tb_opts od = {.blk = {.direct = true, .engine = engine}};
     int r = tb_up(&t, &od);
     if (r == -EINVAL) {
         tb_down(&t);
@@ -693,6 +748,9 @@ TEST(backing_failure_is_ioerr)
     ASSERT_EQ(st, VIRTIO_BLK_S_OK);
     tb_down(&t);
 }
+
+TEST(backing_failure_is_ioerr) { run_backing_failure(VHU_BLK_ENGINE_IO_URING); }
+TEST(backing_failure_is_ioerr_sync) { run_backing_failure(VHU_BLK_ENGINE_SYNC); }
 
 /*
  * Many requests at once: one kick pops them all into one io_uring batch; then the ring is

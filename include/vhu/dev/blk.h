@@ -111,12 +111,21 @@ _Static_assert(sizeof(struct virtio_blk_config) == 96, "virtio_blk_config layout
 _Static_assert(sizeof(struct virtio_blk_outhdr) == 16, "virtio_blk_outhdr layout");
 _Static_assert(sizeof(struct virtio_blk_discard_write_zeroes) == 16, "dwz layout");
 
+/* How a file store does its I/O. */
+enum vhu_blk_engine {
+    VHU_BLK_ENGINE_AUTO = 0, /* sync for memory-backed files without non-blocking reads, else
+                              * io_uring */
+    VHU_BLK_ENGINE_IO_URING, /* io_uring, batched submissions, completions through an eventfd */
+    VHU_BLK_ENGINE_SYNC,     /* one system call per operation on the queue's thread */
+};
+
 /* Every field's zero value is the default. */
 struct vhu_blk_opts {
     const char *path;        /* regular file or block device (ignored when null_size > 0) */
     uint64_t null_size;      /* > 0: the null store of this many bytes instead of a file */
     bool read_only;          /* open O_RDONLY, offer VIRTIO_BLK_F_RO, refuse writes */
     bool direct;             /* O_DIRECT: guest buffers must then be aligned for the file */
+    enum vhu_blk_engine engine;
     bool writethrough;       /* initial writeback field 0 (default: 1, a writeback cache) */
     const char *serial;      /* GET_ID string, at most 20 bytes; NULL: empty */
     uint16_t num_queues;     /* 0: 1 */
@@ -132,5 +141,7 @@ struct vhu_blk_opts {
 int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_device **out);
 /* Capacity in 512-byte sectors. */
 uint64_t vhu_blk_capacity(const struct vhu_device *dev);
+/* The engine a device's store runs: "io_uring", "sync", or "null" for the null store. */
+const char *vhu_blk_engine_name(const struct vhu_device *dev);
 
 #endif
