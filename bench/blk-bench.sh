@@ -18,7 +18,8 @@
 #   QSD       default qemu-storage-daemon
 #   RUNS=3 RUNTIME=5          runs per backend and case; seconds per run
 #   STORES="null shm"         null: vhud --null / qsd null-co; shm: a file on /dev/shm
-#                             (qsd: driver=file,aio=io_uring)
+#                             (qsd: driver=file,aio=$QSD_AIO)
+#   QSD_AIO=io_uring          qsd's file AIO: io_uring | threads
 #   MODES="event poll"  DEPTHS="1 32"  RW=randread  BS=4096
 #   SIZE=1073741824           bytes of the null device and of the /dev/shm file
 #   BACKENDS="vhud qsd"       order within a round
@@ -32,6 +33,7 @@ repo=$(cd "$here/.." && pwd -P)
 VHUD=${VHUD:-$repo/build/src/daemon/vhud}
 VHUCTL=${VHUCTL:-$repo/build/src/cli/vhuctl}
 QSD=${QSD:-qemu-storage-daemon}
+QSD_AIO=${QSD_AIO:-io_uring}
 RUNS=${RUNS:-3}
 RUNTIME=${RUNTIME:-5}
 STORES=${STORES:-null shm}
@@ -98,7 +100,7 @@ backend_cmd() {
     fi
     local dev
     if [[ $store == null ]]; then dev="driver=null-co,node-name=f,size=$SIZE"
-    else dev="driver=file,node-name=f,filename=$shmfile,aio=io_uring"; fi
+    else dev="driver=file,node-name=f,filename=$shmfile,aio=$QSD_AIO"; fi
     # shellcheck disable=SC2206
     BCMD=("$QSD" ${QSD_ARGS:-} "${pollobj[@]}" --blockdev "$dev"
       --export "type=vhost-user-blk,id=e,node-name=f,addr.type=unix,addr.path=$sock,writable=on,num-queues=1$pollexp${QSD_EXPORT_ARGS:-}")
