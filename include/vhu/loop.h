@@ -15,6 +15,10 @@ struct vhu_loop;
 #define VHU_LOOP_OUT 0x4u
 #define VHU_LOOP_ERR 0x8u
 #define VHU_LOOP_HUP 0x10u
+/* With VHU_LOOP_IN: report each new arrival once (EPOLLET) instead of while the fd stays
+ * readable. For an eventfd that only ever counts wake-ups (a ring's kick), the handler then need
+ * not read it: one system call less per wake-up. */
+#define VHU_LOOP_EDGE 0x20u
 
 typedef void vhu_loop_cb(int fd, uint32_t events, void *opaque);
 

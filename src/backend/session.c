@@ -49,8 +49,11 @@ static void kick_cb(int fd, uint32_t events, void *opaque)
     struct vhu_session_vq *svq = opaque;
     struct vhu_session *s = svq->s;
 
+    (void)fd;
     (void)events;
-    vhu_eventfd_drain(fd);
+    /* Edge-triggered (watch_kick): every kick written since the last wait wakes us once, and the
+     * counter is never read. It cannot fill up from kicks (2^64 - 2 of them); a frontend that
+     * writes a huge value only blocks its own further kicks. */
     __atomic_add_fetch(&s->b->stats.kicks, 1, __ATOMIC_RELAXED);
     if (svq->started && svq->enabled && !vhu_vq_broken(svq->vq))
         s->dev->ops->queue_notify(s->dev, svq->vq);
@@ -194,7 +197,7 @@ static int op_start(void *arg)
 
     if (r < 0)
         return r;
-    r = vhu_loop_add(svq->loop, svq->kick_fd, VHU_LOOP_IN, kick_cb, svq);
+    r = vhu_loop_add(svq->loop, svq->kick_fd, VHU_LOOP_IN | VHU_LOOP_EDGE, kick_cb, svq);
     if (r < 0) {
         vq_stop(s, svq);
         return r;

@@ -35,6 +35,8 @@ static uint32_t to_epoll(uint32_t ev)
         e |= EPOLLIN;
     if (ev & VHU_LOOP_OUT)
         e |= EPOLLOUT;
+    if (ev & VHU_LOOP_EDGE)
+        e |= EPOLLET;
     return e;
 }
 

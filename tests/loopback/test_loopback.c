@@ -210,6 +210,42 @@ static void run_xor(bool packed, bool event_idx, bool indirect, unsigned regions
     ASSERT(xdev.resets >= 1);
 }
 
+static void count_cb(int fd, uint32_t events, void *opaque)
+{
+    (void)fd;
+    (void)events;
+    (*(unsigned *)opaque)++;
+}
+
+/* VHU_LOOP_EDGE (how kicks are watched): one call per arrival, none while the fd just stays
+ * readable; level-triggered watches keep firing until drained. */
+TEST(loop_edge_triggered)
+{
+    struct vhu_loop *loop;
+    unsigned edge = 0, level = 0;
+    int efd = vhu_eventfd_new(), lfd = vhu_eventfd_new();
+
+    ASSERT(efd >= 0 && lfd >= 0);
+    ASSERT_OK(vhu_loop_new(&loop));
+    ASSERT_OK(vhu_loop_add(loop, efd, VHU_LOOP_IN | VHU_LOOP_EDGE, count_cb, &edge));
+    ASSERT_OK(vhu_loop_add(loop, lfd, VHU_LOOP_IN, count_cb, &level));
+    vhu_eventfd_signal(efd);
+    vhu_eventfd_signal(efd); /* two kicks before the loop looks: one wake-up */
+    vhu_eventfd_signal(lfd);
+    vhu_loop_run_once(loop, 0);
+    ASSERT_EQ(edge, 1u);
+    ASSERT_EQ(level, 1u);
+    vhu_loop_run_once(loop, 0); /* nothing new; neither fd was read */
+    ASSERT_EQ(edge, 1u);
+    ASSERT_EQ(level, 2u);
+    vhu_eventfd_signal(efd);
+    vhu_loop_run_once(loop, 0);
+    ASSERT_EQ(edge, 2u);
+    vhu_loop_free(loop);
+    close(efd);
+    close(lfd);
+}
+
 TEST(xor_split) { run_xor(false, false, false, 1, 8); }
 TEST(xor_split_event_idx) { run_xor(false, true, false, 1, 16); }
 TEST(xor_split_indirect_event_idx_3_regions) { run_xor(false, true, true, 3, 64); }
