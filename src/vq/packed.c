@@ -194,12 +194,16 @@ bool vq_packed_flush(struct vhu_vq *vq)
          * says the length is meaningful. */
         uint16_t flags = (uint16_t)((wrap ? VQ_PACKED_AVAIL_BIT | VQ_PACKED_USED_BIT : 0) |
                                     (s->len ? VRING_DESC_F_WRITE : 0));
-        vq_store16(&d->id, s->id);
-        vq_store32(&d->len, s->len);
-        if (i == 0)
+        if (i == 0) {
+            vq_store32(&d->len, s->len);
+            vq_store16(&d->id, s->id);
             head_flags = flags;
-        else
-            vq_store16(&d->flags, flags);
+        } else {
+            /* len, id and flags are the descriptor's last 8 bytes: one store, so the line the
+             * driver is polling changes hands once per descriptor, not three times. */
+            vq_store64(&d->len, (uint64_t)s->len | (uint64_t)s->id << 32 |
+                                    (uint64_t)flags << 48);
+        }
         advance(&idx, &wrap, s->ndesc, vq->num);
     }
     /* Everything above must be visible before the first descriptor turns used. */

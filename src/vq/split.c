@@ -229,8 +229,10 @@ void vq_split_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_t len)
 {
     struct vring_used_elem *u = &vq->used->ring[vq->used_idx & (vq->num - 1)];
 
-    vq_store32(&u->id, elem->id);
-    vq_store32(&u->len, len);
+    /* id and len in one store (the ring is only 4-byte aligned, hence memcpy); the driver reads
+     * them only after used->idx, which flush publishes behind a write barrier. */
+    uint64_t v = (uint64_t)elem->id | (uint64_t)len << 32;
+    memcpy(u, &v, sizeof(v));
     if (vq->ifl) {
         vq->ifl->desc[elem->id].next = vq->ifl->last_batch_head;
         vq->ifl->last_batch_head = elem->id;

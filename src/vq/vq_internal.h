@@ -188,6 +188,14 @@ static inline void vq_store32(uint32_t *p, uint32_t v)
     __atomic_store_n(p, v, __ATOMIC_RELAXED);
 }
 
+/* Eight little-endian bytes at once, single-copy atomic; p is 8-byte aligned (virtio rings are
+ * little-endian, and so are the hosts vhu builds for). */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "vhu assumes a little-endian host");
+static inline void vq_store64(void *p, uint64_t v)
+{
+    __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELAXED);
+}
+
 /* One descriptor, read once. Split and packed descriptors share size and the addr/len words but
  * not the order of the last two fields. */
 struct vq_desc {
