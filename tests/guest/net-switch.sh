@@ -61,12 +61,8 @@ while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1))
 [ -e /sys/class/net/eth0 ] || { result FAIL eth0 "no eth0"; exit 0; }
 ip link set eth0 up && ip addr add $me/24 dev eth0 || { result FAIL ifup "ip failed"; exit 0; }
 result PASS eth0 "$role: mac $(cat /sys/class/net/eth0/address)"
-size=$(wc -c </extra/data.bin)
-want=$(md5sum </extra/data.bin | cut -d' ' -f1)
-# the listener's stdin must never reach EOF (busybox nc half-closes on stdin EOF)
-mkfifo /tmp/hold
-nc -l -p 5001 <>/tmp/hold >/tmp/r &
-lpid=$!
+. /extra/net-guest.sh
+tcp_listen 5001
 # the peer boots at its own pace: up to 4 minutes for its first answer
 if ping -c 3 -w 240 $peer >/tmp/ping 2>&1; then
   result PASS ping-peer "$role -> $peer: $(grep -E 'transmitted' /tmp/ping)"
@@ -80,14 +76,7 @@ while [ $i -lt 60 ]; do
 done
 if [ $sent = 1 ]; then result PASS tcp-send "$role -> $peer: $size bytes"
 else result FAIL tcp-send "$role -> $peer: nc failed 60 times"; fi
-( sleep 180; kill $lpid 2>/dev/null ) &
-wpid=$!
-wait $lpid
-kill $wpid 2>/dev/null
-got=$(wc -c </tmp/r)
-sum=$(md5sum </tmp/r | cut -d' ' -f1)
-if [ "$got" = "$size" ] && [ "$sum" = "$want" ]; then result PASS tcp-recv "$role <- $peer: $got bytes md5 $sum"
-else result FAIL tcp-recv "$role <- $peer: got $got bytes md5 $sum, want $size bytes md5 $want"; fi
+tcp_recv_check "$role <- $peer: "
 # stay up until the peer has our data too (its receive ends when our nc is done; a few seconds)
 sleep 3
 GUEST
@@ -96,7 +85,7 @@ head -c 1048576 /dev/urandom >"$dir/data.bin"
 for g in a b; do
   echo "$g" >"$dir/$g/role"
   guest_mkinitramfs "$dir/$g/initrd.cpio.gz" virtio_pci virtio_net -- "$dir/test.sh" \
-    "$dir/$g/role" "$dir/data.bin" 2>"$dir/$g/mkinitramfs.log" ||
+    "$dir/$g/role" "$dir/data.bin" "$here/net-guest.sh" 2>"$dir/$g/mkinitramfs.log" ||
     { cat "$dir/$g/mkinitramfs.log" >&2; exit 1; }
 done
 

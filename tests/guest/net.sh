@@ -104,13 +104,8 @@ else
   exit 0
 fi
 [ "$mode" = vhud ] || exit 0
-size=$(wc -c </extra/data.bin)
-want=$(md5sum </extra/data.bin | cut -d' ' -f1)
-# the listener's stdin must never reach EOF: busybox nc half-closes on stdin EOF and the
-# sender, seeing that, would quit before its data is out
-mkfifo /tmp/hold
-nc -l -p 5001 <>/tmp/hold >/tmp/r &
-lpid=$!
+. /extra/net-guest.sh
+tcp_listen 5001
 sleep 0.5
 signal TCP-LISTEN
 # guest -> host (busybox nc half-closes on EOF, the host's listener then exits)
@@ -120,20 +115,13 @@ if timeout 120 nc $hip 5000 </extra/data.bin; then
   result PASS tcp-send "$size bytes sent in $(awk "BEGIN { print $t1 - $t0 }") s"
 else result FAIL tcp-send "nc to $hip:5000 failed or timed out"; fi
 # host -> guest: the host sends after its own ping of the guest
-( sleep 180; kill $lpid 2>/dev/null ) &
-wpid=$!
-wait $lpid
-kill $wpid 2>/dev/null
-got=$(wc -c </tmp/r)
-sum=$(md5sum </tmp/r | cut -d' ' -f1)
-if [ "$got" = "$size" ] && [ "$sum" = "$want" ]; then result PASS tcp-recv "$got bytes md5 $sum"
-else result FAIL tcp-recv "got $got bytes md5 $sum, want $size bytes md5 $want"; fi
+tcp_recv_check ""
 GUEST
 
 echo "$backend" >"$dir/mode"
 head -c 1048576 /dev/urandom >"$dir/data.bin"
 guest_mkinitramfs "$dir/initrd.cpio.gz" virtio_pci virtio_net -- "$dir/test.sh" \
-  "$dir/mode" "$dir/data.bin" 2>"$dir/mkinitramfs.log" || { cat "$dir/mkinitramfs.log" >&2; exit 1; }
+  "$dir/mode" "$dir/data.bin" "$here/net-guest.sh" 2>"$dir/mkinitramfs.log" || { cat "$dir/mkinitramfs.log" >&2; exit 1; }
 
 if [[ $backend == dpdk ]]; then
   dpdk_mem_args
