@@ -38,8 +38,7 @@ backend=${BLK_BACKEND:-vhud}
 vhud=$1
 case $backend in
   vhud)
-    [[ -x $vhud ]] || { guest_log "vhud binary '$vhud' not found or not executable"; exit 1; }
-    vhud=$(cd "$(dirname "$vhud")" && pwd)/$(basename "$vhud")
+    guest_vhud "$vhud"
     "$vhud" blk --help >/dev/null 2>&1 ||
       { guest_log "FAIL: '$vhud blk --help' fails: this vhud has no blk device"; exit 1; }
     ;;

@@ -2,6 +2,8 @@
 # shellcheck shell=bash
 # Shared helpers of the real-guest tests; source it from a bash test script.
 #
+#   guest_vhud PATH               check the vhud binary (fail if missing) and set $vhud to its
+#                                 absolute path
 #   guest_require                 skip (exit 77, loudly) unless QEMU, busybox-static, cpio, modinfo
 #                                 and the cached guest kernel are all there
 #   guest_mkinitramfs OUT MODS... -- SCRIPT [EXTRA...]
@@ -39,6 +41,11 @@ guest_skip() {
     echo "#####################################################################"
   } >&2
   exit 77
+}
+
+guest_vhud() {
+  [[ -x $1 ]] || { guest_log "vhud binary '$1' not found or not executable"; exit 1; }
+  vhud=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 }
 
 guest_require() {

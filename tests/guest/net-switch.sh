@@ -17,9 +17,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/lib.sh"
 
 (($# >= 1)) || { echo "usage: $0 VHUD [WORKDIR]" >&2; exit 2; }
-vhud=$1
-[[ -x $vhud ]] || { guest_log "vhud binary '$vhud' not found or not executable"; exit 1; }
-vhud=$(cd "$(dirname "$vhud")" && pwd)/$(basename "$vhud")
+guest_vhud "$1"
 guest_require
 "$vhud" switch --help >/dev/null 2>&1 || guest_skip "'$vhud switch' does not exist"
 

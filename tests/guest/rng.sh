@@ -26,9 +26,7 @@ if [[ ${1:-} == --reconnect ]]; then reconnect=1; shift; fi
 . "$here/lib.sh"
 
 (($# >= 1)) || { echo "usage: $0 [--reconnect] VHUD [WORKDIR]" >&2; exit 2; }
-vhud=$1
-[[ -x $vhud ]] || { guest_log "vhud binary '$vhud' not found or not executable"; exit 1; }
-vhud=$(cd "$(dirname "$vhud")" && pwd)/$(basename "$vhud")
+guest_vhud "$1"
 guest_require
 
 dir=${2:-}
