@@ -3,8 +3,8 @@
 #define VHU_BACKEND_H
 
 /*
- * The backend core: serves one device to one frontend connection at a time. Transport-neutral:
- * a transport hands it messages (struct vhu_msg) and sends what it answers.
+ * A backend: one device model, the loop and worker threads that run it. A transport serves it
+ * to one driver at a time through a device core (vhu/core.h: typed calls, no messages, no fds).
  */
 #ifdef VHU_DEVICE_BUILD
 #error "device models must not include backend/transport headers"
@@ -16,58 +16,45 @@
 #include "vhu/loop.h"
 
 struct vhu_backend;
-struct vhu_session;
-struct vhu_msg;
-
-/* How a session talks back to its frontend. */
-struct vhu_session_transport_ops {
-    const char *name;
-    /* Send a reply (or, on the backend channel, a request). Returns 0 or -errno. */
-    int (*send)(void *conn, const struct vhu_msg *m);
-};
 
 /* The backend uses loop for kick eventfds and its own timers; it does not run it. */
 int vhu_backend_new(struct vhu_device *dev, struct vhu_loop *loop, struct vhu_backend **out);
-/* Destroys the device too (ops->destroy). Any session must be ended first. */
+/* Destroys the device too (ops->destroy). Frees a core still attached. */
 void vhu_backend_free(struct vhu_backend *b);
 struct vhu_device *vhu_backend_device(const struct vhu_backend *b);
-/* Protocol features offered (default: everything the core implements). */
-uint64_t vhu_backend_protocol_features(const struct vhu_backend *b);
 /*
  * Data-plane threads: queue i is owned by worker i % nworkers (0: every queue runs on the
  * loop given to vhu_backend_new). poll_us > 0 makes workers busy-poll their rings for that
- * long after the last work before sleeping. Call before any session.
+ * long after the last work before sleeping. Call before a core exists.
  */
 int vhu_backend_set_workers(struct vhu_backend *b, unsigned nworkers, unsigned poll_us);
 /*
  * Run b's queues on the workers of `from` (its nworkers and poll_us), e.g. several devices
- * that must share one thread (the net switch). `from` must be freed after b. Before any session.
+ * that must share one thread (the net switch). `from` must be freed after b. Before any core.
  */
 int vhu_backend_share_workers(struct vhu_backend *b, struct vhu_backend *from);
-/* Offer fewer protocol features: the offer becomes default & mask. Before any session. */
-int vhu_backend_limit_protocol_features(struct vhu_backend *b, uint64_t mask);
-
 /*
- * Sessions: one per frontend connection. A transport creates one when a frontend connects, feeds
- * it every message with vhu_session_dispatch(), and ends it on disconnect or when dispatch fails
- * (the connection must then be closed). Only one session may exist per backend (-EBUSY).
+ * Settings a transport reads when it serves this backend; set before a core exists (-EBUSY).
+ * vhost-user: vu_protocol_mask limits the protocol features offered (offer = default & mask;
+ * vhu_backend_limit_protocol_features() in vhu/transport.h).
  */
-int vhu_session_new(struct vhu_backend *b, const struct vhu_session_transport_ops *ops, void *conn,
-                    struct vhu_session **out);
-void vhu_session_end(struct vhu_session *s);
-/*
- * Validate and handle one message; the session takes every fd of m (closing what it does not
- * keep). Returns 0, or -errno when the connection must be dropped (the reason was logged).
- */
-int vhu_session_dispatch(struct vhu_session *s, struct vhu_msg *m);
+struct vhu_backend_transport_opts {
+    uint64_t vu_protocol_mask;
+};
+int vhu_backend_set_transport_opts(struct vhu_backend *b,
+                                   const struct vhu_backend_transport_opts *o);
+const struct vhu_backend_transport_opts *vhu_backend_transport_opts(const struct vhu_backend *b);
 
 /* Counters for tests and vhuctl. */
 struct vhu_backend_stats {
-    uint64_t sessions;        /* sessions started */
-    uint64_t sessions_failed; /* sessions ended by a protocol error */
-    uint64_t messages;        /* messages dispatched */
+    uint64_t sessions;        /* driver connections served (cores created) */
+    uint64_t sessions_failed; /* connections ended by a protocol error (counted by transports) */
+    uint64_t messages;        /* transport messages handled (counted by transports) */
     uint64_t kicks;           /* kick notifications handled */
 };
 void vhu_backend_get_stats(const struct vhu_backend *b, struct vhu_backend_stats *st);
+/* For transports: count one message / one failed connection. */
+void vhu_backend_count_message(struct vhu_backend *b);
+void vhu_backend_count_failure(struct vhu_backend *b);
 
 #endif

@@ -15,6 +15,9 @@
 
 struct vhu_device;
 
+/* Largest config space a device may declare (the vhost-user GET_CONFIG limit). */
+#define VHU_CONFIG_MAX_SIZE 256
+
 /* Called by the core, never concurrently for one device, except queue_notify, which runs on the
  * thread owning that queue. Return -errno on failure. */
 struct vhu_device_ops {
@@ -59,7 +62,7 @@ struct vhu_device {
     uint16_t num_queues;      /* queues the device supports */
     uint16_t queue_num_reply; /* GET_QUEUE_NUM answer if not num_queues (net: queue pairs) */
     uint16_t max_queue_size;  /* largest ring accepted (<= VHU_VQ_MAX_SIZE) */
-    uint32_t config_size;     /* bytes of config space (0: none) */
+    uint32_t config_size;     /* bytes of config space (0: none; <= VHU_CONFIG_MAX_SIZE) */
     size_t elem_size;         /* size of the request struct embedding struct vhu_vq_elem */
     unsigned max_segs;        /* segments one request may have */
     uint64_t acked_features;  /* written by the core before set_features() */

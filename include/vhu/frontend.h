@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vhu/vqd.h"
 #include "vhu/vq.h"
 
 #define VHU_FE_GPA_BASE 0x100000ULL

@@ -7,6 +7,7 @@
 #endif
 
 #include "vhu/backend.h"
+#include "vhu/transport.h"
 #include "vhu/frontend.h"
 #include "vhu/loop.h"
 

@@ -19,6 +19,14 @@
 
 struct vhu_unix;
 
+/*
+ * vhost-user protocol features a backend offers: by default every one the decoder implements
+ * for this device (RARP and NET_MTU only for devices with those ops). Limit the offer to
+ * default & mask before a frontend connects (-EBUSY after).
+ */
+uint64_t vhu_backend_protocol_features(const struct vhu_backend *b);
+int vhu_backend_limit_protocol_features(struct vhu_backend *b, uint64_t mask);
+
 struct vhu_unix_opts {
     const char *path;        /* socket path (server: created, removed on free) */
     int fd;                  /* or an fd: a listening socket, or a connected one; -1 if unused */

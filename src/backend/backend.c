@@ -7,28 +7,6 @@
 #include "vhu/util.h"
 #include "worker.h"
 
-/* Protocol features the core implements for every device, plus those the device's ops call for. */
-static uint64_t core_protocol_features(const struct vhu_device *dev)
-{
-    uint64_t pf = vhu_feature(VHOST_USER_PROTOCOL_F_MQ) |
-                  vhu_feature(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
-                  vhu_feature(VHOST_USER_PROTOCOL_F_BACKEND_REQ) |
-                  vhu_feature(VHOST_USER_PROTOCOL_F_BACKEND_SEND_FD) |
-                  vhu_feature(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |
-                  vhu_feature(VHOST_USER_PROTOCOL_F_RESET_DEVICE) |
-                  vhu_feature(VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) |
-                  vhu_feature(VHOST_USER_PROTOCOL_F_STATUS);
-
-    if (dev->config_size)
-        pf |= vhu_feature(VHOST_USER_PROTOCOL_F_CONFIG);
-    /* Device-specific messages: offered only to devices that handle them. */
-    if (dev->ops->announce)
-        pf |= vhu_feature(VHOST_USER_PROTOCOL_F_RARP);
-    if (dev->ops->set_mtu)
-        pf |= vhu_feature(VHOST_USER_PROTOCOL_F_NET_MTU);
-    return pf;
-}
-
 VHU_EXPORT int vhu_backend_new(struct vhu_device *dev, struct vhu_loop *loop,
                                struct vhu_backend **out)
 {
@@ -37,14 +15,14 @@ VHU_EXPORT int vhu_backend_new(struct vhu_device *dev, struct vhu_loop *loop,
     if (!dev || !dev->ops || !dev->ops->queue_notify || !loop || dev->num_queues == 0 ||
         dev->num_queues > 256 || dev->max_queue_size == 0 ||
         dev->max_queue_size > VHU_VQ_MAX_SIZE || dev->elem_size < sizeof(struct vhu_vq_elem) ||
-        dev->max_segs == 0 || dev->config_size > VHOST_USER_MAX_CONFIG_SIZE)
+        dev->max_segs == 0 || dev->config_size > VHU_CONFIG_MAX_SIZE)
         return -EINVAL;
     b = calloc(1, sizeof(*b));
     if (!b)
         return -ENOMEM;
     b->dev = dev;
     b->loop = loop;
-    b->protocol_features = core_protocol_features(dev);
+    b->topts.vu_protocol_mask = UINT64_MAX;
     *out = b;
     return 0;
 }
@@ -73,50 +51,64 @@ static bool worker_poll(void *opaque, bool sleep)
     struct vhu_backend_worker *bw = opaque;
     bool found = false;
 
+    /* A ring with no kick source is only ever polled: its worker does not sleep while it runs
+     * (and leaves the other rings' kicks off). */
+    if (sleep && bw->npolled)
+        return true;
     for (unsigned i = 0; i < bw->nowned; i++) {
-        struct vhu_session_vq *svq = bw->owned[i];
+        struct vhu_core_ring *r = bw->owned[i];
         if (sleep) {
             /* every ring, disabled ones too: one enabled later must have its kicks back */
-            bool work = vhu_vq_set_polling(svq->vq, false);
-            found |= work && svq->enabled;
+            bool work = vhu_vq_set_polling(r->vq, false);
+            found |= work && r->enabled;
             continue;
         }
-        if (!svq->enabled || vhu_vq_broken(svq->vq))
+        if (!r->enabled || vhu_vq_broken(r->vq))
             continue;
-        vhu_vq_set_polling(svq->vq, true);
-        if (vhu_vq_has_work(svq->vq)) {
-            svq->s->dev->ops->queue_notify(svq->s->dev, svq->vq);
+        vhu_vq_set_polling(r->vq, true);
+        if (vhu_vq_has_work(r->vq)) {
+            r->c->dev->ops->queue_notify(r->c->dev, r->vq);
             found = true;
         }
     }
     return found;
 }
 
-void vhu_backend_worker_own(struct vhu_session_vq *svq)
+void vhu_backend_worker_own(struct vhu_core_ring *r)
 {
-    struct vhu_backend_worker *bw = svq->bw;
+    struct vhu_backend_worker *bw = r->bw;
 
-    if (bw && bw->nowned < VHU_ARRAY_SIZE(bw->owned))
-        bw->owned[bw->nowned++] = svq;
+    if (!bw || bw->nowned >= VHU_ARRAY_SIZE(bw->owned))
+        return;
+    bw->owned[bw->nowned++] = r;
+    if (r->polled && bw->npolled++ == 0)
+        vhu_worker_set_spin(bw->w, true);
 }
 
-void vhu_backend_worker_disown(struct vhu_session_vq *svq)
+void vhu_backend_worker_disown(struct vhu_core_ring *r)
 {
-    struct vhu_backend_worker *bw = svq->bw;
+    struct vhu_backend_worker *bw = r->bw;
 
     if (!bw)
         return;
     for (unsigned i = 0; i < bw->nowned; i++) {
-        if (bw->owned[i] == svq) {
+        if (bw->owned[i] == r) {
             bw->owned[i] = bw->owned[--bw->nowned];
+            if (r->polled && --bw->npolled == 0)
+                vhu_worker_set_spin(bw->w, false);
             return;
         }
     }
 }
 
+bool vhu_backend_worker_is_current(const struct vhu_backend_worker *bw)
+{
+    return bw && vhu_worker_is_current(bw->w);
+}
+
 VHU_EXPORT int vhu_backend_set_workers(struct vhu_backend *b, unsigned nworkers, unsigned poll_us)
 {
-    if (b->session || nworkers > 64)
+    if (b->core || nworkers > 64)
         return -EBUSY;
     workers_free(b);
     if (nworkers == 0)
@@ -139,7 +131,7 @@ VHU_EXPORT int vhu_backend_set_workers(struct vhu_backend *b, unsigned nworkers,
 
 VHU_EXPORT int vhu_backend_share_workers(struct vhu_backend *b, struct vhu_backend *from)
 {
-    if (b->session || b == from || from->workers_shared)
+    if (b->core || b == from || from->workers_shared)
         return -EBUSY;
     workers_free(b);
     b->workers = from->workers;
@@ -153,7 +145,7 @@ VHU_EXPORT void vhu_backend_free(struct vhu_backend *b)
 {
     if (!b)
         return;
-    vhu_session_end(b->session);
+    vhu_core_free(b->core);
     workers_free(b);
     if (b->dev->ops->destroy)
         b->dev->ops->destroy(b->dev);
@@ -165,17 +157,29 @@ VHU_EXPORT struct vhu_device *vhu_backend_device(const struct vhu_backend *b)
     return b->dev;
 }
 
-VHU_EXPORT uint64_t vhu_backend_protocol_features(const struct vhu_backend *b)
+VHU_EXPORT int vhu_backend_set_transport_opts(struct vhu_backend *b,
+                                              const struct vhu_backend_transport_opts *o)
 {
-    return b->protocol_features;
+    if (b->core)
+        return -EBUSY;
+    b->topts = *o;
+    return 0;
 }
 
-VHU_EXPORT int vhu_backend_limit_protocol_features(struct vhu_backend *b, uint64_t mask)
+VHU_EXPORT const struct vhu_backend_transport_opts *
+vhu_backend_transport_opts(const struct vhu_backend *b)
 {
-    if (b->session)
-        return -EBUSY;
-    b->protocol_features = core_protocol_features(b->dev) & mask;
-    return 0;
+    return &b->topts;
+}
+
+VHU_EXPORT void vhu_backend_count_message(struct vhu_backend *b)
+{
+    b->stats.messages++;
+}
+
+VHU_EXPORT void vhu_backend_count_failure(struct vhu_backend *b)
+{
+    b->stats.sessions_failed++;
 }
 
 VHU_EXPORT void vhu_backend_get_stats(const struct vhu_backend *b, struct vhu_backend_stats *st)

@@ -26,6 +26,7 @@ struct vhu_worker {
     int call_ret;
     bool call_done;
     bool quit;
+    bool spin; /* worker thread only */
 };
 
 static void call_cb(int fd, uint32_t events, void *opaque)
@@ -67,7 +68,7 @@ static void *worker_main(void *arg)
     snprintf(name, sizeof(name), "vhu-worker%u", w->id);
     pthread_setname_np(pthread_self(), name);
     while (!w->quit) {
-        if (w->poll_us == 0 || !w->poll) {
+        if ((w->poll_us == 0 && !w->spin) || !w->poll) {
             vhu_loop_run_once(w->loop, -1);
             continue;
         }
@@ -125,10 +126,22 @@ int vhu_worker_new(unsigned id, unsigned poll_us, vhu_worker_poll_fn *poll, void
     return 0;
 }
 
+bool vhu_worker_is_current(const struct vhu_worker *w)
+{
+    return w->running && pthread_equal(pthread_self(), w->thread);
+}
+
+void vhu_worker_set_spin(struct vhu_worker *w, bool on)
+{
+    w->spin = on;
+}
+
 int vhu_worker_call(struct vhu_worker *w, int (*fn)(void *arg), void *arg)
 {
     int r;
 
+    if (vhu_worker_is_current(w))
+        return fn(arg);
     pthread_mutex_lock(&w->lock);
     w->call_fn = fn;
     w->call_arg = arg;

@@ -2,6 +2,7 @@
 #ifndef VHU_BACKEND_WORKER_H
 #define VHU_BACKEND_WORKER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "vhu/loop.h"
@@ -24,7 +25,12 @@ int vhu_worker_new(unsigned id, unsigned poll_us, vhu_worker_poll_fn *poll, void
                    struct vhu_worker **out);
 void vhu_worker_free(struct vhu_worker *w);
 struct vhu_loop *vhu_worker_loop(struct vhu_worker *w);
-/* Run fn(arg) on the worker and wait for it; returns fn's result. */
+/* Run fn(arg) on the worker and wait for it; returns fn's result. Called on the worker itself,
+ * runs fn directly. */
 int vhu_worker_call(struct vhu_worker *w, int (*fn)(void *arg), void *arg);
+bool vhu_worker_is_current(const struct vhu_worker *w);
+/* On the worker: spin (poll without sleeping) even with poll_us 0, while on (rings that have
+ * no kick source). */
+void vhu_worker_set_spin(struct vhu_worker *w, bool on);
 
 #endif

@@ -25,7 +25,6 @@ VHU_EXPORT int vhu_vq_new(unsigned index, size_t elem_size, unsigned max_segs, s
     vq->elem_size = elem_size;
     vq->max_segs = max_segs;
     vq->stride = VHU_ALIGN_UP(elem_size, alignof(max_align_t));
-    vq->call_fd = -1;
     *out = vq;
     return 0;
 }
@@ -211,15 +210,15 @@ VHU_EXPORT void vhu_vq_set_hooks(struct vhu_vq *vq, const struct vhu_vq_hooks *h
         memset(&vq->hooks, 0, sizeof(vq->hooks));
 }
 
-VHU_EXPORT void vhu_vq_set_call_fd(struct vhu_vq *vq, int fd)
+VHU_EXPORT void vhu_vq_set_call(struct vhu_vq *vq, struct vhu_notifier *call)
 {
     if (vq)
-        vq->call_fd = fd;
+        vq->call = call;
 }
 
-VHU_EXPORT int vhu_vq_call_fd(const struct vhu_vq *vq)
+VHU_EXPORT struct vhu_notifier *vhu_vq_call(const struct vhu_vq *vq)
 {
-    return vq ? vq->call_fd : -1;
+    return vq ? vq->call : NULL;
 }
 
 VHU_EXPORT unsigned vhu_vq_index(const struct vhu_vq *vq)
@@ -394,8 +393,8 @@ void vq_do_notify(struct vhu_vq *vq)
 {
     if (vq->hooks.notify)
         vq->hooks.notify(vq, vq->hooks.opaque);
-    else if (vq->call_fd >= 0)
-        vhu_eventfd_signal(vq->call_fd);
+    else
+        vhu_notifier_signal(vq->call);
 }
 
 VHU_EXPORT void vhu_vq_notify(struct vhu_vq *vq)

@@ -17,7 +17,8 @@
 #include "vhu/mem.h"
 #include "vhu/util.h"
 #include "vhu/virtio.h"
-#include "vhu/vq.h"
+#include "vq_core.h"
+#include "vhu/vqd.h"
 
 #define VQ_PACKED_AVAIL_BIT (1u << VRING_PACKED_DESC_F_AVAIL)
 #define VQ_PACKED_USED_BIT (1u << VRING_PACKED_DESC_F_USED)
@@ -92,7 +93,7 @@ struct vhu_vq {
     unsigned max_segs;
     unsigned index;
     uint32_t base;          /* position set by vhu_vq_set_base() */
-    int call_fd;
+    struct vhu_notifier *call; /* borrowed from the core */
     struct vhu_vq_hooks hooks;
     void *priv;
     void *core;
@@ -290,7 +291,7 @@ static inline bool vq_packed_need_event(uint16_t off_wrap, uint16_t old_pos, uin
     return vhu_vring_need_event(off, new_pos, old_pos);
 }
 
-/* Run the notify hook (or write call_fd). */
+/* Run the notify hook (or signal the call sink). */
 void vq_do_notify(struct vhu_vq *vq);
 
 #endif

@@ -10,6 +10,7 @@
 
 #include "proto/vhost_user.h"
 #include "vhu/backend.h"
+#include "vhu/core.h"
 #include "vhu/dev/rng.h"
 #include "vhu/device.h"
 #include "vhu/frontend.h"
@@ -425,7 +426,7 @@ TEST(inflight_fd_messages)
     m.payload.inflight.queue_size = 16;
     ASSERT_OK(vhu_fe_raw(r.fe, &m, &reply));
     ASSERT_EQ(reply.nfds, 1);
-    ASSERT_EQ(reply.payload.inflight.mmap_size, 2 * vhu_vq_inflight_region_size(16));
+    ASSERT_EQ(reply.payload.inflight.mmap_size, 2 * vhu_core_inflight_region_size(16));
     int fd = reply.fds[0];
     ASSERT(fd >= 0);
     /* the running rings are unaffected */

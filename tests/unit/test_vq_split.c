@@ -5,6 +5,7 @@
  * out-of-order completion, indirect tables, EVENT_IDX and flag-based suppression in both
  * directions, ring base save/restore, unpop, and a driver that refuses a lying device.
  */
+#include <fcntl.h>
 #include "vhu/log.h"
 #include "vq_testlib.h"
 #include "vhu_test.h"
@@ -423,27 +424,31 @@ TEST(flag_based_suppression)
     guest_fini(&g);
 }
 
-TEST(default_notify_writes_call_fd)
+/* Without a notify hook the ring signals its call sink (an eventfd notifier here). */
+TEST(default_notify_signals_call_sink)
 {
     struct guest g;
     struct pair p;
     struct pair_opts o = {.num = 8};
     struct vhu_vq_hooks hooks = {0};
+    struct vhu_notifier *call;
     int fd = vhu_eventfd_new();
 
     ASSERT(fd >= 0);
+    ASSERT_OK(vhu_notifier_eventfd_new(fcntl(fd, F_DUPFD_CLOEXEC, 0), &call));
     ASSERT_OK(guest_init(&g));
     ASSERT_OK(pair_init(&p, &g, &o));
     vhu_vq_set_hooks(p.q, &hooks);
-    vhu_vq_set_call_fd(p.q, fd);
-    ASSERT_EQ(vhu_vq_call_fd(p.q), fd);
+    vhu_vq_set_call(p.q, call);
+    ASSERT(vhu_vq_call(p.q) == call);
     ASSERT_EQ(pair_roundtrip(&p, 10, 10, 64, 1), 0);
     ASSERT_EQ(vhu_eventfd_drain(fd), 1);
     vhu_vq_notify(p.q);
     ASSERT_EQ(vhu_eventfd_drain(fd), 1);
-    vhu_vq_set_call_fd(p.q, -1);
+    vhu_vq_set_call(p.q, NULL);
     ASSERT_EQ(pair_roundtrip(&p, 10, 10, 64, 2), 0);
     ASSERT_EQ(vhu_eventfd_drain(fd), 0);
+    vhu_notifier_free(call);
     vhu_fd_close(&fd);
     pair_fini(&p);
     guest_fini(&g);

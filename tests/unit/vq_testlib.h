@@ -22,6 +22,8 @@
 #include "vhu/mem.h"
 #include "vhu/util.h"
 #include "vhu/vq.h"
+#include "vhu/vqd.h"
+#include "vq/vq_core.h"
 
 #define G_R0 0x100000ULL
 #define G_R1 0x140000ULL

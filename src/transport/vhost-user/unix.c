@@ -12,7 +12,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "proto/vhost_user.h"
+#include "decoder.h"
 #include "vhu/log.h"
 #include "vhu/transport.h"
 #include "vhu/util.h"

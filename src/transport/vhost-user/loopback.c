@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "proto/vhost_user.h"
+#include "decoder.h"
 #include "vhu/frontend.h"
 #include "vhu/log.h"
 #include "vhu/loopback.h"
