@@ -25,16 +25,7 @@
 #define VHU_FE_GPA_BASE 0x100000ULL
 
 struct vhu_fe;
-struct vhu_msg;
 
-/* How the frontend reaches a backend. recv blocks for the next message from the backend. */
-struct vhu_fe_conn_ops {
-    int (*send)(void *conn, const struct vhu_msg *m);
-    int (*recv)(void *conn, struct vhu_msg *m);
-    void (*close)(void *conn);
-};
-
-int vhu_fe_new(const struct vhu_fe_conn_ops *ops, void *conn, struct vhu_fe **out);
 /* Connect to a backend listening on an AF_UNIX socket. */
 int vhu_fe_connect(const char *path, struct vhu_fe **out);
 /* Use an already connected AF_UNIX stream socket (e.g. accepted from a backend that connects,
@@ -100,7 +91,5 @@ int vhu_fe_set_config(struct vhu_fe *fe, uint32_t off, const void *buf, uint32_t
 int vhu_fe_get_status(struct vhu_fe *fe, uint8_t *status);
 int vhu_fe_set_status(struct vhu_fe *fe, uint8_t status);
 int vhu_fe_reset_device(struct vhu_fe *fe);
-/* Send a raw message and, if it expects one, read the reply (tests and fuzzers). */
-int vhu_fe_raw(struct vhu_fe *fe, struct vhu_msg *m, struct vhu_msg *reply);
 
 #endif

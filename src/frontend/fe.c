@@ -12,8 +12,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "proto/vhost_user.h"
-#include "vhu/frontend.h"
+#include "fe_msg.h"
 #include "vhu/log.h"
 #include "vhu/util.h"
 

@@ -8,7 +8,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "proto/vhost_user.h"
+#include "frontend/fe_msg.h"
 #include "vhu/backend.h"
 #include "vhu/core.h"
 #include "vhu/dev/rng.h"

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "dev/net_port.h"
-#include "proto/vhost_user.h"
+#include "frontend/fe_msg.h"
 #include "net_testlib.h"
 #include "vhu_test.h"
 

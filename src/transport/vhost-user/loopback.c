@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "decoder.h"
+#include "frontend/fe_msg.h"
 #include "vhu/frontend.h"
 #include "vhu/log.h"
 #include "vhu/loopback.h"
