@@ -14,6 +14,9 @@
 #ifdef VHU_DEVICE_BUILD
 #error "device models must not include frontend headers"
 #endif
+#ifdef VHU_CORE_BUILD
+#error "the device core must not include frontend headers: transports call the core, not the other way"
+#endif
 
 #include <stdbool.h>
 #include <stddef.h>

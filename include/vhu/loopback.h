@@ -5,6 +5,9 @@
 #ifdef VHU_DEVICE_BUILD
 #error "device models must not include transport headers"
 #endif
+#ifdef VHU_CORE_BUILD
+#error "the device core must not include transport headers: transports call the core, not the other way"
+#endif
 
 #include "vhu/backend.h"
 #include "vhu/transport.h"

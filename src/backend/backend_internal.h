@@ -9,6 +9,7 @@
 #include "vhu/mem.h"
 #include "vhu/notifier.h"
 #include "vq/vq_core.h"
+#include "watch.h"
 
 struct vhu_worker;
 struct vhu_core_ring;
@@ -22,13 +23,6 @@ struct vhu_backend_worker {
     unsigned npolled; /* owned rings without a kick source: the worker never sleeps */
 };
 
-/* A device's watch (vhu_dev_watch). */
-struct vhu_core_watch {
-    int fd;
-    void (*cb)(void *opaque);
-    void *opaque;
-};
-#define VHU_CORE_RING_WATCHES 4
 
 /* Per-ring state the core keeps beside the ring itself. */
 struct vhu_core_ring {
@@ -36,7 +30,7 @@ struct vhu_core_ring {
     struct vhu_vq *vq;
     struct vhu_backend_worker *bw; /* owner thread, or NULL: the control thread */
     struct vhu_loop *loop;         /* the owner's loop */
-    struct vhu_core_watch watches[VHU_CORE_RING_WATCHES];
+    struct vhu_dev_watches watches; /* the device's own fds on this ring's thread (watch.h) */
     uint16_t num;
     bool addr_set;
     struct vhu_ring_addr addr;

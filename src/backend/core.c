@@ -639,8 +639,7 @@ VHU_EXPORT int vhu_core_new(struct vhu_backend *b, struct vhu_core **out)
         r->c = c;
         r->bw = b->nworkers ? &b->workers[group % b->nworkers] : NULL;
         r->loop = r->bw ? vhu_worker_loop(r->bw->w) : b->loop;
-        for (unsigned k = 0; k < VHU_CORE_RING_WATCHES; k++)
-            r->watches[k].fd = -1;
+        vhu_dev_watches_init(&r->watches);
         ret = vhu_vq_new(i, dev->elem_size, dev->max_segs, &r->vq);
         if (ret == 0) {
             vhu_vq_set_hooks(r->vq, &hooks);

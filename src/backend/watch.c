@@ -8,10 +8,15 @@
 #include "backend_internal.h"
 #include "vhu/util.h"
 
+void vhu_dev_watches_init(struct vhu_dev_watches *w)
+{
+    for (unsigned k = 0; k < VHU_DEV_WATCHES; k++)
+        w->slot[k].fd = -1;
+}
 
 static void dev_watch_cb(int fd, uint32_t events, void *opaque)
 {
-    struct vhu_core_watch *w = opaque;
+    struct vhu_dev_watch_slot *w = opaque;
 
     (void)fd;
     (void)events;
@@ -24,8 +29,8 @@ VHU_EXPORT int vhu_dev_watch(struct vhu_vq *vq, int fd, vhu_dev_watch_fn *cb, vo
 
     if (!r || fd < 0 || !cb)
         return -EINVAL;
-    for (unsigned k = 0; k < VHU_CORE_RING_WATCHES; k++) {
-        struct vhu_core_watch *w = &r->watches[k];
+    for (unsigned k = 0; k < VHU_DEV_WATCHES; k++) {
+        struct vhu_dev_watch_slot *w = &r->watches.slot[k];
         if (w->fd >= 0)
             continue;
         int ret = vhu_loop_add(r->loop, fd, VHU_LOOP_IN, dev_watch_cb, w);
@@ -45,10 +50,10 @@ VHU_EXPORT void vhu_dev_unwatch(struct vhu_vq *vq, int fd)
 
     if (!r || fd < 0)
         return;
-    for (unsigned k = 0; k < VHU_CORE_RING_WATCHES; k++) {
-        if (r->watches[k].fd == fd) {
+    for (unsigned k = 0; k < VHU_DEV_WATCHES; k++) {
+        if (r->watches.slot[k].fd == fd) {
             vhu_loop_del(r->loop, fd);
-            r->watches[k].fd = -1;
+            r->watches.slot[k].fd = -1;
         }
     }
 }

@@ -9,8 +9,10 @@
 #ifdef VHU_DEVICE_BUILD
 #error "device models must not include protocol headers: use vhu/device.h and vhu/vq.h"
 #endif
+#ifdef VHU_CORE_BUILD
+#error "the device core must not include the vhost-user wire header: transports decode it"
+#endif
 
-#include <stdbool.h>
 #include <stdbool.h>
 #include <stdint.h>
 

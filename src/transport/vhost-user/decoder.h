@@ -9,6 +9,9 @@
  * table, turns fds into memory mappings and notifiers, makes the typed core calls, and answers
  * through the transport's send op.
  */
+#ifdef VHU_CORE_BUILD
+#error "the device core must not include transport headers: transports call the core, not the other way"
+#endif
 #include "proto/vhost_user.h"
 #include "vhu/backend.h"
 
