@@ -28,6 +28,7 @@
 #include <sys/resource.h>
 
 #include "args.h"
+#include "vhu/fe/blk.h"
 #include "vhu/frontend.h"
 #include "vhu/log.h"
 #include "vhu/util.h"
@@ -35,44 +36,21 @@
 #include "vhuctl_blk.h"
 #include "vhuctl_common.h"
 
-/* virtio-blk (VIRTIO 1.3 §5.2.3, §5.2.6); local names so nothing clashes with device headers. */
-#define VB_F_SIZE_MAX 1
-#define VB_F_SEG_MAX 2
-#define VB_F_GEOMETRY 4
+/* virtio-blk feature bits the reports name (VIRTIO 1.3 §5.2.3) and status bytes (§5.2.6). */
 #define VB_F_RO 5
-#define VB_F_BLK_SIZE 6
 #define VB_F_FLUSH 9
-#define VB_F_TOPOLOGY 10
-#define VB_F_CONFIG_WCE 11
 #define VB_F_MQ 12
 #define VB_F_DISCARD 13
 #define VB_F_WRITE_ZEROES 14
 
-#define VB_T_IN 0
-#define VB_T_OUT 1
-#define VB_T_FLUSH 4
-#define VB_T_GET_ID 8
-#define VB_T_DISCARD 11
-#define VB_T_WRITE_ZEROES 13
-
 #define VB_S_OK 0
 #define VB_S_IOERR 1
 #define VB_S_UNSUPP 2
-#define VB_ID_BYTES 20
-#define VB_SECTOR 512u
-#define VB_MAX_SEGS 128 /* data segments per request we ever build */
+#define VB_ID_BYTES VHU_FE_BLK_ID_BYTES
+#define VB_SECTOR VHU_FE_BLK_SECTOR
 
-struct vb_hdr {
-    uint32_t type;
-    uint32_t ioprio;
-    uint64_t sector;
-};
-
-struct vb_discard_wz {
-    uint64_t sector;
-    uint32_t num_sectors;
-    uint32_t flags; /* bit 0: unmap (write zeroes) */
-};
+/* What verify asks the driver for (bench calls the driver directly). */
+enum vb_op { OP_READ, OP_WRITE, OP_FLUSH, OP_GET_ID, OP_DISCARD, OP_WRITE_ZEROES };
 
 struct blk_opts {
     const char *socket_path;
@@ -96,14 +74,10 @@ struct blk_opts {
 
 struct blkdev {
     struct vhu_fe *fe;
+    struct vhu_fe_blk_info info;
     uint64_t features;
     unsigned nq;
-    uint64_t capacity; /* 512-byte sectors */
-    uint32_t size_max, seg_max, blk_size;
-    uint16_t cfg_queues;
-    uint8_t writeback;
-    uint32_t max_discard_sectors, max_discard_seg, max_wz_sectors, max_wz_seg;
-    uint32_t cfg_len;
+    struct vhu_fe_blk *drv[256]; /* verify: one driver of depth 1 per queue */
 };
 
 static bool has(const struct blkdev *d, unsigned bit)
@@ -236,34 +210,11 @@ bad:
 /* Device setup                                                                              */
 /* ---------------------------------------------------------------------------------------- */
 
-static uint32_t cfg_le32(const uint8_t *c, unsigned off)
-{
-    uint32_t v;
-    memcpy(&v, c + off, 4);
-    return le32toh(v);
-}
-
-static uint16_t cfg_le16(const uint8_t *c, unsigned off)
-{
-    uint16_t v;
-    memcpy(&v, c + off, 2);
-    return le16toh(v);
-}
-
 /* Connect, negotiate, start o->queues queues, read struct virtio_blk_config (§5.2.4). */
 static int blk_open(const struct blk_opts *o, size_t mem_size, struct blkdev *d)
 {
-    const uint64_t want = vhu_feature(VB_F_SIZE_MAX) | vhu_feature(VB_F_SEG_MAX) |
-                          vhu_feature(VB_F_GEOMETRY) | vhu_feature(VB_F_RO) |
-                          vhu_feature(VB_F_BLK_SIZE) | vhu_feature(VB_F_FLUSH) |
-                          vhu_feature(VB_F_TOPOLOGY) | vhu_feature(VB_F_CONFIG_WCE) |
-                          vhu_feature(VB_F_MQ) | vhu_feature(VB_F_DISCARD) |
-                          vhu_feature(VB_F_WRITE_ZEROES);
-    /* Offsets in virtio_blk_config: up to write_zeroes_may_unmap + padding (60), up to
-     * num_queues (36), just the capacity (8). Backends answer only sizes they know. */
-    static const uint32_t cfg_lens[] = {60, 36, 8};
     struct vhu_fe_opts fo = {
-        .features = want,
+        .features = vhu_fe_blk_features(),
         .num_queues = (uint16_t)o->queues,
         .queue_size = (uint16_t)o->queue_size,
         .packed = o->packed,
@@ -272,7 +223,6 @@ static int blk_open(const struct blk_opts *o, size_t mem_size, struct blkdev *d)
         .mem_size = mem_size,
         .mem_regions = 1,
     };
-    uint8_t c[64];
     char what[40];
     int r;
 
@@ -289,37 +239,11 @@ static int blk_open(const struct blk_opts *o, size_t mem_size, struct blkdev *d)
         r = -ENOTSUP;
         goto fail;
     }
-    r = -EIO;
-    for (unsigned i = 0; i < VHU_ARRAY_SIZE(cfg_lens); i++) {
-        memset(c, 0, sizeof(c));
-        r = vhu_fe_get_config(d->fe, 0, c, cfg_lens[i]);
-        if (r == 0) {
-            d->cfg_len = cfg_lens[i];
-            break;
-        }
-    }
+    r = vhu_fe_blk_get_info(d->fe, &d->info);
     if (r < 0) {
         fprintf(stderr, "vhuctl: GET_CONFIG failed: %s\n", strerror(-r));
         goto fail;
     }
-    uint64_t cap;
-    memcpy(&cap, c, 8);
-    d->capacity = le64toh(cap);
-    d->size_max = has(d, VB_F_SIZE_MAX) ? cfg_le32(c, 8) : 0;
-    d->seg_max = has(d, VB_F_SEG_MAX) ? cfg_le32(c, 12) : 0;
-    d->blk_size = has(d, VB_F_BLK_SIZE) ? cfg_le32(c, 20) : VB_SECTOR;
-    if (d->cfg_len >= 36) {
-        d->writeback = c[32];
-        d->cfg_queues = has(d, VB_F_MQ) ? cfg_le16(c, 34) : 1;
-    }
-    if (d->cfg_len >= 60) {
-        d->max_discard_sectors = cfg_le32(c, 36);
-        d->max_discard_seg = cfg_le32(c, 40);
-        d->max_wz_sectors = cfg_le32(c, 48);
-        d->max_wz_seg = cfg_le32(c, 52);
-    }
-    if (d->blk_size < VB_SECTOR || (d->blk_size & (d->blk_size - 1)))
-        d->blk_size = VB_SECTOR;
     return 0;
 fail:
     vhu_fe_free(d->fe);
@@ -329,45 +253,10 @@ fail:
 
 static void blk_close(struct blkdev *d)
 {
+    for (unsigned q = 0; q < VHU_ARRAY_SIZE(d->drv); q++)
+        vhu_fe_blk_free(d->drv[q]);
+    memset(d->drv, 0, sizeof(d->drv));
     vhuctl_fe_close(&d->fe);
-}
-
-/* Largest data bytes one request may carry with segments of at most seg_cap bytes. */
-static uint64_t blk_max_request(const struct blkdev *d, uint32_t seg_cap)
-{
-    uint32_t seg = d->size_max ? VHU_MIN(d->size_max, seg_cap) : seg_cap;
-    uint32_t nseg = d->seg_max ? VHU_MIN(d->seg_max, (uint32_t)VB_MAX_SEGS) : VB_MAX_SEGS;
-
-    seg &= ~(VB_SECTOR - 1);
-    return (uint64_t)seg * nseg;
-}
-
-/*
- * Build the descriptor chain of one request: header (readable), data split in segments of at
- * most 4 KiB (a guest's pages) while seg_max allows, else bigger ones up to size_max, then the
- * status byte (writable). Returns the number of segments, *n_out the readable ones.
- */
-static int blk_build(const struct blkdev *d, uint64_t hdr_gpa, uint64_t data_gpa, uint32_t len,
-                     bool data_in, uint64_t status_gpa, struct vhu_vqd_seg *segs,
-                     unsigned *n_out)
-{
-    uint32_t nseg_max = d->seg_max ? VHU_MIN(d->seg_max, (uint32_t)VB_MAX_SEGS) : VB_MAX_SEGS;
-    uint32_t seg = 4096;
-    unsigned n = 0, nd = 0;
-
-    if (d->size_max && d->size_max < seg)
-        seg = d->size_max;
-    while (len && (len + seg - 1) / seg > nseg_max) {
-        seg *= 2;
-        if (d->size_max && seg > d->size_max)
-            return -E2BIG;
-    }
-    segs[n++] = (struct vhu_vqd_seg){.addr = hdr_gpa, .len = sizeof(struct vb_hdr)};
-    for (uint32_t off = 0; off < len; off += seg, nd++)
-        segs[n++] = (struct vhu_vqd_seg){.addr = data_gpa + off, .len = VHU_MIN(seg, len - off)};
-    *n_out = data_in ? 1 : 1 + nd;
-    segs[n++] = (struct vhu_vqd_seg){.addr = status_gpa, .len = 1};
-    return (int)n;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -375,10 +264,6 @@ static int blk_build(const struct blkdev *d, uint64_t hdr_gpa, uint64_t data_gpa
 /* ---------------------------------------------------------------------------------------- */
 
 struct vbuf {
-    struct vb_hdr *hdr;
-    uint64_t hdr_gpa;
-    uint8_t *status;
-    uint64_t status_gpa;
     uint8_t *data;
     uint64_t data_gpa;
     uint32_t data_cap;
@@ -395,32 +280,37 @@ static const char *status_name(int s)
 }
 
 /* One synchronous request on queue q; returns the status byte (0..255) or -errno. */
-static int blk_sync(struct blkdev *d, unsigned q, struct vbuf *b, uint32_t type, uint64_t sector,
+static int blk_sync(struct blkdev *d, unsigned q, struct vbuf *b, enum vb_op op, uint64_t sector,
                     uint32_t len)
 {
-    struct vhu_vqd_seg segs[VB_MAX_SEGS + 2];
-    bool in = type == VB_T_IN || type == VB_T_GET_ID;
-    unsigned n_out;
-    int n, r;
+    struct vhu_fe_blk_cpl c;
+    int r;
 
-    if (len > b->data_cap)
+    if ((op == OP_READ || op == OP_WRITE) && len > b->data_cap)
         return -E2BIG;
-    b->hdr->type = htole32(type);
-    b->hdr->ioprio = 0;
-    b->hdr->sector = htole64(sector);
-    *b->status = 0xff;
-    n = blk_build(d, b->hdr_gpa, b->data_gpa, len, in, b->status_gpa, segs, &n_out);
-    if (n < 0)
-        return n;
-    r = vhu_fe_request(d->fe, q, segs, n_out, (unsigned)n - n_out, 10000);
+    if (!d->drv[q] && (r = vhu_fe_blk_new(d->fe, &d->info, q, 1, &d->drv[q])) < 0)
+        return r;
+    struct vhu_fe_blk *k = d->drv[q];
+    switch (op) {
+    case OP_READ: r = vhu_fe_blk_read(k, sector, b->data_gpa, len, b); break;
+    case OP_WRITE: r = vhu_fe_blk_write(k, sector, b->data_gpa, len, b); break;
+    case OP_FLUSH: r = vhu_fe_blk_flush(k, b); break;
+    case OP_GET_ID: r = vhu_fe_blk_get_id(k, b->data_gpa, b); break;
+    case OP_DISCARD: r = vhu_fe_blk_discard(k, sector, len, b); break;
+    default: r = vhu_fe_blk_write_zeroes(k, sector, len, false, b); break;
+    }
+    if (r == 0)
+        r = vhu_fe_blk_kick(k);
+    if (r == 0)
+        r = vhu_fe_blk_reap_wait(k, &c, 1, 10000);
     if (r < 0)
         return r;
-    if (r < 1 || (uint32_t)r > (in ? len : 0) + 1) {
-        fprintf(stderr, "vhuctl: device reports %d bytes written for a request with %u writable "
-                "bytes\n", r, (in ? len : 0) + 1);
+    if (c.status == -EPROTO) {
+        fprintf(stderr, "vhuctl: device reports %u bytes written for a request with %u writable "
+                "bytes\n", c.used_len, c.writable);
         return -EPROTO;
     }
-    return *b->status;
+    return c.status;
 }
 
 static uint64_t splitmix64(uint64_t *x)
@@ -461,7 +351,7 @@ static int verify_write(struct blkdev *d, struct vbuf *b, uint64_t first, uint64
         uint32_t n = (uint32_t)VHU_MIN((uint64_t)chunk / VB_SECTOR, end - s);
         for (uint32_t i = 0; i < n; i++)
             pattern_sector(b->data + (size_t)i * VB_SECTOR, s + i, seed);
-        int st = blk_sync(d, (unsigned)(*reqs % d->nq), b, VB_T_OUT, s, n * VB_SECTOR);
+        int st = blk_sync(d, (unsigned)(*reqs % d->nq), b, OP_WRITE, s, n * VB_SECTOR);
         (*reqs)++;
         if (st != VB_S_OK) {
             fprintf(stderr, "verify: write of %u sectors at sector %" PRIu64 " failed: %s\n", n,
@@ -484,7 +374,7 @@ static int verify_read(struct blkdev *d, struct vbuf *b, uint64_t first, uint64_
     while (s < end) {
         uint32_t n = (uint32_t)VHU_MIN((uint64_t)chunk / VB_SECTOR, end - s);
         memset(b->data, 0xa5, (size_t)n * VB_SECTOR);
-        int st = blk_sync(d, (unsigned)(*reqs % d->nq), b, VB_T_IN, s, n * VB_SECTOR);
+        int st = blk_sync(d, (unsigned)(*reqs % d->nq), b, OP_READ, s, n * VB_SECTOR);
         (*reqs)++;
         if (st != VB_S_OK) {
             fprintf(stderr, "verify: read of %u sectors at sector %" PRIu64 " failed: %s\n", n,
@@ -527,29 +417,27 @@ static int cmd_verify(const struct blk_opts *o)
            o->packed ? "packed" : "split", vhu_fe_backend_features(d.fe), d.features,
            vhu_fe_protocol_features(d.fe));
     printf("config (%u bytes): capacity %" PRIu64 " sectors (%.1f MiB) blk_size %u size_max %u "
-           "seg_max %u num_queues %u writeback %u%s%s%s%s\n", d.cfg_len, d.capacity,
-           (double)d.capacity * VB_SECTOR / 1048576.0, d.blk_size, d.size_max, d.seg_max,
-           d.cfg_queues, d.writeback, has(&d, VB_F_RO) ? " RO" : "",
+           "seg_max %u num_queues %u writeback %u%s%s%s%s\n", d.info.config_len, d.info.capacity,
+           (double)d.info.capacity * VB_SECTOR / 1048576.0, d.info.blk_size, d.info.size_max, d.info.seg_max,
+           d.info.num_queues, d.info.writeback, has(&d, VB_F_RO) ? " RO" : "",
            has(&d, VB_F_FLUSH) ? " FLUSH" : "", has(&d, VB_F_DISCARD) ? " DISCARD" : "",
            has(&d, VB_F_WRITE_ZEROES) ? " WRITE_ZEROES" : "");
-    if (has(&d, VB_F_MQ) && d.cfg_queues && d.nq > d.cfg_queues) {
+    if (has(&d, VB_F_MQ) && d.info.num_queues && d.nq > d.info.num_queues) {
         fprintf(stderr, "verify: using %u queues but the config space says %u\n", d.nq,
-                d.cfg_queues);
+                d.info.num_queues);
         fails++;
     }
 
-    chunk = (uint32_t)VHU_MIN((uint64_t)o->chunk, blk_max_request(&d, 1u << 20));
+    chunk = (uint32_t)VHU_MIN((uint64_t)o->chunk, vhu_fe_blk_max_request(&d.info, 1u << 20));
     chunk &= ~(VB_SECTOR - 1);
     if (chunk == 0) {
         fprintf(stderr, "verify: the device's size_max/seg_max allow no request\n");
         blk_close(&d);
         return 1;
     }
-    b.hdr = vhu_fe_alloc(d.fe, sizeof(*b.hdr), 16, &b.hdr_gpa);
-    b.status = vhu_fe_alloc(d.fe, 1, 1, &b.status_gpa);
     b.data = vhu_fe_alloc(d.fe, VHU_MAX(chunk, 4096u), 4096, &b.data_gpa);
     b.data_cap = VHU_MAX(chunk, 4096u);
-    if (!b.hdr || !b.status || !b.data) {
+    if (!b.data) {
         fprintf(stderr, "verify: shared memory exhausted\n");
         blk_close(&d);
         return 1;
@@ -557,7 +445,7 @@ static int cmd_verify(const struct blk_opts *o)
 
     /* GET_ID: 20 bytes, NUL-padded (§5.2.6.1). */
     memset(b.data, 0, VB_ID_BYTES);
-    st = blk_sync(&d, 0, &b, VB_T_GET_ID, 0, VB_ID_BYTES);
+    st = blk_sync(&d, 0, &b, OP_GET_ID, 0, VB_ID_BYTES);
     if (st == VB_S_OK)
         printf("get_id: \"%.*s\"\n", VB_ID_BYTES, (char *)b.data);
     else if (st == VB_S_UNSUPP)
@@ -568,15 +456,15 @@ static int cmd_verify(const struct blk_opts *o)
     }
 
     first = o->offset / VB_SECTOR;
-    if (first >= d.capacity) {
+    if (first >= d.info.capacity) {
         fprintf(stderr, "verify: --offset is past the end of the disk\n");
         blk_close(&d);
         return 1;
     }
-    count = o->bytes ? o->bytes / VB_SECTOR : VHU_MIN((uint64_t)8192, d.capacity - first);
-    if (count > d.capacity - first) {
+    count = o->bytes ? o->bytes / VB_SECTOR : VHU_MIN((uint64_t)8192, d.info.capacity - first);
+    if (count > d.info.capacity - first) {
         fprintf(stderr, "verify: region (%" PRIu64 " sectors at %" PRIu64 ") exceeds the disk "
-                "(%" PRIu64 " sectors)\n", count, first, d.capacity);
+                "(%" PRIu64 " sectors)\n", count, first, d.info.capacity);
         blk_close(&d);
         return 1;
     }
@@ -588,7 +476,7 @@ static int cmd_verify(const struct blk_opts *o)
     t0 = vhu_now_ns();
     if (has(&d, VB_F_RO)) {
         memset(b.data, 0x5a, VB_SECTOR);
-        st = blk_sync(&d, 0, &b, VB_T_OUT, first, VB_SECTOR);
+        st = blk_sync(&d, 0, &b, OP_WRITE, first, VB_SECTOR);
         if (st == VB_S_OK) {
             fprintf(stderr, "verify: read-only device accepted a write\n");
             fails++;
@@ -598,7 +486,7 @@ static int cmd_verify(const struct blk_opts *o)
         uint64_t h = 0xcbf29ce484222325ULL, s = first;
         while (s < first + count) {
             uint32_t n = (uint32_t)VHU_MIN((uint64_t)chunk / VB_SECTOR, first + count - s);
-            st = blk_sync(&d, (unsigned)(reqs++ % d.nq), &b, VB_T_IN, s, n * VB_SECTOR);
+            st = blk_sync(&d, (unsigned)(reqs++ % d.nq), &b, OP_READ, s, n * VB_SECTOR);
             if (st != VB_S_OK) {
                 fprintf(stderr, "verify: read at sector %" PRIu64 " failed: %s\n", s,
                         st < 0 ? strerror(-st) : status_name(st));
@@ -627,7 +515,7 @@ static int cmd_verify(const struct blk_opts *o)
     }
 
     if (has(&d, VB_F_FLUSH)) {
-        st = blk_sync(&d, 0, &b, VB_T_FLUSH, 0, 0);
+        st = blk_sync(&d, 0, &b, OP_FLUSH, 0, 0);
         if (st == VB_S_OK)
             printf("flush: OK\n");
         else {
@@ -639,10 +527,10 @@ static int cmd_verify(const struct blk_opts *o)
     }
 
     /* A read past the end must fail (§5.2.6.2: IOERR). */
-    st = blk_sync(&d, 0, &b, VB_T_IN, d.capacity, VB_SECTOR);
+    st = blk_sync(&d, 0, &b, OP_READ, d.info.capacity, VB_SECTOR);
     if (st == VB_S_OK) {
         fprintf(stderr, "verify: a read at sector %" PRIu64 " (the capacity) succeeded\n",
-                d.capacity);
+                d.info.capacity);
         fails++;
     } else if (st < 0) {
         fprintf(stderr, "verify: out-of-range read: %s\n", strerror(-st));
@@ -654,25 +542,24 @@ static int cmd_verify(const struct blk_opts *o)
     /* WRITE_ZEROES then DISCARD on the region's first sectors; the pattern is restored. */
     uint32_t zn = (uint32_t)VHU_MIN(count, (uint64_t)16);
     static const struct {
-        unsigned bit, type;
+        unsigned bit;
+        enum vb_op type;
         const char *name;
-    } ranged[] = {{VB_F_WRITE_ZEROES, VB_T_WRITE_ZEROES, "write_zeroes"},
-                  {VB_F_DISCARD, VB_T_DISCARD, "discard"}};
+    } ranged[] = {{VB_F_WRITE_ZEROES, OP_WRITE_ZEROES, "write_zeroes"},
+                  {VB_F_DISCARD, OP_DISCARD, "discard"}};
     for (unsigned i = 0; i < VHU_ARRAY_SIZE(ranged) && !has(&d, VB_F_RO) && fails == 0; i++) {
         if (!has(&d, ranged[i].bit)) {
             printf("%s: not offered\n", ranged[i].name);
             continue;
         }
-        struct vb_discard_wz seg = {.sector = htole64(first), .num_sectors = htole32(zn)};
-        memcpy(b.data, &seg, sizeof(seg));
-        st = blk_sync(&d, 0, &b, ranged[i].type, 0, sizeof(seg));
+        st = blk_sync(&d, 0, &b, ranged[i].type, first, zn);
         if (st != VB_S_OK) {
             fprintf(stderr, "verify: %s of %u sectors failed: %s\n", ranged[i].name, zn,
                     st < 0 ? strerror(-st) : status_name(st));
             fails++;
             break;
         }
-        if (ranged[i].type == VB_T_WRITE_ZEROES) {
+        if (ranged[i].type == OP_WRITE_ZEROES) {
             r = verify_read(&d, &b, first, zn, chunk, 0, true, &reqs, &mism);
             if (r < 0 || mism) {
                 fprintf(stderr, "verify: sectors not zero after write_zeroes\n");
@@ -689,10 +576,10 @@ static int cmd_verify(const struct blk_opts *o)
             break;
         }
         printf("%s: %u sectors OK%s, pattern restored\n", ranged[i].name, zn,
-               ranged[i].type == VB_T_WRITE_ZEROES ? " (read back as zeroes)" : "");
+               ranged[i].type == OP_WRITE_ZEROES ? " (read back as zeroes)" : "");
     }
     if (fails == 0 && !has(&d, VB_F_RO) && has(&d, VB_F_FLUSH) &&
-        blk_sync(&d, 0, &b, VB_T_FLUSH, 0, 0) != VB_S_OK) {
+        blk_sync(&d, 0, &b, OP_FLUSH, 0, 0) != VB_S_OK) {
         fprintf(stderr, "verify: final FLUSH failed\n");
         fails++;
     }
@@ -749,10 +636,6 @@ static uint64_t hist_percentile(const uint64_t *h, uint64_t total, double p)
 }
 
 struct slot {
-    struct vb_hdr *hdr;
-    uint64_t hdr_gpa;
-    uint8_t *status;
-    uint64_t status_gpa;
     uint64_t data_gpa;
     uint64_t t0;
 };
@@ -761,12 +644,13 @@ struct worker {
     struct blkdev *d;
     const struct blk_opts *o;
     unsigned q;
-    uint32_t type;
+    bool write;
     bool random;
     uint64_t nblocks;   /* bs-sized blocks addressed */
     uint64_t cursor;    /* sequential: next block */
     uint64_t rng;
     struct slot *slots;
+    struct vhu_fe_blk *drv;
     pthread_t thread;
     /* results */
     uint64_t ios, errors, lat_sum, lat_max;
@@ -792,78 +676,70 @@ static uint64_t next_block(struct worker *w)
     return b;
 }
 
-static int submit(struct worker *w, struct vhu_vqd *vqd, struct slot *s)
+static int submit(struct worker *w, struct slot *s)
 {
-    struct vhu_vqd_seg segs[VB_MAX_SEGS + 2];
-    unsigned n_out;
-    int n;
+    uint64_t sector = next_block(w) * (w->o->bs / VB_SECTOR);
 
-    s->hdr->type = htole32(w->type);
-    s->hdr->sector = htole64(next_block(w) * (w->o->bs / VB_SECTOR));
-    *s->status = 0xff;
-    n = blk_build(w->d, s->hdr_gpa, s->data_gpa, w->o->bs, w->type == VB_T_IN, s->status_gpa,
-                  segs, &n_out);
-    if (n < 0)
-        return n;
     s->t0 = vhu_now_ns();
-    return vhu_vqd_add(vqd, segs, n_out, (unsigned)n - n_out, s);
+    return w->write ? vhu_fe_blk_write(w->drv, sector, s->data_gpa, w->o->bs, s)
+                    : vhu_fe_blk_read(w->drv, sector, s->data_gpa, w->o->bs, s);
 }
 
 static void *worker_run(void *arg)
 {
     struct worker *w = arg;
-    struct vhu_fe *fe = w->d->fe;
-    struct vhu_vqd *vqd = vhu_fe_vqd(fe, w->q);
+    struct vhu_fe_blk_cpl cpl[64];
     uint64_t runtime_ns = (uint64_t)(w->o->runtime * 1e9), now, end, inflight = 0;
     bool stopping = false;
     int r;
 
     while (!atomic_load(&bench_go))
         ;
-    vhu_vqd_disable_cb(vqd);
     w->t_start = now = vhu_now_ns();
     end = w->t_start + runtime_ns;
     for (unsigned i = 0; i < w->o->iodepth; i++) {
-        r = submit(w, vqd, &w->slots[i]);
+        r = submit(w, &w->slots[i]);
         if (r < 0) {
             w->err = r;
             return NULL;
         }
         inflight++;
     }
-    vhu_fe_kick(fe, w->q);
+    vhu_fe_blk_kick(w->drv);
 
     for (;;) {
         unsigned done = 0, added = 0;
-        uint32_t len;
-        struct slot *s;
+        int n;
 
-        while ((s = vhu_vqd_get_used(vqd, &len)) != NULL) {
-            now = vhu_now_ns();
-            uint64_t lat = now - s->t0;
-            w->hist[hist_bucket(lat)]++;
-            w->lat_sum += lat;
-            if (lat > w->lat_max)
-                w->lat_max = lat;
-            w->ios++;
-            if (*s->status != VB_S_OK || len < 1)
-                w->errors++;
-            inflight--;
-            done++;
-            if (!stopping) {
-                r = submit(w, vqd, s);
-                if (r < 0) {
-                    w->err = r;
-                    return NULL;
+        while ((n = vhu_fe_blk_reap(w->drv, cpl, VHU_ARRAY_SIZE(cpl))) > 0) {
+            for (int i = 0; i < n; i++) {
+                struct slot *s = cpl[i].cookie;
+                now = vhu_now_ns();
+                uint64_t lat = now - s->t0;
+                w->hist[hist_bucket(lat)]++;
+                w->lat_sum += lat;
+                if (lat > w->lat_max)
+                    w->lat_max = lat;
+                w->ios++;
+                if (cpl[i].status != VB_S_OK)
+                    w->errors++;
+                inflight--;
+                done++;
+                if (!stopping) {
+                    r = submit(w, s);
+                    if (r < 0) {
+                        w->err = r;
+                        return NULL;
+                    }
+                    inflight++;
+                    added++;
                 }
-                inflight++;
-                added++;
             }
         }
         if (added)
-            vhu_fe_kick(fe, w->q);
-        if (vhu_vqd_broken(vqd)) {
-            w->err = -EPROTO;
+            vhu_fe_blk_kick(w->drv);
+        if (n < 0) {
+            w->err = n;
             return NULL;
         }
         if (done)
@@ -880,13 +756,8 @@ static void *worker_run(void *arg)
         }
         if (done || w->o->poll)
             continue;
-        /* event mode: re-enable interrupts, re-check, sleep on the call eventfd */
-        if (vhu_vqd_enable_cb(vqd)) {
-            vhu_vqd_disable_cb(vqd);
-            continue;
-        }
-        r = vhu_fe_wait(fe, w->q, 100);
-        vhu_vqd_disable_cb(vqd);
+        /* event mode: sleep on the call eventfd */
+        r = vhu_fe_blk_wait(w->drv, 100);
         if (r < 0 && r != -ETIMEDOUT) {
             w->err = r;
             return NULL;
@@ -909,8 +780,7 @@ static int cmd_bench(const struct blk_opts *o)
     struct blkdev d;
     struct worker *w = NULL;
     uint64_t *hist = NULL;
-    uint32_t type = strncmp(o->rw, "rand", 4) == 0 ? (strcmp(o->rw, "randread") ? VB_T_OUT : VB_T_IN)
-                                                   : (strcmp(o->rw, "read") ? VB_T_OUT : VB_T_IN);
+    bool write = strcmp(o->rw, "randread") && strcmp(o->rw, "read");
     bool random = strncmp(o->rw, "rand", 4) == 0;
     size_t per_q = (size_t)o->iodepth * (VHU_ALIGN_UP((size_t)o->bs, 4096) + 64) + (1u << 20);
     unsigned started = 0;
@@ -923,16 +793,16 @@ static int cmd_bench(const struct blk_opts *o)
     }
     if (blk_open(o, per_q * o->queues + (2u << 20), &d) < 0)
         return 1;
-    if (type == VB_T_OUT && has(&d, VB_F_RO)) {
+    if (write && has(&d, VB_F_RO)) {
         fprintf(stderr, "bench: the device is read-only\n");
         goto out;
     }
-    if (o->bs > blk_max_request(&d, o->bs)) {
+    if (o->bs > vhu_fe_blk_max_request(&d.info, o->bs)) {
         fprintf(stderr, "bench: --bs %u exceeds what size_max %u x seg_max %u allow\n", o->bs,
-                d.size_max, d.seg_max);
+                d.info.size_max, d.info.seg_max);
         goto out;
     }
-    uint64_t bytes = o->size ? VHU_MIN(o->size, d.capacity * VB_SECTOR) : d.capacity * VB_SECTOR;
+    uint64_t bytes = o->size ? VHU_MIN(o->size, d.info.capacity * VB_SECTOR) : d.info.capacity * VB_SECTOR;
     uint64_t nblocks = bytes / o->bs;
     if (nblocks == 0) {
         fprintf(stderr, "bench: the disk (%" PRIu64 " bytes) is smaller than --bs\n", bytes);
@@ -951,7 +821,7 @@ static int cmd_bench(const struct blk_opts *o)
         w[q].d = &d;
         w[q].o = o;
         w[q].q = q;
-        w[q].type = type;
+        w[q].write = write;
         w[q].random = random;
         w[q].nblocks = nblocks;
         w[q].cursor = nblocks * q / o->queues;
@@ -959,13 +829,15 @@ static int cmd_bench(const struct blk_opts *o)
         w[q].slots = calloc(o->iodepth, sizeof(*w[q].slots));
         if (!w[q].slots)
             goto out;
+        r = vhu_fe_blk_new(d.fe, &d.info, q, o->iodepth, &w[q].drv);
+        if (r < 0) {
+            fprintf(stderr, "bench: queue %u: %s\n", q, strerror(-r));
+            goto out;
+        }
         for (unsigned i = 0; i < o->iodepth; i++) {
             struct slot *s = &w[q].slots[i];
-            uint8_t *data;
-            s->hdr = vhu_fe_alloc(d.fe, sizeof(*s->hdr), 16, &s->hdr_gpa);
-            s->status = vhu_fe_alloc(d.fe, 1, 1, &s->status_gpa);
-            data = vhu_fe_alloc(d.fe, o->bs, 4096, &s->data_gpa);
-            if (!s->hdr || !s->status || !data) {
+            uint8_t *data = vhu_fe_alloc(d.fe, o->bs, 4096, &s->data_gpa);
+            if (!data) {
                 fprintf(stderr, "bench: shared memory exhausted\n");
                 goto out;
             }
@@ -1025,8 +897,10 @@ static int cmd_bench(const struct blk_opts *o)
         fprintf(stderr, "bench: %" PRIu64 " requests completed with an error status\n", errors);
 out:
     if (w)
-        for (unsigned q = 0; q < o->queues; q++)
+        for (unsigned q = 0; q < o->queues; q++) {
             free(w[q].slots);
+            vhu_fe_blk_free(w[q].drv);
+        }
     free(w);
     free(hist);
     blk_close(&d);

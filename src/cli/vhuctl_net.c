@@ -32,6 +32,7 @@
 
 #include "args.h"
 #include "vhu/dev/net.h"
+#include "vhu/fe/net.h"
 #include "vhu/frontend.h"
 #include "vhu/log.h"
 #include "vhu/util.h"
@@ -77,12 +78,11 @@ struct net_opts {
 
 struct netdev {
     struct vhu_fe *fe;
+    struct vhu_fe_net_info info;
     uint64_t features;
     bool mrg;
     uint16_t mtu;
     uint32_t max_frame; /* largest frame accepted on receive (Ethernet header included) */
-    bool has_config;
-    struct virtio_net_config cfg;
 };
 
 /* One frame's bytes as sent; what a reflected frame must look like. */
@@ -94,43 +94,28 @@ struct frame_spec {
     uint8_t ref[ETH_MAX_FRAME];
 };
 
-struct buf {
-    uint8_t *p; /* the virtio-net header, then the frame */
-    uint64_t gpa;
-};
-
 struct txq {
-    struct vhu_fe *fe;
-    struct vhu_vqd *vqd;
+    struct vhu_fe_net_txq *t;
     unsigned q;    /* transmitq k: queue 2k + 1 */
-    struct buf *bufs;
-    struct buf **free;
-    unsigned nbufs, nfree;
-    uint32_t len;  /* header + frame */
+    uint32_t size; /* frame bytes */
     uint64_t seq;  /* frames added so far = the next sequence number */
     uint64_t done; /* frames the backend has consumed */
 };
 
 struct rxq {
-    struct vhu_fe *fe;
-    struct vhu_vqd *vqd;
+    struct vhu_fe_net_rxq *r;
     unsigned q;        /* receiveq k: queue 2k */
-    struct buf *bufs;
-    struct buf **done; /* used buffers waiting to be posted again */
-    unsigned nbufs, ndone;
+    unsigned nbufs;
     uint32_t buf_len;
     bool mrg;
     uint32_t max_frame;
     const struct frame_spec *spec; /* NULL: check header and length only */
     const struct txq *tx;          /* rxtx: sequence numbers below tx->seq are valid */
-    /* the frame being assembled: num_buffers used buffers */
-    unsigned pend;
-    uint32_t flen;
-    bool bad_hdr, bad_data;
-    uint8_t head[FRAME_HEAD];
+    uint8_t head[FRAME_HEAD];      /* the first bytes of the frame being checked */
+    bool bad_data;
     /* counters */
-    uint64_t pkts, bytes, bufs_used, bad_len, bad_hdrs, bad_payload, reordered, expect_seq;
-    uint64_t nb_zero; /* frames with num_buffers 0 without MRG_RXBUF */
+    uint64_t pkts, bytes, bad_len, bad_hdrs, bad_payload, reordered, expect_seq;
+    bool warned_nb_zero;
     int fatal;
 };
 
@@ -303,9 +288,8 @@ static uint32_t rx_buf_len(const struct net_opts *o, const struct netdev *d)
  */
 static int net_open(const struct net_opts *o, size_t bufs, struct netdev *d)
 {
-    const uint64_t want = vhu_feature(VIRTIO_NET_F_MTU) | vhu_feature(VIRTIO_NET_F_MAC) |
-                          vhu_feature(VIRTIO_NET_F_STATUS) | vhu_feature(VIRTIO_NET_F_MQ) |
-                          (o->no_mrg ? 0 : vhu_feature(VIRTIO_NET_F_MRG_RXBUF));
+    const uint64_t want = vhu_fe_net_features() &
+                          ~(o->no_mrg ? vhu_feature(VIRTIO_NET_F_MRG_RXBUF) : 0);
     size_t ring = vhu_vqd_ring_size((uint16_t)o->queue_size, o->packed) +
                   (size_t)o->queue_size * 16 * 16 + 8192;
     struct vhu_fe_opts fo = {
@@ -331,7 +315,7 @@ static int net_open(const struct net_opts *o, size_t bufs, struct netdev *d)
     if (r < 0)
         return r;
     d->features = vhu_fe_features(d->fe);
-    if (!vhu_has_feature(d->features, VIRTIO_F_VERSION_1)) {
+    if (vhu_fe_net_get_info(d->fe, &d->info) == -ENOTSUP) {
         fprintf(stderr, "vhuctl: the backend does not offer VIRTIO_F_VERSION_1 (features 0x%"
                 PRIx64 "); vhuctl net only speaks the 12-byte virtio 1.x header\n",
                 vhu_fe_backend_features(d->fe));
@@ -344,18 +328,11 @@ static int net_open(const struct net_opts *o, size_t bufs, struct netdev *d)
         r = -ENOTSUP;
         goto fail;
     }
-    d->mrg = vhu_has_feature(d->features, VIRTIO_NET_F_MRG_RXBUF);
-    d->mtu = NET_DEF_MTU;
-    /* Backends without VHOST_USER_PROTOCOL_F_CONFIG (DPDK) have no readable config space. */
-    if (vhu_fe_get_config(d->fe, 0, &d->cfg, sizeof(d->cfg)) == 0) {
-        d->has_config = true;
-        if (vhu_has_feature(d->features, VIRTIO_NET_F_MTU) && le16toh(d->cfg.mtu) >= 68)
-            d->mtu = le16toh(d->cfg.mtu);
-        if (vhu_has_feature(d->features, VIRTIO_NET_F_STATUS) &&
-            !(le16toh(d->cfg.status) & VIRTIO_NET_S_LINK_UP))
-            fprintf(stderr, "vhuctl: warning: the device reports its link down\n");
-    }
-    d->max_frame = (uint32_t)d->mtu + ETH_HLEN;
+    d->mrg = d->info.mrg_rxbuf;
+    d->mtu = d->info.mtu;
+    if (d->info.link_down)
+        fprintf(stderr, "vhuctl: warning: the device reports its link down\n");
+    d->max_frame = d->info.max_frame;
     if (o->size > d->max_frame) {
         fprintf(stderr, "vhuctl: --size %u exceeds the device's MTU %u + 14\n", o->size, d->mtu);
         r = -EINVAL;
@@ -382,30 +359,6 @@ fail:
     vhu_fe_free(d->fe);
     d->fe = NULL;
     return r;
-}
-
-/* Shared-memory bytes for n buffers of len bytes each. */
-static size_t bufs_bytes(unsigned n, uint32_t len)
-{
-    return (size_t)n * VHU_ALIGN_UP((size_t)len, 64) + 4096;
-}
-
-static int bufs_alloc(struct vhu_fe *fe, unsigned n, uint32_t len, struct buf **out)
-{
-    struct buf *b = calloc(n, sizeof(*b));
-
-    if (!b)
-        return -ENOMEM;
-    for (unsigned i = 0; i < n; i++) {
-        b[i].p = vhu_fe_alloc(fe, len, 64, &b[i].gpa);
-        if (!b[i].p) {
-            free(b);
-            fprintf(stderr, "vhuctl: shared memory exhausted\n");
-            return -ENOMEM;
-        }
-    }
-    *out = b;
-    return 0;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -450,63 +403,64 @@ static uint64_t get_seq(const uint8_t *frame)
 static int txq_init(struct txq *t, struct netdev *d, unsigned pair, unsigned n,
                     const struct frame_spec *s)
 {
+    struct vhu_fe_net_buf *b;
     int r;
 
     memset(t, 0, sizeof(*t));
-    t->fe = d->fe;
     t->q = 2 * pair + 1;
-    t->vqd = vhu_fe_vqd(d->fe, t->q);
-    t->len = (uint32_t)NET_HDR + s->size;
-    r = bufs_alloc(d->fe, n, t->len, &t->bufs);
-    if (r < 0)
+    t->size = s->size;
+    r = vhu_fe_net_txq_new(d->fe, pair, n, s->size, &t->t);
+    if (r < 0) {
+        fprintf(stderr, "vhuctl: cannot set up %s: %s\n",
+                r == -ENOMEM ? "transmit buffers" : "the transmit queue",
+                r == -ENOMEM ? "shared memory exhausted" : strerror(-r));
         return r;
-    t->free = calloc(n, sizeof(*t->free));
-    if (!t->free)
-        return -ENOMEM;
-    for (unsigned i = 0; i < n; i++) {
-        memset(t->bufs[i].p, 0, NET_HDR); /* no offloads: flags 0, gso_type NONE */
-        memcpy(t->bufs[i].p + NET_HDR, s->ref, s->size);
-        t->free[i] = &t->bufs[i];
     }
-    t->nbufs = t->nfree = n;
+    /* every buffer holds the frame once and for all; sending writes its sequence number */
+    struct vhu_fe_net_buf **all = calloc(n, sizeof(*all));
+    unsigned got = 0;
+    if (!all)
+        return -ENOMEM;
+    while (got < n && (b = vhu_fe_net_tx_buf(t->t)) != NULL) {
+        memcpy(b->data + NET_HDR, s->ref, s->size);
+        all[got++] = b;
+    }
+    while (got)
+        vhu_fe_net_tx_release(t->t, all[--got]);
+    free(all);
     return 0;
 }
 
 static void txq_free(struct txq *t)
 {
-    free(t->bufs);
-    free(t->free);
+    vhu_fe_net_txq_free(t->t);
+    t->t = NULL;
 }
 
 /* Take back what the backend consumed; returns how many. */
 static unsigned txq_reclaim(struct txq *t)
 {
-    unsigned n = 0;
-    struct buf *b;
+    int n = vhu_fe_net_tx_reclaim(t->t);
 
-    while ((b = vhu_vqd_get_used(t->vqd, NULL)) != NULL) {
-        t->free[t->nfree++] = b;
-        n++;
-    }
-    t->done += n;
-    return n;
+    if (n <= 0) /* a broken ring is reported by broken() */
+        return 0;
+    t->done += (unsigned)n;
+    return (unsigned)n;
 }
 
 /* Add up to max frames, kicking once per burst; returns how many were added or -errno. */
 static int txq_send(struct txq *t, uint64_t max, unsigned burst)
 {
+    struct vhu_fe_net_buf *b;
     uint64_t added = 0;
     unsigned in_burst = 0;
     int r;
 
-    while (added < max && t->nfree) {
-        struct buf *b = t->free[--t->nfree];
-        struct vhu_vqd_seg seg = {.addr = b->gpa, .len = t->len};
-
-        put_seq(b->p + NET_HDR, t->seq);
-        r = vhu_vqd_add(t->vqd, &seg, 1, 0, b);
+    while (added < max && (b = vhu_fe_net_tx_buf(t->t)) != NULL) {
+        put_seq(b->data + NET_HDR, t->seq);
+        r = vhu_fe_net_tx_send(t->t, b, t->size, NULL);
         if (r < 0) {
-            t->nfree++;
+            vhu_fe_net_tx_release(t->t, b);
             if (r == -ENOSPC)
                 break;
             return r;
@@ -514,12 +468,12 @@ static int txq_send(struct txq *t, uint64_t max, unsigned burst)
         t->seq++;
         added++;
         if (++in_burst == burst) {
-            vhu_fe_kick(t->fe, t->q);
+            vhu_fe_net_tx_kick(t->t);
             in_burst = 0;
         }
     }
     if (in_burst)
-        vhu_fe_kick(t->fe, t->q);
+        vhu_fe_net_tx_kick(t->t);
     return (int)added;
 }
 
@@ -527,59 +481,28 @@ static int txq_send(struct txq *t, uint64_t max, unsigned burst)
 /* Receive queue                                                                             */
 /* ---------------------------------------------------------------------------------------- */
 
-static int rxq_post(struct rxq *q, struct buf *b)
-{
-    struct vhu_vqd_seg seg = {.addr = b->gpa, .len = q->buf_len};
-
-    /* the device may write fewer header bytes than it claims: start from a clean header */
-    memset(b->p, 0, NET_HDR);
-    return vhu_vqd_add(q->vqd, &seg, 0, 1, b);
-}
-
 static int rxq_init(struct rxq *q, struct netdev *d, unsigned pair, unsigned n,
                     uint32_t buf_len)
 {
     int r;
 
     memset(q, 0, sizeof(*q));
-    q->fe = d->fe;
     q->q = 2 * pair;
-    q->vqd = vhu_fe_vqd(d->fe, q->q);
+    q->nbufs = n;
     q->buf_len = buf_len;
     q->mrg = d->mrg;
     q->max_frame = d->max_frame;
-    r = bufs_alloc(d->fe, n, buf_len, &q->bufs);
+    r = vhu_fe_net_rxq_new(d->fe, &d->info, pair, n, buf_len, &q->r);
     if (r < 0)
-        return r;
-    q->done = calloc(n, sizeof(*q->done));
-    if (!q->done)
-        return -ENOMEM;
-    q->nbufs = n;
-    for (unsigned i = 0; i < n; i++) {
-        r = rxq_post(q, &q->bufs[i]);
-        if (r < 0) {
-            fprintf(stderr, "vhuctl: cannot post receive buffer %u: %s\n", i, strerror(-r));
-            return r;
-        }
-    }
-    vhu_fe_kick(q->fe, q->q);
-    return 0;
+        fprintf(stderr, "vhuctl: cannot post the receive buffers: %s\n",
+                r == -ENOMEM ? "shared memory exhausted" : strerror(-r));
+    return r;
 }
 
 static void rxq_free(struct rxq *q)
 {
-    free(q->bufs);
-    free(q->done);
-}
-
-static void rxq_fatal(struct rxq *q, const char *fmt, unsigned a, unsigned b)
-{
-    if (!q->fatal) {
-        fprintf(stderr, "vhuctl: receive queue: ");
-        fprintf(stderr, fmt, a, b);
-        fprintf(stderr, " (after %" PRIu64 " frames); giving up\n", q->pkts);
-    }
-    q->fatal = -EPROTO;
+    vhu_fe_net_rxq_free(q->r);
+    q->r = NULL;
 }
 
 /* Frame bytes [off, off + n) arrived in p. */
@@ -587,8 +510,6 @@ static void rx_data(struct rxq *q, uint32_t off, const uint8_t *p, uint32_t n)
 {
     const struct frame_spec *s = q->spec;
 
-    if (!s)
-        return;
     while (n && off < FRAME_HEAD) {
         q->head[off++] = *p++;
         n--;
@@ -611,25 +532,41 @@ static bool macs_ok(const struct frame_spec *s, const uint8_t *f)
     }
 }
 
-/* The last buffer of a frame arrived. */
-static void rx_frame_done(struct rxq *q)
+/* The driver delivered a frame: check it against what was sent. */
+static void rx_frame(void *opaque, const struct vhu_fe_net_rx_frame *f)
 {
+    struct rxq *q = opaque;
     const struct frame_spec *s = q->spec;
     bool bad = false;
 
+    /* §5.1.6.4: without MRG_RXBUF a frame takes one buffer and num_buffers is 1. Some
+     * backends (DPDK 22.11) leave the field alone then; drivers ignore it: tolerated. */
+    if (!q->mrg && f->num_buffers == 0 && !q->warned_nb_zero) {
+        q->warned_nb_zero = true;
+        fprintf(stderr, "vhuctl: warning: the backend leaves num_buffers 0 without"
+                " MRG_RXBUF (VIRTIO 1.x says 1); tolerated\n");
+    }
+    if ((f->flags & VHU_FE_NET_RX_BAD_HDR) && q->bad_hdrs == 0)
+        fprintf(stderr, "vhuctl: frame %" PRIu64 ": header flags 0x%x gso_type %u"
+                " num_buffers %u (no offloads were negotiated%s)\n", q->pkts + 1,
+                f->hdr->flags, f->hdr->gso_type, f->num_buffers,
+                q->mrg ? "" : ", nor MRG_RXBUF");
     q->pkts++;
-    q->bytes += q->flen;
-    if (q->flen < ETH_HLEN || q->flen > q->max_frame) {
+    q->bytes += f->len;
+    if (f->flags & VHU_FE_NET_RX_BAD_LEN) {
         if (q->bad_len++ == 0)
             fprintf(stderr, "vhuctl: frame %" PRIu64 ": %u bytes (valid: 14..%u)\n", q->pkts,
-                    q->flen, q->max_frame);
+                    f->len, q->max_frame);
         return;
     }
-    if (q->bad_hdr)
+    if (f->flags & VHU_FE_NET_RX_BAD_HDR)
         q->bad_hdrs++;
     if (!s)
         return;
-    if (q->flen != s->size || q->bad_data || !macs_ok(s, q->head) ||
+    q->bad_data = false;
+    for (uint32_t i = 0, off = 0; i < f->nsegs; off += f->segs[i++].len)
+        rx_data(q, off, f->segs[i].data, f->segs[i].len);
+    if (f->len != s->size || q->bad_data || !macs_ok(s, q->head) ||
         q->head[12] != (FRAME_ETHERTYPE >> 8) || q->head[13] != (FRAME_ETHERTYPE & 0xff) ||
         memcmp(q->head + ETH_HLEN, FRAME_MAGIC, 4) != 0)
         bad = true;
@@ -640,7 +577,7 @@ static void rx_frame_done(struct rxq *q)
         if (q->bad_payload++ == 0)
             fprintf(stderr, "vhuctl: frame %" PRIu64 " (%u bytes, sequence %" PRIu64 ") is"
                     " not a frame sent (%u bytes, addresses %s, sequence below %" PRIu64
-                    ", pattern intact)\n", q->pkts, q->flen, seq, s->size,
+                    ", pattern intact)\n", q->pkts, f->len, seq, s->size,
                     s->macs == MACS_SWAPPED ? "swapped" :
                     s->macs == MACS_UNCHANGED ? "unchanged" : "swapped or not",
                     q->tx ? q->tx->seq : 0);
@@ -651,76 +588,23 @@ static void rx_frame_done(struct rxq *q)
     q->expect_seq = seq + 1;
 }
 
-/* One used receive buffer holding len bytes. */
-static void rx_buffer(struct rxq *q, struct buf *b, uint32_t len)
-{
-    const uint8_t *p = b->p;
-
-    q->bufs_used++;
-    if (q->pend == 0) {
-        struct virtio_net_hdr_v1 h;
-        unsigned nb;
-
-        if (len < NET_HDR) {
-            rxq_fatal(q, "used length %u is shorter than the %u-byte virtio-net header", len,
-                      (unsigned)NET_HDR);
-            return;
-        }
-        memcpy(&h, p, sizeof(h));
-        nb = le16toh(h.num_buffers);
-        if (q->mrg && (nb == 0 || nb > q->nbufs)) {
-            rxq_fatal(q, "num_buffers %u with %u receive buffers posted", nb, q->nbufs);
-            return;
-        }
-        /* §5.1.6.4: without MRG_RXBUF a frame takes one buffer and num_buffers is 1. Some
-         * backends (DPDK 22.11) leave the field alone then; drivers ignore it: tolerated. */
-        if (!q->mrg && nb == 0 && q->nb_zero++ == 0)
-            fprintf(stderr, "vhuctl: warning: the backend leaves num_buffers 0 without"
-                    " MRG_RXBUF (VIRTIO 1.x says 1); tolerated\n");
-        q->bad_hdr = (!q->mrg && nb > 1) || h.flags != 0 || h.gso_type != 0;
-        if (q->bad_hdr && q->bad_hdrs == 0)
-            fprintf(stderr, "vhuctl: frame %" PRIu64 ": header flags 0x%x gso_type %u"
-                    " num_buffers %u (no offloads were negotiated%s)\n", q->pkts + 1, h.flags,
-                    h.gso_type, nb, q->mrg ? "" : ", nor MRG_RXBUF");
-        q->bad_data = false;
-        q->pend = q->mrg ? nb : 1;
-        q->flen = 0;
-        p += NET_HDR;
-        len -= (uint32_t)NET_HDR;
-    }
-    rx_data(q, q->flen, p, len);
-    q->flen += len;
-    if (--q->pend == 0)
-        rx_frame_done(q);
-}
-
-/* Process used buffers and post them again; returns how many buffers came back. */
+/* Deliver what arrived (the driver posts the buffers again); returns how many frames. */
 static unsigned rxq_poll(struct rxq *q, uint64_t max_frames)
 {
-    unsigned n = 0;
-    uint32_t len;
-    struct buf *b;
+    uint64_t room = max_frames > q->pkts ? max_frames - q->pkts : 0;
+    int n;
 
-    while (q->pkts < max_frames && !q->fatal && (b = vhu_vqd_get_used(q->vqd, &len)) != NULL) {
-        rx_buffer(q, b, len);
-        q->done[q->ndone++] = b;
-        n++;
+    if (q->fatal || room == 0)
+        return 0;
+    n = vhu_fe_net_rx_poll(q->r, (unsigned)VHU_MIN(room, (uint64_t)UINT32_MAX), rx_frame, q);
+    if (n >= 0)
+        return (unsigned)n;
+    if (!vhu_fe_net_rxq_broken(q->r)) {
+        fprintf(stderr, "vhuctl: receive queue: %s (after %" PRIu64 " frames); giving up\n",
+                vhu_fe_net_rxq_error(q->r), q->pkts);
+        q->fatal = -EPROTO;
     }
-    for (unsigned i = 0; i < q->ndone; i++) {
-        int r = rxq_post(q, q->done[i]);
-        if (r < 0) {
-            /* only a broken ring refuses a buffer it just gave back */
-            if (!q->fatal)
-                fprintf(stderr, "vhuctl: cannot post a receive buffer again: %s\n",
-                        strerror(-r));
-            q->fatal = r;
-            break;
-        }
-    }
-    if (q->ndone)
-        vhu_fe_kick(q->fe, q->q);
-    q->ndone = 0;
-    return n;
+    return 0; /* a broken ring is reported by broken() */
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -751,11 +635,12 @@ static const char *vq_name(unsigned q, char *buf, size_t len)
 
 static bool broken(const struct run *r)
 {
-    const struct vhu_vqd *vqd[2] = {r->rx ? r->rx->vqd : NULL, r->tx ? r->tx->vqd : NULL};
+    bool dead[2] = {r->rx && vhu_fe_net_rxq_broken(r->rx->r),
+                    r->tx && vhu_fe_net_txq_broken(r->tx->t)};
     char name[48];
 
     for (unsigned i = 0; i < 2; i++) {
-        if (vqd[i] && vhu_vqd_broken(vqd[i])) {
+        if (dead[i]) {
             fprintf(stderr, "vhuctl: the backend broke %s (see the message above); stopping\n",
                     vq_name(i ? r->tx->q : r->rx->q, name, sizeof(name)));
             return true;
@@ -769,17 +654,12 @@ static bool broken(const struct run *r)
 static int run_loop(struct run *r)
 {
     const struct net_opts *o = r->o;
-    struct vhu_fe *fe = r->fe;
     struct txq *tx = r->tx;
     struct rxq *rx = r->rx;
     uint64_t idle_ns = (uint64_t)o->timeout_ms * 1000000ULL, last_progress;
     bool rxtx = tx && rx && !r->rx_discard;
     char name[48];
 
-    if (rx)
-        vhu_vqd_disable_cb(rx->vqd);
-    if (tx)
-        vhu_vqd_disable_cb(tx->vqd);
     r->t_start = r->t_last = last_progress = vhu_now_ns();
     for (;;) {
         unsigned moved = 0, discarded = 0;
@@ -852,18 +732,13 @@ static int run_loop(struct run *r)
         if (o->poll)
             continue;
         /* Event mode: sleep on the queue that holds us back. */
-        bool on_tx = !rx || (tx && (r->rx_discard || tx->nfree == 0 || rx->pkts >= tx->seq));
+        bool on_tx = !rx || (tx && (r->rx_discard || vhu_fe_net_tx_free_bufs(tx->t) == 0 ||
+                                    rx->pkts >= tx->seq));
         unsigned q = on_tx ? tx->q : rx->q;
-        struct vhu_vqd *vqd = on_tx ? tx->vqd : rx->vqd;
-        if (vhu_vqd_enable_cb(vqd)) {
-            vhu_vqd_disable_cb(vqd);
-            continue;
-        }
         int ms = WAIT_SLICE_MS;
         if (r->stop_ns && now < r->stop_ns && (r->stop_ns - now) / 1000000 < (uint64_t)ms)
             ms = (int)((r->stop_ns - now) / 1000000) + 1;
-        int w = vhu_fe_wait(fe, q, ms);
-        vhu_vqd_disable_cb(vqd);
+        int w = on_tx ? vhu_fe_net_txq_wait(tx->t, ms) : vhu_fe_net_rxq_wait(rx->r, ms);
         if (w < 0 && w != -ETIMEDOUT) {
             fprintf(stderr, "vhuctl: waiting on %s: %s\n", vq_name(q, name, sizeof(name)),
                     strerror(-w));
@@ -903,8 +778,8 @@ struct session {
 static int session_open(struct session *s, const struct net_opts *o, bool use_tx, bool use_rx)
 {
     unsigned n = o->queue_size;
-    size_t bytes = (use_tx ? bufs_bytes(n, (uint32_t)NET_HDR + o->size) : 0) +
-                   (use_rx ? bufs_bytes(n, o->rx_buf ? o->rx_buf : RX_BUF_DEFAULT) : 0);
+    size_t bytes = (use_tx ? vhu_fe_net_bufs_mem(n, (uint32_t)NET_HDR + o->size) : 0) +
+                   (use_rx ? vhu_fe_net_bufs_mem(n, o->rx_buf ? o->rx_buf : RX_BUF_DEFAULT) : 0);
     int r;
 
     memset(s, 0, sizeof(*s));
@@ -986,7 +861,9 @@ static int run_pairs(struct session *s, struct totals *t)
         if (r->rx) {
             t->rx_pkts += r->rx->pkts;
             t->rx_bytes += r->rx->bytes;
-            t->rx_bufs += r->rx->bufs_used;
+            struct vhu_fe_net_rxq_stats st;
+            vhu_fe_net_rxq_get_stats(r->rx->r, &st);
+            t->rx_bufs += st.bufs;
             t->reordered += r->rx->reordered;
             t->bad_len += r->rx->bad_len;
             t->bad_hdrs += r->rx->bad_hdrs;
