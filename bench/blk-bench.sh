@@ -22,7 +22,8 @@
 #   QSD_AIO=io_uring          qsd's file AIO: io_uring | threads
 #   MODES="event poll"  DEPTHS="1 32"  RW=randread  BS=4096
 #   SIZE=1073741824           bytes of the null device and of the /dev/shm file
-#   BACKENDS="vhud qsd"       order within a round
+#   BACKENDS="vhud qsd"       order within a round; "vhud vhud-base" with VHUD_BASE=another vhud
+#                             binary: an A/B of two builds (same client, same pinning)
 #   BACKEND_CPU=1 CLIENT_CPU=0
 #   POLL_US=100               poll mode: vhud --poll-us, qsd iothread poll-max-ns (same time)
 #   VHUD_ARGS, QSD_EXPORT_ARGS  extra backend arguments (e.g. QSD_EXPORT_ARGS=",iothread=t0"
@@ -67,6 +68,9 @@ for b in $BACKENDS; do
     vhud)
       if [[ -x $VHUD ]] && "$VHUD" blk --help >/dev/null 2>&1; then backends+=(vhud)
       else log "NOTE: $VHUD has no blk device: vhud is left out of this run"; fi ;;
+    vhud-base)
+      [[ -x ${VHUD_BASE:-} ]] || die "vhud-base needs VHUD_BASE=<a vhud binary>"
+      backends+=(vhud-base) ;;
     qsd)
       if command -v "$QSD" >/dev/null; then backends+=(qsd)
       else log "NOTE: $QSD not found: qsd is left out"; fi ;;
@@ -86,8 +90,10 @@ trap cleanup EXIT
 # too: vhud with --poll-us, qemu-storage-daemon with an iothread whose poll-max-ns is the same.
 backend_cmd() {
   local b=$1 store=$2 mode=${3:-event}
-  if [[ $b == vhud ]]; then
-    BCMD=("$VHUD" blk --socket-path "$sock")
+  if [[ $b == vhud || $b == vhud-base ]]; then
+    local bin=$VHUD
+    [[ $b == vhud-base ]] && bin=$VHUD_BASE
+    BCMD=("$bin" blk --socket-path "$sock")
     if [[ $store == null ]]; then BCMD+=(--null "$SIZE"); else BCMD+=(--file "$shmfile"); fi
     [[ $mode == poll ]] && BCMD+=(--poll-us "$POLL_US")
     # shellcheck disable=SC2206
@@ -192,6 +198,8 @@ for store in $STORES; do
         IFS='|' read -r s m q bb iops p50 p99 bcpu ccpu each <<<"$line"
         ratio=
         [[ -n ${med[qsd]:-} && $bb != qsd ]] && ratio=$(awk -v a="$iops" -v c="${med[qsd]}" 'BEGIN {printf "%.2fx", a / c}')
+        [[ -z ${med[qsd]:-} && -n ${med[vhud-base]:-} && $bb == vhud ]] &&
+          ratio="$(awk -v a="$iops" -v c="${med[vhud-base]}" 'BEGIN {printf "%.3fx base", a / c}')"
         printf '| %s | %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n' \
           "$s" "$m" "$q" "$bb" "$iops" "$p50" "$p99" "$bcpu" "$ccpu" "$each" "$ratio"
       done

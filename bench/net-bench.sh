@@ -16,7 +16,8 @@
 #   from /proc/PID/stat, over the frontend's whole life) per packet the frontend counted; no
 #   cycle counts (perf has no hardware counters here and the nominal frequency is not trusted).
 # Env: RUNS (5), SECS (8), SIZES ("64 1518"), RINGS ("split packed"), MODES ("sink source
-#   reflect"), BACKENDS ("vhud dpdk"), VHUD_NET_ARGS (extra vhud args, e.g. "--workers 1
+#   reflect"), BACKENDS ("vhud dpdk"; "vhud vhud-base" with VHUD_BASE=another vhud binary: an
+#   A/B of two builds, with a vhud/base column), VHUD_NET_ARGS (extra vhud args, e.g. "--workers 1
 #   --poll-us 1000"), DPDK_FORCE_NOHUGE=1 (memfd even when hugepages are free), OUT (work dir).
 # Reserve hugepages first for the faster --in-memory mode: echo 1024 >/proc/sys/vm/nr_hugepages
 set -euo pipefail
@@ -110,6 +111,7 @@ hdr="| frontend ⇄ backend | frame | ring |"
 sep="|---|---|---|"
 for kind in $BACKENDS; do hdr+=" $kind Mpps | $kind ns CPU/pkt |"; sep+="---|---|"; done
 [[ " $BACKENDS " == *" vhud "* && " $BACKENDS " == *" dpdk "* ]] && { hdr+=" vhud/dpdk |"; sep+="---|"; }
+[[ " $BACKENDS " == *" vhud "* && " $BACKENDS " == *" vhud-base "* ]] && { hdr+=" vhud/base Mpps | vhud/base CPU |"; sep+="---|---|"; }
 echo "$hdr"; echo "$sep"
 for row in "${rows[@]}"; do
   read -r mode size ring <<<"$row"
@@ -122,6 +124,11 @@ for row in "${rows[@]}"; do
   done
   if [[ -n ${med[vhud]:-} && -n ${med[dpdk]:-} ]]; then
     line+=" $(awk -v a="${med[vhud]}" -v b="${med[dpdk]}" 'BEGIN {print (b > 0 ? sprintf("%.2f", a / b) : "-")}') |"
+  fi
+  if [[ -n ${med[vhud]:-} && -n ${med[vhud-base]:-} ]]; then
+    ca=$(echo "${res[$row vhud cpu]}" | median) cb=$(echo "${res[$row vhud-base cpu]}" | median)
+    line+=" $(awk -v a="${med[vhud]}" -v b="${med[vhud-base]}" 'BEGIN {print (b > 0 ? sprintf("%.3f", a / b) : "-")}') |"
+    line+=" $(awk -v a="$ca" -v b="$cb" 'BEGIN {print (b > 0 ? sprintf("%.3f", a / b) : "-")}') |"
   fi
   unset med
   echo "$line"

@@ -12,8 +12,10 @@
 #   dpdk_stop PID               SIGINT, up to 15 s for the final statistics, then SIGKILL
 #   dpdk_total LOG rx|tx        the last accumulated RX-/TX-packets count in a testpmd log
 #   dpdk_pps LOG rx|tx          median of the per-second Rx-/Tx-pps samples (first 2 dropped)
-#   backend_start KIND MODE SOCK CPU LOG [SIZE]   KIND vhud|dpdk, MODE sink|source|reflect;
-#                               sets BACKEND_PID (VHUD must name the vhud binary for KIND=vhud)
+#   backend_start KIND MODE SOCK CPU LOG [SIZE]   KIND vhud|vhud-base|dpdk, MODE
+#                               sink|source|reflect; sets BACKEND_PID (VHUD must name the vhud
+#                               binary for KIND=vhud, VHUD_BASE another one for KIND=vhud-base:
+#                               an A/B of two vhud builds)
 #   frontend_args MODE SIZE     testpmd forward args for the frontend facing a backend MODE
 #   cpu_ticks PID               utime+stime of PID in clock ticks
 
@@ -78,16 +80,17 @@ dpdk_pps() {
 backend_start() {
   local kind=$1 mode=$2 sock=$3 cpu=$4 log=$5 size=${6:-64}
   rm -f "$sock"
-  if [[ $kind == vhud ]]; then
-    local args=()
+  if [[ $kind == vhud || $kind == vhud-base ]]; then
+    local args=() bin=$VHUD
+    [[ $kind == vhud-base ]] && bin=${VHUD_BASE:?VHUD_BASE names the baseline vhud}
     case $mode in
       sink) args=(--sink) ;; source) args=(--source "$size") ;; reflect) args=(--reflect) ;;
     esac
     # vhud caps a frame at mtu+14 (no FCS): a 1518-byte frame needs --mtu 1504
     [[ $mode == source ]] && ((size > 1514)) && args+=(--mtu $((size - 14)))
-    echo "taskset -c $cpu $VHUD net --socket-path $sock ${args[*]} ${VHUD_NET_ARGS:-}" >"$log.cmd"
+    echo "taskset -c $cpu $bin net --socket-path $sock ${args[*]} ${VHUD_NET_ARGS:-}" >"$log.cmd"
     # shellcheck disable=SC2086
-    taskset -c "$cpu" "$VHUD" net --socket-path "$sock" "${args[@]}" ${VHUD_NET_ARGS:-} \
+    taskset -c "$cpu" "$bin" net --socket-path "$sock" "${args[@]}" ${VHUD_NET_ARGS:-} \
       </dev/null >"$log" 2>&1 &
     BACKEND_PID=$!
   else
@@ -113,7 +116,7 @@ backend_start() {
 backend_stop() {
   local kind=$1 pid=$2 i
   [[ -n $pid ]] || return 0
-  if [[ $kind == vhud ]]; then
+  if [[ $kind == vhud || $kind == vhud-base ]]; then
     kill -TERM "$pid" 2>/dev/null || return 0
     for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
