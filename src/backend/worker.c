@@ -18,7 +18,7 @@ struct vhu_worker {
     struct vhu_loop *loop;
     pthread_t thread;
     bool running;
-    int call_fd;          /* control -> worker doorbell */
+    int wake_fd;          /* control -> worker doorbell (an eventfd of its own loop) */
     pthread_mutex_t lock; /* guards the call slot only: control path, never per request */
     pthread_cond_t done_cond;
     int (*call_fn)(void *arg);
@@ -108,12 +108,12 @@ int vhu_worker_new(unsigned id, unsigned poll_us, vhu_worker_poll_fn *poll, void
     w->poll_us = poll_us;
     w->poll = poll;
     w->poll_opaque = poll_opaque;
-    w->call_fd = vhu_eventfd_new();
+    w->wake_fd = vhu_eventfd_new();
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->done_cond, NULL);
-    r = w->call_fd < 0 ? w->call_fd : vhu_loop_new(&w->loop);
+    r = w->wake_fd < 0 ? w->wake_fd : vhu_loop_new(&w->loop);
     if (r == 0)
-        r = vhu_loop_add(w->loop, w->call_fd, VHU_LOOP_IN, call_cb, w);
+        r = vhu_loop_add(w->loop, w->wake_fd, VHU_LOOP_IN, call_cb, w);
     if (r == 0) {
         r = -pthread_create(&w->thread, NULL, worker_main, w);
         w->running = r == 0;
@@ -147,7 +147,7 @@ int vhu_worker_call(struct vhu_worker *w, int (*fn)(void *arg), void *arg)
     w->call_arg = arg;
     w->call_done = false;
     pthread_mutex_unlock(&w->lock);
-    vhu_eventfd_signal(w->call_fd);
+    vhu_eventfd_signal(w->wake_fd);
     pthread_mutex_lock(&w->lock);
     while (!w->call_done)
         pthread_cond_wait(&w->done_cond, &w->lock);
@@ -166,7 +166,7 @@ void vhu_worker_free(struct vhu_worker *w)
     }
     if (w->loop)
         vhu_loop_free(w->loop);
-    vhu_fd_close(&w->call_fd);
+    vhu_fd_close(&w->wake_fd);
     pthread_mutex_destroy(&w->lock);
     pthread_cond_destroy(&w->done_cond);
     free(w);
