@@ -40,7 +40,7 @@
 #include "vhuctl_common.h"
 #include "vhuctl_net.h"
 
-#define NET_HDR sizeof(struct virtio_net_hdr_v1)
+#define NET_HDR sizeof(struct vhu_virtio_net_hdr_v1)
 #define ETH_HLEN 14
 #define ETH_MIN_FRAME 60   /* without FCS */
 #define ETH_MAX_FRAME 1514 /* MTU 1500 */
@@ -289,7 +289,7 @@ static uint32_t rx_buf_len(const struct net_opts *o, const struct netdev *d)
 static int net_open(const struct net_opts *o, size_t bufs, struct netdev *d)
 {
     const uint64_t want = vhu_fe_net_features() &
-                          ~(o->no_mrg ? vhu_feature(VIRTIO_NET_F_MRG_RXBUF) : 0);
+                          ~(o->no_mrg ? vhu_feature(VHU_VIRTIO_NET_F_MRG_RXBUF) : 0);
     size_t ring = vhu_vqd_ring_size((uint16_t)o->queue_size, o->packed) +
                   (size_t)o->queue_size * 16 * 16 + 8192;
     struct vhu_fe_opts fo = {
@@ -322,7 +322,7 @@ static int net_open(const struct net_opts *o, size_t bufs, struct netdev *d)
         r = -ENOTSUP;
         goto fail;
     }
-    if (o->pairs > 1 && !vhu_has_feature(d->features, VIRTIO_NET_F_MQ)) {
+    if (o->pairs > 1 && !vhu_has_feature(d->features, VHU_VIRTIO_NET_F_MQ)) {
         fprintf(stderr, "vhuctl: --queue-pairs %u needs VIRTIO_NET_F_MQ, not offered\n",
                 o->pairs);
         r = -ENOTSUP;

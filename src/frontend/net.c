@@ -47,31 +47,31 @@ struct vhu_fe_net_rxq {
 
 VHU_EXPORT uint64_t vhu_fe_net_features(void)
 {
-    return vhu_feature(VIRTIO_NET_F_MTU) | vhu_feature(VIRTIO_NET_F_MAC) |
-           vhu_feature(VIRTIO_NET_F_STATUS) | vhu_feature(VIRTIO_NET_F_MQ) |
-           vhu_feature(VIRTIO_NET_F_MRG_RXBUF);
+    return vhu_feature(VHU_VIRTIO_NET_F_MTU) | vhu_feature(VHU_VIRTIO_NET_F_MAC) |
+           vhu_feature(VHU_VIRTIO_NET_F_STATUS) | vhu_feature(VHU_VIRTIO_NET_F_MQ) |
+           vhu_feature(VHU_VIRTIO_NET_F_MRG_RXBUF);
 }
 
 VHU_EXPORT int vhu_fe_net_get_info(struct vhu_fe *fe, struct vhu_fe_net_info *info)
 {
-    struct virtio_net_config cfg;
+    struct vhu_virtio_net_config cfg;
     uint64_t f = vhu_fe_features(fe);
 
     memset(info, 0, sizeof(*info));
     info->features = f;
-    if (!vhu_has_feature(f, VIRTIO_F_VERSION_1))
+    if (!vhu_has_feature(f, VHU_VIRTIO_F_VERSION_1))
         return -ENOTSUP;
-    info->mrg_rxbuf = vhu_has_feature(f, VIRTIO_NET_F_MRG_RXBUF);
+    info->mrg_rxbuf = vhu_has_feature(f, VHU_VIRTIO_NET_F_MRG_RXBUF);
     info->mtu = VHU_FE_NET_DEFAULT_MTU;
     /* Backends without VHOST_USER_PROTOCOL_F_CONFIG (DPDK) have no readable config space. */
     if (vhu_fe_get_config(fe, 0, &cfg, sizeof(cfg)) == 0) {
         info->has_config = true;
         memcpy(info->mac, cfg.mac, 6);
         info->max_pairs = le16toh(cfg.max_virtqueue_pairs);
-        if (vhu_has_feature(f, VIRTIO_NET_F_MTU) && le16toh(cfg.mtu) >= 68)
+        if (vhu_has_feature(f, VHU_VIRTIO_NET_F_MTU) && le16toh(cfg.mtu) >= 68)
             info->mtu = le16toh(cfg.mtu);
-        info->link_down = vhu_has_feature(f, VIRTIO_NET_F_STATUS) &&
-                          !(le16toh(cfg.status) & VIRTIO_NET_S_LINK_UP);
+        info->link_down = vhu_has_feature(f, VHU_VIRTIO_NET_F_STATUS) &&
+                          !(le16toh(cfg.status) & VHU_VIRTIO_NET_S_LINK_UP);
     }
     info->max_frame = (uint32_t)info->mtu + VHU_FE_NET_ETH_HLEN;
     return 0;
@@ -180,7 +180,7 @@ VHU_EXPORT void vhu_fe_net_tx_release(struct vhu_fe_net_txq *t, struct vhu_fe_ne
 }
 
 VHU_EXPORT int vhu_fe_net_tx_send(struct vhu_fe_net_txq *t, struct vhu_fe_net_buf *b,
-                                  uint32_t len, const struct virtio_net_hdr_v1 *hdr)
+                                  uint32_t len, const struct vhu_virtio_net_hdr_v1 *hdr)
 {
     struct vhu_vqd_seg seg = {.addr = b->gpa, .len = VHU_FE_NET_HDR_LEN + len};
 
@@ -302,7 +302,7 @@ static int rx_buffer(struct vhu_fe_net_rxq *q, struct vhu_fe_net_buf *b, uint32_
 
     q->st.bufs++;
     if (q->pend == 0) {
-        const struct virtio_net_hdr_v1 *h = (const void *)p;
+        const struct vhu_virtio_net_hdr_v1 *h = (const void *)p;
         unsigned nb;
 
         if (len < VHU_FE_NET_HDR_LEN)

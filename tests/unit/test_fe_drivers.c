@@ -122,7 +122,7 @@ static void blk_integrity(bool packed)
     ASSERT_EQ(bb_run(&t, c, 4), 4);
     unsigned seen = 0;
     for (unsigned i = 0; i < 4; i++) {
-        ASSERT_EQ(c[i].status, VIRTIO_BLK_S_OK);
+        ASSERT_EQ(c[i].status, VHU_VIRTIO_BLK_S_OK);
         ASSERT_EQ(c[i].bytes, 0);
         seen |= 1u << (uintptr_t)c[i].cookie;
     }
@@ -133,7 +133,7 @@ static void blk_integrity(bool packed)
     memset(back, 0xa5, 4 * len);
     ASSERT_OK(vhu_fe_blk_read(t.drv, 8, t.buf_gpa + (512 << 10), 4 * len, back));
     ASSERT_EQ(bb_run(&t, c, 1), 1);
-    ASSERT_EQ(c[0].status, VIRTIO_BLK_S_OK);
+    ASSERT_EQ(c[0].status, VHU_VIRTIO_BLK_S_OK);
     ASSERT(c[0].cookie == back);
     ASSERT_EQ(c[0].bytes, 4 * len);
     ASSERT(memcmp(back, t.buf, 4 * len) == 0);
@@ -159,27 +159,27 @@ static void blk_commands(bool packed)
     memset(t.buf, 0xee, 32);
     ASSERT_OK(vhu_fe_blk_get_id(t.drv, t.buf_gpa, NULL));
     ASSERT_EQ(bb_run(&t, c, 1), 1);
-    ASSERT_EQ(c[0].status, VIRTIO_BLK_S_OK);
+    ASSERT_EQ(c[0].status, VHU_VIRTIO_BLK_S_OK);
     ASSERT(memcmp(t.buf, "fe-drivers\0", 11) == 0);
     /* flush */
-    ASSERT(vhu_has_feature(t.info.features, VIRTIO_BLK_F_FLUSH));
+    ASSERT(vhu_has_feature(t.info.features, VHU_VIRTIO_BLK_F_FLUSH));
     ASSERT_OK(vhu_fe_blk_flush(t.drv, NULL));
     ASSERT_EQ(bb_run(&t, c, 1), 1);
-    ASSERT_EQ(c[0].status, VIRTIO_BLK_S_OK);
+    ASSERT_EQ(c[0].status, VHU_VIRTIO_BLK_S_OK);
     /* write a pattern, write_zeroes 8 sectors in its middle, discard others: read back */
     fill(t.buf, 32 * 512, 9);
     ASSERT_OK(vhu_fe_blk_write(t.drv, 100, t.buf_gpa, 32 * 512, NULL));
     ASSERT_EQ(bb_run(&t, c, 1), 1);
-    ASSERT_EQ(c[0].status, VIRTIO_BLK_S_OK);
+    ASSERT_EQ(c[0].status, VHU_VIRTIO_BLK_S_OK);
     ASSERT_OK(vhu_fe_blk_write_zeroes(t.drv, 104, 8, false, NULL));
     ASSERT_OK(vhu_fe_blk_discard(t.drv, 120, 8, NULL));
     ASSERT_EQ(bb_run(&t, c, 2), 2);
-    ASSERT_EQ(c[0].status, VIRTIO_BLK_S_OK);
-    ASSERT_EQ(c[1].status, VIRTIO_BLK_S_OK);
+    ASSERT_EQ(c[0].status, VHU_VIRTIO_BLK_S_OK);
+    ASSERT_EQ(c[1].status, VHU_VIRTIO_BLK_S_OK);
     uint8_t *back = t.buf + (64 << 10);
     ASSERT_OK(vhu_fe_blk_read(t.drv, 100, t.buf_gpa + (64 << 10), 32 * 512, NULL));
     ASSERT_EQ(bb_run(&t, c, 1), 1);
-    ASSERT_EQ(c[0].status, VIRTIO_BLK_S_OK);
+    ASSERT_EQ(c[0].status, VHU_VIRTIO_BLK_S_OK);
     ASSERT(memcmp(back, t.buf, 4 * 512) == 0);
     for (unsigned i = 4 * 512; i < 12 * 512; i++)
         ASSERT_EQ(back[i], 0);
@@ -202,7 +202,7 @@ TEST(blk_errors)
     /* a read past the end: IOERR */
     ASSERT_OK(vhu_fe_blk_read(t.drv, t.info.capacity, t.buf_gpa, 512, NULL));
     ASSERT_EQ(bb_run(&t, c, 1), 1);
-    ASSERT_EQ(c[0].status, VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(c[0].status, VHU_VIRTIO_BLK_S_IOERR);
     /* the depth bounds what is in flight */
     ASSERT_OK(vhu_fe_blk_read(t.drv, 0, t.buf_gpa, 512, NULL));
     ASSERT_OK(vhu_fe_blk_read(t.drv, 1, t.buf_gpa + 512, 512, NULL));
@@ -217,10 +217,10 @@ TEST(blk_errors)
     /* a read-only disk refuses writes */
     ASSERT_OK(bb_up(&t, true, true, 0));
     ASSERT_EQ(vhu_fe_blk_depth(t.drv), 64); /* 0: the ring size */
-    ASSERT(vhu_has_feature(t.info.features, VIRTIO_BLK_F_RO));
+    ASSERT(vhu_has_feature(t.info.features, VHU_VIRTIO_BLK_F_RO));
     ASSERT_OK(vhu_fe_blk_write(t.drv, 0, t.buf_gpa, 512, NULL));
     ASSERT_EQ(bb_run(&t, c, 1), 1);
-    ASSERT_EQ(c[0].status, VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(c[0].status, VHU_VIRTIO_BLK_S_IOERR);
     bb_down(&t);
 }
 

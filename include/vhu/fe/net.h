@@ -30,7 +30,7 @@
 #define VHU_FE_NET_ETH_HLEN 14u
 #define VHU_FE_NET_DEFAULT_MTU 1500u
 
-struct virtio_net_hdr_v1; /* vhu/dev/net.h */
+struct vhu_virtio_net_hdr_v1; /* vhu/dev/net.h */
 
 /* Negotiated features and the config space (when the backend has one: DPDK does not). */
 struct vhu_fe_net_info {
@@ -73,7 +73,7 @@ void vhu_fe_net_tx_release(struct vhu_fe_net_txq *t, struct vhu_fe_net_buf *b);
 /* Queue the header and len frame bytes of b (hdr NULL: leave the header in b as it is). 0, or
  * -ENOSPC (the ring is full: b stays the caller's), -EINVAL (len > cap), -EIO (broken). */
 int vhu_fe_net_tx_send(struct vhu_fe_net_txq *t, struct vhu_fe_net_buf *b, uint32_t len,
-                       const struct virtio_net_hdr_v1 *hdr);
+                       const struct vhu_virtio_net_hdr_v1 *hdr);
 int vhu_fe_net_tx_kick(struct vhu_fe_net_txq *t);
 /* Take back the buffers the backend consumed: how many, or -EPROTO (the ring is broken). */
 int vhu_fe_net_tx_reclaim(struct vhu_fe_net_txq *t);
@@ -93,7 +93,7 @@ struct vhu_fe_net_rx_seg {
                                     MRG_RXBUF: nothing of that was negotiated */
 
 struct vhu_fe_net_rx_frame {
-    const struct virtio_net_hdr_v1 *hdr; /* as the device wrote it */
+    const struct vhu_virtio_net_hdr_v1 *hdr; /* as the device wrote it */
     const struct vhu_fe_net_rx_seg *segs; /* the frame's bytes, header excluded */
     unsigned nsegs;
     uint32_t len;                        /* frame bytes */
