@@ -64,7 +64,7 @@ static void vq_error_hook(struct vhu_vq *vq, void *opaque)
     struct vhu_session_vq *svq = opaque;
 
     /* virtio 2.1.2: a device that hit an error it cannot recover from sets NEEDS_RESET. */
-    __atomic_fetch_or(&svq->s->status, VIRTIO_CONFIG_S_NEEDS_RESET, __ATOMIC_RELAXED);
+    __atomic_fetch_or(&svq->s->status, VHU_VIRTIO_CONFIG_S_NEEDS_RESET, __ATOMIC_RELAXED);
     if (svq->err_fd >= 0)
         vhu_eventfd_signal(svq->err_fd);
     vhu_err("queue %u stopped after a driver error; other queues keep running",
@@ -82,13 +82,13 @@ static void unwatch_kick(struct vhu_session_vq *svq)
 /* Translate the ring addresses (frontend virtual addresses) and start the ring. */
 static int vq_start(struct vhu_session *s, struct vhu_session_vq *svq)
 {
-    bool packed = vhu_has_feature(s->features, VIRTIO_F_RING_PACKED);
+    bool packed = vhu_has_feature(s->features, VHU_VIRTIO_F_RING_PACKED);
     uint16_t num = svq->num;
     struct vhu_vq_config cfg = {
         .num = num,
         .packed = packed,
-        .event_idx = vhu_has_feature(s->features, VIRTIO_RING_F_EVENT_IDX),
-        .indirect = vhu_has_feature(s->features, VIRTIO_RING_F_INDIRECT_DESC),
+        .event_idx = vhu_has_feature(s->features, VHU_VIRTIO_RING_F_EVENT_IDX),
+        .indirect = vhu_has_feature(s->features, VHU_VIRTIO_RING_F_INDIRECT_DESC),
     };
     uint64_t dsz = packed ? vhu_packed_desc_size(num) : vhu_split_desc_size(num);
     uint64_t asz = packed ? VHU_PACKED_EVENT_SIZE : vhu_split_avail_size(num);
