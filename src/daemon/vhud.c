@@ -70,12 +70,8 @@ struct type_option {
     int (*parse)(const char *arg); /* 0, or -1 after printing why (vhud exits 2) */
 };
 
-/*
- * One row per device type; the code outside the rows and their functions names no device.
- * Adding a device type: write its create function (and its options with their parse functions,
- * if it has any), add one row below, and link its library. Every field but name, json_type,
- * summary and create may be left zero.
- */
+/* One row of device_types (see there how to add one). Every field but name, json_type, summary
+ * and create may be left zero. */
 struct device_type {
     const char *name;      /* vhud NAME */
     const char *json_type; /* vhost-user.json VHostUserBackendType, for --print-capabilities */
@@ -525,6 +521,18 @@ static void switch_stats(const struct daemon *d)
              (unsigned long long)st.learned, (unsigned long long)st.fdb_flushes);
 }
 
+/*
+ * The device types, one row each; the code after the table names no device. Adding a type
+ * ("console", say):
+ *  1. #include its vhu/dev/ header (vhud links every device library) and write its create
+ *     function: the common options (o->queue_size 0: the device's own default) and its own state;
+ *  2. if it has options: a static struct for their values, one parse function per option, a
+ *     type_option array, and a help function printing the lines of its "console options:";
+ *  3. one row below: name, json_type (vhost-user.json), summary, create, and only what differs
+ *     from the defaults: options/help, queue_size for --help, default workers, hooks (several
+ *     devices: ports and share_workers; own checks, setup/teardown, ready line, counters).
+ * usage(), option parsing, --print-capabilities, serving and shutdown then pick it up.
+ */
 static const struct device_type device_types[] = {
     {
         .name = "rng",
