@@ -57,7 +57,7 @@ struct vhu_device_ops {
 struct vhu_device {
     const struct vhu_device_ops *ops;
     const char *name;         /* "rng", "blk", ... (for logs and --print-capabilities) */
-    uint32_t virtio_id;       /* VIRTIO_ID_* */
+    uint32_t virtio_id;       /* VHU_VIRTIO_ID_* */
     uint64_t features;        /* virtio feature bits offered, ring features included */
     uint16_t num_queues;      /* queues the device supports */
     uint16_t queue_num_reply; /* GET_QUEUE_NUM answer if not num_queues (net: queue pairs) */

@@ -5,7 +5,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Feature bits, spelled as in the VIRTIO 1.3 specification (6 Reserved Feature Bits). */
+/*
+ * The VIRTIO 1.3 specification's names with a VHU_ / vhu_ prefix: a program may include these
+ * headers together with the kernel's <linux/virtio_*.h> (which spell the same layouts with
+ * __virtio16/__le16 types, stop at other fields, or differ by kernel version) without a clash.
+ * vhu's layouts do not depend on the installed kernel headers; tests/unit/test_headers.c checks
+ * them against the specification's sizes and offsets.
+ */
+
+/* Feature bits (6 Reserved Feature Bits). */
 #define VHU_VIRTIO_F_NOTIFY_ON_EMPTY 24
 #define VHU_VIRTIO_F_ANY_LAYOUT 27
 #define VHU_VIRTIO_RING_F_INDIRECT_DESC 28

@@ -31,6 +31,7 @@
 #include "vhu/transport.h"
 #include "vhu/util.h"
 
+/* The options every device type shares. */
 struct daemon_opts {
     const char *socket_path;
     int fd;
@@ -41,155 +42,8 @@ struct daemon_opts {
     unsigned workers;
     bool workers_set;
     unsigned poll_us;
-    /* blk */
-    const char *file;
-    uint64_t null_size;
-    bool read_only;
-    bool direct;
-    int engine;            /* enum vhu_blk_engine */
-    bool writethrough;
-    const char *serial;
-    unsigned num_queues;
-    unsigned blk_size;
-    unsigned seg_max;
-    /* net */
-    int net_port;          /* enum vhu_net_port_kind, -1: not given */
-    unsigned source_size;
-    const char *tap_name;
-    uint8_t mac[6];
-    unsigned mtu;
-    unsigned queue_pairs;
-    const char *ports[VHU_NET_SWITCH_MAX_PORTS]; /* switch: one socket path per port */
-    unsigned nports;
-    struct vhu_net_switch *sw;
     int verbose;
 };
-
-/* One row per device type: how to build it from the common options. */
-struct device_type {
-    const char *name;
-    const char *json_type; /* vhost-user.json VHostUserBackendType */
-    const char *summary;
-    int (*create)(const struct daemon_opts *o, struct vhu_device **out);
-};
-
-static int create_rng(const struct daemon_opts *o, struct vhu_device **out)
-{
-    struct vhu_rng_opts ro = {.max_queue_size = (uint16_t)o->queue_size};
-
-    return vhu_rng_new(&ro, out);
-}
-
-static int create_blk(const struct daemon_opts *o, struct vhu_device **out)
-{
-    struct vhu_blk_opts bo = {
-        .path = o->file,
-        .null_size = o->null_size,
-        .read_only = o->read_only,
-        .direct = o->direct,
-        .engine = (enum vhu_blk_engine)o->engine,
-        .writethrough = o->writethrough,
-        .serial = o->serial,
-        .num_queues = (uint16_t)o->num_queues,
-        .max_queue_size = (uint16_t)o->queue_size,
-        .seg_max = o->seg_max,
-        .blk_size = o->blk_size,
-    };
-
-    if ((o->file == NULL) == (o->null_size == 0)) {
-        fprintf(stderr, "vhud blk: exactly one of --file and --null is required\n");
-        return -EINVAL;
-    }
-    return vhu_blk_new(&bo, out);
-}
-
-static int create_net(const struct daemon_opts *o, struct vhu_device **out)
-{
-    struct vhu_net_opts no = {
-        .port = (enum vhu_net_port_kind)o->net_port,
-        .source_size = o->source_size,
-        .tap_name = o->tap_name,
-        .mtu = (uint16_t)o->mtu,
-        .queue_pairs = (uint16_t)o->queue_pairs,
-        .max_queue_size = (uint16_t)o->queue_size,
-        .sw = o->sw,
-    };
-
-    if (o->sw)
-        no.port = VHU_NET_PORT_SWITCH;
-    else if (o->net_port < 0) {
-        fprintf(stderr, "vhud net: one of --tap NAME, --reflect, --sink, --source SIZE is required\n");
-        return -EINVAL;
-    }
-    memcpy(no.mac, o->mac, sizeof(no.mac));
-    return vhu_net_new(&no, out);
-}
-
-/* On exit, net: one line per queue with its counters (tests read the GSO counts off them). */
-static const struct device_type device_types[] = {
-    {"rng", "rng", "virtio-rng: entropy from getrandom(2)", create_rng},
-    {"blk", "block", "virtio-blk: a file or block device through io_uring, or --null", create_blk},
-    {"net", "net", "virtio-net: rx/tx queue pairs to a port (tap, reflect, sink, source)", create_net},
-    {"switch", "net", "virtio-net devices, one per --port PATH, joined by an L2 switch", create_net},
-};
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: vhud DEVICE (--socket-path PATH | --fd FD) [options]\n"
-            "       vhud switch --port PATH --port PATH... [net options]\n"
-            "       vhud DEVICE --print-capabilities\n"
-            "\n"
-            "devices:\n");
-    for (size_t i = 0; i < VHU_ARRAY_SIZE(device_types); i++)
-        fprintf(f, "  %-8s %s\n", device_types[i].name, device_types[i].summary);
-    fprintf(f,
-            "\n"
-            "options:\n"
-            "  --socket-path PATH   listen on PATH (the frontend connects)\n"
-            "  --fd FD              serve an inherited socket (listening or connected)\n"
-            "  --client             connect to PATH instead (the frontend listens)\n"
-            "  --reconnect-ms N     with --client: retry every N ms after a disconnect\n"
-            "  --queue-size N       largest ring accepted (default: rng, net 1024; blk 256)\n"
-            "  --workers N          data-plane threads; queue i runs on worker i %% N\n"
-            "                       (default 0: queues run on the control thread)\n"
-            "  --poll-us N          workers busy-poll their rings for N us before sleeping\n"
-            "  --no-mem-slots       do not offer CONFIGURE_MEM_SLOTS (QEMU 7.2 forgets the\n"
-            "                       memory of a vhost-user-rng device when it reconnects)\n"
-            "\n"
-            "blk options:\n"
-            "  --file PATH          backing file or block device\n"
-            "  --null SIZE          no backing store, SIZE bytes (K/M/G suffixes; benchmarks)\n"
-            "  --read-only          offer VIRTIO_BLK_F_RO and refuse writes\n"
-            "  --direct             open the backing file with O_DIRECT\n"
-            "  --engine E           auto (default) | io_uring | sync: auto takes sync, one\n"
-            "                       system call per request on the queue's thread, for files\n"
-            "                       in memory (tmpfs) without non-blocking reads, else io_uring\n"
-            "  --writethrough       start with the write cache off (the guest may switch it)\n"
-            "  --serial ID          GET_ID string (up to 20 bytes)\n"
-            "  --num-queues N       request queues (default 1); blk defaults to --workers 1\n"
-            "  --blk-size N         logical block size, 512 or 4096\n"
-            "  --seg-max N          data segments per request (default 126)\n"
-            "\n"
-            "net options:\n"
-            "  --tap NAME | --reflect | --sink | --source SIZE\n"
-            "                       port: a Linux tap device | frames come back MAC-swapped |\n"
-            "                       are counted and dropped | SIZE-byte frames fill every\n"
-            "                       receive buffer\n"
-            "  --mac XX:XX:XX:XX:XX:XX  (default: random, locally administered)\n"
-            "  --mtu N              (default 1500)   --queue-pairs N   (default 1)\n"
-            "\n"
-            "switch options:\n"
-            "  --port PATH          a net device listening on PATH (2 to %u of them); frames\n"
-            "                       go from guest to guest with one copy; every port runs on\n"
-            "                       one thread: the control thread, or with --workers 1 and/or\n"
-            "                       --poll-us N one (busy-polling) worker\n"
-            "\n"
-            "  --print-capabilities print the vhost-user.json capabilities and exit\n"
-            "  -v, --verbose        debug logging\n"
-            "  -h, --help           this text\n",
-            VHU_NET_SWITCH_MAX_PORTS);
-}
 
 /* One served device: vhud serves one, `vhud switch` one per port. */
 struct served {
@@ -202,20 +56,350 @@ struct served {
 struct daemon {
     struct vhu_loop *loop;
     const struct daemon_opts *o;
+    const struct device_type *type;
     struct served *srv;
     unsigned n;
 };
 
-static void on_disconnect(void *opaque, int err)
-{
-    struct vhu_loop *loop = opaque;
+/* A device type's own command-line option. Every type's options are accepted whatever the
+ * device (and ignored by the others), so one command line serves several types. */
+struct type_option {
+    const char *name;
+    int has_arg;              /* no_argument or required_argument */
+    bool only_own_type;       /* refused ("--NAME is a TYPE option") with another device type */
+    int (*parse)(const char *arg); /* 0, or -1 after printing why (vhud exits 2) */
+};
 
-    (void)err;
-    vhu_loop_stop(loop); /* --fd with a connected socket: nothing more to serve */
+/* One row of device_types (see there how to add one). Every field but name, json_type, summary
+ * and create may be left zero. */
+struct device_type {
+    const char *name;      /* vhud NAME */
+    const char *json_type; /* vhost-user.json VHostUserBackendType, for --print-capabilities */
+    const char *summary;   /* its line in the --help device list */
+    int (*create)(const struct daemon_opts *o, struct vhu_device **out);
+    const struct type_option *options; /* its options, ended by an empty row */
+    void (*help)(FILE *f);  /* its "NAME options:" section of --help */
+    const char *synopsis;   /* an extra usage line of its own */
+    unsigned queue_size;    /* the device's largest ring when --queue-size is not given, for
+                             * --help (0: not listed) */
+    unsigned workers;       /* --workers when not given */
+    bool share_workers;     /* devices after the first run on the first one's workers */
+    /* Checks of the common options after parsing (0, or -1 after printing why: vhud exits 2);
+     * NULL: exactly one of --socket-path and --fd, --client only with --socket-path. */
+    int (*check)(const struct daemon_opts *o);
+    /* The socket paths of the devices it serves (returns how many); NULL: one device on
+     * --socket-path or --fd. */
+    unsigned (*ports)(const char *const **paths);
+    int (*setup)(void);     /* before the devices are created: 0 or -errno */
+    void (*teardown)(void); /* after they are destroyed */
+    void (*ready)(const struct daemon *d); /* log that it serves; NULL: ready_line() */
+    void (*stats)(const struct daemon *d); /* counters, on SIGUSR1 and on exit */
+};
+
+/* The one-device ready line ("rng device ready on PATH"). */
+static void ready_line(const struct daemon *d)
+{
+    vhu_info("%s device ready on %s%s", d->type->name,
+             d->o->socket_path ? d->o->socket_path : "inherited fd",
+             d->o->client ? " (client)" : "");
 }
 
-/* Net counters, one line per device and direction (SIGUSR1 and exit). */
-static void print_net_stats(const struct daemon *d)
+/* An unsigned option value no larger than max (vhu_arg_uint into an unsigned). */
+static int parse_uint(const char *s, unsigned max, unsigned *out)
+{
+    uint64_t v;
+    int r = vhu_arg_uint(s, max, &v);
+
+    if (r == 0)
+        *out = (unsigned)v;
+    return r;
+}
+
+/* ---- rng ---- */
+
+static int create_rng(const struct daemon_opts *o, struct vhu_device **out)
+{
+    struct vhu_rng_opts ro = {.max_queue_size = (uint16_t)o->queue_size};
+
+    return vhu_rng_new(&ro, out);
+}
+
+/* ---- blk ---- */
+
+static struct {
+    const char *file;
+    uint64_t null_size;
+    bool read_only;
+    bool direct;
+    int engine; /* enum vhu_blk_engine */
+    bool writethrough;
+    const char *serial;
+    unsigned num_queues;
+    unsigned blk_size;
+    unsigned seg_max;
+} blk;
+
+static int create_blk(const struct daemon_opts *o, struct vhu_device **out)
+{
+    struct vhu_blk_opts bo = {
+        .path = blk.file,
+        .null_size = blk.null_size,
+        .read_only = blk.read_only,
+        .direct = blk.direct,
+        .engine = (enum vhu_blk_engine)blk.engine,
+        .writethrough = blk.writethrough,
+        .serial = blk.serial,
+        .num_queues = (uint16_t)blk.num_queues,
+        .max_queue_size = (uint16_t)o->queue_size,
+        .seg_max = blk.seg_max,
+        .blk_size = blk.blk_size,
+    };
+
+    if ((blk.file == NULL) == (blk.null_size == 0)) {
+        fprintf(stderr, "vhud blk: exactly one of --file and --null is required\n");
+        return -EINVAL;
+    }
+    return vhu_blk_new(&bo, out);
+}
+
+static int blk_file(const char *arg)
+{
+    blk.file = arg;
+    return 0;
+}
+
+static int blk_null(const char *arg)
+{
+    if (vhu_arg_size(arg, &blk.null_size) < 0 || blk.null_size == 0) {
+        fprintf(stderr, "vhud: bad --null size '%s'\n", arg);
+        return -1;
+    }
+    return 0;
+}
+
+static int blk_read_only(const char *arg)
+{
+    blk.read_only = true;
+    return 0;
+}
+
+static int blk_direct(const char *arg)
+{
+    blk.direct = true;
+    return 0;
+}
+
+static int blk_engine(const char *arg)
+{
+    if (strcmp(arg, "auto") == 0)
+        blk.engine = VHU_BLK_ENGINE_AUTO;
+    else if (strcmp(arg, "io_uring") == 0)
+        blk.engine = VHU_BLK_ENGINE_IO_URING;
+    else if (strcmp(arg, "sync") == 0)
+        blk.engine = VHU_BLK_ENGINE_SYNC;
+    else {
+        fprintf(stderr, "vhud: bad --engine '%s' (auto, io_uring or sync)\n", arg);
+        return -1;
+    }
+    return 0;
+}
+
+static int blk_writethrough(const char *arg)
+{
+    blk.writethrough = true;
+    return 0;
+}
+
+static int blk_serial(const char *arg)
+{
+    blk.serial = arg;
+    return 0;
+}
+
+static int blk_num_queues(const char *arg)
+{
+    if (parse_uint(arg, 256, &blk.num_queues) < 0 || blk.num_queues == 0) {
+        fprintf(stderr, "vhud: bad --num-queues '%s' (1..256)\n", arg);
+        return -1;
+    }
+    return 0;
+}
+
+static int blk_blk_size(const char *arg)
+{
+    if (parse_uint(arg, 4096, &blk.blk_size) < 0) {
+        fprintf(stderr, "vhud: bad --blk-size '%s'\n", arg);
+        return -1;
+    }
+    return 0;
+}
+
+static int blk_seg_max(const char *arg)
+{
+    if (parse_uint(arg, 1022, &blk.seg_max) < 0) {
+        fprintf(stderr, "vhud: bad --seg-max '%s'\n", arg);
+        return -1;
+    }
+    return 0;
+}
+
+static const struct type_option blk_options[] = {
+    {"file", required_argument, false, blk_file},
+    {"null", required_argument, false, blk_null},
+    {"read-only", no_argument, false, blk_read_only},
+    {"direct", no_argument, false, blk_direct},
+    {"engine", required_argument, false, blk_engine},
+    {"writethrough", no_argument, false, blk_writethrough},
+    {"serial", required_argument, false, blk_serial},
+    {"num-queues", required_argument, false, blk_num_queues},
+    {"blk-size", required_argument, false, blk_blk_size},
+    {"seg-max", required_argument, false, blk_seg_max},
+    {NULL, 0, false, NULL},
+};
+
+static void blk_help(FILE *f)
+{
+    fprintf(f,
+            "  --file PATH          backing file or block device\n"
+            "  --null SIZE          no backing store, SIZE bytes (K/M/G suffixes; benchmarks)\n"
+            "  --read-only          offer VIRTIO_BLK_F_RO and refuse writes\n"
+            "  --direct             open the backing file with O_DIRECT\n"
+            "  --engine E           auto (default) | io_uring | sync: auto takes sync, one\n"
+            "                       system call per request on the queue's thread, for files\n"
+            "                       in memory (tmpfs) without non-blocking reads, else io_uring\n"
+            "  --writethrough       start with the write cache off (the guest may switch it)\n"
+            "  --serial ID          GET_ID string (up to 20 bytes)\n"
+            "  --num-queues N       request queues (default 1); blk defaults to --workers 1\n"
+            "  --blk-size N         logical block size, 512 or 4096\n"
+            "  --seg-max N          data segments per request (default 126)\n");
+}
+
+static void blk_ready(const struct daemon *d)
+{
+    ready_line(d);
+    vhu_info("blk: %s engine", vhu_blk_engine_name(d->srv[0].dev));
+}
+
+/* ---- net ---- */
+
+static struct {
+    int port; /* enum vhu_net_port_kind, -1: not given */
+    unsigned source_size;
+    const char *tap_name;
+    uint8_t mac[6];
+    unsigned mtu;
+    unsigned queue_pairs;
+} net = {.port = -1};
+
+/* The options of a net device, but the port's kind. */
+static void net_opts(const struct daemon_opts *o, struct vhu_net_opts *no)
+{
+    *no = (struct vhu_net_opts){
+        .port = (enum vhu_net_port_kind)net.port,
+        .source_size = net.source_size,
+        .tap_name = net.tap_name,
+        .mtu = (uint16_t)net.mtu,
+        .queue_pairs = (uint16_t)net.queue_pairs,
+        .max_queue_size = (uint16_t)o->queue_size,
+    };
+    memcpy(no->mac, net.mac, sizeof(no->mac));
+}
+
+static int create_net(const struct daemon_opts *o, struct vhu_device **out)
+{
+    struct vhu_net_opts no;
+
+    if (net.port < 0) {
+        fprintf(stderr, "vhud net: one of --tap NAME, --reflect, --sink, --source SIZE is required\n");
+        return -EINVAL;
+    }
+    net_opts(o, &no);
+    return vhu_net_new(&no, out);
+}
+
+static int net_reflect(const char *arg)
+{
+    net.port = VHU_NET_PORT_REFLECT;
+    return 0;
+}
+
+static int net_sink(const char *arg)
+{
+    net.port = VHU_NET_PORT_SINK;
+    return 0;
+}
+
+static int net_source(const char *arg)
+{
+    if (parse_uint(arg, 65535, &net.source_size) < 0) {
+        fprintf(stderr, "vhud: bad --source size '%s'\n", arg);
+        return -1;
+    }
+    net.port = VHU_NET_PORT_SOURCE;
+    return 0;
+}
+
+static int net_mac(const char *arg)
+{
+    if (sscanf(arg, "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx%c", &net.mac[0], &net.mac[1], &net.mac[2],
+               &net.mac[3], &net.mac[4], &net.mac[5], &(char){0}) != 6) {
+        fprintf(stderr, "vhud: bad --mac '%s'\n", arg);
+        return -1;
+    }
+    return 0;
+}
+
+static int net_mtu(const char *arg)
+{
+    if (parse_uint(arg, 65535, &net.mtu) < 0) {
+        fprintf(stderr, "vhud: bad --mtu '%s'\n", arg);
+        return -1;
+    }
+    return 0;
+}
+
+static int net_queue_pairs(const char *arg)
+{
+    if (parse_uint(arg, VHU_VIRTIO_NET_MAX_QUEUE_PAIRS, &net.queue_pairs) < 0 ||
+        net.queue_pairs == 0) {
+        fprintf(stderr, "vhud: bad --queue-pairs '%s' (1..%u)\n", arg,
+                VHU_VIRTIO_NET_MAX_QUEUE_PAIRS);
+        return -1;
+    }
+    return 0;
+}
+
+static int net_tap(const char *arg)
+{
+    net.port = VHU_NET_PORT_TAP;
+    net.tap_name = arg;
+    return 0;
+}
+
+static const struct type_option net_options[] = {
+    {"reflect", no_argument, false, net_reflect},
+    {"sink", no_argument, false, net_sink},
+    {"source", required_argument, false, net_source},
+    {"mac", required_argument, false, net_mac},
+    {"mtu", required_argument, false, net_mtu},
+    {"queue-pairs", required_argument, false, net_queue_pairs},
+    {"tap", required_argument, false, net_tap},
+    {NULL, 0, false, NULL},
+};
+
+static void net_help(FILE *f)
+{
+    fprintf(f,
+            "  --tap NAME | --reflect | --sink | --source SIZE\n"
+            "                       port: a Linux tap device | frames come back MAC-swapped |\n"
+            "                       are counted and dropped | SIZE-byte frames fill every\n"
+            "                       receive buffer\n"
+            "  --mac XX:XX:XX:XX:XX:XX  (default: random, locally administered)\n"
+            "  --mtu N              (default 1500)   --queue-pairs N   (default 1)\n");
+}
+
+/* One line per device and direction (tests read the GSO counts off them). */
+static void net_stats(const struct daemon *d)
 {
     for (unsigned i = 0; i < d->n; i++) {
         const struct vhu_device *dev = d->srv[i].dev;
@@ -242,15 +426,233 @@ static void print_net_stats(const struct daemon *d)
                  (unsigned long long)t[1].drops, (unsigned long long)t[1].errors,
                  (unsigned long long)t[1].gso);
     }
-    if (d->o->sw) {
-        struct vhu_net_switch_stats st;
-        vhu_net_switch_get_stats(d->o->sw, &st);
-        vhu_info("switch: unicast=%llu flooded=%llu copies=%llu drops=%llu learned=%llu"
-                 " fdb_flushes=%llu",
-                 (unsigned long long)st.unicast, (unsigned long long)st.flooded,
-                 (unsigned long long)st.copies, (unsigned long long)st.drops,
-                 (unsigned long long)st.learned, (unsigned long long)st.fdb_flushes);
+}
+
+/* ---- switch: net devices, one per --port, joined by an L2 switch ---- */
+
+static struct {
+    const char *ports[VHU_NET_SWITCH_MAX_PORTS]; /* one socket path per port */
+    unsigned nports;
+    struct vhu_net_switch *sw;
+} sw;
+
+static int create_switch_port(const struct daemon_opts *o, struct vhu_device **out)
+{
+    struct vhu_net_opts no;
+
+    net_opts(o, &no);
+    no.port = VHU_NET_PORT_SWITCH;
+    no.sw = sw.sw;
+    return vhu_net_new(&no, out);
+}
+
+static int switch_port(const char *arg)
+{
+    if (sw.nports == VHU_NET_SWITCH_MAX_PORTS) {
+        fprintf(stderr, "vhud: at most %u --port\n", VHU_NET_SWITCH_MAX_PORTS);
+        return -1;
     }
+    sw.ports[sw.nports++] = arg;
+    return 0;
+}
+
+static const struct type_option switch_options[] = {
+    {"port", required_argument, true, switch_port},
+    {NULL, 0, false, NULL},
+};
+
+static void switch_help(FILE *f)
+{
+    fprintf(f,
+            "  --port PATH          a net device listening on PATH (2 to %u of them); frames\n"
+            "                       go from guest to guest with one copy; every port runs on\n"
+            "                       one thread: the control thread, or with --workers 1 and/or\n"
+            "                       --poll-us N one (busy-polling) worker\n",
+            VHU_NET_SWITCH_MAX_PORTS);
+}
+
+static int switch_check(const struct daemon_opts *o)
+{
+    if (sw.nports < 2 || o->socket_path || o->fd >= 0 || o->client || net.port >= 0) {
+        fprintf(stderr, "vhud switch: needs --port PATH at least twice (and no "
+                        "--socket-path, --fd, --client or net port option)\n");
+        return -1;
+    }
+    if (o->workers > 1) {
+        fprintf(stderr, "vhud switch: every port runs on one thread: --workers 0 or 1\n");
+        return -1;
+    }
+    return 0;
+}
+
+static unsigned switch_ports(const char *const **paths)
+{
+    *paths = sw.ports;
+    return sw.nports;
+}
+
+static int switch_setup(void)
+{
+    return vhu_net_switch_new(&sw.sw);
+}
+
+static void switch_teardown(void)
+{
+    vhu_net_switch_free(sw.sw);
+}
+
+static void switch_ready(const struct daemon *d)
+{
+    vhu_info("switch ready: %u ports", d->n);
+}
+
+static void switch_stats(const struct daemon *d)
+{
+    struct vhu_net_switch_stats st;
+
+    net_stats(d);
+    if (!sw.sw)
+        return;
+    vhu_net_switch_get_stats(sw.sw, &st);
+    vhu_info("switch: unicast=%llu flooded=%llu copies=%llu drops=%llu learned=%llu"
+             " fdb_flushes=%llu",
+             (unsigned long long)st.unicast, (unsigned long long)st.flooded,
+             (unsigned long long)st.copies, (unsigned long long)st.drops,
+             (unsigned long long)st.learned, (unsigned long long)st.fdb_flushes);
+}
+
+/*
+ * The device types, one row each; the code after the table names no device. Adding a type
+ * ("console", say):
+ *  1. #include its vhu/dev/ header (vhud links every device library) and write its create
+ *     function: the common options (o->queue_size 0: the device's own default) and its own state;
+ *  2. if it has options: a static struct for their values, one parse function per option, a
+ *     type_option array, and a help function printing the lines of its "console options:";
+ *  3. one row below: name, json_type (vhost-user.json), summary, create, and only what differs
+ *     from the defaults: options/help, queue_size for --help, default workers, hooks (several
+ *     devices: ports and share_workers; own checks, setup/teardown, ready line, counters).
+ * usage(), option parsing, --print-capabilities, serving and shutdown then pick it up.
+ */
+static const struct device_type device_types[] = {
+    {
+        .name = "rng",
+        .json_type = "rng",
+        .summary = "virtio-rng: entropy from getrandom(2)",
+        .create = create_rng,
+        .queue_size = 1024,
+    },
+    {
+        .name = "blk",
+        .json_type = "block",
+        .summary = "virtio-blk: a file or block device through io_uring, or --null",
+        .create = create_blk,
+        .options = blk_options,
+        .help = blk_help,
+        .queue_size = 256,
+        .workers = 1, /* queue work off the control thread unless told otherwise */
+        .ready = blk_ready,
+    },
+    {
+        .name = "net",
+        .json_type = "net",
+        .summary = "virtio-net: rx/tx queue pairs to a port (tap, reflect, sink, source)",
+        .create = create_net,
+        .options = net_options,
+        .help = net_help,
+        .queue_size = 1024,
+        .stats = net_stats,
+    },
+    {
+        .name = "switch",
+        .json_type = "net",
+        .summary = "virtio-net devices, one per --port PATH, joined by an L2 switch",
+        .create = create_switch_port,
+        .options = switch_options,
+        .help = switch_help,
+        .synopsis = "vhud switch --port PATH --port PATH... [net options]",
+        .share_workers = true, /* one switch thread */
+        .check = switch_check,
+        .ports = switch_ports,
+        .setup = switch_setup,
+        .teardown = switch_teardown,
+        .ready = switch_ready,
+        .stats = switch_stats,
+    },
+};
+
+/* ---- the daemon: no device named below ---- */
+
+/* The --queue-size defaults of the device types, equal ones grouped: "rng, net 1024; blk 256". */
+static void queue_size_defaults(FILE *f)
+{
+    const char *sep = " ";
+
+    for (size_t i = 0; i < VHU_ARRAY_SIZE(device_types); i++) {
+        unsigned qs = device_types[i].queue_size;
+        bool listed = qs == 0;
+
+        for (size_t j = 0; j < i && !listed; j++)
+            listed = device_types[j].queue_size == qs;
+        if (listed)
+            continue;
+        fputs(sep, f);
+        sep = "; ";
+        for (size_t j = i, n = 0; j < VHU_ARRAY_SIZE(device_types); j++) {
+            if (device_types[j].queue_size == qs)
+                fprintf(f, "%s%s", n++ ? ", " : "", device_types[j].name);
+        }
+        fprintf(f, " %u", qs);
+    }
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: vhud DEVICE (--socket-path PATH | --fd FD) [options]\n");
+    for (size_t i = 0; i < VHU_ARRAY_SIZE(device_types); i++) {
+        if (device_types[i].synopsis)
+            fprintf(f, "       %s\n", device_types[i].synopsis);
+    }
+    fprintf(f,
+            "       vhud DEVICE --print-capabilities\n"
+            "\n"
+            "devices:\n");
+    for (size_t i = 0; i < VHU_ARRAY_SIZE(device_types); i++)
+        fprintf(f, "  %-8s %s\n", device_types[i].name, device_types[i].summary);
+    fprintf(f,
+            "\n"
+            "options:\n"
+            "  --socket-path PATH   listen on PATH (the frontend connects)\n"
+            "  --fd FD              serve an inherited socket (listening or connected)\n"
+            "  --client             connect to PATH instead (the frontend listens)\n"
+            "  --reconnect-ms N     with --client: retry every N ms after a disconnect\n"
+            "  --queue-size N       largest ring accepted (default:");
+    queue_size_defaults(f);
+    fprintf(f,
+            ")\n"
+            "  --workers N          data-plane threads; queue i runs on worker i %% N\n"
+            "                       (default 0: queues run on the control thread)\n"
+            "  --poll-us N          workers busy-poll their rings for N us before sleeping\n"
+            "  --no-mem-slots       do not offer CONFIGURE_MEM_SLOTS (QEMU 7.2 forgets the\n"
+            "                       memory of a vhost-user-rng device when it reconnects)\n");
+    for (size_t i = 0; i < VHU_ARRAY_SIZE(device_types); i++) {
+        if (device_types[i].help) {
+            fprintf(f, "\n%s options:\n", device_types[i].name);
+            device_types[i].help(f);
+        }
+    }
+    fprintf(f,
+            "\n"
+            "  --print-capabilities print the vhost-user.json capabilities and exit\n"
+            "  -v, --verbose        debug logging\n"
+            "  -h, --help           this text\n");
+}
+
+static void on_disconnect(void *opaque, int err)
+{
+    struct vhu_loop *loop = opaque;
+
+    (void)err;
+    vhu_loop_stop(loop); /* --fd with a connected socket: nothing more to serve */
 }
 
 static void signal_cb(int fd, uint32_t events, void *opaque)
@@ -262,7 +664,8 @@ static void signal_cb(int fd, uint32_t events, void *opaque)
     if (read(fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
         return;
     if (si.ssi_signo == SIGUSR1) {
-        print_net_stats(d);
+        if (d->type->stats)
+            d->type->stats(d);
         return;
     }
     vhu_info("signal %u: shutting down", si.ssi_signo);
@@ -270,10 +673,11 @@ static void signal_cb(int fd, uint32_t events, void *opaque)
 }
 
 /* Device, backend and transport of one served device. */
-static int serve_one(struct daemon *d, const struct device_type *type, struct served *sv)
+static int serve_one(struct daemon *d, struct served *sv)
 {
     const struct daemon_opts *o = d->o;
-    unsigned workers = o->workers;
+    const struct device_type *type = d->type;
+    unsigned workers = o->workers_set ? o->workers : type->workers;
     int r = type->create(o, &sv->dev);
 
     if (r == 0) {
@@ -283,11 +687,8 @@ static int serve_one(struct daemon *d, const struct device_type *type, struct se
         if (r < 0)
             sv->dev = NULL;
     }
-    /* blk: queue work off the control thread unless told otherwise */
-    if (!o->workers_set && strcmp(type->name, "blk") == 0)
-        workers = 1;
-    if (r == 0 && sv != d->srv && o->sw)
-        r = vhu_backend_share_workers(sv->backend, d->srv[0].backend); /* one switch thread */
+    if (r == 0 && sv != d->srv && type->share_workers)
+        r = vhu_backend_share_workers(sv->backend, d->srv[0].backend);
     else if (r == 0 && (workers || o->poll_us))
         r = vhu_backend_set_workers(sv->backend, workers ? workers : 1, o->poll_us);
     if (r == 0 && o->no_mem_slots)
@@ -320,59 +721,92 @@ static void served_free(struct served *sv)
     *sv = (struct served){0};
 }
 
-/* An unsigned option value no larger than max (vhu_arg_uint into an unsigned). */
-static int parse_uint(const char *s, unsigned max, unsigned *out)
-{
-    uint64_t v;
-    int r = vhu_arg_uint(s, max, &v);
+/* Every type's options, all accepted whatever the device type: getopt val TYPE_OPT + index. */
+#define TYPE_OPT 1000
+#define MAX_TYPE_OPTS 64
 
-    if (r == 0)
-        *out = (unsigned)v;
-    return r;
+struct type_option_ref {
+    const struct device_type *type;
+    const struct type_option *opt;
+    bool given;
+};
+
+static size_t type_options(struct type_option_ref refs[MAX_TYPE_OPTS])
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < VHU_ARRAY_SIZE(device_types); i++) {
+        for (const struct type_option *to = device_types[i].options; to && to->name; to++) {
+            if (n == MAX_TYPE_OPTS) {
+                fprintf(stderr, "vhud: more than %d device options\n", MAX_TYPE_OPTS);
+                exit(2);
+            }
+            refs[n++] = (struct type_option_ref){.type = &device_types[i], .opt = to};
+        }
+    }
+    return n;
+}
+
+/* After parsing: an option of another type that is only for its own, or no endpoint. */
+static int check_opts(const struct daemon_opts *o, const struct device_type *type,
+                      const struct type_option_ref *refs, size_t nrefs)
+{
+    for (size_t i = 0; i < nrefs; i++) {
+        if (refs[i].given && refs[i].opt->only_own_type && refs[i].type != type) {
+            fprintf(stderr, "vhud: --%s is a %s option\n", refs[i].opt->name, refs[i].type->name);
+            return -1;
+        }
+    }
+    if (type->check)
+        return type->check(o);
+    if ((o->socket_path == NULL) == (o->fd < 0)) {
+        fprintf(stderr, "vhud: exactly one of --socket-path and --fd is required\n");
+        return -1;
+    }
+    if (o->client && !o->socket_path) {
+        fprintf(stderr, "vhud: --client needs --socket-path\n");
+        return -1;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
+    /* The common options before and after the devices' (the order getopt lists the candidates
+     * of an ambiguous abbreviation in, such as --w or --p). */
+    static const struct option common_first[] = {
         {"socket-path", required_argument, NULL, 's'},
         {"fd", required_argument, NULL, 'f'},
         {"client", no_argument, NULL, 'c'},
         {"reconnect-ms", required_argument, NULL, 'r'},
         {"queue-size", required_argument, NULL, 'q'},
         {"no-mem-slots", no_argument, NULL, 'm'},
-        {"file", required_argument, NULL, 'F'},
-        {"null", required_argument, NULL, 'N'},
-        {"read-only", no_argument, NULL, 'R'},
-        {"direct", no_argument, NULL, 'D'},
-        {"engine", required_argument, NULL, 'E'},
-        {"writethrough", no_argument, NULL, 'T'},
-        {"serial", required_argument, NULL, 'S'},
-        {"num-queues", required_argument, NULL, 'n'},
-        {"blk-size", required_argument, NULL, 'B'},
-        {"seg-max", required_argument, NULL, 'G'},
-        {"workers", required_argument, NULL, 'w'},
         {"poll-us", required_argument, NULL, 'P'},
-        {"reflect", no_argument, NULL, 1000},
-        {"sink", no_argument, NULL, 1001},
-        {"source", required_argument, NULL, 1002},
-        {"mac", required_argument, NULL, 1003},
-        {"mtu", required_argument, NULL, 1004},
-        {"queue-pairs", required_argument, NULL, 1005},
-        {"tap", required_argument, NULL, 1006},
-        {"port", required_argument, NULL, 1007},
+    };
+    static const struct option common_last[] = {
+        {"workers", required_argument, NULL, 'w'},
         {"print-capabilities", no_argument, NULL, 'p'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
     };
-    struct daemon_opts o = {.fd = -1, .reconnect_ms = 1000, .queue_size = 0, .net_port = -1};
+    struct option longopts[VHU_ARRAY_SIZE(common_first) + MAX_TYPE_OPTS +
+                           VHU_ARRAY_SIZE(common_last) + 1] = {{0}};
+    struct type_option_ref refs[MAX_TYPE_OPTS];
+    size_t nrefs = type_options(refs);
+    struct daemon_opts o = {.fd = -1, .reconnect_ms = 1000, .queue_size = 0};
     const struct device_type *type = NULL;
+    const char *const *paths = &o.socket_path;
     bool print_caps = false;
     struct daemon d = {0};
     sigset_t mask;
     int sfd = -1, c, r;
     unsigned v;
 
+    memcpy(longopts, common_first, sizeof(common_first));
+    for (size_t i = 0; i < nrefs; i++)
+        longopts[VHU_ARRAY_SIZE(common_first) + i] = (struct option){
+            refs[i].opt->name, refs[i].opt->has_arg, NULL, TYPE_OPT + (int)i};
+    memcpy(&longopts[VHU_ARRAY_SIZE(common_first) + nrefs], common_last, sizeof(common_last));
     if (argc < 2 || argv[1][0] == '-') {
         /* Capabilities are per device type: `vhud rng --print-capabilities`. */
         usage(argc >= 2 && strcmp(argv[1], "--help") == 0 ? stdout : stderr);
@@ -419,98 +853,24 @@ int main(int argc, char **argv)
             }
             o.workers_set = true;
             break;
-        case 'F': o.file = optarg; break;
-        case 'N':
-            if (vhu_arg_size(optarg, &o.null_size) < 0 || o.null_size == 0) {
-                fprintf(stderr, "vhud: bad --null size '%s'\n", optarg);
-                return 2;
-            }
-            break;
-        case 'R': o.read_only = true; break;
-        case 'D': o.direct = true; break;
-        case 'E':
-            if (strcmp(optarg, "auto") == 0)
-                o.engine = VHU_BLK_ENGINE_AUTO;
-            else if (strcmp(optarg, "io_uring") == 0)
-                o.engine = VHU_BLK_ENGINE_IO_URING;
-            else if (strcmp(optarg, "sync") == 0)
-                o.engine = VHU_BLK_ENGINE_SYNC;
-            else {
-                fprintf(stderr, "vhud: bad --engine '%s' (auto, io_uring or sync)\n", optarg);
-                return 2;
-            }
-            break;
-        case 'T': o.writethrough = true; break;
-        case 'S': o.serial = optarg; break;
-        case 'n':
-            if (parse_uint(optarg, 256, &o.num_queues) < 0 || o.num_queues == 0) {
-                fprintf(stderr, "vhud: bad --num-queues '%s' (1..256)\n", optarg);
-                return 2;
-            }
-            break;
-        case 'B':
-            if (parse_uint(optarg, 4096, &o.blk_size) < 0) {
-                fprintf(stderr, "vhud: bad --blk-size '%s'\n", optarg);
-                return 2;
-            }
-            break;
-        case 'G':
-            if (parse_uint(optarg, 1022, &o.seg_max) < 0) {
-                fprintf(stderr, "vhud: bad --seg-max '%s'\n", optarg);
-                return 2;
-            }
-            break;
         case 'P':
             if (parse_uint(optarg, 1000000, &o.poll_us) < 0) {
                 fprintf(stderr, "vhud: bad --poll-us '%s'\n", optarg);
                 return 2;
             }
             break;
-        case 1000: o.net_port = VHU_NET_PORT_REFLECT; break;
-        case 1006:
-            o.net_port = VHU_NET_PORT_TAP;
-            o.tap_name = optarg;
-            break;
-        case 1001: o.net_port = VHU_NET_PORT_SINK; break;
-        case 1002:
-            if (parse_uint(optarg, 65535, &o.source_size) < 0) {
-                fprintf(stderr, "vhud: bad --source size '%s'\n", optarg);
-                return 2;
-            }
-            o.net_port = VHU_NET_PORT_SOURCE;
-            break;
-        case 1003:
-            if (sscanf(optarg, "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx%c", &o.mac[0], &o.mac[1],
-                       &o.mac[2], &o.mac[3], &o.mac[4], &o.mac[5], &(char){0}) != 6) {
-                fprintf(stderr, "vhud: bad --mac '%s'\n", optarg);
-                return 2;
-            }
-            break;
-        case 1004:
-            if (parse_uint(optarg, 65535, &o.mtu) < 0) {
-                fprintf(stderr, "vhud: bad --mtu '%s'\n", optarg);
-                return 2;
-            }
-            break;
-        case 1005:
-            if (parse_uint(optarg, VHU_VIRTIO_NET_MAX_QUEUE_PAIRS, &o.queue_pairs) < 0 ||
-                o.queue_pairs == 0) {
-                fprintf(stderr, "vhud: bad --queue-pairs '%s' (1..%u)\n", optarg,
-                        VHU_VIRTIO_NET_MAX_QUEUE_PAIRS);
-                return 2;
-            }
-            break;
-        case 1007:
-            if (o.nports == VHU_NET_SWITCH_MAX_PORTS) {
-                fprintf(stderr, "vhud: at most %u --port\n", VHU_NET_SWITCH_MAX_PORTS);
-                return 2;
-            }
-            o.ports[o.nports++] = optarg;
-            break;
         case 'p': print_caps = true; break;
         case 'v': o.verbose++; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default:
+            if (c < TYPE_OPT || c >= TYPE_OPT + (int)nrefs) {
+                usage(stderr);
+                return 2;
+            }
+            if (refs[c - TYPE_OPT].opt->parse(optarg) < 0)
+                return 2;
+            refs[c - TYPE_OPT].given = true;
+            break;
         }
     }
     if (print_caps) {
@@ -518,30 +878,8 @@ int main(int argc, char **argv)
         printf("{\n  \"type\": \"%s\",\n  \"features\": []\n}\n", type->json_type);
         return 0;
     }
-    if (strcmp(type->name, "switch") == 0) {
-        if (o.nports < 2 || o.socket_path || o.fd >= 0 || o.client || o.net_port >= 0) {
-            fprintf(stderr, "vhud switch: needs --port PATH at least twice (and no "
-                            "--socket-path, --fd, --client or net port option)\n");
-            return 2;
-        }
-        if (o.workers > 1) {
-            fprintf(stderr, "vhud switch: every port runs on one thread: --workers 0 or 1\n");
-            return 2;
-        }
-    } else {
-        if (o.nports) {
-            fprintf(stderr, "vhud: --port is a switch option\n");
-            return 2;
-        }
-        if ((o.socket_path == NULL) == (o.fd < 0)) {
-            fprintf(stderr, "vhud: exactly one of --socket-path and --fd is required\n");
-            return 2;
-        }
-        if (o.client && !o.socket_path) {
-            fprintf(stderr, "vhud: --client needs --socket-path\n");
-            return 2;
-        }
-    }
+    if (check_opts(&o, type, refs, nrefs) < 0)
+        return 2;
 
     vhu_log_set_sink(vhu_log_stderr_sink, NULL, o.verbose ? VHU_LOG_DEBUG : VHU_LOG_INFO);
     sigemptyset(&mask);
@@ -552,34 +890,33 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     d.o = &o;
-    d.n = o.nports ? o.nports : 1;
+    d.type = type;
+    d.n = type->ports ? type->ports(&paths) : 1;
     d.srv = calloc(d.n, sizeof(*d.srv));
     r = d.srv ? vhu_loop_new(&d.loop) : -ENOMEM;
     if (r == 0) {
         sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
         r = sfd < 0 ? -errno : vhu_loop_add(d.loop, sfd, VHU_LOOP_IN, signal_cb, &d);
     }
-    if (r == 0 && o.nports)
-        r = vhu_net_switch_new(&o.sw);
+    if (r == 0 && type->setup)
+        r = type->setup();
     if (r < 0)
         fprintf(stderr, "vhud: cannot start: %s\n", strerror(-r));
     for (unsigned i = 0; r == 0 && i < d.n; i++) {
-        d.srv[i].path = o.nports ? o.ports[i] : o.socket_path;
-        r = serve_one(&d, type, &d.srv[i]);
+        d.srv[i].path = paths[i];
+        r = serve_one(&d, &d.srv[i]);
     }
     if (r == 0) {
-        if (o.nports)
-            vhu_info("switch ready: %u ports", o.nports);
+        if (type->ready)
+            type->ready(&d);
         else
-            vhu_info("%s device ready on %s%s", type->name,
-                     o.socket_path ? o.socket_path : "inherited fd", o.client ? " (client)" : "");
-        if (strcmp(type->name, "blk") == 0)
-            vhu_info("blk: %s engine", vhu_blk_engine_name(d.srv[0].dev));
+            ready_line(&d);
         r = vhu_loop_run(d.loop);
-        print_net_stats(&d);
+        if (type->stats)
+            type->stats(&d);
     }
     /* Every session first (a switch's ports write into each other's rings), then the devices,
-     * port 0 last: it owns the workers the other ports share. */
+     * the first last: it owns the workers the others may share. */
     for (unsigned i = 0; d.srv && i < d.n; i++) {
         vhu_unix_free(d.srv[i].transport);
         d.srv[i].transport = NULL;
@@ -587,7 +924,8 @@ int main(int argc, char **argv)
     for (unsigned i = d.srv ? d.n : 0; i-- > 0;)
         served_free(&d.srv[i]);
     free(d.srv);
-    vhu_net_switch_free(o.sw);
+    if (type->teardown)
+        type->teardown();
     if (d.loop)
         vhu_loop_free(d.loop);
     vhu_fd_close(&sfd);

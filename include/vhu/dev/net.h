@@ -122,7 +122,7 @@ struct vhu_net_opts {
     struct vhu_net_switch *sw; /* SWITCH: the switch to join (at most VHU_NET_SWITCH_MAX_PORTS) */
     uint8_t mac[6];          /* all zero: a random locally administered address */
     uint16_t mtu;            /* 0: 1500; 68..65521 */
-    uint16_t queue_pairs;    /* 0: 1; at most VIRTIO_NET_MAX_QUEUE_PAIRS */
+    uint16_t queue_pairs;    /* 0: 1; at most VHU_VIRTIO_NET_MAX_QUEUE_PAIRS */
     uint16_t max_queue_size; /* 0: 1024 */
 };
 
