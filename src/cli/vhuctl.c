@@ -3,10 +3,12 @@
  * vhuctl: drives vhost-user devices through the frontend library, with no VM.
  *
  *   vhuctl info --socket-path S
- *   vhuctl rng read --socket-path S [--bytes N] [--chunk N] [--packed] [--queue-size N]
- *                                  [--out FILE] [--hex]
+ *   vhuctl rng read --socket-path S [--bytes N] [--chunk N] [--out FILE] [--hex]
  *   vhuctl blk verify|bench --socket-path S ...   (vhuctl_blk.c)
  *   vhuctl net send|recv|bench --socket-path S ... (vhuctl_net.c)
+ *
+ * rng read, blk and net also take the ring options --packed, --queue-size N, --no-indirect
+ * and --no-event-idx; vhuctl_common.c parses them for all.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -22,15 +24,14 @@
 #include "vhu/util.h"
 #include "vhu/virtio.h"
 #include "vhuctl_blk.h"
+#include "vhuctl_common.h"
 #include "vhuctl_net.h"
 
 struct ctl_opts {
-    const char *socket_path;
+    struct vhuctl_ring_opts ring;
     uint64_t bytes;
     unsigned chunk;
-    bool packed;
     bool split_only;
-    unsigned queue_size;
     const char *out;
     bool hex;
     int verbose;
@@ -48,21 +49,18 @@ static void usage(FILE *f)
             "rng read options:\n"
             "  --bytes N        bytes to read (default 64)\n"
             "  --chunk N        bytes per request (default 4096)\n"
-            "  --packed         use a packed ring (default: split)\n"
-            "  --queue-size N   ring size (default 256)\n"
             "  --out FILE       write the bytes to FILE ('-' for stdout)\n"
             "  --hex            print the first 64 bytes in hex\n"
             "  -v, --verbose    library debug logging\n");
+    vhuctl_ring_usage(f);
 }
 
 static int parse_opts(int argc, char **argv, struct ctl_opts *o)
 {
     static const struct option longopts[] = {
-        {"socket-path", required_argument, NULL, 's'},
+        VHUCTL_RING_LONGOPTS,
         {"bytes", required_argument, NULL, 'b'},
         {"chunk", required_argument, NULL, 'c'},
-        {"packed", no_argument, NULL, 'p'},
-        {"queue-size", required_argument, NULL, 'q'},
         {"out", required_argument, NULL, 'o'},
         {"hex", no_argument, NULL, 'x'},
         {"verbose", no_argument, NULL, 'v'},
@@ -70,11 +68,15 @@ static int parse_opts(int argc, char **argv, struct ctl_opts *o)
         {NULL, 0, NULL, 0},
     };
     uint64_t v;
-    int c;
+    int c, r;
 
     while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
+        r = vhuctl_ring_opt(&o->ring, c, optarg);
+        if (r < 0)
+            return r;
+        if (r > 0)
+            continue;
         switch (c) {
-        case 's': o->socket_path = optarg; break;
         case 'b':
             if (vhu_arg_uint(optarg, UINT64_MAX / 2, &o->bytes) < 0)
                 goto bad;
@@ -84,12 +86,6 @@ static int parse_opts(int argc, char **argv, struct ctl_opts *o)
                 goto bad;
             o->chunk = (unsigned)v;
             break;
-        case 'p': o->packed = true; break;
-        case 'q':
-            if (vhu_arg_uint(optarg, 32768, &v) < 0 || v == 0)
-                goto bad;
-            o->queue_size = (unsigned)v;
-            break;
         case 'o': o->out = optarg; break;
         case 'x': o->hex = true; break;
         case 'v': o->verbose++; break;
@@ -97,14 +93,10 @@ static int parse_opts(int argc, char **argv, struct ctl_opts *o)
         default: usage(stderr); return -EINVAL;
         }
     }
-    if (!o->socket_path) {
-        fprintf(stderr, "vhuctl: --socket-path is required\n");
-        return -EINVAL;
-    }
-    return 0;
+    /* leftover arguments are ignored here, as they always were for info and rng read */
+    return vhuctl_need_socket(&o->ring);
 bad:
-    fprintf(stderr, "vhuctl: bad value '%s'\n", optarg);
-    return -EINVAL;
+    return vhuctl_bad_value(optarg);
 }
 
 struct bit_name {
@@ -153,10 +145,10 @@ static int cmd_info(const struct ctl_opts *o)
     struct vhu_fe *fe;
     struct vhu_fe_opts fo = {.num_queues = 1, .queue_size = 64, .mem_size = 1 << 20,
                              .event_idx = true, .indirect = true};
-    int r = vhu_fe_connect(o->socket_path, &fe);
+    int r = vhu_fe_connect(o->ring.socket_path, &fe);
 
     if (r < 0) {
-        fprintf(stderr, "vhuctl: connect %s: %s\n", o->socket_path, strerror(-r));
+        fprintf(stderr, "vhuctl: connect %s: %s\n", o->ring.socket_path, strerror(-r));
         return 1;
     }
     r = vhu_fe_start(fe, &fo);
@@ -174,30 +166,16 @@ static int cmd_info(const struct ctl_opts *o)
 
 static int cmd_rng_read(const struct ctl_opts *o)
 {
-    struct vhu_fe_opts fo = {
-        .num_queues = 1,
-        .queue_size = (uint16_t)o->queue_size,
-        .packed = o->packed,
-        .event_idx = true,
-        .indirect = true,
-        .mem_size = (size_t)8 << 20,
-    };
+    const struct vhu_fe_opts fo = {.num_queues = 1, .mem_size = (size_t)8 << 20};
     struct vhu_fe *fe;
     FILE *out = NULL;
     uint8_t *buf, first[64];
     uint64_t gpa, got = 0, reqs = 0, t0;
     size_t nfirst = 0;
-    int r = vhu_fe_connect(o->socket_path, &fe);
+    int r = vhuctl_fe_open(&o->ring, &fo, "the device", &fe);
 
-    if (r < 0) {
-        fprintf(stderr, "vhuctl: connect %s: %s\n", o->socket_path, strerror(-r));
+    if (r < 0)
         return 1;
-    }
-    r = vhu_fe_start(fe, &fo);
-    if (r < 0) {
-        fprintf(stderr, "vhuctl: cannot start the device: %s\n", strerror(-r));
-        goto out;
-    }
     buf = vhu_fe_alloc(fe, o->chunk, 64, &gpa);
     if (!buf) {
         r = -ENOMEM;
@@ -248,7 +226,7 @@ static int cmd_rng_read(const struct ctl_opts *o)
     fprintf(out == stdout ? stderr : stdout,
             "rng: read %" PRIu64 " bytes in %" PRIu64 " requests over a %s ring of %u in %.3f s"
             " (%.1f MB/s)\n",
-            got, reqs, o->packed ? "packed" : "split", o->queue_size, secs,
+            got, reqs, o->ring.packed ? "packed" : "split", o->ring.queue_size, secs,
             secs > 0 ? (double)got / secs / 1e6 : 0.0);
     if (o->hex) {
         for (size_t i = 0; i < nfirst; i++)
@@ -264,7 +242,7 @@ out:
 
 int main(int argc, char **argv)
 {
-    struct ctl_opts o = {.bytes = 64, .chunk = 4096, .queue_size = 256};
+    struct ctl_opts o = {.ring = {.queue_size = 256}, .bytes = 64, .chunk = 4096};
     const char *cmd = argc > 1 ? argv[1] : "";
     const char *sub = argc > 2 ? argv[2] : "";
 

@@ -3,18 +3,19 @@
  * vhuctl blk: a virtio-blk driver (VIRTIO 1.3 §5.2) over the frontend library, with no VM.
  * Works against any vhost-user-blk backend (vhud blk, qemu-storage-daemon, ...).
  *
- *   vhuctl blk verify --socket-path S [--packed] [--queues N] [--bytes N] [--offset N]
+ *   vhuctl blk verify --socket-path S [--queues N] [--bytes N] [--offset N]
  *                     [--chunk N] [--seed N]
  *       negotiates, reads the config space, GET_ID, writes a seeded sector-tagged pattern over
  *       [offset, offset+bytes), reads it back with another request size, compares; FLUSH,
  *       an out-of-range read, WRITE_ZEROES and DISCARD when offered. A read-only device
  *       (VIRTIO_BLK_F_RO) must refuse a write; the region is then only read.
  *   vhuctl blk bench --socket-path S [--rw randread|randwrite|read|write] [--bs N] [--iodepth N]
- *                    [--queues N] [--runtime SEC] [--poll] [--packed] [--size N]
+ *                    [--queues N] [--runtime SEC] [--poll] [--size N]
  *       one thread per queue keeps iodepth requests in flight; event mode sleeps on the call
  *       eventfd, poll mode spins on the used ring. Prints one line
  *       "RESULT rw=... iops=... p50_us=... p99_us=..." (latency from per-request timestamps,
  *       log-linear histogram, no allocation per request).
+ * Both take the ring options (--packed, --queue-size N, --no-indirect, --no-event-idx).
  */
 #include <endian.h>
 #include <errno.h>
@@ -53,12 +54,8 @@
 enum vb_op { OP_READ, OP_WRITE, OP_FLUSH, OP_GET_ID, OP_DISCARD, OP_WRITE_ZEROES };
 
 struct blk_opts {
-    const char *socket_path;
-    bool packed;
-    bool no_indirect;
-    bool no_event_idx;
+    struct vhuctl_ring_opts ring;
     unsigned queues;
-    unsigned queue_size;
     uint64_t bytes;   /* verify: region length (0: min(4 MiB, capacity)) */
     uint64_t offset;  /* verify: region start */
     unsigned chunk;   /* verify: bytes per write request */
@@ -92,18 +89,14 @@ static bool has(const struct blkdev *d, unsigned bit)
 void vhuctl_blk_usage(FILE *f)
 {
     fprintf(f,
-            "       vhuctl blk verify --socket-path PATH [--packed] [--queues N] [--bytes N]\n"
+            "       vhuctl blk verify --socket-path PATH [--queues N] [--bytes N]\n"
             "                         [--offset N] [--chunk N] [--seed N]\n"
             "       vhuctl blk bench --socket-path PATH [--rw randread|randwrite|read|write]\n"
             "                        [--bs N] [--iodepth N] [--queues N] [--runtime SEC] [--poll]\n"
-            "                        [--packed] [--size N]\n"
+            "                        [--size N]\n"
             "\n"
             "blk options (sizes take K/M/G suffixes):\n"
             "  --queues N       queues to use (default 1; >1 needs VIRTIO_BLK_F_MQ)\n"
-            "  --queue-size N   ring size (default 256)\n"
-            "  --packed         packed rings (default split)\n"
-            "  --no-indirect    do not negotiate indirect descriptors\n"
-            "  --no-event-idx   do not negotiate EVENT_IDX\n"
             "  verify: --bytes N (default min(4M, disk)), --offset N (default 0),\n"
             "          --chunk N (bytes per write, default 64K), --seed N (default 1)\n"
             "  bench:  --rw MODE (default randread), --bs N (default 4096), --iodepth N per queue\n"
@@ -115,12 +108,8 @@ void vhuctl_blk_usage(FILE *f)
 static int parse_blk_opts(int argc, char **argv, struct blk_opts *o)
 {
     static const struct option longopts[] = {
-        {"socket-path", required_argument, NULL, 's'},
-        {"packed", no_argument, NULL, 'p'},
-        {"no-indirect", no_argument, NULL, 'I'},
-        {"no-event-idx", no_argument, NULL, 'E'},
-        {"queues", required_argument, NULL, 'Q'},
-        {"queue-size", required_argument, NULL, 'q'},
+        {"queues", required_argument, NULL, 'Q'}, /* before --queue-size, as getopt lists them */
+        VHUCTL_RING_LONGOPTS,
         {"bytes", required_argument, NULL, 'b'},
         {"offset", required_argument, NULL, 'o'},
         {"chunk", required_argument, NULL, 'c'},
@@ -136,23 +125,19 @@ static int parse_blk_opts(int argc, char **argv, struct blk_opts *o)
         {NULL, 0, NULL, 0},
     };
     uint64_t v;
-    int c;
+    int c, r;
 
     while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
+        r = vhuctl_ring_opt(&o->ring, c, optarg);
+        if (r < 0)
+            return r;
+        if (r > 0)
+            continue;
         switch (c) {
-        case 's': o->socket_path = optarg; break;
-        case 'p': o->packed = true; break;
-        case 'I': o->no_indirect = true; break;
-        case 'E': o->no_event_idx = true; break;
         case 'Q':
             if (vhu_arg_size(optarg, &v) < 0 || v == 0 || v > 256)
                 goto bad;
             o->queues = (unsigned)v;
-            break;
-        case 'q':
-            if (vhu_arg_size(optarg, &v) < 0 || v == 0 || v > 32768)
-                goto bad;
-            o->queue_size = (unsigned)v;
             break;
         case 'b':
             if (vhu_arg_size(optarg, &o->bytes) < 0 || o->bytes % VB_SECTOR)
@@ -197,11 +182,11 @@ static int parse_blk_opts(int argc, char **argv, struct blk_opts *o)
                 goto bad;
             break;
         case 'v': o->verbose++; break;
-        case 'h': vhuctl_blk_usage(stdout); exit(0);
-        default: vhuctl_blk_usage(stderr); return -EINVAL;
+        case 'h': vhuctl_blk_usage(stdout); vhuctl_ring_usage(stdout); exit(0);
+        default: vhuctl_blk_usage(stderr); vhuctl_ring_usage(stderr); return -EINVAL;
         }
     }
-    return vhuctl_args_rest(argc, argv, o->socket_path);
+    return vhuctl_args_rest(argc, argv, &o->ring);
 bad:
     return vhuctl_bad_value(optarg);
 }
@@ -216,10 +201,6 @@ static int blk_open(const struct blk_opts *o, size_t mem_size, struct blkdev *d)
     struct vhu_fe_opts fo = {
         .features = vhu_fe_blk_features(),
         .num_queues = (uint16_t)o->queues,
-        .queue_size = (uint16_t)o->queue_size,
-        .packed = o->packed,
-        .event_idx = !o->no_event_idx,
-        .indirect = !o->no_indirect,
         .mem_size = mem_size,
         .mem_regions = 1,
     };
@@ -228,7 +209,7 @@ static int blk_open(const struct blk_opts *o, size_t mem_size, struct blkdev *d)
 
     memset(d, 0, sizeof(*d));
     snprintf(what, sizeof(what), "the device (%u queue%s)", o->queues, o->queues > 1 ? "s" : "");
-    r = vhuctl_fe_open(o->socket_path, &fo, what, &d->fe);
+    r = vhuctl_fe_open(&o->ring, &fo, what, &d->fe);
     if (r < 0)
         return r;
     d->features = vhu_fe_features(d->fe);
@@ -413,8 +394,8 @@ static int cmd_verify(const struct blk_opts *o)
     if (blk_open(o, mem, &d) < 0)
         return 1;
     printf("blk: %s, %u queue%s, %s ring, features offered 0x%" PRIx64 " negotiated 0x%" PRIx64
-           " protocol 0x%" PRIx64 "\n", o->socket_path, d.nq, d.nq > 1 ? "s" : "",
-           o->packed ? "packed" : "split", vhu_fe_backend_features(d.fe), d.features,
+           " protocol 0x%" PRIx64 "\n", o->ring.socket_path, d.nq, d.nq > 1 ? "s" : "",
+           o->ring.packed ? "packed" : "split", vhu_fe_backend_features(d.fe), d.features,
            vhu_fe_protocol_features(d.fe));
     printf("config (%u bytes): capacity %" PRIu64 " sectors (%.1f MiB) blk_size %u size_max %u "
            "seg_max %u num_queues %u writeback %u%s%s%s%s\n", d.info.config_len, d.info.capacity,
@@ -786,9 +767,9 @@ static int cmd_bench(const struct blk_opts *o)
     unsigned started = 0;
     int rc = 1, r;
 
-    if (o->iodepth > o->queue_size) {
+    if (o->iodepth > o->ring.queue_size) {
         fprintf(stderr, "bench: --iodepth %u exceeds --queue-size %u\n", o->iodepth,
-                o->queue_size);
+                o->ring.queue_size);
         return 2;
     }
     if (blk_open(o, per_q * o->queues + (2u << 20), &d) < 0)
@@ -809,9 +790,9 @@ static int cmd_bench(const struct blk_opts *o)
         goto out;
     }
     if (!has(&d, VHU_VIRTIO_RING_F_INDIRECT_DESC) && o->iodepth * (2 + (o->bs + 4095) / 4096) >
-                                                     o->queue_size)
+                                                     o->ring.queue_size)
         fprintf(stderr, "bench: warning: without indirect descriptors the ring (%u) may not "
-                "hold %u requests\n", o->queue_size, o->iodepth);
+                "hold %u requests\n", o->ring.queue_size, o->iodepth);
 
     w = calloc(o->queues, sizeof(*w));
     hist = calloc(HIST_BUCKETS, sizeof(*hist));
@@ -885,7 +866,7 @@ static int cmd_bench(const struct blk_opts *o)
            " secs=%.3f iops=%.0f mbps=%.1f lat_avg_us=%.2f p50_us=%.2f p99_us=%.2f"
            " p999_us=%.2f max_us=%.2f client_cpu_us_per_io=%.3f errors=%" PRIu64 "\n",
            o->rw, o->bs, o->iodepth, o->queues, o->poll ? "poll" : "event",
-           o->packed ? "packed" : "split", ios, secs, (double)ios / secs,
+           o->ring.packed ? "packed" : "split", ios, secs, (double)ios / secs,
            (double)ios * o->bs / secs / 1e6, (double)lat_sum / (double)ios / 1e3,
            (double)hist_percentile(hist, ios, 0.50) / 1e3,
            (double)hist_percentile(hist, ios, 0.99) / 1e3,
@@ -910,8 +891,8 @@ out:
 int vhuctl_blk_main(int argc, char **argv)
 {
     struct blk_opts o = {
+        .ring = {.queue_size = 256},
         .queues = 1,
-        .queue_size = 256,
         .chunk = 64 * 1024,
         .seed = 1,
         .rw = "randread",
@@ -924,6 +905,7 @@ int vhuctl_blk_main(int argc, char **argv)
     if (strcmp(sub, "verify") && strcmp(sub, "bench")) {
         fprintf(stderr, "usage: vhuctl blk verify|bench --socket-path PATH [options]\n");
         vhuctl_blk_usage(stderr);
+        vhuctl_ring_usage(stderr);
         return 2;
     }
     optind = 2;

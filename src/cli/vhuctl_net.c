@@ -16,6 +16,7 @@
  *       tx: send for S seconds; rx: receive for S seconds (the backend is a source); rxtx: send
  *       and receive what the backend reflects, checking every frame (MACs, sequence, payload).
  *       Prints "RESULT mode=... mpps=..." lines.
+ * All three take the ring options (--packed, --queue-size N, --no-indirect, --no-event-idx).
  *
  * Data path: every buffer is carved out of the shared arena once (vhu_fe_alloc); sending a
  * frame writes its sequence number and adds one descriptor; kicks go out once per burst.
@@ -56,15 +57,11 @@
 enum mac_check { MACS_SWAPPED, MACS_UNCHANGED, MACS_ANY };
 
 struct net_opts {
-    const char *socket_path;
+    struct vhuctl_ring_opts ring;
     uint64_t count;
     unsigned size;
-    bool packed;
     bool poll;
-    bool no_indirect;
-    bool no_event_idx;
     bool no_mrg;
-    unsigned queue_size;
     unsigned pairs;
     unsigned rx_buf;      /* bytes per receive buffer (0: header + largest frame) */
     unsigned burst;
@@ -135,8 +132,6 @@ void vhuctl_net_usage(FILE *f)
             "  --size BYTES     frame size with the 14-byte Ethernet header, 60..1514 (default 64)\n"
             "  --count N        frames to send / receive\n"
             "  --dst-mac MAC    destination of sent frames (default ff:ff:ff:ff:ff:ff)\n"
-            "  --packed         packed rings (default split)\n"
-            "  --queue-size N   ring size (default 256)\n"
             "  --queue-pairs N  use pairs 0..N-1, one thread each, --count shared out\n"
             "                   (default 1; more need VIRTIO_NET_F_MQ)\n"
             "  --burst N        frames added per kick (default 32)\n"
@@ -144,7 +139,7 @@ void vhuctl_net_usage(FILE *f)
             "                   12-byte header + MTU + 14 if larger)\n"
             "  --timeout-ms T   fail when nothing moves for T ms (default 5000)\n"
             "  --poll           spin on the used rings instead of sleeping on the call eventfds\n"
-            "  --no-mrg-rxbuf, --no-indirect, --no-event-idx   do not negotiate these\n"
+            "  --no-mrg-rxbuf   do not negotiate VIRTIO_NET_F_MRG_RXBUF\n"
             "  bench: --mode tx (send), rx (the backend is a source), rxtx (the backend\n"
             "         reflects: every frame must come back intact); --seconds S (default 5);\n"
             "         --macs swapped|unchanged|any: the reflected frame's addresses (default\n"
@@ -168,20 +163,16 @@ static int parse_mac(const char *s, uint8_t mac[6])
 static int parse_net_opts(int argc, char **argv, struct net_opts *o)
 {
     static const struct option longopts[] = {
-        {"socket-path", required_argument, NULL, 's'},
+        {"no-mrg-rxbuf", no_argument, NULL, 'M'}, /* before --no-indirect, as getopt lists them */
+        VHUCTL_RING_LONGOPTS,
         {"count", required_argument, NULL, 'n'},
         {"size", required_argument, NULL, 'z'},
         {"dst-mac", required_argument, NULL, 'm'},
-        {"packed", no_argument, NULL, 'p'},
-        {"queue-size", required_argument, NULL, 'q'},
         {"queue-pairs", required_argument, NULL, 'Q'},
         {"burst", required_argument, NULL, 'b'},
         {"rx-buf", required_argument, NULL, 'r'},
         {"timeout-ms", required_argument, NULL, 'T'},
         {"poll", no_argument, NULL, 'P'},
-        {"no-mrg-rxbuf", no_argument, NULL, 'M'},
-        {"no-indirect", no_argument, NULL, 'I'},
-        {"no-event-idx", no_argument, NULL, 'E'},
         {"mode", required_argument, NULL, 'o'},
         {"seconds", required_argument, NULL, 't'},
         {"macs", required_argument, NULL, 'a'},
@@ -190,11 +181,15 @@ static int parse_net_opts(int argc, char **argv, struct net_opts *o)
         {NULL, 0, NULL, 0},
     };
     uint64_t v;
-    int c;
+    int c, r;
 
     while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
+        r = vhuctl_ring_opt(&o->ring, c, optarg);
+        if (r < 0)
+            return r;
+        if (r > 0)
+            continue;
         switch (c) {
-        case 's': o->socket_path = optarg; break;
         case 'n':
             if (vhu_arg_size(optarg, &o->count) < 0 || o->count == 0 || o->count > (1ULL << 48))
                 goto bad;
@@ -207,12 +202,6 @@ static int parse_net_opts(int argc, char **argv, struct net_opts *o)
         case 'm':
             if (parse_mac(optarg, o->dst) < 0)
                 goto bad;
-            break;
-        case 'p': o->packed = true; break;
-        case 'q':
-            if (vhu_arg_uint(optarg, 32768, &v) < 0 || v == 0)
-                goto bad;
-            o->queue_size = (unsigned)v;
             break;
         case 'Q':
             if (vhu_arg_uint(optarg, MAX_PAIRS, &v) < 0 || v == 0)
@@ -236,8 +225,6 @@ static int parse_net_opts(int argc, char **argv, struct net_opts *o)
             break;
         case 'P': o->poll = true; break;
         case 'M': o->no_mrg = true; break;
-        case 'I': o->no_indirect = true; break;
-        case 'E': o->no_event_idx = true; break;
         case 'o':
             if (strcmp(optarg, "tx") && strcmp(optarg, "rx") && strcmp(optarg, "rxtx"))
                 goto bad;
@@ -258,11 +245,11 @@ static int parse_net_opts(int argc, char **argv, struct net_opts *o)
                 goto bad;
             break;
         case 'v': o->verbose++; break;
-        case 'h': vhuctl_net_usage(stdout); exit(0);
-        default: vhuctl_net_usage(stderr); return -EINVAL;
+        case 'h': vhuctl_net_usage(stdout); vhuctl_ring_usage(stdout); exit(0);
+        default: vhuctl_net_usage(stderr); vhuctl_ring_usage(stderr); return -EINVAL;
         }
     }
-    return vhuctl_args_rest(argc, argv, o->socket_path);
+    return vhuctl_args_rest(argc, argv, &o->ring);
 bad:
     return vhuctl_bad_value(optarg);
 }
@@ -290,15 +277,11 @@ static int net_open(const struct net_opts *o, size_t bufs, struct netdev *d)
 {
     const uint64_t want = vhu_fe_net_features() &
                           ~(o->no_mrg ? vhu_feature(VHU_VIRTIO_NET_F_MRG_RXBUF) : 0);
-    size_t ring = vhu_vqd_ring_size((uint16_t)o->queue_size, o->packed) +
-                  (size_t)o->queue_size * 16 * 16 + 8192;
+    size_t ring = vhu_vqd_ring_size((uint16_t)o->ring.queue_size, o->ring.packed) +
+                  (size_t)o->ring.queue_size * 16 * 16 + 8192;
     struct vhu_fe_opts fo = {
         .features = want,
         .num_queues = (uint16_t)(2 * o->pairs),
-        .queue_size = (uint16_t)o->queue_size,
-        .packed = o->packed,
-        .event_idx = !o->no_event_idx,
-        .indirect = !o->no_indirect,
         .mem_size = 2 * o->pairs * ring + bufs + (1u << 20),
         .mem_regions = 1,
         .queue_pairs = true,
@@ -311,7 +294,7 @@ static int net_open(const struct net_opts *o, size_t bufs, struct netdev *d)
         snprintf(what, sizeof(what), "queue pair 0");
     else
         snprintf(what, sizeof(what), "queue pairs 0..%u (VIRTIO_NET_F_MQ)", o->pairs - 1);
-    r = vhuctl_fe_open(o->socket_path, &fo, what, &d->fe);
+    r = vhuctl_fe_open(&o->ring, &fo, what, &d->fe);
     if (r < 0)
         return r;
     d->features = vhu_fe_features(d->fe);
@@ -777,7 +760,7 @@ struct session {
 /* Open the device and set up the queues of every pair the command uses. */
 static int session_open(struct session *s, const struct net_opts *o, bool use_tx, bool use_rx)
 {
-    unsigned n = o->queue_size;
+    unsigned n = o->ring.queue_size;
     size_t bytes = (use_tx ? vhu_fe_net_bufs_mem(n, (uint32_t)NET_HDR + o->size) : 0) +
                    (use_rx ? vhu_fe_net_bufs_mem(n, o->rx_buf ? o->rx_buf : RX_BUF_DEFAULT) : 0);
     int r;
@@ -882,7 +865,7 @@ static uint64_t share(uint64_t count, unsigned pairs, unsigned k)
 
 static const char *ring_name(const struct net_opts *o)
 {
-    return o->packed ? "packed" : "split";
+    return o->ring.packed ? "packed" : "split";
 }
 
 static uint64_t rx_errors(const struct totals *t)
@@ -990,7 +973,7 @@ static int cmd_bench(const struct net_opts *o)
                mpps(t.rx_pkts, t.secs), t.secs > 0 ? (double)t.rx_bytes * 8 / t.secs / 1e9 : 0);
     printf("RESULT mode=%s size=%u ring=%s wait=%s pairs=%u burst=%u qsize=%u pkts=%" PRIu64
            " secs=%.3f mpps=%.3f", o->mode, o->size, ring_name(o), o->poll ? "poll" : "event",
-           s->pairs, o->burst, o->queue_size, pkts, t.secs, mpps(pkts, t.secs));
+           s->pairs, o->burst, o->ring.queue_size, pkts, t.secs, mpps(pkts, t.secs));
     if (use_tx && use_rx)
         printf(" tx_pkts=%" PRIu64 " tx_mpps=%.3f rx_pkts=%" PRIu64 " rx_mpps=%.3f reordered=%"
                PRIu64, t.tx_done, mpps(t.tx_done, t.secs), t.rx_pkts, mpps(t.rx_pkts, t.secs),
@@ -1013,8 +996,8 @@ out:
 int vhuctl_net_main(int argc, char **argv)
 {
     struct net_opts o = {
+        .ring = {.queue_size = 256},
         .size = 64,
-        .queue_size = 256,
         .pairs = 1,
         .burst = 32,
         .timeout_ms = 5000,
@@ -1027,11 +1010,13 @@ int vhuctl_net_main(int argc, char **argv)
     if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
         fprintf(stdout, "usage: vhuctl net send|recv|bench --socket-path PATH [options]\n");
         vhuctl_net_usage(stdout);
+        vhuctl_ring_usage(stdout);
         return 0;
     }
     if (strcmp(sub, "send") && strcmp(sub, "recv") && strcmp(sub, "bench")) {
         fprintf(stderr, "usage: vhuctl net send|recv|bench --socket-path PATH [options]\n");
         vhuctl_net_usage(stderr);
+        vhuctl_ring_usage(stderr);
         return 2;
     }
     optind = 2;

@@ -17,43 +17,10 @@
 set -euo pipefail
 (($# == 3)) || { echo "usage: $0 VHUD VHUCTL LYING_NET" >&2; exit 2; }
 VHUD=$1 VHUCTL=$2 LYING=$3
-dir=$(mktemp -d "${TMPDIR:-/tmp}/vhu-vhuctl-net.XXXXXX")
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$here/lib.sh"
 sock=$dir/net.sock
-pid=
-
-cleanup() {
-  if [[ -n $pid ]]; then kill -KILL "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-
-fail() {
-  echo "FAIL: $*" >&2
-  [[ -f $dir/vhud.log ]] && { echo "----- vhud log -----" >&2; tail -n 30 "$dir/vhud.log" >&2; }
-  exit 1
-}
-
-start_vhud() {
-  rm -f "$sock"
-  "$VHUD" net --socket-path "$sock" "$@" </dev/null >"$dir/vhud.log" 2>&1 &
-  pid=$!
-  for ((i = 0; i < 100; i++)); do
-    [[ -S $sock ]] && return 0
-    kill -0 "$pid" 2>/dev/null || fail "vhud net $* exited at start"
-    sleep 0.05
-  done
-  fail "vhud net $* did not listen on $sock"
-}
-
-stop_vhud() {
-  local rc=0
-  kill -TERM "$pid"
-  wait "$pid" || rc=$?
-  pid=
-  ((rc == 0)) || fail "vhud exited with $rc after SIGTERM"
-  # vhud prints no counters today; show them if it ever does
-  grep -iE 'packets|drops' "$dir/vhud.log" || true
-}
 
 indent() { local l; while IFS= read -r l; do printf '  [%s] %s\n' "$1" "$l"; done; }
 
@@ -76,7 +43,7 @@ refused() {
 
 net() { "$VHUCTL" net "$@" --socket-path "$sock"; }
 
-start_vhud --sink
+start_vhud net --sink
 for ring in split packed; do
   p=(); [[ $ring == packed ]] && p=(--packed)
   ok "send $ring" net send --count 10000 "${p[@]}"
@@ -85,7 +52,7 @@ done
 refused "recv from a sink" "timeout: 0 of 10 frames" net recv --count 10 --timeout-ms 300
 stop_vhud
 
-start_vhud --source 64
+start_vhud net --source 64
 for ring in split packed; do
   p=(); [[ $ring == packed ]] && p=(--packed)
   ok "recv $ring" net recv --count 10000 "${p[@]}"
@@ -94,7 +61,7 @@ for ring in split packed; do
 done
 stop_vhud
 
-start_vhud --reflect
+start_vhud net --reflect
 for ring in split packed; do
   p=(); [[ $ring == packed ]] && p=(--packed)
   ok "rxtx $ring" net bench --mode rxtx --seconds 1 "${p[@]}"
@@ -104,7 +71,7 @@ done
 refused "rxtx, wrong address rule" "not a frame sent" net bench --mode rxtx --seconds 0.2 --macs unchanged
 stop_vhud
 
-start_vhud --reflect --queue-pairs 2
+start_vhud net --reflect --queue-pairs 2
 ok "rxtx 2 pairs" net bench --mode rxtx --seconds 0.5 --queue-pairs 2
 ok "send 2 pairs packed" net send --count 10001 --queue-pairs 2 --packed
 refused "3 pairs of 2" "cannot start queue pairs 0..2" net send --count 10 --queue-pairs 3

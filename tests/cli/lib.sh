@@ -1,0 +1,47 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# shellcheck shell=bash
+# Shared helpers of the tests/cli scripts; source it from a bash test script that has set
+# VHUD. It makes $dir (removed at exit, with any vhud still running) and runs one vhud at a
+# time, listening on $sock (the caller sets it).
+#
+#   fail MESSAGE          print FAIL and the end of vhud's log; exit 1
+#   start_vhud ARGS...    vhud ARGS --socket-path $sock in the background ($pid); wait for it
+#   stop_vhud             SIGTERM; vhud must exit 0
+
+dir=$(mktemp -d "${TMPDIR:-/tmp}/vhu-$(basename "$0" .sh).XXXXXX")
+pid=
+
+cli_cleanup() {
+  if [[ -n $pid ]]; then kill -KILL "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  rm -rf "$dir"
+}
+trap cli_cleanup EXIT
+
+fail() {
+  echo "FAIL: $*" >&2
+  [[ -f $dir/vhud.log ]] && { echo "----- vhud log -----" >&2; tail -n 30 "$dir/vhud.log" >&2; }
+  exit 1
+}
+
+# shellcheck disable=SC2154 # the caller sets sock
+start_vhud() {
+  rm -f "$sock"
+  "$VHUD" "$@" --socket-path "$sock" </dev/null >"$dir/vhud.log" 2>&1 &
+  pid=$!
+  for ((i = 0; i < 100; i++)); do
+    [[ -S $sock ]] && return 0
+    kill -0 "$pid" 2>/dev/null || fail "vhud $* exited at start"
+    sleep 0.05
+  done
+  fail "vhud $* did not listen on $sock"
+}
+
+stop_vhud() {
+  local rc=0
+  kill -TERM "$pid"
+  wait "$pid" || rc=$?
+  pid=
+  ((rc == 0)) || fail "vhud exited with $rc after SIGTERM"
+  # vhud prints no counters today; show them if it ever does
+  grep -iE 'packets|drops' "$dir/vhud.log" || true
+}
