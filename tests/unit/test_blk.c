@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * virtio-blk device model: the real device, backend core and frontend library in one process
- * over the loopback transport, on temporary files. Covers config space and features, data
+ * virtio-blk device model: the real device and backend core in one process, on temporary files,
+ * each device test run over both paths of the test driver (tdrv.h: "vhost-user/" over the loopback
+ * transport, "core/" through the core's typed calls alone). Covers config space and features, data
  * integrity (through the device and with pread on the file) for split and packed rings,
  * multi-segment chains and two queues, FLUSH, GET_ID, DISCARD / WRITE_ZEROES (holes and zeroes),
  * read-only disks, every malformed-request rule, backing failures, batches completing across a
