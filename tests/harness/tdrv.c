@@ -14,6 +14,7 @@
 
 #include "proto/vhost_user.h"
 #include "tdrv.h"
+#include "vhu/log.h"
 #include "vhu/loopback.h"
 #include "vhu/mem.h"
 #include "vhu/notifier.h"
@@ -99,6 +100,18 @@ void tdrv_free(struct tdrv *d)
     if (d->mem)
         munmap(d->mem, d->mem_size);
     free(d);
+}
+
+void tdrv_teardown(struct tdrv *d, struct vhu_backend *b, struct vhu_device *dev,
+                   struct vhu_loop *loop)
+{
+    tdrv_free(d);
+    if (b)
+        vhu_backend_free(b);
+    else if (dev && dev->ops->destroy)
+        dev->ops->destroy(dev);
+    if (loop)
+        vhu_loop_free(loop);
 }
 
 enum tdrv_path tdrv_kind(const struct tdrv *d) { return d->path; }
@@ -462,4 +475,24 @@ unsigned tdrv_errors(const struct tdrv *d, unsigned q)
 {
     return d->path == TDRV_CORE && q < d->nq ? __atomic_load_n(&d->q[q].errs, __ATOMIC_ACQUIRE)
                                              : 0;
+}
+
+uint8_t *tdrv_mem(struct tdrv *d, size_t *size)
+{
+    if (size)
+        *size = d->mem_size;
+    return d->mem;
+}
+
+static void quiet_sink(enum vhu_log_level l, const char *msg, void *o)
+{
+    (void)l;
+    (void)msg;
+    (void)o;
+}
+
+void tdrv_log_setup(void)
+{
+    vhu_log_set_sink(getenv("VHU_TEST_VERBOSE") ? vhu_log_stderr_sink : quiet_sink, NULL,
+                     VHU_LOG_DEBUG);
 }

@@ -56,6 +56,10 @@ const char *tdrv_path_name(enum tdrv_path p);
  * here; free the driver before the backend. */
 int tdrv_new(enum tdrv_path p, struct vhu_backend *b, struct vhu_loop *loop, struct tdrv **out);
 void tdrv_free(struct tdrv *d);
+/* A test bench's end, each part optional: the driver, then the backend (which destroys its
+ * device) or, without one, the device alone, then the loop. */
+void tdrv_teardown(struct tdrv *d, struct vhu_backend *b, struct vhu_device *dev,
+                   struct vhu_loop *loop);
 enum tdrv_path tdrv_kind(const struct tdrv *d);
 /* The underlying frontend (vhost-user path) or core (core path); NULL on the other path. */
 struct vhu_fe *tdrv_fe(struct tdrv *d);
@@ -92,6 +96,10 @@ int tdrv_get_status(struct tdrv *d, uint8_t *status);
 int tdrv_set_status(struct tdrv *d, uint8_t status);
 int tdrv_reset(struct tdrv *d);
 
+/* Core path: the guest memory arena (at guest physical VHU_FE_GPA_BASE) and its size; NULL on
+ * the vhost-user path. */
+uint8_t *tdrv_mem(struct tdrv *d, size_t *size);
+
 /* Core path: call / error sink signals counted on q so far (0 on the vhost-user path). */
 unsigned tdrv_calls(const struct tdrv *d, unsigned q);
 unsigned tdrv_errors(const struct tdrv *d, unsigned q);
@@ -126,5 +134,8 @@ unsigned tdrv_errors(const struct tdrv *d, unsigned q);
     static void tdrv_body_##name(void)
 
 void tdrv_run_on(enum tdrv_path p, void (*body)(void));
+
+/* Library logs to stderr with VHU_TEST_VERBOSE set, else nowhere (call from a constructor). */
+void tdrv_log_setup(void);
 
 #endif

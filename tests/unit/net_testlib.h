@@ -83,13 +83,7 @@ static inline int tb_up(struct tb *t, const struct tb_opts *o)
 
 static inline void tb_down(struct tb *t)
 {
-    tdrv_free(t->d);
-    if (t->b)
-        vhu_backend_free(t->b);
-    else if (t->dev)
-        t->dev->ops->destroy(t->dev);
-    if (t->own_loop)
-        vhu_loop_free(t->loop);
+    tdrv_teardown(t->d, t->b, t->dev, t->own_loop ? t->loop : NULL);
 }
 
 static inline void *alloc(struct tb *t, size_t n, uint64_t *gpa)

@@ -124,12 +124,7 @@ static int tb_up(struct tb *t, const struct tb_opts *o)
 
 static void tb_down(struct tb *t)
 {
-    tdrv_free(t->d);
-    if (t->b)
-        vhu_backend_free(t->b); /* destroys the device */
-    else if (t->dev)
-        t->dev->ops->destroy(t->dev);
-    vhu_loop_free(t->loop);
+    tdrv_teardown(t->d, t->b, t->dev, t->loop);
     if (t->path[0])
         unlink(t->path);
 }
@@ -898,15 +893,7 @@ TDRV_TEST(no_fd_leak)
     ASSERT_EQ(vhu_fd_count_self(), before);
 }
 
-static void quiet_sink(enum vhu_log_level l, const char *msg, void *o)
-{
-    (void)l;
-    (void)msg;
-    (void)o;
-}
-
 __attribute__((constructor)) static void setup_log(void)
 {
-    vhu_log_set_sink(getenv("VHU_TEST_VERBOSE") ? vhu_log_stderr_sink : quiet_sink, NULL,
-                     VHU_LOG_DEBUG);
+    tdrv_log_setup();
 }
