@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "rng_bench.h"
+#include "vhu/dev/net.h"
 #include "vhu/mem.h"
 #include "vhu/notifier.h"
 #include "vhu/util.h"
@@ -508,4 +509,60 @@ TEST(core_path_sends_no_message_and_opens_no_fd)
     vhu_backend_get_stats(t.b, &st);
     ASSERT(st.messages > 0);
     rng_down(&t);
+}
+
+/* ---- a memory table that one ring no longer translates in ------------------------------- */
+
+/*
+ * net sink, rings 0 (receiveq) and 1 (transmitq). Ring 1 moves to the alias, ring 0 stays on
+ * the first mapping; then the first mapping goes. Ring 0 fails the call and stops; ring 1, after
+ * it in the table walk, must still be re-translated into the new table (and leave the old one,
+ * which the core releases) and carry a frame.
+ */
+CORE_TEST(set_mem_a_failing_ring_leaves_the_others_running)
+{
+    const uint64_t delta = ALIAS_GPA - VHU_FE_GPA_BASE;
+    struct tdrv_opts o = {.num_queues = 2, .queue_size = QSZ, .event_idx = true,
+                          .mem_size = 1 << 20};
+    struct vhu_net_opts no = {.port = VHU_NET_PORT_SINK};
+    struct vhu_device *dev = NULL;
+    struct vhu_backend *b = NULL;
+    struct vhu_loop *loop = NULL;
+    struct vhu_mem_table *t2;
+    struct vhu_net_stats ns;
+    struct tdrv *d = NULL;
+    uint64_t gpa;
+    uint32_t len;
+
+    ASSERT_OK(vhu_net_new(&no, &dev));
+    ASSERT_OK(vhu_loop_new(&loop));
+    ASSERT_OK(vhu_backend_new(dev, loop, &b));
+    ASSERT_OK(tdrv_new(TDRV_CORE, b, loop, &d));
+    ASSERT_OK(tdrv_start(d, &o));
+    struct vhu_core *c = tdrv_core(d);
+    struct vhu_vqd *txq = tdrv_vqd(d, 1);
+    uint8_t *buf = tdrv_alloc(d, 128, 64, &gpa);
+    ASSERT(buf);
+    memset(buf, 0, 128);
+    memset(buf + 12, 0xab, 6); /* a unicast destination */
+    ASSERT_OK(alias_table(d, true, &t2));
+    ASSERT_OK(vhu_core_set_mem(c, t2));
+    struct vhu_ring_addr ra = {.space = VHU_ADDR_GPA};
+    vhu_vqd_addrs(txq, &ra.desc, &ra.driver, &ra.device);
+    ra.desc += delta;
+    ra.driver += delta;
+    ra.device += delta;
+    ASSERT_OK(vhu_core_ring_set_addr(c, 1, &ra));
+    ASSERT_OK(alias_table(d, false, &t2));
+    ASSERT(vhu_core_set_mem(c, t2) < 0); /* ring 0 is not in it */
+    ASSERT(!vhu_core_ring_started(c, 0));
+    ASSERT(vhu_core_ring_started(c, 1));
+    ASSERT_OK(vhu_vqd_add(txq, &(struct vhu_vqd_seg){gpa + delta, 12 + 64}, 1, 0, buf));
+    vhu_vqd_kick_prepare(txq);
+    ASSERT_EQ(vhu_core_poll(c), 1);
+    ASSERT(vhu_vqd_get_used(txq, &len) == buf);
+    ASSERT_OK(vhu_net_get_stats(dev, 1, &ns));
+    ASSERT_EQ(ns.packets, 1);
+    ASSERT_EQ(ns.bytes, 64);
+    tdrv_teardown(d, b, dev, loop);
 }
