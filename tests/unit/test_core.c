@@ -401,6 +401,19 @@ static int alias_table(struct tdrv *d, bool with_base, struct vhu_mem_table **ou
     return ret;
 }
 
+/* vqd's ring areas as guest-physical addresses in the alias. */
+static struct vhu_ring_addr alias_addrs(const struct vhu_vqd *vqd)
+{
+    const uint64_t delta = ALIAS_GPA - VHU_FE_GPA_BASE;
+    struct vhu_ring_addr ra = {.space = VHU_ADDR_GPA};
+
+    vhu_vqd_addrs(vqd, &ra.desc, &ra.driver, &ra.device);
+    ra.desc += delta;
+    ra.driver += delta;
+    ra.device += delta;
+    return ra;
+}
+
 CORE_TEST(set_addr_on_a_running_ring)
 {
     const uint64_t delta = ALIAS_GPA - VHU_FE_GPA_BASE;
@@ -419,11 +432,7 @@ CORE_TEST(set_addr_on_a_running_ring)
     for (unsigned i = 0; i < 5; i++)
         ASSERT(one_request(&t, vqd, buf, gpa, 64, true));
     /* the same ring, now through the alias: re-translated in place, position kept */
-    struct vhu_ring_addr ra = {.space = VHU_ADDR_GPA};
-    vhu_vqd_addrs(vqd, &ra.desc, &ra.driver, &ra.device);
-    ra.desc += delta;
-    ra.driver += delta;
-    ra.device += delta;
+    struct vhu_ring_addr ra = alias_addrs(vqd);
     ASSERT_OK(vhu_core_ring_set_addr(c, 0, &ra));
     ASSERT(vhu_core_ring_started(c, 0));
     /* the first mapping goes: the ring only translates through the alias now */
@@ -547,11 +556,7 @@ CORE_TEST(set_mem_a_failing_ring_leaves_the_others_running)
     memset(buf + 12, 0xab, 6); /* a unicast destination */
     ASSERT_OK(alias_table(d, true, &t2));
     ASSERT_OK(vhu_core_set_mem(c, t2));
-    struct vhu_ring_addr ra = {.space = VHU_ADDR_GPA};
-    vhu_vqd_addrs(txq, &ra.desc, &ra.driver, &ra.device);
-    ra.desc += delta;
-    ra.driver += delta;
-    ra.device += delta;
+    struct vhu_ring_addr ra = alias_addrs(txq);
     ASSERT_OK(vhu_core_ring_set_addr(c, 1, &ra));
     ASSERT_OK(alias_table(d, false, &t2));
     ASSERT(vhu_core_set_mem(c, t2) < 0); /* ring 0 is not in it */
