@@ -6,32 +6,32 @@
 #include <stdint.h>
 
 /* Feature bits, spelled as in the VIRTIO 1.3 specification (6 Reserved Feature Bits). */
-#define VIRTIO_F_NOTIFY_ON_EMPTY 24
-#define VIRTIO_F_ANY_LAYOUT 27
-#define VIRTIO_RING_F_INDIRECT_DESC 28
-#define VIRTIO_RING_F_EVENT_IDX 29
-#define VIRTIO_F_VERSION_1 32
-#define VIRTIO_F_ACCESS_PLATFORM 33
-#define VIRTIO_F_RING_PACKED 34
-#define VIRTIO_F_IN_ORDER 35
-#define VIRTIO_F_ORDER_PLATFORM 36
-#define VIRTIO_F_SR_IOV 37
-#define VIRTIO_F_NOTIFICATION_DATA 38
-#define VIRTIO_F_RING_RESET 40
+#define VHU_VIRTIO_F_NOTIFY_ON_EMPTY 24
+#define VHU_VIRTIO_F_ANY_LAYOUT 27
+#define VHU_VIRTIO_RING_F_INDIRECT_DESC 28
+#define VHU_VIRTIO_RING_F_EVENT_IDX 29
+#define VHU_VIRTIO_F_VERSION_1 32
+#define VHU_VIRTIO_F_ACCESS_PLATFORM 33
+#define VHU_VIRTIO_F_RING_PACKED 34
+#define VHU_VIRTIO_F_IN_ORDER 35
+#define VHU_VIRTIO_F_ORDER_PLATFORM 36
+#define VHU_VIRTIO_F_SR_IOV 37
+#define VHU_VIRTIO_F_NOTIFICATION_DATA 38
+#define VHU_VIRTIO_F_RING_RESET 40
 
 /* Device status bits (virtio 2.1). */
-#define VIRTIO_CONFIG_S_ACKNOWLEDGE 1
-#define VIRTIO_CONFIG_S_DRIVER 2
-#define VIRTIO_CONFIG_S_DRIVER_OK 4
-#define VIRTIO_CONFIG_S_FEATURES_OK 8
-#define VIRTIO_CONFIG_S_NEEDS_RESET 0x40
-#define VIRTIO_CONFIG_S_FAILED 0x80
+#define VHU_VIRTIO_CONFIG_S_ACKNOWLEDGE 1
+#define VHU_VIRTIO_CONFIG_S_DRIVER 2
+#define VHU_VIRTIO_CONFIG_S_DRIVER_OK 4
+#define VHU_VIRTIO_CONFIG_S_FEATURES_OK 8
+#define VHU_VIRTIO_CONFIG_S_NEEDS_RESET 0x40
+#define VHU_VIRTIO_CONFIG_S_FAILED 0x80
 
 /* Device ids (virtio 5). */
-#define VIRTIO_ID_NET 1
-#define VIRTIO_ID_BLOCK 2
-#define VIRTIO_ID_CONSOLE 3
-#define VIRTIO_ID_RNG 4
+#define VHU_VIRTIO_ID_NET 1
+#define VHU_VIRTIO_ID_BLOCK 2
+#define VHU_VIRTIO_ID_CONSOLE 3
+#define VHU_VIRTIO_ID_RNG 4
 
 /* Typed feature test: never `features & BIT_NUMBER`. */
 static inline bool vhu_has_feature(uint64_t features, unsigned bit)
@@ -45,52 +45,52 @@ static inline uint64_t vhu_feature(unsigned bit)
 }
 
 /* Split ring layout (virtio 2.7). */
-#define VRING_DESC_F_NEXT 1
-#define VRING_DESC_F_WRITE 2
-#define VRING_DESC_F_INDIRECT 4
-#define VRING_USED_F_NO_NOTIFY 1
-#define VRING_AVAIL_F_NO_INTERRUPT 1
+#define VHU_VRING_DESC_F_NEXT 1
+#define VHU_VRING_DESC_F_WRITE 2
+#define VHU_VRING_DESC_F_INDIRECT 4
+#define VHU_VRING_USED_F_NO_NOTIFY 1
+#define VHU_VRING_AVAIL_F_NO_INTERRUPT 1
 
-struct vring_desc {
+struct vhu_vring_desc {
     uint64_t addr;
     uint32_t len;
     uint16_t flags;
     uint16_t next;
 };
 
-struct vring_avail {
+struct vhu_vring_avail {
     uint16_t flags;
     uint16_t idx;
     uint16_t ring[]; /* followed by used_event */
 };
 
-struct vring_used_elem {
+struct vhu_vring_used_elem {
     uint32_t id;
     uint32_t len;
 };
 
-struct vring_used {
+struct vhu_vring_used {
     uint16_t flags;
     uint16_t idx;
-    struct vring_used_elem ring[]; /* followed by avail_event */
+    struct vhu_vring_used_elem ring[]; /* followed by avail_event */
 };
 
 /* Packed ring layout (virtio 2.8). */
-#define VRING_PACKED_DESC_F_AVAIL 7
-#define VRING_PACKED_DESC_F_USED 15
-#define VRING_PACKED_EVENT_FLAG_ENABLE 0x0
-#define VRING_PACKED_EVENT_FLAG_DISABLE 0x1
-#define VRING_PACKED_EVENT_FLAG_DESC 0x2
-#define VRING_PACKED_EVENT_F_WRAP_CTR 15
+#define VHU_VRING_PACKED_DESC_F_AVAIL 7
+#define VHU_VRING_PACKED_DESC_F_USED 15
+#define VHU_VRING_PACKED_EVENT_FLAG_ENABLE 0x0
+#define VHU_VRING_PACKED_EVENT_FLAG_DISABLE 0x1
+#define VHU_VRING_PACKED_EVENT_FLAG_DESC 0x2
+#define VHU_VRING_PACKED_EVENT_F_WRAP_CTR 15
 
-struct vring_packed_desc {
+struct vhu_vring_packed_desc {
     uint64_t addr;
     uint32_t len;
     uint16_t id;
     uint16_t flags;
 };
 
-struct vring_packed_desc_event {
+struct vhu_vring_packed_desc_event {
     uint16_t off_wrap;
     uint16_t flags;
 };

@@ -56,7 +56,7 @@ static void vq_error_hook(struct vhu_vq *vq, void *opaque)
     struct vhu_core_ring *r = opaque;
 
     /* virtio 2.1.2: a device that hit an error it cannot recover from sets NEEDS_RESET. */
-    __atomic_fetch_or(&r->c->status, VIRTIO_CONFIG_S_NEEDS_RESET, __ATOMIC_RELAXED);
+    __atomic_fetch_or(&r->c->status, VHU_VIRTIO_CONFIG_S_NEEDS_RESET, __ATOMIC_RELAXED);
     vhu_notifier_signal(r->err);
     vhu_err("queue %u stopped after a driver error; other queues keep running",
             vhu_vq_index(vq));
@@ -87,13 +87,13 @@ static void *translate(const struct vhu_core *c, enum vhu_addr_space space, uint
 /* Translate the ring areas and start the ring and the device's queue. */
 static int vq_start(struct vhu_core *c, struct vhu_core_ring *r)
 {
-    bool packed = vhu_has_feature(c->dev->acked_features, VIRTIO_F_RING_PACKED);
+    bool packed = vhu_has_feature(c->dev->acked_features, VHU_VIRTIO_F_RING_PACKED);
     uint16_t num = r->num;
     struct vhu_vq_config cfg = {
         .num = num,
         .packed = packed,
-        .event_idx = vhu_has_feature(c->dev->acked_features, VIRTIO_RING_F_EVENT_IDX),
-        .indirect = vhu_has_feature(c->dev->acked_features, VIRTIO_RING_F_INDIRECT_DESC),
+        .event_idx = vhu_has_feature(c->dev->acked_features, VHU_VIRTIO_RING_F_EVENT_IDX),
+        .indirect = vhu_has_feature(c->dev->acked_features, VHU_VIRTIO_RING_F_INDIRECT_DESC),
     };
     uint64_t dsz = packed ? vhu_packed_desc_size(num) : vhu_split_desc_size(num);
     uint64_t asz = packed ? VHU_PACKED_EVENT_SIZE : vhu_split_avail_size(num);

@@ -938,7 +938,7 @@ static int cmd_bench(const struct blk_opts *o)
         fprintf(stderr, "bench: the disk (%" PRIu64 " bytes) is smaller than --bs\n", bytes);
         goto out;
     }
-    if (!has(&d, VIRTIO_RING_F_INDIRECT_DESC) && o->iodepth * (2 + (o->bs + 4095) / 4096) >
+    if (!has(&d, VHU_VIRTIO_RING_F_INDIRECT_DESC) && o->iodepth * (2 + (o->bs + 4095) / 4096) >
                                                      o->queue_size)
         fprintf(stderr, "bench: warning: without indirect descriptors the ring (%u) may not "
                 "hold %u requests\n", o->queue_size, o->iodepth);

@@ -39,7 +39,7 @@
 #include "vhuctl_common.h"
 #include "vhuctl_net.h"
 
-#define NET_HDR sizeof(struct virtio_net_hdr_v1)
+#define NET_HDR sizeof(struct vhu_virtio_net_hdr_v1)
 #define ETH_HLEN 14
 #define ETH_MIN_FRAME 60   /* without FCS */
 #define ETH_MAX_FRAME 1514 /* MTU 1500 */
@@ -82,7 +82,7 @@ struct netdev {
     uint16_t mtu;
     uint32_t max_frame; /* largest frame accepted on receive (Ethernet header included) */
     bool has_config;
-    struct virtio_net_config cfg;
+    struct vhu_virtio_net_config cfg;
 };
 
 /* One frame's bytes as sent; what a reflected frame must look like. */
@@ -303,9 +303,9 @@ static uint32_t rx_buf_len(const struct net_opts *o, const struct netdev *d)
  */
 static int net_open(const struct net_opts *o, size_t bufs, struct netdev *d)
 {
-    const uint64_t want = vhu_feature(VIRTIO_NET_F_MTU) | vhu_feature(VIRTIO_NET_F_MAC) |
-                          vhu_feature(VIRTIO_NET_F_STATUS) | vhu_feature(VIRTIO_NET_F_MQ) |
-                          (o->no_mrg ? 0 : vhu_feature(VIRTIO_NET_F_MRG_RXBUF));
+    const uint64_t want = vhu_feature(VHU_VIRTIO_NET_F_MTU) | vhu_feature(VHU_VIRTIO_NET_F_MAC) |
+                          vhu_feature(VHU_VIRTIO_NET_F_STATUS) | vhu_feature(VHU_VIRTIO_NET_F_MQ) |
+                          (o->no_mrg ? 0 : vhu_feature(VHU_VIRTIO_NET_F_MRG_RXBUF));
     size_t ring = vhu_vqd_ring_size((uint16_t)o->queue_size, o->packed) +
                   (size_t)o->queue_size * 16 * 16 + 8192;
     struct vhu_fe_opts fo = {
@@ -331,28 +331,28 @@ static int net_open(const struct net_opts *o, size_t bufs, struct netdev *d)
     if (r < 0)
         return r;
     d->features = vhu_fe_features(d->fe);
-    if (!vhu_has_feature(d->features, VIRTIO_F_VERSION_1)) {
+    if (!vhu_has_feature(d->features, VHU_VIRTIO_F_VERSION_1)) {
         fprintf(stderr, "vhuctl: the backend does not offer VIRTIO_F_VERSION_1 (features 0x%"
                 PRIx64 "); vhuctl net only speaks the 12-byte virtio 1.x header\n",
                 vhu_fe_backend_features(d->fe));
         r = -ENOTSUP;
         goto fail;
     }
-    if (o->pairs > 1 && !vhu_has_feature(d->features, VIRTIO_NET_F_MQ)) {
+    if (o->pairs > 1 && !vhu_has_feature(d->features, VHU_VIRTIO_NET_F_MQ)) {
         fprintf(stderr, "vhuctl: --queue-pairs %u needs VIRTIO_NET_F_MQ, not offered\n",
                 o->pairs);
         r = -ENOTSUP;
         goto fail;
     }
-    d->mrg = vhu_has_feature(d->features, VIRTIO_NET_F_MRG_RXBUF);
+    d->mrg = vhu_has_feature(d->features, VHU_VIRTIO_NET_F_MRG_RXBUF);
     d->mtu = NET_DEF_MTU;
     /* Backends without VHOST_USER_PROTOCOL_F_CONFIG (DPDK) have no readable config space. */
     if (vhu_fe_get_config(d->fe, 0, &d->cfg, sizeof(d->cfg)) == 0) {
         d->has_config = true;
-        if (vhu_has_feature(d->features, VIRTIO_NET_F_MTU) && le16toh(d->cfg.mtu) >= 68)
+        if (vhu_has_feature(d->features, VHU_VIRTIO_NET_F_MTU) && le16toh(d->cfg.mtu) >= 68)
             d->mtu = le16toh(d->cfg.mtu);
-        if (vhu_has_feature(d->features, VIRTIO_NET_F_STATUS) &&
-            !(le16toh(d->cfg.status) & VIRTIO_NET_S_LINK_UP))
+        if (vhu_has_feature(d->features, VHU_VIRTIO_NET_F_STATUS) &&
+            !(le16toh(d->cfg.status) & VHU_VIRTIO_NET_S_LINK_UP))
             fprintf(stderr, "vhuctl: warning: the device reports its link down\n");
     }
     d->max_frame = (uint32_t)d->mtu + ETH_HLEN;
@@ -658,7 +658,7 @@ static void rx_buffer(struct rxq *q, struct buf *b, uint32_t len)
 
     q->bufs_used++;
     if (q->pend == 0) {
-        struct virtio_net_hdr_v1 h;
+        struct vhu_virtio_net_hdr_v1 h;
         unsigned nb;
 
         if (len < NET_HDR) {

@@ -221,7 +221,7 @@ static void print_net_stats(const struct daemon *d)
         const struct vhu_device *dev = d->srv[i].dev;
         struct vhu_net_stats t[2] = {{0}};
 
-        if (!dev || dev->virtio_id != VIRTIO_ID_NET)
+        if (!dev || dev->virtio_id != VHU_VIRTIO_ID_NET)
             continue;
         for (unsigned q = 0; q < dev->num_queues; q++) {
             struct vhu_net_stats st;
@@ -493,10 +493,10 @@ int main(int argc, char **argv)
             }
             break;
         case 1005:
-            if (parse_uint(optarg, VIRTIO_NET_MAX_QUEUE_PAIRS, &o.queue_pairs) < 0 ||
+            if (parse_uint(optarg, VHU_VIRTIO_NET_MAX_QUEUE_PAIRS, &o.queue_pairs) < 0 ||
                 o.queue_pairs == 0) {
                 fprintf(stderr, "vhud: bad --queue-pairs '%s' (1..%u)\n", optarg,
-                        VIRTIO_NET_MAX_QUEUE_PAIRS);
+                        VHU_VIRTIO_NET_MAX_QUEUE_PAIRS);
                 return 2;
             }
             break;

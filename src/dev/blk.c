@@ -46,7 +46,7 @@ struct blk_dev {
     uint32_t seg_max;
     bool wce_default;
     uint8_t wce; /* the writeback field; written by set_config, read on queue threads (atomics) */
-    char serial[VIRTIO_BLK_ID_BYTES];
+    char serial[VHU_VIRTIO_BLK_ID_BYTES];
 };
 
 /* One queue's state, owned by the queue's thread. */
@@ -84,7 +84,7 @@ struct blk_req {
     uint64_t zero_pos;       /* DWZ_WRITE: bytes of the current range done */
     uint32_t zero_chunk;     /* DWZ_WRITE: bytes in flight */
     struct iovec zero_tail;
-    struct virtio_blk_discard_write_zeroes dwz[BLK_MAX_DWZ_SEG];
+    struct vhu_virtio_blk_discard_write_zeroes dwz[BLK_MAX_DWZ_SEG];
 };
 
 /* Read by the kernel only. Aligned for O_DIRECT. */
@@ -112,7 +112,7 @@ static bool writethrough(const struct blk_dev *bd)
 
     if (!__atomic_load_n(&bd->wce, __ATOMIC_RELAXED))
         return true;
-    return !vhu_has_feature(f, VIRTIO_BLK_F_CONFIG_WCE) && !vhu_has_feature(f, VIRTIO_BLK_F_FLUSH);
+    return !vhu_has_feature(f, VHU_VIRTIO_BLK_F_CONFIG_WCE) && !vhu_has_feature(f, VHU_VIRTIO_BLK_F_FLUSH);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -126,7 +126,7 @@ static bool writethrough(const struct blk_dev *bd)
 static void finish(struct blk_req *r, uint8_t status)
 {
     struct blk_queue *q = r->q;
-    uint32_t written = status == VIRTIO_BLK_S_OK ? r->written : 0;
+    uint32_t written = status == VHU_VIRTIO_BLK_S_OK ? r->written : 0;
 
     *r->status = status;
     q->inflight--;
@@ -141,16 +141,16 @@ static void dwz_next_range(struct blk_req *r)
         r->idwz++;
     while (r->idwz < r->ndwz && r->dwz[r->idwz].num_sectors == 0); /* empty ranges: done */
     if (r->idwz < r->ndwz) {
-        const struct virtio_blk_discard_write_zeroes *d = &r->dwz[r->idwz];
-        r->mode = (r->type == VIRTIO_BLK_T_DISCARD ||
-                   (d->flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP))
+        const struct vhu_virtio_blk_discard_write_zeroes *d = &r->dwz[r->idwz];
+        r->mode = (r->type == VHU_VIRTIO_BLK_T_DISCARD ||
+                   (d->flags & VHU_VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP))
                       ? DWZ_PUNCH
                       : DWZ_ZERO;
         r->zero_pos = 0;
     } else if (r->sync_after) {
         r->mode = DWZ_SYNC;
     } else {
-        finish(r, VIRTIO_BLK_S_OK);
+        finish(r, VHU_VIRTIO_BLK_S_OK);
         return;
     }
     dwz_issue(r);
@@ -163,11 +163,11 @@ static void dwz_next_range(struct blk_req *r)
  */
 static void dwz_done(struct blk_req *r, int res)
 {
-    const struct virtio_blk_discard_write_zeroes *d = &r->dwz[r->idwz];
+    const struct vhu_virtio_blk_discard_write_zeroes *d = &r->dwz[r->idwz];
 
     switch (r->mode) {
     case DWZ_PUNCH:
-        if (res == -EOPNOTSUPP && r->type == VIRTIO_BLK_T_DISCARD)
+        if (res == -EOPNOTSUPP && r->type == VHU_VIRTIO_BLK_T_DISCARD)
             res = 0;
         else if (res == -EOPNOTSUPP) {
             r->mode = DWZ_ZERO;
@@ -188,21 +188,21 @@ static void dwz_done(struct blk_req *r, int res)
             res = -EIO;
         if (res >= 0) {
             r->zero_pos += r->zero_chunk;
-            if (r->zero_pos < (uint64_t)d->num_sectors * VIRTIO_BLK_SECTOR_SIZE) {
+            if (r->zero_pos < (uint64_t)d->num_sectors * VHU_VIRTIO_BLK_SECTOR_SIZE) {
                 dwz_issue(r);
                 return;
             }
         }
         break;
     case DWZ_SYNC:
-        finish(r, res < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK);
+        finish(r, res < 0 ? VHU_VIRTIO_BLK_S_IOERR : VHU_VIRTIO_BLK_S_OK);
         return;
     }
     if (res < 0) {
         vhu_err_rl("blk: %s of %u sectors at %llu failed: %s",
-                   r->type == VIRTIO_BLK_T_DISCARD ? "discard" : "write zeroes", d->num_sectors,
+                   r->type == VHU_VIRTIO_BLK_T_DISCARD ? "discard" : "write zeroes", d->num_sectors,
                    (unsigned long long)d->sector, strerror(-res));
-        finish(r, VIRTIO_BLK_S_IOERR);
+        finish(r, VHU_VIRTIO_BLK_S_IOERR);
         return;
     }
     dwz_next_range(r);
@@ -212,9 +212,9 @@ static void dwz_issue(struct blk_req *r)
 {
     struct blk_queue *q = r->q;
     const struct blk_store_ops *ops = q->bd->st->ops;
-    const struct virtio_blk_discard_write_zeroes *d = &r->dwz[r->idwz];
-    uint64_t off = d->sector * VIRTIO_BLK_SECTOR_SIZE;
-    uint64_t len = (uint64_t)d->num_sectors * VIRTIO_BLK_SECTOR_SIZE;
+    const struct vhu_virtio_blk_discard_write_zeroes *d = &r->dwz[r->idwz];
+    uint64_t off = d->sector * VHU_VIRTIO_BLK_SECTOR_SIZE;
+    uint64_t len = (uint64_t)d->num_sectors * VHU_VIRTIO_BLK_SECTOR_SIZE;
     int rc;
 
     switch (r->mode) {
@@ -244,7 +244,7 @@ static void dwz_issue(struct blk_req *r)
         break;
     }
     if (rc < 0)
-        finish(r, VIRTIO_BLK_S_IOERR);
+        finish(r, VHU_VIRTIO_BLK_S_IOERR);
 }
 
 /* The store's completion callback (the queue's thread). */
@@ -253,24 +253,24 @@ static void req_done(void *cookie, int res)
     struct blk_req *r = cookie;
 
     switch (r->type) {
-    case VIRTIO_BLK_T_IN:
-    case VIRTIO_BLK_T_OUT:
+    case VHU_VIRTIO_BLK_T_IN:
+    case VHU_VIRTIO_BLK_T_OUT:
         /* A short transfer is a failure too: the file shrank under us, or the medium is full. */
         if (res < 0 || (uint64_t)res != r->data_len) {
             vhu_err_rl("blk: %s of %llu bytes at sector %llu: %s",
-                       r->type == VIRTIO_BLK_T_IN ? "read" : "write",
+                       r->type == VHU_VIRTIO_BLK_T_IN ? "read" : "write",
                        (unsigned long long)r->data_len,
                        (unsigned long long)r->sector,
                        res < 0 ? strerror(-res) : "short transfer");
-            finish(r, VIRTIO_BLK_S_IOERR);
+            finish(r, VHU_VIRTIO_BLK_S_IOERR);
         } else {
-            finish(r, VIRTIO_BLK_S_OK);
+            finish(r, VHU_VIRTIO_BLK_S_OK);
         }
         break;
-    case VIRTIO_BLK_T_FLUSH:
+    case VHU_VIRTIO_BLK_T_FLUSH:
         if (res < 0)
             vhu_err_rl("blk: flush failed: %s", strerror(-res));
-        finish(r, res < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK);
+        finish(r, res < 0 ? VHU_VIRTIO_BLK_S_IOERR : VHU_VIRTIO_BLK_S_OK);
         break;
     default:
         dwz_done(r, res);
@@ -306,7 +306,7 @@ static bool take_status(struct blk_req *r)
 static void readable_data(struct blk_req *r, struct iovec **iov, unsigned *n, uint64_t *len)
 {
     struct vhu_vq_elem *e = &r->elem;
-    size_t skip = sizeof(struct virtio_blk_outhdr);
+    size_t skip = sizeof(struct vhu_virtio_blk_outhdr);
     uint32_t i = 0;
 
     while (i < e->out_num && e->iov[i].iov_len <= skip)
@@ -317,15 +317,15 @@ static void readable_data(struct blk_req *r, struct iovec **iov, unsigned *n, ui
     }
     *iov = e->iov + i;
     *n = e->out_num - i;
-    *len = e->out_len - sizeof(struct virtio_blk_outhdr);
+    *len = e->out_len - sizeof(struct vhu_virtio_blk_outhdr);
 }
 
 /* sector and len (bytes) inside the disk, aligned to the logical block size. */
 static bool range_ok(const struct blk_dev *bd, uint64_t sector, uint64_t len)
 {
-    if (len % bd->blk_size || sector % (bd->blk_size / VIRTIO_BLK_SECTOR_SIZE))
+    if (len % bd->blk_size || sector % (bd->blk_size / VHU_VIRTIO_BLK_SECTOR_SIZE))
         return false;
-    return sector <= bd->capacity && len / VIRTIO_BLK_SECTOR_SIZE <= bd->capacity - sector;
+    return sector <= bd->capacity && len / VHU_VIRTIO_BLK_SECTOR_SIZE <= bd->capacity - sector;
 }
 
 static uint8_t start_rw(struct blk_req *r, uint64_t sector, struct iovec *rd, unsigned nrd,
@@ -336,20 +336,20 @@ static uint8_t start_rw(struct blk_req *r, uint64_t sector, struct iovec *rd, un
     const struct blk_store_ops *ops = bd->st->ops;
     int rc;
 
-    if (r->type == VIRTIO_BLK_T_IN) {
+    if (r->type == VHU_VIRTIO_BLK_T_IN) {
         if (rd_len) {
             vhu_err_rl("blk: read request with %llu readable data bytes",
                        (unsigned long long)rd_len);
-            return VIRTIO_BLK_S_IOERR;
+            return VHU_VIRTIO_BLK_S_IOERR;
         }
     } else {
         /* §5.2.6.2: a write to a read-only device fails, and nothing is written. */
         if (bd->st->read_only)
-            return VIRTIO_BLK_S_IOERR;
+            return VHU_VIRTIO_BLK_S_IOERR;
         if (r->data_len) {
             vhu_err_rl("blk: write request with %llu writable data bytes",
                        (unsigned long long)r->data_len);
-            return VIRTIO_BLK_S_IOERR;
+            return VHU_VIRTIO_BLK_S_IOERR;
         }
         r->data = rd;
         r->ndata = nrd;
@@ -358,52 +358,52 @@ static uint8_t start_rw(struct blk_req *r, uint64_t sector, struct iovec *rd, un
     if (!range_ok(bd, sector, r->data_len) || r->data_len > BLK_MAX_RW_BYTES) {
         vhu_err_rl("blk: %llu bytes at sector %llu: outside the disk or misaligned",
                    (unsigned long long)r->data_len, (unsigned long long)sector);
-        return VIRTIO_BLK_S_IOERR;
+        return VHU_VIRTIO_BLK_S_IOERR;
     }
     if (!r->data_len)
-        return VIRTIO_BLK_S_OK;
+        return VHU_VIRTIO_BLK_S_OK;
     r->sector = sector;
-    if (r->type == VIRTIO_BLK_T_IN) {
+    if (r->type == VHU_VIRTIO_BLK_T_IN) {
         r->written = (uint32_t)r->data_len;
-        rc = ops->readv(q->io, r->data, r->ndata, sector * VIRTIO_BLK_SECTOR_SIZE, r);
+        rc = ops->readv(q->io, r->data, r->ndata, sector * VHU_VIRTIO_BLK_SECTOR_SIZE, r);
     } else {
-        rc = ops->writev(q->io, r->data, r->ndata, sector * VIRTIO_BLK_SECTOR_SIZE,
+        rc = ops->writev(q->io, r->data, r->ndata, sector * VHU_VIRTIO_BLK_SECTOR_SIZE,
                          writethrough(bd), r);
     }
-    return rc < 0 ? VIRTIO_BLK_S_IOERR : 0xff;
+    return rc < 0 ? VHU_VIRTIO_BLK_S_IOERR : 0xff;
 }
 
 static uint8_t start_dwz(struct blk_req *r, const struct iovec *rd, unsigned nrd, uint64_t rd_len)
 {
     struct blk_dev *bd = r->q->bd;
-    bool discard = r->type == VIRTIO_BLK_T_DISCARD;
-    unsigned feature = discard ? VIRTIO_BLK_F_DISCARD : VIRTIO_BLK_F_WRITE_ZEROES;
+    bool discard = r->type == VHU_VIRTIO_BLK_T_DISCARD;
+    unsigned feature = discard ? VHU_VIRTIO_BLK_F_DISCARD : VHU_VIRTIO_BLK_F_WRITE_ZEROES;
     size_t n = rd_len / sizeof(r->dwz[0]);
 
     if (!vhu_has_feature(bd->dev.acked_features, feature))
-        return VIRTIO_BLK_S_UNSUPP;
+        return VHU_VIRTIO_BLK_S_UNSUPP;
     if (bd->st->read_only)
-        return VIRTIO_BLK_S_IOERR;
+        return VHU_VIRTIO_BLK_S_IOERR;
     /* §5.2.6: data is an array of 16-byte ranges, at most max_*_seg of them, nothing writable */
     if (r->data_len || !n || rd_len % sizeof(r->dwz[0]) || n > BLK_MAX_DWZ_SEG) {
         vhu_err_rl("blk: %s request with %llu readable, %llu writable data bytes",
                    discard ? "discard" : "write zeroes", (unsigned long long)rd_len,
                    (unsigned long long)r->data_len);
-        return VIRTIO_BLK_S_IOERR;
+        return VHU_VIRTIO_BLK_S_IOERR;
     }
     vhu_iov_to_buf(rd, nrd, 0, r->dwz, n * sizeof(r->dwz[0]));
     for (size_t i = 0; i < n; i++) {
-        const struct virtio_blk_discard_write_zeroes *d = &r->dwz[i];
+        const struct vhu_virtio_blk_discard_write_zeroes *d = &r->dwz[i];
         /* §5.2.6.2: unknown flags, or UNMAP on a discard, are UNSUPP. */
-        if (d->flags & ~(uint32_t)VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP ||
+        if (d->flags & ~(uint32_t)VHU_VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP ||
             (discard && d->flags))
-            return VIRTIO_BLK_S_UNSUPP;
+            return VHU_VIRTIO_BLK_S_UNSUPP;
         if (d->num_sectors > BLK_MAX_DWZ_SECTORS ||
-            !range_ok(bd, d->sector, (uint64_t)d->num_sectors * VIRTIO_BLK_SECTOR_SIZE)) {
+            !range_ok(bd, d->sector, (uint64_t)d->num_sectors * VHU_VIRTIO_BLK_SECTOR_SIZE)) {
             vhu_err_rl("blk: %s of %u sectors at %llu: outside the disk, misaligned or too long",
                        discard ? "discard" : "write zeroes", d->num_sectors,
                        (unsigned long long)d->sector);
-            return VIRTIO_BLK_S_IOERR;
+            return VHU_VIRTIO_BLK_S_IOERR;
         }
     }
     r->ndwz = (uint8_t)n;
@@ -421,7 +421,7 @@ static uint8_t start_dwz(struct blk_req *r, const struct iovec *rd, unsigned nrd
 static uint8_t start(struct blk_req *r)
 {
     struct blk_dev *bd = r->q->bd;
-    struct virtio_blk_outhdr hdr;
+    struct vhu_virtio_blk_outhdr hdr;
     struct iovec *rd;
     unsigned nrd;
     uint64_t rd_len;
@@ -429,7 +429,7 @@ static uint8_t start(struct blk_req *r)
     if (r->elem.out_len < sizeof(hdr)) {
         vhu_err_rl("blk: request header is %llu bytes, not 16",
                    (unsigned long long)r->elem.out_len);
-        return VIRTIO_BLK_S_IOERR;
+        return VHU_VIRTIO_BLK_S_IOERR;
     }
     /* Copy the header out once: the guest may rewrite its memory meanwhile. */
     vhu_iov_to_buf(r->elem.iov, r->elem.out_num, 0, &hdr, sizeof(hdr));
@@ -437,26 +437,26 @@ static uint8_t start(struct blk_req *r)
     r->type = hdr.type;
 
     switch (hdr.type) {
-    case VIRTIO_BLK_T_IN:
-    case VIRTIO_BLK_T_OUT:
+    case VHU_VIRTIO_BLK_T_IN:
+    case VHU_VIRTIO_BLK_T_OUT:
         return start_rw(r, hdr.sector, rd, nrd, rd_len);
-    case VIRTIO_BLK_T_FLUSH:
+    case VHU_VIRTIO_BLK_T_FLUSH:
         /* §5.2.6.1: the driver sets sector 0 and SHOULD NOT send data; both are ignored. */
-        return bd->st->ops->flush(r->q->io, r) < 0 ? VIRTIO_BLK_S_IOERR : 0xff;
-    case VIRTIO_BLK_T_GET_ID: {
+        return bd->st->ops->flush(r->q->io, r) < 0 ? VHU_VIRTIO_BLK_S_IOERR : 0xff;
+    case VHU_VIRTIO_BLK_T_GET_ID: {
         /* §5.2.6: up to 20 bytes, NUL-padded, no terminator when it is 20 long. */
         if (rd_len)
-            return VIRTIO_BLK_S_IOERR;
+            return VHU_VIRTIO_BLK_S_IOERR;
         r->written = (uint32_t)vhu_iov_from_buf(r->data, r->ndata, 0, bd->serial,
                                                 VHU_MIN(r->data_len, sizeof(bd->serial)));
-        return VIRTIO_BLK_S_OK;
+        return VHU_VIRTIO_BLK_S_OK;
     }
-    case VIRTIO_BLK_T_DISCARD:
-    case VIRTIO_BLK_T_WRITE_ZEROES:
+    case VHU_VIRTIO_BLK_T_DISCARD:
+    case VHU_VIRTIO_BLK_T_WRITE_ZEROES:
         return start_dwz(r, rd, nrd, rd_len);
     default:
         /* §5.2.6.2: GET_LIFETIME, SECURE_ERASE, zoned and unknown requests: not offered. */
-        return VIRTIO_BLK_S_UNSUPP;
+        return VHU_VIRTIO_BLK_S_UNSUPP;
     }
 }
 
@@ -595,9 +595,9 @@ static void blk_queue_stop(struct vhu_device *dev, struct vhu_vq *vq)
 /* Config space, features, lifecycle                                                           */
 /* ------------------------------------------------------------------------------------------ */
 
-static void fill_config(const struct blk_dev *bd, struct virtio_blk_config *c)
+static void fill_config(const struct blk_dev *bd, struct vhu_virtio_blk_config *c)
 {
-    uint32_t lbs_sectors = bd->blk_size / VIRTIO_BLK_SECTOR_SIZE;
+    uint32_t lbs_sectors = bd->blk_size / VHU_VIRTIO_BLK_SECTOR_SIZE;
     uint32_t pbs = bd->st->phys_block_size;
     uint8_t exp = 0;
 
@@ -624,7 +624,7 @@ static void fill_config(const struct blk_dev *bd, struct virtio_blk_config *c)
 
 static int blk_get_config(struct vhu_device *dev, void *buf, uint32_t off, uint32_t len)
 {
-    struct virtio_blk_config c;
+    struct vhu_virtio_blk_config c;
 
     fill_config((struct blk_dev *)dev, &c);
     memcpy(buf, (const uint8_t *)&c + off, len);
@@ -637,8 +637,8 @@ static int blk_set_config(struct vhu_device *dev, const void *buf, uint32_t off,
     struct blk_dev *bd = (struct blk_dev *)dev;
     uint8_t v;
 
-    if (off != offsetof(struct virtio_blk_config, writeback) || len != 1 ||
-        !vhu_has_feature(dev->acked_features, VIRTIO_BLK_F_CONFIG_WCE)) {
+    if (off != offsetof(struct vhu_virtio_blk_config, writeback) || len != 1 ||
+        !vhu_has_feature(dev->acked_features, VHU_VIRTIO_BLK_F_CONFIG_WCE)) {
         vhu_err_rl("blk: config write of %u bytes at %u refused", len, off);
         return -EINVAL;
     }
@@ -691,10 +691,10 @@ VHU_EXPORT int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_device **
     if (!o.seg_max)
         o.seg_max = BLK_DEF_SEG_MAX;
     if (!o.blk_size)
-        o.blk_size = VIRTIO_BLK_SECTOR_SIZE;
+        o.blk_size = VHU_VIRTIO_BLK_SECTOR_SIZE;
     if (o.max_queue_size > VHU_VQ_MAX_SIZE || o.seg_max > BLK_MAX_SEG_MAX ||
         (o.blk_size != 512 && o.blk_size != 4096) ||
-        (o.serial && strlen(o.serial) > VIRTIO_BLK_ID_BYTES) || o.engine > VHU_BLK_ENGINE_SYNC) {
+        (o.serial && strlen(o.serial) > VHU_VIRTIO_BLK_ID_BYTES) || o.engine > VHU_BLK_ENGINE_SYNC) {
         vhu_err("blk: invalid options (queue size <= %u, seg_max <= %u, block size 512 or 4096,"
                 " serial <= 20 bytes, a known engine)", VHU_VQ_MAX_SIZE, BLK_MAX_SEG_MAX);
         return -EINVAL;
@@ -718,7 +718,7 @@ VHU_EXPORT int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_device **
         blk_destroy(&bd->dev);
         return -EINVAL;
     }
-    bd->capacity = bd->st->size / VIRTIO_BLK_SECTOR_SIZE;
+    bd->capacity = bd->st->size / VHU_VIRTIO_BLK_SECTOR_SIZE;
     bd->blk_size = o.blk_size;
     bd->seg_max = o.seg_max;
     bd->wce_default = !o.writethrough;
@@ -726,26 +726,26 @@ VHU_EXPORT int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_device **
     if (o.serial)
         memcpy(bd->serial, o.serial, strlen(o.serial)); /* NUL-padded by calloc */
 
-    features = vhu_feature(VIRTIO_F_VERSION_1) | vhu_feature(VIRTIO_F_RING_PACKED) |
-               vhu_feature(VIRTIO_RING_F_INDIRECT_DESC) | vhu_feature(VIRTIO_RING_F_EVENT_IDX) |
-               vhu_feature(VIRTIO_BLK_F_SIZE_MAX) | vhu_feature(VIRTIO_BLK_F_SEG_MAX) |
-               vhu_feature(VIRTIO_BLK_F_BLK_SIZE) | vhu_feature(VIRTIO_BLK_F_TOPOLOGY) |
-               vhu_feature(VIRTIO_BLK_F_FLUSH) | vhu_feature(VIRTIO_BLK_F_CONFIG_WCE) |
-               vhu_feature(VIRTIO_BLK_F_MQ);
+    features = vhu_feature(VHU_VIRTIO_F_VERSION_1) | vhu_feature(VHU_VIRTIO_F_RING_PACKED) |
+               vhu_feature(VHU_VIRTIO_RING_F_INDIRECT_DESC) | vhu_feature(VHU_VIRTIO_RING_F_EVENT_IDX) |
+               vhu_feature(VHU_VIRTIO_BLK_F_SIZE_MAX) | vhu_feature(VHU_VIRTIO_BLK_F_SEG_MAX) |
+               vhu_feature(VHU_VIRTIO_BLK_F_BLK_SIZE) | vhu_feature(VHU_VIRTIO_BLK_F_TOPOLOGY) |
+               vhu_feature(VHU_VIRTIO_BLK_F_FLUSH) | vhu_feature(VHU_VIRTIO_BLK_F_CONFIG_WCE) |
+               vhu_feature(VHU_VIRTIO_BLK_F_MQ);
     /* §5.2.3: RO for a read-only disk; DISCARD and WRITE_ZEROES only where writes go. */
     if (o.read_only)
-        features |= vhu_feature(VIRTIO_BLK_F_RO);
+        features |= vhu_feature(VHU_VIRTIO_BLK_F_RO);
     else
-        features |= vhu_feature(VIRTIO_BLK_F_DISCARD) | vhu_feature(VIRTIO_BLK_F_WRITE_ZEROES);
+        features |= vhu_feature(VHU_VIRTIO_BLK_F_DISCARD) | vhu_feature(VHU_VIRTIO_BLK_F_WRITE_ZEROES);
 
     bd->dev = (struct vhu_device){
         .ops = &blk_ops,
         .name = "blk",
-        .virtio_id = VIRTIO_ID_BLOCK,
+        .virtio_id = VHU_VIRTIO_ID_BLOCK,
         .features = features,
         .num_queues = o.num_queues,
         .max_queue_size = o.max_queue_size,
-        .config_size = sizeof(struct virtio_blk_config),
+        .config_size = sizeof(struct vhu_virtio_blk_config),
         .elem_size = sizeof(struct blk_req),
         /* seg_max data segments + header + status (§5.2.4: seg_max counts data only) */
         .max_segs = o.seg_max + 2,

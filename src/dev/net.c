@@ -63,9 +63,9 @@ static void stat_pkt(struct net_queue *q, uint64_t bytes)
     net_stat_add(&s->bytes, bytes);
 }
 
-static void stat_gso(struct net_queue *q, const struct virtio_net_hdr_v1 *h)
+static void stat_gso(struct net_queue *q, const struct vhu_virtio_net_hdr_v1 *h)
 {
-    if (h->gso_type != VIRTIO_NET_HDR_GSO_NONE)
+    if (h->gso_type != VHU_VIRTIO_NET_HDR_GSO_NONE)
         net_stat_add(&q->nd->stats[q->index].gso, 1);
 }
 
@@ -182,7 +182,7 @@ void net_rx_commit(struct net_queue *rxq, struct net_rx_resv *rv, uint64_t len)
     if (!rv->n)
         return;
     vhu_iov_from_buf(e->iov + e->out_num, e->in_num,
-                     offsetof(struct virtio_net_hdr_v1, num_buffers), &nb, sizeof(nb));
+                     offsetof(struct vhu_virtio_net_hdr_v1, num_buffers), &nb, sizeof(nb));
     stat_pkt(rxq, len > NET_HDR_LEN ? len - NET_HDR_LEN : 0);
     rx_push(rxq, rv, len, used);
 }
@@ -228,10 +228,10 @@ static void rx_copy(struct net_queue *rxq, const struct net_rx_resv *rv, const v
     }
 }
 
-int net_rx_deliver(struct net_queue *rxq, const struct virtio_net_hdr_v1 *hdr,
+int net_rx_deliver(struct net_queue *rxq, const struct vhu_virtio_net_hdr_v1 *hdr,
                    const struct iovec *iov, unsigned n, uint32_t len)
 {
-    struct virtio_net_hdr_v1 h = *hdr;
+    struct vhu_virtio_net_hdr_v1 h = *hdr;
     struct net_rx_resv rv;
     uint64_t total = (uint64_t)NET_HDR_LEN + len;
     int r = net_rx_reserve(rxq, total, &rv);
@@ -264,7 +264,7 @@ static void resched(struct net_queue *q)
 static enum net_tx_result tx_one(struct net_queue *q, struct vhu_vq_elem *e)
 {
     struct net_port *p = q->nd->port;
-    struct virtio_net_hdr_v1 hdr;
+    struct vhu_virtio_net_hdr_v1 hdr;
     size_t skip = NET_HDR_LEN;
     uint32_t i = 0, len;
     enum net_tx_result res;
@@ -324,7 +324,7 @@ static void announce_send(struct net_queue *q)
 {
     uint64_t v = __atomic_exchange_n(&q->nd->announce, 0, __ATOMIC_ACQ_REL);
     struct net_port *p = q->nd->port;
-    static const struct virtio_net_hdr_v1 hdr;
+    static const struct vhu_virtio_net_hdr_v1 hdr;
     uint8_t mac[6], f[NET_RARP_LEN];
     struct iovec iov = {f, sizeof(f)};
     enum net_tx_result res = NET_TX_DONE;
@@ -524,7 +524,7 @@ static int net_queue_start(struct vhu_device *dev, struct vhu_vq *vq)
     q->vq = vq;
     q->index = idx;
     q->rx = idx % 2 == 0;
-    q->mrg = vhu_has_feature(dev->acked_features, VIRTIO_NET_F_MRG_RXBUF);
+    q->mrg = vhu_has_feature(dev->acked_features, VHU_VIRTIO_NET_F_MRG_RXBUF);
     q->resched_fd = vhu_eventfd_new();
     if (q->resched_fd < 0) {
         r = q->resched_fd;
@@ -583,8 +583,8 @@ static void net_queue_stop(struct vhu_device *dev, struct vhu_vq *vq)
 static int net_get_config(struct vhu_device *dev, void *buf, uint32_t off, uint32_t len)
 {
     const struct net_dev *nd = (const struct net_dev *)dev;
-    struct virtio_net_config c = {
-        .status = VIRTIO_NET_S_LINK_UP,
+    struct vhu_virtio_net_config c = {
+        .status = VHU_VIRTIO_NET_S_LINK_UP,
         .max_virtqueue_pairs = nd->pairs,
         .mtu = nd->mtu,
     };
@@ -685,12 +685,12 @@ VHU_EXPORT int vhu_net_new(const struct vhu_net_opts *opts, struct vhu_device **
     if (!o.max_queue_size)
         o.max_queue_size = NET_DEF_QUEUE_SIZE;
     if (o.mtu < NET_MIN_MTU || o.mtu > NET_MAX_MTU ||
-        o.queue_pairs > VIRTIO_NET_MAX_QUEUE_PAIRS || o.max_queue_size > VHU_VQ_MAX_SIZE ||
+        o.queue_pairs > VHU_VIRTIO_NET_MAX_QUEUE_PAIRS || o.max_queue_size > VHU_VQ_MAX_SIZE ||
         (o.mac[0] & 1) ||
         (o.port == VHU_NET_PORT_SOURCE &&
          (o.source_size < 60 || o.source_size > (uint32_t)o.mtu + NET_ETH_HLEN))) {
         vhu_err("net: invalid options (mtu 68..65521, queue pairs <= %u, unicast mac,"
-                " source size 60..mtu+14)", VIRTIO_NET_MAX_QUEUE_PAIRS);
+                " source size 60..mtu+14)", VHU_VIRTIO_NET_MAX_QUEUE_PAIRS);
         return -EINVAL;
     }
     nd = calloc(1, sizeof(*nd));
@@ -728,18 +728,18 @@ VHU_EXPORT int vhu_net_new(const struct vhu_net_opts *opts, struct vhu_device **
     nd->dev = (struct vhu_device){
         .ops = &net_ops,
         .name = "net",
-        .virtio_id = VIRTIO_ID_NET,
-        .features = vhu_feature(VIRTIO_F_VERSION_1) | vhu_feature(VIRTIO_F_RING_PACKED) |
-                    vhu_feature(VIRTIO_RING_F_INDIRECT_DESC) |
-                    vhu_feature(VIRTIO_RING_F_EVENT_IDX) |
-                    vhu_feature(VIRTIO_NET_F_MRG_RXBUF) | vhu_feature(VIRTIO_NET_F_MQ) |
-                    vhu_feature(VIRTIO_NET_F_MTU) | vhu_feature(VIRTIO_NET_F_MAC) |
-                    vhu_feature(VIRTIO_NET_F_STATUS) |
-                    vhu_feature(VIRTIO_NET_F_GUEST_ANNOUNCE) | nd->port->ops->features,
+        .virtio_id = VHU_VIRTIO_ID_NET,
+        .features = vhu_feature(VHU_VIRTIO_F_VERSION_1) | vhu_feature(VHU_VIRTIO_F_RING_PACKED) |
+                    vhu_feature(VHU_VIRTIO_RING_F_INDIRECT_DESC) |
+                    vhu_feature(VHU_VIRTIO_RING_F_EVENT_IDX) |
+                    vhu_feature(VHU_VIRTIO_NET_F_MRG_RXBUF) | vhu_feature(VHU_VIRTIO_NET_F_MQ) |
+                    vhu_feature(VHU_VIRTIO_NET_F_MTU) | vhu_feature(VHU_VIRTIO_NET_F_MAC) |
+                    vhu_feature(VHU_VIRTIO_NET_F_STATUS) |
+                    vhu_feature(VHU_VIRTIO_NET_F_GUEST_ANNOUNCE) | nd->port->ops->features,
         .num_queues = (uint16_t)(2 * o.queue_pairs),
         .queue_num_reply = (uint16_t)o.queue_pairs,
         .max_queue_size = o.max_queue_size,
-        .config_size = sizeof(struct virtio_net_config),
+        .config_size = sizeof(struct vhu_virtio_net_config),
         .elem_size = sizeof(struct vhu_vq_elem),
         .max_segs = NET_MAX_SEGS,
     };

@@ -23,7 +23,7 @@
 #include "vhu/virtio.h"
 #include "vhu/vq.h"
 
-#define NET_HDR_LEN ((uint32_t)sizeof(struct virtio_net_hdr_v1))
+#define NET_HDR_LEN ((uint32_t)sizeof(struct vhu_virtio_net_hdr_v1))
 #define NET_BURST 32           /* chains popped between two flushes */
 #define NET_BUDGET 256         /* packets per queue per notify call; the rest is rescheduled */
 #define NET_RX_MAX_CHAINS 256  /* receive chains one packet may use (mergeable) */
@@ -64,7 +64,7 @@ struct net_port_ops {
      * n iovecs of guest memory (valid until the chain is pushed, after this call). NULL: the
      * device drops every frame (counted as tx packets, not drops: a sink). */
     enum net_tx_result (*tx)(struct net_port *p, struct net_queue *txq,
-                             const struct virtio_net_hdr_v1 *hdr, const struct iovec *iov,
+                             const struct vhu_virtio_net_hdr_v1 *hdr, const struct iovec *iov,
                              unsigned n, uint32_t len);
     /* End of a transmit burst: flush what tx() staged elsewhere (reflect: the receive ring). */
     void (*tx_flush)(struct net_port *p, struct net_queue *txq);
@@ -97,33 +97,33 @@ unsigned net_tap_offloads(uint64_t acked);
  * bit GUEST_ECN). A transmitted one only what the driver accepted of the device's offer
  * (§5.1.6.2: CSUM, HOST_TSO4/6/UFO, HOST_ECN). vhu offers no ECN and no UFO.
  */
-static inline bool net_hdr_ok(uint64_t acked, const struct virtio_net_hdr_v1 *h, bool rx)
+static inline bool net_hdr_ok(uint64_t acked, const struct vhu_virtio_net_hdr_v1 *h, bool rx)
 {
-    unsigned csum = rx ? VIRTIO_NET_F_GUEST_CSUM : VIRTIO_NET_F_CSUM;
-    unsigned ecn = rx ? VIRTIO_NET_F_GUEST_ECN : VIRTIO_NET_F_HOST_ECN;
-    unsigned tso4 = rx ? VIRTIO_NET_F_GUEST_TSO4 : VIRTIO_NET_F_HOST_TSO4;
-    unsigned tso6 = rx ? VIRTIO_NET_F_GUEST_TSO6 : VIRTIO_NET_F_HOST_TSO6;
-    unsigned ufo = rx ? VIRTIO_NET_F_GUEST_UFO : VIRTIO_NET_F_HOST_UFO;
+    unsigned csum = rx ? VHU_VIRTIO_NET_F_GUEST_CSUM : VHU_VIRTIO_NET_F_CSUM;
+    unsigned ecn = rx ? VHU_VIRTIO_NET_F_GUEST_ECN : VHU_VIRTIO_NET_F_HOST_ECN;
+    unsigned tso4 = rx ? VHU_VIRTIO_NET_F_GUEST_TSO4 : VHU_VIRTIO_NET_F_HOST_TSO4;
+    unsigned tso6 = rx ? VHU_VIRTIO_NET_F_GUEST_TSO6 : VHU_VIRTIO_NET_F_HOST_TSO6;
+    unsigned ufo = rx ? VHU_VIRTIO_NET_F_GUEST_UFO : VHU_VIRTIO_NET_F_HOST_UFO;
 
-    if ((h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !vhu_has_feature(acked, csum))
+    if ((h->flags & VHU_VIRTIO_NET_HDR_F_NEEDS_CSUM) && !vhu_has_feature(acked, csum))
         return false;
-    if ((h->gso_type & VIRTIO_NET_HDR_GSO_ECN) && !vhu_has_feature(acked, ecn))
+    if ((h->gso_type & VHU_VIRTIO_NET_HDR_GSO_ECN) && !vhu_has_feature(acked, ecn))
         return false;
-    switch (h->gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN) {
-    case VIRTIO_NET_HDR_GSO_NONE: return true;
-    case VIRTIO_NET_HDR_GSO_TCPV4: return vhu_has_feature(acked, tso4);
-    case VIRTIO_NET_HDR_GSO_TCPV6: return vhu_has_feature(acked, tso6);
-    case VIRTIO_NET_HDR_GSO_UDP: return vhu_has_feature(acked, ufo);
+    switch (h->gso_type & (uint8_t)~VHU_VIRTIO_NET_HDR_GSO_ECN) {
+    case VHU_VIRTIO_NET_HDR_GSO_NONE: return true;
+    case VHU_VIRTIO_NET_HDR_GSO_TCPV4: return vhu_has_feature(acked, tso4);
+    case VHU_VIRTIO_NET_HDR_GSO_TCPV6: return vhu_has_feature(acked, tso6);
+    case VHU_VIRTIO_NET_HDR_GSO_UDP: return vhu_has_feature(acked, ufo);
     default: return false;
     }
 }
 
-static inline bool net_hdr_rx_ok(uint64_t acked, const struct virtio_net_hdr_v1 *h)
+static inline bool net_hdr_rx_ok(uint64_t acked, const struct vhu_virtio_net_hdr_v1 *h)
 {
     return net_hdr_ok(acked, h, true);
 }
 
-static inline bool net_hdr_tx_ok(uint64_t acked, const struct virtio_net_hdr_v1 *h)
+static inline bool net_hdr_tx_ok(uint64_t acked, const struct vhu_virtio_net_hdr_v1 *h)
 {
     return net_hdr_ok(acked, h, false);
 }
@@ -159,7 +159,7 @@ void net_rx_cancel(struct net_queue *rxq, struct net_rx_resv *rv);
  * Counts delivery (packets/bytes) and -EMSGSIZE / -EIO drops on rxq; -ENOBUFS is left to the
  * caller (wait or drop).
  */
-int net_rx_deliver(struct net_queue *rxq, const struct virtio_net_hdr_v1 *hdr,
+int net_rx_deliver(struct net_queue *rxq, const struct vhu_virtio_net_hdr_v1 *hdr,
                    const struct iovec *iov, unsigned n, uint32_t len);
 /* Counters, owner thread only. */
 void net_stat_drop(struct net_queue *q, bool error);

@@ -23,12 +23,12 @@
  * checksum or segment).
  */
 static enum net_tx_result reflect_tx(struct net_port *p, struct net_queue *txq,
-                                     const struct virtio_net_hdr_v1 *hdr,
+                                     const struct vhu_virtio_net_hdr_v1 *hdr,
                                      const struct iovec *iov, unsigned n, uint32_t len)
 {
     struct net_queue *rxq = net_queue_get(p->nd, txq->index - 1);
-    struct virtio_net_hdr_v1 h = {
-        .flags = hdr->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM,
+    struct vhu_virtio_net_hdr_v1 h = {
+        .flags = hdr->flags & VHU_VIRTIO_NET_HDR_F_NEEDS_CSUM,
         .gso_type = hdr->gso_type,
         .hdr_len = hdr->hdr_len,
         .gso_size = hdr->gso_size,
@@ -77,9 +77,9 @@ static void port_free(struct net_port *p)
 
 static const struct net_port_ops reflect_ops = {
     .name = "reflect",
-    .features = VHU_BIT(VIRTIO_NET_F_CSUM) | VHU_BIT(VIRTIO_NET_F_GUEST_CSUM) |
-                VHU_BIT(VIRTIO_NET_F_HOST_TSO4) | VHU_BIT(VIRTIO_NET_F_HOST_TSO6) |
-                VHU_BIT(VIRTIO_NET_F_GUEST_TSO4) | VHU_BIT(VIRTIO_NET_F_GUEST_TSO6),
+    .features = VHU_BIT(VHU_VIRTIO_NET_F_CSUM) | VHU_BIT(VHU_VIRTIO_NET_F_GUEST_CSUM) |
+                VHU_BIT(VHU_VIRTIO_NET_F_HOST_TSO4) | VHU_BIT(VHU_VIRTIO_NET_F_HOST_TSO6) |
+                VHU_BIT(VHU_VIRTIO_NET_F_GUEST_TSO4) | VHU_BIT(VHU_VIRTIO_NET_F_GUEST_TSO6),
     .tx = reflect_tx,
     .tx_flush = reflect_tx_flush,
     .destroy = port_free,
@@ -133,7 +133,7 @@ struct source_port {
 static unsigned source_rx_kick(struct net_port *p, struct net_queue *rxq, unsigned budget)
 {
     struct source_port *s = (struct source_port *)p;
-    static const struct virtio_net_hdr_v1 h;
+    static const struct vhu_virtio_net_hdr_v1 h;
     struct iovec v = {s->frame, s->size};
     unsigned done = 0;
 

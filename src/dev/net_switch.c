@@ -151,7 +151,7 @@ static struct net_queue *dest_rxq(const struct sw_port *d, const struct net_queu
 }
 
 static void deliver(struct vhu_net_switch *sw, const struct sw_port *d,
-                    const struct net_queue *txq, const struct virtio_net_hdr_v1 *h,
+                    const struct net_queue *txq, const struct vhu_virtio_net_hdr_v1 *h,
                     const struct iovec *iov, unsigned n, uint32_t len)
 {
     struct net_queue *rxq = dest_rxq(d, txq);
@@ -172,12 +172,12 @@ static void deliver(struct vhu_net_switch *sw, const struct sw_port *d,
 }
 
 static enum net_tx_result switch_tx(struct net_port *p, struct net_queue *txq,
-                                    const struct virtio_net_hdr_v1 *hdr,
+                                    const struct vhu_virtio_net_hdr_v1 *hdr,
                                     const struct iovec *iov, unsigned n, uint32_t len)
 {
     struct sw_port *sp = (struct sw_port *)p;
     struct vhu_net_switch *sw = sp->sw;
-    static const struct virtio_net_hdr_v1 clean;
+    static const struct vhu_virtio_net_hdr_v1 clean;
     uint8_t a[12];
     uint64_t dst, src;
     unsigned to;

@@ -50,7 +50,7 @@ struct tap_rxq {
     bool watched;     /* the tap fd is in the queue's loop */
     uint32_t pending; /* bytes in buf waiting for receive buffers (0: none) */
     /* one byte more than the largest frame: a read that fills it was too big */
-    uint8_t buf[sizeof(struct virtio_net_hdr_v1) + NET_MAX_FRAME + 1];
+    uint8_t buf[sizeof(struct vhu_virtio_net_hdr_v1) + NET_MAX_FRAME + 1];
 };
 
 unsigned net_tap_offloads(uint64_t acked)
@@ -59,12 +59,12 @@ unsigned net_tap_offloads(uint64_t acked)
 
     /* The kernel takes TSO only with CSUM (and the spec makes GUEST_TSO* depend on GUEST_CSUM;
      * a driver that accepts them alone gets neither). */
-    if (!vhu_has_feature(acked, VIRTIO_NET_F_GUEST_CSUM))
+    if (!vhu_has_feature(acked, VHU_VIRTIO_NET_F_GUEST_CSUM))
         return 0;
     off |= TUN_F_CSUM;
-    if (vhu_has_feature(acked, VIRTIO_NET_F_GUEST_TSO4))
+    if (vhu_has_feature(acked, VHU_VIRTIO_NET_F_GUEST_TSO4))
         off |= TUN_F_TSO4;
-    if (vhu_has_feature(acked, VIRTIO_NET_F_GUEST_TSO6))
+    if (vhu_has_feature(acked, VHU_VIRTIO_NET_F_GUEST_TSO6))
         off |= TUN_F_TSO6;
     return off;
 }
@@ -72,7 +72,7 @@ unsigned net_tap_offloads(uint64_t acked)
 static int tap_open(const char *name, bool multi_queue)
 {
     struct ifreq ifr;
-    int hdr = (int)sizeof(struct virtio_net_hdr_v1);
+    int hdr = (int)sizeof(struct vhu_virtio_net_hdr_v1);
     int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC), r;
 
     if (fd < 0)
@@ -91,17 +91,17 @@ static int tap_open(const char *name, bool multi_queue)
 }
 
 static enum net_tx_result tap_tx(struct net_port *p, struct net_queue *txq,
-                                 const struct virtio_net_hdr_v1 *hdr, const struct iovec *iov,
+                                 const struct vhu_virtio_net_hdr_v1 *hdr, const struct iovec *iov,
                                  unsigned n, uint32_t len)
 {
     struct tap_port *t = (struct tap_port *)p;
     struct iovec v[TAP_MAX_SEGS + 1];
-    struct virtio_net_hdr_v1 h = *hdr;
+    struct vhu_virtio_net_hdr_v1 h = *hdr;
 
     (void)len;
     if (n > TAP_MAX_SEGS || !net_hdr_tx_ok(__atomic_load_n(&t->acked, __ATOMIC_RELAXED), hdr))
         return NET_TX_DROP;
-    h.flags &= VIRTIO_NET_HDR_F_NEEDS_CSUM; /* the only transmit flag (§5.1.6.2) */
+    h.flags &= VHU_VIRTIO_NET_HDR_F_NEEDS_CSUM; /* the only transmit flag (§5.1.6.2) */
     h.num_buffers = 0;
     v[0] = (struct iovec){&h, sizeof(h)};
     memcpy(v + 1, iov, n * sizeof(*iov));
@@ -112,14 +112,14 @@ static enum net_tx_result tap_tx(struct net_port *p, struct net_queue *txq,
 }
 
 /* The header the tap gave us, as the driver may see it; false: drop the frame. */
-static bool rx_hdr_fix(uint64_t acked, struct virtio_net_hdr_v1 *h)
+static bool rx_hdr_fix(uint64_t acked, struct vhu_virtio_net_hdr_v1 *h)
 {
     if (!net_hdr_rx_ok(acked, h))
         return false;
     /* §5.1.6.4.1: without GUEST_CSUM the flags are zero (no DATA_VALID either). */
-    if (!vhu_has_feature(acked, VIRTIO_NET_F_GUEST_CSUM))
+    if (!vhu_has_feature(acked, VHU_VIRTIO_NET_F_GUEST_CSUM))
         h->flags = 0;
-    h->flags &= VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID;
+    h->flags &= VHU_VIRTIO_NET_HDR_F_NEEDS_CSUM | VHU_VIRTIO_NET_HDR_F_DATA_VALID;
     return true;
 }
 
@@ -127,7 +127,7 @@ static bool rx_hdr_fix(uint64_t acked, struct virtio_net_hdr_v1 *h)
  * posted, the frame stays; -EIO: the ring broke; else done (delivered or dropped and counted). */
 static int rx_one(struct tap_rxq *rq, uint64_t acked, uint32_t n)
 {
-    struct virtio_net_hdr_v1 *h = (struct virtio_net_hdr_v1 *)(void *)rq->buf;
+    struct vhu_virtio_net_hdr_v1 *h = (struct vhu_virtio_net_hdr_v1 *)(void *)rq->buf;
     struct iovec v = {rq->buf + sizeof(*h), n - sizeof(*h)};
     int r;
 
@@ -264,9 +264,9 @@ static int tap_set_features(struct net_port *p, uint64_t acked)
 
 static const struct net_port_ops tap_ops = {
     .name = "tap",
-    .features = VHU_BIT(VIRTIO_NET_F_CSUM) | VHU_BIT(VIRTIO_NET_F_GUEST_CSUM) |
-                VHU_BIT(VIRTIO_NET_F_HOST_TSO4) | VHU_BIT(VIRTIO_NET_F_HOST_TSO6) |
-                VHU_BIT(VIRTIO_NET_F_GUEST_TSO4) | VHU_BIT(VIRTIO_NET_F_GUEST_TSO6),
+    .features = VHU_BIT(VHU_VIRTIO_NET_F_CSUM) | VHU_BIT(VHU_VIRTIO_NET_F_GUEST_CSUM) |
+                VHU_BIT(VHU_VIRTIO_NET_F_HOST_TSO4) | VHU_BIT(VHU_VIRTIO_NET_F_HOST_TSO6) |
+                VHU_BIT(VHU_VIRTIO_NET_F_GUEST_TSO4) | VHU_BIT(VHU_VIRTIO_NET_F_GUEST_TSO6),
     .queue_start = tap_queue_start,
     .queue_stop = tap_queue_stop,
     .tx = tap_tx,

@@ -107,9 +107,9 @@ VHU_EXPORT int vhu_rng_new(const struct vhu_rng_opts *opts, struct vhu_device **
     rng->dev = (struct vhu_device){
         .ops = &rng_ops,
         .name = "rng",
-        .virtio_id = VIRTIO_ID_RNG,
-        .features = vhu_feature(VIRTIO_F_VERSION_1) | vhu_feature(VIRTIO_RING_F_INDIRECT_DESC) |
-                    vhu_feature(VIRTIO_RING_F_EVENT_IDX) | vhu_feature(VIRTIO_F_RING_PACKED),
+        .virtio_id = VHU_VIRTIO_ID_RNG,
+        .features = vhu_feature(VHU_VIRTIO_F_VERSION_1) | vhu_feature(VHU_VIRTIO_RING_F_INDIRECT_DESC) |
+                    vhu_feature(VHU_VIRTIO_RING_F_EVENT_IDX) | vhu_feature(VHU_VIRTIO_F_RING_PACKED),
         .num_queues = 1,
         .max_queue_size = qsz,
         .config_size = 0,

@@ -310,8 +310,8 @@ static int queue_setup(struct vhu_fe *fe, unsigned i, const struct vhu_fe_opts *
     struct vhu_fe_queue *q = &fe->q[i];
     struct vhu_vqd_config cfg = {
         .num = o->queue_size,
-        .packed = vhu_has_feature(fe->features, VIRTIO_F_RING_PACKED),
-        .event_idx = vhu_has_feature(fe->features, VIRTIO_RING_F_EVENT_IDX),
+        .packed = vhu_has_feature(fe->features, VHU_VIRTIO_F_RING_PACKED),
+        .event_idx = vhu_has_feature(fe->features, VHU_VIRTIO_RING_F_EVENT_IDX),
     };
     struct vhost_vring_addr addr = {.index = i};
     uint64_t d, a, u;
@@ -320,7 +320,7 @@ static int queue_setup(struct vhu_fe *fe, unsigned i, const struct vhu_fe_opts *
     cfg.ring = vhu_fe_alloc(fe, vhu_vqd_ring_size(cfg.num, cfg.packed), 4096, &cfg.ring_addr);
     if (!cfg.ring)
         return -ENOMEM;
-    if (vhu_has_feature(fe->features, VIRTIO_RING_F_INDIRECT_DESC)) {
+    if (vhu_has_feature(fe->features, VHU_VIRTIO_RING_F_INDIRECT_DESC)) {
         cfg.indirect_max = 16;
         cfg.indirect = vhu_fe_alloc(fe, (size_t)cfg.num * cfg.indirect_max * 16, 16,
                                     &cfg.indirect_addr);
@@ -394,16 +394,16 @@ VHU_EXPORT int vhu_fe_start(struct vhu_fe *fe, const struct vhu_fe_opts *o)
         return -EINVAL;
     }
 
-    want = o->features | vhu_feature(VIRTIO_F_VERSION_1) |
+    want = o->features | vhu_feature(VHU_VIRTIO_F_VERSION_1) |
            vhu_feature(VHOST_USER_F_PROTOCOL_FEATURES);
     if (o->packed)
-        want |= vhu_feature(VIRTIO_F_RING_PACKED);
+        want |= vhu_feature(VHU_VIRTIO_F_RING_PACKED);
     if (o->event_idx)
-        want |= vhu_feature(VIRTIO_RING_F_EVENT_IDX);
+        want |= vhu_feature(VHU_VIRTIO_RING_F_EVENT_IDX);
     if (o->indirect)
-        want |= vhu_feature(VIRTIO_RING_F_INDIRECT_DESC);
+        want |= vhu_feature(VHU_VIRTIO_RING_F_INDIRECT_DESC);
     fe->features = want & fe->backend_features;
-    if (o->packed && !vhu_has_feature(fe->features, VIRTIO_F_RING_PACKED)) {
+    if (o->packed && !vhu_has_feature(fe->features, VHU_VIRTIO_F_RING_PACKED)) {
         vhu_err("backend does not offer packed rings");
         return -ENOTSUP;
     }
@@ -428,8 +428,8 @@ VHU_EXPORT int vhu_fe_start(struct vhu_fe *fe, const struct vhu_fe_opts *o)
      * at DRIVER_OK, as a driver sets it once its queues are live (virtio 1.3 §3.1.1). */
     if (has_pf(fe, VHOST_USER_PROTOCOL_F_STATUS))
         r = fe_set_u64(fe, VHOST_USER_SET_STATUS,
-                       VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-                           VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK,
+                       VHU_VIRTIO_CONFIG_S_ACKNOWLEDGE | VHU_VIRTIO_CONFIG_S_DRIVER |
+                           VHU_VIRTIO_CONFIG_S_FEATURES_OK | VHU_VIRTIO_CONFIG_S_DRIVER_OK,
                        NULL, 0);
     return r;
 }

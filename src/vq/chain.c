@@ -11,7 +11,7 @@
 const char *vq_walk_add(struct vq_walk *w, const struct vq_desc *d)
 {
     struct vhu_vq_elem *e = w->elem;
-    bool write = (d->flags & VRING_DESC_F_WRITE) != 0;
+    bool write = (d->flags & VHU_VRING_DESC_F_WRITE) != 0;
     uint64_t addr = d->addr, left = d->len;
     unsigned nseg = e->out_num + e->in_num;
 
@@ -62,17 +62,17 @@ const char *vq_indirect_open(struct vhu_vq *vq, const struct vq_desc *d, unsigne
 
     if (!vq->indirect)
         return "indirect descriptor without VIRTIO_RING_F_INDIRECT_DESC";
-    if (d->flags & VRING_DESC_F_NEXT)
+    if (d->flags & VHU_VRING_DESC_F_NEXT)
         return "indirect descriptor with the NEXT flag";
     if (d->len == 0)
         return "empty indirect table";
-    if (d->len % sizeof(struct vring_desc))
+    if (d->len % sizeof(struct vhu_vring_desc))
         return "indirect table length is not a multiple of 16";
-    if (d->len / sizeof(struct vring_desc) > VHU_VQ_MAX_SIZE)
+    if (d->len / sizeof(struct vhu_vring_desc) > VHU_VQ_MAX_SIZE)
         return "indirect table longer than the largest ring";
     if (d->addr + len - 1 < d->addr)
         return "indirect table address wraps around";
-    *n = d->len / (unsigned)sizeof(struct vring_desc);
+    *n = d->len / (unsigned)sizeof(struct vhu_vring_desc);
     /* Fast path: the whole table in one region (and aligned, so entries can be loaded directly).
      * Otherwise entries are copied piecewise, and every piece must translate. */
     *table = vhu_mem_gpa_to_host(vq->mem, d->addr, &len);
@@ -104,8 +104,8 @@ static bool guest_copy(const struct vhu_mem_table *mem, uint64_t gpa, void *dst,
 bool vq_indirect_read(struct vhu_vq *vq, uint64_t addr, unsigned i, const void *table,
                       struct vq_desc *out)
 {
-    struct vring_desc raw;
-    const void *src = table ? (const struct vring_desc *)table + i : (const void *)&raw;
+    struct vhu_vring_desc raw;
+    const void *src = table ? (const struct vhu_vring_desc *)table + i : (const void *)&raw;
 
     if (!table) {
         if (!guest_copy(vq->mem, addr + (uint64_t)i * sizeof(raw), &raw, sizeof(raw)))

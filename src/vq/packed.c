@@ -38,12 +38,12 @@ static inline void advance(uint16_t *idx, bool *wrap, unsigned n, uint16_t num)
 static void dev_event_write(struct vhu_vq *vq, bool on)
 {
     if (!on) {
-        vq_store16(&vq->dev_event->flags, VRING_PACKED_EVENT_FLAG_DISABLE);
+        vq_store16(&vq->dev_event->flags, VHU_VRING_PACKED_EVENT_FLAG_DISABLE);
     } else if (vq->event_idx) {
         vq_store16(&vq->dev_event->off_wrap, pos_of(vq->last_avail, vq->avail_wrap));
-        vq_store16_release(&vq->dev_event->flags, VRING_PACKED_EVENT_FLAG_DESC);
+        vq_store16_release(&vq->dev_event->flags, VHU_VRING_PACKED_EVENT_FLAG_DESC);
     } else {
-        vq_store16(&vq->dev_event->flags, VRING_PACKED_EVENT_FLAG_ENABLE);
+        vq_store16(&vq->dev_event->flags, VHU_VRING_PACKED_EVENT_FLAG_ENABLE);
     }
 }
 
@@ -81,7 +81,7 @@ static const char *walk_indirect(struct vhu_vq *vq, struct vq_walk *w, const str
     for (unsigned i = 0; i < n; i++) {
         if (!vq_indirect_read(vq, ind->addr, i, table, &d))
             return "indirect table is not in guest memory";
-        if (d.flags & VRING_DESC_F_INDIRECT)
+        if (d.flags & VHU_VRING_DESC_F_INDIRECT)
             return "nested indirect descriptor";
         why = vq_walk_add(w, &d);
         if (why)
@@ -102,7 +102,7 @@ static const char *walk(struct vhu_vq *vq, struct vhu_vq_elem *e, uint16_t *id)
         if (++count > vq->num)
             return "descriptor chain longer than the ring";
         vq_pdesc_read(&d, &vq->pdesc[pos]);
-        if (d.flags & VRING_DESC_F_INDIRECT) {
+        if (d.flags & VHU_VRING_DESC_F_INDIRECT) {
             if (count != 1)
                 return "indirect descriptor inside a chain";
             e->ndesc = 1;
@@ -112,7 +112,7 @@ static const char *walk(struct vhu_vq *vq, struct vhu_vq_elem *e, uint16_t *id)
         why = vq_walk_add(&w, &d);
         if (why)
             return why;
-        if (!(d.flags & VRING_DESC_F_NEXT))
+        if (!(d.flags & VHU_VRING_DESC_F_NEXT))
             break;
         if (++pos == vq->num)
             pos = 0;
@@ -189,11 +189,11 @@ bool vq_packed_flush(struct vhu_vq *vq)
 
     for (unsigned i = 0; i < vq->nstaged; i++) {
         const struct vq_shadow_used *s = &vq->shadow[i];
-        struct vring_packed_desc *d = &vq->pdesc[idx];
+        struct vhu_vring_packed_desc *d = &vq->pdesc[idx];
         /* virtio 2.8.1: a used descriptor has AVAIL == USED == the device's wrap counter; WRITE
          * says the length is meaningful. */
         uint16_t flags = (uint16_t)((wrap ? VQ_PACKED_AVAIL_BIT | VQ_PACKED_USED_BIT : 0) |
-                                    (s->len ? VRING_DESC_F_WRITE : 0));
+                                    (s->len ? VHU_VRING_DESC_F_WRITE : 0));
         if (i == 0) {
             vq_store32(&d->len, s->len);
             vq_store16(&d->id, s->id);
@@ -217,9 +217,9 @@ bool vq_packed_flush(struct vhu_vq *vq)
     /* virtio 2.8.10: driver event suppression; read it only after the used flags are out. */
     vhu_smp_mb();
     ev = vq_load16(&vq->drv_event->flags);
-    if (ev == VRING_PACKED_EVENT_FLAG_DISABLE)
+    if (ev == VHU_VRING_PACKED_EVENT_FLAG_DISABLE)
         return false;
-    if (ev == VRING_PACKED_EVENT_FLAG_DESC && vq->event_idx)
+    if (ev == VHU_VRING_PACKED_EVENT_FLAG_DESC && vq->event_idx)
         return vq_packed_need_event(vq_load16(&vq->drv_event->off_wrap), old, idx, wrap, vq->num);
     return true;
 }

@@ -107,12 +107,12 @@ static const char *walk_indirect(struct vhu_vq *vq, struct vq_walk *w, const str
         if (!vq_indirect_read(vq, ind->addr, i, table, &d))
             return "indirect table is not in guest memory";
         /* virtio 2.7.5.3.1: only one table per descriptor. */
-        if (d.flags & VRING_DESC_F_INDIRECT)
+        if (d.flags & VHU_VRING_DESC_F_INDIRECT)
             return "nested indirect descriptor";
         why = vq_walk_add(w, &d);
         if (why)
             return why;
-        if (!(d.flags & VRING_DESC_F_NEXT))
+        if (!(d.flags & VHU_VRING_DESC_F_NEXT))
             return NULL;
         i = d.next;
     }
@@ -137,7 +137,7 @@ static const char *walk(struct vhu_vq *vq, uint16_t head, struct vhu_vq_elem *e)
         if (++count > vq->num)
             return "descriptor chain loops";
         vq_desc_read(&d, &vq->desc[i]);
-        if (d.flags & VRING_DESC_F_INDIRECT) {
+        if (d.flags & VHU_VRING_DESC_F_INDIRECT) {
             if (count != 1)
                 return "indirect descriptor inside a chain";
             e->ndesc = 1;
@@ -146,7 +146,7 @@ static const char *walk(struct vhu_vq *vq, uint16_t head, struct vhu_vq_elem *e)
         why = vq_walk_add(&w, &d);
         if (why)
             return why;
-        if (!(d.flags & VRING_DESC_F_NEXT))
+        if (!(d.flags & VHU_VRING_DESC_F_NEXT))
             break;
         i = d.next;
     }
@@ -227,7 +227,7 @@ struct vhu_vq_elem *vq_split_pop(struct vhu_vq *vq)
 
 void vq_split_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_t len)
 {
-    struct vring_used_elem *u = &vq->used->ring[vq->used_idx & (vq->num - 1)];
+    struct vhu_vring_used_elem *u = &vq->used->ring[vq->used_idx & (vq->num - 1)];
 
     /* id and len in one store (the ring is only 4-byte aligned, hence memcpy); the driver reads
      * them only after used->idx, which flush publishes behind a write barrier. */
@@ -267,7 +267,7 @@ bool vq_split_flush(struct vhu_vq *vq)
     vhu_smp_mb();
     if (vq->event_idx)
         return vhu_vring_need_event(vq_load16(used_event(vq)), new_idx, old);
-    return !(vq_load16(&vq->avail->flags) & VRING_AVAIL_F_NO_INTERRUPT);
+    return !(vq_load16(&vq->avail->flags) & VHU_VRING_AVAIL_F_NO_INTERRUPT);
 }
 
 void vq_split_rewind(struct vhu_vq *vq, uint32_t pos)
@@ -284,7 +284,7 @@ void vq_split_set_notify(struct vhu_vq *vq, bool on)
             vq_store16(avail_event(vq), vq->last_avail);
         return;
     }
-    vq_store16(&vq->used->flags, on ? 0 : VRING_USED_F_NO_NOTIFY);
+    vq_store16(&vq->used->flags, on ? 0 : VHU_VRING_USED_F_NO_NOTIFY);
 }
 
 bool vq_split_has_work(const struct vhu_vq *vq)

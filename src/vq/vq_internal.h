@@ -20,9 +20,9 @@
 #include "vq_core.h"
 #include "vhu/vqd.h"
 
-#define VQ_PACKED_AVAIL_BIT (1u << VRING_PACKED_DESC_F_AVAIL)
-#define VQ_PACKED_USED_BIT (1u << VRING_PACKED_DESC_F_USED)
-#define VQ_WRAP_BIT (1u << VRING_PACKED_EVENT_F_WRAP_CTR)
+#define VQ_PACKED_AVAIL_BIT (1u << VHU_VRING_PACKED_DESC_F_AVAIL)
+#define VQ_PACKED_USED_BIT (1u << VHU_VRING_PACKED_DESC_F_USED)
+#define VQ_WRAP_BIT (1u << VHU_VRING_PACKED_EVENT_F_WRAP_CTR)
 
 /* vhost-user.rst "Inflight I/O tracking", split layout (our own: only we read it back). */
 struct vq_inflight_desc {
@@ -68,13 +68,13 @@ struct vhu_vq {
     unsigned nstaged;      /* pushes since the last flush */
 
     union {
-        struct vring_desc *desc;
-        struct vring_packed_desc *pdesc;
+        struct vhu_vring_desc *desc;
+        struct vhu_vring_packed_desc *pdesc;
     };
-    struct vring_avail *avail;                  /* split */
-    struct vring_used *used;                    /* split */
-    struct vring_packed_desc_event *drv_event;  /* packed: driver writes, device reads */
-    struct vring_packed_desc_event *dev_event;  /* packed: device writes, driver reads */
+    struct vhu_vring_avail *avail;                  /* split */
+    struct vhu_vring_used *used;                    /* split */
+    struct vhu_vring_packed_desc_event *drv_event;  /* packed: driver writes, device reads */
+    struct vhu_vring_packed_desc_event *dev_event;  /* packed: device writes, driver reads */
     const struct vhu_mem_table *mem;
 
     /* --- element pool: num elements, allocated at start --- */
@@ -208,7 +208,7 @@ struct vq_desc {
 
 static inline void vq_desc_read(struct vq_desc *d, const void *src)
 {
-    const volatile struct vring_desc *v = src;
+    const volatile struct vhu_vring_desc *v = src;
 
     d->addr = v->addr;
     d->len = v->len;
@@ -218,7 +218,7 @@ static inline void vq_desc_read(struct vq_desc *d, const void *src)
 
 static inline void vq_pdesc_read(struct vq_desc *d, const void *src)
 {
-    const volatile struct vring_packed_desc *v = src;
+    const volatile struct vhu_vring_packed_desc *v = src;
 
     d->addr = v->addr;
     d->len = v->len;

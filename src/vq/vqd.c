@@ -72,19 +72,19 @@ VHU_EXPORT int vhu_vqd_new(const struct vhu_vqd_config *cfg, struct vhu_vqd **ou
     }
     ring = cfg->ring;
     memset(ring, 0, vhu_vqd_ring_size(cfg->num, cfg->packed));
-    vqd->desc = (struct vring_desc *)(void *)ring;
+    vqd->desc = (struct vhu_vring_desc *)(void *)ring;
     vqd->desc_addr = cfg->ring_addr;
     if (cfg->packed) {
         uint64_t off = vhu_packed_desc_size(cfg->num);
-        vqd->drv_event = (struct vring_packed_desc_event *)(void *)(ring + off);
-        vqd->dev_event = (struct vring_packed_desc_event *)(void *)(ring + off + 4);
+        vqd->drv_event = (struct vhu_vring_packed_desc_event *)(void *)(ring + off);
+        vqd->dev_event = (struct vhu_vring_packed_desc_event *)(void *)(ring + off + 4);
         vqd->driver_addr = cfg->ring_addr + off;
         vqd->device_addr = cfg->ring_addr + off + 4;
         vqd_packed_init(vqd);
     } else {
         uint64_t aoff = vhu_split_desc_size(cfg->num), uoff = split_used_off(cfg->num);
-        vqd->avail = (struct vring_avail *)(void *)(ring + aoff);
-        vqd->used = (struct vring_used *)(void *)(ring + uoff);
+        vqd->avail = (struct vhu_vring_avail *)(void *)(ring + aoff);
+        vqd->used = (struct vhu_vring_used *)(void *)(ring + uoff);
         vqd->driver_addr = cfg->ring_addr + aoff;
         vqd->device_addr = cfg->ring_addr + uoff;
         vqd_split_init(vqd);

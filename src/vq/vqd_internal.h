@@ -17,13 +17,13 @@ struct vhu_vqd {
     unsigned num_free;   /* free descriptors (split) / ring slots (packed) */
 
     union {
-        struct vring_desc *desc;
-        struct vring_packed_desc *pdesc;
+        struct vhu_vring_desc *desc;
+        struct vhu_vring_packed_desc *pdesc;
     };
-    struct vring_avail *avail;                 /* split */
-    struct vring_used *used;                   /* split */
-    struct vring_packed_desc_event *drv_event; /* packed: we write */
-    struct vring_packed_desc_event *dev_event; /* packed: the device writes */
+    struct vhu_vring_avail *avail;                 /* split */
+    struct vhu_vring_used *used;                   /* split */
+    struct vhu_vring_packed_desc_event *drv_event; /* packed: we write */
+    struct vhu_vring_packed_desc_event *dev_event; /* packed: the device writes */
     uint64_t desc_addr, driver_addr, device_addr;
 
     void *ind;           /* indirect tables, ind_max entries per id */

@@ -35,11 +35,11 @@ void vqd_packed_init(struct vhu_vqd *vqd)
     vqd->kicked_pos = pos_of(0, true);
     if (vqd->event_idx) {
         vq_store16(&vqd->drv_event->off_wrap, pos_of(0, true));
-        vq_store16(&vqd->drv_event->flags, VRING_PACKED_EVENT_FLAG_DESC);
+        vq_store16(&vqd->drv_event->flags, VHU_VRING_PACKED_EVENT_FLAG_DESC);
     }
 }
 
-static void pdesc_write(struct vring_packed_desc *d, uint64_t addr, uint32_t len, uint16_t id)
+static void pdesc_write(struct vhu_vring_packed_desc *d, uint64_t addr, uint32_t len, uint16_t id)
 {
     d->addr = addr;
     d->len = len;
@@ -62,23 +62,23 @@ int vqd_packed_add(struct vhu_vqd *vqd, const struct vhu_vqd_seg *segs, unsigned
     vqd->free_id = vqd->next[id];
     if (indirect) {
         /* virtio 2.8.7: a plain array, only WRITE is meaningful in its entries. */
-        struct vring_packed_desc *t =
-            (struct vring_packed_desc *)vqd->ind + (size_t)id * vqd->ind_max;
+        struct vhu_vring_packed_desc *t =
+            (struct vhu_vring_packed_desc *)vqd->ind + (size_t)id * vqd->ind_max;
         for (unsigned k = 0; k < n; k++) {
             pdesc_write(&t[k], segs[k].addr, segs[k].len, 0);
-            t[k].flags = k >= n_out ? VRING_DESC_F_WRITE : 0;
+            t[k].flags = k >= n_out ? VHU_VRING_DESC_F_WRITE : 0;
         }
         pdesc_write(&vqd->pdesc[slot], vqd->ind_addr + (uint64_t)id * vqd->ind_max * 16,
                     (uint32_t)(n * 16), id);
-        head_flags = (uint16_t)(VRING_DESC_F_INDIRECT | avail_bits(wrap));
+        head_flags = (uint16_t)(VHU_VRING_DESC_F_INDIRECT | avail_bits(wrap));
         if (++slot == vqd->num) {
             slot = 0;
             wrap = !wrap;
         }
     } else {
         for (unsigned k = 0; k < n; k++) {
-            uint16_t f = (uint16_t)((k + 1 < n ? VRING_DESC_F_NEXT : 0) |
-                                    (k >= n_out ? VRING_DESC_F_WRITE : 0) | avail_bits(wrap));
+            uint16_t f = (uint16_t)((k + 1 < n ? VHU_VRING_DESC_F_NEXT : 0) |
+                                    (k >= n_out ? VHU_VRING_DESC_F_WRITE : 0) | avail_bits(wrap));
             /* The id goes in every descriptor: the spec puts it in the last one, some devices
              * read the first. */
             pdesc_write(&vqd->pdesc[slot], segs[k].addr, segs[k].len, id);
@@ -121,9 +121,9 @@ bool vqd_packed_kick_prepare(struct vhu_vqd *vqd)
     vqd->kicked_pos = pos_of(vqd->next_avail, vqd->avail_wrap);
     vhu_smp_mb();
     ev = vq_load16(&vqd->dev_event->flags);
-    if (ev == VRING_PACKED_EVENT_FLAG_DISABLE)
+    if (ev == VHU_VRING_PACKED_EVENT_FLAG_DISABLE)
         return false;
-    if (ev == VRING_PACKED_EVENT_FLAG_DESC && vqd->event_idx)
+    if (ev == VHU_VRING_PACKED_EVENT_FLAG_DESC && vqd->event_idx)
         return vq_packed_need_event(vq_load16(&vqd->dev_event->off_wrap), old, vqd->next_avail,
                                     vqd->avail_wrap, vqd->num);
     return true;
@@ -131,7 +131,7 @@ bool vqd_packed_kick_prepare(struct vhu_vqd *vqd)
 
 void *vqd_packed_get_used(struct vhu_vqd *vqd, uint32_t *len)
 {
-    struct vring_packed_desc *d = &vqd->pdesc[vqd->last_used];
+    struct vhu_vring_packed_desc *d = &vqd->pdesc[vqd->last_used];
     uint16_t flags = vq_load16(&d->flags), id;
     uint32_t l;
     unsigned v;
@@ -142,7 +142,7 @@ void *vqd_packed_get_used(struct vhu_vqd *vqd, uint32_t *len)
     vhu_smp_rmb();
     id = vq_load16(&d->id);
     l = __atomic_load_n(&d->len, __ATOMIC_RELAXED);
-    if (!(flags & VRING_DESC_F_WRITE))
+    if (!(flags & VHU_VRING_DESC_F_WRITE))
         l = 0; /* the length is only meaningful with WRITE set */
     if (id >= vqd->num || !vqd->cookie[id]) {
         vqd_fail(vqd, "device used a buffer id that is not in flight");
@@ -172,12 +172,12 @@ void *vqd_packed_get_used(struct vhu_vqd *vqd, uint32_t *len)
 void vqd_packed_set_cb(struct vhu_vqd *vqd, bool on)
 {
     if (!on) {
-        vq_store16(&vqd->drv_event->flags, VRING_PACKED_EVENT_FLAG_DISABLE);
+        vq_store16(&vqd->drv_event->flags, VHU_VRING_PACKED_EVENT_FLAG_DISABLE);
     } else if (vqd->event_idx) {
         vq_store16(&vqd->drv_event->off_wrap, pos_of(vqd->last_used, vqd->used_wrap));
-        vq_store16_release(&vqd->drv_event->flags, VRING_PACKED_EVENT_FLAG_DESC);
+        vq_store16_release(&vqd->drv_event->flags, VHU_VRING_PACKED_EVENT_FLAG_DESC);
     } else {
-        vq_store16(&vqd->drv_event->flags, VRING_PACKED_EVENT_FLAG_ENABLE);
+        vq_store16(&vqd->drv_event->flags, VHU_VRING_PACKED_EVENT_FLAG_ENABLE);
     }
 }
 

@@ -23,7 +23,7 @@ void vqd_split_init(struct vhu_vqd *vqd)
     vqd->free_head = 0;
 }
 
-static void desc_write(struct vring_desc *d, uint64_t addr, uint32_t len, uint16_t flags,
+static void desc_write(struct vhu_vring_desc *d, uint64_t addr, uint32_t len, uint16_t flags,
                        uint16_t next)
 {
     d->addr = addr;
@@ -34,7 +34,7 @@ static void desc_write(struct vring_desc *d, uint64_t addr, uint32_t len, uint16
 
 static uint16_t seg_flags(unsigned k, unsigned n_out, unsigned n)
 {
-    return (uint16_t)((k + 1 < n ? VRING_DESC_F_NEXT : 0) | (k >= n_out ? VRING_DESC_F_WRITE : 0));
+    return (uint16_t)((k + 1 < n ? VHU_VRING_DESC_F_NEXT : 0) | (k >= n_out ? VHU_VRING_DESC_F_WRITE : 0));
 }
 
 int vqd_split_add(struct vhu_vqd *vqd, const struct vhu_vqd_seg *segs, unsigned n_out,
@@ -51,11 +51,11 @@ int vqd_split_add(struct vhu_vqd *vqd, const struct vhu_vqd_seg *segs, unsigned 
         return -ENOSPC;
     if (indirect) {
         /* Each head descriptor owns one table, so tables never collide while in flight. */
-        struct vring_desc *t = (struct vring_desc *)vqd->ind + (size_t)head * vqd->ind_max;
+        struct vhu_vring_desc *t = (struct vhu_vring_desc *)vqd->ind + (size_t)head * vqd->ind_max;
         for (unsigned k = 0; k < n; k++)
             desc_write(&t[k], segs[k].addr, segs[k].len, seg_flags(k, n_out, n), (uint16_t)(k + 1));
         desc_write(&vqd->desc[head], vqd->ind_addr + (uint64_t)head * vqd->ind_max * 16,
-                   (uint32_t)(n * 16), VRING_DESC_F_INDIRECT, 0);
+                   (uint32_t)(n * 16), VHU_VRING_DESC_F_INDIRECT, 0);
         i = vqd->next[head];
     } else {
         for (unsigned k = 0; k < n; k++) {
@@ -88,7 +88,7 @@ bool vqd_split_kick_prepare(struct vhu_vqd *vqd)
     vhu_smp_mb();
     if (vqd->event_idx)
         return vhu_vring_need_event(vq_load16(avail_event(vqd)), new_idx, old);
-    return !(vq_load16(&vqd->used->flags) & VRING_USED_F_NO_NOTIFY);
+    return !(vq_load16(&vqd->used->flags) & VHU_VRING_USED_F_NO_NOTIFY);
 }
 
 /* Return a finished chain's descriptors to the free list. */
@@ -106,7 +106,7 @@ static void chain_free(struct vhu_vqd *vqd, uint16_t head)
 void *vqd_split_get_used(struct vhu_vqd *vqd, uint32_t *len)
 {
     uint16_t idx = vq_load16(&vqd->used->idx);
-    struct vring_used_elem *u;
+    struct vhu_vring_used_elem *u;
     uint32_t id, l;
     void *cookie;
 
@@ -147,7 +147,7 @@ void vqd_split_set_cb(struct vhu_vqd *vqd, bool on)
         vq_store16(used_event(vqd), (uint16_t)(vqd->last_used + (on ? 0 : 0x8000)));
         return;
     }
-    vq_store16(&vqd->avail->flags, on ? 0 : VRING_AVAIL_F_NO_INTERRUPT);
+    vq_store16(&vqd->avail->flags, on ? 0 : VHU_VRING_AVAIL_F_NO_INTERRUPT);
 }
 
 bool vqd_split_more_used(const struct vhu_vqd *vqd)

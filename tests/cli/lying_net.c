@@ -41,7 +41,7 @@ struct lying_dev {
 /* One receive buffer, filled the way the mode lies; returns the used length to report. */
 static uint32_t fill_rx(enum mode m, struct vhu_vq_elem *e)
 {
-    struct virtio_net_hdr_v1 h = {.num_buffers = 1};
+    struct vhu_virtio_net_hdr_v1 h = {.num_buffers = 1};
     uint8_t frame[2000];
     uint32_t flen = 64;
 
@@ -50,7 +50,7 @@ static uint32_t fill_rx(enum mode m, struct vhu_vq_elem *e)
     case M_SHORT: return (uint32_t)VHU_MIN(e->in_len, (uint64_t)5);
     case M_NBUFS: h.num_buffers = 60000; break;
     case M_LONG: flen = sizeof(frame); break;
-    case M_GSO: h.gso_type = VIRTIO_NET_HDR_GSO_TCPV4; break;
+    case M_GSO: h.gso_type = VHU_VIRTIO_NET_HDR_GSO_TCPV4; break;
     default: break;
     }
     const struct iovec *in = e->iov + e->out_num;
@@ -121,11 +121,11 @@ int main(int argc, char **argv)
     ld->dev = (struct vhu_device){
         .ops = &lying_ops,
         .name = "net",
-        .virtio_id = VIRTIO_ID_NET,
-        .features = vhu_feature(VIRTIO_F_RING_PACKED) | vhu_feature(VIRTIO_RING_F_EVENT_IDX) |
-                    vhu_feature(VIRTIO_RING_F_INDIRECT_DESC) |
-                    (m == M_NOV1 ? 0 : vhu_feature(VIRTIO_F_VERSION_1)) |
-                    (m == M_NBUFS ? vhu_feature(VIRTIO_NET_F_MRG_RXBUF) : 0),
+        .virtio_id = VHU_VIRTIO_ID_NET,
+        .features = vhu_feature(VHU_VIRTIO_F_RING_PACKED) | vhu_feature(VHU_VIRTIO_RING_F_EVENT_IDX) |
+                    vhu_feature(VHU_VIRTIO_RING_F_INDIRECT_DESC) |
+                    (m == M_NOV1 ? 0 : vhu_feature(VHU_VIRTIO_F_VERSION_1)) |
+                    (m == M_NBUFS ? vhu_feature(VHU_VIRTIO_NET_F_MRG_RXBUF) : 0),
         .num_queues = 2,
         .queue_num_reply = 1,
         .max_queue_size = 1024,

@@ -172,9 +172,9 @@ static void count_signal(void *opaque)
  * frontend library uses) in one 4 KiB-aligned piece of guest memory. */
 static int core_vqd_new(struct tdrv *d, uint16_t num, struct vhu_vqd **out)
 {
-    const bool packed = vhu_has_feature(d->features, VIRTIO_F_RING_PACKED);
+    const bool packed = vhu_has_feature(d->features, VHU_VIRTIO_F_RING_PACKED);
     const size_t ring = VHU_ALIGN_UP(vhu_vqd_ring_size(num, packed), (size_t)16);
-    const size_t tables = vhu_has_feature(d->features, VIRTIO_RING_F_INDIRECT_DESC)
+    const size_t tables = vhu_has_feature(d->features, VHU_VIRTIO_RING_F_INDIRECT_DESC)
                               ? (size_t)num * TDRV_INDIRECT_MAX * 16
                               : 0;
     uint64_t gpa;
@@ -185,7 +185,7 @@ static int core_vqd_new(struct tdrv *d, uint16_t num, struct vhu_vqd **out)
     return vhu_vqd_new(&(struct vhu_vqd_config){
                            .num = num,
                            .packed = packed,
-                           .event_idx = vhu_has_feature(d->features, VIRTIO_RING_F_EVENT_IDX),
+                           .event_idx = vhu_has_feature(d->features, VHU_VIRTIO_RING_F_EVENT_IDX),
                            .ring = p,
                            .ring_addr = gpa,
                            .indirect = tables ? p + ring : NULL,
@@ -225,7 +225,7 @@ static int core_queue_setup(struct tdrv *d, unsigned i, const struct tdrv_opts *
 
 static int core_start(struct tdrv *d, const struct tdrv_opts *o)
 {
-    const uint8_t s_drv = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
+    const uint8_t s_drv = VHU_VIRTIO_CONFIG_S_ACKNOWLEDGE | VHU_VIRTIO_CONFIG_S_DRIVER;
     uint64_t want;
     int r;
 
@@ -233,18 +233,18 @@ static int core_start(struct tdrv *d, const struct tdrv_opts *o)
     if (o->num_queues > vhu_core_num_queues(d->core))
         return -EINVAL;
     /* what the frontend library asks for, less its vhost-user bit (PROTOCOL_FEATURES) */
-    want = o->features | vhu_feature(VIRTIO_F_VERSION_1) |
-           (o->packed ? vhu_feature(VIRTIO_F_RING_PACKED) : 0) |
-           (o->event_idx ? vhu_feature(VIRTIO_RING_F_EVENT_IDX) : 0) |
-           (o->indirect ? vhu_feature(VIRTIO_RING_F_INDIRECT_DESC) : 0);
+    want = o->features | vhu_feature(VHU_VIRTIO_F_VERSION_1) |
+           (o->packed ? vhu_feature(VHU_VIRTIO_F_RING_PACKED) : 0) |
+           (o->event_idx ? vhu_feature(VHU_VIRTIO_RING_F_EVENT_IDX) : 0) |
+           (o->indirect ? vhu_feature(VHU_VIRTIO_RING_F_INDIRECT_DESC) : 0);
     d->features = want & d->offered;
-    if (o->packed && !vhu_has_feature(d->features, VIRTIO_F_RING_PACKED))
+    if (o->packed && !vhu_has_feature(d->features, VHU_VIRTIO_F_RING_PACKED))
         return -ENOTSUP;
     vhu_core_set_status(d->core, s_drv);
     r = vhu_core_set_features(d->core, d->features);
     if (r < 0)
         return r;
-    vhu_core_set_status(d->core, s_drv | VIRTIO_CONFIG_S_FEATURES_OK);
+    vhu_core_set_status(d->core, s_drv | VHU_VIRTIO_CONFIG_S_FEATURES_OK);
     r = core_mem_setup(d, o->mem_size ? o->mem_size : (size_t)16 << 20, o->mem_regions);
     if (r < 0)
         return r;
@@ -258,7 +258,7 @@ static int core_start(struct tdrv *d, const struct tdrv_opts *o)
             return r;
     }
     vhu_core_set_status(d->core,
-                        s_drv | VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+                        s_drv | VHU_VIRTIO_CONFIG_S_FEATURES_OK | VHU_VIRTIO_CONFIG_S_DRIVER_OK);
     return 0;
 }
 

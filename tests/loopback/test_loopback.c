@@ -102,8 +102,8 @@ static void xor_init(void)
         .ops = &xor_ops,
         .name = "xor",
         .virtio_id = 0xffff,
-        .features = vhu_feature(VIRTIO_F_VERSION_1) | vhu_feature(VIRTIO_RING_F_INDIRECT_DESC) |
-                    vhu_feature(VIRTIO_RING_F_EVENT_IDX) | vhu_feature(VIRTIO_F_RING_PACKED),
+        .features = vhu_feature(VHU_VIRTIO_F_VERSION_1) | vhu_feature(VHU_VIRTIO_RING_F_INDIRECT_DESC) |
+                    vhu_feature(VHU_VIRTIO_RING_F_EVENT_IDX) | vhu_feature(VHU_VIRTIO_F_RING_PACKED),
         .num_queues = 2,
         .max_queue_size = 256,
         .config_size = sizeof(xdev.config),
@@ -197,8 +197,8 @@ static void run_xor(bool packed, bool event_idx, bool indirect, unsigned regions
     xor_init();
     ASSERT_OK(rig_up(&r, &xdev.dev));
     ASSERT_OK(vhu_fe_start(r.fe, &o));
-    ASSERT_EQ(vhu_has_feature(vhu_fe_features(r.fe), VIRTIO_F_RING_PACKED), packed);
-    ASSERT_EQ(vhu_has_feature(vhu_fe_features(r.fe), VIRTIO_RING_F_EVENT_IDX), event_idx);
+    ASSERT_EQ(vhu_has_feature(vhu_fe_features(r.fe), VHU_VIRTIO_F_RING_PACKED), packed);
+    ASSERT_EQ(vhu_has_feature(vhu_fe_features(r.fe), VHU_VIRTIO_RING_F_EVENT_IDX), event_idx);
     ASSERT_EQ(xdev.starts, 2);
     /* both queues, several chain shapes, enough requests to wrap the 16-bit indices of small
      * rings several times */
@@ -281,9 +281,9 @@ TEST(config_status_reset)
     ASSERT_OK(vhu_fe_get_config(r.fe, 1, cfg, 3));
     ASSERT(memcmp(cfg, "\x02\x09\x04", 3) == 0);
     ASSERT_ERR(-EIO, vhu_fe_get_config(r.fe, 2, cfg, 4)); /* past the end: empty reply */
-    ASSERT_OK(vhu_fe_set_status(r.fe, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER));
+    ASSERT_OK(vhu_fe_set_status(r.fe, VHU_VIRTIO_CONFIG_S_ACKNOWLEDGE | VHU_VIRTIO_CONFIG_S_DRIVER));
     ASSERT_OK(vhu_fe_get_status(r.fe, &st));
-    ASSERT_EQ(st, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+    ASSERT_EQ(st, VHU_VIRTIO_CONFIG_S_ACKNOWLEDGE | VHU_VIRTIO_CONFIG_S_DRIVER);
     unsigned resets = xdev.resets;
     ASSERT_OK(vhu_fe_reset_device(r.fe));
     ASSERT_EQ(xdev.resets, resets + 1);
@@ -348,7 +348,7 @@ TEST(unoffered_features_refused)
     xor_init();
     ASSERT_OK(rig_up(&r, &xdev.dev));
     vhu_msg_init(&m, VHOST_USER_SET_FEATURES, VHOST_USER_VERSION, 8);
-    m.payload.u64 = vhu_feature(VIRTIO_F_VERSION_1) | vhu_feature(VIRTIO_F_ACCESS_PLATFORM);
+    m.payload.u64 = vhu_feature(VHU_VIRTIO_F_VERSION_1) | vhu_feature(VHU_VIRTIO_F_ACCESS_PLATFORM);
     ASSERT_OK(vhu_fe_raw(r.fe, &m, &reply)); /* no reply expected */
     vhu_msg_init(&m, VHOST_USER_GET_FEATURES, VHOST_USER_VERSION, 0);
     ASSERT_ERR(-EPIPE, vhu_fe_raw(r.fe, &m, &reply)); /* the session is gone */

@@ -66,9 +66,9 @@ static inline int tb_up(struct tb *t, const struct tb_opts *o)
     if (r < 0)
         return r;
     struct tdrv_opts fo = {
-        .features = vhu_feature(VIRTIO_NET_F_MAC) | vhu_feature(VIRTIO_NET_F_MTU) |
-                    vhu_feature(VIRTIO_NET_F_STATUS) | vhu_feature(VIRTIO_NET_F_MQ) |
-                    (o->mrg ? vhu_feature(VIRTIO_NET_F_MRG_RXBUF) : 0) | o->extra_features,
+        .features = vhu_feature(VHU_VIRTIO_NET_F_MAC) | vhu_feature(VHU_VIRTIO_NET_F_MTU) |
+                    vhu_feature(VHU_VIRTIO_NET_F_STATUS) | vhu_feature(VHU_VIRTIO_NET_F_MQ) |
+                    (o->mrg ? vhu_feature(VHU_VIRTIO_NET_F_MRG_RXBUF) : 0) | o->extra_features,
         .num_queues = (uint16_t)(2 * (o->net.queue_pairs ? o->net.queue_pairs : 1)),
         .queue_size = o->queue_size ? o->queue_size : 128,
         .packed = o->packed,
@@ -109,14 +109,14 @@ static inline void make_frame(uint8_t *f, uint32_t len, unsigned seed)
  * Queue one transmit chain: a zero header then the frame, in nseg segments (nseg >= 2 puts the
  * header boundary mid-segment: 5 bytes, then 7 + part of the frame, ...).
  */
-static inline int tx_add(struct tb *t, unsigned q, const struct virtio_net_hdr_v1 *h,
+static inline int tx_add(struct tb *t, unsigned q, const struct vhu_virtio_net_hdr_v1 *h,
                   const uint8_t *frame, uint32_t len, unsigned nseg)
 {
     uint64_t gpa;
     uint8_t *b = alloc(t, HDR + len, &gpa);
     struct vhu_vqd_seg s[8];
     uint32_t total = HDR + len, off = 0;
-    struct virtio_net_hdr_v1 zero = {0};
+    struct vhu_virtio_net_hdr_v1 zero = {0};
 
     if (!b)
         return -ENOMEM;

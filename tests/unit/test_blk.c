@@ -101,11 +101,11 @@ static int tb_up(struct tb *t, const struct tb_opts *o)
     if (r < 0)
         return r;
     struct tdrv_opts fo = {
-        .features = vhu_feature(VIRTIO_BLK_F_SIZE_MAX) | vhu_feature(VIRTIO_BLK_F_SEG_MAX) |
-                    vhu_feature(VIRTIO_BLK_F_BLK_SIZE) | vhu_feature(VIRTIO_BLK_F_TOPOLOGY) |
-                    vhu_feature(VIRTIO_BLK_F_FLUSH) | vhu_feature(VIRTIO_BLK_F_CONFIG_WCE) |
-                    vhu_feature(VIRTIO_BLK_F_MQ) | vhu_feature(VIRTIO_BLK_F_DISCARD) |
-                    vhu_feature(VIRTIO_BLK_F_WRITE_ZEROES) | vhu_feature(VIRTIO_BLK_F_RO),
+        .features = vhu_feature(VHU_VIRTIO_BLK_F_SIZE_MAX) | vhu_feature(VHU_VIRTIO_BLK_F_SEG_MAX) |
+                    vhu_feature(VHU_VIRTIO_BLK_F_BLK_SIZE) | vhu_feature(VHU_VIRTIO_BLK_F_TOPOLOGY) |
+                    vhu_feature(VHU_VIRTIO_BLK_F_FLUSH) | vhu_feature(VHU_VIRTIO_BLK_F_CONFIG_WCE) |
+                    vhu_feature(VHU_VIRTIO_BLK_F_MQ) | vhu_feature(VHU_VIRTIO_BLK_F_DISCARD) |
+                    vhu_feature(VHU_VIRTIO_BLK_F_WRITE_ZEROES) | vhu_feature(VHU_VIRTIO_BLK_F_RO),
         .num_queues = o->num_queues ? o->num_queues : 1,
         .queue_size = o->queue_size ? o->queue_size : 64,
         .packed = o->packed,
@@ -136,7 +136,7 @@ static void tb_down(struct tb *t)
 static int rq_at(struct tb *t, unsigned q, uint32_t type, uint64_t sector, uint64_t data_gpa,
                  uint32_t len, bool writable, unsigned nseg, uint8_t *st)
 {
-    struct virtio_blk_outhdr h = {.type = type, .sector = sector};
+    struct vhu_virtio_blk_outhdr h = {.type = type, .sector = sector};
     struct vhu_vqd_seg segs[40];
     unsigned k = 0, nd = 0;
 
@@ -200,24 +200,24 @@ static bool file_zero(const char *path, uint64_t off, size_t n)
 TDRV_TEST(config_space)
 {
     struct tb_opts o = {.num_queues = 2, .blk = {.num_queues = 2, .seg_max = 30}};
-    struct virtio_blk_config c;
+    struct vhu_virtio_blk_config c;
     struct tb t;
 
     ASSERT_OK(tb_up(&t, &o));
     uint64_t f = tdrv_backend_features(t.d);
-    ASSERT(vhu_has_feature(f, VIRTIO_BLK_F_FLUSH));
-    ASSERT(vhu_has_feature(f, VIRTIO_BLK_F_CONFIG_WCE));
-    ASSERT(vhu_has_feature(f, VIRTIO_BLK_F_MQ));
-    ASSERT(vhu_has_feature(f, VIRTIO_BLK_F_DISCARD));
-    ASSERT(vhu_has_feature(f, VIRTIO_BLK_F_WRITE_ZEROES));
-    ASSERT(vhu_has_feature(f, VIRTIO_BLK_F_SEG_MAX));
-    ASSERT(vhu_has_feature(f, VIRTIO_BLK_F_SIZE_MAX));
-    ASSERT(vhu_has_feature(f, VIRTIO_BLK_F_BLK_SIZE));
-    ASSERT(vhu_has_feature(f, VIRTIO_BLK_F_TOPOLOGY));
-    ASSERT(vhu_has_feature(f, VIRTIO_F_RING_PACKED));
-    ASSERT(vhu_has_feature(f, VIRTIO_RING_F_EVENT_IDX));
-    ASSERT(!vhu_has_feature(f, VIRTIO_BLK_F_RO));
-    ASSERT(!vhu_has_feature(f, VIRTIO_BLK_F_GEOMETRY));
+    ASSERT(vhu_has_feature(f, VHU_VIRTIO_BLK_F_FLUSH));
+    ASSERT(vhu_has_feature(f, VHU_VIRTIO_BLK_F_CONFIG_WCE));
+    ASSERT(vhu_has_feature(f, VHU_VIRTIO_BLK_F_MQ));
+    ASSERT(vhu_has_feature(f, VHU_VIRTIO_BLK_F_DISCARD));
+    ASSERT(vhu_has_feature(f, VHU_VIRTIO_BLK_F_WRITE_ZEROES));
+    ASSERT(vhu_has_feature(f, VHU_VIRTIO_BLK_F_SEG_MAX));
+    ASSERT(vhu_has_feature(f, VHU_VIRTIO_BLK_F_SIZE_MAX));
+    ASSERT(vhu_has_feature(f, VHU_VIRTIO_BLK_F_BLK_SIZE));
+    ASSERT(vhu_has_feature(f, VHU_VIRTIO_BLK_F_TOPOLOGY));
+    ASSERT(vhu_has_feature(f, VHU_VIRTIO_F_RING_PACKED));
+    ASSERT(vhu_has_feature(f, VHU_VIRTIO_RING_F_EVENT_IDX));
+    ASSERT(!vhu_has_feature(f, VHU_VIRTIO_BLK_F_RO));
+    ASSERT(!vhu_has_feature(f, VHU_VIRTIO_BLK_F_GEOMETRY));
     ASSERT_EQ(tdrv_num_queues(t.d), 2);
 
     ASSERT_OK(tdrv_get_config(t.d, 0, &c, sizeof(c)));
@@ -239,21 +239,21 @@ TDRV_TEST(config_space)
     ASSERT_EQ(c.write_zeroes_may_unmap, 1);
     /* a partial read at an offset (what a driver's virtio_cread does) */
     uint16_t nq = 0;
-    ASSERT_OK(tdrv_get_config(t.d, offsetof(struct virtio_blk_config, num_queues), &nq, 2));
+    ASSERT_OK(tdrv_get_config(t.d, offsetof(struct vhu_virtio_blk_config, num_queues), &nq, 2));
     ASSERT_EQ(nq, 2);
 
     /* the guest switches the cache to writethrough; writes keep working (RWF_DSYNC) */
     uint8_t wb = 0, st;
-    ASSERT_OK(tdrv_set_config(t.d, offsetof(struct virtio_blk_config, writeback), &wb, 1));
-    ASSERT_OK(tdrv_get_config(t.d, offsetof(struct virtio_blk_config, writeback), &wb, 1));
+    ASSERT_OK(tdrv_set_config(t.d, offsetof(struct vhu_virtio_blk_config, writeback), &wb, 1));
+    ASSERT_OK(tdrv_get_config(t.d, offsetof(struct vhu_virtio_blk_config, writeback), &wb, 1));
     ASSERT_EQ(wb, 0);
     pattern(t.data, 8192, 5);
-    ASSERT_EQ(rq(&t, 1, VIRTIO_BLK_T_OUT, 16, 8192, false, 2, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    ASSERT_EQ(rq(&t, 1, VHU_VIRTIO_BLK_T_OUT, 16, 8192, false, 2, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
     ASSERT(file_matches(t.path, 16 * 512, t.data, 8192));
     /* a reset restores the configured cache mode */
     ASSERT_OK(tdrv_reset(t.d));
-    ASSERT_OK(tdrv_get_config(t.d, offsetof(struct virtio_blk_config, writeback), &wb, 1));
+    ASSERT_OK(tdrv_get_config(t.d, offsetof(struct vhu_virtio_blk_config, writeback), &wb, 1));
     ASSERT_EQ(wb, 1);
     /* any other config write is refused (the backend drops the session) */
     uint64_t cap = 1;
@@ -264,15 +264,15 @@ TDRV_TEST(config_space)
 TDRV_TEST(config_writethrough_4k_readonly)
 {
     struct tb_opts o = {.blk = {.read_only = true, .writethrough = true, .blk_size = 4096}};
-    struct virtio_blk_config c;
+    struct vhu_virtio_blk_config c;
     struct tb t;
 
     ASSERT_OK(tb_up(&t, &o));
     uint64_t f = tdrv_backend_features(t.d);
-    ASSERT(vhu_has_feature(f, VIRTIO_BLK_F_RO));
-    ASSERT(!vhu_has_feature(f, VIRTIO_BLK_F_DISCARD));
-    ASSERT(!vhu_has_feature(f, VIRTIO_BLK_F_WRITE_ZEROES));
-    ASSERT(vhu_has_feature(tdrv_features(t.d), VIRTIO_BLK_F_RO));
+    ASSERT(vhu_has_feature(f, VHU_VIRTIO_BLK_F_RO));
+    ASSERT(!vhu_has_feature(f, VHU_VIRTIO_BLK_F_DISCARD));
+    ASSERT(!vhu_has_feature(f, VHU_VIRTIO_BLK_F_WRITE_ZEROES));
+    ASSERT(vhu_has_feature(tdrv_features(t.d), VHU_VIRTIO_BLK_F_RO));
     ASSERT_OK(tdrv_get_config(t.d, 0, &c, sizeof(c)));
     ASSERT_EQ(c.writeback, 0);
     ASSERT_EQ(c.blk_size, 4096);
@@ -320,7 +320,7 @@ static void run_integrity(bool packed, unsigned workers, unsigned poll_us,
 
     ASSERT(want);
     ASSERT_OK(tb_up(&t, &o));
-    ASSERT_EQ(vhu_has_feature(tdrv_features(t.d), VIRTIO_F_RING_PACKED), packed);
+    ASSERT_EQ(vhu_has_feature(tdrv_features(t.d), VHU_VIRTIO_F_RING_PACKED), packed);
     /* chains of up to 16 descriptors go indirect, longer ones direct (the frontend's limit) */
     static const struct { uint64_t sector; uint32_t len; unsigned nseg; } cases[] = {
         {0, 512, 1},      {1, 4096, 3},   {100, 65536, 16}, {2000, 512 * 7, 7},
@@ -330,14 +330,14 @@ static void run_integrity(bool packed, unsigned workers, unsigned poll_us,
         unsigned wq = i % 2, rqn = 1 - wq;
         pattern(want, cases[i].len, i + 1);
         memcpy(t.data, want, cases[i].len);
-        ASSERT_EQ(rq(&t, wq, VIRTIO_BLK_T_OUT, cases[i].sector, cases[i].len, false,
+        ASSERT_EQ(rq(&t, wq, VHU_VIRTIO_BLK_T_OUT, cases[i].sector, cases[i].len, false,
                      cases[i].nseg, &st), 1);
-        ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+        ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
         ASSERT(file_matches(t.path, cases[i].sector * 512, want, cases[i].len));
         memset(t.data, 0, cases[i].len);
-        ASSERT_EQ(rq(&t, rqn, VIRTIO_BLK_T_IN, cases[i].sector, cases[i].len, true,
+        ASSERT_EQ(rq(&t, rqn, VHU_VIRTIO_BLK_T_IN, cases[i].sector, cases[i].len, true,
                      cases[i].nseg, &st), (int)cases[i].len + 1);
-        ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+        ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
         ASSERT(memcmp(t.data, want, cases[i].len) == 0);
     }
 
@@ -346,28 +346,28 @@ static void run_integrity(bool packed, unsigned workers, unsigned poll_us,
     uint64_t gpa;
     uint8_t *buf = tdrv_alloc(t.d, 16 + 2048, 64, &gpa);
     ASSERT(buf);
-    struct virtio_blk_outhdr h = {.type = VIRTIO_BLK_T_OUT, .sector = 50};
+    struct vhu_virtio_blk_outhdr h = {.type = VHU_VIRTIO_BLK_T_OUT, .sector = 50};
     memcpy(buf, &h, 16);
     pattern(buf + 16, 2048, 77);
     memcpy(want, buf + 16, 2048);
     struct vhu_vqd_seg one[2] = {{gpa, 16 + 2048}, {t.status_gpa, 1}};
     *t.status = 0xee;
     ASSERT_EQ(tdrv_request(t.d, 0, one, 1, 1, 5000), 1);
-    ASSERT_EQ(*t.status, VIRTIO_BLK_S_OK);
+    ASSERT_EQ(*t.status, VHU_VIRTIO_BLK_S_OK);
     ASSERT(file_matches(t.path, 50 * 512, want, 2048));
-    h.type = VIRTIO_BLK_T_IN;
+    h.type = VHU_VIRTIO_BLK_T_IN;
     memcpy(t.hdr, &h, 16);
     memset(buf, 0xee, 2048 + 1);
     struct vhu_vqd_seg two[2] = {{t.hdr_gpa, 16}, {gpa, 2048 + 1}};
     ASSERT_EQ(tdrv_request(t.d, 1, two, 1, 1, 5000), 2048 + 1);
     ASSERT(memcmp(buf, want, 2048) == 0);
-    ASSERT_EQ(buf[2048], VIRTIO_BLK_S_OK);
+    ASSERT_EQ(buf[2048], VHU_VIRTIO_BLK_S_OK);
     /* the header split over two segments, zero-length segments around */
     struct vhu_vqd_seg split[5] = {{t.hdr_gpa, 5}, {t.hdr_gpa + 5, 11}, {t.data_gpa, 0},
                                    {t.data_gpa, 512}, {t.status_gpa, 1}};
     memset(t.data, 0, 512);
     ASSERT_EQ(tdrv_request(t.d, 0, split, 2, 3, 5000), 512 + 1);
-    ASSERT_EQ(*t.status, VIRTIO_BLK_S_OK);
+    ASSERT_EQ(*t.status, VHU_VIRTIO_BLK_S_OK);
     ASSERT(memcmp(t.data, want, 512) == 0);
     tb_down(&t);
     free(want);
@@ -437,16 +437,16 @@ TDRV_TEST(flush_and_get_id)
     uint8_t st;
 
     ASSERT_OK(tb_up(&t, &o));
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_FLUSH, 0, 0, false, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_FLUSH, 0, 0, false, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
     memset(t.data, 0xff, 64);
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_GET_ID, 0, VIRTIO_BLK_ID_BYTES, true, 1, &st), 21);
-    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_GET_ID, 0, VHU_VIRTIO_BLK_ID_BYTES, true, 1, &st), 21);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
     ASSERT(memcmp(t.data, "vhu-serial-123456789", 20) == 0);
     ASSERT_EQ(t.data[20], 0xff); /* no terminator when it is 20 bytes long */
     /* a shorter buffer gets a prefix */
     memset(t.data, 0xff, 64);
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_GET_ID, 0, 8, true, 1, &st), 9);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_GET_ID, 0, 8, true, 1, &st), 9);
     ASSERT(memcmp(t.data, "vhu-seri", 8) == 0);
     ASSERT_EQ(t.data[8], 0xff);
     tb_down(&t);
@@ -454,13 +454,13 @@ TDRV_TEST(flush_and_get_id)
     struct tb_opts o2 = {.blk = {.serial = "abc"}};
     ASSERT_OK(tb_up(&t, &o2));
     memset(t.data, 0xff, 64);
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_GET_ID, 0, VIRTIO_BLK_ID_BYTES, true, 2, &st), 21);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_GET_ID, 0, VHU_VIRTIO_BLK_ID_BYTES, true, 2, &st), 21);
     ASSERT(memcmp(t.data, "abc\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 20) == 0); /* NUL-padded */
     tb_down(&t);
 }
 
 /* DISCARD / WRITE_ZEROES requests: count ranges of {sector, num, flags} in t.data. */
-static int dwz(struct tb *t, uint32_t type, const struct virtio_blk_discard_write_zeroes *d,
+static int dwz(struct tb *t, uint32_t type, const struct vhu_virtio_blk_discard_write_zeroes *d,
                unsigned n, uint8_t *st)
 {
     memcpy(t->data, d, n * sizeof(*d));
@@ -482,7 +482,7 @@ static void fill_disk(struct tb *t, uint64_t sector, uint32_t len)
     uint8_t st;
 
     pattern(t->data, len, 9);
-    if (rq(t, 0, VIRTIO_BLK_T_OUT, sector, len, false, 1, &st) != 1 || st != VIRTIO_BLK_S_OK)
+    if (rq(t, 0, VHU_VIRTIO_BLK_T_OUT, sector, len, false, 1, &st) != 1 || st != VHU_VIRTIO_BLK_S_OK)
         vhu_test_failed = 1;
 }
 
@@ -502,20 +502,20 @@ static void run_dwz(const char *dir, bool expect_holes, enum vhu_blk_engine engi
     ASSERT(!is_hole(t.path, 64 * 1024));
 
     /* DISCARD: the range is deallocated (reads return zeroes on a file) */
-    struct virtio_blk_discard_write_zeroes d[3] = {{.sector = 128, .num_sectors = 128}};
-    ASSERT_EQ(dwz(&t, VIRTIO_BLK_T_DISCARD, d, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    struct vhu_virtio_blk_discard_write_zeroes d[3] = {{.sector = 128, .num_sectors = 128}};
+    ASSERT_EQ(dwz(&t, VHU_VIRTIO_BLK_T_DISCARD, d, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
     ASSERT(file_zero(t.path, 128 * 512, 128 * 512));
     if (expect_holes)
         ASSERT(is_hole(t.path, 128 * 512));
     ASSERT(!file_zero(t.path, 256 * 512, 512)); /* the neighbour is untouched */
 
     /* WRITE_ZEROES without UNMAP, three ranges: zeroes, allocation kept */
-    d[0] = (struct virtio_blk_discard_write_zeroes){.sector = 300, .num_sectors = 8};
-    d[1] = (struct virtio_blk_discard_write_zeroes){.sector = 400, .num_sectors = 1};
-    d[2] = (struct virtio_blk_discard_write_zeroes){.sector = 500, .num_sectors = 0};
-    ASSERT_EQ(dwz(&t, VIRTIO_BLK_T_WRITE_ZEROES, d, 3, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    d[0] = (struct vhu_virtio_blk_discard_write_zeroes){.sector = 300, .num_sectors = 8};
+    d[1] = (struct vhu_virtio_blk_discard_write_zeroes){.sector = 400, .num_sectors = 1};
+    d[2] = (struct vhu_virtio_blk_discard_write_zeroes){.sector = 500, .num_sectors = 0};
+    ASSERT_EQ(dwz(&t, VHU_VIRTIO_BLK_T_WRITE_ZEROES, d, 3, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
     ASSERT(file_zero(t.path, 300 * 512, 8 * 512));
     ASSERT(file_zero(t.path, 400 * 512, 512));
     ASSERT(!file_zero(t.path, 308 * 512, 512));
@@ -523,46 +523,46 @@ static void run_dwz(const char *dir, bool expect_holes, enum vhu_blk_engine engi
     ASSERT(!file_zero(t.path, 500 * 512, 512));
 
     /* WRITE_ZEROES with UNMAP: zeroes, deallocated */
-    d[0] = (struct virtio_blk_discard_write_zeroes){.sector = 1024, .num_sectors = 256,
-                                                    .flags = VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP};
-    ASSERT_EQ(dwz(&t, VIRTIO_BLK_T_WRITE_ZEROES, d, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    d[0] = (struct vhu_virtio_blk_discard_write_zeroes){.sector = 1024, .num_sectors = 256,
+                                                    .flags = VHU_VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP};
+    ASSERT_EQ(dwz(&t, VHU_VIRTIO_BLK_T_WRITE_ZEROES, d, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
     ASSERT(file_zero(t.path, 1024 * 512, 256 * 512));
     if (expect_holes)
         ASSERT(is_hole(t.path, 1024 * 512));
 
     /* §5.2.6.2: UNMAP on a discard, or an unknown flag: UNSUPP */
-    d[0] = (struct virtio_blk_discard_write_zeroes){.sector = 0, .num_sectors = 8,
-                                                    .flags = VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP};
-    ASSERT_EQ(dwz(&t, VIRTIO_BLK_T_DISCARD, d, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_UNSUPP);
+    d[0] = (struct vhu_virtio_blk_discard_write_zeroes){.sector = 0, .num_sectors = 8,
+                                                    .flags = VHU_VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP};
+    ASSERT_EQ(dwz(&t, VHU_VIRTIO_BLK_T_DISCARD, d, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_UNSUPP);
     d[0].flags = 2;
-    ASSERT_EQ(dwz(&t, VIRTIO_BLK_T_WRITE_ZEROES, d, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_UNSUPP);
+    ASSERT_EQ(dwz(&t, VHU_VIRTIO_BLK_T_WRITE_ZEROES, d, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_UNSUPP);
     ASSERT(!file_zero(t.path, 0, 512));
     /* past the end, overflowing, too long, too many ranges, ragged array, no ranges: IOERR */
-    struct virtio_blk_config c;
+    struct vhu_virtio_blk_config c;
     ASSERT_OK(tdrv_get_config(t.d, 0, &c, sizeof(c)));
-    d[0] = (struct virtio_blk_discard_write_zeroes){.sector = DISK_SIZE / 512 - 1,
+    d[0] = (struct vhu_virtio_blk_discard_write_zeroes){.sector = DISK_SIZE / 512 - 1,
                                                     .num_sectors = 2};
-    ASSERT_EQ(dwz(&t, VIRTIO_BLK_T_WRITE_ZEROES, d, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
-    d[0] = (struct virtio_blk_discard_write_zeroes){.sector = UINT64_MAX - 1, .num_sectors = 4};
-    ASSERT_EQ(dwz(&t, VIRTIO_BLK_T_DISCARD, d, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
-    d[0] = (struct virtio_blk_discard_write_zeroes){.sector = 0,
+    ASSERT_EQ(dwz(&t, VHU_VIRTIO_BLK_T_WRITE_ZEROES, d, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_IOERR);
+    d[0] = (struct vhu_virtio_blk_discard_write_zeroes){.sector = UINT64_MAX - 1, .num_sectors = 4};
+    ASSERT_EQ(dwz(&t, VHU_VIRTIO_BLK_T_DISCARD, d, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_IOERR);
+    d[0] = (struct vhu_virtio_blk_discard_write_zeroes){.sector = 0,
                                                     .num_sectors = c.max_discard_sectors + 1};
-    ASSERT_EQ(dwz(&t, VIRTIO_BLK_T_DISCARD, d, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
-    struct virtio_blk_discard_write_zeroes many[64] = {{.sector = 0, .num_sectors = 1}};
+    ASSERT_EQ(dwz(&t, VHU_VIRTIO_BLK_T_DISCARD, d, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_IOERR);
+    struct vhu_virtio_blk_discard_write_zeroes many[64] = {{.sector = 0, .num_sectors = 1}};
     ASSERT(c.max_discard_seg < 64);
-    ASSERT_EQ(dwz(&t, VIRTIO_BLK_T_DISCARD, many, c.max_discard_seg + 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(dwz(&t, VHU_VIRTIO_BLK_T_DISCARD, many, c.max_discard_seg + 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_IOERR);
     memset(t.data, 0, 24);
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_DISCARD, 0, 24, false, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_DISCARD, 0, 0, false, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_DISCARD, 0, 24, false, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_DISCARD, 0, 0, false, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_IOERR);
     ASSERT(!file_zero(t.path, 0, 512));
     tb_down(&t);
 }
@@ -588,16 +588,16 @@ TDRV_TEST(read_only_refuses_writes)
 
     ASSERT_OK(tb_up(&t, &o));
     pattern(t.data, 4096, 3);
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_OUT, 0, 4096, false, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_OUT, 0, 4096, false, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_IOERR);
     ASSERT(file_zero(t.path, 0, 4096)); /* nothing written */
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_IN, 0, 4096, true, 1, &st), 4097);
-    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
-    struct virtio_blk_discard_write_zeroes d = {.sector = 0, .num_sectors = 8};
-    ASSERT_EQ(dwz(&t, VIRTIO_BLK_T_DISCARD, &d, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_UNSUPP); /* not offered */
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_FLUSH, 0, 0, false, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_IN, 0, 4096, true, 1, &st), 4097);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
+    struct vhu_virtio_blk_discard_write_zeroes d = {.sector = 0, .num_sectors = 8};
+    ASSERT_EQ(dwz(&t, VHU_VIRTIO_BLK_T_DISCARD, &d, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_UNSUPP); /* not offered */
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_FLUSH, 0, 0, false, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
     tb_down(&t);
 }
 
@@ -610,58 +610,58 @@ TDRV_TEST(malformed_requests_get_a_status)
 
     ASSERT_OK(tb_up(&t, &o));
     /* past capacity, straddling the end, overflowing sector * 512 + len */
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_IN, cap, 512, true, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_OUT, cap - 1, 1024, false, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_IN, UINT64_MAX / 512 + 1, 512, true, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_OUT, UINT64_MAX, 512, false, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_IN, cap, 512, true, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_OUT, cap - 1, 1024, false, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_IN, UINT64_MAX / 512 + 1, 512, true, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_OUT, UINT64_MAX, 512, false, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_IOERR);
     /* the last sector itself is fine */
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_IN, cap - 1, 512, true, 1, &st), 513);
-    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_IN, cap - 1, 512, true, 1, &st), 513);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
     /* a length that is not a multiple of the block size */
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_IN, 0, 100, true, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_IN, 0, 100, true, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_IOERR);
     /* data in the wrong direction */
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_IN, 0, 512, false, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_OUT, 0, 512, true, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_GET_ID, 0, 20, false, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_IN, 0, 512, false, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_OUT, 0, 512, true, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_GET_ID, 0, 20, false, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_IOERR);
     /* unsupported types */
     ASSERT_EQ(rq(&t, 0, 0x55, 0, 0, false, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_UNSUPP);
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_GET_LIFETIME, 0, 16, true, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_UNSUPP);
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_SECURE_ERASE, 0, 16, false, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_UNSUPP);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_UNSUPP);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_GET_LIFETIME, 0, 16, true, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_UNSUPP);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_SECURE_ERASE, 0, 16, false, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_UNSUPP);
     /* a short header (8 readable bytes), and no header at all */
     struct vhu_vqd_seg shorth[2] = {{t.hdr_gpa, 8}, {t.status_gpa, 1}};
     *t.status = 0xee;
     ASSERT_EQ(tdrv_request(t.d, 0, shorth, 1, 1, 5000), 1);
-    ASSERT_EQ(*t.status, VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(*t.status, VHU_VIRTIO_BLK_S_IOERR);
     struct vhu_vqd_seg noh[1] = {{t.status_gpa, 1}};
     *t.status = 0xee;
     ASSERT_EQ(tdrv_request(t.d, 0, noh, 0, 1, 5000), 1);
-    ASSERT_EQ(*t.status, VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(*t.status, VHU_VIRTIO_BLK_S_IOERR);
     /* the status is the LAST writable byte, even after zero-length segments */
-    struct virtio_blk_outhdr h = {.type = VIRTIO_BLK_T_GET_ID};
+    struct vhu_virtio_blk_outhdr h = {.type = VHU_VIRTIO_BLK_T_GET_ID};
     memcpy(t.hdr, &h, 16);
     memset(t.data, 0xff, 64);
     struct vhu_vqd_seg tail[4] = {{t.hdr_gpa, 16}, {t.data_gpa, 20}, {t.status_gpa, 1},
                                   {t.status_gpa + 1, 0}};
     ASSERT_EQ(tdrv_request(t.d, 0, tail, 1, 3, 5000), 21);
-    ASSERT_EQ(*t.status, VIRTIO_BLK_S_OK);
+    ASSERT_EQ(*t.status, VHU_VIRTIO_BLK_S_OK);
     ASSERT_EQ(t.data[0], 'x');
     /* the queue still works */
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_IN, 0, 512, true, 1, &st), 513);
-    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_IN, 0, 512, true, 1, &st), 513);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
     uint8_t dev_status = 0;
     ASSERT_OK(tdrv_get_status(t.d, &dev_status));
-    ASSERT(!(dev_status & VIRTIO_CONFIG_S_NEEDS_RESET));
+    ASSERT(!(dev_status & VHU_VIRTIO_CONFIG_S_NEEDS_RESET));
     tb_down(&t);
 }
 
@@ -672,17 +672,17 @@ TDRV_TEST(block_size_4096)
     uint8_t st;
 
     ASSERT_OK(tb_up(&t, &o));
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_IN, 0, 512, true, 1, &st), 1); /* shorter than a block */
-    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_IN, 4, 4096, true, 1, &st), 1); /* misaligned sector */
-    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_IN, 0, 512, true, 1, &st), 1); /* shorter than a block */
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_IN, 4, 4096, true, 1, &st), 1); /* misaligned sector */
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_IOERR);
     pattern(t.data, 8192, 4);
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_OUT, 8, 8192, false, 2, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_OUT, 8, 8192, false, 2, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
     ASSERT(file_matches(t.path, 4096, t.data, 8192));
-    struct virtio_blk_discard_write_zeroes d = {.sector = 9, .num_sectors = 8};
-    ASSERT_EQ(dwz(&t, VIRTIO_BLK_T_WRITE_ZEROES, &d, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR); /* misaligned range */
+    struct vhu_virtio_blk_discard_write_zeroes d = {.sector = 9, .num_sectors = 8};
+    ASSERT_EQ(dwz(&t, VHU_VIRTIO_BLK_T_WRITE_ZEROES, &d, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_IOERR); /* misaligned range */
     tb_down(&t);
 }
 
@@ -694,16 +694,16 @@ TDRV_TEST(missing_status_breaks_only_that_queue)
     uint8_t st, dev_status = 0;
 
     ASSERT_OK(tb_up(&t, &o));
-    struct virtio_blk_outhdr h = {.type = VIRTIO_BLK_T_OUT};
+    struct vhu_virtio_blk_outhdr h = {.type = VHU_VIRTIO_BLK_T_OUT};
     memcpy(t.hdr, &h, 16);
     struct vhu_vqd_seg ro[2] = {{t.hdr_gpa, 16}, {t.data_gpa, 512}};
     ASSERT(tdrv_request(t.d, 0, ro, 2, 0, 300) < 0);
     ASSERT_OK(tdrv_get_status(t.d, &dev_status));
-    ASSERT(dev_status & VIRTIO_CONFIG_S_NEEDS_RESET);
+    ASSERT(dev_status & VHU_VIRTIO_CONFIG_S_NEEDS_RESET);
     ASSERT(file_zero(t.path, 0, 512));
     pattern(t.data, 4096, 1);
-    ASSERT_EQ(rq(&t, 1, VIRTIO_BLK_T_OUT, 8, 4096, false, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    ASSERT_EQ(rq(&t, 1, VHU_VIRTIO_BLK_T_OUT, 8, 4096, false, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
     ASSERT(file_matches(t.path, 8 * 512, t.data, 4096));
     tb_down(&t);
 }
@@ -718,10 +718,10 @@ static void run_backing_failure(enum vhu_blk_engine engine)
     ASSERT_OK(tb_up(&t, &o));
     /* the file shrinks under the device: reads past the new end come back short */
     ASSERT_OK(truncate(t.path, DISK_SIZE / 2) == 0 ? 0 : -errno);
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_IN, DISK_SIZE / 512 - 8, 4096, true, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_IN, 0, 4096, true, 2, &st), 4097);
-    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_IN, DISK_SIZE / 512 - 8, 4096, true, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_IN, 0, 4096, true, 2, &st), 4097);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
     tb_down(&t);
 
     /* O_DIRECT with a guest buffer the file system cannot take: EINVAL from the kernel */
@@ -733,16 +733,16 @@ static void run_backing_failure(enum vhu_blk_engine engine)
     }
     ASSERT_OK(r);
     pattern(t.data, 8192, 2);
-    ASSERT_EQ(rq_at(&t, 0, VIRTIO_BLK_T_OUT, 0, t.data_gpa + 1, 4096, false, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(rq_at(&t, 0, VHU_VIRTIO_BLK_T_OUT, 0, t.data_gpa + 1, 4096, false, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_IOERR);
     ASSERT(file_zero(t.path, 0, 4096));
     /* aligned buffers work */
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_OUT, 8, 8192, false, 2, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_OUT, 8, 8192, false, 2, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
     ASSERT(file_matches(t.path, 4096, t.data, 8192));
     memset(t.data, 0, 8192);
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_IN, 8, 8192, true, 1, &st), 8193);
-    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_IN, 8, 8192, true, 1, &st), 8193);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
     tb_down(&t);
 }
 
@@ -770,7 +770,7 @@ static void run_batch(bool packed)
         b[i].hdr = tdrv_alloc(t.d, 16, 16, &b[i].hdr_gpa);
         b[i].st = tdrv_alloc(t.d, 1, 1, &b[i].st_gpa);
         ASSERT(b[i].hdr && b[i].st);
-        struct virtio_blk_outhdr h = {.type = VIRTIO_BLK_T_OUT, .sector = i * 8};
+        struct vhu_virtio_blk_outhdr h = {.type = VHU_VIRTIO_BLK_T_OUT, .sector = i * 8};
         memcpy(b[i].hdr, &h, 16);
         *b[i].st = 0xee;
         struct vhu_vqd_seg s[3] = {{b[i].hdr_gpa, 16}, {t.data_gpa + i * 4096, 4096},
@@ -789,7 +789,7 @@ static void run_batch(bool packed)
     }
     ASSERT_EQ(done, N);
     for (unsigned i = 0; i < N; i++)
-        ASSERT_EQ(*b[i].st, VIRTIO_BLK_S_OK);
+        ASSERT_EQ(*b[i].st, VHU_VIRTIO_BLK_S_OK);
     ASSERT(file_matches(t.path, 0, t.data, N * 4096));
     tb_down(&t);
 }
@@ -818,7 +818,7 @@ static void run_full_ring(bool packed)
     for (unsigned round = 0; round < ROUNDS; round++) {
         pattern(t.data, QSZ * 4096, round);
         for (unsigned i = 0; i < QSZ; i++) {
-            struct virtio_blk_outhdr h = {.type = VIRTIO_BLK_T_OUT,
+            struct vhu_virtio_blk_outhdr h = {.type = VHU_VIRTIO_BLK_T_OUT,
                                           .sector = (round * QSZ + i) * 8};
             memcpy(hdr + i * 16, &h, 16);
             st[i] = 0xee;
@@ -841,7 +841,7 @@ static void run_full_ring(bool packed)
         }
         ASSERT_EQ(done, QSZ);
         for (unsigned i = 0; i < QSZ; i++)
-            ASSERT_EQ(st[i], VIRTIO_BLK_S_OK);
+            ASSERT_EQ(st[i], VHU_VIRTIO_BLK_S_OK);
         ASSERT(file_matches(t.path, (uint64_t)round * QSZ * 4096, t.data, QSZ * 4096));
     }
     tb_down(&t);
@@ -853,7 +853,7 @@ TDRV_TEST(full_ring_rounds_packed) { run_full_ring(true); }
 TDRV_TEST(null_store)
 {
     struct tb_opts o = {.num_queues = 2, .blk = {.null_size = 1ull << 40, .num_queues = 2}};
-    struct virtio_blk_config c;
+    struct vhu_virtio_blk_config c;
     struct tb t;
     uint8_t st;
 
@@ -862,18 +862,18 @@ TDRV_TEST(null_store)
     ASSERT_EQ(c.capacity, (1ull << 40) / 512);
     ASSERT_EQ(c.write_zeroes_may_unmap, 0);
     for (unsigned i = 0; i < 100; i++) {
-        ASSERT_EQ(rq(&t, i % 2, VIRTIO_BLK_T_OUT, i * 1000, 65536, false, 4, &st), 1);
-        ASSERT_EQ(st, VIRTIO_BLK_S_OK);
-        ASSERT_EQ(rq(&t, i % 2, VIRTIO_BLK_T_IN, i * 1000, 65536, true, 4, &st), 65537);
-        ASSERT_EQ(st, VIRTIO_BLK_S_OK);
+        ASSERT_EQ(rq(&t, i % 2, VHU_VIRTIO_BLK_T_OUT, i * 1000, 65536, false, 4, &st), 1);
+        ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
+        ASSERT_EQ(rq(&t, i % 2, VHU_VIRTIO_BLK_T_IN, i * 1000, 65536, true, 4, &st), 65537);
+        ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
     }
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_FLUSH, 0, 0, false, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
-    struct virtio_blk_discard_write_zeroes d = {.sector = 8, .num_sectors = 8};
-    ASSERT_EQ(dwz(&t, VIRTIO_BLK_T_WRITE_ZEROES, &d, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_OK);
-    ASSERT_EQ(rq(&t, 0, VIRTIO_BLK_T_IN, c.capacity, 512, true, 1, &st), 1);
-    ASSERT_EQ(st, VIRTIO_BLK_S_IOERR);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_FLUSH, 0, 0, false, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
+    struct vhu_virtio_blk_discard_write_zeroes d = {.sector = 8, .num_sectors = 8};
+    ASSERT_EQ(dwz(&t, VHU_VIRTIO_BLK_T_WRITE_ZEROES, &d, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_IN, c.capacity, 512, true, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_IOERR);
     tb_down(&t);
 }
 
@@ -887,7 +887,7 @@ TDRV_TEST(no_fd_leak)
     for (int i = 0; i < 5; i++) {
         struct tb_opts o = {.num_queues = 2, .blk = {.num_queues = 2}};
         ASSERT_OK(tb_up(&t, &o));
-        ASSERT_EQ(rq(&t, 1, VIRTIO_BLK_T_IN, 0, 512, true, 1, &st), 513);
+        ASSERT_EQ(rq(&t, 1, VHU_VIRTIO_BLK_T_IN, 0, 512, true, 1, &st), 513);
         tb_down(&t);
     }
     ASSERT_EQ(vhu_fd_count_self(), before);

@@ -108,7 +108,7 @@ static void run_host_ring(bool packed)
     struct vhu_vqd_config cfg = {
         .num = QSZ,
         .packed = packed,
-        .event_idx = vhu_has_feature(tdrv_features(t.d), VIRTIO_RING_F_EVENT_IDX),
+        .event_idx = vhu_has_feature(tdrv_features(t.d), VHU_VIRTIO_RING_F_EVENT_IDX),
         .ring = ring,
         .ring_addr = (uint64_t)(uintptr_t)ring, /* the device's address: a host pointer */
     };
@@ -153,7 +153,7 @@ static void run_call_counts(bool packed, bool event_idx)
     struct vhu_vqd *vqd;
     uint8_t *buf;
     ASSERT_OK(core_up(&t, 0, &o, &c, &vqd, &buf, &gpa, 4 * 64));
-    ASSERT_EQ(vhu_has_feature(tdrv_features(t.d), VIRTIO_RING_F_EVENT_IDX), event_idx);
+    ASSERT_EQ(vhu_has_feature(tdrv_features(t.d), VHU_VIRTIO_RING_F_EVENT_IDX), event_idx);
     ASSERT_EQ(tdrv_calls(t.d, 0), 0);
     ASSERT(!vhu_vqd_enable_cb(vqd));
     for (unsigned i = 0; i < 4; i++) {
@@ -349,8 +349,8 @@ CORE_TEST(bad_descriptor_needs_reset_and_err_sink)
         ASSERT_OK(core_up(&t, 0, &o, &c, &vqd, &buf, &gpa, 64));
         ASSERT(one_request(&t, vqd, buf, gpa, 64, true));
         ASSERT_OK(tdrv_get_status(t.d, &status));
-        ASSERT(!(status & VIRTIO_CONFIG_S_NEEDS_RESET));
-        ASSERT(status & VIRTIO_CONFIG_S_DRIVER_OK);
+        ASSERT(!(status & VHU_VIRTIO_CONFIG_S_NEEDS_RESET));
+        ASSERT(status & VHU_VIRTIO_CONFIG_S_DRIVER_OK);
         ASSERT_EQ(tdrv_errors(t.d, 0), 0);
         struct vhu_vqd_seg s = {gpa, 16};
         if (kase == 0) /* a device-readable buffer for the rng */
@@ -361,8 +361,8 @@ CORE_TEST(bad_descriptor_needs_reset_and_err_sink)
         vhu_core_poll(c);
         ASSERT(vhu_vqd_get_used(vqd, &len) == NULL);
         ASSERT_OK(tdrv_get_status(t.d, &status));
-        ASSERT(status & VIRTIO_CONFIG_S_NEEDS_RESET);
-        ASSERT(status & VIRTIO_CONFIG_S_DRIVER_OK); /* added to, not replacing, the status */
+        ASSERT(status & VHU_VIRTIO_CONFIG_S_NEEDS_RESET);
+        ASSERT(status & VHU_VIRTIO_CONFIG_S_DRIVER_OK); /* added to, not replacing, the status */
         ASSERT_EQ(tdrv_errors(t.d, 0), 1);
         /* the broken ring is not processed any more */
         ASSERT_OK(post(vqd, gpa, 64, buf + 1));

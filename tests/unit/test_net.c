@@ -27,29 +27,29 @@ TDRV_TEST(config_and_features)
                                 .mtu = 9000,
                                 .queue_pairs = 3}};
     struct tb t;
-    struct virtio_net_config c;
+    struct vhu_virtio_net_config c;
 
     ASSERT_OK(tb_up(&t, &o));
     ASSERT_EQ(t.dev->num_queues, 6);
     ASSERT_OK(tdrv_get_config(t.d, 0, &c, sizeof(c)));
     ASSERT(memcmp(c.mac, o.net.mac, 6) == 0);
-    ASSERT_EQ(c.status, VIRTIO_NET_S_LINK_UP);
+    ASSERT_EQ(c.status, VHU_VIRTIO_NET_S_LINK_UP);
     ASSERT_EQ(c.max_virtqueue_pairs, 3);
     ASSERT_EQ(c.mtu, 9000);
     uint64_t f = tdrv_backend_features(t.d);
-    ASSERT(vhu_has_feature(f, VIRTIO_NET_F_MRG_RXBUF));
-    ASSERT(vhu_has_feature(f, VIRTIO_NET_F_MQ));
-    ASSERT(vhu_has_feature(f, VIRTIO_NET_F_GUEST_ANNOUNCE));
-    ASSERT(vhu_has_feature(f, VIRTIO_F_RING_PACKED));
-    ASSERT(!vhu_has_feature(f, VIRTIO_NET_F_CSUM)); /* the sink carries no offloads */
-    ASSERT(!vhu_has_feature(f, VIRTIO_NET_F_CTRL_VQ));
+    ASSERT(vhu_has_feature(f, VHU_VIRTIO_NET_F_MRG_RXBUF));
+    ASSERT(vhu_has_feature(f, VHU_VIRTIO_NET_F_MQ));
+    ASSERT(vhu_has_feature(f, VHU_VIRTIO_NET_F_GUEST_ANNOUNCE));
+    ASSERT(vhu_has_feature(f, VHU_VIRTIO_F_RING_PACKED));
+    ASSERT(!vhu_has_feature(f, VHU_VIRTIO_NET_F_CSUM)); /* the sink carries no offloads */
+    ASSERT(!vhu_has_feature(f, VHU_VIRTIO_NET_F_CTRL_VQ));
     tb_down(&t);
 
     struct vhu_device *d;
     struct vhu_net_opts ro = {.port = VHU_NET_PORT_REFLECT};
     ASSERT_OK(vhu_net_new(&ro, &d));
-    ASSERT(vhu_has_feature(d->features, VIRTIO_NET_F_CSUM));
-    ASSERT(vhu_has_feature(d->features, VIRTIO_NET_F_GUEST_TSO4));
+    ASSERT(vhu_has_feature(d->features, VHU_VIRTIO_NET_F_CSUM));
+    ASSERT(vhu_has_feature(d->features, VHU_VIRTIO_NET_F_GUEST_TSO4));
     uint8_t mac[6];
     vhu_net_get_mac(d, mac);
     ASSERT((mac[0] & 3) == 2); /* random, unicast, locally administered */
@@ -63,7 +63,7 @@ TEST(new_refuses_bad_options)
         {.port = VHU_NET_PORT_SOURCE, .source_size = 20},
         {.port = VHU_NET_PORT_SOURCE, .source_size = 1515},
         {.port = VHU_NET_PORT_SINK, .mtu = 67},
-        {.port = VHU_NET_PORT_SINK, .queue_pairs = VIRTIO_NET_MAX_QUEUE_PAIRS + 1},
+        {.port = VHU_NET_PORT_SINK, .queue_pairs = VHU_VIRTIO_NET_MAX_QUEUE_PAIRS + 1},
         {.port = VHU_NET_PORT_SINK, .mac = {1, 2, 3, 4, 5, 6}}, /* multicast */
         {.port = (enum vhu_net_port_kind)42},
     };
@@ -134,7 +134,7 @@ static void run_reflect(bool packed, bool mrg)
         ASSERT_EQ(collect(&t, 0, 1, 5000, got, lens), 1);
         ASSERT(got[0] == bufs[i]);
         ASSERT_EQ(lens[0], HDR + len);
-        struct virtio_net_hdr_v1 h;
+        struct vhu_virtio_net_hdr_v1 h;
         memcpy(&h, got[0], HDR);
         ASSERT_EQ(h.num_buffers, 1);
         ASSERT_EQ(h.flags, 0);
@@ -179,7 +179,7 @@ static void run_mergeable_small(bool packed)
         ASSERT(got[i] == bufs[i]);
         memcpy(out + 512 * i, got[i], lens[i]);
     }
-    struct virtio_net_hdr_v1 h;
+    struct vhu_virtio_net_hdr_v1 h;
     memcpy(&h, out, HDR);
     ASSERT_EQ(h.num_buffers, 3);
     ASSERT(memcmp(out + HDR, frame + 6, 6) == 0);
@@ -271,9 +271,9 @@ TDRV_TEST(reflect_backpressure_packed) { run_backpressure(true); }
 TDRV_TEST(reflect_offloads)
 {
     struct tb_opts o = {.net = {.port = VHU_NET_PORT_REFLECT},
-                        .extra_features = vhu_feature(VIRTIO_NET_F_CSUM) |
-                                          vhu_feature(VIRTIO_NET_F_GUEST_CSUM) |
-                                          vhu_feature(VIRTIO_NET_F_HOST_TSO4)};
+                        .extra_features = vhu_feature(VHU_VIRTIO_NET_F_CSUM) |
+                                          vhu_feature(VHU_VIRTIO_NET_F_GUEST_CSUM) |
+                                          vhu_feature(VHU_VIRTIO_NET_F_HOST_TSO4)};
     struct tb t;
     uint8_t frame[1514], *got[1];
     uint32_t lens[1];
@@ -282,18 +282,18 @@ TDRV_TEST(reflect_offloads)
     ASSERT_OK(rx_post(&t, 0, 2048, 2, 1, NULL));
     ASSERT_OK(tdrv_kick(t.d, 0));
     make_frame(frame, sizeof(frame), 5);
-    struct virtio_net_hdr_v1 h = {.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM, .csum_start = 34,
+    struct vhu_virtio_net_hdr_v1 h = {.flags = VHU_VIRTIO_NET_HDR_F_NEEDS_CSUM, .csum_start = 34,
                                   .csum_offset = 16};
     ASSERT_OK(tx_add(&t, 1, &h, frame, sizeof(frame), 1));
     ASSERT_OK(tdrv_kick(t.d, 1));
     ASSERT_EQ(collect(&t, 0, 1, 5000, got, lens), 1);
-    struct virtio_net_hdr_v1 r;
+    struct vhu_virtio_net_hdr_v1 r;
     memcpy(&r, got[0], HDR);
-    ASSERT_EQ(r.flags, VIRTIO_NET_HDR_F_NEEDS_CSUM);
+    ASSERT_EQ(r.flags, VHU_VIRTIO_NET_HDR_F_NEEDS_CSUM);
     ASSERT_EQ(r.csum_start, 34);
     ASSERT_EQ(r.csum_offset, 16);
     /* GSO without GUEST_TSO4: dropped */
-    h.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+    h.gso_type = VHU_VIRTIO_NET_HDR_GSO_TCPV4;
     h.gso_size = 1448;
     ASSERT_OK(tx_add(&t, 1, &h, frame, sizeof(frame), 1));
     ASSERT_OK(tdrv_kick(t.d, 1));
@@ -320,7 +320,7 @@ static void run_source(bool packed, bool mrg)
     ASSERT_EQ(collect(&t, 0, N, 5000, got, lens), N);
     for (unsigned i = 0; i < N; i++) {
         ASSERT_EQ(lens[i], HDR + SIZE);
-        struct virtio_net_hdr_v1 h;
+        struct vhu_virtio_net_hdr_v1 h;
         memcpy(&h, got[i], HDR);
         ASSERT_EQ(h.num_buffers, 1);
         ASSERT(memcmp(got[i] + HDR, o.net.mac, 6) == 0);
@@ -446,7 +446,7 @@ TDRV_TEST(malformed_tx_dropped_and_counted)
     ASSERT_EQ(st.packets, 1);
     ASSERT_EQ(st.bytes, sizeof(frame));
     ASSERT_OK(tdrv_get_status(t.d, &status));
-    ASSERT(!(status & VIRTIO_CONFIG_S_NEEDS_RESET));
+    ASSERT(!(status & VHU_VIRTIO_CONFIG_S_NEEDS_RESET));
     tb_down(&t);
 }
 
@@ -467,7 +467,7 @@ TDRV_TEST(rx_readable_breaks_only_that_queue)
     ASSERT_OK(tdrv_kick(t.d, 0));
     ASSERT_EQ(collect(&t, 0, 1, 200, NULL, NULL), 0);
     ASSERT_OK(tdrv_get_status(t.d, &status));
-    ASSERT(status & VIRTIO_CONFIG_S_NEEDS_RESET);
+    ASSERT(status & VHU_VIRTIO_CONFIG_S_NEEDS_RESET);
     /* pair 1 runs on */
     ASSERT_OK(rx_post(&t, 2, 1024, 3, 1, NULL));
     ASSERT_OK(tdrv_kick(t.d, 2));
@@ -488,7 +488,7 @@ TDRV_TEST(rx_buffer_smaller_than_header_breaks)
     ASSERT_OK(tdrv_kick(t.d, 0));
     ASSERT_EQ(collect(&t, 0, 1, 200, NULL, NULL), 0);
     ASSERT_OK(tdrv_get_status(t.d, &status));
-    ASSERT(status & VIRTIO_CONFIG_S_NEEDS_RESET);
+    ASSERT(status & VHU_VIRTIO_CONFIG_S_NEEDS_RESET);
     tb_down(&t);
 }
 
@@ -496,10 +496,10 @@ TDRV_TEST(rx_buffer_smaller_than_header_breaks)
 TDRV_TEST(gso_frames_counted)
 {
     struct tb_opts o = {.net = {.port = VHU_NET_PORT_REFLECT}, .mrg = true,
-                        .extra_features = vhu_feature(VIRTIO_NET_F_CSUM) |
-                                          vhu_feature(VIRTIO_NET_F_GUEST_CSUM) |
-                                          vhu_feature(VIRTIO_NET_F_HOST_TSO4) |
-                                          vhu_feature(VIRTIO_NET_F_GUEST_TSO4)};
+                        .extra_features = vhu_feature(VHU_VIRTIO_NET_F_CSUM) |
+                                          vhu_feature(VHU_VIRTIO_NET_F_GUEST_CSUM) |
+                                          vhu_feature(VHU_VIRTIO_NET_F_HOST_TSO4) |
+                                          vhu_feature(VHU_VIRTIO_NET_F_GUEST_TSO4)};
     struct tb t;
     static uint8_t frame[20000];
     uint8_t *got[16];
@@ -509,8 +509,8 @@ TDRV_TEST(gso_frames_counted)
     ASSERT_OK(rx_post(&t, 0, 4096, 16, 1, NULL));
     ASSERT_OK(tdrv_kick(t.d, 0));
     make_frame(frame, sizeof(frame), 9);
-    struct virtio_net_hdr_v1 h = {.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
-                                  .gso_type = VIRTIO_NET_HDR_GSO_TCPV4, .hdr_len = 54,
+    struct vhu_virtio_net_hdr_v1 h = {.flags = VHU_VIRTIO_NET_HDR_F_NEEDS_CSUM,
+                                  .gso_type = VHU_VIRTIO_NET_HDR_GSO_TCPV4, .hdr_len = 54,
                                   .gso_size = 1448, .csum_start = 34, .csum_offset = 16};
     ASSERT_OK(tx_add(&t, 1, &h, frame, sizeof(frame), 1));
     ASSERT_OK(tx_add(&t, 1, NULL, frame, 1000, 1));
@@ -518,10 +518,10 @@ TDRV_TEST(gso_frames_counted)
     ASSERT_EQ(collect(&t, 1, 2, 5000, NULL, NULL), 2);
     /* 20012 bytes over 4096-byte chains: 5 of them, then one for the small frame */
     ASSERT_EQ(collect(&t, 0, 6, 5000, got, lens), 6);
-    struct virtio_net_hdr_v1 r;
+    struct vhu_virtio_net_hdr_v1 r;
     memcpy(&r, got[0], HDR);
     ASSERT_EQ(r.num_buffers, 5);
-    ASSERT_EQ(r.gso_type, VIRTIO_NET_HDR_GSO_TCPV4);
+    ASSERT_EQ(r.gso_type, VHU_VIRTIO_NET_HDR_GSO_TCPV4);
     ASSERT_EQ(r.gso_size, 1448);
     struct vhu_net_stats rx = stats(&t, 0), tx = stats(&t, 1);
     ASSERT_EQ(tx.packets, 2);
@@ -535,11 +535,11 @@ TDRV_TEST(gso_frames_counted)
 /* tap: TUNSETOFFLOAD gets exactly the receive offloads the driver accepted (TSO needs CSUM). */
 TEST(tap_offloads_mapping)
 {
-    const uint64_t csum = vhu_feature(VIRTIO_NET_F_GUEST_CSUM);
-    const uint64_t t4 = vhu_feature(VIRTIO_NET_F_GUEST_TSO4);
-    const uint64_t t6 = vhu_feature(VIRTIO_NET_F_GUEST_TSO6);
-    const uint64_t host = vhu_feature(VIRTIO_NET_F_CSUM) | vhu_feature(VIRTIO_NET_F_HOST_TSO4) |
-                          vhu_feature(VIRTIO_NET_F_HOST_TSO6);
+    const uint64_t csum = vhu_feature(VHU_VIRTIO_NET_F_GUEST_CSUM);
+    const uint64_t t4 = vhu_feature(VHU_VIRTIO_NET_F_GUEST_TSO4);
+    const uint64_t t6 = vhu_feature(VHU_VIRTIO_NET_F_GUEST_TSO6);
+    const uint64_t host = vhu_feature(VHU_VIRTIO_NET_F_CSUM) | vhu_feature(VHU_VIRTIO_NET_F_HOST_TSO4) |
+                          vhu_feature(VHU_VIRTIO_NET_F_HOST_TSO6);
 
     ASSERT_EQ(net_tap_offloads(0), 0);
     ASSERT_EQ(net_tap_offloads(host), 0); /* transmit offloads say nothing about receive */
@@ -556,18 +556,18 @@ TEST(tap_offloads_mapping)
 /* Header rules: what a received header may carry, what a transmitted one may ask for. */
 TEST(offload_header_rules)
 {
-    const uint64_t all = vhu_feature(VIRTIO_NET_F_CSUM) | vhu_feature(VIRTIO_NET_F_GUEST_CSUM) |
-                         vhu_feature(VIRTIO_NET_F_HOST_TSO4) | vhu_feature(VIRTIO_NET_F_HOST_TSO6) |
-                         vhu_feature(VIRTIO_NET_F_GUEST_TSO4) |
-                         vhu_feature(VIRTIO_NET_F_GUEST_TSO6);
-    struct virtio_net_hdr_v1 plain = {0}, csum = {.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM};
-    struct virtio_net_hdr_v1 tso4 = {.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
-                                     .gso_type = VIRTIO_NET_HDR_GSO_TCPV4};
-    struct virtio_net_hdr_v1 tso6 = tso4, ecn = tso4, udp = tso4, bad = tso4;
+    const uint64_t all = vhu_feature(VHU_VIRTIO_NET_F_CSUM) | vhu_feature(VHU_VIRTIO_NET_F_GUEST_CSUM) |
+                         vhu_feature(VHU_VIRTIO_NET_F_HOST_TSO4) | vhu_feature(VHU_VIRTIO_NET_F_HOST_TSO6) |
+                         vhu_feature(VHU_VIRTIO_NET_F_GUEST_TSO4) |
+                         vhu_feature(VHU_VIRTIO_NET_F_GUEST_TSO6);
+    struct vhu_virtio_net_hdr_v1 plain = {0}, csum = {.flags = VHU_VIRTIO_NET_HDR_F_NEEDS_CSUM};
+    struct vhu_virtio_net_hdr_v1 tso4 = {.flags = VHU_VIRTIO_NET_HDR_F_NEEDS_CSUM,
+                                     .gso_type = VHU_VIRTIO_NET_HDR_GSO_TCPV4};
+    struct vhu_virtio_net_hdr_v1 tso6 = tso4, ecn = tso4, udp = tso4, bad = tso4;
 
-    tso6.gso_type = VIRTIO_NET_HDR_GSO_TCPV6;
-    ecn.gso_type |= VIRTIO_NET_HDR_GSO_ECN;
-    udp.gso_type = VIRTIO_NET_HDR_GSO_UDP;
+    tso6.gso_type = VHU_VIRTIO_NET_HDR_GSO_TCPV6;
+    ecn.gso_type |= VHU_VIRTIO_NET_HDR_GSO_ECN;
+    udp.gso_type = VHU_VIRTIO_NET_HDR_GSO_UDP;
     bad.gso_type = 2;
     ASSERT(net_hdr_rx_ok(0, &plain) && net_hdr_tx_ok(0, &plain));
     ASSERT(!net_hdr_rx_ok(0, &csum) && !net_hdr_tx_ok(0, &csum));
@@ -575,7 +575,7 @@ TEST(offload_header_rules)
     ASSERT(net_hdr_rx_ok(all, &tso4) && net_hdr_tx_ok(all, &tso4));
     ASSERT(net_hdr_rx_ok(all, &tso6) && net_hdr_tx_ok(all, &tso6));
     /* receive TSO4 accepted, transmit not: only the receive side may carry it */
-    uint64_t rx4 = vhu_feature(VIRTIO_NET_F_GUEST_CSUM) | vhu_feature(VIRTIO_NET_F_GUEST_TSO4);
+    uint64_t rx4 = vhu_feature(VHU_VIRTIO_NET_F_GUEST_CSUM) | vhu_feature(VHU_VIRTIO_NET_F_GUEST_TSO4);
     ASSERT(net_hdr_rx_ok(rx4, &tso4) && !net_hdr_tx_ok(rx4, &tso4));
     ASSERT(!net_hdr_rx_ok(rx4, &tso6));
     /* ECN, UDP (UFO) and unknown GSO types: never with what vhu offers */
@@ -693,7 +693,7 @@ TEST(rarp_reflect)
     ASSERT_OK(send_rarp(&t, moved_mac, false, NULL));
     ASSERT_EQ(collect(&t, 0, 1, 5000, got, lens), 1);
     ASSERT_EQ(lens[0], HDR + 60);
-    struct virtio_net_hdr_v1 h;
+    struct vhu_virtio_net_hdr_v1 h;
     memcpy(&h, got[0], HDR);
     ASSERT_EQ(h.num_buffers, 1);
     ASSERT_EQ(h.flags, 0);
@@ -757,7 +757,7 @@ TEST(net_set_mtu)
 {
     static const uint64_t bad[] = {0, 67, 65522, 65535, 65536, 1ull << 32 | 1500};
     struct tb_opts o = {.net = {.port = VHU_NET_PORT_SINK}, .protocol_features = NET_PF};
-    struct virtio_net_config c;
+    struct vhu_virtio_net_config c;
     struct tb t;
     uint64_t ack = 9;
 

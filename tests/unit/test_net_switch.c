@@ -94,7 +94,7 @@ static void frame_to(uint8_t *f, uint32_t len, const uint8_t *dst, const uint8_t
 
 /* Port `from` transmits one frame and gets its chain back. */
 static int send_one(struct sw_bench *s, unsigned from, const uint8_t *frame, uint32_t len,
-                    const struct virtio_net_hdr_v1 *h)
+                    const struct vhu_virtio_net_hdr_v1 *h)
 {
     int r = tx_add(&s->t[from], 1, h, frame, len, 2);
 
@@ -118,7 +118,7 @@ static bool got_frame(struct sw_bench *s, unsigned i, const uint8_t *frame, uint
 {
     uint8_t *buf = NULL;
     uint32_t used = 0;
-    struct virtio_net_hdr_v1 h;
+    struct vhu_virtio_net_hdr_v1 h;
 
     if (collect(&s->t[i], 0, 1, 5000, &buf, &used) != 1 || used != HDR + len)
         return false;
@@ -136,8 +136,8 @@ static void flood_learn_unicast(bool worker)
 {
     struct sw_bench s;
     uint8_t f[1514];
-    struct virtio_net_hdr_v1 dirty = {.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
-                                      .gso_type = VIRTIO_NET_HDR_GSO_TCPV4,
+    struct vhu_virtio_net_hdr_v1 dirty = {.flags = VHU_VIRTIO_NET_HDR_F_NEEDS_CSUM,
+                                      .gso_type = VHU_VIRTIO_NET_HDR_GSO_TCPV4,
                                       .gso_size = 1000,
                                       .csum_start = 34,
                                       .csum_offset = 16};
@@ -196,7 +196,7 @@ TEST(mergeable_receiver)
     struct sw_bench s;
     uint8_t f[1514], *bufs[4];
     uint32_t lens[4];
-    struct virtio_net_hdr_v1 h;
+    struct vhu_virtio_net_hdr_v1 h;
 
     ASSERT_OK(sw_up(&s));
     ASSERT_OK(rx_post(&s.t[1], 0, 512, 4, 1, NULL));

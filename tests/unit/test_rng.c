@@ -19,7 +19,7 @@ static void run_rng(bool packed)
     uint8_t *buf, first[256];
 
     ASSERT_OK(rng_up(&t, tdrv_path, 0, &o));
-    ASSERT_EQ(vhu_has_feature(tdrv_features(t.d), VIRTIO_F_RING_PACKED), packed);
+    ASSERT_EQ(vhu_has_feature(tdrv_features(t.d), VHU_VIRTIO_F_RING_PACKED), packed);
     buf = tdrv_alloc(t.d, 256, 64, &gpa);
     ASSERT(buf);
     for (int i = 0; i < 100; i++) {
@@ -40,7 +40,7 @@ static void run_rng(bool packed)
     ASSERT(tdrv_request(t.d, 0, &bad, 1, 0, 300) < 0);
     uint8_t status = 0;
     ASSERT_OK(tdrv_get_status(t.d, &status));
-    ASSERT(status & VIRTIO_CONFIG_S_NEEDS_RESET);
+    ASSERT(status & VHU_VIRTIO_CONFIG_S_NEEDS_RESET);
     rng_down(&t);
 }
 

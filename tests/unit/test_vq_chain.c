@@ -17,9 +17,9 @@ struct rig {
     struct guest g;
     struct pair v; /* victim */
     struct pair b; /* bystander */
-    struct vring_desc *desc;
-    struct vring_avail *avail;
-    struct vring_packed_desc *pdesc;
+    struct vhu_vring_desc *desc;
+    struct vhu_vring_avail *avail;
+    struct vhu_vring_packed_desc *pdesc;
     uint64_t buf;  /* 4 KiB of valid data buffer */
     uint64_t tbl;  /* room for an indirect table */
 };
@@ -52,13 +52,13 @@ static void rig_fini(struct rig *r)
 static void put(struct rig *r, unsigned i, uint64_t addr, uint32_t len, uint16_t flags,
                 uint16_t next)
 {
-    r->desc[i] = (struct vring_desc){.addr = addr, .len = len, .flags = flags, .next = next};
+    r->desc[i] = (struct vhu_vring_desc){.addr = addr, .len = len, .flags = flags, .next = next};
 }
 
 static void put_tbl(struct rig *r, unsigned i, uint64_t addr, uint32_t len, uint16_t flags,
                     uint16_t next)
 {
-    struct vring_desc d = {.addr = addr, .len = len, .flags = flags, .next = next};
+    struct vhu_vring_desc d = {.addr = addr, .len = len, .flags = flags, .next = next};
     gwrite(&r->g, r->tbl + 16 * i, &d, sizeof(d));
 }
 
@@ -132,16 +132,16 @@ static int check_broken(struct rig *r, const char *why)
 /* ---- split: direct chains ---- */
 
 SPLIT_CASE(split_loop_two, false, 64, "loops",
-           put(&r, 0, r.buf, 8, VRING_DESC_F_NEXT, 1);
-           put(&r, 1, r.buf, 8, VRING_DESC_F_NEXT, 0);
+           put(&r, 0, r.buf, 8, VHU_VRING_DESC_F_NEXT, 1);
+           put(&r, 1, r.buf, 8, VHU_VRING_DESC_F_NEXT, 0);
            publish(&r, 0))
 
 SPLIT_CASE(split_self_loop, false, 64, "loops",
-           put(&r, 2, r.buf, 0, VRING_DESC_F_NEXT, 2);
+           put(&r, 2, r.buf, 0, VHU_VRING_DESC_F_NEXT, 2);
            publish(&r, 2))
 
 SPLIT_CASE(split_next_out_of_range, false, 64, "index out of range",
-           put(&r, 0, r.buf, 8, VRING_DESC_F_NEXT, NUM);
+           put(&r, 0, r.buf, 8, VHU_VRING_DESC_F_NEXT, NUM);
            publish(&r, 0))
 
 SPLIT_CASE(split_addr_unmapped, false, 64, "not in guest memory",
@@ -157,17 +157,17 @@ SPLIT_CASE(split_addr_wraps, false, 64, "wraps",
            publish(&r, 0))
 
 SPLIT_CASE(split_len_crosses_region_end, false, 64, "not in guest memory",
-           put(&r, 0, G_R2 + G_RSIZE - 8, 16, VRING_DESC_F_WRITE, 0);
+           put(&r, 0, G_R2 + G_RSIZE - 8, 16, VHU_VRING_DESC_F_WRITE, 0);
            publish(&r, 0))
 
 SPLIT_CASE(split_readable_after_writable, false, 64, "readable descriptor after a writable",
-           put(&r, 0, r.buf, 8, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 1);
+           put(&r, 0, r.buf, 8, VHU_VRING_DESC_F_WRITE | VHU_VRING_DESC_F_NEXT, 1);
            put(&r, 1, r.buf + 8, 8, 0, 0);
            publish(&r, 0))
 
 SPLIT_CASE(split_too_many_segments, false, 4, "max_segs",
            for (unsigned i = 0; i < 5; i++)
-               put(&r, i, r.buf + 8 * i, 8, i < 4 ? VRING_DESC_F_NEXT : 0, (uint16_t)(i + 1));
+               put(&r, i, r.buf + 8 * i, 8, i < 4 ? VHU_VRING_DESC_F_NEXT : 0, (uint16_t)(i + 1));
            publish(&r, 0))
 
 /* One descriptor across the R0/R1 boundary is two segments. */
@@ -190,77 +190,77 @@ SPLIT_CASE(split_head_far_out_of_range, false, 64, "head index out of range",
 
 SPLIT_CASE(split_indirect_not_negotiated, false, 64, "without VIRTIO_RING_F_INDIRECT_DESC",
            put_tbl(&r, 0, r.buf, 8, 0, 0);
-           put(&r, 0, r.tbl, 16, VRING_DESC_F_INDIRECT, 0);
+           put(&r, 0, r.tbl, 16, VHU_VRING_DESC_F_INDIRECT, 0);
            publish(&r, 0))
 
 SPLIT_CASE(split_indirect_len_zero, true, 64, "empty indirect table",
-           put(&r, 0, r.tbl, 0, VRING_DESC_F_INDIRECT, 0);
+           put(&r, 0, r.tbl, 0, VHU_VRING_DESC_F_INDIRECT, 0);
            publish(&r, 0))
 
 SPLIT_CASE(split_indirect_len_not_multiple, true, 64, "multiple of 16",
            put_tbl(&r, 0, r.buf, 8, 0, 0);
-           put(&r, 0, r.tbl, 24, VRING_DESC_F_INDIRECT, 0);
+           put(&r, 0, r.tbl, 24, VHU_VRING_DESC_F_INDIRECT, 0);
            publish(&r, 0))
 
 SPLIT_CASE(split_indirect_too_long, true, 64, "longer than the largest ring",
-           put(&r, 0, r.tbl, 16 * (VHU_VQ_MAX_SIZE + 1), VRING_DESC_F_INDIRECT, 0);
+           put(&r, 0, r.tbl, 16 * (VHU_VQ_MAX_SIZE + 1), VHU_VRING_DESC_F_INDIRECT, 0);
            publish(&r, 0))
 
 SPLIT_CASE(split_indirect_with_next, true, 64, "NEXT",
            put_tbl(&r, 0, r.buf, 8, 0, 0);
-           put(&r, 0, r.tbl, 16, VRING_DESC_F_INDIRECT | VRING_DESC_F_NEXT, 1);
-           put(&r, 1, r.buf, 8, VRING_DESC_F_WRITE, 0);
+           put(&r, 0, r.tbl, 16, VHU_VRING_DESC_F_INDIRECT | VHU_VRING_DESC_F_NEXT, 1);
+           put(&r, 1, r.buf, 8, VHU_VRING_DESC_F_WRITE, 0);
            publish(&r, 0))
 
 SPLIT_CASE(split_indirect_nested, true, 64, "nested indirect",
-           put_tbl(&r, 0, r.buf, 8, VRING_DESC_F_NEXT, 1);
-           put_tbl(&r, 1, r.tbl, 32, VRING_DESC_F_INDIRECT, 0);
-           put(&r, 0, r.tbl, 32, VRING_DESC_F_INDIRECT, 0);
+           put_tbl(&r, 0, r.buf, 8, VHU_VRING_DESC_F_NEXT, 1);
+           put_tbl(&r, 1, r.tbl, 32, VHU_VRING_DESC_F_INDIRECT, 0);
+           put(&r, 0, r.tbl, 32, VHU_VRING_DESC_F_INDIRECT, 0);
            publish(&r, 0))
 
 SPLIT_CASE(split_indirect_table_unmapped, true, 64, "indirect table is not in guest memory",
-           put(&r, 0, G_GAP, 32, VRING_DESC_F_INDIRECT, 0);
+           put(&r, 0, G_GAP, 32, VHU_VRING_DESC_F_INDIRECT, 0);
            publish(&r, 0))
 
 /* The table starts in R2 and runs into the gap after it. */
 SPLIT_CASE(split_indirect_table_runs_off_memory, true, 64, "indirect table is not in guest memory",
-           put(&r, 0, G_R2 + G_RSIZE - 16, 32, VRING_DESC_F_INDIRECT, 0);
-           *(struct vring_desc *)gh(&r.g, G_R2 + G_RSIZE - 16) =
-               (struct vring_desc){.addr = r.buf, .len = 8, .flags = VRING_DESC_F_NEXT, .next = 1};
+           put(&r, 0, G_R2 + G_RSIZE - 16, 32, VHU_VRING_DESC_F_INDIRECT, 0);
+           *(struct vhu_vring_desc *)gh(&r.g, G_R2 + G_RSIZE - 16) =
+               (struct vhu_vring_desc){.addr = r.buf, .len = 8, .flags = VHU_VRING_DESC_F_NEXT, .next = 1};
            publish(&r, 0))
 
 SPLIT_CASE(split_indirect_table_addr_wraps, true, 64, "wraps",
-           put(&r, 0, UINT64_MAX - 15, 32, VRING_DESC_F_INDIRECT, 0);
+           put(&r, 0, UINT64_MAX - 15, 32, VHU_VRING_DESC_F_INDIRECT, 0);
            publish(&r, 0))
 
 SPLIT_CASE(split_indirect_loop, true, 64, "loops",
-           put_tbl(&r, 0, r.buf, 8, VRING_DESC_F_NEXT, 1);
-           put_tbl(&r, 1, r.buf, 8, VRING_DESC_F_NEXT, 0);
-           put(&r, 0, r.tbl, 32, VRING_DESC_F_INDIRECT, 0);
+           put_tbl(&r, 0, r.buf, 8, VHU_VRING_DESC_F_NEXT, 1);
+           put_tbl(&r, 1, r.buf, 8, VHU_VRING_DESC_F_NEXT, 0);
+           put(&r, 0, r.tbl, 32, VHU_VRING_DESC_F_INDIRECT, 0);
            publish(&r, 0))
 
 SPLIT_CASE(split_indirect_next_out_of_range, true, 64, "index out of range",
-           put_tbl(&r, 0, r.buf, 8, VRING_DESC_F_NEXT, 2);
+           put_tbl(&r, 0, r.buf, 8, VHU_VRING_DESC_F_NEXT, 2);
            put_tbl(&r, 1, r.buf, 8, 0, 0);
-           put(&r, 0, r.tbl, 32, VRING_DESC_F_INDIRECT, 0);
+           put(&r, 0, r.tbl, 32, VHU_VRING_DESC_F_INDIRECT, 0);
            publish(&r, 0))
 
 SPLIT_CASE(split_indirect_inside_chain, true, 64, "indirect descriptor inside a chain",
            put_tbl(&r, 0, r.buf, 8, 0, 0);
-           put(&r, 0, r.buf, 8, VRING_DESC_F_NEXT, 1);
-           put(&r, 1, r.tbl, 16, VRING_DESC_F_INDIRECT, 0);
+           put(&r, 0, r.buf, 8, VHU_VRING_DESC_F_NEXT, 1);
+           put(&r, 1, r.tbl, 16, VHU_VRING_DESC_F_INDIRECT, 0);
            publish(&r, 0))
 
 SPLIT_CASE(split_indirect_too_many_segments, true, 4, "max_segs",
            for (unsigned i = 0; i < 5; i++)
-               put_tbl(&r, i, r.buf + 8 * i, 8, i < 4 ? VRING_DESC_F_NEXT : 0, (uint16_t)(i + 1));
-           put(&r, 0, r.tbl, 5 * 16, VRING_DESC_F_INDIRECT, 0);
+               put_tbl(&r, i, r.buf + 8 * i, 8, i < 4 ? VHU_VRING_DESC_F_NEXT : 0, (uint16_t)(i + 1));
+           put(&r, 0, r.tbl, 5 * 16, VHU_VRING_DESC_F_INDIRECT, 0);
            publish(&r, 0))
 
 SPLIT_CASE(split_indirect_readable_after_writable, true, 64, "readable descriptor after",
-           put_tbl(&r, 0, r.buf, 8, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 1);
+           put_tbl(&r, 0, r.buf, 8, VHU_VRING_DESC_F_WRITE | VHU_VRING_DESC_F_NEXT, 1);
            put_tbl(&r, 1, r.buf, 8, 0, 0);
-           put(&r, 0, r.tbl, 32, VRING_DESC_F_INDIRECT, 0);
+           put(&r, 0, r.tbl, 32, VHU_VRING_DESC_F_INDIRECT, 0);
            publish(&r, 0))
 
 /* Sums past 32 bits: needs more than 4 GiB of guest memory, so map (never touch) a reservation. */
@@ -285,7 +285,7 @@ TEST(split_length_over_4g)
     }
     ASSERT_OK(vhu_mem_table_new(rs, 4, &t));
     vhu_vq_set_mem(r.v.q, t);
-    put(&r, 0, big_gpa, UINT32_MAX, VRING_DESC_F_NEXT, 1);
+    put(&r, 0, big_gpa, UINT32_MAX, VHU_VRING_DESC_F_NEXT, 1);
     put(&r, 1, big_gpa, 2, 0, 0);
     publish(&r, 0);
     ASSERT_EQ(check_broken(&r, "exceeds 4 GiB"), 0);
@@ -303,15 +303,15 @@ TEST(split_indirect_table_spanning_regions_ok)
 
     ASSERT_OK(rig_init(&r, false, true, 64));
     {
-        struct vring_desc t[3] = {
-            {.addr = r.buf, .len = 8, .flags = VRING_DESC_F_NEXT, .next = 1},
-            {.addr = r.buf + 8, .len = 16, .flags = VRING_DESC_F_NEXT | VRING_DESC_F_WRITE,
+        struct vhu_vring_desc t[3] = {
+            {.addr = r.buf, .len = 8, .flags = VHU_VRING_DESC_F_NEXT, .next = 1},
+            {.addr = r.buf + 8, .len = 16, .flags = VHU_VRING_DESC_F_NEXT | VHU_VRING_DESC_F_WRITE,
              .next = 2},
-            {.addr = r.buf + 24, .len = 32, .flags = VRING_DESC_F_WRITE, .next = 0},
+            {.addr = r.buf + 24, .len = 32, .flags = VHU_VRING_DESC_F_WRITE, .next = 0},
         };
         gwrite(&r.g, tbl, t, sizeof(t));
     }
-    put(&r, 0, tbl, 48, VRING_DESC_F_INDIRECT, 0);
+    put(&r, 0, tbl, 48, VHU_VRING_DESC_F_INDIRECT, 0);
     publish(&r, 0);
     e = vhu_vq_pop(r.v.q);
     ASSERT(e != NULL);
@@ -334,79 +334,79 @@ SPLIT_CASE(split_device_breaks_queue, false, 64, "device says no",
 /* ---- packed ---- */
 
 PACKED_CASE(packed_buffer_id_out_of_range, false, 64, "buffer id out of range",
-            pput(&r, 0, r.buf, 8, NUM, VRING_DESC_F_WRITE))
+            pput(&r, 0, r.buf, 8, NUM, VHU_VRING_DESC_F_WRITE))
 
 PACKED_CASE(packed_buffer_id_far_out_of_range, false, 64, "buffer id out of range",
             pput(&r, 1, r.buf, 8, 0xffff, 0); /* the id is in the last descriptor */
-            pput(&r, 0, r.buf, 8, 0, VRING_DESC_F_NEXT))
+            pput(&r, 0, r.buf, 8, 0, VHU_VRING_DESC_F_NEXT))
 
 PACKED_CASE(packed_chain_longer_than_ring, false, 64, "longer than the ring",
             for (unsigned i = NUM; i-- > 0;)
-                pput(&r, i, r.buf, 8, 0, VRING_DESC_F_NEXT))
+                pput(&r, i, r.buf, 8, 0, VHU_VRING_DESC_F_NEXT))
 
 PACKED_CASE(packed_readable_after_writable, false, 64, "readable descriptor after",
             pput(&r, 1, r.buf, 8, 0, 0);
-            pput(&r, 0, r.buf, 8, 0, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT))
+            pput(&r, 0, r.buf, 8, 0, VHU_VRING_DESC_F_WRITE | VHU_VRING_DESC_F_NEXT))
 
 PACKED_CASE(packed_addr_unmapped, false, 64, "not in guest memory",
             pput(&r, 0, G_GAP + 64, 8, 0, 0))
 
 PACKED_CASE(packed_len_crosses_region_end, false, 64, "not in guest memory",
-            pput(&r, 0, G_R2 + G_RSIZE - 4, 8, 0, VRING_DESC_F_WRITE))
+            pput(&r, 0, G_R2 + G_RSIZE - 4, 8, 0, VHU_VRING_DESC_F_WRITE))
 
 PACKED_CASE(packed_too_many_segments, false, 2, "max_segs",
             pput(&r, 2, r.buf, 8, 0, 0);
-            pput(&r, 1, r.buf, 8, 0, VRING_DESC_F_NEXT);
-            pput(&r, 0, r.buf, 8, 0, VRING_DESC_F_NEXT))
+            pput(&r, 1, r.buf, 8, 0, VHU_VRING_DESC_F_NEXT);
+            pput(&r, 0, r.buf, 8, 0, VHU_VRING_DESC_F_NEXT))
 
 PACKED_CASE(packed_indirect_not_negotiated, false, 64, "without VIRTIO_RING_F_INDIRECT_DESC",
-            pput(&r, 0, r.tbl, 16, 0, VRING_DESC_F_INDIRECT))
+            pput(&r, 0, r.tbl, 16, 0, VHU_VRING_DESC_F_INDIRECT))
 
 PACKED_CASE(packed_indirect_with_next, true, 64, "NEXT",
             pput(&r, 1, r.buf, 8, 0, 0);
-            pput(&r, 0, r.tbl, 16, 0, VRING_DESC_F_INDIRECT | VRING_DESC_F_NEXT))
+            pput(&r, 0, r.tbl, 16, 0, VHU_VRING_DESC_F_INDIRECT | VHU_VRING_DESC_F_NEXT))
 
 PACKED_CASE(packed_indirect_len_not_multiple, true, 64, "multiple of 16",
-            pput(&r, 0, r.tbl, 20, 0, VRING_DESC_F_INDIRECT))
+            pput(&r, 0, r.tbl, 20, 0, VHU_VRING_DESC_F_INDIRECT))
 
 PACKED_CASE(packed_indirect_len_zero, true, 64, "empty indirect table",
-            pput(&r, 0, r.tbl, 0, 0, VRING_DESC_F_INDIRECT))
+            pput(&r, 0, r.tbl, 0, 0, VHU_VRING_DESC_F_INDIRECT))
 
 PACKED_CASE(packed_indirect_nested, true, 64, "nested indirect",
-            struct vring_packed_desc t[2] = {
+            struct vhu_vring_packed_desc t[2] = {
                 {.addr = r.buf, .len = 8},
-                {.addr = r.tbl, .len = 32, .flags = VRING_DESC_F_INDIRECT},
+                {.addr = r.tbl, .len = 32, .flags = VHU_VRING_DESC_F_INDIRECT},
             };
             gwrite(&r.g, r.tbl, t, sizeof(t));
-            pput(&r, 0, r.tbl, 32, 0, VRING_DESC_F_INDIRECT))
+            pput(&r, 0, r.tbl, 32, 0, VHU_VRING_DESC_F_INDIRECT))
 
 PACKED_CASE(packed_indirect_table_unmapped, true, 64, "indirect table is not in guest memory",
-            pput(&r, 0, G_GAP + 0x1000, 32, 0, VRING_DESC_F_INDIRECT))
+            pput(&r, 0, G_GAP + 0x1000, 32, 0, VHU_VRING_DESC_F_INDIRECT))
 
 PACKED_CASE(packed_indirect_readable_after_writable, true, 64, "readable descriptor after",
-            struct vring_packed_desc t[2] = {
-                {.addr = r.buf, .len = 8, .flags = VRING_DESC_F_WRITE},
+            struct vhu_vring_packed_desc t[2] = {
+                {.addr = r.buf, .len = 8, .flags = VHU_VRING_DESC_F_WRITE},
                 {.addr = r.buf, .len = 8},
             };
             gwrite(&r.g, r.tbl, t, sizeof(t));
-            pput(&r, 0, r.tbl, 32, 0, VRING_DESC_F_INDIRECT))
+            pput(&r, 0, r.tbl, 32, 0, VHU_VRING_DESC_F_INDIRECT))
 
 /* A packed indirect table is a plain array: NEXT in its entries means nothing, all are used. */
 TEST(packed_indirect_ignores_next_in_table)
 {
     struct rig r;
     struct vhu_vq_elem *e;
-    struct vring_packed_desc t[3] = {
-        {.addr = 0, .len = 8, .flags = VRING_DESC_F_NEXT},
-        {.addr = 0, .len = 8, .flags = VRING_DESC_F_WRITE},
-        {.addr = 0, .len = 8, .flags = VRING_DESC_F_WRITE | VRING_DESC_F_NEXT},
+    struct vhu_vring_packed_desc t[3] = {
+        {.addr = 0, .len = 8, .flags = VHU_VRING_DESC_F_NEXT},
+        {.addr = 0, .len = 8, .flags = VHU_VRING_DESC_F_WRITE},
+        {.addr = 0, .len = 8, .flags = VHU_VRING_DESC_F_WRITE | VHU_VRING_DESC_F_NEXT},
     };
 
     ASSERT_OK(rig_init(&r, true, true, 64));
     for (unsigned i = 0; i < 3; i++)
         t[i].addr = r.buf + 8 * i;
     gwrite(&r.g, r.tbl, t, sizeof(t));
-    pput(&r, 0, r.tbl, sizeof(t), 5, VRING_DESC_F_INDIRECT);
+    pput(&r, 0, r.tbl, sizeof(t), 5, VHU_VRING_DESC_F_INDIRECT);
     e = vhu_vq_pop(r.v.q);
     ASSERT(e != NULL);
     ASSERT_EQ(e->id, 5);

@@ -44,7 +44,7 @@ TEST(packed_roundtrip_basic)
     struct guest g;
     struct pair p;
     struct pair_opts o = {.num = 8, .packed = true};
-    struct vring_packed_desc *ring;
+    struct vhu_vring_packed_desc *ring;
 
     ASSERT_OK(guest_init(&g));
     ASSERT_OK(pair_init(&p, &g, &o));
@@ -53,8 +53,8 @@ TEST(packed_roundtrip_basic)
     ASSERT(vhu_vq_pop(p.q) == NULL);
     ASSERT_EQ(pair_roundtrip(&p, 100, 200, 64, 1), 0); /* 2 + 4 descriptors */
     /* One used descriptor at slot 0, AVAIL == USED == 1, WRITE since len > 0. */
-    ASSERT_EQ(ring[0].flags & (VQ_PACKED_AVAIL_BIT | VQ_PACKED_USED_BIT | VRING_DESC_F_WRITE),
-              VQ_PACKED_AVAIL_BIT | VQ_PACKED_USED_BIT | VRING_DESC_F_WRITE);
+    ASSERT_EQ(ring[0].flags & (VQ_PACKED_AVAIL_BIT | VQ_PACKED_USED_BIT | VHU_VRING_DESC_F_WRITE),
+              VQ_PACKED_AVAIL_BIT | VQ_PACKED_USED_BIT | VHU_VRING_DESC_F_WRITE);
     ASSERT_EQ(ring[0].len, 200);
     ASSERT_EQ(vhu_vq_get_base(p.q), 0x80068006u);
     ASSERT_EQ(pair_roundtrip(&p, 0, 1, 64, 2), 0);
@@ -199,7 +199,7 @@ TEST(packed_flush_publishes_batch)
     struct guest g;
     struct pair p;
     struct pair_opts o = {.num = 8, .packed = true};
-    struct vring_packed_desc *ring;
+    struct vhu_vring_packed_desc *ring;
     struct vhu_vqd_seg s[3];
     struct vhu_vq_elem *a, *b;
     uint32_t len;
@@ -243,7 +243,7 @@ TEST(packed_indirect)
     struct guest g;
     struct pair p;
     struct pair_opts o = {.num = 4, .packed = true, .indirect = true, .ind_max = 8};
-    struct vring_packed_desc *ring;
+    struct vhu_vring_packed_desc *ring;
     struct vhu_vqd_seg s[6];
     struct vhu_vq_elem *e;
     uint64_t buf;
@@ -260,7 +260,7 @@ TEST(packed_indirect)
     ASSERT_OK(vhu_vqd_add(p.d, s, 2, 4, COOKIE(7)));
     ASSERT_EQ(vhu_vqd_num_free(p.d), 3);
     vhu_vqd_kick_prepare(p.d);
-    ASSERT(ring[0].flags & VRING_DESC_F_INDIRECT);
+    ASSERT(ring[0].flags & VHU_VRING_DESC_F_INDIRECT);
     e = vhu_vq_pop(p.q);
     ASSERT(e != NULL);
     ASSERT_EQ(e->ndesc, 1);
@@ -303,13 +303,13 @@ TEST(packed_event_idx_device_side)
     struct guest g;
     struct pair p;
     struct pair_opts o = {.num = 8, .packed = true, .event_idx = true};
-    struct vring_packed_desc_event *drv;
+    struct vhu_vring_packed_desc_event *drv;
     uint32_t len;
 
     ASSERT_OK(guest_init(&g));
     ASSERT_OK(pair_init(&p, &g, &o));
     drv = gh(&g, p.ring_gpa + 16 * 8);
-    ASSERT_EQ(drv->flags, VRING_PACKED_EVENT_FLAG_DESC);
+    ASSERT_EQ(drv->flags, VHU_VRING_PACKED_EVENT_FLAG_DESC);
     for (unsigned i = 0; i < 8; i++)
         ASSERT_OK(add_one(&p, i + 1));
     vhu_vqd_kick_prepare(p.d);
@@ -324,7 +324,7 @@ TEST(packed_event_idx_device_side)
     dev_complete(&p, 1);
     ASSERT_EQ(p.notifies, 2);
     vhu_vqd_disable_cb(p.d);
-    ASSERT_EQ(drv->flags, VRING_PACKED_EVENT_FLAG_DISABLE);
+    ASSERT_EQ(drv->flags, VHU_VRING_PACKED_EVENT_FLAG_DISABLE);
     dev_complete(&p, 1);
     ASSERT_EQ(p.notifies, 2);
     ASSERT(vhu_vqd_enable_cb(p.d));
@@ -355,13 +355,13 @@ TEST(packed_event_idx_driver_side)
     struct guest g;
     struct pair p;
     struct pair_opts o = {.num = 8, .packed = true, .event_idx = true};
-    struct vring_packed_desc_event *dev;
+    struct vhu_vring_packed_desc_event *dev;
     struct vhu_vq_elem *e;
 
     ASSERT_OK(guest_init(&g));
     ASSERT_OK(pair_init(&p, &g, &o));
     dev = gh(&g, p.ring_gpa + 16 * 8 + 4);
-    ASSERT_EQ(dev->flags, VRING_PACKED_EVENT_FLAG_DESC);
+    ASSERT_EQ(dev->flags, VHU_VRING_PACKED_EVENT_FLAG_DESC);
     ASSERT(!vhu_vqd_kick_prepare(p.d));
     ASSERT_OK(add_one(&p, 1));
     ASSERT(vhu_vqd_kick_prepare(p.d));
@@ -372,14 +372,14 @@ TEST(packed_event_idx_driver_side)
     ASSERT_OK(add_one(&p, 3));
     ASSERT(vhu_vqd_kick_prepare(p.d));
     vhu_vq_disable_notify(p.q);
-    ASSERT_EQ(dev->flags, VRING_PACKED_EVENT_FLAG_DISABLE);
+    ASSERT_EQ(dev->flags, VHU_VRING_PACKED_EVENT_FLAG_DISABLE);
     e = vhu_vq_pop(p.q);
     ASSERT(e != NULL);
     vhu_vq_push(p.q, e, 0);
     ASSERT_OK(add_one(&p, 4));
     ASSERT(!vhu_vqd_kick_prepare(p.d));
     ASSERT(vhu_vq_enable_notify(p.q));
-    ASSERT_EQ(dev->flags, VRING_PACKED_EVENT_FLAG_DESC);
+    ASSERT_EQ(dev->flags, VHU_VRING_PACKED_EVENT_FLAG_DESC);
     dev_complete(&p, 1);
     ASSERT(!vhu_vq_enable_notify(p.q));
     ASSERT_OK(add_one(&p, 5));
@@ -512,7 +512,7 @@ static int lying_device(unsigned how)
     struct guest g;
     struct pair p;
     struct pair_opts o = {.num = 8, .packed = true};
-    struct vring_packed_desc *ring;
+    struct vhu_vring_packed_desc *ring;
     uint32_t len;
     int r = 0;
 
@@ -536,7 +536,7 @@ static int lying_device(unsigned how)
         ring[0].len = 9;
         break;
     }
-    ring[0].flags = (uint16_t)(VQ_PACKED_AVAIL_BIT | VQ_PACKED_USED_BIT | VRING_DESC_F_WRITE);
+    ring[0].flags = (uint16_t)(VQ_PACKED_AVAIL_BIT | VQ_PACKED_USED_BIT | VHU_VRING_DESC_F_WRITE);
     if (vhu_vqd_get_used(p.d, &len) != NULL || !vhu_vqd_broken(p.d) ||
         vhu_vqd_enable_cb(p.d))
         r = -2;

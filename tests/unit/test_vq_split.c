@@ -244,7 +244,7 @@ TEST(indirect_chains)
     struct pair_opts o = {.num = 4, .indirect = true, .ind_max = 8};
     struct vhu_vqd_seg s[6];
     struct vhu_vq_elem *e;
-    struct vring_desc *ring;
+    struct vhu_vring_desc *ring;
     uint64_t buf;
     uint32_t len;
 
@@ -259,7 +259,7 @@ TEST(indirect_chains)
     /* Six segments on a ring of four: only possible as one indirect descriptor. */
     ASSERT_OK(vhu_vqd_add(p.d, s, 3, 3, COOKIE(9)));
     ASSERT_EQ(vhu_vqd_num_free(p.d), 3);
-    ASSERT(ring[0].flags & VRING_DESC_F_INDIRECT);
+    ASSERT(ring[0].flags & VHU_VRING_DESC_F_INDIRECT);
     ASSERT_EQ(ring[0].len, 6 * 16);
     vhu_vqd_kick_prepare(p.d);
     e = vhu_vq_pop(p.q);
@@ -279,7 +279,7 @@ TEST(indirect_chains)
     ASSERT_EQ(vhu_vqd_num_free(p.d), 4);
     /* A single segment is never worth a table. */
     ASSERT_OK(vhu_vqd_add(p.d, s, 1, 0, COOKIE(1)));
-    ASSERT(!(ring[0].flags & VRING_DESC_F_INDIRECT)); /* head 0 was freed and reused */
+    ASSERT(!(ring[0].flags & VHU_VRING_DESC_F_INDIRECT)); /* head 0 was freed and reused */
     vhu_vqd_kick_prepare(p.d);
     e = vhu_vq_pop(p.q);
     ASSERT(e && e->out_num == 1);
@@ -315,7 +315,7 @@ TEST(event_idx_device_notifies_when_used_event_crossed)
     struct guest g;
     struct pair p;
     struct pair_opts o = {.num = 8, .event_idx = true};
-    struct vring_avail *avail;
+    struct vhu_vring_avail *avail;
     uint32_t len;
 
     ASSERT_OK(guest_init(&g));
@@ -685,7 +685,7 @@ static int lying_device(unsigned how)
     struct guest g;
     struct pair p;
     struct pair_opts o = {.num = 8};
-    struct vring_used *used;
+    struct vhu_vring_used *used;
     uint32_t len;
     int r = 0;
 
@@ -697,23 +697,23 @@ static int lying_device(unsigned how)
     vhu_vqd_kick_prepare(p.d);
     switch (how) {
     case 0: /* id of a descriptor that is not a head in flight (head 0 uses desc 0 only) */
-        used->ring[0] = (struct vring_used_elem){.id = 5, .len = 0};
+        used->ring[0] = (struct vhu_vring_used_elem){.id = 5, .len = 0};
         used->idx = 1;
         break;
     case 1: /* id out of range */
-        used->ring[0] = (struct vring_used_elem){.id = 8, .len = 0};
+        used->ring[0] = (struct vhu_vring_used_elem){.id = 8, .len = 0};
         used->idx = 1;
         break;
     case 2: /* more bytes than the buffer holds */
-        used->ring[0] = (struct vring_used_elem){.id = 0, .len = 9};
+        used->ring[0] = (struct vhu_vring_used_elem){.id = 0, .len = 9};
         used->idx = 1;
         break;
     case 3: /* more used entries than the ring holds */
         used->idx = 9;
         break;
     case 4: /* the same id twice */
-        used->ring[0] = (struct vring_used_elem){.id = 0, .len = 8};
-        used->ring[1] = (struct vring_used_elem){.id = 0, .len = 8};
+        used->ring[0] = (struct vhu_vring_used_elem){.id = 0, .len = 8};
+        used->ring[1] = (struct vhu_vring_used_elem){.id = 0, .len = 8};
         used->idx = 2;
         if (vhu_vqd_get_used(p.d, &len) != COOKIE(1))
             r = -2;
@@ -751,7 +751,7 @@ TEST(break_logs_once_with_queue_index)
     struct guest g;
     struct pair p;
     struct pair_opts o = {.num = 8, .index = 42};
-    struct vring_avail *avail;
+    struct vhu_vring_avail *avail;
 
     ASSERT_OK(guest_init(&g));
     ASSERT_OK(pair_init(&p, &g, &o));
@@ -796,7 +796,7 @@ static int start_tracked(struct pair *p, void *region, uint32_t base)
 
 static uint16_t used_idx_of(struct pair *p)
 {
-    return ((const struct vring_used *)p->cfg.device)->idx;
+    return ((const struct vhu_vring_used *)p->cfg.device)->idx;
 }
 
 TEST(inflight_resubmits_after_crash)

@@ -14,52 +14,52 @@
  */
 
 /* Feature bits (§5.2.3). */
-#define VIRTIO_BLK_F_SIZE_MAX 1
-#define VIRTIO_BLK_F_SEG_MAX 2
-#define VIRTIO_BLK_F_GEOMETRY 4
-#define VIRTIO_BLK_F_RO 5
-#define VIRTIO_BLK_F_BLK_SIZE 6
-#define VIRTIO_BLK_F_FLUSH 9
-#define VIRTIO_BLK_F_TOPOLOGY 10
-#define VIRTIO_BLK_F_CONFIG_WCE 11
-#define VIRTIO_BLK_F_MQ 12
-#define VIRTIO_BLK_F_DISCARD 13
-#define VIRTIO_BLK_F_WRITE_ZEROES 14
+#define VHU_VIRTIO_BLK_F_SIZE_MAX 1
+#define VHU_VIRTIO_BLK_F_SEG_MAX 2
+#define VHU_VIRTIO_BLK_F_GEOMETRY 4
+#define VHU_VIRTIO_BLK_F_RO 5
+#define VHU_VIRTIO_BLK_F_BLK_SIZE 6
+#define VHU_VIRTIO_BLK_F_FLUSH 9
+#define VHU_VIRTIO_BLK_F_TOPOLOGY 10
+#define VHU_VIRTIO_BLK_F_CONFIG_WCE 11
+#define VHU_VIRTIO_BLK_F_MQ 12
+#define VHU_VIRTIO_BLK_F_DISCARD 13
+#define VHU_VIRTIO_BLK_F_WRITE_ZEROES 14
 
 /* Request types (§5.2.6). */
-#define VIRTIO_BLK_T_IN 0
-#define VIRTIO_BLK_T_OUT 1
-#define VIRTIO_BLK_T_FLUSH 4
-#define VIRTIO_BLK_T_GET_ID 8
-#define VIRTIO_BLK_T_GET_LIFETIME 10
-#define VIRTIO_BLK_T_DISCARD 11
-#define VIRTIO_BLK_T_WRITE_ZEROES 13
-#define VIRTIO_BLK_T_SECURE_ERASE 14
+#define VHU_VIRTIO_BLK_T_IN 0
+#define VHU_VIRTIO_BLK_T_OUT 1
+#define VHU_VIRTIO_BLK_T_FLUSH 4
+#define VHU_VIRTIO_BLK_T_GET_ID 8
+#define VHU_VIRTIO_BLK_T_GET_LIFETIME 10
+#define VHU_VIRTIO_BLK_T_DISCARD 11
+#define VHU_VIRTIO_BLK_T_WRITE_ZEROES 13
+#define VHU_VIRTIO_BLK_T_SECURE_ERASE 14
 
 /* Status byte values (§5.2.6). */
-#define VIRTIO_BLK_S_OK 0
-#define VIRTIO_BLK_S_IOERR 1
-#define VIRTIO_BLK_S_UNSUPP 2
+#define VHU_VIRTIO_BLK_S_OK 0
+#define VHU_VIRTIO_BLK_S_IOERR 1
+#define VHU_VIRTIO_BLK_S_UNSUPP 2
 
-#define VIRTIO_BLK_ID_BYTES 20
-#define VIRTIO_BLK_SECTOR_SIZE 512
-#define VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP 1
+#define VHU_VIRTIO_BLK_ID_BYTES 20
+#define VHU_VIRTIO_BLK_SECTOR_SIZE 512
+#define VHU_VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP 1
 
 /* Every field little-endian on the wire (§5.2.4); vhu runs on little-endian hosts only. */
-struct virtio_blk_geometry {
+struct vhu_virtio_blk_geometry {
     uint16_t cylinders;
     uint8_t heads;
     uint8_t sectors;
 };
 
-struct virtio_blk_topology {
+struct vhu_virtio_blk_topology {
     uint8_t physical_block_exp; /* logical blocks per physical block (log2) */
     uint8_t alignment_offset;   /* offset of the first aligned logical block */
     uint16_t min_io_size;       /* suggested minimum I/O size, in logical blocks */
     uint32_t opt_io_size;       /* optimal sustained I/O size, in logical blocks */
 };
 
-struct virtio_blk_zoned_characteristics {
+struct vhu_virtio_blk_zoned_characteristics {
     uint32_t zone_sectors;
     uint32_t max_open_zones;
     uint32_t max_active_zones;
@@ -70,13 +70,13 @@ struct virtio_blk_zoned_characteristics {
 };
 
 /* §5.2.4: the whole layout; fields of features the device does not offer read as zero. */
-struct virtio_blk_config {
+struct vhu_virtio_blk_config {
     uint64_t capacity; /* in 512-byte sectors, whatever blk_size is */
     uint32_t size_max;
     uint32_t seg_max;
-    struct virtio_blk_geometry geometry;
+    struct vhu_virtio_blk_geometry geometry;
     uint32_t blk_size;
-    struct virtio_blk_topology topology;
+    struct vhu_virtio_blk_topology topology;
     uint8_t writeback;
     uint8_t unused0;
     uint16_t num_queues;
@@ -90,26 +90,26 @@ struct virtio_blk_config {
     uint32_t max_secure_erase_sectors;
     uint32_t max_secure_erase_seg;
     uint32_t secure_erase_sector_alignment;
-    struct virtio_blk_zoned_characteristics zoned;
+    struct vhu_virtio_blk_zoned_characteristics zoned;
 };
 
 /* §5.2.6: the 16 readable bytes every request starts with. */
-struct virtio_blk_outhdr {
+struct vhu_virtio_blk_outhdr {
     uint32_t type;
     uint32_t ioprio; /* "reserved" in the spec */
     uint64_t sector;
 };
 
 /* §5.2.6: one range of a DISCARD or WRITE_ZEROES request. */
-struct virtio_blk_discard_write_zeroes {
+struct vhu_virtio_blk_discard_write_zeroes {
     uint64_t sector;
     uint32_t num_sectors;
     uint32_t flags;
 };
 
-_Static_assert(sizeof(struct virtio_blk_config) == 96, "virtio_blk_config layout");
-_Static_assert(sizeof(struct virtio_blk_outhdr) == 16, "virtio_blk_outhdr layout");
-_Static_assert(sizeof(struct virtio_blk_discard_write_zeroes) == 16, "dwz layout");
+_Static_assert(sizeof(struct vhu_virtio_blk_config) == 96, "virtio_blk_config layout");
+_Static_assert(sizeof(struct vhu_virtio_blk_outhdr) == 16, "virtio_blk_outhdr layout");
+_Static_assert(sizeof(struct vhu_virtio_blk_discard_write_zeroes) == 16, "dwz layout");
 
 /* How a file store does its I/O. */
 enum vhu_blk_engine {

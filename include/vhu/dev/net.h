@@ -13,44 +13,44 @@
  */
 
 /* Feature bits (§5.1.3). */
-#define VIRTIO_NET_F_CSUM 0
-#define VIRTIO_NET_F_GUEST_CSUM 1
-#define VIRTIO_NET_F_CTRL_GUEST_OFFLOADS 2
-#define VIRTIO_NET_F_MTU 3
-#define VIRTIO_NET_F_MAC 5
-#define VIRTIO_NET_F_GUEST_TSO4 7
-#define VIRTIO_NET_F_GUEST_TSO6 8
-#define VIRTIO_NET_F_GUEST_ECN 9
-#define VIRTIO_NET_F_GUEST_UFO 10
-#define VIRTIO_NET_F_HOST_TSO4 11
-#define VIRTIO_NET_F_HOST_TSO6 12
-#define VIRTIO_NET_F_HOST_ECN 13
-#define VIRTIO_NET_F_HOST_UFO 14
-#define VIRTIO_NET_F_MRG_RXBUF 15
-#define VIRTIO_NET_F_STATUS 16
-#define VIRTIO_NET_F_CTRL_VQ 17
-#define VIRTIO_NET_F_GUEST_ANNOUNCE 21
-#define VIRTIO_NET_F_MQ 22
+#define VHU_VIRTIO_NET_F_CSUM 0
+#define VHU_VIRTIO_NET_F_GUEST_CSUM 1
+#define VHU_VIRTIO_NET_F_CTRL_GUEST_OFFLOADS 2
+#define VHU_VIRTIO_NET_F_MTU 3
+#define VHU_VIRTIO_NET_F_MAC 5
+#define VHU_VIRTIO_NET_F_GUEST_TSO4 7
+#define VHU_VIRTIO_NET_F_GUEST_TSO6 8
+#define VHU_VIRTIO_NET_F_GUEST_ECN 9
+#define VHU_VIRTIO_NET_F_GUEST_UFO 10
+#define VHU_VIRTIO_NET_F_HOST_TSO4 11
+#define VHU_VIRTIO_NET_F_HOST_TSO6 12
+#define VHU_VIRTIO_NET_F_HOST_ECN 13
+#define VHU_VIRTIO_NET_F_HOST_UFO 14
+#define VHU_VIRTIO_NET_F_MRG_RXBUF 15
+#define VHU_VIRTIO_NET_F_STATUS 16
+#define VHU_VIRTIO_NET_F_CTRL_VQ 17
+#define VHU_VIRTIO_NET_F_GUEST_ANNOUNCE 21
+#define VHU_VIRTIO_NET_F_MQ 22
 
 /* config.status (§5.1.4). */
-#define VIRTIO_NET_S_LINK_UP 1
-#define VIRTIO_NET_S_ANNOUNCE 2
+#define VHU_VIRTIO_NET_S_LINK_UP 1
+#define VHU_VIRTIO_NET_S_ANNOUNCE 2
 
 /* virtio_net_hdr flags and gso_type (§5.1.6). */
-#define VIRTIO_NET_HDR_F_NEEDS_CSUM 1
-#define VIRTIO_NET_HDR_F_DATA_VALID 2
-#define VIRTIO_NET_HDR_F_RSC_INFO 4
-#define VIRTIO_NET_HDR_GSO_NONE 0
-#define VIRTIO_NET_HDR_GSO_TCPV4 1
-#define VIRTIO_NET_HDR_GSO_UDP 3
-#define VIRTIO_NET_HDR_GSO_TCPV6 4
-#define VIRTIO_NET_HDR_GSO_ECN 0x80
+#define VHU_VIRTIO_NET_HDR_F_NEEDS_CSUM 1
+#define VHU_VIRTIO_NET_HDR_F_DATA_VALID 2
+#define VHU_VIRTIO_NET_HDR_F_RSC_INFO 4
+#define VHU_VIRTIO_NET_HDR_GSO_NONE 0
+#define VHU_VIRTIO_NET_HDR_GSO_TCPV4 1
+#define VHU_VIRTIO_NET_HDR_GSO_UDP 3
+#define VHU_VIRTIO_NET_HDR_GSO_TCPV6 4
+#define VHU_VIRTIO_NET_HDR_GSO_ECN 0x80
 
 #define VHU_NET_SWITCH_MAX_PORTS 64
-#define VIRTIO_NET_MAX_QUEUE_PAIRS 128 /* what vhu offers at most (§5.1.4 allows 0x8000) */
+#define VHU_VIRTIO_NET_MAX_QUEUE_PAIRS 128 /* what vhu offers at most (§5.1.4 allows 0x8000) */
 
 /* §5.1.4, up to and including mtu; little-endian, vhu runs on little-endian hosts only. */
-struct virtio_net_config {
+struct vhu_virtio_net_config {
     uint8_t mac[6];
     uint16_t status;
     uint16_t max_virtqueue_pairs;
@@ -58,7 +58,7 @@ struct virtio_net_config {
 };
 
 /* §5.1.6: with VIRTIO_F_VERSION_1 every packet starts with these 12 bytes. */
-struct virtio_net_hdr_v1 {
+struct vhu_virtio_net_hdr_v1 {
     uint8_t flags;
     uint8_t gso_type;
     uint16_t hdr_len;
@@ -68,8 +68,8 @@ struct virtio_net_hdr_v1 {
     uint16_t num_buffers;
 };
 
-_Static_assert(sizeof(struct virtio_net_config) == 12, "virtio_net_config layout");
-_Static_assert(sizeof(struct virtio_net_hdr_v1) == 12, "virtio_net_hdr_v1 layout");
+_Static_assert(sizeof(struct vhu_virtio_net_config) == 12, "virtio_net_config layout");
+_Static_assert(sizeof(struct vhu_virtio_net_hdr_v1) == 12, "virtio_net_hdr_v1 layout");
 
 enum vhu_net_port_kind {
     /* Each transmitted frame comes back on the receive queue of the same pair, source and
