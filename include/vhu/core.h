@@ -65,7 +65,7 @@ void vhu_core_reset(struct vhu_core *c);
 
 /* Swap in a new table (takes the reference t holds): running rings are re-translated on their
  * threads before the old table is released. A ring that no longer translates fails the call
- * (it is stopped). */
+ * (it is stopped; the other rings are still re-translated). */
 int vhu_core_set_mem(struct vhu_core *c, struct vhu_mem_table *t);
 /* The current table (borrowed; valid until the next vhu_core_set_mem()), e.g. to derive the next
  * one with vhu_mem_table_add()/_remove(). */

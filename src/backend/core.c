@@ -574,8 +574,13 @@ VHU_EXPORT int vhu_core_set_mem(struct vhu_core *c, struct vhu_mem_table *t)
     int ret = 0;
 
     c->mem = t;
-    for (unsigned i = 0; i < c->nrings && ret == 0; i++)
-        ret = on_owner(&c->rings[i], op_restart, &c->rings[i]);
+    /* Every ring, even after one fails: a running ring left out would keep translating through
+     * the old table, released below. A ring that fails is stopped; the first error is returned. */
+    for (unsigned i = 0; i < c->nrings; i++) {
+        int r = on_owner(&c->rings[i], op_restart, &c->rings[i]);
+        if (r < 0 && ret == 0)
+            ret = r;
+    }
     vhu_mem_table_put(old);
     return ret;
 }

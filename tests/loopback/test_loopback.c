@@ -11,7 +11,6 @@
 #include "frontend/fe_msg.h"
 #include "vhu/backend.h"
 #include "vhu/core.h"
-#include "vhu/dev/rng.h"
 #include "vhu/device.h"
 #include "vhu/frontend.h"
 #include "vhu/log.h"
@@ -266,45 +265,6 @@ static void run_xor_workers(unsigned workers, unsigned poll_us, bool packed)
 TEST(xor_split_2_workers) { run_xor_workers(2, 0, false); }
 TEST(xor_packed_2_workers_poll) { run_xor_workers(2, 50, true); }
 TEST(xor_split_1_worker_poll) { run_xor_workers(1, 20, false); }
-
-static void run_rng(bool packed)
-{
-    struct vhu_fe_opts o = {.num_queues = 1, .queue_size = 32, .packed = packed,
-                            .event_idx = true, .indirect = true, .mem_size = 1 << 20};
-    struct vhu_device *dev;
-    struct rig r;
-    uint64_t gpa;
-    uint8_t *buf, first[256];
-
-    ASSERT_OK(vhu_rng_new(NULL, &dev));
-    ASSERT_OK(rig_up(&r, dev));
-    ASSERT_OK(vhu_fe_start(r.fe, &o));
-    buf = vhu_fe_alloc(r.fe, 256, 64, &gpa);
-    ASSERT(buf);
-    for (int i = 0; i < 100; i++) {
-        struct vhu_vqd_seg segs[2] = {{gpa, 100}, {gpa + 100, 156}};
-        memset(buf, 0, 256);
-        ASSERT_EQ(vhu_fe_request(r.fe, 0, segs, 0, 2, 2000), 256);
-        if (i == 0)
-            memcpy(first, buf, 256);
-    }
-    ASSERT(memcmp(first, buf, 256) != 0);
-    int zeros = 0;
-    for (int i = 0; i < 256; i++)
-        zeros += buf[i] == 0;
-    ASSERT(zeros < 16);
-    ASSERT_EQ(vhu_rng_bytes_served(dev), 100 * 256);
-    /* A device-readable buffer is a driver error: the queue breaks, the backend stays. */
-    struct vhu_vqd_seg bad = {gpa, 16};
-    ASSERT(vhu_fe_request(r.fe, 0, &bad, 1, 0, 300) < 0);
-    uint8_t status = 0;
-    ASSERT_OK(vhu_fe_get_status(r.fe, &status));
-    ASSERT(status & VHU_VIRTIO_CONFIG_S_NEEDS_RESET);
-    rig_down(&r);
-}
-
-TEST(rng_split) { run_rng(false); }
-TEST(rng_packed) { run_rng(true); }
 
 TEST(config_status_reset)
 {

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Shared by the virtio-net tests: a test bench (struct tb) of the real net device, backend core
- * and frontend library in one process over the loopback transport, and the driver-side helpers
- * that build transmit chains, post receive buffers and collect used entries in frontend memory.
+ * Shared by the virtio-net tests: a test bench (struct tb) of the real net device and backend
+ * driven in one process over either path of the test driver (tdrv.h: vhost-user loopback or the
+ * core's typed calls), and the driver-side helpers that build transmit chains, post receive
+ * buffers and collect used entries in guest memory.
  */
 #ifndef NET_TESTLIB_H
 #define NET_TESTLIB_H
@@ -19,6 +20,7 @@
 #include "vhu/loopback.h"
 #include "vhu/util.h"
 #include "vhu/virtio.h"
+#include "tdrv.h"
 
 #define HDR 12u
 
@@ -26,7 +28,7 @@ struct tb {
     bool own_loop;
     struct vhu_loop *loop;
     struct vhu_backend *b;
-    struct vhu_fe *fe;
+    struct tdrv *d; /* over the path the test runs on (tdrv_path) */
     struct vhu_device *dev;
 };
 
@@ -60,10 +62,10 @@ static inline int tb_up(struct tb *t, const struct tb_opts *o)
     else if (r == 0 && o->workers)
         r = vhu_backend_set_workers(t->b, o->workers, o->poll_us);
     if (r == 0)
-        r = vhu_loopback_connect(t->b, t->loop, &t->fe);
+        r = tdrv_new(tdrv_path, t->b, t->loop, &t->d);
     if (r < 0)
         return r;
-    struct vhu_fe_opts fo = {
+    struct tdrv_opts fo = {
         .features = vhu_feature(VHU_VIRTIO_NET_F_MAC) | vhu_feature(VHU_VIRTIO_NET_F_MTU) |
                     vhu_feature(VHU_VIRTIO_NET_F_STATUS) | vhu_feature(VHU_VIRTIO_NET_F_MQ) |
                     (o->mrg ? vhu_feature(VHU_VIRTIO_NET_F_MRG_RXBUF) : 0) | o->extra_features,
@@ -76,23 +78,17 @@ static inline int tb_up(struct tb *t, const struct tb_opts *o)
         .queue_pairs = true,
         .protocol_features = o->protocol_features,
     };
-    return vhu_fe_start(t->fe, &fo);
+    return tdrv_start(t->d, &fo);
 }
 
 static inline void tb_down(struct tb *t)
 {
-    vhu_fe_free(t->fe);
-    if (t->b)
-        vhu_backend_free(t->b);
-    else if (t->dev)
-        t->dev->ops->destroy(t->dev);
-    if (t->own_loop)
-        vhu_loop_free(t->loop);
+    tdrv_teardown(t->d, t->b, t->dev, t->own_loop ? t->loop : NULL);
 }
 
 static inline void *alloc(struct tb *t, size_t n, uint64_t *gpa)
 {
-    return vhu_fe_alloc(t->fe, n, 64, gpa);
+    return tdrv_alloc(t->d, n, 64, gpa);
 }
 
 /* An Ethernet frame: dst, src, ethertype 0x0800, payload pattern seeded by seed. */
@@ -138,7 +134,7 @@ static inline int tx_add(struct tb *t, unsigned q, const struct vhu_virtio_net_h
             off += l;
         }
     }
-    return vhu_vqd_add(vhu_fe_vqd(t->fe, q), s, nseg, 0, b);
+    return vhu_vqd_add(tdrv_vqd(t->d, q), s, nseg, 0, b);
 }
 
 /* Post count receive chains of size bytes (in nseg segments each); cookies are the buffers. */
@@ -158,7 +154,7 @@ static inline int rx_post(struct tb *t, unsigned q, uint32_t size, unsigned coun
             s[i] = (struct vhu_vqd_seg){gpa + off, l};
             off += l;
         }
-        int r = vhu_vqd_add(vhu_fe_vqd(t->fe, q), s, 0, nseg, b);
+        int r = vhu_vqd_add(tdrv_vqd(t->d, q), s, 0, nseg, b);
         if (r < 0)
             return r;
         if (bufs)
@@ -171,7 +167,7 @@ static inline int rx_post(struct tb *t, unsigned q, uint32_t size, unsigned coun
 static inline unsigned collect(struct tb *t, unsigned q, unsigned want, int timeout_ms, uint8_t **cookies,
                         uint32_t *lens)
 {
-    struct vhu_vqd *vqd = vhu_fe_vqd(t->fe, q);
+    struct vhu_vqd *vqd = tdrv_vqd(t->d, q);
     uint64_t deadline = vhu_now_ns() + (uint64_t)timeout_ms * 1000000ull;
     unsigned got = 0;
 
@@ -189,7 +185,7 @@ static inline unsigned collect(struct tb *t, unsigned q, unsigned want, int time
         if (vhu_now_ns() >= deadline)
             break;
         vhu_vqd_enable_cb(vqd);
-        vhu_fe_wait(t->fe, q, 20);
+        tdrv_wait(t->d, q, 20);
     }
     return got;
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * virtio-blk device model: the real device, backend core and frontend library in one process
- * over the loopback transport, on temporary files. Covers config space and features, data
+ * virtio-blk device model: the real device and backend core in one process, on temporary files,
+ * each device test run over both paths of the test driver (tdrv.h: "vhost-user/" over the loopback
+ * transport, "core/" through the core's typed calls alone). Covers config space and features, data
  * integrity (through the device and with pread on the file) for split and packed rings,
  * multi-segment chains and two queues, FLUSH, GET_ID, DISCARD / WRITE_ZEROES (holes and zeroes),
  * read-only disks, every malformed-request rule, backing failures, batches completing across a
@@ -21,6 +22,7 @@
 #include "vhu/loop.h"
 #include "vhu/loopback.h"
 #include "vhu/util.h"
+#include "tdrv.h"
 #include "vhu_test.h"
 
 #define DISK_SIZE (4u << 20)
@@ -31,7 +33,7 @@ struct tb {
     char path[128];
     struct vhu_loop *loop;
     struct vhu_backend *b;
-    struct vhu_fe *fe;
+    struct tdrv *d; /* over the path the test runs on (tdrv_path) */
     struct vhu_device *dev;
     /* request buffers in the shared arena */
     uint8_t *hdr, *status, *data; /* hdr: 16 bytes per queue; status: 1 byte per queue */
@@ -95,10 +97,10 @@ static int tb_up(struct tb *t, const struct tb_opts *o)
     if (r == 0 && o->workers)
         r = vhu_backend_set_workers(t->b, o->workers, o->poll_us);
     if (r == 0)
-        r = vhu_loopback_connect(t->b, t->loop, &t->fe);
+        r = tdrv_new(tdrv_path, t->b, t->loop, &t->d);
     if (r < 0)
         return r;
-    struct vhu_fe_opts fo = {
+    struct tdrv_opts fo = {
         .features = vhu_feature(VHU_VIRTIO_BLK_F_SIZE_MAX) | vhu_feature(VHU_VIRTIO_BLK_F_SEG_MAX) |
                     vhu_feature(VHU_VIRTIO_BLK_F_BLK_SIZE) | vhu_feature(VHU_VIRTIO_BLK_F_TOPOLOGY) |
                     vhu_feature(VHU_VIRTIO_BLK_F_FLUSH) | vhu_feature(VHU_VIRTIO_BLK_F_CONFIG_WCE) |
@@ -111,23 +113,18 @@ static int tb_up(struct tb *t, const struct tb_opts *o)
         .indirect = true,
         .mem_size = 8 << 20,
     };
-    r = vhu_fe_start(t->fe, &fo);
+    r = tdrv_start(t->d, &fo);
     if (r < 0)
         return r;
-    t->hdr = vhu_fe_alloc(t->fe, 64, 64, &t->hdr_gpa);
-    t->status = vhu_fe_alloc(t->fe, 64, 64, &t->status_gpa);
-    t->data = vhu_fe_alloc(t->fe, DATA_MAX, 4096, &t->data_gpa);
+    t->hdr = tdrv_alloc(t->d, 64, 64, &t->hdr_gpa);
+    t->status = tdrv_alloc(t->d, 64, 64, &t->status_gpa);
+    t->data = tdrv_alloc(t->d, DATA_MAX, 4096, &t->data_gpa);
     return t->hdr && t->status && t->data ? 0 : -ENOMEM;
 }
 
 static void tb_down(struct tb *t)
 {
-    vhu_fe_free(t->fe);
-    if (t->b)
-        vhu_backend_free(t->b); /* destroys the device */
-    else if (t->dev)
-        t->dev->ops->destroy(t->dev);
-    vhu_loop_free(t->loop);
+    tdrv_teardown(t->d, t->b, t->dev, t->loop);
     if (t->path[0])
         unlink(t->path);
 }
@@ -159,7 +156,7 @@ static int rq_at(struct tb *t, unsigned q, uint32_t type, uint64_t sector, uint6
         }
     }
     segs[k++] = (struct vhu_vqd_seg){t->status_gpa + q, 1};
-    int r = vhu_fe_request(t->fe, q, segs, writable ? 1 : 1 + nd, writable ? nd + 1 : 1, 5000);
+    int r = tdrv_request(t->d, q, segs, writable ? 1 : 1 + nd, writable ? nd + 1 : 1, 5000);
     *st = *status;
     return r;
 }
@@ -200,14 +197,14 @@ static bool file_zero(const char *path, uint64_t off, size_t n)
 
 /* ------------------------------------------------------------------------------------------ */
 
-TEST(config_space)
+TDRV_TEST(config_space)
 {
     struct tb_opts o = {.num_queues = 2, .blk = {.num_queues = 2, .seg_max = 30}};
     struct vhu_virtio_blk_config c;
     struct tb t;
 
     ASSERT_OK(tb_up(&t, &o));
-    uint64_t f = vhu_fe_backend_features(t.fe);
+    uint64_t f = tdrv_backend_features(t.d);
     ASSERT(vhu_has_feature(f, VHU_VIRTIO_BLK_F_FLUSH));
     ASSERT(vhu_has_feature(f, VHU_VIRTIO_BLK_F_CONFIG_WCE));
     ASSERT(vhu_has_feature(f, VHU_VIRTIO_BLK_F_MQ));
@@ -221,9 +218,9 @@ TEST(config_space)
     ASSERT(vhu_has_feature(f, VHU_VIRTIO_RING_F_EVENT_IDX));
     ASSERT(!vhu_has_feature(f, VHU_VIRTIO_BLK_F_RO));
     ASSERT(!vhu_has_feature(f, VHU_VIRTIO_BLK_F_GEOMETRY));
-    ASSERT_EQ(vhu_fe_num_queues(t.fe), 2);
+    ASSERT_EQ(tdrv_num_queues(t.d), 2);
 
-    ASSERT_OK(vhu_fe_get_config(t.fe, 0, &c, sizeof(c)));
+    ASSERT_OK(tdrv_get_config(t.d, 0, &c, sizeof(c)));
     ASSERT_EQ(c.capacity, DISK_SIZE / 512);
     ASSERT_EQ(vhu_blk_capacity(t.dev), DISK_SIZE / 512);
     ASSERT_EQ(c.seg_max, 30);
@@ -242,41 +239,41 @@ TEST(config_space)
     ASSERT_EQ(c.write_zeroes_may_unmap, 1);
     /* a partial read at an offset (what a driver's virtio_cread does) */
     uint16_t nq = 0;
-    ASSERT_OK(vhu_fe_get_config(t.fe, offsetof(struct vhu_virtio_blk_config, num_queues), &nq, 2));
+    ASSERT_OK(tdrv_get_config(t.d, offsetof(struct vhu_virtio_blk_config, num_queues), &nq, 2));
     ASSERT_EQ(nq, 2);
 
     /* the guest switches the cache to writethrough; writes keep working (RWF_DSYNC) */
     uint8_t wb = 0, st;
-    ASSERT_OK(vhu_fe_set_config(t.fe, offsetof(struct vhu_virtio_blk_config, writeback), &wb, 1));
-    ASSERT_OK(vhu_fe_get_config(t.fe, offsetof(struct vhu_virtio_blk_config, writeback), &wb, 1));
+    ASSERT_OK(tdrv_set_config(t.d, offsetof(struct vhu_virtio_blk_config, writeback), &wb, 1));
+    ASSERT_OK(tdrv_get_config(t.d, offsetof(struct vhu_virtio_blk_config, writeback), &wb, 1));
     ASSERT_EQ(wb, 0);
     pattern(t.data, 8192, 5);
     ASSERT_EQ(rq(&t, 1, VHU_VIRTIO_BLK_T_OUT, 16, 8192, false, 2, &st), 1);
     ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
     ASSERT(file_matches(t.path, 16 * 512, t.data, 8192));
     /* a reset restores the configured cache mode */
-    ASSERT_OK(vhu_fe_reset_device(t.fe));
-    ASSERT_OK(vhu_fe_get_config(t.fe, offsetof(struct vhu_virtio_blk_config, writeback), &wb, 1));
+    ASSERT_OK(tdrv_reset(t.d));
+    ASSERT_OK(tdrv_get_config(t.d, offsetof(struct vhu_virtio_blk_config, writeback), &wb, 1));
     ASSERT_EQ(wb, 1);
     /* any other config write is refused (the backend drops the session) */
     uint64_t cap = 1;
-    ASSERT(vhu_fe_set_config(t.fe, 0, &cap, sizeof(cap)) < 0);
+    ASSERT(tdrv_set_config(t.d, 0, &cap, sizeof(cap)) < 0);
     tb_down(&t);
 }
 
-TEST(config_writethrough_4k_readonly)
+TDRV_TEST(config_writethrough_4k_readonly)
 {
     struct tb_opts o = {.blk = {.read_only = true, .writethrough = true, .blk_size = 4096}};
     struct vhu_virtio_blk_config c;
     struct tb t;
 
     ASSERT_OK(tb_up(&t, &o));
-    uint64_t f = vhu_fe_backend_features(t.fe);
+    uint64_t f = tdrv_backend_features(t.d);
     ASSERT(vhu_has_feature(f, VHU_VIRTIO_BLK_F_RO));
     ASSERT(!vhu_has_feature(f, VHU_VIRTIO_BLK_F_DISCARD));
     ASSERT(!vhu_has_feature(f, VHU_VIRTIO_BLK_F_WRITE_ZEROES));
-    ASSERT(vhu_has_feature(vhu_fe_features(t.fe), VHU_VIRTIO_BLK_F_RO));
-    ASSERT_OK(vhu_fe_get_config(t.fe, 0, &c, sizeof(c)));
+    ASSERT(vhu_has_feature(tdrv_features(t.d), VHU_VIRTIO_BLK_F_RO));
+    ASSERT_OK(tdrv_get_config(t.d, 0, &c, sizeof(c)));
     ASSERT_EQ(c.writeback, 0);
     ASSERT_EQ(c.blk_size, 4096);
     ASSERT_EQ(c.seg_max, 126);
@@ -323,7 +320,7 @@ static void run_integrity(bool packed, unsigned workers, unsigned poll_us,
 
     ASSERT(want);
     ASSERT_OK(tb_up(&t, &o));
-    ASSERT_EQ(vhu_has_feature(vhu_fe_features(t.fe), VHU_VIRTIO_F_RING_PACKED), packed);
+    ASSERT_EQ(vhu_has_feature(tdrv_features(t.d), VHU_VIRTIO_F_RING_PACKED), packed);
     /* chains of up to 16 descriptors go indirect, longer ones direct (the frontend's limit) */
     static const struct { uint64_t sector; uint32_t len; unsigned nseg; } cases[] = {
         {0, 512, 1},      {1, 4096, 3},   {100, 65536, 16}, {2000, 512 * 7, 7},
@@ -347,7 +344,7 @@ static void run_integrity(bool packed, unsigned workers, unsigned poll_us,
     /* the header and the data in one readable segment; the data and the status in one
      * writable segment (VIRTIO_F_ANY_LAYOUT, implied by VERSION_1) */
     uint64_t gpa;
-    uint8_t *buf = vhu_fe_alloc(t.fe, 16 + 2048, 64, &gpa);
+    uint8_t *buf = tdrv_alloc(t.d, 16 + 2048, 64, &gpa);
     ASSERT(buf);
     struct vhu_virtio_blk_outhdr h = {.type = VHU_VIRTIO_BLK_T_OUT, .sector = 50};
     memcpy(buf, &h, 16);
@@ -355,35 +352,35 @@ static void run_integrity(bool packed, unsigned workers, unsigned poll_us,
     memcpy(want, buf + 16, 2048);
     struct vhu_vqd_seg one[2] = {{gpa, 16 + 2048}, {t.status_gpa, 1}};
     *t.status = 0xee;
-    ASSERT_EQ(vhu_fe_request(t.fe, 0, one, 1, 1, 5000), 1);
+    ASSERT_EQ(tdrv_request(t.d, 0, one, 1, 1, 5000), 1);
     ASSERT_EQ(*t.status, VHU_VIRTIO_BLK_S_OK);
     ASSERT(file_matches(t.path, 50 * 512, want, 2048));
     h.type = VHU_VIRTIO_BLK_T_IN;
     memcpy(t.hdr, &h, 16);
     memset(buf, 0xee, 2048 + 1);
     struct vhu_vqd_seg two[2] = {{t.hdr_gpa, 16}, {gpa, 2048 + 1}};
-    ASSERT_EQ(vhu_fe_request(t.fe, 1, two, 1, 1, 5000), 2048 + 1);
+    ASSERT_EQ(tdrv_request(t.d, 1, two, 1, 1, 5000), 2048 + 1);
     ASSERT(memcmp(buf, want, 2048) == 0);
     ASSERT_EQ(buf[2048], VHU_VIRTIO_BLK_S_OK);
     /* the header split over two segments, zero-length segments around */
     struct vhu_vqd_seg split[5] = {{t.hdr_gpa, 5}, {t.hdr_gpa + 5, 11}, {t.data_gpa, 0},
                                    {t.data_gpa, 512}, {t.status_gpa, 1}};
     memset(t.data, 0, 512);
-    ASSERT_EQ(vhu_fe_request(t.fe, 0, split, 2, 3, 5000), 512 + 1);
+    ASSERT_EQ(tdrv_request(t.d, 0, split, 2, 3, 5000), 512 + 1);
     ASSERT_EQ(*t.status, VHU_VIRTIO_BLK_S_OK);
     ASSERT(memcmp(t.data, want, 512) == 0);
     tb_down(&t);
     free(want);
 }
 
-TEST(integrity_split) { run_integrity(false, 0, 0, VHU_BLK_ENGINE_IO_URING); }
-TEST(integrity_packed) { run_integrity(true, 0, 0, VHU_BLK_ENGINE_IO_URING); }
+TDRV_TEST(integrity_split) { run_integrity(false, 0, 0, VHU_BLK_ENGINE_IO_URING); }
+TDRV_TEST(integrity_packed) { run_integrity(true, 0, 0, VHU_BLK_ENGINE_IO_URING); }
 /* each queue on its own worker thread: completions arrive through that worker's loop */
-TEST(integrity_split_2_workers) { run_integrity(false, 2, 0, VHU_BLK_ENGINE_IO_URING); }
-TEST(integrity_packed_2_workers_poll) { run_integrity(true, 2, 50, VHU_BLK_ENGINE_IO_URING); }
+TDRV_TEST(integrity_split_2_workers) { run_integrity(false, 2, 0, VHU_BLK_ENGINE_IO_URING); }
+TDRV_TEST(integrity_packed_2_workers_poll) { run_integrity(true, 2, 50, VHU_BLK_ENGINE_IO_URING); }
 /* the sync engine: every request completes inside the pop loop */
-TEST(integrity_split_sync) { run_integrity(false, 0, 0, VHU_BLK_ENGINE_SYNC); }
-TEST(integrity_packed_2_workers_poll_sync) { run_integrity(true, 2, 50, VHU_BLK_ENGINE_SYNC); }
+TDRV_TEST(integrity_split_sync) { run_integrity(false, 0, 0, VHU_BLK_ENGINE_SYNC); }
+TDRV_TEST(integrity_packed_2_workers_poll_sync) { run_integrity(true, 2, 50, VHU_BLK_ENGINE_SYNC); }
 
 /* Which engine runs: as asked, or for auto, sync only on a memory file system that refuses
  * non-blocking reads (tmpfs here, on kernels without RWF_NOWAIT for shmem). */
@@ -433,7 +430,7 @@ TEST(engine_choice)
     unlink(path);
 }
 
-TEST(flush_and_get_id)
+TDRV_TEST(flush_and_get_id)
 {
     struct tb_opts o = {.blk = {.serial = "vhu-serial-123456789"}}; /* exactly 20 bytes */
     struct tb t;
@@ -545,7 +542,7 @@ static void run_dwz(const char *dir, bool expect_holes, enum vhu_blk_engine engi
     ASSERT(!file_zero(t.path, 0, 512));
     /* past the end, overflowing, too long, too many ranges, ragged array, no ranges: IOERR */
     struct vhu_virtio_blk_config c;
-    ASSERT_OK(vhu_fe_get_config(t.fe, 0, &c, sizeof(c)));
+    ASSERT_OK(tdrv_get_config(t.d, 0, &c, sizeof(c)));
     d[0] = (struct vhu_virtio_blk_discard_write_zeroes){.sector = DISK_SIZE / 512 - 1,
                                                     .num_sectors = 2};
     ASSERT_EQ(dwz(&t, VHU_VIRTIO_BLK_T_WRITE_ZEROES, d, 1, &st), 1);
@@ -570,11 +567,11 @@ static void run_dwz(const char *dir, bool expect_holes, enum vhu_blk_engine engi
     tb_down(&t);
 }
 
-TEST(discard_write_zeroes) { run_dwz(tmpdir(), true, VHU_BLK_ENGINE_IO_URING); }
-TEST(discard_write_zeroes_sync) { run_dwz(tmpdir(), true, VHU_BLK_ENGINE_SYNC); }
+TDRV_TEST(discard_write_zeroes) { run_dwz(tmpdir(), true, VHU_BLK_ENGINE_IO_URING); }
+TDRV_TEST(discard_write_zeroes_sync) { run_dwz(tmpdir(), true, VHU_BLK_ENGINE_SYNC); }
 
 /* tmpfs has no FALLOC_FL_ZERO_RANGE: WRITE_ZEROES falls back to writing zeroes. */
-TEST(write_zeroes_fallback_tmpfs)
+TDRV_TEST(write_zeroes_fallback_tmpfs)
 {
     struct statfs sf;
 
@@ -583,7 +580,7 @@ TEST(write_zeroes_fallback_tmpfs)
     run_dwz("/dev/shm", false, VHU_BLK_ENGINE_AUTO);
 }
 
-TEST(read_only_refuses_writes)
+TDRV_TEST(read_only_refuses_writes)
 {
     struct tb_opts o = {.blk = {.read_only = true}};
     struct tb t;
@@ -604,7 +601,7 @@ TEST(read_only_refuses_writes)
     tb_down(&t);
 }
 
-TEST(malformed_requests_get_a_status)
+TDRV_TEST(malformed_requests_get_a_status)
 {
     struct tb_opts o = {.blk = {.serial = "x"}};
     struct tb t;
@@ -644,11 +641,11 @@ TEST(malformed_requests_get_a_status)
     /* a short header (8 readable bytes), and no header at all */
     struct vhu_vqd_seg shorth[2] = {{t.hdr_gpa, 8}, {t.status_gpa, 1}};
     *t.status = 0xee;
-    ASSERT_EQ(vhu_fe_request(t.fe, 0, shorth, 1, 1, 5000), 1);
+    ASSERT_EQ(tdrv_request(t.d, 0, shorth, 1, 1, 5000), 1);
     ASSERT_EQ(*t.status, VHU_VIRTIO_BLK_S_IOERR);
     struct vhu_vqd_seg noh[1] = {{t.status_gpa, 1}};
     *t.status = 0xee;
-    ASSERT_EQ(vhu_fe_request(t.fe, 0, noh, 0, 1, 5000), 1);
+    ASSERT_EQ(tdrv_request(t.d, 0, noh, 0, 1, 5000), 1);
     ASSERT_EQ(*t.status, VHU_VIRTIO_BLK_S_IOERR);
     /* the status is the LAST writable byte, even after zero-length segments */
     struct vhu_virtio_blk_outhdr h = {.type = VHU_VIRTIO_BLK_T_GET_ID};
@@ -656,19 +653,19 @@ TEST(malformed_requests_get_a_status)
     memset(t.data, 0xff, 64);
     struct vhu_vqd_seg tail[4] = {{t.hdr_gpa, 16}, {t.data_gpa, 20}, {t.status_gpa, 1},
                                   {t.status_gpa + 1, 0}};
-    ASSERT_EQ(vhu_fe_request(t.fe, 0, tail, 1, 3, 5000), 21);
+    ASSERT_EQ(tdrv_request(t.d, 0, tail, 1, 3, 5000), 21);
     ASSERT_EQ(*t.status, VHU_VIRTIO_BLK_S_OK);
     ASSERT_EQ(t.data[0], 'x');
     /* the queue still works */
     ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_IN, 0, 512, true, 1, &st), 513);
     ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
     uint8_t dev_status = 0;
-    ASSERT_OK(vhu_fe_get_status(t.fe, &dev_status));
+    ASSERT_OK(tdrv_get_status(t.d, &dev_status));
     ASSERT(!(dev_status & VHU_VIRTIO_CONFIG_S_NEEDS_RESET));
     tb_down(&t);
 }
 
-TEST(block_size_4096)
+TDRV_TEST(block_size_4096)
 {
     struct tb_opts o = {.blk = {.blk_size = 4096}};
     struct tb t;
@@ -690,7 +687,7 @@ TEST(block_size_4096)
 }
 
 /* No writable byte for the status: the queue breaks (NEEDS_RESET); the other queue runs on. */
-TEST(missing_status_breaks_only_that_queue)
+TDRV_TEST(missing_status_breaks_only_that_queue)
 {
     struct tb_opts o = {.num_queues = 2, .blk = {.num_queues = 2}};
     struct tb t;
@@ -700,8 +697,8 @@ TEST(missing_status_breaks_only_that_queue)
     struct vhu_virtio_blk_outhdr h = {.type = VHU_VIRTIO_BLK_T_OUT};
     memcpy(t.hdr, &h, 16);
     struct vhu_vqd_seg ro[2] = {{t.hdr_gpa, 16}, {t.data_gpa, 512}};
-    ASSERT(vhu_fe_request(t.fe, 0, ro, 2, 0, 300) < 0);
-    ASSERT_OK(vhu_fe_get_status(t.fe, &dev_status));
+    ASSERT(tdrv_request(t.d, 0, ro, 2, 0, 300) < 0);
+    ASSERT_OK(tdrv_get_status(t.d, &dev_status));
     ASSERT(dev_status & VHU_VIRTIO_CONFIG_S_NEEDS_RESET);
     ASSERT(file_zero(t.path, 0, 512));
     pattern(t.data, 4096, 1);
@@ -749,8 +746,8 @@ static void run_backing_failure(enum vhu_blk_engine engine)
     tb_down(&t);
 }
 
-TEST(backing_failure_is_ioerr) { run_backing_failure(VHU_BLK_ENGINE_IO_URING); }
-TEST(backing_failure_is_ioerr_sync) { run_backing_failure(VHU_BLK_ENGINE_SYNC); }
+TDRV_TEST(backing_failure_is_ioerr) { run_backing_failure(VHU_BLK_ENGINE_IO_URING); }
+TDRV_TEST(backing_failure_is_ioerr_sync) { run_backing_failure(VHU_BLK_ENGINE_SYNC); }
 
 /*
  * Many requests at once: one kick pops them all into one io_uring batch; then the ring is
@@ -768,10 +765,10 @@ static void run_batch(bool packed)
 
     ASSERT_OK(tb_up(&t, &o));
     pattern(t.data, N * 4096, 6);
-    struct vhu_vqd *vqd = vhu_fe_vqd(t.fe, 0);
+    struct vhu_vqd *vqd = tdrv_vqd(t.d, 0);
     for (unsigned i = 0; i < N; i++) {
-        b[i].hdr = vhu_fe_alloc(t.fe, 16, 16, &b[i].hdr_gpa);
-        b[i].st = vhu_fe_alloc(t.fe, 1, 1, &b[i].st_gpa);
+        b[i].hdr = tdrv_alloc(t.d, 16, 16, &b[i].hdr_gpa);
+        b[i].st = tdrv_alloc(t.d, 1, 1, &b[i].st_gpa);
         ASSERT(b[i].hdr && b[i].st);
         struct vhu_virtio_blk_outhdr h = {.type = VHU_VIRTIO_BLK_T_OUT, .sector = i * 8};
         memcpy(b[i].hdr, &h, 16);
@@ -780,9 +777,9 @@ static void run_batch(bool packed)
                                    {b[i].st_gpa, 1}};
         ASSERT_OK(vhu_vqd_add(vqd, s, 2, 1, &b[i]));
     }
-    ASSERT_OK(vhu_fe_kick(t.fe, 0));
-    vhu_loop_run_once(t.loop, 0); /* the backend pops and submits them all */
-    ASSERT_OK(vhu_fe_stop(t.fe)); /* queue_stop waits for every one */
+    ASSERT_OK(tdrv_kick(t.d, 0));
+    tdrv_progress(t.d); /* the backend pops and submits them all */
+    ASSERT_OK(tdrv_stop(t.d)); /* queue_stop waits for every one */
     unsigned done = 0;
     uint32_t len;
     void *c;
@@ -797,8 +794,8 @@ static void run_batch(bool packed)
     tb_down(&t);
 }
 
-TEST(batch_stop_with_requests_in_flight_split) { run_batch(false); }
-TEST(batch_stop_with_requests_in_flight_packed) { run_batch(true); }
+TDRV_TEST(batch_stop_with_requests_in_flight_split) { run_batch(false); }
+TDRV_TEST(batch_stop_with_requests_in_flight_packed) { run_batch(true); }
 
 /*
  * A full ring, round after round: every element of the pool is in flight at once, so the device
@@ -814,10 +811,10 @@ static void run_full_ring(bool packed)
     uint64_t hdr_gpa, st_gpa;
 
     ASSERT_OK(tb_up(&t, &o));
-    hdr = vhu_fe_alloc(t.fe, QSZ * 16, 16, &hdr_gpa);
-    st = vhu_fe_alloc(t.fe, QSZ, 1, &st_gpa);
+    hdr = tdrv_alloc(t.d, QSZ * 16, 16, &hdr_gpa);
+    st = tdrv_alloc(t.d, QSZ, 1, &st_gpa);
     ASSERT(hdr && st);
-    struct vhu_vqd *vqd = vhu_fe_vqd(t.fe, 0);
+    struct vhu_vqd *vqd = tdrv_vqd(t.d, 0);
     for (unsigned round = 0; round < ROUNDS; round++) {
         pattern(t.data, QSZ * 4096, round);
         for (unsigned i = 0; i < QSZ; i++) {
@@ -829,7 +826,7 @@ static void run_full_ring(bool packed)
                                        {st_gpa + i, 1}};
             ASSERT_OK(vhu_vqd_add(vqd, s, 2, 1, hdr + i * 16));
         }
-        ASSERT_OK(vhu_fe_kick(t.fe, 0));
+        ASSERT_OK(tdrv_kick(t.d, 0));
         unsigned done = 0;
         uint64_t deadline = vhu_now_ns() + 5000000000ull;
         while (done < QSZ && vhu_now_ns() < deadline) {
@@ -840,7 +837,7 @@ static void run_full_ring(bool packed)
                 continue;
             }
             vhu_vqd_enable_cb(vqd);
-            vhu_fe_wait(t.fe, 0, 100);
+            tdrv_wait(t.d, 0, 100);
         }
         ASSERT_EQ(done, QSZ);
         for (unsigned i = 0; i < QSZ; i++)
@@ -850,10 +847,10 @@ static void run_full_ring(bool packed)
     tb_down(&t);
 }
 
-TEST(full_ring_rounds_split) { run_full_ring(false); }
-TEST(full_ring_rounds_packed) { run_full_ring(true); }
+TDRV_TEST(full_ring_rounds_split) { run_full_ring(false); }
+TDRV_TEST(full_ring_rounds_packed) { run_full_ring(true); }
 
-TEST(null_store)
+TDRV_TEST(null_store)
 {
     struct tb_opts o = {.num_queues = 2, .blk = {.null_size = 1ull << 40, .num_queues = 2}};
     struct vhu_virtio_blk_config c;
@@ -861,7 +858,7 @@ TEST(null_store)
     uint8_t st;
 
     ASSERT_OK(tb_up(&t, &o));
-    ASSERT_OK(vhu_fe_get_config(t.fe, 0, &c, sizeof(c)));
+    ASSERT_OK(tdrv_get_config(t.d, 0, &c, sizeof(c)));
     ASSERT_EQ(c.capacity, (1ull << 40) / 512);
     ASSERT_EQ(c.write_zeroes_may_unmap, 0);
     for (unsigned i = 0; i < 100; i++) {
@@ -881,7 +878,7 @@ TEST(null_store)
 }
 
 /* Open and close many times: no fd leaks (io_uring fds, eventfds, the file). */
-TEST(no_fd_leak)
+TDRV_TEST(no_fd_leak)
 {
     int before = vhu_fd_count_self();
     struct tb t;
@@ -896,15 +893,7 @@ TEST(no_fd_leak)
     ASSERT_EQ(vhu_fd_count_self(), before);
 }
 
-static void quiet_sink(enum vhu_log_level l, const char *msg, void *o)
-{
-    (void)l;
-    (void)msg;
-    (void)o;
-}
-
 __attribute__((constructor)) static void setup_log(void)
 {
-    vhu_log_set_sink(getenv("VHU_TEST_VERBOSE") ? vhu_log_stderr_sink : quiet_sink, NULL,
-                     VHU_LOG_DEBUG);
+    tdrv_log_setup();
 }

@@ -265,11 +265,11 @@ static void net_reflect(bool packed, bool mrg, uint32_t rx_buf)
 
     memset(&log, 0, sizeof(log));
     ASSERT_OK(tb_up(&t, &o));
-    ASSERT_OK(vhu_fe_net_get_info(t.fe, &info));
+    ASSERT_OK(vhu_fe_net_get_info(tdrv_fe(t.d), &info));
     ASSERT_EQ(info.mrg_rxbuf, mrg);
     ASSERT_EQ(info.max_frame, 1514);
-    ASSERT_OK(vhu_fe_net_txq_new(t.fe, 0, 16, 1514, &tx));
-    ASSERT_OK(vhu_fe_net_rxq_new(t.fe, &info, 0, 0, rx_buf, &rx));
+    ASSERT_OK(vhu_fe_net_txq_new(tdrv_fe(t.d), 0, 16, 1514, &tx));
+    ASSERT_OK(vhu_fe_net_rxq_new(tdrv_fe(t.d), &info, 0, 0, rx_buf, &rx));
     unsigned sent = 0, reclaimed = 0;
     uint64_t deadline = vhu_now_ns() + 3000000000ull;
     while ((log.frames < n || reclaimed < n) && vhu_now_ns() < deadline) {
@@ -331,10 +331,10 @@ TEST(net_rx_limits)
 
     memset(&log, 0, sizeof(log));
     ASSERT_OK(tb_up(&t, &o));
-    ASSERT_OK(vhu_fe_net_get_info(t.fe, &info));
+    ASSERT_OK(vhu_fe_net_get_info(tdrv_fe(t.d), &info));
     /* without MRG_RXBUF a buffer must hold the largest frame */
-    ASSERT_ERR(-EINVAL, vhu_fe_net_rxq_new(t.fe, &info, 0, 0, 1000, &rx));
-    ASSERT_OK(vhu_fe_net_rxq_new(t.fe, &info, 0, 8, 2048, &rx));
+    ASSERT_ERR(-EINVAL, vhu_fe_net_rxq_new(tdrv_fe(t.d), &info, 0, 0, 1000, &rx));
+    ASSERT_OK(vhu_fe_net_rxq_new(tdrv_fe(t.d), &info, 0, 8, 2048, &rx));
     ASSERT_EQ(vhu_fe_net_rxq_nbufs(rx), 8);
     /* max_frames bounds one poll; the source keeps the buffers coming back */
     uint64_t deadline = vhu_now_ns() + 3000000000ull;

@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * virtio-net device model: the real device, backend core and frontend library in one process
- * over the loopback transport; the test is the virtio-net driver (headers and frames built in
- * frontend memory). Covers config space and features, the sink (split/packed, indirect and
- * event-idx on and off, headers spanning segments), reflect (MACs swapped, payload intact,
+ * virtio-net device model: the real device and backend core in one process, each device test run
+ * over both paths of the test driver (tdrv.h: "vhost-user/" over the loopback transport, "core/"
+ * through the core's typed calls alone); the test is the virtio-net driver (headers and frames
+ * built in frontend memory). Covers config space and features, the sink (split/packed, indirect
+ * and event-idx on and off, headers spanning segments), reflect (MACs swapped, payload intact,
  * num_buffers, mergeable buffers, non-mergeable drops, backpressure, offload rules), the source
  * (budget and rescheduling), two queue pairs, and malformed chains; GSO counters, the tap's
- * feature -> TUNSETOFFLOAD mapping, the header offload rules, SEND_RARP (the announce frame on
- * the transmit side: sink counts it, reflect returns it) and NET_SET_MTU.
+ * feature -> TUNSETOFFLOAD mapping, the header offload rules, SEND_RARP (the announce frame on the
+ * transmit side: sink counts it, reflect returns it) and NET_SET_MTU.
  */
 #include <linux/if_tun.h>
 #include <unistd.h>
@@ -19,7 +20,7 @@
 
 /* ------------------------------------------------------------------------------------------ */
 
-TEST(config_and_features)
+TDRV_TEST(config_and_features)
 {
     struct tb_opts o = {.net = {.port = VHU_NET_PORT_SINK,
                                 .mac = {0x02, 1, 2, 3, 4, 5},
@@ -30,12 +31,12 @@ TEST(config_and_features)
 
     ASSERT_OK(tb_up(&t, &o));
     ASSERT_EQ(t.dev->num_queues, 6);
-    ASSERT_OK(vhu_fe_get_config(t.fe, 0, &c, sizeof(c)));
+    ASSERT_OK(tdrv_get_config(t.d, 0, &c, sizeof(c)));
     ASSERT(memcmp(c.mac, o.net.mac, 6) == 0);
     ASSERT_EQ(c.status, VHU_VIRTIO_NET_S_LINK_UP);
     ASSERT_EQ(c.max_virtqueue_pairs, 3);
     ASSERT_EQ(c.mtu, 9000);
-    uint64_t f = vhu_fe_backend_features(t.fe);
+    uint64_t f = tdrv_backend_features(t.d);
     ASSERT(vhu_has_feature(f, VHU_VIRTIO_NET_F_MRG_RXBUF));
     ASSERT(vhu_has_feature(f, VHU_VIRTIO_NET_F_MQ));
     ASSERT(vhu_has_feature(f, VHU_VIRTIO_NET_F_GUEST_ANNOUNCE));
@@ -92,7 +93,7 @@ static void run_sink(bool packed, bool indirect, bool event_idx)
             sent++;
             batch++;
         }
-        ASSERT_OK(vhu_fe_kick(t.fe, 1));
+        ASSERT_OK(tdrv_kick(t.d, 1));
         uint32_t lens[100];
         unsigned got = collect(&t, 1, batch, 5000, NULL, lens);
         ASSERT_EQ(got, batch);
@@ -108,10 +109,10 @@ static void run_sink(bool packed, bool indirect, bool event_idx)
     tb_down(&t);
 }
 
-TEST(sink_split) { run_sink(false, true, true); }
-TEST(sink_split_no_indirect_no_event_idx) { run_sink(false, false, false); }
-TEST(sink_packed) { run_sink(true, true, true); }
-TEST(sink_packed_no_indirect_no_event_idx) { run_sink(true, false, false); }
+TDRV_TEST(sink_split) { run_sink(false, true, true); }
+TDRV_TEST(sink_split_no_indirect_no_event_idx) { run_sink(false, false, false); }
+TDRV_TEST(sink_packed) { run_sink(true, true, true); }
+TDRV_TEST(sink_packed_no_indirect_no_event_idx) { run_sink(true, false, false); }
 
 /* A frame sent on transmitq 2k+1 comes back on receiveq 2k: MACs swapped, payload intact. */
 static void run_reflect(bool packed, bool mrg)
@@ -123,12 +124,12 @@ static void run_reflect(bool packed, bool mrg)
 
     ASSERT_OK(tb_up(&t, &o));
     ASSERT_OK(rx_post(&t, 0, 2048, 4, 2, bufs));
-    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    ASSERT_OK(tdrv_kick(t.d, 0));
     for (unsigned i = 0; i < 4; i++) {
         uint32_t len = i == 3 ? 1514 : 64 + i * 100;
         make_frame(frame, len, i);
         ASSERT_OK(tx_add(&t, 1, NULL, frame, len, 1 + i));
-        ASSERT_OK(vhu_fe_kick(t.fe, 1));
+        ASSERT_OK(tdrv_kick(t.d, 1));
         ASSERT_EQ(collect(&t, 1, 1, 5000, NULL, NULL), 1);
         ASSERT_EQ(collect(&t, 0, 1, 5000, got, lens), 1);
         ASSERT(got[0] == bufs[i]);
@@ -150,10 +151,10 @@ static void run_reflect(bool packed, bool mrg)
     tb_down(&t);
 }
 
-TEST(reflect_split) { run_reflect(false, false); }
-TEST(reflect_packed) { run_reflect(true, false); }
-TEST(reflect_split_mergeable) { run_reflect(false, true); }
-TEST(reflect_packed_mergeable) { run_reflect(true, true); }
+TDRV_TEST(reflect_split) { run_reflect(false, false); }
+TDRV_TEST(reflect_packed) { run_reflect(true, false); }
+TDRV_TEST(reflect_split_mergeable) { run_reflect(false, true); }
+TDRV_TEST(reflect_packed_mergeable) { run_reflect(true, true); }
 
 /* MRG_RXBUF: a 1514-byte frame + header over 512-byte chains takes three of them. */
 static void run_mergeable_small(bool packed)
@@ -165,10 +166,10 @@ static void run_mergeable_small(bool packed)
 
     ASSERT_OK(tb_up(&t, &o));
     ASSERT_OK(rx_post(&t, 0, 512, 4, 1, bufs));
-    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    ASSERT_OK(tdrv_kick(t.d, 0));
     make_frame(frame, sizeof(frame), 9);
     ASSERT_OK(tx_add(&t, 1, NULL, frame, sizeof(frame), 3));
-    ASSERT_OK(vhu_fe_kick(t.fe, 1));
+    ASSERT_OK(tdrv_kick(t.d, 1));
     ASSERT_EQ(collect(&t, 1, 1, 5000, NULL, NULL), 1);
     ASSERT_EQ(collect(&t, 0, 4, 300, got, lens), 3);
     ASSERT_EQ(lens[0], 512);
@@ -187,7 +188,7 @@ static void run_mergeable_small(bool packed)
     /* the fourth chain is still there: a small frame lands in it */
     make_frame(frame, 100, 1);
     ASSERT_OK(tx_add(&t, 1, NULL, frame, 100, 1));
-    ASSERT_OK(vhu_fe_kick(t.fe, 1));
+    ASSERT_OK(tdrv_kick(t.d, 1));
     ASSERT_EQ(collect(&t, 0, 1, 5000, got, lens), 1);
     ASSERT(got[0] == bufs[3]);
     ASSERT_EQ(lens[0], HDR + 100);
@@ -197,12 +198,12 @@ static void run_mergeable_small(bool packed)
     tb_down(&t);
 }
 
-TEST(mergeable_small_buffers_split) { run_mergeable_small(false); }
-TEST(mergeable_small_buffers_packed) { run_mergeable_small(true); }
+TDRV_TEST(mergeable_small_buffers_split) { run_mergeable_small(false); }
+TDRV_TEST(mergeable_small_buffers_packed) { run_mergeable_small(true); }
 
 /* Without MRG_RXBUF one chain must hold the packet: too small, the frame is dropped and the
  * chain stays for the next one. */
-TEST(non_mergeable_too_small_drops)
+TDRV_TEST(non_mergeable_too_small_drops)
 {
     struct tb_opts o = {.net = {.port = VHU_NET_PORT_REFLECT}};
     struct tb t;
@@ -211,17 +212,17 @@ TEST(non_mergeable_too_small_drops)
 
     ASSERT_OK(tb_up(&t, &o));
     ASSERT_OK(rx_post(&t, 0, 512, 1, 1, bufs));
-    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    ASSERT_OK(tdrv_kick(t.d, 0));
     make_frame(frame, sizeof(frame), 2);
     ASSERT_OK(tx_add(&t, 1, NULL, frame, sizeof(frame), 1));
-    ASSERT_OK(vhu_fe_kick(t.fe, 1));
+    ASSERT_OK(tdrv_kick(t.d, 1));
     ASSERT_EQ(collect(&t, 1, 1, 5000, NULL, NULL), 1);
     ASSERT_EQ(collect(&t, 0, 1, 100, NULL, NULL), 0);
     ASSERT_EQ(stats(&t, 0).drops, 1);
     ASSERT_EQ(stats(&t, 0).packets, 0);
     make_frame(frame, 400, 3);
     ASSERT_OK(tx_add(&t, 1, NULL, frame, 400, 1));
-    ASSERT_OK(vhu_fe_kick(t.fe, 1));
+    ASSERT_OK(tdrv_kick(t.d, 1));
     ASSERT_EQ(collect(&t, 0, 1, 5000, got, lens), 1);
     ASSERT(got[0] == bufs[0]);
     ASSERT_EQ(lens[0], HDR + 400);
@@ -242,15 +243,15 @@ static void run_backpressure(bool packed)
         make_frame(frame, sizeof(frame), i);
         ASSERT_OK(tx_add(&t, 1, NULL, frame, sizeof(frame), 2));
     }
-    ASSERT_OK(vhu_fe_kick(t.fe, 1));
+    ASSERT_OK(tdrv_kick(t.d, 1));
     ASSERT_EQ(collect(&t, 1, 8, 100, NULL, NULL), 0);
     /* room for three frames (two 512-byte chains each), then for the rest */
     ASSERT_OK(rx_post(&t, 0, 512, 6, 1, NULL));
-    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    ASSERT_OK(tdrv_kick(t.d, 0));
     ASSERT_EQ(collect(&t, 1, 8, 200, NULL, NULL), 3);
     ASSERT_EQ(collect(&t, 0, 6, 5000, got, lens), 6);
     ASSERT_OK(rx_post(&t, 0, 2048, 5, 1, NULL));
-    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    ASSERT_OK(tdrv_kick(t.d, 0));
     ASSERT_EQ(collect(&t, 1, 5, 5000, NULL, NULL), 5);
     ASSERT_EQ(collect(&t, 0, 5, 5000, got, lens), 5);
     for (unsigned i = 0; i < 5; i++) {
@@ -263,11 +264,11 @@ static void run_backpressure(bool packed)
     tb_down(&t);
 }
 
-TEST(reflect_backpressure_split) { run_backpressure(false); }
-TEST(reflect_backpressure_packed) { run_backpressure(true); }
+TDRV_TEST(reflect_backpressure_split) { run_backpressure(false); }
+TDRV_TEST(reflect_backpressure_packed) { run_backpressure(true); }
 
 /* Offloads pass through when the driver accepted them on receive, else the frame drops. */
-TEST(reflect_offloads)
+TDRV_TEST(reflect_offloads)
 {
     struct tb_opts o = {.net = {.port = VHU_NET_PORT_REFLECT},
                         .extra_features = vhu_feature(VHU_VIRTIO_NET_F_CSUM) |
@@ -279,12 +280,12 @@ TEST(reflect_offloads)
 
     ASSERT_OK(tb_up(&t, &o));
     ASSERT_OK(rx_post(&t, 0, 2048, 2, 1, NULL));
-    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    ASSERT_OK(tdrv_kick(t.d, 0));
     make_frame(frame, sizeof(frame), 5);
     struct vhu_virtio_net_hdr_v1 h = {.flags = VHU_VIRTIO_NET_HDR_F_NEEDS_CSUM, .csum_start = 34,
                                   .csum_offset = 16};
     ASSERT_OK(tx_add(&t, 1, &h, frame, sizeof(frame), 1));
-    ASSERT_OK(vhu_fe_kick(t.fe, 1));
+    ASSERT_OK(tdrv_kick(t.d, 1));
     ASSERT_EQ(collect(&t, 0, 1, 5000, got, lens), 1);
     struct vhu_virtio_net_hdr_v1 r;
     memcpy(&r, got[0], HDR);
@@ -295,7 +296,7 @@ TEST(reflect_offloads)
     h.gso_type = VHU_VIRTIO_NET_HDR_GSO_TCPV4;
     h.gso_size = 1448;
     ASSERT_OK(tx_add(&t, 1, &h, frame, sizeof(frame), 1));
-    ASSERT_OK(vhu_fe_kick(t.fe, 1));
+    ASSERT_OK(tdrv_kick(t.d, 1));
     ASSERT_EQ(collect(&t, 1, 2, 5000, NULL, NULL), 2);
     ASSERT_EQ(collect(&t, 0, 1, 100, NULL, NULL), 0);
     ASSERT_EQ(stats(&t, 1).drops, 1);
@@ -315,7 +316,7 @@ static void run_source(bool packed, bool mrg)
 
     ASSERT_OK(tb_up(&t, &o));
     ASSERT_OK(rx_post(&t, 0, 1536, N, 1, NULL));
-    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    ASSERT_OK(tdrv_kick(t.d, 0));
     ASSERT_EQ(collect(&t, 0, N, 5000, got, lens), N);
     for (unsigned i = 0; i < N; i++) {
         ASSERT_EQ(lens[i], HDR + SIZE);
@@ -331,13 +332,13 @@ static void run_source(bool packed, bool mrg)
     ASSERT_EQ(stats(&t, 0).bytes, (uint64_t)N * SIZE);
     /* more buffers later: filled on their kick */
     ASSERT_OK(rx_post(&t, 0, 1536, 10, 1, NULL));
-    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    ASSERT_OK(tdrv_kick(t.d, 0));
     ASSERT_EQ(collect(&t, 0, 10, 5000, NULL, NULL), 10);
     tb_down(&t);
 }
 
-TEST(source_split) { run_source(false, false); }
-TEST(source_packed_mergeable) { run_source(true, true); }
+TDRV_TEST(source_split) { run_source(false, false); }
+TDRV_TEST(source_packed_mergeable) { run_source(true, true); }
 
 static void two_queue_pairs(unsigned workers)
 {
@@ -348,21 +349,21 @@ static void two_queue_pairs(unsigned workers)
     uint32_t lens[2];
 
     ASSERT_OK(tb_up(&t, &o));
-    ASSERT_EQ(vhu_fe_num_queues(t.fe), 4);
+    ASSERT_EQ(tdrv_num_queues(t.d), 4);
     ASSERT_OK(rx_post(&t, 0, 2048, 1, 1, NULL));
     ASSERT_OK(rx_post(&t, 2, 2048, 2, 1, NULL));
-    ASSERT_OK(vhu_fe_kick(t.fe, 0));
-    ASSERT_OK(vhu_fe_kick(t.fe, 2));
+    ASSERT_OK(tdrv_kick(t.d, 0));
+    ASSERT_OK(tdrv_kick(t.d, 2));
     make_frame(frame, sizeof(frame), 1);
     ASSERT_OK(tx_add(&t, 3, NULL, frame, 200, 1));
     ASSERT_OK(tx_add(&t, 3, NULL, frame, 300, 1));
-    ASSERT_OK(vhu_fe_kick(t.fe, 3));
+    ASSERT_OK(tdrv_kick(t.d, 3));
     ASSERT_EQ(collect(&t, 2, 2, 5000, got, lens), 2);
     ASSERT_EQ(lens[0], HDR + 200);
     ASSERT_EQ(lens[1], HDR + 300);
     ASSERT_EQ(collect(&t, 0, 1, 100, NULL, NULL), 0);
     ASSERT_OK(tx_add(&t, 1, NULL, frame, 100, 1));
-    ASSERT_OK(vhu_fe_kick(t.fe, 1));
+    ASSERT_OK(tdrv_kick(t.d, 1));
     ASSERT_EQ(collect(&t, 0, 1, 5000, got, lens), 1);
     ASSERT_EQ(lens[0], HDR + 100);
     ASSERT_EQ(stats(&t, 0).packets, 1);
@@ -374,7 +375,7 @@ static void two_queue_pairs(unsigned workers)
     tb_down(&t);
 }
 
-TEST(two_queue_pairs) { two_queue_pairs(0); }
+TDRV_TEST(two_queue_pairs) { two_queue_pairs(0); }
 
 /*
  * A busy-polling worker (split and packed, event idx on and off): traffic flows while it polls,
@@ -390,25 +391,20 @@ static void polled(bool packed, bool event_idx)
 
     ASSERT_OK(tb_up(&t, &o));
     ASSERT_OK(rx_post(&t, 0, 2048, 64, 1, NULL));
-    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    ASSERT_OK(tdrv_kick(t.d, 0));
     for (unsigned round = 0; round < 3; round++) {
         for (unsigned i = 0; i < 8; i++) {
             make_frame(frame, sizeof(frame), i);
             ASSERT_OK(tx_add(&t, 1, NULL, frame, sizeof(frame), 1));
         }
-        ASSERT_OK(vhu_fe_kick(t.fe, 1)); /* kicks only if the device asks for one */
+        ASSERT_OK(tdrv_kick(t.d, 1)); /* kicks only if the device asks for one */
         ASSERT_EQ(collect(&t, 1, 8, 5000, NULL, NULL), 8);
         ASSERT_EQ(collect(&t, 0, 8, 5000, NULL, NULL), 8);
         if (round == 1) {
             /* transmitq disabled while the worker still polls, enabled after it slept */
-            struct vhu_msg m;
-            vhu_msg_init(&m, VHOST_USER_SET_VRING_ENABLE, VHOST_USER_VERSION,
-                         sizeof(struct vhost_vring_state));
-            m.payload.state = (struct vhost_vring_state){.index = 1, .num = 0};
-            ASSERT_OK(vhu_fe_raw(t.fe, &m, NULL));
+            ASSERT_OK(tdrv_enable(t.d, 1, false));
             usleep(10000);
-            m.payload.state.num = 1;
-            ASSERT_OK(vhu_fe_raw(t.fe, &m, NULL));
+            ASSERT_OK(tdrv_enable(t.d, 1, true));
         }
         usleep(10000); /* past the poll window: the worker sleeps, kicks are needed again */
     }
@@ -417,15 +413,15 @@ static void polled(bool packed, bool event_idx)
     tb_down(&t);
 }
 
-TEST(polled_split) { polled(false, true); }
-TEST(polled_split_no_event_idx) { polled(false, false); }
-TEST(polled_packed) { polled(true, true); }
-TEST(polled_packed_no_event_idx) { polled(true, false); }
+TDRV_TEST(polled_split) { polled(false, true); }
+TDRV_TEST(polled_split_no_event_idx) { polled(false, false); }
+TDRV_TEST(polled_packed) { polled(true, true); }
+TDRV_TEST(polled_packed_no_event_idx) { polled(true, false); }
 /* Each pair on its own worker thread: rx and tx of a pair stay together (queue_group). */
-TEST(two_queue_pairs_two_workers) { two_queue_pairs(2); }
+TDRV_TEST(two_queue_pairs_two_workers) { two_queue_pairs(2); }
 
 /* A transmit chain shorter than the header (or a runt frame) is completed, dropped, counted. */
-TEST(malformed_tx_dropped_and_counted)
+TDRV_TEST(malformed_tx_dropped_and_counted)
 {
     struct tb_opts o = {.net = {.port = VHU_NET_PORT_SINK}};
     struct tb t;
@@ -438,24 +434,24 @@ TEST(malformed_tx_dropped_and_counted)
     ASSERT(b);
     struct vhu_vqd_seg s8 = {gpa, 8};
     struct vhu_vqd_seg s20 = {gpa, HDR + 8};
-    ASSERT_OK(vhu_vqd_add(vhu_fe_vqd(t.fe, 1), &s8, 1, 0, b));
-    ASSERT_OK(vhu_vqd_add(vhu_fe_vqd(t.fe, 1), &s20, 1, 0, b + 1));
+    ASSERT_OK(vhu_vqd_add(tdrv_vqd(t.d, 1), &s8, 1, 0, b));
+    ASSERT_OK(vhu_vqd_add(tdrv_vqd(t.d, 1), &s20, 1, 0, b + 1));
     make_frame(frame, sizeof(frame), 0);
     ASSERT_OK(tx_add(&t, 1, NULL, frame, sizeof(frame), 2));
-    ASSERT_OK(vhu_fe_kick(t.fe, 1));
+    ASSERT_OK(tdrv_kick(t.d, 1));
     ASSERT_EQ(collect(&t, 1, 3, 5000, NULL, NULL), 3);
     struct vhu_net_stats st = stats(&t, 1);
     ASSERT_EQ(st.drops, 2);
     ASSERT_EQ(st.errors, 2);
     ASSERT_EQ(st.packets, 1);
     ASSERT_EQ(st.bytes, sizeof(frame));
-    ASSERT_OK(vhu_fe_get_status(t.fe, &status));
+    ASSERT_OK(tdrv_get_status(t.d, &status));
     ASSERT(!(status & VHU_VIRTIO_CONFIG_S_NEEDS_RESET));
     tb_down(&t);
 }
 
 /* A receive chain with a readable descriptor breaks that receive queue only. */
-TEST(rx_readable_breaks_only_that_queue)
+TDRV_TEST(rx_readable_breaks_only_that_queue)
 {
     struct tb_opts o = {.net = {.port = VHU_NET_PORT_SOURCE, .source_size = 200,
                                 .queue_pairs = 2}};
@@ -467,21 +463,21 @@ TEST(rx_readable_breaks_only_that_queue)
     b = alloc(&t, 4096, &gpa);
     ASSERT(b);
     struct vhu_vqd_seg s[2] = {{gpa, 16}, {gpa + 64, 2048}};
-    ASSERT_OK(vhu_vqd_add(vhu_fe_vqd(t.fe, 0), s, 1, 1, b));
-    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    ASSERT_OK(vhu_vqd_add(tdrv_vqd(t.d, 0), s, 1, 1, b));
+    ASSERT_OK(tdrv_kick(t.d, 0));
     ASSERT_EQ(collect(&t, 0, 1, 200, NULL, NULL), 0);
-    ASSERT_OK(vhu_fe_get_status(t.fe, &status));
+    ASSERT_OK(tdrv_get_status(t.d, &status));
     ASSERT(status & VHU_VIRTIO_CONFIG_S_NEEDS_RESET);
     /* pair 1 runs on */
     ASSERT_OK(rx_post(&t, 2, 1024, 3, 1, NULL));
-    ASSERT_OK(vhu_fe_kick(t.fe, 2));
+    ASSERT_OK(tdrv_kick(t.d, 2));
     ASSERT_EQ(collect(&t, 2, 3, 5000, NULL, NULL), 3);
     ASSERT_EQ(stats(&t, 2).packets, 3);
     tb_down(&t);
 }
 
 /* A receive buffer smaller than the header is a driver error too (§5.1.6.3.1). */
-TEST(rx_buffer_smaller_than_header_breaks)
+TDRV_TEST(rx_buffer_smaller_than_header_breaks)
 {
     struct tb_opts o = {.net = {.port = VHU_NET_PORT_SOURCE, .source_size = 60}, .mrg = true};
     struct tb t;
@@ -489,15 +485,15 @@ TEST(rx_buffer_smaller_than_header_breaks)
 
     ASSERT_OK(tb_up(&t, &o));
     ASSERT_OK(rx_post(&t, 0, 8, 2, 1, NULL));
-    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    ASSERT_OK(tdrv_kick(t.d, 0));
     ASSERT_EQ(collect(&t, 0, 1, 200, NULL, NULL), 0);
-    ASSERT_OK(vhu_fe_get_status(t.fe, &status));
+    ASSERT_OK(tdrv_get_status(t.d, &status));
     ASSERT(status & VHU_VIRTIO_CONFIG_S_NEEDS_RESET);
     tb_down(&t);
 }
 
 /* GSO frames are counted on both queues they cross (reflect with TSO accepted both ways). */
-TEST(gso_frames_counted)
+TDRV_TEST(gso_frames_counted)
 {
     struct tb_opts o = {.net = {.port = VHU_NET_PORT_REFLECT}, .mrg = true,
                         .extra_features = vhu_feature(VHU_VIRTIO_NET_F_CSUM) |
@@ -511,14 +507,14 @@ TEST(gso_frames_counted)
 
     ASSERT_OK(tb_up(&t, &o));
     ASSERT_OK(rx_post(&t, 0, 4096, 16, 1, NULL));
-    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    ASSERT_OK(tdrv_kick(t.d, 0));
     make_frame(frame, sizeof(frame), 9);
     struct vhu_virtio_net_hdr_v1 h = {.flags = VHU_VIRTIO_NET_HDR_F_NEEDS_CSUM,
                                   .gso_type = VHU_VIRTIO_NET_HDR_GSO_TCPV4, .hdr_len = 54,
                                   .gso_size = 1448, .csum_start = 34, .csum_offset = 16};
     ASSERT_OK(tx_add(&t, 1, &h, frame, sizeof(frame), 1));
     ASSERT_OK(tx_add(&t, 1, NULL, frame, 1000, 1));
-    ASSERT_OK(vhu_fe_kick(t.fe, 1));
+    ASSERT_OK(tdrv_kick(t.d, 1));
     ASSERT_EQ(collect(&t, 1, 2, 5000, NULL, NULL), 2);
     /* 20012 bytes over 4096-byte chains: 5 of them, then one for the small frame */
     ASSERT_EQ(collect(&t, 0, 6, 5000, got, lens), 6);
@@ -590,6 +586,9 @@ TEST(offload_header_rules)
 
 /* ---- SEND_RARP and NET_SET_MTU ------------------------------------------------------------ */
 
+/* vhost-user only: SEND_RARP, NET_SET_MTU and the protocol features that offer them are
+ * vhost-user messages (raw, with vhu_fe_raw), with no typed call in the core. */
+
 #define NET_PF (VHU_BIT(VHOST_USER_PROTOCOL_F_RARP) | VHU_BIT(VHOST_USER_PROTOCOL_F_NET_MTU))
 
 static const uint8_t moved_mac[6] = {0x52, 0x54, 0x00, 0xab, 0xcd, 0xef};
@@ -603,7 +602,7 @@ static int send_rarp(struct tb *t, const uint8_t mac[6], bool ack, uint64_t *ack
                  VHOST_USER_VERSION | (ack ? VHOST_USER_NEED_REPLY_MASK : 0), 8);
     m.payload.u64 = 0;
     memcpy(&m.payload.u64, mac, 6);
-    r = vhu_fe_raw(t->fe, &m, &reply);
+    r = vhu_fe_raw(tdrv_fe(t->d), &m, &reply);
     if (r == 0 && ack)
         *ack_val = reply.payload.u64;
     return r;
@@ -616,7 +615,7 @@ static int set_mtu(struct tb *t, uint64_t mtu, uint64_t *ack_val)
 
     vhu_msg_init(&m, VHOST_USER_NET_SET_MTU, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, 8);
     m.payload.u64 = mtu;
-    r = vhu_fe_raw(t->fe, &m, &reply);
+    r = vhu_fe_raw(tdrv_fe(t->d), &m, &reply);
     if (r == 0)
         *ack_val = reply.payload.u64;
     return r;
@@ -626,7 +625,7 @@ static int set_mtu(struct tb *t, uint64_t mtu, uint64_t *ack_val)
 static bool wait_packets(struct tb *t, unsigned q, uint64_t want)
 {
     for (int i = 0; i < 250 && stats(t, q).packets < want; i++)
-        vhu_fe_wait(t->fe, q, 20);
+        tdrv_wait(t->d, q, 20);
     return stats(t, q).packets == want;
 }
 
@@ -652,7 +651,7 @@ TEST(protocol_features_rarp_mtu_offered)
 
     ASSERT_OK(tb_up(&t, &o));
     ASSERT((vhu_backend_protocol_features(t.b) & NET_PF) == NET_PF);
-    ASSERT((vhu_fe_protocol_features(t.fe) & NET_PF) == NET_PF);
+    ASSERT((vhu_fe_protocol_features(tdrv_fe(t.d)) & NET_PF) == NET_PF);
     tb_down(&t);
 }
 
@@ -690,7 +689,7 @@ TEST(rarp_reflect)
 
     ASSERT_OK(tb_up(&t, &o));
     ASSERT_OK(rx_post(&t, 0, 2048, 1, 1, NULL));
-    ASSERT_OK(vhu_fe_kick(t.fe, 0));
+    ASSERT_OK(tdrv_kick(t.d, 0));
     ASSERT_OK(send_rarp(&t, moved_mac, false, NULL));
     ASSERT_EQ(collect(&t, 0, 1, 5000, got, lens), 1);
     ASSERT_EQ(lens[0], HDR + 60);
@@ -715,7 +714,7 @@ TEST(rarp_before_queue_start)
     ASSERT_OK(tb_up(&t, &o));
     vhu_msg_init(&m, VHOST_USER_GET_VRING_BASE, VHOST_USER_VERSION, 8);
     m.payload.state = (struct vhost_vring_state){.index = 1};
-    ASSERT_OK(vhu_fe_raw(t.fe, &m, &reply));
+    ASSERT_OK(vhu_fe_raw(tdrv_fe(t.d), &m, &reply));
     ASSERT_OK(send_rarp(&t, moved_mac, false, NULL));
     for (int i = 0; i < 5; i++)
         vhu_loop_run_once(t.loop, 0);
@@ -727,7 +726,7 @@ TEST(rarp_before_queue_start)
     m.payload.u64 = 1;
     m.fds[0] = kfd;
     m.nfds = 1;
-    ASSERT_OK(vhu_fe_raw(t.fe, &m, &reply));
+    ASSERT_OK(vhu_fe_raw(tdrv_fe(t.d), &m, &reply));
     ASSERT(wait_packets(&t, 1, 1));
     ASSERT_EQ(stats(&t, 1).bytes, 60);
     close(kfd);
@@ -765,16 +764,16 @@ TEST(net_set_mtu)
     ASSERT_OK(tb_up(&t, &o));
     ASSERT_OK(set_mtu(&t, 9000, &ack));
     ASSERT_EQ(ack, 0);
-    ASSERT_OK(vhu_fe_get_config(t.fe, 0, &c, sizeof(c)));
+    ASSERT_OK(tdrv_get_config(t.d, 0, &c, sizeof(c)));
     ASSERT_EQ(c.mtu, 9000);
     ASSERT_OK(set_mtu(&t, 68, &ack));
     ASSERT_EQ(ack, 0);
     ASSERT_OK(set_mtu(&t, 65521, &ack));
     ASSERT_EQ(ack, 0);
-    ASSERT_OK(vhu_fe_get_config(t.fe, 0, &c, sizeof(c)));
+    ASSERT_OK(tdrv_get_config(t.d, 0, &c, sizeof(c)));
     ASSERT_EQ(c.mtu, 65521);
-    ASSERT_OK(vhu_fe_reset_device(t.fe));
-    ASSERT_OK(vhu_fe_get_config(t.fe, 0, &c, sizeof(c)));
+    ASSERT_OK(tdrv_reset(t.d));
+    ASSERT_OK(tdrv_get_config(t.d, 0, &c, sizeof(c)));
     ASSERT_EQ(c.mtu, 1500);
     tb_down(&t);
 
@@ -784,7 +783,7 @@ TEST(net_set_mtu)
         int r = set_mtu(&t, bad[i], &ack);
         ASSERT(r < 0 || ack != 0);
         /* the session is gone */
-        ASSERT(vhu_fe_get_config(t.fe, 0, &c, sizeof(c)) < 0);
+        ASSERT(tdrv_get_config(t.d, 0, &c, sizeof(c)) < 0);
         tb_down(&t);
     }
 }

@@ -72,8 +72,8 @@ static void sw_down(struct sw_bench *s)
      * last: it owns any shared worker */
     for (unsigned i = 0; i < NPORTS; i++) {
         if (s->up[i]) {
-            vhu_fe_free(s->t[i].fe);
-            s->t[i].fe = NULL;
+            tdrv_free(s->t[i].d);
+            s->t[i].d = NULL;
         }
     }
     for (unsigned i = NPORTS; i-- > 0;)
@@ -99,7 +99,7 @@ static int send_one(struct sw_bench *s, unsigned from, const uint8_t *frame, uin
     int r = tx_add(&s->t[from], 1, h, frame, len, 2);
 
     if (r == 0)
-        r = vhu_fe_kick(s->t[from].fe, 1);
+        r = tdrv_kick(s->t[from].d, 1);
     if (r == 0 && collect(&s->t[from], 1, 1, 5000, NULL, NULL) != 1)
         r = -ETIMEDOUT;
     return r;
@@ -145,7 +145,7 @@ static void flood_learn_unicast(bool worker)
     ASSERT_OK(sw_up_on(&s, worker));
     for (unsigned i = 0; i < NPORTS; i++) {
         ASSERT_OK(rx_post(&s.t[i], 0, 2048, 8, 1, NULL));
-        ASSERT_OK(vhu_fe_kick(s.t[i].fe, 0));
+        ASSERT_OK(tdrv_kick(s.t[i].d, 0));
     }
     /* a broadcast from 0 reaches 1 and 2, not 0; 0's address is learnt */
     frame_to(f, 60, bcast, mac_of[0], 1);
@@ -200,7 +200,7 @@ TEST(mergeable_receiver)
 
     ASSERT_OK(sw_up(&s));
     ASSERT_OK(rx_post(&s.t[1], 0, 512, 4, 1, NULL));
-    ASSERT_OK(vhu_fe_kick(s.t[1].fe, 0));
+    ASSERT_OK(tdrv_kick(s.t[1].d, 0));
     frame_to(f, 1514, mac_of[1], mac_of[0], 7);
     ASSERT_OK(send_one(&s, 0, f, 1514, NULL)); /* unknown yet: flooded, 2 has no buffers */
     ASSERT_EQ(collect(&s.t[1], 0, 4, 5000, bufs, lens), 3);
@@ -222,7 +222,7 @@ TEST(full_receiver_drops_not_stalls)
 
     ASSERT_OK(sw_up(&s));
     ASSERT_OK(rx_post(&s.t[2], 0, 2048, 64, 1, NULL));
-    ASSERT_OK(vhu_fe_kick(s.t[2].fe, 0));
+    ASSERT_OK(tdrv_kick(s.t[2].d, 0));
     frame_to(f, 64, bcast, mac_of[1], 0); /* learn 1 */
     ASSERT_OK(send_one(&s, 1, f, 64, NULL));
     ASSERT_EQ(collect(&s.t[2], 0, 1, 5000, NULL, NULL), 1);
@@ -230,7 +230,7 @@ TEST(full_receiver_drops_not_stalls)
         frame_to(f, 64, mac_of[i % 2 ? 1 : 2], mac_of[0], i);
         ASSERT_OK(tx_add(&s.t[0], 1, NULL, f, 64, 1));
     }
-    ASSERT_OK(vhu_fe_kick(s.t[0].fe, 1));
+    ASSERT_OK(tdrv_kick(s.t[0].d, 1));
     ASSERT_EQ(collect(&s.t[0], 1, 50, 5000, NULL, NULL), 50); /* all transmitted */
     /* port 2 never sent, so the 25 for it are flooded: they reach 2, and their copies for 1
      * are lost like the 25 unicast to 1; plus the first broadcast's copy for port 0 */
@@ -255,14 +255,14 @@ TEST(fdb_overflow)
             frame_to(f, 60, mac_of[2], src, j);
             ASSERT_OK(tx_add(&s.t[0], 1, NULL, f, 60, 1));
         }
-        ASSERT_OK(vhu_fe_kick(s.t[0].fe, 1));
+        ASSERT_OK(tdrv_kick(s.t[0].d, 1));
         ASSERT_EQ(collect(&s.t[0], 1, burst, 5000, NULL, NULL), burst);
     }
     ASSERT(swstats(&s).fdb_flushes >= 1);
     ASSERT(swstats(&s).learned >= n);
     /* still switching: 2 learns, 0 -> 2 unicast */
     ASSERT_OK(rx_post(&s.t[2], 0, 2048, 2, 1, NULL));
-    ASSERT_OK(vhu_fe_kick(s.t[2].fe, 0));
+    ASSERT_OK(tdrv_kick(s.t[2].d, 0));
     frame_to(f, 60, bcast, mac_of[2], 0);
     ASSERT_OK(send_one(&s, 2, f, 60, NULL));
     uint64_t uni = swstats(&s).unicast;
@@ -282,7 +282,7 @@ TEST(port_leaves)
     ASSERT_OK(sw_up(&s));
     for (unsigned i = 0; i < 2; i++) {
         ASSERT_OK(rx_post(&s.t[i], 0, 2048, 4, 1, NULL));
-        ASSERT_OK(vhu_fe_kick(s.t[i].fe, 0));
+        ASSERT_OK(tdrv_kick(s.t[i].d, 0));
     }
     frame_to(f, 60, bcast, mac_of[2], 0);
     ASSERT_OK(send_one(&s, 2, f, 60, NULL));
