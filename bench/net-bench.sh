@@ -138,7 +138,7 @@ echo "Commands (last run of each kind; logs in $out):"
 echo '```'
 for kind in $BACKENDS; do
   # shellcheck disable=SC2012 # our own file names
-  f=$(ls -t "$out"/*-"$kind"-*.be.log.cmd 2>/dev/null | head -1 || true)
+  f=$(ls -t "$out"/*-"$kind"-[0-9]*.be.log.cmd 2>/dev/null | head -1 || true)
   [[ -n $f ]] && cat "$f"
 done
 # shellcheck disable=SC2012
