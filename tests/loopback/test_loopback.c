@@ -405,6 +405,103 @@ TEST(inflight_fd_messages)
     rig_down(&r);
 }
 
+/* Issue #11 item 1: an inflight buffer a running ring tracks into is never replaced (the old
+ * code unmapped it under the ring, and the ring's next pop wrote into unmapped memory).
+ * GET_INFLIGHT_FD while rings run untracked is fine; once ring 0 restarts tracking into the
+ * buffer, GET_INFLIGHT_FD and SET_INFLIGHT_FD are refused, and the backend serves the next
+ * frontend. */
+static int raw_ack(struct vhu_fe *fe, struct vhu_msg *m)
+{
+    struct vhu_msg ack;
+    int r;
+
+    m->hdr.flags |= VHOST_USER_NEED_REPLY_MASK;
+    r = vhu_fe_raw(fe, m, &ack);
+    return r < 0 ? r : (int)ack.payload.u64;
+}
+
+/* GET_VRING_BASE + SET_VRING_BASE + SET_VRING_KICK (a fresh eventfd): ring 0 restarts where it
+ * stopped, taking the inflight buffer attached meanwhile. */
+static int restart_ring0(struct vhu_fe *fe)
+{
+    struct vhu_msg m, reply;
+    int r;
+
+    vhu_msg_init(&m, VHOST_USER_GET_VRING_BASE, VHOST_USER_VERSION,
+                 sizeof(struct vhost_vring_state));
+    m.payload.state.index = 0;
+    if ((r = vhu_fe_raw(fe, &m, &reply)) < 0)
+        return r;
+    vhu_msg_init(&m, VHOST_USER_SET_VRING_BASE, VHOST_USER_VERSION,
+                 sizeof(struct vhost_vring_state));
+    m.payload.state.index = 0;
+    m.payload.state.num = reply.payload.state.num;
+    if ((r = raw_ack(fe, &m)) != 0)
+        return r < 0 ? r : -EIO;
+    vhu_msg_init(&m, VHOST_USER_SET_VRING_KICK, VHOST_USER_VERSION, 8);
+    m.payload.u64 = 0;
+    m.fds[0] = vhu_eventfd_new();
+    m.nfds = 1;
+    r = raw_ack(fe, &m);
+    close(m.fds[0]);
+    return r == 0 ? 0 : r < 0 ? r : -EIO;
+}
+
+TEST(inflight_buffer_not_replaced_under_a_tracking_ring)
+{
+    struct vhu_fe_opts o = {.num_queues = 1, .queue_size = 16, .mem_size = 1 << 20,
+                            .protocol_features = VHU_BIT(VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD)};
+    struct vhu_msg m, reply;
+    struct rig r;
+    int base_fds = vhu_fd_count_self();
+
+    xor_init();
+    ASSERT_OK(rig_up(&r, &xdev.dev));
+    ASSERT_OK(vhu_fe_start(r.fe, &o));
+    vhu_msg_init(&m, VHOST_USER_GET_INFLIGHT_FD, VHOST_USER_VERSION,
+                 sizeof(struct vhost_user_inflight));
+    m.payload.inflight.num_queues = 1;
+    m.payload.inflight.queue_size = 16;
+    ASSERT_OK(vhu_fe_raw(r.fe, &m, &reply));
+    ASSERT_EQ(reply.nfds, 1);
+    int ifl_fd = reply.fds[0];
+    struct vhost_user_inflight ifl = reply.payload.inflight;
+    ASSERT_OK(restart_ring0(r.fe)); /* ring 0 now tracks into the buffer */
+    /* a new buffer would unmap the one ring 0 writes into: refused, the session ends */
+    vhu_msg_init(&m, VHOST_USER_GET_INFLIGHT_FD, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK,
+                 sizeof(struct vhost_user_inflight));
+    m.payload.inflight.num_queues = 1;
+    m.payload.inflight.queue_size = 16;
+    int rr = vhu_fe_raw(r.fe, &m, &reply);
+    ASSERT(rr < 0 || reply.nfds == 0);
+    if (rr == 0)
+        vhu_msg_close_fds(&reply);
+    vhu_fe_free(r.fe);
+    r.fe = NULL;
+    /* A new connection: SET_INFLIGHT_FD while the rings run untracked is accepted and traffic
+     * flows; once ring 0 tracks into that buffer, a second SET_INFLIGHT_FD is refused. */
+    ASSERT_OK(vhu_loopback_connect(r.b, r.loop, &r.fe));
+    ASSERT_OK(vhu_fe_start(r.fe, &o));
+    vhu_msg_init(&m, VHOST_USER_SET_INFLIGHT_FD, VHOST_USER_VERSION,
+                 sizeof(struct vhost_user_inflight));
+    m.payload.inflight = ifl;
+    m.fds[0] = ifl_fd;
+    m.nfds = 1;
+    ASSERT_EQ(raw_ack(r.fe, &m), 0);
+    ASSERT_OK(xor_traffic(r.fe, 0, 10, 2));
+    ASSERT_OK(restart_ring0(r.fe));
+    vhu_msg_init(&m, VHOST_USER_SET_INFLIGHT_FD, VHOST_USER_VERSION,
+                 sizeof(struct vhost_user_inflight));
+    m.payload.inflight = ifl;
+    m.fds[0] = ifl_fd;
+    m.nfds = 1;
+    rr = raw_ack(r.fe, &m);
+    ASSERT(rr != 0); /* refused (1), or the connection is already gone */
+    close(ifl_fd);
+    rig_down(&r);
+    ASSERT_EQ(vhu_fd_count_self(), base_fds);
+}
+
 /* RARP and NET_MTU are offered only to devices that handle them (net); for any other device
  * SEND_RARP and NET_SET_MTU are refused by the validator and end the session. */
 TEST(rarp_net_mtu_not_offered_without_device_ops)
