@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -15,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "frontend/fe_msg.h"
 #include "proto/vhost_user.h"
 #include "vhu/frontend.h"
 #include "vhu/util.h"
@@ -340,6 +342,41 @@ static void bad_ring_outside_memory(int s)
     close(kfd);
 }
 
+/* Call, kick and error fds must be eventfds: vhud writes call/err on a ring's thread, and a
+ * pipe nobody reads blocks a writer. */
+static void bad_call_pipe(int s)
+{
+    int p[2];
+    uint64_t idx = 0;
+
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return;
+    send_msg(s, VHOST_USER_SET_VRING_CALL, 1, &idx, 8, &p[1], 1);
+    close(p[0]);
+    close(p[1]);
+}
+
+static void bad_err_socket(int s)
+{
+    int sv[2];
+    uint64_t idx = 0;
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        return;
+    send_msg(s, VHOST_USER_SET_VRING_ERR, 1, &idx, 8, &sv[0], 1);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+static void bad_kick_memfd(int s)
+{
+    int fd = memfd_create("kick", MFD_CLOEXEC);
+    uint64_t idx = 0;
+
+    send_msg(s, VHOST_USER_SET_VRING_KICK, 1, &idx, 8, &fd, 1);
+    close(fd);
+}
+
 static void bad_config_size(int s)
 {
     struct vhost_user_config c = {.offset = 0, .size = 300};
@@ -364,6 +401,9 @@ static const struct bad_case cases[] = {
     {"memory table fd count", "SET_MEM_TABLE", true, bad_memtable_fd_count},
     {"ring outside memory", "outside the memory table", true, bad_ring_outside_memory},
     {"config size over 256", "GET_CONFIG", true, bad_config_size},
+    {"call fd is a pipe", "pipe:[", true, bad_call_pipe},
+    {"error fd is a socket", "not an eventfd", true, bad_err_socket},
+    {"kick fd is a memfd", "SET_VRING_KICK: queue 0: the fd is /memfd:kick", true, bad_kick_memfd},
 };
 
 TEST(setup)
@@ -435,17 +475,77 @@ TEST(second_connection_refused_first_unharmed)
     ASSERT(fds_back_to_baseline());
 }
 
-TEST(sigterm_clean_exit)
+/* vhud's loop still turns: it refuses a second connection while a frontend is connected. */
+static bool vhud_responsive(void)
 {
-    int status = 0;
+    int s = raw_connect();
+    bool ok = s >= 0 && dropped(s);
+
+    if (s >= 0)
+        close(s);
+    return ok;
+}
+
+/* A test that found vhud stuck ends it, so the tests after it skip instead of hanging. */
+static void vhud_give_up(void)
+{
+    kill(vhud_pid, SIGKILL);
+    waitpid(vhud_pid, NULL, 0);
+    vhud_pid = -1;
+}
+
+/* A blocking eventfd whose counter is at its maximum as call fd: vhud's writes must not block
+ * the ring's thread (with no workers: the control thread, which also serves the socket). */
+TEST(call_fd_blocking_and_full)
+{
+    struct vhu_fe_opts o = {.num_queues = 1, .queue_size = 16, .mem_size = 1 << 20};
+    uint64_t full = 0xfffffffffffffffeULL, gpa;
+    struct vhu_msg m;
+    struct vhu_fe *fe;
+    int efd;
 
     if (vhud_pid < 0)
         SKIP("vhud not running");
+    efd = eventfd(0, EFD_CLOEXEC); /* blocking */
+    ASSERT(efd >= 0);
+    ASSERT_EQ(write(efd, &full, sizeof(full)), 8);
+    ASSERT_OK(vhu_fe_connect(sock_path, &fe));
+    ASSERT_OK(vhu_fe_start(fe, &o));
+    /* no NEED_REPLY: a stuck vhud must not hang the test; vhud_responsive() finds it */
+    vhu_msg_init(&m, VHOST_USER_SET_VRING_CALL, VHOST_USER_VERSION, 8);
+    m.payload.u64 = 0;
+    m.fds[0] = efd;
+    m.nfds = 1;
+    ASSERT_OK(vhu_fe_raw(fe, &m, NULL));
+    uint8_t *buf = vhu_fe_alloc(fe, 64, 64, &gpa);
+    struct vhu_vqd_seg seg = {gpa, 64};
+    ASSERT(buf);
+    for (int i = 0; i < 4; i++) { /* every completion signals the full eventfd */
+        if (!vhud_responsive()) {
+            vhu_fe_free(fe);
+            close(efd);
+            vhud_give_up();
+            FAIL_AT("round %d: vhud's thread is stuck on the call fd", i);
+        }
+        ASSERT_EQ(vhu_fe_request(fe, 0, &seg, 0, 1, 3000), 64);
+    }
+    /* vhud made the (shared) file description non-blocking */
+    ASSERT(fcntl(efd, F_GETFL) & O_NONBLOCK);
+    vhu_fe_free(fe);
+    close(efd);
+    ASSERT_OK(good_session());
+    ASSERT(fds_back_to_baseline());
+}
+
+static int wait_exit(pid_t pid, int timeout_ms);
+
+TEST(sigterm_clean_exit)
+{
+    if (vhud_pid < 0)
+        SKIP("vhud not running");
     ASSERT_OK(kill(vhud_pid, SIGTERM));
-    ASSERT_EQ(waitpid(vhud_pid, &status, 0), vhud_pid);
+    ASSERT_EQ(wait_exit(vhud_pid, 3000), 0); /* promptly: no thread is stuck on a peer */
     vhud_pid = -1;
-    ASSERT(WIFEXITED(status));
-    ASSERT_EQ(WEXITSTATUS(status), 0);
     ASSERT(access(sock_path, F_OK) != 0); /* socket file removed */
 }
 

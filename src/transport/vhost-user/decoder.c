@@ -78,10 +78,23 @@ static unsigned msg_ring(const struct vhu_msg *m, enum vhu_payload pl)
 /* A notifier for the fd a SET_VRING_KICK/CALL/ERR carries, or NULL with VRING_NOFD. */
 static int msg_notifier(struct vhu_msg *m, struct vhu_notifier **out)
 {
+    char what[64];
+    int r;
+
     *out = NULL;
     if (m->payload.u64 & VHOST_USER_VRING_NOFD_MASK)
         return 0;
-    return vhu_notifier_eventfd_new(take_fd(m), out);
+    /* An eventfd, made non-blocking (vhu_notifier_eventfd_new says why): the ring's owner
+     * thread signals it and must never wait for the frontend to read. */
+    vhu_fd_describe(m->fds[0], what, sizeof(what));
+    r = vhu_notifier_eventfd_new(take_fd(m), out);
+    if (r == -EINVAL)
+        vhu_err("%s: queue %u: the fd is %s, not an eventfd", vhu_msg_name(m->hdr.request),
+                (unsigned)(m->payload.u64 & VHOST_USER_VRING_IDX_MASK), what);
+    else if (r < 0)
+        vhu_err("%s: queue %u: cannot use the fd (%s)", vhu_msg_name(m->hdr.request),
+                (unsigned)(m->payload.u64 & VHOST_USER_VRING_IDX_MASK), strerror(-r));
+    return r;
 }
 
 /* Protocol features the decoder implements for every device, plus those the device's ops call
@@ -518,6 +531,10 @@ static int h_net_set_mtu(struct vhu_session *s, struct vhu_msg *m)
     return r;
 }
 
+/* Kept, never written to: vhu sends no backend request yet. The first one (config change,
+ * host notifier...) must be sent with MSG_DONTWAIT from the control thread, never from a ring's
+ * owner, and treat EAGAIN as the frontend's failure: a frontend that does not read this socket
+ * must not stall the daemon. */
 static int h_set_backend_req_fd(struct vhu_session *s, struct vhu_msg *m)
 {
     vhu_fd_replace(&s->backend_req_fd, take_fd(m));
