@@ -197,7 +197,10 @@ TEST(fd_shrunk_after_mapping)
     }
     int status;
     ASSERT_EQ(waitpid(pid, &status, 0), pid);
-    ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS);
+    /* SIGBUS itself, or (under a sanitizer, whose handler was there before ours and gets the
+     * fault) its report: an abort or a failure exit, never the 0 of a survived touch */
+    ASSERT(WIFSIGNALED(status) ? (WTERMSIG(status) == SIGBUS || WTERMSIG(status) == SIGABRT)
+                               : (WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 2));
 }
 
 TEST(slots_509_add_remove)
