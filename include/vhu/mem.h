@@ -15,14 +15,32 @@
 
 #define VHU_MEM_MAX_SLOTS 509 /* what GET_MAX_MEM_SLOTS reports (QEMU's own limit) */
 
+/*
+ * A frontend's file mapped shared and read-write (guest memory, an inflight buffer). A file that
+ * can be sealed must be sealed against shrinking (F_SEAL_SHRINK), else it is refused (-EPERM);
+ * a file that cannot be sealed (hugetlbfs, tmpfs or disk files, memfds made without
+ * MFD_ALLOW_SEALING) is accepted, and a SIGBUS from touching it after the frontend shrank it is
+ * absorbed: the part past the new end reads as zeroes (src/mem/guard.c).
+ */
+struct vhu_mem_mapping {
+    void *base;   /* NULL: nothing mapped */
+    uint64_t len;
+    int guard;    /* its slot in the SIGBUS guard; -1: sealed, needs none */
+};
+
+/* Map [offset, offset+len) of fd (offset page-aligned; the range must lie inside a regular
+ * file). The fd is not kept. */
+int vhu_mem_map_fd(int fd, uint64_t offset, uint64_t len, struct vhu_mem_mapping *m);
+/* Unmap (nothing when m->base is NULL); logs once if the frontend shrank the file under it. */
+void vhu_mem_unmap_fd(struct vhu_mem_mapping *m);
+
 struct vhu_mem_region {
     uint64_t gpa;
     uint64_t size;
     uint64_t uva;
     uint8_t *host;       /* host address of gpa */
     /* private */
-    void *map_base;      /* NULL when the caller owns the memory */
-    uint64_t map_len;
+    struct vhu_mem_mapping map; /* base NULL when the caller owns the memory */
     uint64_t mmap_offset;
     unsigned refs;       /* tables holding this region (atomic) */
 };
@@ -44,7 +62,8 @@ struct vhu_mem_region_desc {
     void *host; /* or: memory the caller already has (fd == -1); never unmapped by vhu */
 };
 
-/* Map one region. Refuses zero size, address wrap-around, and offsets past the file. */
+/* Map one region (vhu_mem_map_fd from offset 0, so mmap_offset needs no alignment). Refuses
+ * zero size, address wrap-around, offsets past the file and unsealed sealable files. */
 int vhu_mem_region_map(const struct vhu_mem_region_desc *d, struct vhu_mem_region **out);
 /* Drop a region not (yet) in any table. */
 void vhu_mem_region_free(struct vhu_mem_region *r);

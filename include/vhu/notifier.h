@@ -43,8 +43,10 @@ struct vhu_notifier {
     const struct vhu_notifier_ops *ops;
 };
 
-/* An eventfd (any fd whose readability means "kicked" and to which an 8-byte 1 may be
- * written). Takes fd: it is closed with the notifier, and on failure. */
+/* An eventfd: refused (-EINVAL) when fd is anything else; made non-blocking (O_NONBLOCK on the
+ * file description, shared with whoever sent it), so signalling never blocks: a full counter
+ * drops the signal (the other side has a wake-up pending anyway). Takes fd: it is closed with
+ * the notifier, and on failure. */
 int vhu_notifier_eventfd_new(int fd, struct vhu_notifier **out);
 /* A sink that calls fn(opaque) on signal (doorbells). fn runs on the ring's owner thread. */
 int vhu_notifier_callback_new(vhu_notifier_fn *fn, void *opaque, struct vhu_notifier **out);

@@ -36,6 +36,11 @@ int vhu_fd_set_nonblock(int fd, bool on);
 int vhu_eventfd_new(void);
 int vhu_eventfd_signal(int fd);
 uint64_t vhu_eventfd_drain(int fd);
+/* What fd is, as /proc/self/fd names it ("pipe:[123]", "anon_inode:[eventfd]", a path);
+ * "?" when it cannot be read. */
+void vhu_fd_describe(int fd, char *buf, size_t len);
+/* 1: fd is an eventfd; 0: it is something else; -errno: cannot tell (fd closed, no /proc). */
+int vhu_fd_is_eventfd(int fd);
 /* Number of open fds of this process (for leak tests). */
 int vhu_fd_count_self(void);
 

@@ -4,6 +4,7 @@
  * device, without a VM: the "guest memory" is a memfd this process maps and shares.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,10 +230,13 @@ static int mem_setup(struct vhu_fe *fe, size_t size, unsigned nregions)
         nregions = 1;
     size = VHU_ALIGN_UP(size, (size_t)4096 * nregions);
     chunk = size / nregions;
-    fe->memfd = memfd_create("vhu-fe", MFD_CLOEXEC);
+    /* Sealed against resizing, as QEMU's memory-backend-memfd does: a backend (vhud among
+     * them) refuses a sealable memfd that could shrink under its mapping. */
+    fe->memfd = memfd_create("vhu-fe", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fe->memfd < 0)
         return -errno;
-    if (ftruncate(fe->memfd, (off_t)size) < 0)
+    if (ftruncate(fe->memfd, (off_t)size) < 0 ||
+        fcntl(fe->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
         return -errno;
     fe->mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fe->memfd, 0);
     if (fe->mem == MAP_FAILED) {

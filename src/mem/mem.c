@@ -2,8 +2,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "vhu/log.h"
@@ -28,6 +26,7 @@ VHU_EXPORT int vhu_mem_region_map(const struct vhu_mem_region_desc *d, struct vh
     r->size = d->size;
     r->uva = d->uva;
     r->mmap_offset = d->mmap_offset;
+    r->map.guard = -1;
     if (d->fd < 0) {
         if (!d->host) {
             free(r);
@@ -35,32 +34,15 @@ VHU_EXPORT int vhu_mem_region_map(const struct vhu_mem_region_desc *d, struct vh
         }
         r->host = d->host;
     } else {
-        struct stat st;
-        uint64_t len;
-        void *p;
-
-        /* The mapping must lie inside the file: a short file would SIGBUS on first touch. */
-        if (fstat(d->fd, &st) < 0) {
-            int err = -errno;
-            free(r);
-            return err;
-        }
-        if (range_wraps(d->mmap_offset, d->size) ||
-            (S_ISREG(st.st_mode) && d->mmap_offset + d->size > (uint64_t)st.st_size)) {
-            free(r);
-            return -EINVAL;
-        }
         /* Map from offset 0 so the mmap offset needs no page alignment (QEMU sends any). */
-        len = d->mmap_offset + d->size;
-        p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, d->fd, 0);
-        if (p == MAP_FAILED) {
-            int err = -errno;
+        int err = range_wraps(d->mmap_offset, d->size)
+                      ? -EINVAL
+                      : vhu_mem_map_fd(d->fd, 0, d->mmap_offset + d->size, &r->map);
+        if (err < 0) {
             free(r);
             return err;
         }
-        r->map_base = p;
-        r->map_len = len;
-        r->host = (uint8_t *)p + d->mmap_offset;
+        r->host = (uint8_t *)r->map.base + d->mmap_offset;
     }
     *out = r;
     return 0;
@@ -70,8 +52,7 @@ VHU_EXPORT void vhu_mem_region_free(struct vhu_mem_region *r)
 {
     if (!r)
         return;
-    if (r->map_base)
-        munmap(r->map_base, r->map_len);
+    vhu_mem_unmap_fd(&r->map);
     free(r);
 }
 

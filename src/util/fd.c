@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <time.h>
@@ -73,6 +74,43 @@ VHU_EXPORT uint64_t vhu_eventfd_drain(int fd)
             continue;
         return r == (ssize_t)sizeof(v) ? v : 0;
     }
+}
+
+static ssize_t fd_link(int fd, char *buf, size_t len)
+{
+    char path[40];
+    ssize_t n;
+
+    if (len == 0)
+        return -EINVAL;
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    n = readlink(path, buf, len - 1);
+    if (n < 0)
+        return -errno;
+    buf[n] = '\0';
+    return n;
+}
+
+VHU_EXPORT void vhu_fd_describe(int fd, char *buf, size_t len)
+{
+    if (len && fd_link(fd, buf, len) < 0)
+        snprintf(buf, len, "?");
+}
+
+/* The kernel names the file of every eventfd "[eventfd]" on the anonymous inode (fs/eventfd.c,
+ * anon_inode_getfile), and no other file has that link: a pipe is "pipe:[N]", a socket
+ * "socket:[N]", a memfd "/memfd:NAME (deleted)", timerfd/signalfd/epoll "anon_inode:[...]"
+ * with their own names; a file in a file system reads as its absolute path ("/..."). (The inode's
+ * mode is no help: anonymous inodes have had no file type bits, and newer kernels call them
+ * regular files.) */
+VHU_EXPORT int vhu_fd_is_eventfd(int fd)
+{
+    char buf[32];
+    ssize_t n = fd_link(fd, buf, sizeof(buf));
+
+    if (n < 0)
+        return (int)n;
+    return strcmp(buf, "anon_inode:[eventfd]") == 0;
 }
 
 VHU_EXPORT int vhu_fd_count_self(void)

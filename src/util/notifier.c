@@ -31,7 +31,8 @@ static void efd_loop_cb(int fd, uint32_t events, void *opaque)
 
 /* Edge-triggered and never read: every kick written since the last wait wakes the watcher
  * once, and a wake-up costs the epoll_wait alone. The counter cannot fill up from kicks
- * (2^64 - 2 of them); a peer that writes a huge value only blocks its own further kicks. */
+ * (2^64 - 2 of them); a peer that writes a huge value only blocks its own further kicks. We
+ * never write to a kick source, so its fill level can never block us. */
 static int efd_watch(struct vhu_notifier *n, struct vhu_loop *loop, vhu_notifier_fn *cb,
                      void *opaque)
 {
@@ -73,16 +74,39 @@ static const struct vhu_notifier_ops efd_ops = {
     .destroy = efd_destroy,
 };
 
+/*
+ * The fd comes from the other side (vhost-user's SET_VRING_KICK/CALL/ERR) and is used on the
+ * ring's owner thread, which must never block on a peer. So it must be an eventfd (a pipe nobody
+ * reads, or a socket, blocks a writer once full) and it is made non-blocking: a blocking eventfd
+ * whose counter sits at its maximum blocks a write until the peer reads. O_NONBLOCK is a flag of
+ * the file description, which the sender shares (SCM_RIGHTS duplicates it): we change it for
+ * the frontend too. That costs a real frontend nothing: QEMU's event notifiers
+ * (util/event_notifier-posix.c) and DPDK virtio-user's kick/call fds (virtio_user_dev.c) are
+ * created with EFD_NONBLOCK already, and so are vhu's own (vhu_eventfd_new).
+ */
+static int efd_prepare(int fd)
+{
+    int r = vhu_fd_is_eventfd(fd);
+
+    if (r == 0)
+        return -EINVAL;
+    if (r < 0)
+        return r;
+    return vhu_fd_set_nonblock(fd, true);
+}
+
 VHU_EXPORT int vhu_notifier_eventfd_new(int fd, struct vhu_notifier **out)
 {
     struct efd_notifier *e;
+    int r;
 
     if (fd < 0)
         return -EBADF;
-    e = calloc(1, sizeof(*e));
+    r = efd_prepare(fd);
+    e = r == 0 ? calloc(1, sizeof(*e)) : NULL;
     if (!e) {
         close(fd);
-        return -ENOMEM;
+        return r < 0 ? r : -ENOMEM;
     }
     e->n.ops = &efd_ops;
     e->fd = fd;

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -15,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "frontend/fe_msg.h"
 #include "proto/vhost_user.h"
 #include "vhu/frontend.h"
 #include "vhu/util.h"
@@ -340,6 +342,52 @@ static void bad_ring_outside_memory(int s)
     close(kfd);
 }
 
+/* Call, kick and error fds must be eventfds: vhud writes call/err on a ring's thread, and a
+ * pipe nobody reads blocks a writer. */
+static void bad_call_pipe(int s)
+{
+    int p[2];
+    uint64_t idx = 0;
+
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return;
+    send_msg(s, VHOST_USER_SET_VRING_CALL, 1, &idx, 8, &p[1], 1);
+    close(p[0]);
+    close(p[1]);
+}
+
+static void bad_err_socket(int s)
+{
+    int sv[2];
+    uint64_t idx = 0;
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        return;
+    send_msg(s, VHOST_USER_SET_VRING_ERR, 1, &idx, 8, &sv[0], 1);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+static void bad_kick_memfd(int s)
+{
+    int fd = memfd_create("kick", MFD_CLOEXEC);
+    uint64_t idx = 0;
+
+    send_msg(s, VHOST_USER_SET_VRING_KICK, 1, &idx, 8, &fd, 1);
+    close(fd);
+}
+
+/* A memfd that can be sealed but is not sealed against shrinking is refused. */
+static void bad_region_unsealed(int s)
+{
+    int mfd = memfd_create("bad", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    struct vhost_user_mem_reg reg = {.region = {0x0, 0x10000, 0x7f0000000000, 0}};
+
+    ftruncate(mfd, 0x10000);
+    send_msg(s, VHOST_USER_ADD_MEM_REG, 1, &reg, sizeof(reg), &mfd, 1);
+    close(mfd);
+}
+
 static void bad_config_size(int s)
 {
     struct vhost_user_config c = {.offset = 0, .size = 300};
@@ -364,6 +412,10 @@ static const struct bad_case cases[] = {
     {"memory table fd count", "SET_MEM_TABLE", true, bad_memtable_fd_count},
     {"ring outside memory", "outside the memory table", true, bad_ring_outside_memory},
     {"config size over 256", "GET_CONFIG", true, bad_config_size},
+    {"call fd is a pipe", "pipe:[", true, bad_call_pipe},
+    {"error fd is a socket", "not an eventfd", true, bad_err_socket},
+    {"kick fd is a memfd", "SET_VRING_KICK: queue 0: the fd is /memfd:kick", true, bad_kick_memfd},
+    {"sealable memfd not sealed against shrinking", "F_SEAL_SHRINK", true, bad_region_unsealed},
 };
 
 TEST(setup)
@@ -435,17 +487,171 @@ TEST(second_connection_refused_first_unharmed)
     ASSERT(fds_back_to_baseline());
 }
 
-TEST(sigterm_clean_exit)
+/* vhud's loop still turns: it refuses a second connection while a frontend is connected. */
+static bool vhud_responsive(void)
 {
-    int status = 0;
+    int s = raw_connect();
+    bool ok = s >= 0 && dropped(s);
+
+    if (s >= 0)
+        close(s);
+    return ok;
+}
+
+/* A test that found vhud stuck ends it, so the tests after it skip instead of hanging. */
+static void vhud_give_up(void)
+{
+    kill(vhud_pid, SIGKILL);
+    waitpid(vhud_pid, NULL, 0);
+    vhud_pid = -1;
+}
+
+static bool vhud_alive(void)
+{
+    return vhud_pid > 0 && waitpid(vhud_pid, NULL, WNOHANG) == 0;
+}
+
+/* A blocking eventfd whose counter is at its maximum as call fd: vhud's writes must not block
+ * the ring's thread (with no workers: the control thread, which also serves the socket). */
+TEST(call_fd_blocking_and_full)
+{
+    struct vhu_fe_opts o = {.num_queues = 1, .queue_size = 16, .mem_size = 1 << 20};
+    uint64_t full = 0xfffffffffffffffeULL, gpa;
+    struct vhu_msg m;
+    struct vhu_fe *fe;
+    int efd;
 
     if (vhud_pid < 0)
         SKIP("vhud not running");
+    efd = eventfd(0, EFD_CLOEXEC); /* blocking */
+    ASSERT(efd >= 0);
+    ASSERT_EQ(write(efd, &full, sizeof(full)), 8);
+    ASSERT_OK(vhu_fe_connect(sock_path, &fe));
+    ASSERT_OK(vhu_fe_start(fe, &o));
+    /* no NEED_REPLY: a stuck vhud must not hang the test; vhud_responsive() finds it */
+    vhu_msg_init(&m, VHOST_USER_SET_VRING_CALL, VHOST_USER_VERSION, 8);
+    m.payload.u64 = 0;
+    m.fds[0] = efd;
+    m.nfds = 1;
+    ASSERT_OK(vhu_fe_raw(fe, &m, NULL));
+    uint8_t *buf = vhu_fe_alloc(fe, 64, 64, &gpa);
+    struct vhu_vqd_seg seg = {gpa, 64};
+    ASSERT(buf);
+    for (int i = 0; i < 4; i++) { /* every completion signals the full eventfd */
+        if (!vhud_responsive()) {
+            vhu_fe_free(fe);
+            close(efd);
+            vhud_give_up();
+            FAIL_AT("round %d: vhud's thread is stuck on the call fd", i);
+        }
+        ASSERT_EQ(vhu_fe_request(fe, 0, &seg, 0, 1, 3000), 64);
+    }
+    /* vhud made the (shared) file description non-blocking */
+    ASSERT(fcntl(efd, F_GETFL) & O_NONBLOCK);
+    vhu_fe_free(fe);
+    close(efd);
+    ASSERT_OK(good_session());
+    ASSERT(fds_back_to_baseline());
+}
+
+/* A raw session whose guest memory is mfd (0x10000 bytes, mapped here at mem): ring 0 of 16 at
+ * gpa 0 (desc), 0x1000 (avail), 0x2000 (used), started. Returns the kick eventfd. */
+static int raw_ring_on(int s, int mfd, uint8_t *mem)
+{
+    uint64_t uva = (uint64_t)(uintptr_t)mem, idx = 0;
+    struct vhost_user_mem_reg reg = {.region = {0x0, 0x10000, uva, 0}};
+    struct vhost_vring_state num = {.index = 0, .num = 16}, base = {.index = 0, .num = 0},
+                             on = {.index = 0, .num = 1};
+    struct vhost_vring_addr addr = {.index = 0, .desc_user_addr = uva,
+                                    .avail_user_addr = uva + 0x1000,
+                                    .used_user_addr = uva + 0x2000};
+    int call = vhu_eventfd_new(), kick = vhu_eventfd_new();
+    char ack[64];
+
+    negotiate_basics(s);
+    send_msg(s, VHOST_USER_ADD_MEM_REG, 1, &reg, sizeof(reg), &mfd, 1);
+    send_msg(s, VHOST_USER_SET_VRING_NUM, 1, &num, sizeof(num), NULL, 0);
+    send_msg(s, VHOST_USER_SET_VRING_ADDR, 1, &addr, sizeof(addr), NULL, 0);
+    send_msg(s, VHOST_USER_SET_VRING_BASE, 1, &base, sizeof(base), NULL, 0);
+    send_msg(s, VHOST_USER_SET_VRING_CALL, 1, &idx, 8, &call, 1);
+    send_msg(s, VHOST_USER_SET_VRING_ENABLE, 1, &on, sizeof(on), NULL, 0);
+    send_msg(s, VHOST_USER_SET_VRING_KICK, 1 | VHOST_USER_NEED_REPLY_MASK, &idx, 8, &kick, 1);
+    close(call);
+    struct pollfd p = {.fd = s, .events = POLLIN};
+    if (poll(&p, 1, 3000) != 1 || recv(s, ack, sizeof(ack), 0) != 20) {
+        close(kick);
+        return -EPROTO;
+    }
+    return kick;
+}
+
+/* The frontend shrinks its memory file after SET_MEM_TABLE/ADD_MEM_REG and kicks: a sealed
+ * memfd cannot shrink and keeps working; a memfd that cannot be sealed does shrink, and vhud
+ * must survive touching it. */
+TEST(memory_shrunk_after_mapping)
+{
+    if (vhud_pid < 0)
+        SKIP("vhud not running");
+    for (int sealed = 1; sealed >= 0; sealed--) {
+        int mfd = memfd_create("shrink", MFD_CLOEXEC | (sealed ? MFD_ALLOW_SEALING : 0));
+        off_t at = log_size();
+        char logbuf[4096];
+        uint8_t *mem;
+        int s, kick;
+
+        ASSERT(mfd >= 0);
+        ASSERT_OK(ftruncate(mfd, 0x10000));
+        if (sealed)
+            ASSERT_OK(fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK));
+        mem = mmap(NULL, 0x10000, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+        ASSERT(mem != MAP_FAILED);
+        s = raw_connect();
+        ASSERT(s >= 0);
+        kick = raw_ring_on(s, mfd, mem);
+        ASSERT(kick >= 0);
+        if (sealed) {
+            ASSERT(ftruncate(mfd, 0x1000) < 0 && errno == EPERM);
+            /* one rng request: desc 0 = 64 device-writable bytes at 0x3000 */
+            uint64_t d[2] = {0x3000, 64ULL | (2ULL << 32)};
+            memcpy(mem, d, sizeof(d));
+            uint16_t avail[3] = {0, 1, 0};
+            memcpy(mem + 0x1000, avail, sizeof(avail));
+            vhu_eventfd_signal(kick);
+            uint16_t used = 0;
+            for (int i = 0; i < 300 && used != 1; i++, usleep(10000))
+                used = __atomic_load_n((uint16_t *)(mem + 0x2002), __ATOMIC_ACQUIRE);
+            ASSERT_EQ(used, 1);
+        } else {
+            ASSERT_OK(ftruncate(mfd, 0)); /* every page vhud mapped is gone */
+            vhu_eventfd_signal(kick);  /* vhud reads the avail ring: past the file's end */
+            usleep(200000);
+            if (!vhud_alive()) {
+                vhud_pid = -1;
+                FAIL_AT("vhud died touching memory its frontend shrank");
+            }
+        }
+        close(kick);
+        close(s);
+        munmap(mem, 0x10000);
+        close(mfd);
+        if (good_session() < 0)
+            FAIL_AT("sealed=%d: vhud does not serve the next connection", sealed);
+        ASSERT(fds_back_to_baseline());
+        log_since(at, logbuf, sizeof(logbuf));
+        if (!sealed && !strstr(logbuf, "shrank its file"))
+            FAIL_AT("the log does not tell of the shrunk file:\n%s", logbuf);
+    }
+}
+
+static int wait_exit(pid_t pid, int timeout_ms);
+
+TEST(sigterm_clean_exit)
+{
+    if (vhud_pid < 0)
+        SKIP("vhud not running");
     ASSERT_OK(kill(vhud_pid, SIGTERM));
-    ASSERT_EQ(waitpid(vhud_pid, &status, 0), vhud_pid);
+    ASSERT_EQ(wait_exit(vhud_pid, 3000), 0); /* promptly: no thread is stuck on a peer */
     vhud_pid = -1;
-    ASSERT(WIFEXITED(status));
-    ASSERT_EQ(WEXITSTATUS(status), 0);
     ASSERT(access(sock_path, F_OK) != 0); /* socket file removed */
 }
 

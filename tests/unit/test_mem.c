@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* Memory table: translation, overlap and wrap refusal, 509 slots, add/remove, refcounts. */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "vhu/mem.h"
@@ -120,6 +124,83 @@ TEST(fd_mapping_bounds)
     d.mmap_offset = UINT64_MAX - 0x100;
     ASSERT_ERR(-EINVAL, vhu_mem_region_map(&d, &r));
     close(fd);
+}
+
+/* A region of 0x2000 bytes at offset 0x1000 of fd (0x3000 bytes long). */
+static int map_3_pages(int fd, struct vhu_mem_region **r)
+{
+    struct vhu_mem_region_desc d = {.gpa = 0, .size = 0x2000, .uva = 0, .fd = fd,
+                                    .mmap_offset = 0x1000};
+
+    if (ftruncate(fd, 0x3000) < 0)
+        return -errno;
+    return vhu_mem_region_map(&d, r);
+}
+
+/* The frontend shrinks the file after we mapped it: a file that can be sealed must be sealed
+ * against shrinking; one that cannot is guarded, and touching the cut-off part reads zeroes
+ * instead of killing the process. */
+TEST(fd_shrunk_after_mapping)
+{
+    int fd = memfd_create("t", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    struct vhu_mem_region *r;
+    char path[64];
+
+    /* sealable, not sealed: refused */
+    ASSERT(fd >= 0);
+    ASSERT_ERR(-EPERM, map_3_pages(fd, &r));
+    /* sealed: mapped unguarded, and the frontend cannot shrink it any more */
+    ASSERT_OK(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK));
+    ASSERT_OK(map_3_pages(fd, &r));
+    ASSERT_EQ(r->map.guard, -1);
+    ASSERT(ftruncate(fd, 0x1000) < 0 && errno == EPERM);
+    r->host[0x1fff] = 1;
+    vhu_mem_region_free(r);
+    close(fd);
+
+    /* cannot be sealed (no MFD_ALLOW_SEALING, as DPDK and QEMU's seal=off make them; a tmpfs
+     * file as QEMU's memory-backend-file makes on /dev/shm): guarded */
+    snprintf(path, sizeof(path), "/dev/shm/vhu-test-mem-%d", (int)getpid());
+    for (int kind = 0; kind < 2; kind++) {
+        fd = kind == 0 ? memfd_create("t", MFD_CLOEXEC)
+                       : open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 && kind == 1)
+            break; /* no /dev/shm here */
+        if (kind == 1)
+            unlink(path);
+        ASSERT(fd >= 0);
+        for (int round = 0; round < 2; round++) { /* the guard slot is given back and reused */
+            ASSERT_OK(map_3_pages(fd, &r));
+            ASSERT(r->map.guard >= 0);
+            memset(r->host, 0xab, 0x2000);
+            ASSERT_OK(ftruncate(fd, 0x1800)); /* cuts the region after its first 0x800 bytes */
+            ASSERT_EQ(r->host[0x7ff], 0xab);   /* still in the file */
+            ASSERT_EQ(r->host[0x1000], 0);     /* past the end: zeroes, no SIGBUS */
+            r->host[0x1fff] = 9;               /* and writable */
+            ASSERT_EQ(r->host[0x1fff], 9);
+            vhu_mem_region_free(r);
+        }
+        close(fd);
+    }
+
+    /* a SIGBUS outside every guarded mapping still kills */
+    pid_t pid = fork();
+    if (pid == 0) {
+        int f = memfd_create("t", MFD_CLOEXEC);
+        uint8_t *p;
+        if (f < 0 || ftruncate(f, 0x2000) < 0 ||
+            (p = mmap(NULL, 0x2000, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0)) == MAP_FAILED ||
+            ftruncate(f, 0) < 0)
+            _exit(2);
+        p[0x1000] = 1;
+        _exit(0);
+    }
+    int status;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    /* SIGBUS itself, or (under a sanitizer, whose handler was there before ours and gets the
+     * fault) its report: an abort or a failure exit, never the 0 of a survived touch */
+    ASSERT(WIFSIGNALED(status) ? (WTERMSIG(status) == SIGBUS || WTERMSIG(status) == SIGABRT)
+                               : (WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 2));
 }
 
 TEST(slots_509_add_remove)

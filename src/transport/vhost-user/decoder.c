@@ -7,10 +7,10 @@
  * dispatcher answers what must be answered and closes every fd a handler did not take.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "decoder.h"
@@ -31,8 +31,7 @@ struct vhu_session {
     bool protocol_features_acked; /* SET_PROTOCOL_FEATURES seen */
     int backend_req_fd;
     /* inflight buffer (GET/SET_INFLIGHT_FD), mapped here and lent to the core */
-    uint8_t *ifl_map;
-    size_t ifl_size;
+    struct vhu_mem_mapping ifl;
     struct vhu_msg reply;
 };
 
@@ -78,10 +77,23 @@ static unsigned msg_ring(const struct vhu_msg *m, enum vhu_payload pl)
 /* A notifier for the fd a SET_VRING_KICK/CALL/ERR carries, or NULL with VRING_NOFD. */
 static int msg_notifier(struct vhu_msg *m, struct vhu_notifier **out)
 {
+    char what[64];
+    int r;
+
     *out = NULL;
     if (m->payload.u64 & VHOST_USER_VRING_NOFD_MASK)
         return 0;
-    return vhu_notifier_eventfd_new(take_fd(m), out);
+    /* An eventfd, made non-blocking (vhu_notifier_eventfd_new says why): the ring's owner
+     * thread signals it and must never wait for the frontend to read. */
+    vhu_fd_describe(m->fds[0], what, sizeof(what));
+    r = vhu_notifier_eventfd_new(take_fd(m), out);
+    if (r == -EINVAL)
+        vhu_err("%s: queue %u: the fd is %s, not an eventfd", vhu_msg_name(m->hdr.request),
+                (unsigned)(m->payload.u64 & VHOST_USER_VRING_IDX_MASK), what);
+    else if (r < 0)
+        vhu_err("%s: queue %u: cannot use the fd (%s)", vhu_msg_name(m->hdr.request),
+                (unsigned)(m->payload.u64 & VHOST_USER_VRING_IDX_MASK), strerror(-r));
+    return r;
 }
 
 /* Protocol features the decoder implements for every device, plus those the device's ops call
@@ -390,26 +402,19 @@ static int h_set_vring_enable(struct vhu_session *s, struct vhu_msg *m)
     return vhu_core_ring_enable(s->core, m->payload.state.index, on);
 }
 
-static void inflight_unmap(uint8_t *map, size_t size)
-{
-    if (map)
-        munmap(map, size);
-}
-
 /* Lend a freshly mapped buffer to the core; on success the old one is unmapped, on failure the
  * new one. */
-static int inflight_attach(struct vhu_session *s, uint8_t *map, size_t size,
+static int inflight_attach(struct vhu_session *s, struct vhu_mem_mapping *map,
                            const struct vhost_user_inflight *in)
 {
-    int r = vhu_core_set_inflight(s->core, map, in->num_queues, in->queue_size);
+    int r = vhu_core_set_inflight(s->core, map->base, in->num_queues, in->queue_size);
 
     if (r < 0) {
-        inflight_unmap(map, size);
+        vhu_mem_unmap_fd(map);
         return r;
     }
-    inflight_unmap(s->ifl_map, s->ifl_size);
-    s->ifl_map = map;
-    s->ifl_size = size;
+    vhu_mem_unmap_fd(&s->ifl);
+    s->ifl = *map;
     return 0;
 }
 
@@ -430,23 +435,27 @@ static int h_get_inflight_fd(struct vhu_session *s, struct vhu_msg *m)
 {
     const struct vhost_user_inflight *in = &m->payload.inflight;
     struct vhost_user_inflight *out = &s->reply.payload.inflight;
+    struct vhu_mem_mapping map;
     size_t size;
     int fd, r = inflight_check(s, in);
-    void *p;
 
     if (r < 0)
         return r;
     size = in->num_queues * vhu_core_inflight_region_size(in->queue_size);
-    fd = memfd_create("vhu-inflight", MFD_CLOEXEC);
+    /* Sealed before it is shared: the frontend can neither shrink it under our mapping nor
+     * grow it, and hands the same fd back with SET_INFLIGHT_FD. */
+    fd = memfd_create("vhu-inflight", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
         return -errno;
     if (ftruncate(fd, (off_t)size) < 0 ||
-        (p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
         r = -errno;
         close(fd);
         return r;
     }
-    r = inflight_attach(s, p, size, in);
+    r = vhu_mem_map_fd(fd, 0, size, &map);
+    if (r == 0)
+        r = inflight_attach(s, &map, in);
     if (r < 0) {
         close(fd);
         return r;
@@ -464,26 +473,22 @@ static int h_get_inflight_fd(struct vhu_session *s, struct vhu_msg *m)
 static int h_set_inflight_fd(struct vhu_session *s, struct vhu_msg *m)
 {
     const struct vhost_user_inflight *in = &m->payload.inflight;
+    struct vhu_mem_mapping map;
     size_t need;
-    struct stat st;
-    void *p;
     int r = inflight_check(s, in);
 
     if (r < 0)
         return r;
     need = in->num_queues * vhu_core_inflight_region_size(in->queue_size);
     if (in->mmap_size < need || in->mmap_size > (1ULL << 32) ||
-        in->mmap_offset > UINT64_MAX - in->mmap_size || fstat(m->fds[0], &st) < 0 ||
-        in->mmap_offset + in->mmap_size > (uint64_t)st.st_size || (in->mmap_offset & 4095)) {
-        vhu_err("SET_INFLIGHT_FD: buffer of %llu bytes at %llu does not fit (need %zu)",
-                (unsigned long long)in->mmap_size, (unsigned long long)in->mmap_offset, need);
-        return -EINVAL;
+        (r = vhu_mem_map_fd(m->fds[0], in->mmap_offset, in->mmap_size, &map)) < 0) {
+        vhu_err("SET_INFLIGHT_FD: buffer of %llu bytes at %llu does not fit (need %zu) or "
+                "cannot be mapped (%s)",
+                (unsigned long long)in->mmap_size, (unsigned long long)in->mmap_offset, need,
+                strerror(r < 0 ? -r : EINVAL));
+        return r < 0 ? r : -EINVAL;
     }
-    p = mmap(NULL, in->mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, m->fds[0],
-             (off_t)in->mmap_offset);
-    if (p == MAP_FAILED)
-        return -errno;
-    return inflight_attach(s, p, in->mmap_size, in);
+    return inflight_attach(s, &map, in);
 }
 
 /* vhost-user.rst SEND_RARP: the first 6 bytes of the u64 are the guest's MAC. */
@@ -518,6 +523,10 @@ static int h_net_set_mtu(struct vhu_session *s, struct vhu_msg *m)
     return r;
 }
 
+/* Kept, never written to: vhu sends no backend request yet. The first one (config change,
+ * host notifier...) must be sent with MSG_DONTWAIT from the control thread, never from a ring's
+ * owner, and treat EAGAIN as the frontend's failure: a frontend that does not read this socket
+ * must not stall the daemon. */
 static int h_set_backend_req_fd(struct vhu_session *s, struct vhu_msg *m)
 {
     vhu_fd_replace(&s->backend_req_fd, take_fd(m));
@@ -709,6 +718,7 @@ int vhu_session_new(struct vhu_backend *b, const struct vhu_session_transport_op
     s->ops = ops;
     s->conn = conn;
     s->backend_req_fd = -1;
+    s->ifl.guard = -1;
     s->offered_pf = vhu_backend_protocol_features(b);
     /*
      * QEMU negotiates features once per device, not once per connection: after a backend
@@ -727,7 +737,7 @@ void vhu_session_end(struct vhu_session *s)
         return;
     /* The rings stop (and let go of the inflight buffer) before it is unmapped. */
     vhu_core_free(s->core);
-    inflight_unmap(s->ifl_map, s->ifl_size);
+    vhu_mem_unmap_fd(&s->ifl);
     vhu_fd_close(&s->backend_req_fd);
     free(s);
 }
