@@ -348,13 +348,18 @@ fail:
 /* Frames                                                                                    */
 /* ---------------------------------------------------------------------------------------- */
 
-static void spec_init(struct frame_spec *s, const struct net_opts *o)
+/* Frames go out from the device's MAC when it has one (VIRTIO_NET_F_MAC: a switch port only
+ * takes frames from its own addresses), else from a fixed locally administered one. */
+static void spec_init(struct frame_spec *s, const struct net_opts *o, const struct netdev *d)
 {
-    static const uint8_t src[6] = {0x02, 0x76, 0x68, 0x75, 0x00, 0x01}; /* locally administered */
+    static const uint8_t fixed[6] = {0x02, 0x76, 0x68, 0x75, 0x00, 0x01};
+    const uint8_t *mac = d->info.mac;
+    bool use_dev = vhu_has_feature(d->features, VHU_VIRTIO_NET_F_MAC) && d->info.has_config &&
+                   !(mac[0] & 1) && memcmp(mac, "\0\0\0\0\0\0", 6) != 0;
 
     memset(s, 0, sizeof(*s));
     memcpy(s->dst, o->dst, 6);
-    memcpy(s->src, src, 6);
+    memcpy(s->src, use_dev ? mac : fixed, 6);
     s->size = o->size;
     s->macs = o->macs;
     memcpy(s->ref, s->dst, 6);
@@ -767,10 +772,10 @@ static int session_open(struct session *s, const struct net_opts *o, bool use_tx
 
     memset(s, 0, sizeof(*s));
     s->pairs = o->pairs;
-    spec_init(&s->spec, o);
     r = net_open(o, bytes * o->pairs, &s->d);
     if (r < 0)
         return r;
+    spec_init(&s->spec, o, &s->d);
     s->have_tx = use_tx;
     s->have_rx = use_rx;
     for (unsigned k = 0; k < s->pairs; k++) {

@@ -7,7 +7,8 @@
  *   vhud rng --socket-path PATH [--client [--reconnect-ms N]] [--queue-size N] [-v]
  *   vhud net --socket-path PATH (--tap NAME | --reflect | --sink | --source SIZE) [--mac M] [--mtu N]
  *            [--queue-pairs N]
- *   vhud switch --port PATH --port PATH ...   (one net device per PATH, joined by an L2 switch)
+ *   vhud switch --port PATH --port PATH ... [--learn N] [--age S]
+ *            (one net device per PATH, joined by an L2 switch)
  *
  * Net devices print their counters on SIGUSR1 and when vhud exits.
  */
@@ -433,6 +434,7 @@ static void net_stats(const struct daemon *d)
 static struct {
     const char *ports[VHU_NET_SWITCH_MAX_PORTS]; /* one socket path per port */
     unsigned nports;
+    struct vhu_net_switch_opts opts;
     struct vhu_net_switch *sw;
 } sw;
 
@@ -456,8 +458,34 @@ static int switch_port(const char *arg)
     return 0;
 }
 
+static int switch_learn(const char *arg)
+{
+    unsigned v = 0;
+
+    if (parse_uint(arg, VHU_NET_SWITCH_MAX_LEARN, &v) < 0) {
+        fprintf(stderr, "vhud: bad --learn '%s' (0 to %u)\n", arg, VHU_NET_SWITCH_MAX_LEARN);
+        return -1;
+    }
+    sw.opts.learn = v ? v : VHU_NET_SWITCH_LEARN_NONE;
+    return 0;
+}
+
+static int switch_age(const char *arg)
+{
+    unsigned v = 0;
+
+    if (parse_uint(arg, 86400, &v) < 0 || v == 0) {
+        fprintf(stderr, "vhud: bad --age '%s' (1 to 86400 seconds)\n", arg);
+        return -1;
+    }
+    sw.opts.age_seconds = v;
+    return 0;
+}
+
 static const struct type_option switch_options[] = {
     {"port", required_argument, true, switch_port},
+    {"learn", required_argument, true, switch_learn},
+    {"age", required_argument, true, switch_age},
     {NULL, 0, false, NULL},
 };
 
@@ -467,15 +495,27 @@ static void switch_help(FILE *f)
             "  --port PATH          a net device listening on PATH (2 to %u of them); frames\n"
             "                       go from guest to guest with one copy; every port runs on\n"
             "                       one thread: the control thread, or with --workers 1 and/or\n"
-            "                       --poll-us N one (busy-polling) worker\n",
-            VHU_NET_SWITCH_MAX_PORTS);
+            "                       --poll-us N one (busy-polling) worker\n"
+            "  --learn N            source addresses a port may use besides its device's MAC,\n"
+            "                       learnt from its first frames (default 1: the MAC QEMU gives\n"
+            "                       the guest; 0: only the device's; at most %u); frames from\n"
+            "                       any other source (another port's, say) are dropped\n"
+            "  --age SECONDS        a learnt address unused this long is forgotten (default 300)\n",
+            VHU_NET_SWITCH_MAX_PORTS, VHU_NET_SWITCH_MAX_LEARN);
 }
 
 static int switch_check(const struct daemon_opts *o)
 {
+    static const uint8_t no_mac[6];
+
     if (sw.nports < 2 || o->socket_path || o->fd >= 0 || o->client || net.port >= 0) {
         fprintf(stderr, "vhud switch: needs --port PATH at least twice (and no "
                         "--socket-path, --fd, --client or net port option)\n");
+        return -1;
+    }
+    if (memcmp(net.mac, no_mac, sizeof(no_mac)) != 0) {
+        fprintf(stderr, "vhud switch: --mac would give every port one address (each port gets "
+                        "a random one)\n");
         return -1;
     }
     if (o->workers > 1) {
@@ -493,7 +533,7 @@ static unsigned switch_ports(const char *const **paths)
 
 static int switch_setup(void)
 {
-    return vhu_net_switch_new(&sw.sw);
+    return vhu_net_switch_new_opts(&sw.opts, &sw.sw);
 }
 
 static void switch_teardown(void)
@@ -515,10 +555,11 @@ static void switch_stats(const struct daemon *d)
         return;
     vhu_net_switch_get_stats(sw.sw, &st);
     vhu_info("switch: unicast=%llu flooded=%llu copies=%llu drops=%llu learned=%llu"
-             " fdb_flushes=%llu",
+             " spoofed=%llu aged=%llu fdb_full=%llu",
              (unsigned long long)st.unicast, (unsigned long long)st.flooded,
              (unsigned long long)st.copies, (unsigned long long)st.drops,
-             (unsigned long long)st.learned, (unsigned long long)st.fdb_flushes);
+             (unsigned long long)st.learned, (unsigned long long)st.spoofed,
+             (unsigned long long)st.aged, (unsigned long long)st.fdb_full);
 }
 
 /*
@@ -569,7 +610,7 @@ static const struct device_type device_types[] = {
         .create = create_switch_port,
         .options = switch_options,
         .help = switch_help,
-        .synopsis = "vhud switch --port PATH --port PATH... [net options]",
+        .synopsis = "vhud switch --port PATH --port PATH... [--learn N] [--age S] [net options]",
         .share_workers = true, /* one switch thread */
         .check = switch_check,
         .ports = switch_ports,

@@ -84,6 +84,9 @@ struct blk_req {
     uint64_t zero_pos;       /* DWZ_WRITE: bytes of the current range done */
     uint32_t zero_chunk;     /* DWZ_WRITE: bytes in flight */
     struct iovec zero_tail;
+    bool issuing;            /* inside dwz_issue(): a completion only records its result */
+    bool step_done;          /* the step dwz_issue() queued completed already, with step_res */
+    int step_res;
     struct vhu_virtio_blk_discard_write_zeroes dwz[BLK_MAX_DWZ_SEG];
 };
 
@@ -133,9 +136,19 @@ static void finish(struct blk_req *r, uint8_t status)
     vhu_vq_push(q->vq, &r->elem, written + 1);
 }
 
-static void dwz_issue(struct blk_req *r);
+/*
+ * A DISCARD / WRITE_ZEROES request is a sequence of steps, one store operation each: per range a
+ * hole punch, a ZERO_RANGE, or 1 MiB writes of zeroes (up to 2048 per 2 GiB range, 32768 for a
+ * request of 16 ranges), then a flush in writethrough mode. dwz_run() issues them in a loop. A
+ * synchronous store completes a step inside the queueing call: its callback then only records
+ * the result (r->issuing is set) and the loop takes the next step, so the stack stays as deep
+ * for 32768 steps as for one, whatever the store does. An asynchronous step's callback comes
+ * later, from reap(), and resumes the loop there.
+ */
 
-static void dwz_next_range(struct blk_req *r)
+/* Moves to the next non-empty range, or to the final flush. true: a step to issue; false: the
+ * request is finished. */
+static bool dwz_next_range(struct blk_req *r)
 {
     do
         r->idwz++;
@@ -147,40 +160,40 @@ static void dwz_next_range(struct blk_req *r)
                       ? DWZ_PUNCH
                       : DWZ_ZERO;
         r->zero_pos = 0;
-    } else if (r->sync_after) {
-        r->mode = DWZ_SYNC;
-    } else {
-        finish(r, VHU_VIRTIO_BLK_S_OK);
-        return;
+        return true;
     }
-    dwz_issue(r);
+    if (r->sync_after) {
+        r->mode = DWZ_SYNC;
+        return true;
+    }
+    finish(r, VHU_VIRTIO_BLK_S_OK);
+    return false;
 }
 
 /*
- * One step of a DISCARD / WRITE_ZEROES range finished with res. A store that cannot punch holes
- * makes DISCARD a successful no-op (§5.2.6.2: the device MAY deallocate) and WRITE_ZEROES with
- * UNMAP a plain zeroing; one that cannot zero a range gets zeroes written.
+ * One step finished with res: true when another step is to be issued (r->mode says which),
+ * false when the request is finished. A store that cannot punch holes makes DISCARD a successful
+ * no-op (§5.2.6.2: the device MAY deallocate) and WRITE_ZEROES with UNMAP a plain zeroing; one
+ * that cannot zero a range gets zeroes written.
  */
-static void dwz_done(struct blk_req *r, int res)
+static bool dwz_done(struct blk_req *r, int res)
 {
     const struct vhu_virtio_blk_discard_write_zeroes *d = &r->dwz[r->idwz];
 
     switch (r->mode) {
     case DWZ_PUNCH:
-        if (res == -EOPNOTSUPP && r->type == VHU_VIRTIO_BLK_T_DISCARD)
+        if (res == -EOPNOTSUPP && r->type == VHU_VIRTIO_BLK_T_DISCARD) {
             res = 0;
-        else if (res == -EOPNOTSUPP) {
+        } else if (res == -EOPNOTSUPP) {
             r->mode = DWZ_ZERO;
-            dwz_issue(r);
-            return;
+            return true;
         }
         break;
     case DWZ_ZERO:
         if (res == -EOPNOTSUPP) {
             r->mode = DWZ_WRITE;
             r->zero_pos = 0;
-            dwz_issue(r);
-            return;
+            return true;
         }
         break;
     case DWZ_WRITE:
@@ -188,63 +201,87 @@ static void dwz_done(struct blk_req *r, int res)
             res = -EIO;
         if (res >= 0) {
             r->zero_pos += r->zero_chunk;
-            if (r->zero_pos < (uint64_t)d->num_sectors * VHU_VIRTIO_BLK_SECTOR_SIZE) {
-                dwz_issue(r);
-                return;
-            }
+            if (r->zero_pos < (uint64_t)d->num_sectors * VHU_VIRTIO_BLK_SECTOR_SIZE)
+                return true;
         }
         break;
     case DWZ_SYNC:
+    default:
         finish(r, res < 0 ? VHU_VIRTIO_BLK_S_IOERR : VHU_VIRTIO_BLK_S_OK);
-        return;
+        return false;
     }
     if (res < 0) {
         vhu_err_rl("blk: %s of %u sectors at %llu failed: %s",
                    r->type == VHU_VIRTIO_BLK_T_DISCARD ? "discard" : "write zeroes", d->num_sectors,
                    (unsigned long long)d->sector, strerror(-res));
         finish(r, VHU_VIRTIO_BLK_S_IOERR);
-        return;
+        return false;
     }
-    dwz_next_range(r);
+    return dwz_next_range(r);
 }
 
-static void dwz_issue(struct blk_req *r)
+/* Queue the step r->mode names. 0: queued (or already completed), -errno: not queued. */
+static int dwz_issue(struct blk_req *r)
 {
     struct blk_queue *q = r->q;
     const struct blk_store_ops *ops = q->bd->st->ops;
     const struct vhu_virtio_blk_discard_write_zeroes *d = &r->dwz[r->idwz];
     uint64_t off = d->sector * VHU_VIRTIO_BLK_SECTOR_SIZE;
     uint64_t len = (uint64_t)d->num_sectors * VHU_VIRTIO_BLK_SECTOR_SIZE;
-    int rc;
 
     switch (r->mode) {
     case DWZ_PUNCH:
-        rc = ops->fallocate(q->io, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len, r);
-        break;
+        return ops->fallocate(q->io, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len, r);
     case DWZ_ZERO:
-        rc = ops->fallocate(q->io, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, len, r);
-        break;
+        return ops->fallocate(q->io, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, len, r);
     case DWZ_WRITE: {
         uint64_t left = len - r->zero_pos;
         /* Ranges are multiples of blk_size, so each chunk is too (O_DIRECT). */
         if (left >= BLK_ZERO_CHUNK) {
             unsigned n = (unsigned)VHU_MIN(left / BLK_ZERO_CHUNK, VHU_ARRAY_SIZE(zero_iov));
             r->zero_chunk = n * BLK_ZERO_CHUNK;
-            rc = ops->writev(q->io, zero_iov, n, off + r->zero_pos, false, r);
-        } else {
-            r->zero_chunk = (uint32_t)left;
-            r->zero_tail = (struct iovec){zero_buf, (size_t)left};
-            rc = ops->writev(q->io, &r->zero_tail, 1, off + r->zero_pos, false, r);
+            return ops->writev(q->io, zero_iov, n, off + r->zero_pos, false, r);
         }
-        break;
+        r->zero_chunk = (uint32_t)left;
+        r->zero_tail = (struct iovec){zero_buf, (size_t)left};
+        return ops->writev(q->io, &r->zero_tail, 1, off + r->zero_pos, false, r);
     }
     case DWZ_SYNC:
     default:
-        rc = ops->flush(q->io, r);
-        break;
+        return ops->flush(q->io, r);
     }
-    if (rc < 0)
-        finish(r, VHU_VIRTIO_BLK_S_IOERR);
+}
+
+/* Issue steps while there are some and the store completes them at once (see above). */
+static void dwz_run(struct blk_req *r, bool more)
+{
+    while (more) {
+        int rc;
+
+        r->issuing = true;
+        r->step_done = false;
+        rc = dwz_issue(r);
+        r->issuing = false;
+        if (rc < 0) {
+            finish(r, VHU_VIRTIO_BLK_S_IOERR);
+            return;
+        }
+        if (!r->step_done)
+            return; /* under way: the store's callback resumes the loop */
+        more = dwz_done(r, r->step_res);
+    }
+}
+
+/* A step's completion, from the store. */
+static void dwz_complete(struct blk_req *r, int res)
+{
+    if (r->issuing) {
+        /* completed inside dwz_issue(): dwz_run() goes on, without nesting a level */
+        r->step_res = res;
+        r->step_done = true;
+        return;
+    }
+    dwz_run(r, dwz_done(r, res));
 }
 
 /* The store's completion callback (the queue's thread). */
@@ -273,7 +310,7 @@ static void req_done(void *cookie, int res)
         finish(r, res < 0 ? VHU_VIRTIO_BLK_S_IOERR : VHU_VIRTIO_BLK_S_OK);
         break;
     default:
-        dwz_done(r, res);
+        dwz_complete(r, res);
         break;
     }
 }
@@ -409,8 +446,8 @@ static uint8_t start_dwz(struct blk_req *r, const struct iovec *rd, unsigned nrd
     r->ndwz = (uint8_t)n;
     r->idwz = (uint8_t)-1;
     r->sync_after = writethrough(bd);
-    /* dwz_next_range() advances to range 0 and issues it (or finishes, if all are empty). */
-    dwz_next_range(r);
+    /* dwz_next_range() advances to range 0 (or finishes, if all are empty). */
+    dwz_run(r, dwz_next_range(r));
     return 0xff;
 }
 

@@ -6,6 +6,7 @@
  * writes are dropped. Never use it for data anyone wants back.
  */
 #include <errno.h>
+#include <linux/falloc.h>
 #include <limits.h>
 #include <stdlib.h>
 
@@ -15,6 +16,23 @@
 struct null_qctx {
     blk_store_done_fn *done;
 };
+
+struct blk_null_test_hooks blk_null_test_hooks;
+
+/* Every operation completes here, inside its queueing call. */
+static void complete(struct blk_qctx *bq, void *cookie, int res)
+{
+    struct blk_null_test_hooks *h = &blk_null_test_hooks;
+
+    if (__builtin_expect(h->on, 0)) {
+        if (++h->depth > h->max_depth)
+            h->max_depth = h->depth;
+        ((struct null_qctx *)bq)->done(cookie, res);
+        h->depth--;
+        return;
+    }
+    ((struct null_qctx *)bq)->done(cookie, res);
+}
 
 static int null_qctx_new(struct blk_store *st, unsigned depth, blk_store_done_fn *done,
                          struct blk_qctx **out)
@@ -40,7 +58,7 @@ static void complete_rw(struct blk_qctx *bq, const struct iovec *iov, unsigned n
 {
     size_t len = vhu_iov_size(iov, n);
 
-    ((struct null_qctx *)bq)->done(cookie, len > INT_MAX ? INT_MAX : (int)len);
+    complete(bq, cookie, len > INT_MAX ? INT_MAX : (int)len);
 }
 
 static int null_readv(struct blk_qctx *bq, const struct iovec *iov, unsigned n, uint64_t off,
@@ -56,22 +74,26 @@ static int null_writev(struct blk_qctx *bq, const struct iovec *iov, unsigned n,
 {
     (void)off;
     (void)dsync;
+    if (__builtin_expect(blk_null_test_hooks.on, 0))
+        blk_null_test_hooks.written += vhu_iov_size(iov, n);
     complete_rw(bq, iov, n, cookie);
     return 0;
 }
 
 static int null_flush(struct blk_qctx *bq, void *cookie)
 {
-    ((struct null_qctx *)bq)->done(cookie, 0);
+    complete(bq, cookie, 0);
     return 0;
 }
 
 static int null_fallocate(struct blk_qctx *bq, int mode, uint64_t off, uint64_t len, void *cookie)
 {
-    (void)mode;
     (void)off;
     (void)len;
-    ((struct null_qctx *)bq)->done(cookie, 0);
+    if (blk_null_test_hooks.no_zero_range && (mode & FALLOC_FL_ZERO_RANGE))
+        complete(bq, cookie, -EOPNOTSUPP);
+    else
+        complete(bq, cookie, 0);
     return 0;
 }
 

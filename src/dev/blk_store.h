@@ -69,4 +69,19 @@ int blk_file_open(const char *path, bool read_only, bool direct, enum vhu_blk_en
                   struct blk_store **out);
 int blk_null_open(uint64_t size, bool read_only, struct blk_store **out);
 
+/*
+ * Test hooks of the null store (tests/unit/test_blk.c), all zero in production, where they cost
+ * one untaken branch per operation. Set them before the device is built, with one queue thread.
+ */
+struct blk_null_test_hooks {
+    bool on;            /* count the fields below */
+    bool no_zero_range; /* FALLOC_FL_ZERO_RANGE fails with -EOPNOTSUPP (as on tmpfs): WRITE_ZEROES
+                         * then writes its zeroes through the store */
+    unsigned depth;     /* store operations running now */
+    unsigned max_depth; /* the most ever nested: > 1 when a completion callback queued the next
+                         * operation from inside the store */
+    uint64_t written;   /* bytes written */
+};
+extern struct blk_null_test_hooks blk_null_test_hooks;
+
 #endif

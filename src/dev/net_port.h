@@ -87,6 +87,8 @@ int net_port_sink_new(struct net_dev *nd, struct net_port **out);
 int net_port_source_new(struct net_dev *nd, uint32_t size, struct net_port **out);
 int net_port_tap_new(struct net_dev *nd, const char *name, unsigned pairs, struct net_port **out);
 int net_port_switch_new(struct net_dev *nd, struct vhu_net_switch *sw, struct net_port **out);
+/* Test hook (tests/unit/test_net_switch.c): seconds added to the switch's clock; 0 otherwise. */
+extern int64_t net_switch_test_clock_offset;
 
 /* tap: the TUNSETOFFLOAD flags (TUN_F_*) for the receive offloads the driver accepted. */
 unsigned net_tap_offloads(uint64_t acked);

@@ -22,19 +22,23 @@ static inline uint16_t *avail_event(const struct vhu_vq *vq)
     return (uint16_t *)(void *)&vq->used->ring[vq->num];
 }
 
-static int cmp_counter(const void *a, const void *b, void *arg)
+/* Oldest first; equal counters (only a frontend that wrote the region makes them) by index. */
+static int cmp_resubmit(const void *a, const void *b)
 {
-    const struct vq_inflight_split *ifl = arg;
-    uint64_t x = ifl->desc[*(const uint16_t *)a].counter, y = ifl->desc[*(const uint16_t *)b].counter;
+    const struct vq_resubmit_key *x = a, *y = b;
 
-    return x < y ? -1 : x > y;
+    if (x->counter != y->counter)
+        return x->counter < y->counter ? -1 : 1;
+    return (x->head > y->head) - (x->head < y->head);
 }
 
 /*
  * vhost-user.rst "Inflight I/O tracking", on (re)connect: finish the bookkeeping of a batch the
  * previous backend published but did not get to clear, then queue every chain still marked in
- * flight for resubmission, oldest first. The region comes from the frontend: every index read
- * from it is bounds-checked, and the chains are walked like any other.
+ * flight for resubmission, oldest first. The region comes from the frontend, which may write it
+ * at any moment: every index read from it is bounds-checked, each entry is read once into a
+ * private array that is then sorted (a comparator reading shared memory could see the order
+ * change under it, which qsort does not survive), and the chains are walked like any other.
  */
 static void inflight_recover(struct vhu_vq *vq)
 {
@@ -62,13 +66,19 @@ static void inflight_recover(struct vhu_vq *vq)
     }
     vq->ifl_counter = 1;
     for (uint16_t i = 0; i < vq->num; i++) {
-        if (!ifl->desc[i].inflight)
+        struct vq_resubmit_key *k = &vq->resubmit_keys[vq->nresubmit];
+
+        if (!__atomic_load_n(&ifl->desc[i].inflight, __ATOMIC_RELAXED))
             continue;
-        vq->resubmit[vq->nresubmit++] = i;
-        if (ifl->desc[i].counter >= vq->ifl_counter)
-            vq->ifl_counter = ifl->desc[i].counter + 1;
+        k->counter = __atomic_load_n(&ifl->desc[i].counter, __ATOMIC_RELAXED);
+        k->head = i;
+        vq->nresubmit++;
+        if (k->counter >= vq->ifl_counter && k->counter != UINT64_MAX)
+            vq->ifl_counter = k->counter + 1;
     }
-    qsort_r(vq->resubmit, vq->nresubmit, sizeof(vq->resubmit[0]), cmp_counter, ifl);
+    qsort(vq->resubmit_keys, vq->nresubmit, sizeof(vq->resubmit_keys[0]), cmp_resubmit);
+    for (unsigned k = 0; k < vq->nresubmit; k++)
+        vq->resubmit[k] = vq->resubmit_keys[k].head;
     /* Buffers are taken from the avail ring in order: what was popped is what was completed
      * (the used index) plus what is still in flight. */
     vq->last_avail = (uint16_t)(used + vq->nresubmit);
@@ -270,9 +280,12 @@ bool vq_split_flush(struct vhu_vq *vq)
     return !(vq_load16(&vq->avail->flags) & VHU_VRING_AVAIL_F_NO_INTERRUPT);
 }
 
-void vq_split_rewind(struct vhu_vq *vq, uint32_t pos)
+/* Unpop: the chain at pos (head) goes back to the avail ring, so it is no longer in flight. */
+void vq_split_rewind(struct vhu_vq *vq, uint32_t pos, uint16_t head)
 {
     vq->last_avail = (uint16_t)pos;
+    if (vq->ifl && head < vq->num)
+        vq->ifl->desc[head].inflight = 0;
 }
 
 void vq_split_set_notify(struct vhu_vq *vq, bool on)

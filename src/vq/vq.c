@@ -38,7 +38,9 @@ static void pool_free(struct vhu_vq *vq)
     free(vq->busy);
     free(vq->shadow);
     free(vq->resubmit);
+    free(vq->resubmit_keys);
     vq->resubmit = NULL;
+    vq->resubmit_keys = NULL;
     vq->nresubmit = vq->resubmit_pos = 0;
     vq->pool = NULL;
     vq->iovs = NULL;
@@ -59,8 +61,11 @@ static int pool_alloc(struct vhu_vq *vq, uint16_t num)
     vq->busy = calloc(num, sizeof(*vq->busy));
     vq->shadow = vq->packed ? calloc(num, sizeof(*vq->shadow)) : NULL;
     vq->resubmit = calloc(num, sizeof(*vq->resubmit));
+    /* inflight recovery sorts a private copy of the region (split rings only) */
+    bool keys = !vq->packed && vq->ifl;
+    vq->resubmit_keys = keys ? calloc(num, sizeof(*vq->resubmit_keys)) : NULL;
     if (!vq->pool || !vq->iovs || !vq->free_slots || !vq->pop_pos || !vq->busy ||
-        !vq->resubmit || (vq->packed && !vq->shadow)) {
+        !vq->resubmit || (vq->packed && !vq->shadow) || (keys && !vq->resubmit_keys)) {
         pool_free(vq);
         return -ENOMEM;
     }
@@ -370,7 +375,7 @@ VHU_EXPORT void vhu_vq_unpop(struct vhu_vq *vq, struct vhu_vq_elem *elem)
             return;
         }
     } else if ((uint16_t)(vq->pop_pos[slot] + 1) == vq->last_avail) {
-        vq_split_rewind(vq, vq->pop_pos[slot]);
+        vq_split_rewind(vq, vq->pop_pos[slot], elem->id);
         vq_elem_release(vq, (unsigned)slot);
         return;
     }

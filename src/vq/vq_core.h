@@ -82,8 +82,8 @@ bool vhu_vq_set_polling(struct vhu_vq *vq, bool on);
  * vhu_vq_inflight_region_size(num) bytes. Every popped chain is recorded there until its used
  * entry is published, so after a backend crash a new backend resubmits exactly the requests the
  * old one had not completed. Set while stopped (NULL turns it off); a start with a region that
- * already describes this ring first pops the recorded chains, oldest first. Packed rings are
- * not tracked.
+ * already describes this ring first pops the recorded chains, oldest first (an unpopped chain
+ * is back in the avail ring, not in flight). Packed rings are not tracked.
  */
 size_t vhu_vq_inflight_region_size(uint16_t num);
 void vhu_vq_set_inflight_region(struct vhu_vq *vq, void *region);

@@ -42,6 +42,12 @@ struct vq_inflight_split {
 };
 #define VQ_INFLIGHT_VERSION 1
 
+/* One in-flight entry of the region, copied out once for sorting. */
+struct vq_resubmit_key {
+    uint64_t counter;
+    uint16_t head;
+};
+
 /* A used entry staged by vhu_vq_push() on a packed ring, written out by vhu_vq_flush(). */
 struct vq_shadow_used {
     uint16_t id;
@@ -101,6 +107,7 @@ struct vhu_vq {
     struct vq_inflight_split *ifl;
     uint64_t ifl_counter;
     uint16_t *resubmit;    /* heads to pop first, oldest first */
+    struct vq_resubmit_key *resubmit_keys; /* split: private copy of the region, for sorting */
     unsigned nresubmit;
     unsigned resubmit_pos;
     const char *break_reason;
@@ -255,7 +262,7 @@ bool vq_indirect_read(struct vhu_vq *vq, uint64_t addr, unsigned i, const void *
 struct vhu_vq_elem *vq_split_pop(struct vhu_vq *vq);
 void vq_split_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_t len);
 bool vq_split_flush(struct vhu_vq *vq);
-void vq_split_rewind(struct vhu_vq *vq, uint32_t pos);
+void vq_split_rewind(struct vhu_vq *vq, uint32_t pos, uint16_t head);
 void vq_split_set_notify(struct vhu_vq *vq, bool on);
 bool vq_split_has_work(const struct vhu_vq *vq);
 void vq_split_start(struct vhu_vq *vq);

@@ -23,6 +23,7 @@
 #include "vhu/loopback.h"
 #include "vhu/util.h"
 #include "tdrv.h"
+#include "../../src/dev/blk_store.h" /* the null store's test hooks */
 #include "vhu_test.h"
 
 #define DISK_SIZE (4u << 20)
@@ -874,6 +875,75 @@ TDRV_TEST(null_store)
     ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
     ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_IN, c.capacity, 512, true, 1, &st), 1);
     ASSERT_EQ(st, VHU_VIRTIO_BLK_S_IOERR);
+    tb_down(&t);
+}
+
+/*
+ * WRITE_ZEROES of the largest size the device allows (max_write_zeroes_seg ranges of
+ * max_write_zeroes_sectors: 32 GiB, 32768 writes of 1 MiB) on a synchronous store without
+ * FALLOC_FL_ZERO_RANGE (the null store with its test hook), writethrough so a flush follows:
+ * every step completes inside its queueing call, and none may be queued from inside the previous
+ * one's completion (the stack would grow with the request's size, under the guest's control).
+ */
+TDRV_TEST(write_zeroes_largest_sync_store_flat_stack)
+{
+    struct tb_opts o = {.blk = {.null_size = 64ull << 30, .writethrough = true}};
+    struct vhu_virtio_blk_discard_write_zeroes d[64];
+    struct vhu_virtio_blk_config c;
+    struct tb t;
+    uint8_t st;
+
+    blk_null_test_hooks = (struct blk_null_test_hooks){.on = true, .no_zero_range = true};
+    ASSERT_OK(tb_up(&t, &o));
+    ASSERT_OK(tdrv_get_config(t.d, 0, &c, sizeof(c)));
+    ASSERT(c.max_write_zeroes_seg >= 1 && c.max_write_zeroes_seg <= VHU_ARRAY_SIZE(d));
+    ASSERT((uint64_t)c.max_write_zeroes_seg * c.max_write_zeroes_sectors <= c.capacity);
+    for (uint32_t i = 0; i < c.max_write_zeroes_seg; i++)
+        d[i] = (struct vhu_virtio_blk_discard_write_zeroes){
+            .sector = (uint64_t)i * c.max_write_zeroes_sectors,
+            .num_sectors = c.max_write_zeroes_sectors};
+    ASSERT_EQ(dwz(&t, VHU_VIRTIO_BLK_T_WRITE_ZEROES, d, c.max_write_zeroes_seg, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
+    /* every byte went through the store as written zeroes, one operation at a time */
+    ASSERT_EQ(blk_null_test_hooks.written,
+              (uint64_t)c.max_write_zeroes_seg * c.max_write_zeroes_sectors * 512);
+    ASSERT_EQ(blk_null_test_hooks.max_depth, 1);
+    ASSERT_EQ(blk_null_test_hooks.depth, 0);
+    /* the device goes on serving */
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_IN, 0, 512, true, 1, &st), 513);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
+    tb_down(&t);
+    blk_null_test_hooks = (struct blk_null_test_hooks){0};
+}
+
+/* The written-zeroes loop on a real file (sync engine on tmpfs: no ZERO_RANGE), ranges of many
+ * 1 MiB chunks with a tail, writethrough: zeroes where asked, the neighbours intact. */
+TDRV_TEST(write_zeroes_written_sync_tmpfs_multichunk)
+{
+    struct tb_opts o = {.dir = "/dev/shm", .blk = {.engine = VHU_BLK_ENGINE_SYNC,
+                                                   .writethrough = true}};
+    struct statfs sf;
+    struct tb t;
+    uint8_t st;
+
+    if (statfs("/dev/shm", &sf) < 0 || sf.f_type != 0x01021994 /* TMPFS_MAGIC */)
+        SKIP("no tmpfs at /dev/shm");
+    ASSERT_OK(tb_up(&t, &o));
+    for (uint32_t off = 0; off < DISK_SIZE; off += DATA_MAX)
+        fill_disk(&t, off / 512, DATA_MAX);
+    ASSERT(!vhu_test_failed);
+    struct vhu_virtio_blk_discard_write_zeroes d[2] = {
+        {.sector = 1, .num_sectors = 2 * 2048 + 3},  /* 2 MiB + 1.5 KiB: two chunks and a tail */
+        {.sector = 6000, .num_sectors = 1024},        /* 512 KiB: a tail alone */
+    };
+    ASSERT_EQ(dwz(&t, VHU_VIRTIO_BLK_T_WRITE_ZEROES, d, 2, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
+    ASSERT(file_zero(t.path, 512, (2 * 2048 + 3) * 512));
+    ASSERT(file_zero(t.path, 6000 * 512, 1024 * 512));
+    ASSERT(!file_zero(t.path, 0, 512));
+    ASSERT(!file_zero(t.path, (2 * 2048 + 4) * 512, 512));
+    ASSERT(!file_zero(t.path, 5999 * 512, 512));
+    ASSERT(!file_zero(t.path, 7024 * 512, 512));
     tb_down(&t);
 }
 

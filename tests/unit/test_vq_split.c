@@ -3,7 +3,9 @@
  * Split virtqueue: the driver side (vhu_vqd) and the device side (vhu_vq) on the same rings in
  * one fake guest. Round trips, segments split at region boundaries, 16-bit index wrap-around,
  * out-of-order completion, indirect tables, EVENT_IDX and flag-based suppression in both
- * directions, ring base save/restore, unpop, and a driver that refuses a lying device.
+ * directions, ring base save/restore, unpop, a driver that refuses a lying device, and inflight
+ * tracking (resubmission after a crash, unpopped chains not in flight, a frontend writing the
+ * region during recovery: qsort/qsort_r are interposed below).
  */
 #include <fcntl.h>
 #include "vhu/log.h"
@@ -514,6 +516,20 @@ TEST(base_save_restore)
     guest_fini(&g);
 }
 
+/* The driver gets cookies 1..n back in that order and nothing else, no queue error; then both
+ * sides go. */
+static void used_in_order_then_fini(struct pair *p, struct guest *g, unsigned n)
+{
+    uint32_t len;
+
+    for (unsigned i = 1; i <= n; i++)
+        ASSERT(vhu_vqd_get_used(p->d, &len) == COOKIE(i));
+    ASSERT(vhu_vqd_get_used(p->d, &len) == NULL);
+    ASSERT_EQ(p->errors, 0);
+    pair_fini(p);
+    guest_fini(g);
+}
+
 TEST(unpop_lifo_repops_same_chains)
 {
     struct guest g;
@@ -521,7 +537,6 @@ TEST(unpop_lifo_repops_same_chains)
     struct pair_opts o = {.num = 8};
     struct vhu_vq_elem *a, *b, *c;
     uint16_t ida, idb;
-    uint32_t len;
 
     ASSERT_OK(guest_init(&g));
     ASSERT_OK(pair_init(&p, &g, &o));
@@ -549,12 +564,7 @@ TEST(unpop_lifo_repops_same_chains)
     vhu_vq_push(p.q, b, 1);
     vhu_vq_push(p.q, c, 1);
     vhu_vq_flush(p.q);
-    for (unsigned i = 1; i <= 3; i++)
-        ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(i));
-    ASSERT(vhu_vqd_get_used(p.d, &len) == NULL);
-    ASSERT_EQ(p.errors, 0);
-    pair_fini(&p);
-    guest_fini(&g);
+    used_in_order_then_fini(&p, &g, 3);
 }
 
 TEST(unpop_out_of_order_completes_with_zero)
@@ -931,6 +941,203 @@ TEST(inflight_hostile_region)
     for (int i = 0; i < 16; i++)
         if (!vhu_vq_pop(p.q))
             break;
+    pair_fini(&p);
+    guest_fini(&g);
+}
+
+/* A guest and a pair (8 entries) tracking in region (zeroed), n chains (cookies 1..n) added and
+ * popped into e[], in pop order. */
+static void tracked_popped(struct pair *p, struct guest *g, uint8_t *region, unsigned n,
+                           struct vhu_vq_elem **e)
+{
+    memset(region, 0, 4096);
+    ASSERT_OK(guest_init(g));
+    ASSERT_OK(pair_init(p, g, &(struct pair_opts){.num = 8}));
+    vhu_vq_free(p->q);
+    ASSERT_OK(start_tracked(p, region, vhu_vqd_base(p->d)));
+    for (unsigned i = 1; i <= n; i++)
+        ASSERT_OK(add_one(p, i));
+    vhu_vqd_kick_prepare(p->d);
+    for (unsigned i = 0; i < n; i++) {
+        e[i] = vhu_vq_pop(p->q);
+        ASSERT(e[i]);
+    }
+}
+
+/* Pop, unpop, stop, start with the same region: the unpopped chain went back to the avail ring,
+ * so it is not in flight. The restart resubmits only what really was in flight, and every chain
+ * is popped exactly once: the unpopped one from the avail ring. */
+TEST(inflight_unpop_is_not_in_flight)
+{
+    static uint8_t region[4096] __attribute__((aligned(64)));
+    struct vhu_vq_elem *e[3];
+    struct guest g;
+    struct pair p;
+
+    tracked_popped(&p, &g, region, 3, e);
+    ASSERT(!vhu_test_failed);
+    uint16_t kept = e[1]->id, back = e[2]->id;
+    vhu_vq_unpop(p.q, e[2]);
+    ASSERT_EQ(region[16 + 16 * back], 0); /* no longer marked in flight */
+    vhu_vq_push(p.q, e[0], 1);
+    vhu_vq_flush(p.q);
+
+    vhu_vq_stop(p.q); /* e[1] is still out (a device that lost it, or a crash) */
+    ASSERT_OK(vhu_vq_start(p.q, &p.cfg, g.mem));
+    ASSERT_EQ(vhu_vq_resubmitted(p.q), 1);
+    struct vhu_vq_elem *a = vhu_vq_pop(p.q), *b = vhu_vq_pop(p.q);
+    ASSERT(a && b);
+    ASSERT_EQ(a->id, kept); /* resubmitted */
+    ASSERT_EQ(b->id, back); /* from the avail ring, once */
+    ASSERT(vhu_vq_pop(p.q) == NULL);
+    vhu_vq_push(p.q, a, 1);
+    vhu_vq_push(p.q, b, 1);
+    vhu_vq_flush(p.q);
+    used_in_order_then_fini(&p, &g, 3);
+}
+
+/*
+ * The frontend writes the inflight region while the device recovers from it. This binary's
+ * qsort and qsort_r stand in for libc's: armed, they let the first comparison run, then write
+ * the region as a frontend would (every counter of the recorded chains reversed), then finish
+ * with an insertion sort on the caller's comparator. A sort whose comparator reads the region
+ * sees the order change under it; one that sorts a private copy cannot.
+ */
+static uint8_t *scribble_region;
+static const uint16_t *scribble_heads;
+static unsigned scribble_n, scribbles;
+
+static void scribble(void)
+{
+    if (!scribble_region)
+        return;
+    for (unsigned i = 0; i < scribble_n; i++) {
+        uint64_t c = 1000 - i; /* newest first now */
+        memcpy(scribble_region + 16 + 16 * scribble_heads[i] + 8, &c, sizeof(c));
+    }
+    scribble_region = NULL;
+    scribbles++;
+}
+
+static void insertion_sort(void *base, size_t n, size_t size,
+                           int (*cmp)(const void *, const void *, void *), void *arg,
+                           int (*cmp2)(const void *, const void *))
+{
+    uint8_t *b = base, tmp[64];
+
+    if (size > sizeof(tmp))
+        abort();
+    for (size_t i = 1; i < n; i++) {
+        if (i == 1)
+            (void)(cmp ? cmp(b, b + size, arg) : cmp2(b, b + size));
+        if (i == 1)
+            scribble();
+        memcpy(tmp, b + i * size, size);
+        size_t j = i;
+        while (j > 0 && (cmp ? cmp(b + (j - 1) * size, tmp, arg) : cmp2(b + (j - 1) * size, tmp)) > 0) {
+            memcpy(b + j * size, b + (j - 1) * size, size);
+            j--;
+        }
+        memcpy(b + j * size, tmp, size);
+    }
+}
+
+void qsort_r(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *, void *),
+             void *arg)
+{
+    insertion_sort(base, n, size, cmp, arg, NULL);
+}
+
+void qsort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *))
+{
+    insertion_sort(base, n, size, NULL, NULL, cmp);
+}
+
+/* Pops 4 chains with tracking on, then the backend "crashes" (no completion); returns their
+ * heads in pop order. */
+static void pop4_and_crash(struct pair *p, struct guest *g, uint8_t *region, uint16_t ids[4])
+{
+    struct vhu_vq_elem *e[4];
+
+    tracked_popped(p, g, region, 4, e);
+    if (vhu_test_failed)
+        return;
+    for (int i = 0; i < 4; i++)
+        ids[i] = e[i]->id;
+    vhu_vq_free(p->q);
+}
+
+TEST(inflight_sort_ignores_region_writes_during_recovery)
+{
+    static uint8_t region[4096] __attribute__((aligned(64)));
+    struct guest g;
+    struct pair p;
+    uint16_t ids[4];
+
+    pop4_and_crash(&p, &g, region, ids);
+    ASSERT(!vhu_test_failed);
+    scribble_region = region;
+    scribble_heads = ids;
+    scribble_n = 4;
+    scribbles = 0;
+    ASSERT_OK(start_tracked(&p, region, used_idx_of(&p)));
+    ASSERT_EQ(scribbles, 1); /* the frontend did write during the sort */
+    ASSERT_EQ(vhu_vq_resubmitted(p.q), 4);
+    for (int i = 0; i < 4; i++) { /* the order recorded before the write: oldest first */
+        struct vhu_vq_elem *e = vhu_vq_pop(p.q);
+        ASSERT(e);
+        ASSERT_EQ(e->id, ids[i]);
+    }
+    ASSERT(vhu_vq_pop(p.q) == NULL);
+    pair_fini(&p);
+    guest_fini(&g);
+}
+
+/* Duplicate and extreme counters and garbage flags (a frontend wrote them): each marked chain
+ * is resubmitted once, equal counters in index order, the largest last, and new pops go on
+ * with a sane counter. */
+TEST(inflight_garbage_counters_bounded_resubmit)
+{
+    static uint8_t region[4096] __attribute__((aligned(64)));
+    struct guest g;
+    struct pair p;
+    uint16_t ids[4], sorted[4];
+    uint64_t same = 7, max = UINT64_MAX;
+
+    pop4_and_crash(&p, &g, region, ids);
+    ASSERT(!vhu_test_failed);
+    for (int i = 0; i < 4; i++) {
+        region[16 + 16 * ids[i]] = 0xff; /* "in flight", any non-zero value */
+        memcpy(region + 16 + 16 * ids[i] + 8, i == 3 ? &max : &same, 8);
+    }
+    /* expected: the three 7s by head index, then the UINT64_MAX one */
+    unsigned n = 0;
+    for (uint16_t h = 0; h < 8; h++)
+        for (int i = 0; i < 4; i++)
+            if (ids[i] == h && i != 3)
+                sorted[n++] = h;
+    sorted[n++] = ids[3];
+    ASSERT_OK(start_tracked(&p, region, used_idx_of(&p)));
+    ASSERT_EQ(vhu_vq_resubmitted(p.q), 4);
+    struct vhu_vq_elem *e[4];
+    for (int i = 0; i < 4; i++) {
+        e[i] = vhu_vq_pop(p.q);
+        ASSERT(e[i]);
+        ASSERT_EQ(e[i]->id, sorted[i]);
+    }
+    ASSERT(vhu_vq_pop(p.q) == NULL);
+    for (int i = 0; i < 4; i++)
+        vhu_vq_push(p.q, e[i], 1);
+    vhu_vq_flush(p.q);
+    /* new work: recorded with the counter after the largest sane one */
+    ASSERT_OK(add_one(&p, 5));
+    vhu_vqd_kick_prepare(p.d);
+    struct vhu_vq_elem *a = vhu_vq_pop(p.q);
+    ASSERT(a);
+    uint64_t c;
+    memcpy(&c, region + 16 + 16 * a->id + 8, 8);
+    ASSERT_EQ(c, 8);
+    ASSERT_EQ(p.errors, 0);
     pair_fini(&p);
     guest_fini(&g);
 }

@@ -85,9 +85,9 @@ enum vhu_net_port_kind {
     /* The host's network: a Linux tap device named tap_name (created if missing, one tap queue
      * per pair), with virtio-net headers; checksum and TSO offloads pass through both ways. */
     VHU_NET_PORT_TAP,
-    /* A port of a built-in L2 learning switch (opts.sw) joining several net devices: each
-     * frame is copied once, from the sender's transmit buffers straight into the receiver's
-     * receive buffers; broadcast, multicast and unknown destinations are flooded. A receiver
+    /* A port of a built-in L2 learning switch (opts.sw) joining several net devices (who may
+     * send from which address: vhu_net_switch_opts): each frame is copied once, from the
+     * sender's transmit buffers straight into the receiver's receive buffers; broadcast, multicast and unknown destinations are flooded. A receiver
      * without posted buffers loses the frame (counted), as on a real switch: one slow or
      * hostile guest never stalls the others. No offloads are offered (a frame must be valid for
      * every receiver). Every queue of every device of one switch must run on one thread (a
@@ -99,7 +99,28 @@ enum vhu_net_port_kind {
 
 struct vhu_net_switch;
 
-/* An empty switch; devices join it with vhu_net_new(port = VHU_NET_PORT_SWITCH, sw = it). */
+/*
+ * Source addresses (a guest must not take another's traffic, nor fill the address table): each
+ * port's device MAC is its own from the start; a port may use `learn` more addresses, learnt
+ * from its first frames and forgotten after age_seconds without a frame (or when the port's
+ * queues all stop); a frame from any other source is dropped and counted (spoofed).
+ */
+#define VHU_NET_SWITCH_MAX_LEARN 1024u
+#define VHU_NET_SWITCH_LEARN_NONE 0xffffffffu /* learn: only the device's MAC */
+
+/* Every field's zero value is the default. */
+struct vhu_net_switch_opts {
+    /* Addresses a port may use besides its device's MAC: 0: 1 (QEMU gives a guest on vhost-user
+     * a MAC of its own, which the device never sees); VHU_NET_SWITCH_LEARN_NONE: none; at most
+     * VHU_NET_SWITCH_MAX_LEARN (guests bridging others: containers, nested VMs). */
+    uint32_t learn;
+    uint32_t age_seconds; /* 0: 300 */
+};
+
+/* An empty switch; devices join it with vhu_net_new(port = VHU_NET_PORT_SWITCH, sw = it).
+ * Two devices of one switch must have different MACs. -EINVAL: learn out of range. */
+int vhu_net_switch_new_opts(const struct vhu_net_switch_opts *opts, struct vhu_net_switch **out);
+/* With the default options. */
 int vhu_net_switch_new(struct vhu_net_switch **out);
 /* Only after every device of the switch was destroyed. */
 void vhu_net_switch_free(struct vhu_net_switch *sw);
@@ -109,8 +130,11 @@ struct vhu_net_switch_stats {
     uint64_t flooded;   /* frames sent to every other port (broadcast, multicast, unknown) */
     uint64_t copies;    /* frames written into a receiver's buffers */
     uint64_t drops;     /* deliveries lost: receiver without buffers or not running */
-    uint64_t learned;   /* address table insertions and moves */
-    uint64_t fdb_flushes; /* the table filled up and was emptied (many source addresses) */
+    uint64_t learned;   /* addresses learnt (or moved from a port whose entry aged) */
+    uint64_t spoofed;   /* frames dropped for their source address: another port's, beyond
+                         * the sender's quota, multicast or zero */
+    uint64_t aged;      /* learnt addresses forgotten after age_seconds without a frame */
+    uint64_t fdb_full;  /* addresses not learnt: the table was full (frame dropped) */
 };
 void vhu_net_switch_get_stats(const struct vhu_net_switch *sw, struct vhu_net_switch_stats *st);
 
