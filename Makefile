@@ -2,9 +2,11 @@
 # The two commands of the README. Everything real lives in meson; this file sets up and drives it.
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 600
 MESON_OPTS ?= -Dwerror=true
 
-.PHONY: all demo check deps deps-test build build-asan test test-asan test-guest clean
+.PHONY: all demo check deps deps-test build build-asan test test-asan test-guest fuzz fuzz-check clean
 
 all: build
 
@@ -41,11 +43,20 @@ test-asan: build-asan
 test-guest: build
 	meson test -C $(BUILD) --print-errorlogs --suite guest --num-processes 1
 
+# libFuzzer targets (tests/fuzz, clang, ASan+UBSan; docs/security.md): 20 s each in check, or
+# FUZZ_SECONDS each (default 600). Without clang: a loud SKIP.
+fuzz-check:
+	FUZZ_BUILD=$(FUZZ_BUILD) scripts/fuzz.sh 20
+
+fuzz:
+	FUZZ_BUILD=$(FUZZ_BUILD) scripts/fuzz.sh $(FUZZ_SECONDS)
+
 check: deps-test
 	$(MAKE) build build-asan
 	meson test -C $(BUILD) --print-errorlogs --num-processes 2 --no-suite guest
 	$(MAKE) test-asan
+	$(MAKE) fuzz-check
 	$(MAKE) test-guest
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -16,10 +16,12 @@ build_pkgs=(meson ninja-build pkg-config gcc make libc6-dev liburing-dev)
 test_pkgs=("${build_pkgs[@]}" libgcc-12-dev libasan8 libubsan1
            qemu-system-x86 qemu-utils busybox-static cpio kmod xz-utils e2fsprogs
            iproute2 procps coreutils util-linux
-           dpdk-dev)
+           dpdk-dev clang libclang-rt-14-dev)
 # dpdk-dev ships dpdk-testpmd (tests/interop/dpdk-net.sh, tests/guest/net.sh with
 # NET_BACKEND=dpdk, bench/net-bench.sh); it pulls libdpdk-dev and with it every librte-* PMD,
 # among them net_vhost, net_virtio and the ring mempool. Package `dpdk` has only python scripts.
+# clang + libclang-rt-14-dev: the libFuzzer targets (tests/fuzz, make fuzz-check); the runtime
+# package carries libclang_rt.fuzzer and clang's ASan/UBSan runtimes.
 
 case "$mode" in
   build) want=("${build_pkgs[@]}") ;;

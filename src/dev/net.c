@@ -215,7 +215,8 @@ static void rx_copy(struct net_queue *rxq, const struct net_rx_resv *rv, const v
                     if (si == n)
                         return;
                     c = VHU_MIN(VHU_MIN(dl, iov[si].iov_len - soff), sleft);
-                    memcpy(d, (const uint8_t *)iov[si].iov_base + soff, c);
+                    /* guest memory to guest memory: the guest may overlap the two */
+                    memmove(d, (const uint8_t *)iov[si].iov_base + soff, c);
                     soff += c;
                     sleft -= c;
                 }
