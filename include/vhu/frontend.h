@@ -42,6 +42,15 @@ void vhu_fe_free(struct vhu_fe *fe);
  */
 void vhu_fe_set_poll_hook(struct vhu_fe *fe, void (*hook)(void *opaque), void *opaque);
 
+/*
+ * Every request that expects a reply waits for it at most this long (default
+ * VHU_FE_REPLY_TIMEOUT_MS; 0: as long as it takes), then fails with -ETIMEDOUT. After a timeout
+ * the connection is out of step (a late reply would answer the wrong request): every later
+ * request fails with -ENOTCONN; free the frontend and connect again.
+ */
+#define VHU_FE_REPLY_TIMEOUT_MS 5000
+void vhu_fe_set_reply_timeout(struct vhu_fe *fe, unsigned timeout_ms);
+
 struct vhu_fe_opts {
     uint64_t features;      /* virtio features wanted; the result is features & offered */
     uint16_t num_queues;    /* queues to start (<= GET_QUEUE_NUM when MQ is offered) */

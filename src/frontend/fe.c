@@ -39,6 +39,8 @@ struct vhu_fe {
     size_t mem_used;
     void (*hook)(void *opaque);
     void *hook_opaque;
+    unsigned reply_timeout_ms; /* 0: wait as long as it takes */
+    bool out_of_step;          /* a reply timed out: a late one would answer the wrong request */
     struct vhu_msg msg;
     struct vhu_msg reply;
 };
@@ -56,9 +58,9 @@ static int unix_send(void *conn, const struct vhu_msg *m)
     return vhu_msg_send(((struct unix_conn *)conn)->fd, m);
 }
 
-static int unix_recv(void *conn, struct vhu_msg *m)
+static int unix_recv(void *conn, struct vhu_msg *m, int timeout_ms)
 {
-    return vhu_msg_recv(((struct unix_conn *)conn)->fd, m);
+    return vhu_msg_recv_timeout(((struct unix_conn *)conn)->fd, m, timeout_ms);
 }
 
 static void unix_close(void *conn)
@@ -128,6 +130,7 @@ VHU_EXPORT int vhu_fe_new(const struct vhu_fe_conn_ops *ops, void *conn, struct 
     fe->ops = ops;
     fe->conn = conn;
     fe->memfd = -1;
+    fe->reply_timeout_ms = VHU_FE_REPLY_TIMEOUT_MS;
     *out = fe;
     return 0;
 }
@@ -143,18 +146,45 @@ static bool has_pf(const struct vhu_fe *fe, unsigned bit)
     return vhu_has_feature(fe->pf, bit);
 }
 
+VHU_EXPORT void vhu_fe_set_reply_timeout(struct vhu_fe *fe, unsigned timeout_ms)
+{
+    fe->reply_timeout_ms = timeout_ms;
+}
+
+/* How many fds the reply to request may carry: only GET_INFLIGHT_FD's brings one (the inflight
+ * region, the caller's from then on). */
+static unsigned reply_fds_allowed(uint32_t request)
+{
+    return request == VHOST_USER_GET_INFLIGHT_FD ? 1 : 0;
+}
+
 VHU_EXPORT int vhu_fe_raw(struct vhu_fe *fe, struct vhu_msg *m, struct vhu_msg *reply)
 {
     const struct vhu_msg_info *info = vhu_msg_info(m->hdr.request);
     bool want_reply = (info && info->always_reply) || (m->hdr.flags & VHOST_USER_NEED_REPLY_MASK);
-    int r = fe->ops->send(fe->conn, m);
+    int r;
 
+    if (fe->out_of_step)
+        return -ENOTCONN;
+    r = fe->ops->send(fe->conn, m);
     if (r < 0 || !want_reply)
         return r;
-    r = fe->ops->recv(fe->conn, reply);
+    r = fe->ops->recv(fe->conn, reply,
+                      fe->reply_timeout_ms ? (int)VHU_MIN(fe->reply_timeout_ms, (unsigned)INT32_MAX)
+                                           : -1);
+    if (r == -ETIMEDOUT) {
+        vhu_err("no reply to %s within %u ms", vhu_msg_name(m->hdr.request),
+                fe->reply_timeout_ms);
+        fe->out_of_step = true;
+    }
     if (r < 0)
         return r;
     if (reply->hdr.request != m->hdr.request || !(reply->hdr.flags & VHOST_USER_REPLY_MASK)) {
+        vhu_msg_close_fds(reply);
+        return -EPROTO;
+    }
+    if (reply->nfds > reply_fds_allowed(reply->hdr.request)) {
+        vhu_err("reply to %s carries %u fds: refused", vhu_msg_name(m->hdr.request), reply->nfds);
         vhu_msg_close_fds(reply);
         return -EPROTO;
     }

@@ -4,12 +4,18 @@
  *
  * vhost-user.rst "Communication": the front-end attaches fds to the sendmsg that carries the first
  * header byte, so a receiver only looks for them on the first recvmsg of a message; fds on any
- * later chunk are refused. Works on blocking and non-blocking sockets: on a non-blocking socket
- * with nothing queued recv returns -EAGAIN having consumed nothing; once a message has started it
- * is finished with poll() waits of at most IO_TIMEOUT_MS each (a peer stalling mid-message is
- * broken, and the connection is dropped).
+ * later chunk are refused.
+ *
+ * Receiving is a resumable state machine (vhu_msg_recv_step): it reads what is queued and never
+ * blocks, keeping a partial message (and the fds that came with its header) in the caller's
+ * struct until the rest arrives, so an event loop serves a peer that sends one byte a second
+ * without waiting for it. vhu_msg_recv and vhu_msg_recv_timeout wrap it for callers that wait,
+ * with a deadline for the whole message, never one per chunk (a peer dribbling a byte just
+ * before each per-chunk timeout could hold the caller for hours). Sending also never blocks in
+ * the kernel: a full socket buffer is waited for, at most IO_TIMEOUT_MS for the whole message.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <string.h>
@@ -55,20 +61,30 @@ VHU_EXPORT void vhu_msg_init(struct vhu_msg *m, uint32_t request, uint32_t flags
     reset_fds(m);
 }
 
-/* Wait until sock is ready for `events`, at most IO_TIMEOUT_MS. */
-static int wait_ready(int sock, short events)
+/* Wait until sock is ready for `events`, until deadline_ns (0: no deadline). */
+static int wait_ready(int sock, short events, uint64_t deadline_ns)
 {
     struct pollfd p = {.fd = sock, .events = events};
 
     for (;;) {
-        int r = poll(&p, 1, IO_TIMEOUT_MS);
+        int ms = -1;
+        if (deadline_ns) {
+            uint64_t now = vhu_now_ns();
+            if (now >= deadline_ns)
+                return -ETIMEDOUT;
+            ms = (int)VHU_MIN((deadline_ns - now + 999999) / 1000000, (uint64_t)INT32_MAX);
+        }
+        int r = poll(&p, 1, ms);
         if (r > 0)
             return 0;
-        if (r == 0)
-            return -ETIMEDOUT;
-        if (errno != EINTR)
+        if (r < 0 && errno != EINTR)
             return -errno;
     }
+}
+
+static uint64_t deadline_after(int ms)
+{
+    return ms < 0 ? 0 : vhu_now_ns() + (uint64_t)ms * 1000000ull;
 }
 
 /*
@@ -101,39 +117,29 @@ static unsigned take_fds(struct msghdr *mh, struct vhu_msg *m, bool *dropped)
 }
 
 /*
- * Read exactly len bytes of the message into buf. *got counts the bytes of this message read so
- * far: at 0, EAGAIN is returned as is and EOF is a clean disconnect. Received fds go into m (the
- * caller closes them on error).
+ * One recvmsg of at most len bytes into buf, never blocking. first: nothing of this message was
+ * read yet (the only chunk that may carry fds). Returns the byte count (> 0), -EAGAIN, or an error
+ * (received fds stay in m: the caller closes them).
  */
-static int read_full(int sock, void *buf, size_t len, struct vhu_msg *m, size_t *got)
+static ssize_t recv_chunk(int sock, void *buf, size_t len, struct vhu_msg *m, bool first)
 {
-    size_t off = 0;
-
-    while (off < len) {
+    for (;;) {
         union fd_cmsg ctl;
-        struct iovec iov = {.iov_base = (char *)buf + off, .iov_len = len - off};
+        struct iovec iov = {.iov_base = buf, .iov_len = len};
         struct msghdr mh = {
             .msg_iov = &iov,
             .msg_iovlen = 1,
             .msg_control = ctl.buf,
             .msg_controllen = sizeof(ctl.buf),
         };
-        ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+        ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                if (*got == 0)
-                    return -EAGAIN;
-                int r = wait_ready(sock, POLLIN);
-                if (r < 0)
-                    return r;
-                continue;
-            }
-            return -errno;
+            return errno == EWOULDBLOCK ? -EAGAIN : -errno;
         }
-        bool first = *got == 0, dropped = false;
+        bool dropped = false;
         unsigned nfds = mh.msg_controllen ? take_fds(&mh, m, &dropped) : 0;
         /* More fds than a message may carry: the kernel or we dropped some, the message is lost. */
         if ((mh.msg_flags & MSG_CTRUNC) || dropped)
@@ -142,27 +148,101 @@ static int read_full(int sock, void *buf, size_t len, struct vhu_msg *m, size_t 
             return -EBADMSG;
         if (n == 0)
             return first ? -ECONNRESET : -EPIPE;
-        off += (size_t)n;
-        *got += (size_t)n;
+        return n;
     }
-    return 0;
+}
+
+/* The message is lost: close every fd it brought (the first chunk's too), start afresh. */
+static int rx_fail(struct vhu_msg *m, struct vhu_msg_rx *rx, int err)
+{
+    vhu_msg_close_fds(m);
+    rx->got = 0;
+    return err;
+}
+
+VHU_EXPORT int vhu_msg_recv_step(int sock, struct vhu_msg *m, struct vhu_msg_rx *rx)
+{
+    const size_t hdr = sizeof(m->hdr);
+
+    if (rx->got == 0)
+        reset_fds(m);
+    for (;;) {
+        size_t want;
+        uint8_t *at;
+        if (rx->got < hdr) {
+            want = hdr - rx->got;
+            at = (uint8_t *)&m->hdr + rx->got;
+        } else {
+            /* Refuse before reading: the rest of the stream cannot be trusted, the caller drops
+             * it. */
+            if (m->hdr.size > sizeof(m->payload))
+                return rx_fail(m, rx, -EMSGSIZE);
+            want = hdr + m->hdr.size - rx->got;
+            at = (uint8_t *)&m->payload + (rx->got - hdr);
+        }
+        if (want == 0) {
+            rx->got = 0; /* whole: the next call starts the next message */
+            return 0;
+        }
+        ssize_t n = recv_chunk(sock, at, want, m, rx->got == 0);
+        if (n == -EAGAIN)
+            return -EAGAIN; /* the partial message and its fds stay in m */
+        if (n < 0)
+            return rx_fail(m, rx, (int)n);
+        rx->got += (size_t)n;
+    }
+}
+
+VHU_EXPORT void vhu_msg_rx_abort(struct vhu_msg *m, struct vhu_msg_rx *rx)
+{
+    if (rx->got == 0)
+        return; /* no partial message: whatever m holds is a whole one, the caller's */
+    vhu_msg_close_fds(m);
+    rx->got = 0;
+}
+
+/* Step until a whole message, waiting for more until deadline_ns (0: none). */
+static int recv_until(int sock, struct vhu_msg *m, struct vhu_msg_rx *rx, uint64_t deadline_ns)
+{
+    for (;;) {
+        int r = vhu_msg_recv_step(sock, m, rx);
+        if (r != -EAGAIN)
+            return r;
+        r = wait_ready(sock, POLLIN, deadline_ns);
+        if (r < 0) {
+            vhu_msg_rx_abort(m, rx);
+            return r;
+        }
+    }
 }
 
 VHU_EXPORT int vhu_msg_recv(int sock, struct vhu_msg *m)
 {
-    size_t got = 0;
-    int r;
+    struct vhu_msg_rx rx = {0};
+    int fl = fcntl(sock, F_GETFL);
+    int r = vhu_msg_recv_step(sock, m, &rx);
 
-    reset_fds(m);
-    r = read_full(sock, &m->hdr, sizeof(m->hdr), m, &got);
-    /* Refuse before reading: the rest of the stream cannot be trusted, the caller drops it. */
-    if (r == 0 && m->hdr.size > sizeof(m->payload))
-        r = -EMSGSIZE;
-    if (r == 0 && m->hdr.size)
-        r = read_full(sock, &m->payload, m->hdr.size, m, &got);
-    if (r < 0)
-        vhu_msg_close_fds(m);
-    return r;
+    if (r != -EAGAIN)
+        return r;
+    /* Nothing queued: a non-blocking socket says so, a blocking one waits for a start. */
+    if (rx.got == 0 && fl >= 0 && (fl & O_NONBLOCK))
+        return -EAGAIN;
+    while (rx.got == 0) {
+        r = wait_ready(sock, POLLIN, 0);
+        if (r == 0)
+            r = vhu_msg_recv_step(sock, m, &rx);
+        if (r != -EAGAIN)
+            return r;
+    }
+    /* A message has started: the rest within IO_TIMEOUT_MS in total, however it dribbles. */
+    return recv_until(sock, m, &rx, deadline_after(IO_TIMEOUT_MS));
+}
+
+VHU_EXPORT int vhu_msg_recv_timeout(int sock, struct vhu_msg *m, int timeout_ms)
+{
+    struct vhu_msg_rx rx = {0};
+
+    return recv_until(sock, m, &rx, deadline_after(timeout_ms));
 }
 
 static void advance(struct msghdr *mh, size_t n)
@@ -189,6 +269,7 @@ VHU_EXPORT int vhu_msg_send(int sock, const struct vhu_msg *m)
     };
     struct msghdr mh = {.msg_iov = iov, .msg_iovlen = m->hdr.size ? 2 : 1};
     size_t left = sizeof(m->hdr) + m->hdr.size;
+    uint64_t deadline = 0;
 
     if (m->hdr.size > sizeof(m->payload) || m->nfds > VHOST_USER_MAX_FDS)
         return -EINVAL;
@@ -203,13 +284,15 @@ VHU_EXPORT int vhu_msg_send(int sock, const struct vhu_msg *m)
         memcpy(CMSG_DATA(c), m->fds, sizeof(int) * m->nfds);
     }
     while (left) {
-        ssize_t n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+        ssize_t n = sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                int r = wait_ready(sock, POLLOUT);
+                if (!deadline)
+                    deadline = deadline_after(IO_TIMEOUT_MS);
+                int r = wait_ready(sock, POLLOUT, deadline);
                 if (r < 0)
                     return r;
                 continue;

@@ -14,6 +14,7 @@
 #endif
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define VHOST_USER_VERSION 0x1
@@ -358,13 +359,35 @@ int vhu_backend_msg_validate(const struct vhu_msg *m, const struct vhu_msg_ctx *
 uint32_t vhu_msg_region_size(const struct vhu_msg_ctx *ctx);
 
 /*
- * Codec over a connected AF_UNIX stream socket. recv reads one whole message (header with its
- * fds, then payload), refusing a payload larger than the union (-EMSGSIZE) and truncated control
- * data (-EBADMSG); received fds are CLOEXEC. Returns 0, -ECONNRESET on EOF before a header, or
- * -errno. On error no fd is left open. send writes header + hdr.size payload bytes with m->nfds
- * fds attached to the first byte.
+ * Codec over a connected AF_UNIX stream socket. Receiving reads one whole message (header with
+ * its fds, then payload), refusing a payload larger than the union (-EMSGSIZE, before reading
+ * it) and truncated control data or fds after the first chunk (-EBADMSG); received fds are
+ * CLOEXEC. Errors: -ECONNRESET on EOF before a header, -EPIPE on EOF inside a message, or -errno;
+ * on error no fd of the message is left open.
+ *
+ * vhu_msg_recv_step is the event loop's reader: it reads what is queued and never blocks.
+ * Returns 0 when m holds a whole message (rx is ready for the next one), -EAGAIN when more is
+ * to come (the partial message and its fds wait in m and rx: call again with both on the next
+ * readable event), or an error. A connection that ends with a message partial calls
+ * vhu_msg_rx_abort, which closes the fds the partial message brought (it leaves a whole message
+ * alone). rx starts zeroed.
+ */
+struct vhu_msg_rx {
+    size_t got; /* bytes of the current message read so far; 0 between messages */
+};
+int vhu_msg_recv_step(int sock, struct vhu_msg *m, struct vhu_msg_rx *rx);
+void vhu_msg_rx_abort(struct vhu_msg *m, struct vhu_msg_rx *rx);
+/*
+ * Waiting readers. vhu_msg_recv: on a non-blocking socket with nothing queued -EAGAIN having
+ * consumed nothing, on a blocking one wait for a message to start; once started, the whole
+ * message within 1 s in total, else -ETIMEDOUT. vhu_msg_recv_timeout: the whole message within
+ * timeout_ms (< 0: no limit), else -ETIMEDOUT; a timeout inside a message leaves the stream out
+ * of step (drop the connection).
  */
 int vhu_msg_recv(int sock, struct vhu_msg *m);
+int vhu_msg_recv_timeout(int sock, struct vhu_msg *m, int timeout_ms);
+/* Write header + hdr.size payload bytes with m->nfds fds attached to the first byte; a full
+ * socket buffer is waited for at most 1 s for the whole message (-ETIMEDOUT). */
 int vhu_msg_send(int sock, const struct vhu_msg *m);
 /* Close every fd still in the message (sets them to -1, nfds to 0). */
 void vhu_msg_close_fds(struct vhu_msg *m);

@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -643,18 +644,6 @@ TEST(memory_shrunk_after_mapping)
     }
 }
 
-static int wait_exit(pid_t pid, int timeout_ms);
-
-TEST(sigterm_clean_exit)
-{
-    if (vhud_pid < 0)
-        SKIP("vhud not running");
-    ASSERT_OK(kill(vhud_pid, SIGTERM));
-    ASSERT_EQ(wait_exit(vhud_pid, 3000), 0); /* promptly: no thread is stuck on a peer */
-    vhud_pid = -1;
-    ASSERT(access(sock_path, F_OK) != 0); /* socket file removed */
-}
-
 /* One rng request over an established frontend. */
 static int rng_once(struct vhu_fe *fe)
 {
@@ -670,9 +659,16 @@ static int rng_once(struct vhu_fe *fe)
     return r == 64 ? 0 : (r < 0 ? r : -EIO);
 }
 
+/* Every process spawn() started, killed at exit if a failed test left it running. */
+static pid_t spawned[16];
+static unsigned nspawned;
+
 static pid_t spawn(char *const argv[], int keep_fd)
 {
     pid_t pid = fork();
+
+    if (pid > 0 && nspawned < VHU_ARRAY_SIZE(spawned))
+        spawned[nspawned++] = pid;
 
     if (pid == 0) {
         if (keep_fd >= 0) {
@@ -752,6 +748,270 @@ TEST(client_mode_reconnects)
     unlink(path);
 }
 
+/* ---- A slow or stalled sender holds no one but itself (issue #11 item 5) ---- */
+
+static int connect_path(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static bool wait_path(const char *path, int timeout_ms)
+{
+    for (int i = 0; i < timeout_ms / 10; i++) {
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+            return true;
+        usleep(10000);
+    }
+    return false;
+}
+
+/* Milliseconds until GET_FEATURES on a fresh connection to path is answered (-1: never, 3 s). */
+static int features_latency_ms(const char *path)
+{
+    uint64_t t0 = vhu_now_ns();
+    int s = connect_path(path), ms = -1;
+    char buf[64];
+
+    if (s < 0)
+        return -1;
+    if (send_msg(s, VHOST_USER_GET_FEATURES, 1, NULL, 0, NULL, 0) == 0) {
+        struct pollfd p = {.fd = s, .events = POLLIN};
+        if (poll(&p, 1, 3000) == 1 && recv(s, buf, sizeof(buf), 0) == 12 + 8)
+            ms = (int)((vhu_now_ns() - t0) / 1000000);
+    }
+    close(s);
+    return ms;
+}
+
+/* Sends a header announcing 4 KiB, then one payload byte every 300 ms until told to stop. */
+struct dribbler {
+    int sock;
+    volatile bool stop;
+    unsigned sent;
+};
+
+static void *dribble_main(void *opaque)
+{
+    struct dribbler *d = opaque;
+    struct vhost_user_hdr h = {.request = VHOST_USER_SET_CONFIG, .flags = 1, .size = 4096};
+
+    if (raw_send(d->sock, &h, sizeof(h), NULL, 0) < 0)
+        return NULL;
+    while (!d->stop && d->sent < 20) {
+        usleep(300000);
+        if (d->stop || raw_send(d->sock, "x", 1, NULL, 0) < 0)
+            break;
+        d->sent++;
+    }
+    return NULL;
+}
+
+/* vhud switch: port A dribbles; port B answers at once, and SIGTERM is served at once. */
+TEST(slow_sender_holds_only_its_port)
+{
+    char a[160], b[160];
+    struct dribbler dr = {0};
+    pthread_t t;
+    int lat, code;
+
+    if (!vhud_path || !dir[0])
+        SKIP("no vhud path given");
+    snprintf(a, sizeof(a), "%s/port-a.sock", dir);
+    snprintf(b, sizeof(b), "%s/port-b.sock", dir);
+    char *argv[] = {(char *)vhud_path, "switch", "--port", a, "--port", b, NULL};
+    pid_t pid = spawn(argv, -1);
+    if (!wait_path(a, 3000) || !wait_path(b, 3000)) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        FAIL_AT("vhud switch did not start");
+    }
+    dr.sock = connect_path(a);
+    ASSERT(dr.sock >= 0);
+    ASSERT_EQ(pthread_create(&t, NULL, dribble_main, &dr), 0);
+    usleep(500000); /* the message is started and dribbling */
+    lat = features_latency_ms(b);
+    kill(pid, SIGTERM);
+    code = wait_exit(pid, 1000);
+    dr.stop = true;
+    pthread_join(t, NULL);
+    close(dr.sock);
+    if (lat < 0 || lat > 500)
+        FAIL_AT("port B answered after %d ms while port A dribbled (want < 500)", lat);
+    if (code != 0)
+        FAIL_AT("vhud did not exit promptly on SIGTERM while port A dribbled (%d)", code);
+    unlink(a);
+    unlink(b);
+}
+
+/* A message stopped mid-way forever keeps its fds only until its sender disconnects. */
+TEST(stalled_message_fds_closed_on_disconnect)
+{
+    struct vhost_user_memory mt = {.nregions = 2};
+    int mfd = memfd_create("stall", MFD_CLOEXEC), efd = vhu_eventfd_new();
+    int fds[2] = {mfd, efd};
+    uint8_t buf[12 + 20];
+    struct vhost_user_hdr h = {.request = VHOST_USER_SET_MEM_TABLE, .flags = 1, .size = 8 + 64};
+
+    if (vhud_pid < 0)
+        SKIP("vhud not running");
+    ASSERT(mfd >= 0 && efd >= 0);
+    memcpy(buf, &h, sizeof(h));
+    memcpy(buf + 12, &mt, 20);
+    int s = raw_connect();
+    ASSERT(s >= 0);
+    ASSERT_OK(raw_send(s, buf, sizeof(buf), fds, 2)); /* 20 of 72 payload bytes */
+    close(mfd);
+    close(efd);
+    usleep(1500000);
+    /* vhud waits for the rest without blocking: the connection and both fds are kept... */
+    int held = count_fds(vhud_pid);
+    close(s);
+    if (held != baseline_fds + 3)
+        FAIL_AT("vhud holds %d fds while the message is stalled, want %d", held, baseline_fds + 3);
+    /* Once the sender is gone, the fds it sent are gone too. */
+    ASSERT(fds_back_to_baseline());
+    ASSERT_OK(good_session());
+    ASSERT(fds_back_to_baseline());
+}
+
+/* ---- vhud destroys no file at its socket path (issue #11 item 9) ---- */
+
+static bool log_has(off_t from, const char *what)
+{
+    char buf[8192];
+
+    log_since(from, buf, sizeof(buf));
+    return strstr(buf, what) != NULL;
+}
+
+TEST(socket_path_regular_file_survives)
+{
+    char path[160], data[16] = {0};
+    off_t at = log_size();
+    int fd, code;
+
+    if (!vhud_path || !dir[0])
+        SKIP("no vhud path given");
+    snprintf(path, sizeof(path), "%s/important.img", dir);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    ASSERT(fd >= 0);
+    ASSERT_EQ(write(fd, "precious", 8), 8);
+    close(fd);
+    char *argv[] = {(char *)vhud_path, "rng", "--socket-path", path, NULL};
+    code = wait_exit(spawn(argv, -1), 3000);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    ASSERT(fd >= 0);
+    ASSERT_EQ(read(fd, data, sizeof(data) - 1), 8);
+    close(fd);
+    ASSERT(strcmp(data, "precious") == 0);
+    ASSERT(code > 0);
+    if (!log_has(at, "not a socket"))
+        FAIL_AT("no clear message in the log");
+    unlink(path);
+}
+
+TEST(socket_path_in_use_refused)
+{
+    off_t at = log_size();
+    struct stat before, after;
+    int code;
+
+    if (vhud_pid < 0)
+        SKIP("vhud not running");
+    ASSERT_OK(stat(sock_path, &before));
+    char *argv[] = {(char *)vhud_path, "rng", "--socket-path", sock_path, NULL};
+    code = wait_exit(spawn(argv, -1), 3000);
+    ASSERT(code > 0);
+    if (!log_has(at, "in use"))
+        FAIL_AT("no clear message in the log");
+    ASSERT_OK(stat(sock_path, &after));
+    ASSERT(before.st_ino == after.st_ino); /* the first vhud's socket, untouched */
+    ASSERT_OK(good_session());
+}
+
+/* The vhud rng pid on path serves one request, exits 0 on SIGTERM and removes its socket. */
+static int serve_then_stop(const char *path, pid_t pid)
+{
+    struct vhu_fe *fe;
+    int r = vhu_fe_connect(path, &fe);
+
+    if (r == 0) {
+        r = rng_once(fe);
+        vhu_fe_free(fe);
+    }
+    kill(pid, SIGTERM);
+    if (wait_exit(pid, 3000) != 0)
+        return -EIO;
+    return r < 0 ? r : access(path, F_OK) != 0 ? 0 : -EEXIST;
+}
+
+TEST(socket_path_stale_socket_replaced)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char path[160];
+
+    if (!vhud_path || !dir[0])
+        SKIP("no vhud path given");
+    snprintf(path, sizeof(path), "%s/stale.sock", dir);
+    strcpy(sa.sun_path, path);
+    int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_OK(bind(l, (struct sockaddr *)&sa, sizeof(sa)));
+    close(l); /* the file stays, nobody listens */
+    char *argv[] = {(char *)vhud_path, "rng", "--socket-path", path, NULL};
+    pid_t pid = spawn(argv, -1);
+    bool up = false;
+    for (int i = 0; i < 300 && !up; i++) {
+        int c = connect_path(path);
+        up = c >= 0;
+        if (c >= 0)
+            close(c);
+        else
+            usleep(10000);
+    }
+    ASSERT(up);
+    usleep(50000); /* vhud saw the probe connection go */
+    ASSERT_OK(serve_then_stop(path, pid));
+}
+
+TEST(socket_path_exit_keeps_anothers_socket)
+{
+    char path[160];
+
+    if (!vhud_path || !dir[0])
+        SKIP("no vhud path given");
+    snprintf(path, sizeof(path), "%s/shared.sock", dir);
+    char *argv[] = {(char *)vhud_path, "rng", "--socket-path", path, NULL};
+    pid_t first = spawn(argv, -1);
+    ASSERT(wait_path(path, 3000));
+    ASSERT_OK(unlink(path)); /* someone removes it; a second vhud takes the path */
+    pid_t second = spawn(argv, -1);
+    ASSERT(wait_path(path, 3000));
+    kill(first, SIGTERM);
+    ASSERT_EQ(wait_exit(first, 3000), 0);
+    ASSERT(access(path, F_OK) == 0); /* the second's socket is still there */
+    ASSERT_OK(serve_then_stop(path, second));
+}
+
+/* Last of the tests on the shared vhud. */
+TEST(sigterm_clean_exit)
+{
+    if (vhud_pid < 0)
+        SKIP("vhud not running");
+    ASSERT_OK(kill(vhud_pid, SIGTERM));
+    ASSERT_EQ(wait_exit(vhud_pid, 3000), 0); /* promptly: no thread is stuck on a peer */
+    vhud_pid = -1;
+    ASSERT(access(sock_path, F_OK) != 0); /* socket file removed */
+}
+
 __attribute__((constructor)) static void get_args(void)
 {
     /* The harness owns main(); the vhud path comes from the environment set by meson. */
@@ -763,4 +1023,8 @@ __attribute__((destructor)) static void cleanup(void)
 {
     if (vhud_pid > 0)
         kill(vhud_pid, SIGKILL);
+    for (unsigned i = 0; i < nspawned; i++) {
+        if (waitpid(spawned[i], NULL, WNOHANG) == 0)
+            kill(spawned[i], SIGKILL);
+    }
 }

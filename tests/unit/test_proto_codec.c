@@ -386,6 +386,105 @@ TEST(codec_nonblocking_stall_times_out)
     close_all(sv, 2);
 }
 
+/* The event loop's reader: a message arriving a few bytes at a time is resumed on each step,
+ * its header's fds kept with it; a partial message abandoned closes them. */
+TEST(codec_step_resumes)
+{
+    struct {
+        struct vhost_user_hdr h;
+        uint64_t v;
+    } __attribute__((packed)) wire = {{VHOST_USER_SET_VRING_CALL, 1, 8}, 0x0123456789abcdefull};
+    const size_t cuts[] = {3, 7, 12, 13, 20};
+    int sv[2], efds[2] = {vhu_eventfd_new(), vhu_eventfd_new()};
+    struct vhu_msg_rx rx = {0};
+    struct vhu_msg m;
+    size_t off = 0;
+    int before;
+
+    ASSERT(efds[0] >= 0 && efds[1] >= 0);
+    ASSERT_OK(pair(sv));
+    before = vhu_fd_count_self();
+    ASSERT_ERR(-EAGAIN, vhu_msg_recv_step(sv[1], &m, &rx)); /* nothing yet */
+    for (size_t i = 0; i < VHU_ARRAY_SIZE(cuts); i++) {
+        ASSERT_EQ(raw_send(sv[0], (uint8_t *)&wire + off, cuts[i] - off, i ? NULL : efds,
+                           i ? 0 : 2),
+                  (ssize_t)(cuts[i] - off));
+        off = cuts[i];
+        int r = vhu_msg_recv_step(sv[1], &m, &rx);
+        if (i + 1 < VHU_ARRAY_SIZE(cuts)) {
+            ASSERT_ERR(-EAGAIN, r);
+            ASSERT_EQ(m.nfds, 2);
+            ASSERT_EQ(rx.got, off);
+        } else {
+            ASSERT_OK(r);
+        }
+    }
+    ASSERT_EQ(rx.got, 0);
+    ASSERT_EQ(m.hdr.request, VHOST_USER_SET_VRING_CALL);
+    ASSERT_EQ(m.payload.u64, 0x0123456789abcdefull);
+    ASSERT_EQ(m.nfds, 2);
+    vhu_msg_rx_abort(&m, &rx); /* a whole message is the caller's: untouched */
+    ASSERT(fd_open(m.fds[0]) && fd_open(m.fds[1]));
+    vhu_msg_close_fds(&m);
+    ASSERT_EQ(vhu_fd_count_self(), before);
+
+    /* Stopped after 15 bytes: abandoned, its fds go. */
+    ASSERT_EQ(raw_send(sv[0], &wire, 15, efds, 2), 15);
+    ASSERT_ERR(-EAGAIN, vhu_msg_recv_step(sv[1], &m, &rx));
+    ASSERT_EQ(vhu_fd_count_self(), before + 2);
+    vhu_msg_rx_abort(&m, &rx);
+    ASSERT_EQ(rx.got, 0);
+    ASSERT_EQ(vhu_fd_count_self(), before);
+    close_all(efds, 2);
+    close_all(sv, 2);
+}
+
+/* One byte every 200 ms: the waiting readers give up on the whole message, not per byte. */
+struct dribbler {
+    int sock;
+    unsigned pause_ms;
+};
+
+static void *dribble_main(void *opaque)
+{
+    struct dribbler *d = opaque;
+    struct vhost_user_hdr h = {.request = VHOST_USER_SET_FEATURES, .flags = 1, .size = 8};
+    uint8_t buf[20] = {0};
+
+    memcpy(buf, &h, sizeof(h));
+    for (unsigned i = 0; i < sizeof(buf); i++) {
+        if (raw_send(d->sock, buf + i, 1, NULL, 0) != 1)
+            break;
+        sleep_ms(d->pause_ms);
+    }
+    return NULL;
+}
+
+TEST(codec_recv_whole_message_deadline)
+{
+    int sv[2];
+    struct dribbler d = {.pause_ms = 200};
+    struct vhu_msg m;
+    pthread_t t;
+    uint64_t t0, ms;
+
+    for (int timed = 0; timed < 2; timed++) {
+        ASSERT_OK(pair(sv));
+        d.sock = sv[0];
+        ASSERT_EQ(pthread_create(&t, NULL, dribble_main, &d), 0);
+        t0 = vhu_now_ns();
+        int r = timed ? vhu_msg_recv_timeout(sv[1], &m, 500) : vhu_msg_recv(sv[1], &m);
+        ms = (vhu_now_ns() - t0) / 1000000;
+        shutdown(sv[1], SHUT_RDWR); /* the writer stops */
+        pthread_join(t, NULL);
+        close_all(sv, 2);
+        ASSERT_ERR(-ETIMEDOUT, r);
+        if (ms > (timed ? 900u : 1500u))
+            FAIL_AT("%s gave up after %llu ms", timed ? "recv_timeout(500)" : "recv",
+                    (unsigned long long)ms);
+    }
+}
+
 /* A writer thread that sends the bytes of one message in chunks with pauses between them. */
 struct chunk_writer {
     int sock;

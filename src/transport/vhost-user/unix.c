@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -21,13 +22,17 @@ struct vhu_unix {
     struct vhu_backend *b;
     struct vhu_loop *loop;
     char *path;           /* set when we created the socket file (unlinked on free) */
+    dev_t path_dev;       /* which file that was: another process's file at the same path */
+    ino_t path_ino;       /*   (it replaced ours) is left alone */
     char *connect_path;   /* client mode */
     unsigned reconnect_ms;
     int listen_fd;
     int conn_fd;
     int timer_fd;         /* client reconnect timer */
     struct vhu_session *session;
-    struct vhu_msg msg;   /* receive buffer (large: not on the stack) */
+    struct vhu_msg msg;   /* receive buffer (large: not on the stack); may hold a partial
+                           * message and its fds between readable events */
+    struct vhu_msg_rx rx; /* how far msg got */
     void (*on_disconnect)(void *opaque, int err);
     void *on_disconnect_opaque;
 };
@@ -51,6 +56,7 @@ static void conn_close(struct vhu_unix *u, int err)
     if (u->conn_fd < 0)
         return;
     vhu_loop_del(u->loop, u->conn_fd);
+    vhu_msg_rx_abort(&u->msg, &u->rx); /* the fds of a message cut short */
     vhu_session_end(u->session);
     u->session = NULL;
     vhu_fd_close(&u->conn_fd);
@@ -64,10 +70,12 @@ static void conn_close(struct vhu_unix *u, int err)
         u->on_disconnect(u->on_disconnect_opaque, err);
 }
 
+/* Readable: read what is queued, never waiting for the rest of a message (a peer dribbling one
+ * byte a second holds only its own connection, not the control thread). */
 static void conn_cb(int fd, uint32_t events, void *opaque)
 {
     struct vhu_unix *u = opaque;
-    int r = vhu_msg_recv(fd, &u->msg);
+    int r = vhu_msg_recv_step(fd, &u->msg, &u->rx);
 
     (void)events;
     if (r == -EAGAIN)
@@ -184,25 +192,95 @@ static void arm_reconnect(struct vhu_unix *u)
     timerfd_settime(u->timer_fd, 0, &its, NULL);
 }
 
+/*
+ * Make room for our socket at path. Nothing there: fine. A socket nobody answers on (connect is
+ * refused: a killed run's leftover) is removed. Anything else is refused, never removed: a file
+ * that is not a socket (--socket-path pointed at the wrong file), or a socket someone answers on
+ * (another backend is serving it).
+ */
+static int clear_path(const char *path, const struct sockaddr_un *sa)
+{
+    struct stat st, again;
+    int probe, r;
+
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (!S_ISSOCK(st.st_mode)) {
+        vhu_err("%s exists and is not a socket: refusing to replace it", path);
+        return -EEXIST;
+    }
+    probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (probe < 0)
+        return -errno;
+    r = connect(probe, (const struct sockaddr *)sa, sizeof(*sa)) < 0 ? -errno : 0;
+    close(probe);
+    if (r == 0 || r == -EAGAIN) { /* accepted, or a full backlog: someone listens */
+        vhu_err("%s is in use: another backend is listening on it", path);
+        return -EADDRINUSE;
+    }
+    if (r != -ECONNREFUSED) {
+        vhu_err("%s: cannot tell whether the socket there is stale (%s): leaving it", path,
+                strerror(-r));
+        return r;
+    }
+    /* Stale. Remove it only if it is still the file we probed. */
+    if (lstat(path, &again) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (again.st_dev != st.st_dev || again.st_ino != st.st_ino)
+        return -EADDRINUSE;
+    vhu_info("%s: removing a stale socket", path);
+    return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+}
+
 static int listen_path(struct vhu_unix *u, const char *path)
 {
     struct sockaddr_un sa;
+    struct stat st;
     int fd, r = make_addr(path, &sa);
 
+    if (r < 0)
+        return r;
+    r = clear_path(path, &sa);
     if (r < 0)
         return r;
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return -errno;
-    unlink(path); /* a stale socket from a killed run */
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4) < 0) {
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         r = -errno;
+        close(fd);
+        if (r == -EADDRINUSE) /* someone took the path since we looked */
+            vhu_err("%s is in use: another process created it first", path);
+        return r;
+    }
+    /* Ours from here: remember which file it is, to remove only that one at exit. */
+    if (lstat(path, &st) < 0 || listen(fd, 4) < 0)
+        r = -errno;
+    else if (!(u->path = strdup(path)))
+        r = -ENOMEM;
+    if (r < 0) {
+        unlink(path);
         close(fd);
         return r;
     }
-    u->path = strdup(path);
+    u->path_dev = st.st_dev;
+    u->path_ino = st.st_ino;
     u->listen_fd = fd;
     return 0;
+}
+
+/* Remove our socket file, if the file at the path is still the one we created. */
+static void remove_own_socket(const struct vhu_unix *u)
+{
+    struct stat st;
+
+    if (lstat(u->path, &st) < 0)
+        return;
+    if (!S_ISSOCK(st.st_mode) || st.st_dev != u->path_dev || st.st_ino != u->path_ino) {
+        vhu_info("%s is another process's now: leaving it", u->path);
+        return;
+    }
+    unlink(u->path);
 }
 
 static bool is_listening(int fd)
@@ -283,7 +361,7 @@ VHU_EXPORT void vhu_unix_free(struct vhu_unix *u)
         vhu_fd_close(&u->timer_fd);
     }
     if (u->path) {
-        unlink(u->path);
+        remove_own_socket(u);
         free(u->path);
     }
     free(u);
