@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-3-Clause
 # Install the Debian 12 packages vhu needs.
-#   scripts/deps.sh build   compiler, meson/ninja, liburing
+#   scripts/deps.sh build   compiler, meson/ninja, liburing, librbd
 #   scripts/deps.sh test    build set + QEMU, busybox, kmod, ... and the guest kernel
 # Idempotent and silent when everything is present. As non-root with something missing it
 # prints the exact apt-get command and exits 1.
@@ -10,18 +10,21 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 mode=${1:-build}
 
-build_pkgs=(meson ninja-build pkg-config gcc make libc6-dev liburing-dev)
+build_pkgs=(meson ninja-build pkg-config gcc make libc6-dev liburing-dev librbd-dev)
 # gcc's -fsanitize=address,undefined runtimes: gcc-12 -> libgcc-12-dev -> libasan8, libubsan1;
 # listed explicitly so a minimal image that trimmed them still gets them.
 test_pkgs=("${build_pkgs[@]}" libgcc-12-dev libasan8 libubsan1
            qemu-system-x86 qemu-utils busybox-static cpio kmod xz-utils e2fsprogs
            iproute2 procps coreutils util-linux
-           dpdk-dev clang libclang-rt-14-dev)
+           dpdk-dev clang libclang-rt-14-dev
+           ceph-mon ceph-osd ceph-common)
 # dpdk-dev ships dpdk-testpmd (tests/interop/dpdk-net.sh, tests/guest/net.sh with
 # NET_BACKEND=dpdk, bench/net-bench.sh); it pulls libdpdk-dev and with it every librte-* PMD,
 # among them net_vhost, net_virtio and the ring mempool. Package `dpdk` has only python scripts.
 # clang + libclang-rt-14-dev: the libFuzzer targets (tests/fuzz, make fuzz-check); the runtime
 # package carries libclang_rt.fuzzer and clang's ASan/UBSan runtimes.
+# librbd-dev: blk's Ceph RBD store (librbd + librados, Ceph 16). ceph-mon, ceph-osd, ceph-common
+# (ceph, rbd, monmaptool): the one-node cluster tests/ceph-lib.sh starts for the RBD tests.
 
 case "$mode" in
   build) want=("${build_pkgs[@]}") ;;

@@ -138,6 +138,7 @@ static struct {
     unsigned num_queues;
     unsigned blk_size;
     unsigned seg_max;
+    const char *rbd, *ceph_conf, *ceph_id;
 } blk;
 
 static int create_blk(const struct daemon_opts *o, struct vhu_device **out)
@@ -154,10 +155,17 @@ static int create_blk(const struct daemon_opts *o, struct vhu_device **out)
         .max_queue_size = (uint16_t)o->queue_size,
         .seg_max = blk.seg_max,
         .blk_size = blk.blk_size,
+        .rbd = blk.rbd,
+        .rbd_conf = blk.ceph_conf,
+        .rbd_id = blk.ceph_id,
     };
 
-    if ((blk.file == NULL) == (blk.null_size == 0)) {
-        fprintf(stderr, "vhud blk: exactly one of --file and --null is required\n");
+    if ((blk.file != NULL) + (blk.null_size != 0) + (blk.rbd != NULL) != 1) {
+        fprintf(stderr, "vhud blk: exactly one of --file, --null and --rbd is required\n");
+        return -EINVAL;
+    }
+    if ((blk.ceph_conf || blk.ceph_id) && !blk.rbd) {
+        fprintf(stderr, "vhud blk: --ceph-conf and --id go with --rbd\n");
         return -EINVAL;
     }
     return vhu_blk_new(&bo, out);
@@ -175,6 +183,28 @@ static int blk_null(const char *arg)
         fprintf(stderr, "vhud: bad --null size '%s'\n", arg);
         return -1;
     }
+    return 0;
+}
+
+static int blk_rbd(const char *arg)
+{
+    if (!vhu_blk_has_rbd()) {
+        fprintf(stderr, "vhud: --rbd: this vhud is built without the RBD store (librbd-dev)\n");
+        return -1;
+    }
+    blk.rbd = arg;
+    return 0;
+}
+
+static int blk_ceph_conf(const char *arg)
+{
+    blk.ceph_conf = arg;
+    return 0;
+}
+
+static int blk_ceph_id(const char *arg)
+{
+    blk.ceph_id = arg;
     return 0;
 }
 
@@ -247,6 +277,9 @@ static int blk_seg_max(const char *arg)
 static const struct type_option blk_options[] = {
     {"file", required_argument, false, blk_file},
     {"null", required_argument, false, blk_null},
+    {"rbd", required_argument, false, blk_rbd},
+    {"ceph-conf", required_argument, false, blk_ceph_conf},
+    {"id", required_argument, false, blk_ceph_id},
     {"read-only", no_argument, false, blk_read_only},
     {"direct", no_argument, false, blk_direct},
     {"engine", required_argument, false, blk_engine},
@@ -263,6 +296,10 @@ static void blk_help(FILE *f)
     fprintf(f,
             "  --file PATH          backing file or block device\n"
             "  --null SIZE          no backing store, SIZE bytes (K/M/G suffixes; benchmarks)\n"
+            "  --rbd POOL/IMAGE     a Ceph RBD image through librbd (asynchronous); also\n"
+            "                       POOL/NAMESPACE/IMAGE; IMAGE@SNAP serves a snapshot read-only%s\n"
+            "  --ceph-conf PATH     ceph.conf for --rbd (default: $CEPH_CONF, /etc/ceph/ceph.conf)\n"
+            "  --id NAME            Ceph client name for --rbd, without 'client.' (default admin)\n"
             "  --read-only          offer VIRTIO_BLK_F_RO and refuse writes\n"
             "  --direct             open the backing file with O_DIRECT\n"
             "  --engine E           auto (default) | io_uring | sync: auto takes sync, one\n"
@@ -272,7 +309,8 @@ static void blk_help(FILE *f)
             "  --serial ID          GET_ID string (up to 20 bytes)\n"
             "  --num-queues N       request queues (default 1); blk defaults to --workers 1\n"
             "  --blk-size N         logical block size, 512 or 4096\n"
-            "  --seg-max N          data segments per request (default 126)\n");
+            "  --seg-max N          data segments per request (default 126)\n",
+            vhu_blk_has_rbd() ? "" : " (not in this build)");
 }
 
 static void blk_ready(const struct daemon *d)
@@ -585,7 +623,7 @@ static const struct device_type device_types[] = {
     {
         .name = "blk",
         .json_type = "block",
-        .summary = "virtio-blk: a file or block device through io_uring, or --null",
+        .summary = "virtio-blk: a file or block device through io_uring, a Ceph RBD image, or --null",
         .create = create_blk,
         .options = blk_options,
         .help = blk_help,

@@ -714,6 +714,27 @@ static const struct vhu_device_ops blk_ops = {
     .destroy = blk_destroy,
 };
 
+VHU_EXPORT bool vhu_blk_has_rbd(void)
+{
+#ifdef VHU_HAVE_RBD
+    return true;
+#else
+    return false;
+#endif
+}
+
+static int open_rbd(const struct vhu_blk_opts *o, struct blk_store **st)
+{
+#ifdef VHU_HAVE_RBD
+    return blk_rbd_open(o->rbd, o->rbd_conf, o->rbd_id, o->read_only, st);
+#else
+    (void)o;
+    (void)st;
+    vhu_err("blk: this vhu is built without the RBD store (librbd-dev, meson -Drbd=enabled)");
+    return -ENOTSUP;
+#endif
+}
+
 VHU_EXPORT int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_device **out)
 {
     struct vhu_blk_opts o = opts ? *opts : (struct vhu_blk_opts){0};
@@ -739,13 +760,16 @@ VHU_EXPORT int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_device **
     bd = calloc(1, sizeof(*bd));
     if (!bd)
         return -ENOMEM;
-    if (o.null_size)
+    if (o.rbd)
+        r = open_rbd(&o, &bd->st);
+    else if (o.null_size)
         r = blk_null_open(o.null_size, o.read_only, &bd->st);
     else
         r = blk_file_open(o.path, o.read_only, o.direct, o.engine, &bd->st);
     if (r < 0) {
         vhu_err("blk: cannot open %s: %s",
-                o.null_size ? "the null store" : o.path ? o.path : "(no path)", strerror(-r));
+                o.rbd ? o.rbd : o.null_size ? "the null store" : o.path ? o.path : "(no path)",
+                strerror(-r));
         free(bd);
         return r;
     }
@@ -770,7 +794,7 @@ VHU_EXPORT int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_device **
                vhu_feature(VHU_VIRTIO_BLK_F_FLUSH) | vhu_feature(VHU_VIRTIO_BLK_F_CONFIG_WCE) |
                vhu_feature(VHU_VIRTIO_BLK_F_MQ);
     /* §5.2.3: RO for a read-only disk; DISCARD and WRITE_ZEROES only where writes go. */
-    if (o.read_only)
+    if (bd->st->read_only) /* the options, or the store (an RBD snapshot) */
         features |= vhu_feature(VHU_VIRTIO_BLK_F_RO);
     else
         features |= vhu_feature(VHU_VIRTIO_BLK_F_DISCARD) | vhu_feature(VHU_VIRTIO_BLK_F_WRITE_ZEROES);

@@ -56,7 +56,7 @@ struct blk_store_ops {
 
 struct blk_store {
     const struct blk_store_ops *ops;
-    const char *engine;        /* "io_uring", "sync", "null" */
+    const char *engine;        /* "io_uring", "sync", "null", "rbd" */
     uint64_t size;             /* bytes */
     bool read_only;
     bool is_bdev;              /* a block device: fallocate modes mean something else */
@@ -68,6 +68,13 @@ struct blk_store {
 int blk_file_open(const char *path, bool read_only, bool direct, enum vhu_blk_engine engine,
                   struct blk_store **out);
 int blk_null_open(uint64_t size, bool read_only, struct blk_store **out);
+/* Ceph RBD (blk_rbd.c, built with librbd): spec POOL/IMAGE[@SNAP] or POOL/NAMESPACE/IMAGE[@SNAP];
+ * a snapshot opens read-only. conf: a ceph.conf (NULL: Ceph's default search, $CEPH_CONF
+ * first); id: the client name without "client." (NULL: admin). */
+int blk_rbd_open(const char *spec, const char *conf, const char *id, bool read_only,
+                 struct blk_store **out);
+/* Splits spec in place; -EINVAL unless every part is non-empty. ns and snap may come back NULL. */
+int blk_rbd_parse_spec(char *spec, char **pool, char **ns, char **image, char **snap);
 
 /*
  * Test hooks of the null store (tests/unit/test_blk.c), all zero in production, where they cost

@@ -27,6 +27,11 @@
 #                         reference backend, to tell a test bug from a vhud bug)
 #   VHUD_ARGS             extra arguments to `vhud blk`
 #   BLK_RUNS="1:1 2:2"    queues:vCPUs per run
+#   BLK_STORE=file|rbd    vhud's store (default file). rbd: a one-node Ceph cluster
+#                         (tests/ceph-lib.sh) for the whole script; each run's images are
+#                         `rbd import`ed, disk A served with --rbd POOL/IMAGE, disk B as a
+#                         snapshot POOL/IMAGE@SNAP (read-only through the snapshot alone), and
+#                         the host checks run on what `rbd export` reads back afterwards.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -47,6 +52,21 @@ case $backend in
   *) guest_log "BLK_BACKEND must be vhud or qsd"; exit 2 ;;
 esac
 guest_require
+store=${BLK_STORE:-file}
+case $store in
+  file) ;;
+  rbd)
+    [[ $backend == vhud ]] || { guest_log "BLK_STORE=rbd needs BLK_BACKEND=vhud"; exit 2; }
+    # shellcheck source=../ceph-lib.sh
+    . "$here/../ceph-lib.sh"
+    command -v ceph-mon >/dev/null 2>&1 && command -v ceph-osd >/dev/null 2>&1 &&
+      command -v rbd >/dev/null 2>&1 ||
+      guest_skip "ceph-mon, ceph-osd or rbd not found (ceph-mon ceph-osd ceph-common)"
+    "$vhud" blk --help 2>&1 | grep -q -- '--rbd POOL/IMAGE' && ! "$vhud" blk --help 2>&1 |
+      grep -q 'not in this build' || guest_skip "this vhud is built without the RBD store"
+    ;;
+  *) guest_log "BLK_STORE must be file or rbd"; exit 2 ;;
+esac
 for t in mkfs.ext4 e2fsck debugfs md5sum cmp; do
   command -v $t >/dev/null 2>&1 || guest_skip "$t not found (package e2fsprogs / coreutils)"
 done
@@ -72,7 +92,13 @@ pids=()
 start_backend() {
   local name=$1 img=$2 sock=$3 nq=$4 mode=$5 log=$6 cmd
   rm -f "$sock"
-  if [[ $backend == vhud ]]; then
+  if [[ $backend == vhud && $store == rbd ]]; then
+    # img is POOL/IMAGE, or POOL/IMAGE@SNAP for disk B: read-only by being a snapshot
+    cmd=("$vhud" blk --socket-path "$sock" --rbd "$img" --ceph-conf "$CEPH_CONF"
+         --num-queues "$nq")
+    # shellcheck disable=SC2206
+    cmd+=(${VHUD_ARGS:-})
+  elif [[ $backend == vhud ]]; then
     cmd=("$vhud" blk --socket-path "$sock" --file "$img" --num-queues "$nq")
     [[ $mode == ro ]] && cmd+=(--read-only)
     # the multi-queue run drives the sync engine, the single-queue run io_uring: both meet the
@@ -112,6 +138,7 @@ stop_backends() {
 }
 cleanup() {
   guest_qemu_kill
+  [[ $store == rbd ]] && ceph_stop
   local pid
   for pid in ${pids[@]+"${pids[@]}"}; do kill -KILL "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   pids=()
@@ -303,6 +330,10 @@ done
 
 head -c $((PAT_MB * MiB)) /dev/urandom >"$dir/pattern"
 total_start=$SECONDS
+if [[ $store == rbd ]]; then
+  ceph_start || fail "the Ceph cluster did not start"
+fi
+rbd_cli() { timeout 60 rbd --conf "$CEPH_CONF" "$@"; }
 
 # ---- one run: QUEUES VCPUS ------------------------------------------------------------------
 run() {
@@ -332,9 +363,18 @@ EOF
     "$run_dir/expect:/extra/expect" "$dir/pattern:/extra/pattern" "${e2extra[@]}" \
     2>"$run_dir/mkinitramfs.log" || { cat "$run_dir/mkinitramfs.log" >&2; fail "mkinitramfs"; }
 
-  local sa=$run_dir/a.sock sb=$run_dir/b.sock
-  start_backend a "$img" "$sa" "$nq" rw "$run_dir/backend-a.log" || fail "backend A did not start"
-  start_backend b "$ro" "$sb" 1 ro "$run_dir/backend-b.log" || fail "backend B did not start"
+  local sa=$run_dir/a.sock sb=$run_dir/b.sock srca=$img srcb=$ro
+  if [[ $store == rbd ]]; then
+    srca=$CEPH_POOL/a-q$nq srcb=$CEPH_POOL/b-q$nq@s
+    rbd_cli import --no-progress "$img" "${srca}" >"$run_dir/rbd.log" 2>&1 &&
+      rbd_cli import --no-progress "$ro" "${srcb%@*}" >>"$run_dir/rbd.log" 2>&1 &&
+      rbd_cli snap create "$srcb" >>"$run_dir/rbd.log" 2>&1 ||
+      { cat "$run_dir/rbd.log" >&2; fail "rbd import / snap create"; }
+    # what the host checks below must find is what rbd export reads back, not these files
+    rm -f "$img" "$ro"
+  fi
+  start_backend a "$srca" "$sa" "$nq" rw "$run_dir/backend-a.log" || fail "backend A did not start"
+  start_backend b "$srcb" "$sb" 1 ro "$run_dir/backend-b.log" || fail "backend B did not start"
   local t0=$SECONDS
   GUEST_SMP=$smp guest_qemu_start "$run_dir" "$run_dir/initrd.cpio.gz" \
     -chardev "socket,id=c0,path=$sa" -device "vhost-user-blk-pci,chardev=c0,num-queues=$nq" \
@@ -344,6 +384,12 @@ EOF
   guest_log "run q=$nq smp=$smp: guest ran $((SECONDS - t0)) s"
   guest_check_results "$run_dir" || fail "guest reported failures (q=$nq smp=$smp)"
   stop_backends || fail "backends did not survive the run or did not exit cleanly"
+  if [[ $store == rbd ]]; then
+    rbd_cli export --no-progress "$srca" "$img" >"$run_dir/rbd-export.log" 2>&1 &&
+      rbd_cli export --no-progress "$srcb" "$ro" >>"$run_dir/rbd-export.log" 2>&1 ||
+      { cat "$run_dir/rbd-export.log" >&2; fail "rbd export"; }
+    guest_log "rbd export of $srca and $srcb: the host checks run on them"
+  fi
 
   # host-side checks of the images
   e2fsck -fn "$img" >"$run_dir/host-e2fsck.log" 2>&1 ||
@@ -368,5 +414,5 @@ EOF
 for r in ${BLK_RUNS:-1:1 2:2}; do
   run "${r%%:*}" "${r##*:}"
 done
-guest_log "total $((SECONDS - total_start)) s (backend: $backend)"
+guest_log "total $((SECONDS - total_start)) s (backend: $backend, store: $store)"
 if ((auto_dir)); then rm -rf "$dir"; guest_log "PASS"; else guest_log "PASS (logs in $dir)"; fi

@@ -132,7 +132,15 @@ struct vhu_blk_opts {
     uint16_t max_queue_size; /* 0: 256 */
     uint32_t seg_max;        /* data segments per request; 0: 126; at most 1022 */
     uint32_t blk_size;       /* logical block size, 512 or 4096; 0: 512 */
+    /* Ceph RBD store instead of a file (when vhu is built with librbd, else -ENOTSUP):
+     * "POOL/IMAGE", "POOL/NAMESPACE/IMAGE", "...@SNAP" (a snapshot: read-only). */
+    const char *rbd;
+    const char *rbd_conf;    /* ceph.conf path; NULL: Ceph's default search ($CEPH_CONF first) */
+    const char *rbd_id;      /* client name without "client."; NULL: admin */
 };
+
+/* Whether this build has the RBD store (vhu_blk_opts.rbd). */
+bool vhu_blk_has_rbd(void);
 
 /*
  * Open the backing store and build the device. The size must be a multiple of blk_size (and so
@@ -141,7 +149,7 @@ struct vhu_blk_opts {
 int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_device **out);
 /* Capacity in 512-byte sectors. */
 uint64_t vhu_blk_capacity(const struct vhu_device *dev);
-/* The engine a device's store runs: "io_uring", "sync", or "null" for the null store. */
+/* The engine a device's store runs: "io_uring", "sync", "null" for the null store, "rbd". */
 const char *vhu_blk_engine_name(const struct vhu_device *dev);
 
 #endif
