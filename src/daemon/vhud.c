@@ -138,6 +138,8 @@ static struct {
     unsigned num_queues;
     unsigned blk_size;
     unsigned seg_max;
+    const char *nbd;
+    unsigned nbd_timeout_ms;
 } blk;
 
 static int create_blk(const struct daemon_opts *o, struct vhu_device **out)
@@ -154,10 +156,12 @@ static int create_blk(const struct daemon_opts *o, struct vhu_device **out)
         .max_queue_size = (uint16_t)o->queue_size,
         .seg_max = blk.seg_max,
         .blk_size = blk.blk_size,
+        .nbd_uri = blk.nbd,
+        .nbd_timeout_ms = blk.nbd_timeout_ms,
     };
 
-    if ((blk.file == NULL) == (blk.null_size == 0)) {
-        fprintf(stderr, "vhud blk: exactly one of --file and --null is required\n");
+    if ((blk.file != NULL) + (blk.null_size != 0) + (blk.nbd != NULL) != 1) {
+        fprintf(stderr, "vhud blk: exactly one of --file, --nbd and --null is required\n");
         return -EINVAL;
     }
     return vhu_blk_new(&bo, out);
@@ -244,7 +248,25 @@ static int blk_seg_max(const char *arg)
     return 0;
 }
 
+static int blk_nbd(const char *arg)
+{
+    blk.nbd = arg;
+    return 0;
+}
+
+static int blk_nbd_timeout(const char *arg)
+{
+    if (parse_uint(arg, 86400, &blk.nbd_timeout_ms) < 0 || blk.nbd_timeout_ms == 0) {
+        fprintf(stderr, "vhud: bad --nbd-timeout '%s' (seconds, 1..86400)\n", arg);
+        return -1;
+    }
+    blk.nbd_timeout_ms *= 1000;
+    return 0;
+}
+
 static const struct type_option blk_options[] = {
+    {"nbd", required_argument, false, blk_nbd},
+    {"nbd-timeout", required_argument, false, blk_nbd_timeout},
     {"file", required_argument, false, blk_file},
     {"null", required_argument, false, blk_null},
     {"read-only", no_argument, false, blk_read_only},
@@ -262,6 +284,12 @@ static void blk_help(FILE *f)
 {
     fprintf(f,
             "  --file PATH          backing file or block device\n"
+            "  --nbd URI            an NBD export through libnbd: nbd://HOST[:PORT]/NAME or\n"
+            "                       nbd+unix:///NAME?socket=PATH; size and read-only from the\n"
+            "                       server; a connection per queue (more than one queue needs\n"
+            "                       a server with multi-conn); reconnects when the server goes\n"
+            "  --nbd-timeout S      NBD: fail a request with an I/O error once it has waited S\n"
+            "                       seconds for the server to come back or answer (default 30)\n"
             "  --null SIZE          no backing store, SIZE bytes (K/M/G suffixes; benchmarks)\n"
             "  --read-only          offer VIRTIO_BLK_F_RO and refuse writes\n"
             "  --direct             open the backing file with O_DIRECT\n"
@@ -585,7 +613,7 @@ static const struct device_type device_types[] = {
     {
         .name = "blk",
         .json_type = "block",
-        .summary = "virtio-blk: a file or block device through io_uring, or --null",
+        .summary = "virtio-blk: a file or block device through io_uring, an NBD export, or --null",
         .create = create_blk,
         .options = blk_options,
         .help = blk_help,

@@ -2,8 +2,8 @@
 /*
  * virtio-blk (VIRTIO 1.3 §5.2), device side: request parsing and validation, config space,
  * features. The data moves through a backing store (blk_store.h): the file store (io_uring, one
- * ring per queue, completions on the queue's owner thread through vhu_dev_watch()) or the null
- * store.
+ * ring per queue, completions on the queue's owner thread through vhu_dev_watch()), an NBD export
+ * (blk_nbd.c: libnbd, a connection per queue on the queue's thread) or the null store.
  *
  * A request (§5.2.6) is a 16-byte readable header {type, ioprio, sector}, then data, then one
  * writable status byte: the last writable byte of the chain, wherever the driver's segments put
@@ -741,11 +741,14 @@ VHU_EXPORT int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_device **
         return -ENOMEM;
     if (o.null_size)
         r = blk_null_open(o.null_size, o.read_only, &bd->st);
+    else if (o.nbd_uri)
+        r = blk_nbd_open(o.nbd_uri, o.read_only, o.num_queues, o.nbd_timeout_ms, &bd->st);
     else
         r = blk_file_open(o.path, o.read_only, o.direct, o.engine, &bd->st);
     if (r < 0) {
         vhu_err("blk: cannot open %s: %s",
-                o.null_size ? "the null store" : o.path ? o.path : "(no path)", strerror(-r));
+                o.null_size ? "the null store" : o.nbd_uri ? o.nbd_uri : o.path ? o.path : "(no path)",
+                strerror(-r));
         free(bd);
         return r;
     }
@@ -769,8 +772,9 @@ VHU_EXPORT int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_device **
                vhu_feature(VHU_VIRTIO_BLK_F_BLK_SIZE) | vhu_feature(VHU_VIRTIO_BLK_F_TOPOLOGY) |
                vhu_feature(VHU_VIRTIO_BLK_F_FLUSH) | vhu_feature(VHU_VIRTIO_BLK_F_CONFIG_WCE) |
                vhu_feature(VHU_VIRTIO_BLK_F_MQ);
-    /* §5.2.3: RO for a read-only disk; DISCARD and WRITE_ZEROES only where writes go. */
-    if (o.read_only)
+    /* §5.2.3: RO for a read-only disk; DISCARD and WRITE_ZEROES only where writes go. The store
+     * decides (an NBD export may be read-only on the server). */
+    if (bd->st->read_only)
         features |= vhu_feature(VHU_VIRTIO_BLK_F_RO);
     else
         features |= vhu_feature(VHU_VIRTIO_BLK_F_DISCARD) | vhu_feature(VHU_VIRTIO_BLK_F_WRITE_ZEROES);

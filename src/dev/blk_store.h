@@ -56,7 +56,7 @@ struct blk_store_ops {
 
 struct blk_store {
     const struct blk_store_ops *ops;
-    const char *engine;        /* "io_uring", "sync", "null" */
+    const char *engine;        /* "io_uring", "sync", "null", "nbd" */
     uint64_t size;             /* bytes */
     bool read_only;
     bool is_bdev;              /* a block device: fallocate modes mean something else */
@@ -68,6 +68,9 @@ struct blk_store {
 int blk_file_open(const char *path, bool read_only, bool direct, enum vhu_blk_engine engine,
                   struct blk_store **out);
 int blk_null_open(uint64_t size, bool read_only, struct blk_store **out);
+/* An NBD export (blk_nbd.c): uri as libnbd's nbd_connect_uri takes it; timeout_ms 0: 30 s. */
+int blk_nbd_open(const char *uri, bool read_only, unsigned num_queues, uint32_t timeout_ms,
+                 struct blk_store **out);
 
 /*
  * Test hooks of the null store (tests/unit/test_blk.c), all zero in production, where they cost

@@ -132,6 +132,14 @@ struct vhu_blk_opts {
     uint16_t max_queue_size; /* 0: 256 */
     uint32_t seg_max;        /* data segments per request; 0: 126; at most 1022 */
     uint32_t blk_size;       /* logical block size, 512 or 4096; 0: 512 */
+    /* An NBD export instead of a file (when non-NULL and null_size is 0): nbd://host[:port]/name
+     * or nbd+unix:///name?socket=PATH, through libnbd. Size and read-only come from the server;
+     * more than one queue needs a server that advertises multi-conn. */
+    const char *nbd_uri;
+    /* NBD: a request not completed this long after it was queued (the server gone and not back,
+     * or not answering) fails with an I/O error; meanwhile the queue reconnects and retries.
+     * 0: 30000. */
+    uint32_t nbd_timeout_ms;
 };
 
 /*
@@ -141,7 +149,7 @@ struct vhu_blk_opts {
 int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_device **out);
 /* Capacity in 512-byte sectors. */
 uint64_t vhu_blk_capacity(const struct vhu_device *dev);
-/* The engine a device's store runs: "io_uring", "sync", or "null" for the null store. */
+/* The engine a device's store runs: "io_uring", "sync", "null" for the null store, "nbd". */
 const char *vhu_blk_engine_name(const struct vhu_device *dev);
 
 #endif
