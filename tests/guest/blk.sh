@@ -27,6 +27,9 @@
 #                         reference backend, to tell a test bug from a vhud bug)
 #   VHUD_ARGS             extra arguments to `vhud blk`
 #   BLK_RUNS="1:1 2:2"    queues:vCPUs per run
+#   BLK_STORE=file|nbd    what vhud serves the disks from (default file); nbd: qemu-nbd serves
+#                         each image on a UNIX socket (--shared, multi-conn; -r for disk B) and
+#                         vhud runs `blk --nbd nbd+unix:///?socket=...`
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -36,6 +39,14 @@ PATH=$PATH:/usr/sbin:/sbin
 (($# >= 1)) || { echo "usage: $0 VHUD [WORKDIR]" >&2; exit 2; }
 backend=${BLK_BACKEND:-vhud}
 vhud=$1
+store=${BLK_STORE:-file}
+case $store in
+  file) ;;
+  nbd)
+    [[ $backend == vhud ]] || { guest_log "BLK_STORE=nbd needs BLK_BACKEND=vhud"; exit 2; }
+    command -v qemu-nbd >/dev/null || guest_skip "qemu-nbd not found (package qemu-utils)" ;;
+  *) guest_log "BLK_STORE must be file or nbd"; exit 2 ;;
+esac
 case $backend in
   vhud)
     guest_vhud "$vhud"
@@ -68,11 +79,34 @@ PAT_AT=(56 58 60) # MiB offsets of the three O_DIRECT pattern regions; 62..64 st
 
 # ---- backends -------------------------------------------------------------------------------
 pids=()
+nbd_pids=()
+# start_nbd IMG SOCK rw|ro LOG: qemu-nbd serving IMG (persistent, multi-conn, discard=unmap)
+start_nbd() {
+  local img=$1 sock=$2 mode=$3 log=$4 cmd
+  rm -f "$sock"
+  cmd=(qemu-nbd -f raw -t --shared=8 --discard=unmap -k "$sock" "$img")
+  [[ $mode == ro ]] && cmd+=(-r)
+  "${cmd[@]}" </dev/null >"$log" 2>&1 &
+  nbd_pids+=("$!")
+  guest_log "NBD server (pid $!): ${cmd[*]}"
+  guest_wait_socket "$sock" 20 "$!"
+}
+stop_nbd() {
+  local pid
+  for pid in ${nbd_pids[@]+"${nbd_pids[@]}"}; do kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  nbd_pids=()
+}
 # start_backend NAME IMG SOCK QUEUES rw|ro LOG
 start_backend() {
   local name=$1 img=$2 sock=$3 nq=$4 mode=$5 log=$6 cmd
   rm -f "$sock"
-  if [[ $backend == vhud ]]; then
+  if [[ $backend == vhud && $store == nbd ]]; then
+    start_nbd "$img" "$sock.nbd" "$mode" "$log.nbd" || return 1
+    # read-only comes from the server (qemu-nbd -r)
+    cmd=("$vhud" blk --socket-path "$sock" --nbd "nbd+unix:///?socket=$sock.nbd" --num-queues "$nq")
+    # shellcheck disable=SC2206
+    cmd+=(${VHUD_ARGS:-})
+  elif [[ $backend == vhud ]]; then
     cmd=("$vhud" blk --socket-path "$sock" --file "$img" --num-queues "$nq")
     [[ $mode == ro ]] && cmd+=(--read-only)
     # the multi-queue run drives the sync engine, the single-queue run io_uring: both meet the
@@ -108,6 +142,7 @@ stop_backends() {
     ((s == 0)) || { guest_log "backend pid $pid exited with status $s after SIGTERM"; rc=1; }
   done
   pids=()
+  stop_nbd
   return "$rc"
 }
 cleanup() {
@@ -115,6 +150,7 @@ cleanup() {
   local pid
   for pid in ${pids[@]+"${pids[@]}"}; do kill -KILL "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   pids=()
+  stop_nbd
   return 0
 }
 trap cleanup EXIT
@@ -368,5 +404,5 @@ EOF
 for r in ${BLK_RUNS:-1:1 2:2}; do
   run "${r%%:*}" "${r##*:}"
 done
-guest_log "total $((SECONDS - total_start)) s (backend: $backend)"
+guest_log "total $((SECONDS - total_start)) s (backend: $backend, store: $store)"
 if ((auto_dir)); then rm -rf "$dir"; guest_log "PASS"; else guest_log "PASS (logs in $dir)"; fi
