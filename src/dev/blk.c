@@ -156,7 +156,8 @@ static bool dwz_next_range(struct blk_req *r)
     if (r->idwz < r->ndwz) {
         const struct vhu_virtio_blk_discard_write_zeroes *d = &r->dwz[r->idwz];
         r->mode = (r->type == VHU_VIRTIO_BLK_T_DISCARD ||
-                   (d->flags & VHU_VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP))
+                   ((d->flags & VHU_VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) &&
+                    !r->q->bd->st->punch_not_zero))
                       ? DWZ_PUNCH
                       : DWZ_ZERO;
         r->zero_pos = 0;

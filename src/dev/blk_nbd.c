@@ -322,10 +322,8 @@ static void handle_drop(struct nbd_qctx *q)
 /* The connection is gone (or hung): everything on it waits for the next one. */
 static void conn_lost(struct nbd_qctx *q, const char *why)
 {
-    if (!q->logged_down)
-        vhu_warn("blk nbd: connection to %s lost (%s); reconnecting", q->ns->uri,
-                 why ? why : "unknown error");
-    q->logged_down = true;
+    unsigned n = 0;
+
     handle_drop(q);
     /* completions recorded with errors because the connection died: retry them too */
     for (struct nbd_op *o = q->fin.head.next, *nx; o != &q->fin.head; o = nx) {
@@ -333,13 +331,19 @@ static void conn_lost(struct nbd_qctx *q, const char *why)
         if (o->err && o->err != EINVAL && o->err != EROFS && o->err != ETIMEDOUT) {
             list_del(o);
             list_add_tail(&q->wait, o);
+            n++;
         }
     }
     while (!list_empty(&q->issued)) {
         struct nbd_op *o = q->issued.head.next;
         list_del(o);
         list_add_tail(&q->wait, o);
+        n++;
     }
+    if (!q->logged_down || n)
+        vhu_warn("blk nbd: connection to %s lost (%s); reconnecting, %u requests in flight to"
+                 " retry", q->ns->uri, why ? why : "unknown error", n);
+    q->logged_down = true;
     q->retry_ms = NBD_RETRY_MIN_MS;
     retry_later(q);
 }
@@ -529,8 +533,9 @@ static int st_flush(struct blk_qctx *bq, void *cookie)
     return op_start(q, o);
 }
 
-/* PUNCH_HOLE is a trim (DISCARD only: the device never punches for WRITE_ZEROES, can_unmap is
- * false, since a trimmed range need not read back as zeroes); ZERO_RANGE is a write-zeroes. */
+/* PUNCH_HOLE is a trim: DISCARD only, since a trimmed range need not read back as zeroes
+ * (punch_not_zero keeps WRITE_ZEROES with UNMAP off it); ZERO_RANGE is a write-zeroes, which
+ * the server may carry out by deallocating (no NBD_CMD_FLAG_NO_HOLE). */
 static int st_fallocate(struct blk_qctx *bq, int mode, uint64_t off, uint64_t len, void *cookie)
 {
     struct nbd_qctx *q = (struct nbd_qctx *)bq;
@@ -719,6 +724,7 @@ int blk_nbd_open(const char *uri, bool read_only, unsigned num_queues, uint32_t 
     ns->st.size = (uint64_t)size;
     ns->st.read_only = read_only || nbd_is_read_only(h) == 1;
     ns->st.can_unmap = false;
+    ns->st.punch_not_zero = true;
     ns->st.phys_block_size = 0;
     ns->timeout_ms = timeout_ms ? timeout_ms : NBD_DEF_TIMEOUT_MS;
     ns->can_flush = nbd_can_flush(h) == 1;

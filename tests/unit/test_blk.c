@@ -46,6 +46,7 @@ struct tb {
     /* the NBD variants (tb_server): a server on path, the device on its export */
     pid_t srv;
     char sock[128], uri[192];
+    char log[160]; /* nbdkit: logfile=... of its log filter (the commands it received) */
 };
 
 static int make_file(char *path, size_t pathsz, const char *dir, uint64_t size)
@@ -1024,7 +1025,8 @@ static pid_t nbd_spawn(const struct tb *t, enum tb_server s, unsigned delay_ms)
     }
     switch (s) {
     case SRV_NBDKIT_MEMORY:
-        execlp("nbdkit", "nbdkit", "-f", "-U", t->sock, "memory", "4M", (char *)NULL);
+        execlp("nbdkit", "nbdkit", "-f", "-U", t->sock, "--filter=log", "memory", "4M",
+               t->log, (char *)NULL);
         break;
     case SRV_QEMU_NBD_RO:
         execlp("qemu-nbd", "qemu-nbd", "-f", "raw", "-t", "-r", "--shared=8", "-k", t->sock,
@@ -1069,7 +1071,9 @@ static int nbd_up(struct tb *t, struct vhu_blk_opts *bo)
     snprintf(t->sock, sizeof(t->sock), "%s/vhu-nbd-%d-%p.sock", tmpdir(), (int)getpid(),
              (void *)t);
     snprintf(t->uri, sizeof(t->uri), "nbd+unix:///?socket=%s", t->sock);
+    snprintf(t->log, sizeof(t->log), "logfile=%s.log", t->sock);
     unlink(t->sock);
+    unlink(t->log + 8);
     t->srv = nbd_spawn(t, tb_server, 0);
     if (t->srv < 0)
         return -errno;
@@ -1093,8 +1097,25 @@ static void nbd_kill(struct tb *t, int sig)
 static void nbd_down(struct tb *t)
 {
     nbd_kill(t, SIGTERM);
-    if (t->sock[0])
+    if (t->sock[0]) {
         unlink(t->sock);
+        unlink(t->log + 8);
+    }
+}
+
+/* How many commands named cmd ("Trim", "Zero") nbdkit's log shows answered ("...Zero id=.."). */
+static int nbdkit_count(const struct tb *t, const char *cmd)
+{
+    FILE *f = fopen(t->log + 8, "r");
+    char line[512], word[32];
+    int n = 0;
+
+    snprintf(word, sizeof(word), " ...%s ", cmd);
+    while (f && fgets(line, sizeof(line), f))
+        n += strstr(line, word) != NULL;
+    if (f)
+        fclose(f);
+    return n;
 }
 
 /* Run body with the device on server s; SKIP (loudly) when the server program is missing. */
@@ -1183,9 +1204,13 @@ TDRV_TEST(nbd_nbdkit_memory)
                                                     .flags = VHU_VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP};
     ASSERT_EQ(dwz(&t, VHU_VIRTIO_BLK_T_WRITE_ZEROES, &d, 1, &st), 1);
     ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
+    /* WRITE_ZEROES, UNMAP or not, is an NBD write-zeroes, never a trim (which need not zero) */
+    ASSERT_EQ(nbdkit_count(&t, "Zero"), 1);
+    ASSERT_EQ(nbdkit_count(&t, "Trim"), 0);
     d = (struct vhu_virtio_blk_discard_write_zeroes){.sector = 64, .num_sectors = 8};
     ASSERT_EQ(dwz(&t, VHU_VIRTIO_BLK_T_DISCARD, &d, 1, &st), 1);
     ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
+    ASSERT_EQ(nbdkit_count(&t, "Trim"), 1);
     ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_IN, 8, 16 * 512 + 512, true, 1, &st), 16 * 512 + 513);
     for (unsigned i = 0; i < 16 * 512; i++)
         ASSERT_EQ(t.data[i], 0);
