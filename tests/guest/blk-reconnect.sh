@@ -137,48 +137,37 @@ guest_qemu_start "$dir" "$dir/initrd.cpio.gz" \
   -device "vhost-user-blk-pci,chardev=c0,num-queues=1"
 
 guest_wait_line "$dir" '^IO-START' 240 || fail "guest never started its I/O"
-if [[ $kill_what == nbd ]]; then
-  # Three NBD server crashes, 2 s apart; each time the server is back after 1 s.
-  for k in 1 2 3; do
-    sleep 2
-    kill -0 "$nbd_pid" 2>/dev/null || fail "qemu-nbd #$nbd_n died before the planned kill"
-    guest_log "guest I/O running: SIGKILL qemu-nbd #$nbd_n (pid $nbd_pid)"
-    kill -KILL "$nbd_pid"; wait "$nbd_pid" 2>/dev/null || true
-    nbd_pid=
-    sleep 1
-    start_nbd || fail "qemu-nbd #$nbd_n did not start"
-  done
-  rc=0; guest_qemu_wait || rc=$?
-  ((rc == 0)) || fail "QEMU exited with status $rc"
-  guest_check_results "$dir" || fail "guest reported failures"
-  n=$(grep -c 'reconnected to' "$dir/vhud.1.log" || true)
-  ((n >= 3)) || fail "vhud reconnected $n times to the NBD server, want 3"
-  guest_log "vhud reconnected $n times; losses: $(grep -o 'lost.*' "$dir/vhud.1.log" | tr '\n' ' ')"
-  kill -TERM "$vhud_pid"; vrc=0; wait "$vhud_pid" || vrc=$?; vhud_pid=
-  ((vrc == 0)) || fail "vhud exited with status $vrc after SIGTERM"
-  kill -TERM "$nbd_pid"; wait "$nbd_pid" 2>/dev/null || true; nbd_pid=
-  if ((auto_dir)); then rm -rf "$dir"; guest_log "PASS"; else guest_log "PASS (logs in $dir)"; fi
-  exit 0
-fi
-# Three crashes, 2 s apart, while the guest's I/O loop runs.
+# Three crashes, 2 s apart, while the guest's I/O loop runs: of vhud (back after 0.3 s) or of the
+# NBD server (back after 1 s).
 for k in 1 2 3; do
   sleep 2
-  kill -0 "$vhud_pid" 2>/dev/null || fail "vhud #$vhud_n died before the planned kill"
-  guest_log "guest I/O running: SIGKILL vhud #$vhud_n (pid $vhud_pid)"
-  kill -KILL "$vhud_pid"; wait "$vhud_pid" 2>/dev/null || true
-  vhud_pid=
-  sleep 0.3
-  start_vhud || fail "vhud #$vhud_n did not start"
+  if [[ $kill_what == nbd ]]; then
+    victim=qemu-nbd pid=$nbd_pid n=$nbd_n nbd_pid= pause=1
+  else
+    victim=vhud pid=$vhud_pid n=$vhud_n vhud_pid= pause=0.3
+  fi
+  kill -0 "$pid" 2>/dev/null || fail "$victim #$n died before the planned kill"
+  guest_log "guest I/O running: SIGKILL $victim #$n (pid $pid)"
+  kill -KILL "$pid"; wait "$pid" 2>/dev/null || true
+  sleep "$pause"
+  if [[ $kill_what == nbd ]]; then start_nbd; else start_vhud; fi || fail "$victim #$n did not start"
 done
 
 rc=0; guest_qemu_wait || rc=$?
 ((rc == 0)) || fail "QEMU exited with status $rc"
 guest_check_results "$dir" || fail "guest reported failures"
-for ((k = 2; k <= vhud_n; k++)); do
-  grep -q 'frontend connected' "$dir/vhud.$k.log" || fail "QEMU never reconnected to vhud #$k"
-done
-# Whether a crash caught a request in flight depends on timing; say what happened.
-grep -h 'resubmitting' "$dir"/vhud.*.log >&2 || guest_log "(no restart found a request in flight)"
+if [[ $kill_what == nbd ]]; then
+  n=$(grep -c 'reconnected to' "$dir/vhud.1.log" || true)
+  ((n >= 3)) || fail "vhud reconnected $n times to the NBD server, want 3"
+  guest_log "vhud reconnected $n times; losses: $(grep -o 'lost.*' "$dir/vhud.1.log" | tr '\n' ' ')"
+  kill -TERM "$nbd_pid"; wait "$nbd_pid" 2>/dev/null || true; nbd_pid=
+else
+  for ((k = 2; k <= vhud_n; k++)); do
+    grep -q 'frontend connected' "$dir/vhud.$k.log" || fail "QEMU never reconnected to vhud #$k"
+  done
+  # Whether a crash caught a request in flight depends on timing; say what happened.
+  grep -h 'resubmitting' "$dir"/vhud.*.log >&2 || guest_log "(no restart found a request in flight)"
+fi
 kill -TERM "$vhud_pid"; vrc=0; wait "$vhud_pid" || vrc=$?; vhud_pid=
 ((vrc == 0)) || fail "vhud #$vhud_n exited with status $vrc after SIGTERM"
 if ((auto_dir)); then rm -rf "$dir"; guest_log "PASS"; else guest_log "PASS (logs in $dir)"; fi
