@@ -16,6 +16,11 @@
  * visible to (and flushes on one connection cover) the others only if the server advertises
  * multi-conn. Without it, a device with more than one queue is refused at open.
  *
+ * Costs on the data path: libnbd allocates a record per command and takes its handle lock per
+ * call (nbd_aio_*, and nbd_aio_get_fd/get_direction once per batch to keep the epoll
+ * registration in step); nothing of ours allocates or logs per request. A tick per queue
+ * (timeout / 4, at most 1 s apart) checks for timeouts, also when idle.
+ *
  * Server loss: the connection's commands in flight go back to the wait list, the queue
  * reconnects with a doubling backoff (NBD_RETRY_MIN_MS .. NBD_RETRY_MAX_MS) and reissues them
  * whole. Every command we send is safe to repeat: a read, a write of the same bytes to the same
@@ -24,6 +29,8 @@
  * flight together no order, so repeating one cannot reorder it against another). An operation
  * that has not completed within the timeout (from when it was first queued) fails with EIO;
  * a connection whose oldest command is older than the timeout is considered hung and replaced.
+ * Stopping a queue (vhost-user GET_VRING_BASE, shutdown) waits for its requests, so with the
+ * server gone it waits until they time out.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -49,6 +56,7 @@ struct nbd_store {
     struct blk_store st; /* must be first */
     char *uri;
     uint32_t timeout_ms;
+    uint32_t chunk_max; /* bytes per command: NBD_CHUNK_MAX or the server's maximum block size */
     bool can_flush, can_fua, can_trim, can_zero;
 };
 
@@ -201,6 +209,7 @@ static bool conn_ok(struct nbd_qctx *q)
 /* Queue every command of o on the connection. 0, or -errno with none queued (o untouched). */
 static int op_issue(struct nbd_qctx *q, struct nbd_op *o)
 {
+    const struct nbd_store *ns = q->ns;
     nbd_completion_callback cb = {.callback = st_cb, .user_data = o};
     int64_t c = 0;
 
@@ -232,10 +241,10 @@ static int op_issue(struct nbd_qctx *q, struct nbd_op *o)
 
             /* runs of segments contiguous in our address space go as one command */
             while (++i < o->n && base + len == o->iov[i].iov_base &&
-                   len + o->iov[i].iov_len <= NBD_CHUNK_MAX)
+                   len + o->iov[i].iov_len <= ns->chunk_max)
                 len += o->iov[i].iov_len;
             for (size_t done = 0; done < len && c >= 0;) {
-                size_t l = VHU_MIN(len - done, (size_t)NBD_CHUNK_MAX);
+                size_t l = VHU_MIN(len - done, (size_t)ns->chunk_max);
 
                 o->pending++;
                 c = o->kind == OP_READ ? nbd_aio_pread(q->h, base + done, l, off, cb, 0)
@@ -631,8 +640,6 @@ static unsigned st_reap(struct blk_qctx *bq)
                 conn_lost(q, r < 0 ? nbd_get_error() : "the server closed it");
         }
     }
-    if (q->conn != CONN_DOWN)
-        sock_update(q);
     n = run_done(q);
     if (q->conn != CONN_DOWN)
         sock_update(q);
@@ -733,8 +740,24 @@ int blk_nbd_open(const char *uri, bool read_only, unsigned num_queues, uint32_t 
     ns->can_zero = nbd_can_zero(h) == 1;
     {
         int64_t pref = nbd_get_block_size(h, LIBNBD_SIZE_PREFERRED);
+        int64_t max = nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM);
+        int64_t min = nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM);
+
         if (pref > 512 && pref <= 65536 && !(pref & (pref - 1)))
             ns->st.phys_block_size = (uint32_t)pref;
+        ns->chunk_max = NBD_CHUNK_MAX;
+        /* a server limit below 64 KiB is not worth serving a guest from (and not seen) */
+        if (max >= 65536 && max < NBD_CHUNK_MAX)
+            ns->chunk_max = (uint32_t)(max & ~(int64_t)4095);
+        if (min > 512 || (max > 0 && max < 65536)) {
+            vhu_err("blk nbd: %s wants block sizes %lld..%lld bytes: not supported (a guest"
+                    " sends 512-byte-aligned requests up to 1 MiB per segment)", uri,
+                    (long long)min, (long long)max);
+            r = -EINVAL;
+            free(ns->uri);
+            free(ns);
+            goto out;
+        }
     }
     nbd_shutdown(h, 0);
     *out = &ns->st;
