@@ -557,7 +557,8 @@ static void on_completion(void *opaque)
     struct blk_queue *q = opaque;
     const struct blk_store_ops *ops = q->bd->st->ops;
 
-    vhu_eventfd_drain(q->efd);
+    if (!q->bd->st->fd_not_eventfd)
+        vhu_eventfd_drain(q->efd);
     ops->reap(q->io);
     ops->submit(q->io); /* next steps of DISCARD / WRITE_ZEROES */
     vhu_vq_flush(q->vq);

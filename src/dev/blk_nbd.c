@@ -360,6 +360,11 @@ static void conn_lost(struct nbd_qctx *q, const char *why)
 static void conn_start(struct nbd_qctx *q)
 {
     q->h = nbd_create();
+    /* Simple replies: a read's reply is one header and the data (a structured reply adds a
+     * chunk header and a terminating chunk: more receive calls per read). Nothing here needs
+     * structured replies (no block status, no DF). */
+    if (q->h)
+        nbd_set_request_structured_replies(q->h, false);
     if (!q->h || nbd_aio_connect_uri(q->h, q->ns->uri) < 0) {
         handle_drop(q);
         retry_later(q);
@@ -732,6 +737,7 @@ int blk_nbd_open(const char *uri, bool read_only, unsigned num_queues, uint32_t 
     ns->st.read_only = read_only || nbd_is_read_only(h) == 1;
     ns->st.can_unmap = false;
     ns->st.punch_not_zero = true;
+    ns->st.fd_not_eventfd = true;
     ns->st.phys_block_size = 0;
     ns->timeout_ms = timeout_ms ? timeout_ms : NBD_DEF_TIMEOUT_MS;
     ns->can_flush = nbd_can_flush(h) == 1;

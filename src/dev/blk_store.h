@@ -61,6 +61,8 @@ struct blk_store {
     bool read_only;
     bool is_bdev;              /* a block device: fallocate modes mean something else */
     bool can_unmap;            /* deallocating a range is possible (write_zeroes_may_unmap) */
+    bool fd_not_eventfd;       /* qctx_fd is no eventfd to drain (the NBD store's epoll fd,
+                                * which reap() clears) */
     bool punch_not_zero;       /* a punched range need not read back as zeroes (an NBD trim):
                                 * WRITE_ZEROES with UNMAP then zeroes instead of punching */
     uint32_t phys_block_size;  /* bytes; 0: unknown */
