@@ -18,7 +18,10 @@
 #   QSD       default qemu-storage-daemon
 #   RUNS=3 RUNTIME=5          runs per backend and case; seconds per run
 #   STORES="null shm"         null: vhud --null / qsd null-co; shm: a file on /dev/shm
-#                             (qsd: driver=file,aio=$QSD_AIO)
+#                             (qsd: driver=file,aio=$QSD_AIO); nbd: that file served by one
+#                             qemu-nbd (--shared, pinned to $NBD_CPU) on a UNIX socket, vhud
+#                             `--nbd` / qsd `driver=nbd` (backend CPU counts the client only)
+#   NBD_CPU=$CLIENT_CPU       where the NBD server runs
 #   QSD_AIO=io_uring          qsd's file AIO: io_uring | threads
 #   MODES="event poll"  DEPTHS="1 32"  RW=randread  BS=4096
 #   SIZE=1073741824           bytes of the null device and of the /dev/shm file
@@ -56,6 +59,9 @@ raw=$out/raw.txt
 : >"$raw"
 sock=$out/blk.sock
 shmfile=/dev/shm/vhu-blk-bench.img
+nbdsock=$out/nbd.sock
+NBD_CPU=${NBD_CPU:-$CLIENT_CPU}
+nbd_pid=
 
 log() { echo "[blk-bench] $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -82,7 +88,8 @@ done
 backend_pid=
 cleanup() {
   if [[ -n $backend_pid ]]; then kill -KILL "$backend_pid" 2>/dev/null || true; wait "$backend_pid" 2>/dev/null || true; fi
-  rm -f "$sock" "$shmfile"
+  if [[ -n $nbd_pid ]]; then kill -TERM "$nbd_pid" 2>/dev/null || true; wait "$nbd_pid" 2>/dev/null || true; fi
+  rm -f "$sock" "$shmfile" "$nbdsock"
 }
 trap cleanup EXIT
 
@@ -94,7 +101,11 @@ backend_cmd() {
     local bin=$VHUD
     [[ $b == vhud-base ]] && bin=$VHUD_BASE
     BCMD=("$bin" blk --socket-path "$sock")
-    if [[ $store == null ]]; then BCMD+=(--null "$SIZE"); else BCMD+=(--file "$shmfile"); fi
+    case $store in
+      null) BCMD+=(--null "$SIZE") ;;
+      nbd) BCMD+=(--nbd "nbd+unix:///?socket=$nbdsock") ;;
+      *) BCMD+=(--file "$shmfile") ;;
+    esac
     [[ $mode == poll ]] && BCMD+=(--poll-us "$POLL_US")
     # shellcheck disable=SC2206
     BCMD+=(${VHUD_ARGS:-})
@@ -105,8 +116,11 @@ backend_cmd() {
       pollexp=",iothread=t0"
     fi
     local dev
-    if [[ $store == null ]]; then dev="driver=null-co,node-name=f,size=$SIZE"
-    else dev="driver=file,node-name=f,filename=$shmfile,aio=$QSD_AIO"; fi
+    case $store in
+      null) dev="driver=null-co,node-name=f,size=$SIZE" ;;
+      nbd) dev="driver=nbd,node-name=f,server.type=unix,server.path=$nbdsock" ;;
+      *) dev="driver=file,node-name=f,filename=$shmfile,aio=$QSD_AIO" ;;
+    esac
     # shellcheck disable=SC2206
     BCMD=("$QSD" ${QSD_ARGS:-} "${pollobj[@]}" --blockdev "$dev"
       --export "type=vhost-user-blk,id=e,node-name=f,addr.type=unix,addr.path=$sock,writable=on,num-queues=1$pollexp${QSD_EXPORT_ARGS:-}")
@@ -163,8 +177,17 @@ echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); host: $(uname -r), $(nproc) CPUs (
 echo "vhuctl blk bench: rw=$RW bs=$BS, ${RUNTIME}s per run, median of $RUNS runs per backend, backends alternated; backend on CPU $BACKEND_CPU, client on CPU $CLIENT_CPU"
 echo
 
-if [[ " $STORES " == *" shm "* ]]; then
+if [[ " $STORES " == *" shm "* || " $STORES " == *" nbd "* ]]; then
   head -c "$SIZE" /dev/zero >"$shmfile" 2>/dev/null || truncate -s "$SIZE" "$shmfile"
+fi
+if [[ " $STORES " == *" nbd "* ]]; then
+  command -v qemu-nbd >/dev/null || die "STORES has nbd: qemu-nbd not found (package qemu-utils)"
+  NBDCMD=(qemu-nbd -f raw -t --shared=16 --cache=writeback -k "$nbdsock" "$shmfile")
+  taskset -c "$NBD_CPU" "${NBDCMD[@]}" </dev/null >"$out/nbd.log" 2>&1 &
+  nbd_pid=$!
+  for ((i = 0; i < 100; i++)); do [[ -S $nbdsock ]] && break; sleep 0.05; done
+  [[ -S $nbdsock ]] || die "qemu-nbd did not start"
+  echo "NBD server (CPU $NBD_CPU): ${NBDCMD[*]}"
 fi
 for store in $STORES; do
   for mode in $MODES; do

@@ -10,17 +10,19 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 mode=${1:-build}
 
-build_pkgs=(meson ninja-build pkg-config gcc make libc6-dev liburing-dev librbd-dev)
+build_pkgs=(meson ninja-build pkg-config gcc make libc6-dev liburing-dev libnbd-dev librbd-dev)
 # gcc's -fsanitize=address,undefined runtimes: gcc-12 -> libgcc-12-dev -> libasan8, libubsan1;
 # listed explicitly so a minimal image that trimmed them still gets them.
 test_pkgs=("${build_pkgs[@]}" libgcc-12-dev libasan8 libubsan1
            qemu-system-x86 qemu-utils busybox-static cpio kmod xz-utils e2fsprogs
            iproute2 procps coreutils util-linux
-           dpdk-dev clang libclang-rt-14-dev
+           dpdk-dev clang libclang-rt-14-dev nbdkit
            ceph-mon ceph-osd ceph-common)
 # dpdk-dev ships dpdk-testpmd (tests/interop/dpdk-net.sh, tests/guest/net.sh with
 # NET_BACKEND=dpdk, bench/net-bench.sh); it pulls libdpdk-dev and with it every librte-* PMD,
 # among them net_vhost, net_virtio and the ring mempool. Package `dpdk` has only python scripts.
+# libnbd-dev: blk's NBD store (vhud blk --nbd). qemu-utils (qemu-nbd) and nbdkit: the NBD
+# servers the blk tests start (tests/unit/test_blk.c, tests/guest/blk.sh with BLK_STORE=nbd).
 # clang + libclang-rt-14-dev: the libFuzzer targets (tests/fuzz, make fuzz-check); the runtime
 # package carries libclang_rt.fuzzer and clang's ASan/UBSan runtimes.
 # librbd-dev: blk's Ceph RBD store (librbd + librados, Ceph 16). ceph-mon, ceph-osd, ceph-common

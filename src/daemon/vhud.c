@@ -139,6 +139,8 @@ static struct {
     unsigned blk_size;
     unsigned seg_max;
     const char *rbd, *ceph_conf, *ceph_id;
+    const char *nbd;
+    unsigned nbd_timeout_ms;
 } blk;
 
 static int create_blk(const struct daemon_opts *o, struct vhu_device **out)
@@ -158,10 +160,12 @@ static int create_blk(const struct daemon_opts *o, struct vhu_device **out)
         .rbd = blk.rbd,
         .rbd_conf = blk.ceph_conf,
         .rbd_id = blk.ceph_id,
+        .nbd_uri = blk.nbd,
+        .nbd_timeout_ms = blk.nbd_timeout_ms,
     };
 
-    if ((blk.file != NULL) + (blk.null_size != 0) + (blk.rbd != NULL) != 1) {
-        fprintf(stderr, "vhud blk: exactly one of --file, --null and --rbd is required\n");
+    if ((blk.file != NULL) + (blk.null_size != 0) + (blk.nbd != NULL) + (blk.rbd != NULL) != 1) {
+        fprintf(stderr, "vhud blk: exactly one of --file, --nbd, --null and --rbd is required\n");
         return -EINVAL;
     }
     if ((blk.ceph_conf || blk.ceph_id) && !blk.rbd) {
@@ -274,7 +278,25 @@ static int blk_seg_max(const char *arg)
     return 0;
 }
 
+static int blk_nbd(const char *arg)
+{
+    blk.nbd = arg;
+    return 0;
+}
+
+static int blk_nbd_timeout(const char *arg)
+{
+    if (parse_uint(arg, 86400, &blk.nbd_timeout_ms) < 0 || blk.nbd_timeout_ms == 0) {
+        fprintf(stderr, "vhud: bad --nbd-timeout '%s' (seconds, 1..86400)\n", arg);
+        return -1;
+    }
+    blk.nbd_timeout_ms *= 1000;
+    return 0;
+}
+
 static const struct type_option blk_options[] = {
+    {"nbd", required_argument, false, blk_nbd},
+    {"nbd-timeout", required_argument, false, blk_nbd_timeout},
     {"file", required_argument, false, blk_file},
     {"null", required_argument, false, blk_null},
     {"rbd", required_argument, false, blk_rbd},
@@ -295,6 +317,12 @@ static void blk_help(FILE *f)
 {
     fprintf(f,
             "  --file PATH          backing file or block device\n"
+            "  --nbd URI            an NBD export through libnbd: nbd://HOST[:PORT]/NAME or\n"
+            "                       nbd+unix:///NAME?socket=PATH; size and read-only from the\n"
+            "                       server; a connection per queue (more than one queue needs\n"
+            "                       a server with multi-conn); reconnects when the server goes\n"
+            "  --nbd-timeout S      NBD: fail a request with an I/O error once it has waited S\n"
+            "                       seconds for the server to come back or answer (default 30)\n"
             "  --null SIZE          no backing store, SIZE bytes (K/M/G suffixes; benchmarks)\n"
             "  --rbd POOL/IMAGE     a Ceph RBD image through librbd (asynchronous); also\n"
             "                       POOL/NAMESPACE/IMAGE; IMAGE@SNAP serves a snapshot read-only%s\n"
@@ -623,7 +651,7 @@ static const struct device_type device_types[] = {
     {
         .name = "blk",
         .json_type = "block",
-        .summary = "virtio-blk: a file or block device through io_uring, a Ceph RBD image, or --null",
+        .summary = "virtio-blk: a file or block device through io_uring, an NBD export, a Ceph RBD image, or --null",
         .create = create_blk,
         .options = blk_options,
         .help = blk_help,

@@ -2,8 +2,8 @@
 /*
  * virtio-blk (VIRTIO 1.3 §5.2), device side: request parsing and validation, config space,
  * features. The data moves through a backing store (blk_store.h): the file store (io_uring, one
- * ring per queue, completions on the queue's owner thread through vhu_dev_watch()) or the null
- * store.
+ * ring per queue, completions on the queue's owner thread through vhu_dev_watch()), an NBD export
+ * (blk_nbd.c: libnbd, a connection per queue on the queue's thread) or the null store.
  *
  * A request (§5.2.6) is a 16-byte readable header {type, ioprio, sector}, then data, then one
  * writable status byte: the last writable byte of the chain, wherever the driver's segments put
@@ -156,7 +156,8 @@ static bool dwz_next_range(struct blk_req *r)
     if (r->idwz < r->ndwz) {
         const struct vhu_virtio_blk_discard_write_zeroes *d = &r->dwz[r->idwz];
         r->mode = (r->type == VHU_VIRTIO_BLK_T_DISCARD ||
-                   (d->flags & VHU_VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP))
+                   ((d->flags & VHU_VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) &&
+                    !r->q->bd->st->punch_not_zero))
                       ? DWZ_PUNCH
                       : DWZ_ZERO;
         r->zero_pos = 0;
@@ -556,7 +557,8 @@ static void on_completion(void *opaque)
     struct blk_queue *q = opaque;
     const struct blk_store_ops *ops = q->bd->st->ops;
 
-    vhu_eventfd_drain(q->efd);
+    if (!q->bd->st->fd_not_eventfd)
+        vhu_eventfd_drain(q->efd);
     ops->reap(q->io);
     ops->submit(q->io); /* next steps of DISCARD / WRITE_ZEROES */
     vhu_vq_flush(q->vq);
@@ -764,11 +766,17 @@ VHU_EXPORT int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_device **
         r = open_rbd(&o, &bd->st);
     else if (o.null_size)
         r = blk_null_open(o.null_size, o.read_only, &bd->st);
+    else if (o.nbd_uri)
+        r = blk_nbd_open(o.nbd_uri, o.read_only, o.num_queues, o.nbd_timeout_ms, &bd->st);
     else
         r = blk_file_open(o.path, o.read_only, o.direct, o.engine, &bd->st);
     if (r < 0) {
         vhu_err("blk: cannot open %s: %s",
-                o.rbd ? o.rbd : o.null_size ? "the null store" : o.path ? o.path : "(no path)",
+                o.rbd           ? o.rbd
+                : o.null_size ? "the null store"
+                : o.nbd_uri   ? o.nbd_uri
+                : o.path      ? o.path
+                              : "(no path)",
                 strerror(-r));
         free(bd);
         return r;
@@ -793,8 +801,9 @@ VHU_EXPORT int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_device **
                vhu_feature(VHU_VIRTIO_BLK_F_BLK_SIZE) | vhu_feature(VHU_VIRTIO_BLK_F_TOPOLOGY) |
                vhu_feature(VHU_VIRTIO_BLK_F_FLUSH) | vhu_feature(VHU_VIRTIO_BLK_F_CONFIG_WCE) |
                vhu_feature(VHU_VIRTIO_BLK_F_MQ);
-    /* §5.2.3: RO for a read-only disk; DISCARD and WRITE_ZEROES only where writes go. */
-    if (bd->st->read_only) /* the options, or the store (an RBD snapshot) */
+    /* §5.2.3: RO for a read-only disk; DISCARD and WRITE_ZEROES only where writes go. The store
+     * decides (the options, an NBD export read-only on the server, an RBD snapshot). */
+    if (bd->st->read_only)
         features |= vhu_feature(VHU_VIRTIO_BLK_F_RO);
     else
         features |= vhu_feature(VHU_VIRTIO_BLK_F_DISCARD) | vhu_feature(VHU_VIRTIO_BLK_F_WRITE_ZEROES);

@@ -56,11 +56,15 @@ struct blk_store_ops {
 
 struct blk_store {
     const struct blk_store_ops *ops;
-    const char *engine;        /* "io_uring", "sync", "null", "rbd" */
+    const char *engine;        /* "io_uring", "sync", "null", "nbd", "rbd" */
     uint64_t size;             /* bytes */
     bool read_only;
     bool is_bdev;              /* a block device: fallocate modes mean something else */
     bool can_unmap;            /* deallocating a range is possible (write_zeroes_may_unmap) */
+    bool fd_not_eventfd;       /* qctx_fd is no eventfd to drain (the NBD store's epoll fd,
+                                * which reap() clears) */
+    bool punch_not_zero;       /* a punched range need not read back as zeroes (an NBD trim):
+                                * WRITE_ZEROES with UNMAP then zeroes instead of punching */
     uint32_t phys_block_size;  /* bytes; 0: unknown */
 };
 
@@ -68,6 +72,9 @@ struct blk_store {
 int blk_file_open(const char *path, bool read_only, bool direct, enum vhu_blk_engine engine,
                   struct blk_store **out);
 int blk_null_open(uint64_t size, bool read_only, struct blk_store **out);
+/* An NBD export (blk_nbd.c): uri as libnbd's nbd_connect_uri takes it; timeout_ms 0: 30 s. */
+int blk_nbd_open(const char *uri, bool read_only, unsigned num_queues, uint32_t timeout_ms,
+                 struct blk_store **out);
 /* Ceph RBD (blk_rbd.c, built with librbd): spec POOL/IMAGE[@SNAP] or POOL/NAMESPACE/IMAGE[@SNAP];
  * a snapshot opens read-only. conf: a ceph.conf (NULL: Ceph's default search, $CEPH_CONF
  * first); id: the client name without "client." (NULL: admin). */

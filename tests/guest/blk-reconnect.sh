@@ -6,7 +6,11 @@
 # in flight. The guest must see no I/O error and every pass must read back what it wrote.
 #
 #   blk-reconnect.sh VHUD [WORKDIR]
-# Exit: 0 pass, 1 fail (logs printed), 77 skip (loud banner). Env: see lib.sh; VHUD_ARGS.
+# Exit: 0 pass, 1 fail (logs printed), 77 skip (loud banner). Env: see lib.sh; VHUD_ARGS;
+#   KILL=vhud|nbd   what crashes (default vhud). nbd: vhud serves the disk from qemu-nbd
+#                   (`blk --nbd`), and the NBD server is SIGKILLed three times under the guest's
+#                   I/O and restarted 1 s later: vhud reconnects and retries what was in flight;
+#                   the guest must see no I/O error and its data must verify.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 GUEST_NAME=${GUEST_NAME:-blk-reconnect}
@@ -18,6 +22,12 @@ vhud=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 [[ -x $vhud ]] || { guest_log "vhud binary '$1' not found"; exit 1; }
 "$vhud" blk --help >/dev/null 2>&1 || { guest_log "this vhud has no blk device"; exit 1; }
 guest_require
+kill_what=${KILL:-vhud}
+case $kill_what in
+  vhud) ;;
+  nbd) command -v qemu-nbd >/dev/null || guest_skip "qemu-nbd not found (package qemu-utils)" ;;
+  *) guest_log "KILL must be vhud or nbd"; exit 2 ;;
+esac
 
 dir=${2:-}
 auto_dir=0
@@ -30,12 +40,25 @@ truncate -s 0 "$img"; truncate -s 64M "$img"
 
 vhud_pid=
 vhud_n=0
+nbd_pid=
+nbd_n=0
+start_nbd() {
+  nbd_n=$((nbd_n + 1))
+  rm -f "$sock.nbd"
+  # --cache=none: the server's writes go to the disk file directly (like vhud's --direct below)
+  qemu-nbd -f raw -t --cache=none -k "$sock.nbd" "$img" </dev/null >"$dir/nbd.$nbd_n.log" 2>&1 &
+  nbd_pid=$!
+  guest_log "qemu-nbd #$nbd_n started (pid $nbd_pid)"
+  guest_wait_socket "$sock.nbd" 20 "$nbd_pid"
+}
 start_vhud() {
   vhud_n=$((vhud_n + 1))
+  local store=(--file "$img" --direct)
+  [[ $kill_what == nbd ]] && store=(--nbd "nbd+unix:///?socket=$sock.nbd" --nbd-timeout 30)
   # shellcheck disable=SC2086
   # --direct: without the page cache each request stays in flight long enough for a crash to
   # catch some (seen: 2 of 3 restarts resubmitted a request); with it they finish in microseconds.
-  "$vhud" blk --socket-path "$sock" --file "$img" --direct ${VHUD_ARGS:-} </dev/null \
+  "$vhud" blk --socket-path "$sock" "${store[@]}" ${VHUD_ARGS:-} </dev/null \
     >"$dir/vhud.$vhud_n.log" 2>&1 &
   vhud_pid=$!
   guest_log "vhud #$vhud_n started (pid $vhud_pid)"
@@ -44,6 +67,7 @@ start_vhud() {
 cleanup() {
   guest_qemu_kill
   [[ -n $vhud_pid ]] && { kill -KILL "$vhud_pid" 2>/dev/null || true; wait "$vhud_pid" 2>/dev/null || true; }
+  [[ -n $nbd_pid ]] && { kill -KILL "$nbd_pid" 2>/dev/null || true; wait "$nbd_pid" 2>/dev/null || true; }
   return 0
 }
 trap cleanup EXIT
@@ -51,7 +75,7 @@ fail() {
   guest_log "FAIL: $*"
   cleanup
   local logs=() f
-  for f in "$dir"/vhud.*.log; do [[ -e $f ]] && logs+=("${f##*/}"); done
+  for f in "$dir"/vhud.*.log "$dir"/nbd.*.log; do [[ -e $f ]] && logs+=("${f##*/}"); done
   guest_dump "$dir" ${logs[@]+"${logs[@]}"}
   exit 1
 }
@@ -106,31 +130,44 @@ GUEST
 guest_mkinitramfs "$dir/initrd.cpio.gz" virtio_pci virtio_blk -- "$dir/test.sh" \
   2>"$dir/mkinitramfs.log" || { cat "$dir/mkinitramfs.log" >&2; exit 1; }
 
+if [[ $kill_what == nbd ]]; then start_nbd || fail "qemu-nbd did not start"; fi
 start_vhud || fail "vhud did not start"
 guest_qemu_start "$dir" "$dir/initrd.cpio.gz" \
   -chardev "socket,id=c0,path=$sock,reconnect=1" \
   -device "vhost-user-blk-pci,chardev=c0,num-queues=1"
 
 guest_wait_line "$dir" '^IO-START' 240 || fail "guest never started its I/O"
-# Three crashes, 2 s apart, while the guest's I/O loop runs.
+# Three crashes, 2 s apart, while the guest's I/O loop runs: of vhud (back after 0.3 s) or of the
+# NBD server (back after 1 s).
 for k in 1 2 3; do
   sleep 2
-  kill -0 "$vhud_pid" 2>/dev/null || fail "vhud #$vhud_n died before the planned kill"
-  guest_log "guest I/O running: SIGKILL vhud #$vhud_n (pid $vhud_pid)"
-  kill -KILL "$vhud_pid"; wait "$vhud_pid" 2>/dev/null || true
-  vhud_pid=
-  sleep 0.3
-  start_vhud || fail "vhud #$vhud_n did not start"
+  if [[ $kill_what == nbd ]]; then
+    victim=qemu-nbd pid=$nbd_pid n=$nbd_n nbd_pid= pause=1
+  else
+    victim=vhud pid=$vhud_pid n=$vhud_n vhud_pid= pause=0.3
+  fi
+  kill -0 "$pid" 2>/dev/null || fail "$victim #$n died before the planned kill"
+  guest_log "guest I/O running: SIGKILL $victim #$n (pid $pid)"
+  kill -KILL "$pid"; wait "$pid" 2>/dev/null || true
+  sleep "$pause"
+  if [[ $kill_what == nbd ]]; then start_nbd; else start_vhud; fi || fail "$victim #$n did not start"
 done
 
 rc=0; guest_qemu_wait || rc=$?
 ((rc == 0)) || fail "QEMU exited with status $rc"
 guest_check_results "$dir" || fail "guest reported failures"
-for ((k = 2; k <= vhud_n; k++)); do
-  grep -q 'frontend connected' "$dir/vhud.$k.log" || fail "QEMU never reconnected to vhud #$k"
-done
-# Whether a crash caught a request in flight depends on timing; say what happened.
-grep -h 'resubmitting' "$dir"/vhud.*.log >&2 || guest_log "(no restart found a request in flight)"
+if [[ $kill_what == nbd ]]; then
+  n=$(grep -c 'reconnected to' "$dir/vhud.1.log" || true)
+  ((n >= 3)) || fail "vhud reconnected $n times to the NBD server, want 3"
+  guest_log "vhud reconnected $n times; losses: $(grep -o 'lost.*' "$dir/vhud.1.log" | tr '\n' ' ')"
+  kill -TERM "$nbd_pid"; wait "$nbd_pid" 2>/dev/null || true; nbd_pid=
+else
+  for ((k = 2; k <= vhud_n; k++)); do
+    grep -q 'frontend connected' "$dir/vhud.$k.log" || fail "QEMU never reconnected to vhud #$k"
+  done
+  # Whether a crash caught a request in flight depends on timing; say what happened.
+  grep -h 'resubmitting' "$dir"/vhud.*.log >&2 || guest_log "(no restart found a request in flight)"
+fi
 kill -TERM "$vhud_pid"; vrc=0; wait "$vhud_pid" || vrc=$?; vhud_pid=
 ((vrc == 0)) || fail "vhud #$vhud_n exited with status $vrc after SIGTERM"
 if ((auto_dir)); then rm -rf "$dir"; guest_log "PASS"; else guest_log "PASS (logs in $dir)"; fi

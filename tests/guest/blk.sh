@@ -27,11 +27,13 @@
 #                         reference backend, to tell a test bug from a vhud bug)
 #   VHUD_ARGS             extra arguments to `vhud blk`
 #   BLK_RUNS="1:1 2:2"    queues:vCPUs per run
-#   BLK_STORE=file|rbd    vhud's store (default file). rbd: a one-node Ceph cluster
-#                         (tests/ceph-lib.sh) for the whole script; each run's images are
-#                         `rbd import`ed, disk A served with --rbd POOL/IMAGE, disk B as a
-#                         snapshot POOL/IMAGE@SNAP (read-only through the snapshot alone), and
-#                         the host checks run on what `rbd export` reads back afterwards.
+#   BLK_STORE=file|nbd|rbd  what vhud serves the disks from (default file).
+#                         nbd: qemu-nbd serves each image on a UNIX socket (--shared, multi-conn;
+#                         -r for disk B) and vhud runs `blk --nbd nbd+unix:///?socket=...`.
+#                         rbd: a one-node Ceph cluster (tests/ceph-lib.sh) for the whole script;
+#                         each run's images are `rbd import`ed, disk A served with --rbd
+#                         POOL/IMAGE, disk B as a snapshot POOL/IMAGE@SNAP (read-only through the
+#                         snapshot alone), and the host checks run on what `rbd export` reads back.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -41,6 +43,11 @@ PATH=$PATH:/usr/sbin:/sbin
 (($# >= 1)) || { echo "usage: $0 VHUD [WORKDIR]" >&2; exit 2; }
 backend=${BLK_BACKEND:-vhud}
 vhud=$1
+store=${BLK_STORE:-file}
+case $store in
+  file | nbd | rbd) ;;
+  *) guest_log "BLK_STORE must be file, nbd or rbd"; exit 2 ;;
+esac
 case $backend in
   vhud)
     guest_vhud "$vhud"
@@ -52,9 +59,11 @@ case $backend in
   *) guest_log "BLK_BACKEND must be vhud or qsd"; exit 2 ;;
 esac
 guest_require
-store=${BLK_STORE:-file}
 case $store in
   file) ;;
+  nbd)
+    [[ $backend == vhud ]] || { guest_log "BLK_STORE=nbd needs BLK_BACKEND=vhud"; exit 2; }
+    command -v qemu-nbd >/dev/null || guest_skip "qemu-nbd not found (package qemu-utils)" ;;
   rbd)
     [[ $backend == vhud ]] || { guest_log "BLK_STORE=rbd needs BLK_BACKEND=vhud"; exit 2; }
     # shellcheck source=../ceph-lib.sh
@@ -62,10 +71,11 @@ case $store in
     command -v ceph-mon >/dev/null 2>&1 && command -v ceph-osd >/dev/null 2>&1 &&
       command -v rbd >/dev/null 2>&1 ||
       guest_skip "ceph-mon, ceph-osd or rbd not found (ceph-mon ceph-osd ceph-common)"
-    "$vhud" blk --help 2>&1 | grep -q -- '--rbd POOL/IMAGE' && ! "$vhud" blk --help 2>&1 |
-      grep -q 'not in this build' || guest_skip "this vhud is built without the RBD store"
+    # the whole help first: grep -q leaving early would SIGPIPE vhud (help goes to stderr)
+    vhelp=$("$vhud" blk --help 2>&1 || true)
+    grep -q -- '--rbd POOL/IMAGE' <<<"$vhelp" && ! grep -q 'not in this build' <<<"$vhelp" ||
+      guest_skip "this vhud is built without the RBD store"
     ;;
-  *) guest_log "BLK_STORE must be file or rbd"; exit 2 ;;
 esac
 for t in mkfs.ext4 e2fsck debugfs md5sum cmp; do
   command -v $t >/dev/null 2>&1 || guest_skip "$t not found (package e2fsprogs / coreutils)"
@@ -88,6 +98,23 @@ PAT_AT=(56 58 60) # MiB offsets of the three O_DIRECT pattern regions; 62..64 st
 
 # ---- backends -------------------------------------------------------------------------------
 pids=()
+nbd_pids=()
+# start_nbd IMG SOCK rw|ro LOG: qemu-nbd serving IMG (persistent, multi-conn, discard=unmap)
+start_nbd() {
+  local img=$1 sock=$2 mode=$3 log=$4 cmd
+  rm -f "$sock"
+  cmd=(qemu-nbd -f raw -t --shared=8 --discard=unmap -k "$sock" "$img")
+  [[ $mode == ro ]] && cmd+=(-r)
+  "${cmd[@]}" </dev/null >"$log" 2>&1 &
+  nbd_pids+=("$!")
+  guest_log "NBD server (pid $!): ${cmd[*]}"
+  guest_wait_socket "$sock" 20 "$!"
+}
+stop_nbd() {
+  local pid
+  for pid in ${nbd_pids[@]+"${nbd_pids[@]}"}; do kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  nbd_pids=()
+}
 # start_backend NAME IMG SOCK QUEUES rw|ro LOG
 start_backend() {
   local name=$1 img=$2 sock=$3 nq=$4 mode=$5 log=$6 cmd
@@ -96,6 +123,12 @@ start_backend() {
     # img is POOL/IMAGE, or POOL/IMAGE@SNAP for disk B: read-only by being a snapshot
     cmd=("$vhud" blk --socket-path "$sock" --rbd "$img" --ceph-conf "$CEPH_CONF"
          --num-queues "$nq")
+    # shellcheck disable=SC2206
+    cmd+=(${VHUD_ARGS:-})
+  elif [[ $backend == vhud && $store == nbd ]]; then
+    start_nbd "$img" "$sock.nbd" "$mode" "$log.nbd" || return 1
+    # read-only comes from the server (qemu-nbd -r)
+    cmd=("$vhud" blk --socket-path "$sock" --nbd "nbd+unix:///?socket=$sock.nbd" --num-queues "$nq")
     # shellcheck disable=SC2206
     cmd+=(${VHUD_ARGS:-})
   elif [[ $backend == vhud ]]; then
@@ -134,6 +167,7 @@ stop_backends() {
     ((s == 0)) || { guest_log "backend pid $pid exited with status $s after SIGTERM"; rc=1; }
   done
   pids=()
+  stop_nbd
   return "$rc"
 }
 cleanup() {
@@ -142,6 +176,7 @@ cleanup() {
   local pid
   for pid in ${pids[@]+"${pids[@]}"}; do kill -KILL "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   pids=()
+  stop_nbd
   return 0
 }
 trap cleanup EXIT

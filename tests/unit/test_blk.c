@@ -9,7 +9,11 @@
  * ring stop, and the null store.
  */
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <sys/uio.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -39,6 +43,10 @@ struct tb {
     /* request buffers in the shared arena */
     uint8_t *hdr, *status, *data; /* hdr: 16 bytes per queue; status: 1 byte per queue */
     uint64_t hdr_gpa, status_gpa, data_gpa;
+    /* the NBD variants (tb_server): a server on path, the device on its export */
+    pid_t srv;
+    char sock[128], uri[192];
+    char log[160]; /* nbdkit: logfile=... of its log filter (the commands it received) */
 };
 
 static int make_file(char *path, size_t pathsz, const char *dir, uint64_t size)
@@ -76,6 +84,12 @@ struct tb_opts {
     unsigned poll_us;
 };
 
+/* Which server the NBD variants put between the device and the disk file (see the NBD section). */
+enum tb_server { SRV_NONE, SRV_QEMU_NBD, SRV_QEMU_NBD_RO, SRV_QEMU_NBD_SINGLE, SRV_NBDKIT_MEMORY };
+static enum tb_server tb_server;
+static int nbd_up(struct tb *t, struct vhu_blk_opts *bo);
+static void nbd_down(struct tb *t);
+
 static int tb_up(struct tb *t, const struct tb_opts *o)
 {
     struct vhu_blk_opts bo = o->blk;
@@ -89,6 +103,10 @@ static int tb_up(struct tb *t, const struct tb_opts *o)
             return r;
         bo.path = t->path;
     }
+    t->srv = -1;
+    if (tb_server != SRV_NONE && (r = nbd_up(t, &bo)) < 0)
+        return r;
+    tb_server = SRV_NONE; /* one bench per NBD_RUN, even when an ASSERT ends the test early */
     r = vhu_blk_new(&bo, &t->dev);
     if (r < 0)
         return r;
@@ -126,6 +144,7 @@ static int tb_up(struct tb *t, const struct tb_opts *o)
 static void tb_down(struct tb *t)
 {
     tdrv_teardown(t->d, t->b, t->dev, t->loop);
+    nbd_down(t);
     if (t->path[0])
         unlink(t->path);
 }
@@ -957,6 +976,331 @@ TDRV_TEST(no_fd_leak)
     for (int i = 0; i < 5; i++) {
         struct tb_opts o = {.num_queues = 2, .blk = {.num_queues = 2}};
         ASSERT_OK(tb_up(&t, &o));
+        ASSERT_EQ(rq(&t, 1, VHU_VIRTIO_BLK_T_IN, 0, 512, true, 1, &st), 513);
+        tb_down(&t);
+    }
+    ASSERT_EQ(vhu_fd_count_self(), before);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The NBD store: the same device over qemu-nbd (on the disk file, so file checks still hold)  */
+/* and nbdkit's memory plugin, servers started here on a UNIX socket.                          */
+/* ------------------------------------------------------------------------------------------ */
+
+static bool have_prog(const char *name)
+{
+    const char *path = getenv("PATH");
+    char buf[512];
+
+    for (const char *p = path ? path : "/usr/bin:/bin"; p && *p;) {
+        const char *c = strchr(p, ':');
+        size_t n = c ? (size_t)(c - p) : strlen(p);
+        snprintf(buf, sizeof(buf), "%.*s/%s", (int)n, p, name);
+        if (access(buf, X_OK) == 0)
+            return true;
+        p = c ? c + 1 : NULL;
+    }
+    return false;
+}
+
+static const char *server_prog(enum tb_server s)
+{
+    return s == SRV_NBDKIT_MEMORY ? "nbdkit" : "qemu-nbd";
+}
+
+/* The server, after delay_ms, in a child process of its own (its stderr stays ours). */
+static pid_t nbd_spawn(const struct tb *t, enum tb_server s, unsigned delay_ms)
+{
+    pid_t pid = fork();
+
+    if (pid != 0)
+        return pid;
+    if (delay_ms)
+        usleep(delay_ms * 1000);
+    int devnull = open("/dev/null", O_RDWR);
+    if (devnull >= 0) { /* quiet: the readiness probes make servers complain of broken pipes */
+        dup2(devnull, 1);
+        if (!getenv("VHU_TEST_VERBOSE"))
+            dup2(devnull, 2);
+    }
+    switch (s) {
+    case SRV_NBDKIT_MEMORY:
+        execlp("nbdkit", "nbdkit", "-f", "-U", t->sock, "--filter=log", "memory", "4M",
+               t->log, (char *)NULL);
+        break;
+    case SRV_QEMU_NBD_RO:
+        execlp("qemu-nbd", "qemu-nbd", "-f", "raw", "-t", "-r", "--shared=8", "-k", t->sock,
+               t->path, (char *)NULL);
+        break;
+    case SRV_QEMU_NBD_SINGLE:
+        execlp("qemu-nbd", "qemu-nbd", "-f", "raw", "-t", "-k", t->sock, t->path, (char *)NULL);
+        break;
+    default:
+        execlp("qemu-nbd", "qemu-nbd", "-f", "raw", "-t", "--shared=8", "--discard=unmap", "-k",
+               t->sock, t->path, (char *)NULL);
+        break;
+    }
+    _exit(127);
+}
+
+/* The socket accepts connections (up to 5 s). */
+static int nbd_wait_ready(const struct tb *t)
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+
+    if (strlen(t->sock) >= sizeof(a.sun_path))
+        return -ENAMETOOLONG;
+    memcpy(a.sun_path, t->sock, strlen(t->sock) + 1);
+    for (int i = 0; i < 500; i++) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int r = fd >= 0 ? connect(fd, (struct sockaddr *)&a, sizeof(a)) : -1;
+
+        if (fd >= 0)
+            close(fd);
+        if (r == 0)
+            return 0;
+        if (waitpid(t->srv, NULL, WNOHANG) == t->srv)
+            return -ECHILD;
+        usleep(10000);
+    }
+    return -ETIMEDOUT;
+}
+
+static int nbd_up(struct tb *t, struct vhu_blk_opts *bo)
+{
+    snprintf(t->sock, sizeof(t->sock), "%s/vhu-nbd-%d-%p.sock", tmpdir(), (int)getpid(),
+             (void *)t);
+    snprintf(t->uri, sizeof(t->uri), "nbd+unix:///?socket=%s", t->sock);
+    snprintf(t->log, sizeof(t->log), "logfile=%s.log", t->sock);
+    unlink(t->sock);
+    unlink(t->log + 8);
+    t->srv = nbd_spawn(t, tb_server, 0);
+    if (t->srv < 0)
+        return -errno;
+    int r = nbd_wait_ready(t);
+    if (r < 0)
+        return r;
+    bo->nbd_uri = t->uri;
+    bo->path = NULL;
+    return 0;
+}
+
+static void nbd_kill(struct tb *t, int sig)
+{
+    if (t->srv > 0) {
+        kill(t->srv, sig);
+        waitpid(t->srv, NULL, 0);
+    }
+    t->srv = -1;
+}
+
+static void nbd_down(struct tb *t)
+{
+    nbd_kill(t, SIGTERM);
+    if (t->sock[0]) {
+        unlink(t->sock);
+        unlink(t->log + 8);
+    }
+}
+
+/* How many commands named cmd ("Trim", "Zero") nbdkit's log shows answered ("...Zero id=.."). */
+static int nbdkit_count(const struct tb *t, const char *cmd)
+{
+    FILE *f = fopen(t->log + 8, "r");
+    char line[512], word[32];
+    int n = 0;
+
+    snprintf(word, sizeof(word), " ...%s ", cmd);
+    while (f && fgets(line, sizeof(line), f))
+        n += strstr(line, word) != NULL;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* Run body with the device on server s; SKIP (loudly) when the server program is missing. */
+#define NBD_RUN(s, body)                                                                   \
+    do {                                                                                   \
+        if (!have_prog(server_prog(s)))                                                    \
+            SKIP("NBD store untested: no %s (apt-get install %s)", server_prog(s),         \
+                 s == SRV_NBDKIT_MEMORY ? "nbdkit" : "qemu-utils");                        \
+        tb_server = (s);                                                                   \
+        body;                                                                              \
+        tb_server = SRV_NONE;                                                              \
+    } while (0)
+
+/* Two queues (multi-conn), split and packed, multi-segment chains up to 1 MiB: the file. */
+TDRV_TEST(nbd_integrity_split) { NBD_RUN(SRV_QEMU_NBD, run_integrity(false, 0, 0, 0)); }
+TDRV_TEST(nbd_integrity_packed_2_workers)
+{
+    NBD_RUN(SRV_QEMU_NBD, run_integrity(true, 2, 0, 0));
+}
+/* DISCARD is a trim (qemu-nbd --discard=unmap punches a hole), WRITE_ZEROES a write-zeroes;
+ * a trim never stands in for WRITE_ZEROES with UNMAP (trimmed ranges need not read as zeroes) */
+TDRV_TEST(nbd_discard_write_zeroes)
+{
+    NBD_RUN(SRV_QEMU_NBD, run_dwz(tmpdir(), false, 0));
+}
+
+TDRV_TEST(nbd_flush_fua_writethrough)
+{
+    struct tb_opts o = {.blk = {.writethrough = true}};
+    struct tb t;
+    uint8_t st;
+
+    NBD_RUN(SRV_QEMU_NBD, ASSERT_OK(tb_up(&t, &o)));
+    ASSERT(strcmp(vhu_blk_engine_name(t.dev), "nbd") == 0);
+    ASSERT_EQ(vhu_blk_capacity(t.dev), DISK_SIZE / 512);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_FLUSH, 0, 0, false, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
+    pattern(t.data, 8192, 5);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_OUT, 16, 8192, false, 4, &st), 1); /* FUA */
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
+    uint8_t want[8192];
+    pattern(want, sizeof(want), 5);
+    ASSERT(file_matches(t.path, 16 * 512, want, sizeof(want)));
+    tb_down(&t);
+}
+
+/* The export is read-only on the server: the device is, whatever it was asked. */
+TDRV_TEST(nbd_read_only_export)
+{
+    struct tb_opts o = {0};
+    struct tb t;
+    uint8_t st;
+
+    NBD_RUN(SRV_QEMU_NBD_RO, ASSERT_OK(tb_up(&t, &o)));
+    ASSERT(vhu_has_feature(tdrv_features(t.d), VHU_VIRTIO_BLK_F_RO));
+    ASSERT(!vhu_has_feature(tdrv_features(t.d), VHU_VIRTIO_BLK_F_DISCARD));
+    pattern(t.data, 4096, 3);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_OUT, 0, 4096, false, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_IOERR);
+    ASSERT(file_zero(t.path, 0, 4096));
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_IN, 0, 4096, true, 2, &st), 4097);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
+    tb_down(&t);
+}
+
+/* nbdkit's memory plugin: write, read back, zero, discard, over two queues. */
+TDRV_TEST(nbd_nbdkit_memory)
+{
+    struct tb_opts o = {.num_queues = 2, .blk = {.num_queues = 2}};
+    uint8_t *want = malloc(DATA_MAX);
+    struct tb t;
+    uint8_t st;
+
+    ASSERT(want);
+    NBD_RUN(SRV_NBDKIT_MEMORY, ASSERT_OK(tb_up(&t, &o)));
+    ASSERT_EQ(vhu_blk_capacity(t.dev), (4u << 20) / 512);
+    pattern(want, DATA_MAX, 11);
+    memcpy(t.data, want, DATA_MAX);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_OUT, 8, DATA_MAX, false, 32, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
+    memset(t.data, 0, DATA_MAX);
+    ASSERT_EQ(rq(&t, 1, VHU_VIRTIO_BLK_T_IN, 8, DATA_MAX, true, 7, &st), (int)DATA_MAX + 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
+    ASSERT(memcmp(t.data, want, DATA_MAX) == 0);
+    struct vhu_virtio_blk_discard_write_zeroes d = {.sector = 8, .num_sectors = 16,
+                                                    .flags = VHU_VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP};
+    ASSERT_EQ(dwz(&t, VHU_VIRTIO_BLK_T_WRITE_ZEROES, &d, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
+    /* WRITE_ZEROES, UNMAP or not, is an NBD write-zeroes, never a trim (which need not zero) */
+    ASSERT_EQ(nbdkit_count(&t, "Zero"), 1);
+    ASSERT_EQ(nbdkit_count(&t, "Trim"), 0);
+    d = (struct vhu_virtio_blk_discard_write_zeroes){.sector = 64, .num_sectors = 8};
+    ASSERT_EQ(dwz(&t, VHU_VIRTIO_BLK_T_DISCARD, &d, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
+    ASSERT_EQ(nbdkit_count(&t, "Trim"), 1);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_IN, 8, 16 * 512 + 512, true, 1, &st), 16 * 512 + 513);
+    for (unsigned i = 0; i < 16 * 512; i++)
+        ASSERT_EQ(t.data[i], 0);
+    ASSERT(memcmp(t.data + 16 * 512, want + 16 * 512, 512) == 0);
+    tb_down(&t);
+    free(want);
+}
+
+/* More than one queue needs multi-conn: qemu-nbd without --shared does not advertise it. */
+TEST(nbd_multi_queue_needs_multi_conn)
+{
+    struct tb t;
+    struct vhu_blk_opts bo = {.num_queues = 2};
+
+    if (!have_prog("qemu-nbd"))
+        SKIP("NBD store untested: no qemu-nbd (apt-get install qemu-utils)");
+    memset(&t, 0, sizeof(t));
+    ASSERT_OK(make_file(t.path, sizeof(t.path), tmpdir(), DISK_SIZE));
+    tb_server = SRV_QEMU_NBD_SINGLE;
+    ASSERT_OK(nbd_up(&t, &bo));
+    ASSERT_ERR(-EINVAL, vhu_blk_new(&bo, &t.dev));
+    bo.num_queues = 1;
+    ASSERT_OK(vhu_blk_new(&bo, &t.dev)); /* the probe connection is closed again: one client */
+    t.dev->ops->destroy(t.dev);
+    nbd_down(&t);
+    unlink(t.path);
+    /* nothing listening: a clear error, not a hang */
+    ASSERT(vhu_blk_new(&(struct vhu_blk_opts){.nbd_uri = "nbd+unix:///?socket=/nonexistent/s"},
+                       &t.dev) < 0);
+}
+
+/* The server killed and restarted: a request issued meanwhile waits, then completes on the new
+ * connection; what was written before is there. */
+TDRV_TEST(nbd_server_restart_retries)
+{
+    struct tb_opts o = {.blk = {.nbd_timeout_ms = 10000}};
+    struct tb t;
+    uint8_t st;
+    uint8_t want[4096];
+
+    NBD_RUN(SRV_QEMU_NBD, ASSERT_OK(tb_up(&t, &o)));
+    pattern(t.data, 4096, 21);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_OUT, 0, 4096, false, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
+    nbd_kill(&t, SIGKILL);
+    t.srv = nbd_spawn(&t, SRV_QEMU_NBD, 300);
+    ASSERT(t.srv > 0);
+    pattern(t.data, 4096, 22);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_OUT, 8, 4096, false, 2, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
+    pattern(want, 4096, 22);
+    ASSERT(file_matches(t.path, 8 * 512, want, 4096));
+    memset(t.data, 0, 4096);
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_IN, 0, 4096, true, 1, &st), 4097);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
+    pattern(want, 4096, 21);
+    ASSERT(memcmp(t.data, want, 4096) == 0);
+    tb_down(&t);
+}
+
+/* The server gone for good: the request fails after the timeout (1 s), not before, not never. */
+TDRV_TEST(nbd_server_gone_times_out)
+{
+    struct tb_opts o = {.blk = {.nbd_timeout_ms = 1000}};
+    struct tb t;
+    uint8_t st;
+
+    NBD_RUN(SRV_QEMU_NBD, ASSERT_OK(tb_up(&t, &o)));
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_IN, 0, 512, true, 1, &st), 513);
+    nbd_kill(&t, SIGKILL);
+    uint64_t t0 = vhu_now_ns();
+    ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_IN, 0, 512, true, 1, &st), 1);
+    ASSERT_EQ(st, VHU_VIRTIO_BLK_S_IOERR);
+    uint64_t ms = (vhu_now_ns() - t0) / 1000000;
+    ASSERT(ms >= 900 && ms < 4000);
+    tb_down(&t);
+}
+
+/* Devices on NBD come and go without leaking fds (sockets, epoll, timers). */
+TDRV_TEST(nbd_no_fd_leak)
+{
+    struct tb t;
+    uint8_t st;
+
+    if (!have_prog("qemu-nbd"))
+        SKIP("NBD store untested: no qemu-nbd (apt-get install qemu-utils)");
+    int before = vhu_fd_count_self();
+    for (int i = 0; i < 3; i++) {
+        struct tb_opts o = {.num_queues = 2, .blk = {.num_queues = 2}};
+        NBD_RUN(SRV_QEMU_NBD, ASSERT_OK(tb_up(&t, &o)));
         ASSERT_EQ(rq(&t, 1, VHU_VIRTIO_BLK_T_IN, 0, 512, true, 1, &st), 513);
         tb_down(&t);
     }

@@ -137,6 +137,14 @@ struct vhu_blk_opts {
     const char *rbd;
     const char *rbd_conf;    /* ceph.conf path; NULL: Ceph's default search ($CEPH_CONF first) */
     const char *rbd_id;      /* client name without "client."; NULL: admin */
+    /* An NBD export instead of a file (when non-NULL and null_size is 0): nbd://host[:port]/name
+     * or nbd+unix:///name?socket=PATH, through libnbd. Size and read-only come from the server;
+     * more than one queue needs a server that advertises multi-conn. */
+    const char *nbd_uri;
+    /* NBD: a request not completed this long after it was queued (the server gone and not back,
+     * or not answering) fails with an I/O error; meanwhile the queue reconnects and retries.
+     * 0: 30000. */
+    uint32_t nbd_timeout_ms;
 };
 
 /* Whether this build has the RBD store (vhu_blk_opts.rbd). */
@@ -149,7 +157,8 @@ bool vhu_blk_has_rbd(void);
 int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_device **out);
 /* Capacity in 512-byte sectors. */
 uint64_t vhu_blk_capacity(const struct vhu_device *dev);
-/* The engine a device's store runs: "io_uring", "sync", "null" for the null store, "rbd". */
+/* The engine a device's store runs: "io_uring", "sync", "null" for the null store, "nbd",
+ * "rbd". */
 const char *vhu_blk_engine_name(const struct vhu_device *dev);
 
 #endif
