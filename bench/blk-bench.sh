@@ -21,7 +21,16 @@
 #                             (qsd: driver=file,aio=$QSD_AIO); nbd: that file served by one
 #                             qemu-nbd (--shared, pinned to $NBD_CPU) on a UNIX socket, vhud
 #                             `--nbd` / qsd `driver=nbd` (backend CPU counts the client only)
+#                             rbd: a one-node Ceph cluster (tests/ceph-lib.sh: ceph-mon + one
+#                             memstore ceph-osd, pinned to $CEPH_CPU) holding one image of
+#                             $RBD_SIZE bytes of random data (written, so reads hit objects);
+#                             vhud `--rbd rbd/IMAGE --ceph-conf` / qsd `driver=rbd` (package
+#                             qemu-block-extra). Backend CPU counts the vhud/qsd process, with
+#                             librbd's threads inside it; the cluster's daemons are not counted
 #   NBD_CPU=$CLIENT_CPU       where the NBD server runs
+#   CEPH_CPU=$CLIENT_CPU      where ceph-mon and ceph-osd run (all their threads)
+#   RBD_SIZE=268435456        bytes of the RBD image (256 MiB: memstore keeps it in memory, and
+#                             ceph-lib.sh's memstore device is 1 GiB)
 #   QSD_AIO=io_uring          qsd's file AIO: io_uring | threads
 #   MODES="event poll"  DEPTHS="1 32"  RW=randread  BS=4096
 #   SIZE=1073741824           bytes of the null device and of the /dev/shm file
@@ -62,6 +71,10 @@ shmfile=/dev/shm/vhu-blk-bench.img
 nbdsock=$out/nbd.sock
 NBD_CPU=${NBD_CPU:-$CLIENT_CPU}
 nbd_pid=
+CEPH_CPU=${CEPH_CPU:-$CLIENT_CPU}
+RBD_SIZE=${RBD_SIZE:-268435456}
+rbd_image=vhu-bench
+ceph_up=
 
 log() { echo "[blk-bench] $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -89,7 +102,8 @@ backend_pid=
 cleanup() {
   if [[ -n $backend_pid ]]; then kill -KILL "$backend_pid" 2>/dev/null || true; wait "$backend_pid" 2>/dev/null || true; fi
   if [[ -n $nbd_pid ]]; then kill -TERM "$nbd_pid" 2>/dev/null || true; wait "$nbd_pid" 2>/dev/null || true; fi
-  rm -f "$sock" "$shmfile" "$nbdsock"
+  [[ -n $ceph_up ]] && ceph_stop
+  rm -f "$sock" "$shmfile" "$shmfile.rbd" "$nbdsock"
 }
 trap cleanup EXIT
 
@@ -104,6 +118,7 @@ backend_cmd() {
     case $store in
       null) BCMD+=(--null "$SIZE") ;;
       nbd) BCMD+=(--nbd "nbd+unix:///?socket=$nbdsock") ;;
+      rbd) BCMD+=(--rbd "$CEPH_POOL/$rbd_image" --ceph-conf "$CEPH_CONF") ;;
       *) BCMD+=(--file "$shmfile") ;;
     esac
     [[ $mode == poll ]] && BCMD+=(--poll-us "$POLL_US")
@@ -119,6 +134,7 @@ backend_cmd() {
     case $store in
       null) dev="driver=null-co,node-name=f,size=$SIZE" ;;
       nbd) dev="driver=nbd,node-name=f,server.type=unix,server.path=$nbdsock" ;;
+      rbd) dev="driver=rbd,node-name=f,pool=$CEPH_POOL,image=$rbd_image,conf=$CEPH_CONF" ;;
       *) dev="driver=file,node-name=f,filename=$shmfile,aio=$QSD_AIO" ;;
     esac
     # shellcheck disable=SC2206
@@ -188,6 +204,28 @@ if [[ " $STORES " == *" nbd "* ]]; then
   for ((i = 0; i < 100; i++)); do [[ -S $nbdsock ]] && break; sleep 0.05; done
   [[ -S $nbdsock ]] || die "qemu-nbd did not start"
   echo "NBD server (CPU $NBD_CPU): ${NBDCMD[*]}"
+fi
+if [[ " $STORES " == *" rbd "* ]]; then
+  # shellcheck source=../tests/ceph-lib.sh disable=SC1091
+  . "$repo/tests/ceph-lib.sh"
+  for c in ceph-mon ceph-osd ceph rbd monmaptool; do
+    command -v "$c" >/dev/null || die "STORES has rbd: $c not found (ceph-mon ceph-osd ceph-common)"
+  done
+  if [[ " ${backends[*]} " == *" qsd "* ]] &&
+     ! compgen -G '/usr/lib/*/qemu/block-rbd.so' >/dev/null; then
+    die "STORES has rbd: qemu-storage-daemon has no rbd driver (package qemu-block-extra)"
+  fi
+  ceph_up=1
+  ceph_start >"$out/ceph.log" 2>&1 || { cat "$out/ceph.log" >&2; die "the Ceph cluster did not start"; }
+  # every thread of both daemons; threads they start later inherit the mask
+  taskset -a -p -c "$CEPH_CPU" "$CEPH_MON_PID" >/dev/null
+  taskset -a -p -c "$CEPH_CPU" "$CEPH_OSD_PID" >/dev/null
+  head -c "$RBD_SIZE" /dev/urandom >"$shmfile.rbd"
+  timeout 120 rbd --conf "$CEPH_CONF" import --no-progress "$shmfile.rbd" "$CEPH_POOL/$rbd_image" \
+    >>"$out/ceph.log" 2>&1 || { rm -f "$shmfile.rbd"; cat "$out/ceph.log" >&2; die "rbd import failed"; }
+  rm -f "$shmfile.rbd"
+  echo "Ceph (ceph-mon + ceph-osd, memstore, pool size 1, CPU $CEPH_CPU): tests/ceph-lib.sh;" \
+    "image $CEPH_POOL/$rbd_image: $RBD_SIZE bytes of random data (rbd import)"
 fi
 for store in $STORES; do
   for mode in $MODES; do

@@ -17,7 +17,7 @@ test_pkgs=("${build_pkgs[@]}" libgcc-12-dev libasan8 libubsan1
            qemu-system-x86 qemu-utils busybox-static cpio kmod xz-utils e2fsprogs
            iproute2 procps coreutils util-linux
            dpdk-dev clang libclang-rt-14-dev nbdkit
-           ceph-mon ceph-osd ceph-common)
+           ceph-mon ceph-osd ceph-common qemu-block-extra)
 # dpdk-dev ships dpdk-testpmd (tests/interop/dpdk-net.sh, tests/guest/net.sh with
 # NET_BACKEND=dpdk, bench/net-bench.sh); it pulls libdpdk-dev and with it every librte-* PMD,
 # among them net_vhost, net_virtio and the ring mempool. Package `dpdk` has only python scripts.
@@ -27,6 +27,8 @@ test_pkgs=("${build_pkgs[@]}" libgcc-12-dev libasan8 libubsan1
 # package carries libclang_rt.fuzzer and clang's ASan/UBSan runtimes.
 # librbd-dev: blk's Ceph RBD store (librbd + librados, Ceph 16). ceph-mon, ceph-osd, ceph-common
 # (ceph, rbd, monmaptool): the one-node cluster tests/ceph-lib.sh starts for the RBD tests.
+# qemu-block-extra: qemu-storage-daemon's rbd driver (block-rbd.so), the other side of
+# bench/blk-bench.sh STORES=rbd.
 
 case "$mode" in
   build) want=("${build_pkgs[@]}") ;;
