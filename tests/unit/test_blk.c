@@ -149,49 +149,7 @@ static void tb_down(struct tb *t)
         unlink(t->path);
 }
 
-/*
- * One request: the header, then len data bytes at data_gpa in nseg segments (device-writable
- * when writable), then the status byte. Returns the used length (or -errno); *st the status.
- */
-static int rq_at(struct tb *t, unsigned q, uint32_t type, uint64_t sector, uint64_t data_gpa,
-                 uint32_t len, bool writable, unsigned nseg, uint8_t *st)
-{
-    struct vhu_virtio_blk_outhdr h = {.type = type, .sector = sector};
-    struct vhu_vqd_seg segs[40];
-    unsigned k = 0, nd = 0;
-
-    /* each queue its own header and status (queues may run on different worker threads) */
-    uint8_t *status = t->status + q;
-
-    memcpy(t->hdr + q * 16, &h, sizeof(h));
-    *status = 0xee;
-    segs[k++] = (struct vhu_vqd_seg){t->hdr_gpa + q * 16, sizeof(h)};
-    if (len) {
-        uint32_t per = len / nseg, off = 0;
-        for (unsigned i = 0; i < nseg; i++) {
-            uint32_t l = i + 1 == nseg ? len - off : per;
-            segs[k++] = (struct vhu_vqd_seg){data_gpa + off, l};
-            off += l;
-            nd++;
-        }
-    }
-    segs[k++] = (struct vhu_vqd_seg){t->status_gpa + q, 1};
-    int r = tdrv_request(t->d, q, segs, writable ? 1 : 1 + nd, writable ? nd + 1 : 1, 5000);
-    *st = *status;
-    return r;
-}
-
-static int rq(struct tb *t, unsigned q, uint32_t type, uint64_t sector, uint32_t len,
-              bool writable, unsigned nseg, uint8_t *st)
-{
-    return rq_at(t, q, type, sector, t->data_gpa, len, writable, nseg, st);
-}
-
-static void pattern(uint8_t *p, size_t n, unsigned seed)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = (uint8_t)(seed * 131 + i * 7 + (i >> 9));
-}
+#include "blk_testlib.h"
 
 static bool file_matches(const char *path, uint64_t off, const uint8_t *want, size_t n)
 {
@@ -477,14 +435,6 @@ TDRV_TEST(flush_and_get_id)
     ASSERT_EQ(rq(&t, 0, VHU_VIRTIO_BLK_T_GET_ID, 0, VHU_VIRTIO_BLK_ID_BYTES, true, 2, &st), 21);
     ASSERT(memcmp(t.data, "abc\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 20) == 0); /* NUL-padded */
     tb_down(&t);
-}
-
-/* DISCARD / WRITE_ZEROES requests: count ranges of {sector, num, flags} in t.data. */
-static int dwz(struct tb *t, uint32_t type, const struct vhu_virtio_blk_discard_write_zeroes *d,
-               unsigned n, uint8_t *st)
-{
-    memcpy(t->data, d, n * sizeof(*d));
-    return rq(t, 0, type, 0, (uint32_t)(n * sizeof(*d)), false, 1, st);
 }
 
 static bool is_hole(const char *path, uint64_t off)

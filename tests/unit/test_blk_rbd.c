@@ -125,34 +125,8 @@ static void tb_down(struct tb *t, bool remove)
         rbd_remove(ioctx, t->image);
 }
 
-static int rq(struct tb *t, unsigned q, uint32_t type, uint64_t sector, uint32_t len,
-              bool writable, unsigned nseg, uint8_t *st)
-{
-    struct vhu_virtio_blk_outhdr h = {.type = type, .sector = sector};
-    struct vhu_vqd_seg segs[40];
-    unsigned k = 0, nd = 0;
-    uint8_t *status = t->status + q;
-
-    memcpy(t->hdr + q * 16, &h, sizeof(h));
-    *status = 0xee;
-    segs[k++] = (struct vhu_vqd_seg){t->hdr_gpa + q * 16, sizeof(h)};
-    for (uint32_t i = 0, off = 0; len && i < nseg; i++) {
-        uint32_t l = i + 1 == nseg ? len - off : len / nseg;
-        segs[k++] = (struct vhu_vqd_seg){t->data_gpa + off, l};
-        off += l;
-        nd++;
-    }
-    segs[k++] = (struct vhu_vqd_seg){t->status_gpa + q, 1};
-    int r = tdrv_request(t->d, q, segs, writable ? 1 : 1 + nd, writable ? nd + 1 : 1, 10000);
-    *st = *status;
-    return r;
-}
-
-static void pattern(uint8_t *p, size_t n, unsigned seed)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = (uint8_t)(seed * 131 + i * 7 + (i >> 9));
-}
+#define BLK_TEST_RQ_TIMEOUT_MS 10000
+#include "blk_testlib.h"
 
 /* What the image holds at off, read with librbd (another client than the device). */
 static bool image_matches(const char *image, const char *snap, uint64_t off, const uint8_t *want,
@@ -298,13 +272,6 @@ TDRV_TEST(rbd_writethrough_and_flush)
     ASSERT_EQ(st, VHU_VIRTIO_BLK_S_OK);
     ASSERT(image_matches(t.image, NULL, 64 * 512, want, sizeof(want)));
     tb_down(&t, true);
-}
-
-static int dwz(struct tb *t, uint32_t type, const struct vhu_virtio_blk_discard_write_zeroes *d,
-               unsigned n, uint8_t *st)
-{
-    memcpy(t->data, d, n * sizeof(*d));
-    return rq(t, 0, type, 0, (uint32_t)(n * sizeof(*d)), false, 1, st);
 }
 
 TDRV_TEST(rbd_discard_write_zeroes)
