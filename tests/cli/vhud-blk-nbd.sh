@@ -3,6 +3,7 @@
 # vhud blk --nbd as a process, end to end (vhuctl blk verify writes, reads back and compares):
 #   - `vhud blk --help` lists the NBD store and its timeout;
 #   - --nbd with --file, a bad --nbd-timeout: exit 2 with a message; no server: a clear error,
+#   - (last) the same verify over nbd:// on loopback TCP,
 #     not a hang;
 #   - qemu-nbd without --shared (no multi-conn) and --num-queues 2: refused, saying why;
 #   - qemu-nbd --shared=4 on a file, 2 queues: verify passes and the file holds the data; the
@@ -87,6 +88,22 @@ r=0; wait "$bench" || r=$?
 echo "  bench across a server SIGKILL + restart: $(grep -o 'iops=[0-9.]*' "$dir/bench.log") errors=0"
 grep -q 'reconnected to' "$dir/vhud.log" || fail "vhud did not log a reconnection"
 grep -m1 'lost' "$dir/vhud.log" | sed 's/^/  vhud: /'
+stop_vhud
+unserve TERM
+
+# nbd:// over loopback TCP (the URIs above are UNIX sockets): a port of our own, then verify.
+port=$((20000 + $$ % 20000))
+qemu-nbd -f raw -t --shared=2 -b 127.0.0.1 -p "$port" "$img" </dev/null >>"$dir/nbd.log" 2>&1 &
+nbd_pid=$!
+for ((i = 0; i < 100; i++)); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  kill -0 "$nbd_pid" 2>/dev/null || fail "qemu-nbd did not start on TCP port $port"
+  sleep 0.05
+done
+start_vhud blk --nbd "nbd://127.0.0.1:$port/" --num-queues 2
+"$VHUCTL" blk verify --socket-path "$sock" --queues 2 --bytes 1M --offset 8M --seed 9 \
+  >"$dir/verify3.log" 2>&1 || { cat "$dir/verify3.log" >&2; fail "verify over nbd:// (TCP)"; }
+echo "  verify over nbd://127.0.0.1:$port (TCP, 2 queues): ok"
 stop_vhud
 unserve TERM
 echo "PASS"
