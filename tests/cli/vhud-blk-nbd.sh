@@ -3,13 +3,13 @@
 # vhud blk --nbd as a process, end to end (vhuctl blk verify writes, reads back and compares):
 #   - `vhud blk --help` lists the NBD store and its timeout;
 #   - --nbd with --file, a bad --nbd-timeout: exit 2 with a message; no server: a clear error,
-#   - (last) the same verify over nbd:// on loopback TCP,
 #     not a hang;
 #   - qemu-nbd without --shared (no multi-conn) and --num-queues 2: refused, saying why;
 #   - qemu-nbd --shared=4 on a file, 2 queues: verify passes and the file holds the data; the
 #     server SIGKILLed, a verify started while it is away passes once it is back 0.5 s later;
 #     a 2 s write bench on 2 queues with the server SIGKILLed under it and back 0.5 s later
-#     sees no error (vhud logs the loss and the reconnection); vhud exits 0 on SIGTERM.
+#     sees no error (vhud logs the loss and the reconnection); vhud exits 0 on SIGTERM;
+#   - a verify over nbd:// on loopback TCP (qemu-nbd -b 127.0.0.1, 2 queues).
 # SKIP (77, loudly) without qemu-nbd.
 #
 #   vhud-blk-nbd.sh VHUD VHUCTL
