@@ -368,6 +368,15 @@ __attribute__((constructor)) static void setup_log(void)
                      VHU_LOG_DEBUG);
 }
 
+/* A GET_INFLIGHT_FD request for nq queues of qs entries. */
+static void get_inflight_msg(struct vhu_msg *m, uint32_t flags, uint16_t nq, uint16_t qs)
+{
+    vhu_msg_init(m, VHOST_USER_GET_INFLIGHT_FD, VHOST_USER_VERSION | flags,
+                 sizeof(struct vhost_user_inflight));
+    m->payload.inflight.num_queues = nq;
+    m->payload.inflight.queue_size = qs;
+}
+
 /* GET_INFLIGHT_FD hands out a shared buffer sized for the queues; SET_INFLIGHT_FD takes one
  * back and refuses one too small for what it claims to describe. */
 TEST(inflight_fd_messages)
@@ -380,10 +389,7 @@ TEST(inflight_fd_messages)
     xor_init();
     ASSERT_OK(rig_up(&r, &xdev.dev));
     ASSERT_OK(vhu_fe_start(r.fe, &o));
-    vhu_msg_init(&m, VHOST_USER_GET_INFLIGHT_FD, VHOST_USER_VERSION,
-                 sizeof(struct vhost_user_inflight));
-    m.payload.inflight.num_queues = 2;
-    m.payload.inflight.queue_size = 16;
+    get_inflight_msg(&m, 0, 2, 16);
     ASSERT_OK(vhu_fe_raw(r.fe, &m, &reply));
     ASSERT_EQ(reply.nfds, 1);
     ASSERT_EQ(reply.payload.inflight.mmap_size, 2 * vhu_core_inflight_region_size(16));
@@ -458,20 +464,14 @@ TEST(inflight_buffer_not_replaced_under_a_tracking_ring)
     xor_init();
     ASSERT_OK(rig_up(&r, &xdev.dev));
     ASSERT_OK(vhu_fe_start(r.fe, &o));
-    vhu_msg_init(&m, VHOST_USER_GET_INFLIGHT_FD, VHOST_USER_VERSION,
-                 sizeof(struct vhost_user_inflight));
-    m.payload.inflight.num_queues = 1;
-    m.payload.inflight.queue_size = 16;
+    get_inflight_msg(&m, 0, 1, 16);
     ASSERT_OK(vhu_fe_raw(r.fe, &m, &reply));
     ASSERT_EQ(reply.nfds, 1);
     int ifl_fd = reply.fds[0];
     struct vhost_user_inflight ifl = reply.payload.inflight;
     ASSERT_OK(restart_ring0(r.fe)); /* ring 0 now tracks into the buffer */
     /* a new buffer would unmap the one ring 0 writes into: refused, the session ends */
-    vhu_msg_init(&m, VHOST_USER_GET_INFLIGHT_FD, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK,
-                 sizeof(struct vhost_user_inflight));
-    m.payload.inflight.num_queues = 1;
-    m.payload.inflight.queue_size = 16;
+    get_inflight_msg(&m, VHOST_USER_NEED_REPLY_MASK, 1, 16);
     int rr = vhu_fe_raw(r.fe, &m, &reply);
     ASSERT(rr < 0 || reply.nfds == 0);
     if (rr == 0)
