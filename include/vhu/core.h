@@ -132,6 +132,9 @@ unsigned vhu_core_poll(struct vhu_core *c);
  * cannot be replaced (-EBUSY). Rings larger than qsize are not tracked (logged).
  */
 size_t vhu_core_inflight_region_size(uint16_t qsize);
+/* Whether this device can take a region of nqueues areas for rings of qsize (0, or -EINVAL
+ * logged): a transport checks before it allocates the region. */
+int vhu_core_inflight_check(const struct vhu_core *c, uint16_t nqueues, uint16_t qsize);
 int vhu_core_set_inflight(struct vhu_core *c, void *region, uint16_t nqueues, uint16_t qsize);
 
 #endif

@@ -595,15 +595,21 @@ VHU_EXPORT size_t vhu_core_inflight_region_size(uint16_t qsize)
     return vhu_vq_inflight_region_size(qsize);
 }
 
-VHU_EXPORT int vhu_core_set_inflight(struct vhu_core *c, void *region, uint16_t nqueues,
-                                     uint16_t qsize)
+VHU_EXPORT int vhu_core_inflight_check(const struct vhu_core *c, uint16_t nqueues, uint16_t qsize)
 {
-    if (region && (nqueues == 0 || nqueues > c->nrings || qsize == 0 ||
-                   qsize > c->dev->max_queue_size)) {
+    if (nqueues == 0 || nqueues > c->nrings || qsize == 0 || qsize > c->dev->max_queue_size) {
         vhu_err("inflight buffer for %u queues of %u: device has %u queues of at most %u",
                 nqueues, qsize, c->nrings, c->dev->max_queue_size);
         return -EINVAL;
     }
+    return 0;
+}
+
+VHU_EXPORT int vhu_core_set_inflight(struct vhu_core *c, void *region, uint16_t nqueues,
+                                     uint16_t qsize)
+{
+    if (region && vhu_core_inflight_check(c, nqueues, qsize) < 0)
+        return -EINVAL;
     for (unsigned i = 0; i < c->nrings; i++) {
         if (c->rings[i].tracks) {
             vhu_err("inflight buffer replaced while queue %u tracks into it", i);

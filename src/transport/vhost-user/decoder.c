@@ -418,15 +418,10 @@ static int inflight_attach(struct vhu_session *s, struct vhu_mem_mapping *map,
     return 0;
 }
 
+/* The core's bounds, checked before anything is allocated or mapped for the buffer. */
 static int inflight_check(struct vhu_session *s, const struct vhost_user_inflight *in)
 {
-    if (in->num_queues == 0 || in->num_queues > s->dev->num_queues || in->queue_size == 0 ||
-        in->queue_size > s->dev->max_queue_size) {
-        vhu_err("inflight buffer for %u queues of %u: device has %u queues of at most %u",
-                in->num_queues, in->queue_size, s->dev->num_queues, s->dev->max_queue_size);
-        return -EINVAL;
-    }
-    return 0;
+    return vhu_core_inflight_check(s->core, in->num_queues, in->queue_size);
 }
 
 /* vhost-user.rst GET_INFLIGHT_FD: the back-end allocates the buffer and shares it; the front-end
