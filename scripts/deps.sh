@@ -10,7 +10,8 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 mode=${1:-build}
 
-build_pkgs=(meson ninja-build pkg-config gcc make libc6-dev liburing-dev libnbd-dev librbd-dev)
+build_pkgs=(meson ninja-build pkg-config gcc make libc6-dev liburing-dev libnbd-dev librbd-dev
+            libjson-c-dev)
 # gcc's -fsanitize=address,undefined runtimes: gcc-12 -> libgcc-12-dev -> libasan8, libubsan1;
 # listed explicitly so a minimal image that trimmed them still gets them.
 test_pkgs=("${build_pkgs[@]}" libgcc-12-dev libasan8 libubsan1
@@ -21,6 +22,7 @@ test_pkgs=("${build_pkgs[@]}" libgcc-12-dev libasan8 libubsan1
 # dpdk-dev ships dpdk-testpmd (tests/interop/dpdk-net.sh, tests/guest/net.sh with
 # NET_BACKEND=dpdk, bench/net-bench.sh); it pulls libdpdk-dev and with it every librte-* PMD,
 # among them net_vhost, net_virtio and the ring mempool. Package `dpdk` has only python scripts.
+# libjson-c-dev: vfio-user's VERSION capabilities (a JSON object) in the VVU device and driver.
 # libnbd-dev: blk's NBD store (vhud blk --nbd). qemu-utils (qemu-nbd) and nbdkit: the NBD
 # servers the blk tests start (tests/unit/test_blk.c, tests/guest/blk.sh with BLK_STORE=nbd).
 # clang + libclang-rt-14-dev: the libFuzzer targets (tests/fuzz, make fuzz-check); the runtime
