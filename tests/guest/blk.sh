@@ -26,6 +26,8 @@
 #   BLK_BACKEND=vhud|qsd  backend under test (default vhud; qsd = qemu-storage-daemon, the
 #                         reference backend, to tell a test bug from a vhud bug)
 #   VHUD_ARGS             extra arguments to `vhud blk`
+#   VHU_TRANSPORT=vvu     QEMU's vhost-user session crosses a virtio-vhost-user device
+#                         (`vhud vvu --vfio-user`) to `vhud blk --vvu vfio-user:...` (lib.sh)
 #   BLK_RUNS="1:1 2:2"    queues:vCPUs per run
 #   BLK_STORE=file|nbd|rbd  what vhud serves the disks from (default file).
 #                         nbd: qemu-nbd serves each image on a UNIX socket (--shared, multi-conn;
@@ -119,20 +121,22 @@ stop_nbd() {
 start_backend() {
   local name=$1 img=$2 sock=$3 nq=$4 mode=$5 log=$6 cmd
   rm -f "$sock"
+  GUEST_EP=(--socket-path "$sock") GUEST_VVU_PID=
+  [[ $backend == vhud ]] && { guest_endpoint "$sock" "$log" || return 1; }
   if [[ $backend == vhud && $store == rbd ]]; then
     # img is POOL/IMAGE, or POOL/IMAGE@SNAP for disk B: read-only by being a snapshot
-    cmd=("$vhud" blk --socket-path "$sock" --rbd "$img" --ceph-conf "$CEPH_CONF"
+    cmd=("$vhud" blk "${GUEST_EP[@]}" --rbd "$img" --ceph-conf "$CEPH_CONF"
          --num-queues "$nq")
     # shellcheck disable=SC2206
     cmd+=(${VHUD_ARGS:-})
   elif [[ $backend == vhud && $store == nbd ]]; then
     start_nbd "$img" "$sock.nbd" "$mode" "$log.nbd" || return 1
     # read-only comes from the server (qemu-nbd -r)
-    cmd=("$vhud" blk --socket-path "$sock" --nbd "nbd+unix:///?socket=$sock.nbd" --num-queues "$nq")
+    cmd=("$vhud" blk "${GUEST_EP[@]}" --nbd "nbd+unix:///?socket=$sock.nbd" --num-queues "$nq")
     # shellcheck disable=SC2206
     cmd+=(${VHUD_ARGS:-})
   elif [[ $backend == vhud ]]; then
-    cmd=("$vhud" blk --socket-path "$sock" --file "$img" --num-queues "$nq")
+    cmd=("$vhud" blk "${GUEST_EP[@]}" --file "$img" --num-queues "$nq")
     [[ $mode == ro ]] && cmd+=(--read-only)
     # the multi-queue run drives the sync engine, the single-queue run io_uring: both meet the
     # guest (VHUD_ARGS, after this, can override)
@@ -150,6 +154,8 @@ start_backend() {
   "${cmd[@]}" </dev/null >"$log" 2>&1 &
   local pid=$!
   pids+=("$pid")
+  # the VVU device after the backend that drives it: stop_backends stops them in this order
+  [[ -n $GUEST_VVU_PID ]] && pids+=("$GUEST_VVU_PID")
   guest_log "$name backend (pid $pid): $(cat "$log.cmd")"
   guest_wait_socket "$sock" 20 "$pid"
 }
@@ -176,6 +182,7 @@ cleanup() {
   local pid
   for pid in ${pids[@]+"${pids[@]}"}; do kill -KILL "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   pids=()
+  guest_vvu_kill
   stop_nbd
   return 0
 }
@@ -186,7 +193,7 @@ fail() {
   cleanup
   if [[ -n $run_dir ]]; then
     local logs=() f
-    for f in "$run_dir"/backend-*.log; do [[ -e $f ]] && logs+=("${f##*/}"); done
+    for f in "$run_dir"/backend-*.log "$run_dir"/backend-*.log.vvu; do [[ -e $f ]] && logs+=("${f##*/}"); done
     guest_dump "$run_dir" ${logs[@]+"${logs[@]}"}
   fi
   exit 1

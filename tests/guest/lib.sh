@@ -208,3 +208,41 @@ guest_qmp_wait_chardev() {
   guest_log "chardev $id not $want within ${secs}s"
   return 1
 }
+
+# ---- transports: vhost-user directly, or through virtio-vhost-user ---------------------------
+# guest_endpoint SOCK LOG   sets GUEST_EP, the transport arguments of a `vhud DEVICE` that QEMU
+#                           reaches on SOCK. VHU_TRANSPORT=vhost-user (default): --socket-path
+#                           SOCK. VHU_TRANSPORT=vvu: first starts `vhud vvu --socket-path SOCK
+#                           --vfio-user SOCK.vfu` (the VVU device; log in LOG.vvu, pid in
+#                           GUEST_VVU_PID) and the device gets --vvu vfio-user:SOCK.vfu, so
+#                           QEMU's vhost-user session crosses the VVU device to the backend.
+#                           Needs $vhud (guest_vhud). The caller starts the device, then stops
+#                           the device before GUEST_VVU_PID.
+GUEST_EP=() GUEST_VVU_PID= GUEST_VVU_ALL=()
+guest_endpoint() {
+  local sock=$1 log=$2
+  GUEST_VVU_PID=
+  case ${VHU_TRANSPORT:-vhost-user} in
+    vhost-user) GUEST_EP=(--socket-path "$sock") ;;
+    vvu)
+      rm -f "$sock" "$sock.vfu"
+      local cmd=("$vhud" vvu --socket-path "$sock" --vfio-user "$sock.vfu" ${VHUD_VVU_ARGS:-})
+      printf '%q ' "${cmd[@]}" >"$log.vvu.cmd"
+      "${cmd[@]}" </dev/null >"$log.vvu" 2>&1 &
+      GUEST_VVU_PID=$!
+      GUEST_VVU_ALL+=("$GUEST_VVU_PID")
+      guest_log "VVU device (pid $GUEST_VVU_PID): $(cat "$log.vvu.cmd")"
+      guest_wait_socket "$sock.vfu" 20 "$GUEST_VVU_PID" || return 1
+      GUEST_EP=(--vvu "vfio-user:$sock.vfu")
+      ;;
+    *) guest_log "VHU_TRANSPORT must be vhost-user or vvu"; return 1 ;;
+  esac
+}
+# guest_vvu_kill: SIGKILL every VVU device guest_endpoint started (cleanup after a failure)
+guest_vvu_kill() {
+  local pid
+  for pid in ${GUEST_VVU_ALL[@]+"${GUEST_VVU_ALL[@]}"}; do
+    kill -KILL "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+  done
+  GUEST_VVU_ALL=()
+}

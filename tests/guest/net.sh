@@ -70,6 +70,7 @@ cleanup() {
     else kill -KILL "$be_pid" 2>/dev/null || true; wait "$be_pid" 2>/dev/null || true; fi
     be_pid=
   fi
+  guest_vvu_kill
   ((ns_made)) && { ip netns del "$ns" 2>/dev/null || true; ns_made=0; }
   rm -f "${DPDK_FIFOS[@]}" 2>/dev/null || true
   return 0
@@ -78,7 +79,7 @@ trap cleanup EXIT
 fail() {
   guest_log "FAIL: $*"
   cleanup
-  guest_dump "$dir" backend.log backend.log.cmd hostping.log
+  guest_dump "$dir" backend.log backend.log.cmd backend.log.vvu hostping.log
   exit 1
 }
 
@@ -130,9 +131,11 @@ else
   ip netns add "$ns" || fail "ip netns add $ns failed"
   ns_made=1
   ip -n "$ns" link set lo up
-  echo "ip netns exec $ns $vhud net --socket-path $sock --tap $tap ${VHUD_NET_ARGS:-}" >"$dir/backend.log.cmd"
+  # VHU_TRANSPORT=vvu: the VVU device runs outside the namespace; vhud net reaches it by path
+  guest_endpoint "$sock" "$dir/backend.log" || fail "the VVU device did not start"
+  echo "ip netns exec $ns $vhud net ${GUEST_EP[*]} --tap $tap ${VHUD_NET_ARGS:-}" >"$dir/backend.log.cmd"
   # shellcheck disable=SC2086
-  ip netns exec "$ns" "$vhud" net --socket-path "$sock" --tap "$tap" ${VHUD_NET_ARGS:-} \
+  ip netns exec "$ns" "$vhud" net "${GUEST_EP[@]}" --tap "$tap" ${VHUD_NET_ARGS:-} \
     </dev/null >"$dir/backend.log" 2>&1 &
   be_pid=$!
   guest_wait_socket "$sock" 20 "$be_pid" || fail "vhud net did not listen on $sock"
@@ -188,6 +191,13 @@ if [[ $backend == vhud ]]; then
   vrc=0; wait "$be_pid" || vrc=$?
   be_pid=
   ((vrc == 0)) || fail "vhud exited with status $vrc after SIGTERM"
+  if [[ -n $GUEST_VVU_PID ]]; then
+    kill -TERM "$GUEST_VVU_PID"
+    for ((i = 0; i < 100; i++)); do kill -0 "$GUEST_VVU_PID" 2>/dev/null || break; sleep 0.1; done
+    vrc=0; wait "$GUEST_VVU_PID" || vrc=$?
+    GUEST_VVU_ALL=()
+    ((vrc == 0)) || fail "vhud vvu exited with status $vrc after SIGTERM"
+  fi
   guest_log "vhud log tail: $(tail -n 3 "$dir/backend.log" | tr '\n' ' ')"
   # Offloads: the counters vhud logs at exit ("net PATH: rx packets=P bytes=B ... gso=G; tx ...")
   for qname in rx tx; do

@@ -15,7 +15,9 @@
 #   file is left in place: vhud must replace it), waits until QEMU has reconnected and writes GO;
 #   the guest must read entropy again.
 # Exit: 0 pass, 1 fail (all logs printed), 77 skip (loud banner on stderr).
-# Env: see lib.sh; VHUD_ARGS adds arguments to `vhud rng`.
+# Env: see lib.sh; VHUD_ARGS adds arguments to `vhud rng`; VHU_TRANSPORT=vvu puts a
+# virtio-vhost-user device between QEMU and vhud (lib.sh guest_endpoint): --reconnect then
+# restarts the backend behind a VVU device that stays, and QEMU must reconnect through it.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -45,17 +47,25 @@ sock=$dir/rng.sock
 
 vhud_pid=
 vhud_n=0
+vvu_pid=
 start_vhud() {
   vhud_n=$((vhud_n + 1))
+  # the transport once: with VHU_TRANSPORT=vvu the VVU device (and QEMU's socket) outlives
+  # the backends that restart behind it
+  if ((vhud_n == 1)); then
+    guest_endpoint "$sock" "$dir/vhud.1.log" || return 1
+    vvu_pid=$GUEST_VVU_PID
+  fi
   # shellcheck disable=SC2086
-  "$vhud" rng --socket-path "$sock" ${VHUD_ARGS:-} </dev/null >"$dir/vhud.$vhud_n.log" 2>&1 &
+  "$vhud" rng "${GUEST_EP[@]}" ${VHUD_ARGS:-} </dev/null >"$dir/vhud.$vhud_n.log" 2>&1 &
   vhud_pid=$!
-  guest_log "vhud #$vhud_n started (pid $vhud_pid): $vhud rng --socket-path $sock ${VHUD_ARGS:-}"
+  guest_log "vhud #$vhud_n started (pid $vhud_pid): $vhud rng ${GUEST_EP[*]} ${VHUD_ARGS:-}"
   guest_wait_socket "$sock" 20 "$vhud_pid"
 }
 cleanup() {
   guest_qemu_kill
   [[ -n $vhud_pid ]] && { kill -KILL "$vhud_pid" 2>/dev/null || true; wait "$vhud_pid" 2>/dev/null || true; }
+  guest_vvu_kill
   return 0
 }
 trap cleanup EXIT
@@ -63,7 +73,7 @@ fail() {
   guest_log "FAIL: $*"
   cleanup
   local logs=() f
-  for f in "$dir"/vhud.*.log; do [[ -e $f ]] && logs+=("${f##*/}"); done
+  for f in "$dir"/vhud.*.log "$dir"/vhud.1.log.vvu; do [[ -e $f ]] && logs+=("${f##*/}"); done
   guest_dump "$dir" ${logs[@]+"${logs[@]}"}
   exit 1
 }
@@ -199,4 +209,14 @@ kill -0 "$vhud_pid" 2>/dev/null && fail "vhud #$vhud_n did not exit within 10 s 
 wait "$vhud_pid" || vrc=$?
 vhud_pid=
 ((vrc == 0)) || fail "vhud #$vhud_n exited with status $vrc after SIGTERM"
+if [[ -n $vvu_pid ]]; then
+  kill -0 "$vvu_pid" 2>/dev/null || fail "vhud vvu died during the test"
+  kill -TERM "$vvu_pid"
+  vrc=0
+  for ((i = 0; i < 100; i++)); do kill -0 "$vvu_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$vvu_pid" 2>/dev/null && fail "vhud vvu did not exit within 10 s of SIGTERM"
+  wait "$vvu_pid" || vrc=$?
+  GUEST_VVU_ALL=()
+  ((vrc == 0)) || fail "vhud vvu exited with status $vrc after SIGTERM"
+fi
 if ((auto_dir)); then rm -rf "$dir"; guest_log "PASS"; else guest_log "PASS (logs in $dir)"; fi
