@@ -238,6 +238,21 @@ guest_endpoint() {
     *) guest_log "VHU_TRANSPORT must be vhost-user or vvu"; return 1 ;;
   esac
 }
+# guest_term PID WHAT: PID must be alive, exit within 10 s of SIGTERM, with status 0; else says
+# why (naming WHAT) and returns 1
+guest_term() {
+  local pid=$1 what=$2 i rc=0
+  kill -0 "$pid" 2>/dev/null || { guest_log "$what died during the test"; return 1; }
+  kill -TERM "$pid"
+  for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then
+    guest_log "$what did not exit within 10 s of SIGTERM"
+    kill -KILL "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+    return 1
+  fi
+  wait "$pid" || rc=$?
+  ((rc == 0)) || { guest_log "$what exited with status $rc after SIGTERM"; return 1; }
+}
 # guest_vvu_kill: SIGKILL every VVU device guest_endpoint started (cleanup after a failure)
 guest_vvu_kill() {
   local pid

@@ -192,11 +192,8 @@ if [[ $backend == vhud ]]; then
   be_pid=
   ((vrc == 0)) || fail "vhud exited with status $vrc after SIGTERM"
   if [[ -n $GUEST_VVU_PID ]]; then
-    kill -TERM "$GUEST_VVU_PID"
-    for ((i = 0; i < 100; i++)); do kill -0 "$GUEST_VVU_PID" 2>/dev/null || break; sleep 0.1; done
-    vrc=0; wait "$GUEST_VVU_PID" || vrc=$?
+    guest_term "$GUEST_VVU_PID" "vhud vvu" || fail "vhud vvu did not end cleanly"
     GUEST_VVU_ALL=()
-    ((vrc == 0)) || fail "vhud vvu exited with status $vrc after SIGTERM"
   fi
   guest_log "vhud log tail: $(tail -n 3 "$dir/backend.log" | tr '\n' ' ')"
   # Offloads: the counters vhud logs at exit ("net PATH: rx packets=P bytes=B ... gso=G; tx ...")

@@ -200,23 +200,11 @@ if ((reconnect)); then
   grep -q '^RESULT PASS read3' "$dir/result.log" || fail "no successful read after the restart"
 fi
 
-# vhud must have survived the session and must exit cleanly on SIGTERM.
-kill -0 "$vhud_pid" 2>/dev/null || fail "vhud #$vhud_n died during the test"
-kill -TERM "$vhud_pid"
-vrc=0
-for ((i = 0; i < 100; i++)); do kill -0 "$vhud_pid" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$vhud_pid" 2>/dev/null && fail "vhud #$vhud_n did not exit within 10 s of SIGTERM"
-wait "$vhud_pid" || vrc=$?
+# vhud (and the VVU device) must have survived the session and must exit cleanly on SIGTERM.
+guest_term "$vhud_pid" "vhud #$vhud_n" || fail "vhud #$vhud_n did not end cleanly"
 vhud_pid=
-((vrc == 0)) || fail "vhud #$vhud_n exited with status $vrc after SIGTERM"
 if [[ -n $vvu_pid ]]; then
-  kill -0 "$vvu_pid" 2>/dev/null || fail "vhud vvu died during the test"
-  kill -TERM "$vvu_pid"
-  vrc=0
-  for ((i = 0; i < 100; i++)); do kill -0 "$vvu_pid" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$vvu_pid" 2>/dev/null && fail "vhud vvu did not exit within 10 s of SIGTERM"
-  wait "$vvu_pid" || vrc=$?
+  guest_term "$vvu_pid" "vhud vvu" || fail "vhud vvu did not end cleanly"
   GUEST_VVU_ALL=()
-  ((vrc == 0)) || fail "vhud vvu exited with status $vrc after SIGTERM"
 fi
 if ((auto_dir)); then rm -rf "$dir"; guest_log "PASS"; else guest_log "PASS (logs in $dir)"; fi
