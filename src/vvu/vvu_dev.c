@@ -137,8 +137,9 @@ bool vvu_driver_ok(const struct vvu_dev *d)
            !(d->status & VHU_VIRTIO_CONFIG_S_NEEDS_RESET);
 }
 
-int vvu_rxq_put(struct vvu_dev *d, const void *msg, uint32_t len)
+int vvu_rxq_put(struct vvu_dev *d, const struct vhost_user_hdr *h, const void *payload)
 {
+    uint32_t len = (uint32_t)sizeof(*h) + h->size;
     struct vhu_vq *vq = d->q[VVU_RXQ].vq;
     struct vhu_vq_elem *e;
 
@@ -152,7 +153,8 @@ int vvu_rxq_put(struct vvu_dev *d, const void *msg, uint32_t len)
         vhu_vq_break(vq, "rxq buffer not writable or smaller than VVU_MSG_MAX");
         return -EIO;
     }
-    vhu_iov_from_buf(e->iov, e->in_num, 0, msg, len);
+    vhu_iov_from_buf(e->iov, e->in_num, 0, h, sizeof(*h));
+    vhu_iov_from_buf(e->iov, e->in_num, sizeof(*h), payload, h->size);
     vhu_vq_push(vq, e, len);
     vhu_vq_flush(vq);
     d->stats.msgs_to_driver++;

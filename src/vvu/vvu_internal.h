@@ -112,8 +112,9 @@ void vvu_config_irq(struct vvu_dev *d);
 /* The mappable window or the doorbell fds changed: tell the bus adapter. */
 void vvu_layout_changed(struct vvu_dev *d);
 void vvu_set_frontend_up(struct vvu_dev *d, bool up);
-/* Put a whole message (hdr + payload) on rxq: 1 delivered, 0 no buffer (hold it), <0 broken. */
-int vvu_rxq_put(struct vvu_dev *d, const void *msg, uint32_t len);
+/* Put a message (header, then hdr->size bytes of payload) in one rxq buffer: 1 delivered,
+ * 0 no buffer (hold it), <0 rxq broken. */
+int vvu_rxq_put(struct vvu_dev *d, const struct vhost_user_hdr *h, const void *payload);
 void vvu_reset(struct vvu_dev *d, bool bus);
 /* DRIVER_OK set and NEEDS_RESET not. */
 bool vvu_driver_ok(const struct vvu_dev *d);

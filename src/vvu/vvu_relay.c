@@ -322,7 +322,7 @@ static bool fe_message(struct vvu_dev *d)
         vvu_relay_disconnect(d, "bad message");
         return false;
     }
-    r = vvu_rxq_put(d, &m->hdr, (uint32_t)(sizeof(m->hdr) + m->hdr.size));
+    r = vvu_rxq_put(d, &m->hdr, &m->payload);
     if (r < 0) {
         vvu_relay_disconnect(d, "rxq broken");
         return false;
@@ -366,7 +366,7 @@ void vvu_relay_rx_ready(struct vvu_dev *d)
 
     if (d->fe_fd < 0 || !d->held)
         return;
-    r = vvu_rxq_put(d, &m->hdr, (uint32_t)(sizeof(m->hdr) + m->hdr.size));
+    r = vvu_rxq_put(d, &m->hdr, &m->payload);
     if (r < 0) {
         vvu_relay_disconnect(d, "rxq broken");
         return;
