@@ -293,6 +293,7 @@ static void set_status(struct vvu_dev *d, uint8_t v)
 static bool queue_write(struct vvu_dev *d, unsigned off, uint32_t v)
 {
     struct vvu_queue *q;
+    uint64_t *addr;
 
     if (d->queue_select >= VVU_NUM_VQS)
         return false;
@@ -319,26 +320,32 @@ static bool queue_write(struct vvu_dev *d, unsigned off, uint32_t v)
         q->size = (uint16_t)v;
         return true;
     case offsetof(struct vvu_common_cfg, queue_desc_lo):
-        q->desc = (q->desc & ~0xffffffffull) | v;
-        return true;
     case offsetof(struct vvu_common_cfg, queue_desc_hi):
-        q->desc = (q->desc & 0xffffffffull) | (uint64_t)v << 32;
-        return true;
+        addr = &q->desc;
+        break;
     case offsetof(struct vvu_common_cfg, queue_driver_lo):
-        q->driver = (q->driver & ~0xffffffffull) | v;
-        return true;
     case offsetof(struct vvu_common_cfg, queue_driver_hi):
-        q->driver = (q->driver & 0xffffffffull) | (uint64_t)v << 32;
-        return true;
+        addr = &q->driver;
+        break;
     case offsetof(struct vvu_common_cfg, queue_device_lo):
-        q->device = (q->device & ~0xffffffffull) | v;
-        return true;
     case offsetof(struct vvu_common_cfg, queue_device_hi):
-        q->device = (q->device & 0xffffffffull) | (uint64_t)v << 32;
-        return true;
+        addr = &q->device;
+        break;
+    default:
+        return false;
     }
-    return false;
+    /* the _lo halves sit at multiples of 8, the _hi halves 4 bytes after */
+    if (off & 4)
+        *addr = (*addr & 0xffffffffull) | (uint64_t)v << 32;
+    else
+        *addr = (*addr & ~0xffffffffull) | v;
+    return true;
 }
+
+_Static_assert(offsetof(struct vvu_common_cfg, queue_desc_lo) % 8 == 0 &&
+                   offsetof(struct vvu_common_cfg, queue_driver_lo) % 8 == 0 &&
+                   offsetof(struct vvu_common_cfg, queue_device_lo) % 8 == 0,
+               "queue_write tells the halves apart by bit 2 of the offset");
 
 /* One whole field written with its natural width. */
 static bool common_field_write(struct vvu_dev *d, unsigned off, uint32_t v)
