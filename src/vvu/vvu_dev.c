@@ -585,57 +585,49 @@ static bool access_ok(struct vvu_dev *d, unsigned bar, uint64_t off, uint32_t le
     return true;
 }
 
-static void pd_bar_read(void *dev, unsigned bar, uint64_t off, void *buf, uint32_t len)
+/* One BAR access; reads of nothing are all-ones, writes to nothing are dropped (both counted). */
+static void bar_access(struct vvu_dev *d, unsigned bar, uint64_t off, void *buf, uint32_t len,
+                       bool write)
 {
-    struct vvu_dev *d = dev;
     void *p;
 
-    if (!access_ok(d, bar, off, len)) {
-        memset(buf, 0xff, len);
-        return;
-    }
+    if (!access_ok(d, bar, off, len))
+        goto bad;
     switch (bar) {
     case VVU_BAR_REGS:
-        regs_read(d, off, buf, len);
+        if (write)
+            regs_write(d, off, buf, len);
+        else
+            regs_read(d, off, buf, len);
         return;
     case VVU_BAR_MSIX:
-        msix_access(d, off, buf, len, false);
+        msix_access(d, off, buf, len, write);
         return;
     case VVU_BAR_SHM:
         p = vvu_window_host(d, off, len);
-        if (p) {
+        if (!p)
+            break;
+        if (write)
+            memcpy(p, buf, len);
+        else
             memcpy(buf, p, len);
-            return;
-        }
-        break;
+        return;
     }
     d->stats.bad_accesses++;
-    memset(buf, 0xff, len);
+bad:
+    if (!write)
+        memset(buf, 0xff, len);
+}
+
+static void pd_bar_read(void *dev, unsigned bar, uint64_t off, void *buf, uint32_t len)
+{
+    bar_access(dev, bar, off, buf, len, false);
 }
 
 static void pd_bar_write(void *dev, unsigned bar, uint64_t off, const void *buf, uint32_t len)
 {
-    struct vvu_dev *d = dev;
-    void *p;
-
-    if (!access_ok(d, bar, off, len))
-        return;
-    switch (bar) {
-    case VVU_BAR_REGS:
-        regs_write(d, off, buf, len);
-        return;
-    case VVU_BAR_MSIX:
-        msix_access(d, off, (void *)buf, len, true);
-        return;
-    case VVU_BAR_SHM:
-        p = vvu_window_host(d, off, len);
-        if (p) {
-            memcpy(p, buf, len);
-            return;
-        }
-        break;
-    }
-    d->stats.bad_accesses++;
+    /* not written through: write accesses only read buf */
+    bar_access(dev, bar, off, (void *)buf, len, true);
 }
 
 static int pd_bar_mmap(void *dev, unsigned bar, uint64_t *file_off, struct vhu_pcidev_area *areas,

@@ -329,6 +329,26 @@ static int drv_start(struct drv *x)
     return 0;
 }
 
+/* After a reset: fresh driver rings on the same DMA memory, fresh vectors, start again. */
+static int drv_restart(struct drv *x)
+{
+    struct vhu_vqd_config c = {.num = QSIZE, .ring = x->rx.ring, .ring_addr = x->rx.ring_iova};
+
+    vhu_vqd_free(x->rx.vqd);
+    vhu_vqd_free(x->tx.vqd);
+    x->rx.vqd = x->tx.vqd = NULL;
+    if (vhu_vqd_new(&c, &x->rx.vqd) < 0)
+        return -1;
+    c.ring = x->tx.ring;
+    c.ring_addr = x->tx.ring_iova;
+    if (vhu_vqd_new(&c, &x->tx.vqd) < 0)
+        return -1;
+    for (unsigned i = 0; i < x->nvec; i++)
+        vhu_fd_close(&x->irq[i]);
+    memset(x->tx_busy, 0, sizeof(x->tx_busy));
+    return drv_start(x);
+}
+
 enum sock_mode { SOCK_PATH, SOCK_FD, SOCK_CLIENT };
 
 static int drv_open_mode(struct drv *x, enum sock_mode mode, int *lfd);
@@ -925,18 +945,7 @@ TEST(rings_outside_dma)
     close(fd);
     pump(&x, 10);
     /* a reset and a proper start: serving again (the stale connection is dropped) */
-    vhu_vqd_free(x.rx.vqd);
-    vhu_vqd_free(x.tx.vqd);
-    {
-        struct vhu_vqd_config c = {.num = QSIZE, .ring = x.rx.ring, .ring_addr = x.rx.ring_iova};
-        ASSERT_OK(vhu_vqd_new(&c, &x.rx.vqd));
-        c.ring = x.tx.ring;
-        c.ring_addr = x.tx.ring_iova;
-        ASSERT_OK(vhu_vqd_new(&c, &x.tx.vqd));
-    }
-    for (unsigned i = 0; i < x.nvec; i++)
-        vhu_fd_close(&x.irq[i]);
-    ASSERT_EQ(drv_start(&x), 0);
+    ASSERT_EQ(drv_restart(&x), 0);
     ASSERT_OK(fresh_frontend_works(&x));
     TEARDOWN(x);
 }
@@ -1170,19 +1179,7 @@ TEST(rxq_buffer_outside_dma)
     vhu_fe_free(fe);
     ASSERT(frontend_down(&x));
     x.auto_reply = true;
-    vhu_vqd_free(x.rx.vqd);
-    vhu_vqd_free(x.tx.vqd);
-    {
-        struct vhu_vqd_config c = {.num = QSIZE, .ring = x.rx.ring, .ring_addr = x.rx.ring_iova};
-        ASSERT_OK(vhu_vqd_new(&c, &x.rx.vqd));
-        c.ring = x.tx.ring;
-        c.ring_addr = x.tx.ring_iova;
-        ASSERT_OK(vhu_vqd_new(&c, &x.tx.vqd));
-    }
-    for (unsigned i = 0; i < x.nvec; i++)
-        vhu_fd_close(&x.irq[i]);
-    memset(x.tx_busy, 0, sizeof(x.tx_busy));
-    ASSERT_EQ(drv_start(&x), 0);
+    ASSERT_EQ(drv_restart(&x), 0);
     ASSERT_OK(fresh_frontend_works(&x));
     TEARDOWN(x);
 }
