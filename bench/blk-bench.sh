@@ -35,7 +35,9 @@
 #   MODES="event poll"  DEPTHS="1 32"  RW=randread  BS=4096
 #   SIZE=1073741824           bytes of the null device and of the /dev/shm file
 #   BACKENDS="vhud qsd"       order within a round; "vhud vhud-base" with VHUD_BASE=another vhud
-#                             binary: an A/B of two builds (same client, same pinning)
+#                             binary: an A/B of two builds (same client, same pinning);
+#                             vhud-vvu: vhud blk behind a virtio-vhost-user device (`vhud vvu
+#                             --vfio-user`, on the backend CPU too; its CPU counts as backend)
 #   BACKEND_CPU=1 CLIENT_CPU=0
 #   POLL_US=100               poll mode: vhud --poll-us, qsd iothread poll-max-ns (same time)
 #   VHUD_ARGS, QSD_EXPORT_ARGS  extra backend arguments (e.g. QSD_EXPORT_ARGS=",iothread=t0"
@@ -90,6 +92,9 @@ for b in $BACKENDS; do
     vhud-base)
       [[ -x ${VHUD_BASE:-} ]] || die "vhud-base needs VHUD_BASE=<a vhud binary>"
       backends+=(vhud-base) ;;
+    vhud-vvu)
+      "$VHUD" vvu --help >/dev/null 2>&1 || die "vhud-vvu: $VHUD has no 'vvu'"
+      backends+=(vhud-vvu) ;;
     qsd)
       if command -v "$QSD" >/dev/null; then backends+=(qsd)
       else log "NOTE: $QSD not found: qsd is left out"; fi ;;
@@ -99,8 +104,10 @@ done
 ((${#backends[@]})) || die "no backend to measure"
 
 backend_pid=
+vvu_pid=
 cleanup() {
   if [[ -n $backend_pid ]]; then kill -KILL "$backend_pid" 2>/dev/null || true; wait "$backend_pid" 2>/dev/null || true; fi
+  if [[ -n $vvu_pid ]]; then kill -KILL "$vvu_pid" 2>/dev/null || true; wait "$vvu_pid" 2>/dev/null || true; fi
   if [[ -n $nbd_pid ]]; then kill -TERM "$nbd_pid" 2>/dev/null || true; wait "$nbd_pid" 2>/dev/null || true; fi
   [[ -n $ceph_up ]] && ceph_stop
   rm -f "$sock" "$shmfile" "$shmfile.rbd" "$nbdsock"
@@ -111,10 +118,16 @@ trap cleanup EXIT
 # too: vhud with --poll-us, qemu-storage-daemon with an iothread whose poll-max-ns is the same.
 backend_cmd() {
   local b=$1 store=$2 mode=${3:-event}
-  if [[ $b == vhud || $b == vhud-base ]]; then
+  VCMD=()
+  if [[ $b == vhud || $b == vhud-base || $b == vhud-vvu ]]; then
     local bin=$VHUD
     [[ $b == vhud-base ]] && bin=$VHUD_BASE
     BCMD=("$bin" blk --socket-path "$sock")
+    if [[ $b == vhud-vvu ]]; then
+      # the frontend's session crosses a virtio-vhost-user device (vfio-user) to vhud blk
+      VCMD=("$VHUD" vvu --socket-path "$sock" --vfio-user "$sock.vfu")
+      BCMD=("$bin" blk --vvu "vfio-user:$sock.vfu")
+    fi
     case $store in
       null) BCMD+=(--null "$SIZE") ;;
       nbd) BCMD+=(--nbd "nbd+unix:///?socket=$nbdsock") ;;
@@ -152,11 +165,25 @@ cpu_ticks() {
   echo $((f[11] + f[12]))         # fields 14 and 15
 }
 
+# backend_ticks: CPU of the backend, and of the VVU device in front of it (vhud-vvu)
+backend_ticks() {
+  local t
+  t=$(cpu_ticks "$backend_pid") || return 1
+  [[ -n $vvu_pid ]] && t=$((t + $(cpu_ticks "$vvu_pid")))
+  echo "$t"
+}
+
 # one_run BACKEND STORE MODE DEPTH -> appends "case backend iops p50 p99 bcpu ccpu" to $raw
 one_run() {
   local b=$1 store=$2 mode=$3 qd=$4 i line t0 t1
   backend_cmd "$b" "$store" "$mode"
-  rm -f "$sock"
+  rm -f "$sock" "$sock.vfu"
+  if ((${#VCMD[@]})); then
+    taskset -c "$BACKEND_CPU" "${VCMD[@]}" </dev/null >"$out/vvu.log" 2>&1 &
+    vvu_pid=$!
+    for ((i = 0; i < 100; i++)); do [[ -S $sock.vfu ]] && break; sleep 0.05; done
+    [[ -S $sock.vfu ]] || { cat "$out/vvu.log" >&2; die "vhud vvu did not start"; }
+  fi
   taskset -c "$BACKEND_CPU" "${BCMD[@]}" </dev/null >"$out/backend.log" 2>&1 &
   backend_pid=$!
   for ((i = 0; i < 100; i++)); do
@@ -168,12 +195,13 @@ one_run() {
   CCMD=("$VHUCTL" blk bench --socket-path "$sock" --rw "$RW" --bs "$BS" --iodepth "$qd"
     --runtime "$RUNTIME")
   [[ $mode == poll ]] && CCMD+=(--poll)
-  t0=$(cpu_ticks "$backend_pid")
+  t0=$(backend_ticks)
   line=$(taskset -c "$CLIENT_CPU" "${CCMD[@]}" 2>"$out/client.err" | grep '^RESULT ') ||
     { cat "$out/client.err" "$out/backend.log" >&2; die "client failed against $b"; }
-  t1=$(cpu_ticks "$backend_pid")
+  t1=$(backend_ticks)
   kill -TERM "$backend_pid"; wait "$backend_pid" 2>/dev/null || true
   backend_pid=
+  if [[ -n $vvu_pid ]]; then kill -TERM "$vvu_pid"; wait "$vvu_pid" 2>/dev/null || true; vvu_pid=; fi
   local ios iops p50 p99 ccpu
   ios=$(sed -n 's/.* ios=\([0-9]*\).*/\1/p' <<<"$line")
   iops=$(sed -n 's/.* iops=\([0-9.]*\).*/\1/p' <<<"$line")
@@ -261,6 +289,9 @@ for store in $STORES; do
         [[ -n ${med[qsd]:-} && $bb != qsd ]] && ratio=$(awk -v a="$iops" -v c="${med[qsd]}" 'BEGIN {printf "%.2fx", a / c}')
         [[ -z ${med[qsd]:-} && -n ${med[vhud-base]:-} && $bb == vhud ]] &&
           ratio="$(awk -v a="$iops" -v c="${med[vhud-base]}" 'BEGIN {printf "%.3fx base", a / c}')"
+        # through VVU against the same vhud on plain vhost-user: the cost of the extra hop
+        [[ -n ${med[vhud]:-} && $bb == vhud-vvu ]] &&
+          ratio="${ratio:+$ratio, }$(awk -v a="$iops" -v c="${med[vhud]}" 'BEGIN {printf "%.2fx vhud", a / c}')"
         printf '| %s | %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n' \
           "$s" "$m" "$q" "$bb" "$iops" "$p50" "$p99" "$bcpu" "$ccpu" "$each" "$ratio"
       done
