@@ -77,35 +77,29 @@ static bool bdf_valid(const char *s)
 
 /* ---- config space --------------------------------------------------------------------------- */
 
-static int cfg_check(struct sysfs_pci *sp, uint32_t off, uint32_t len)
+/* One pread/pwrite of the config file: the kernel turns it into one access of that width. */
+static int cfg_rw(struct vhu_pci *p, uint32_t off, void *buf, uint32_t len, bool write)
 {
+    struct sysfs_pci *sp = to_sp(p);
+    ssize_t n;
+
     if ((len != 1 && len != 2 && len != 4) || off > sp->cfg_size - len)
         return -EINVAL;
+    errno = 0;
+    n = write ? pwrite(sp->cfg_fd, buf, len, off) : pread(sp->cfg_fd, buf, len, off);
+    if (n != (ssize_t)len)
+        return errno ? -errno : -EIO;
     return 0;
 }
 
 static int sp_cfg_read(struct vhu_pci *p, uint32_t off, void *buf, uint32_t len)
 {
-    struct sysfs_pci *sp = to_sp(p);
-    int r = cfg_check(sp, off, len);
-
-    if (r < 0)
-        return r;
-    if (pread(sp->cfg_fd, buf, len, off) != (ssize_t)len)
-        return errno ? -errno : -EIO;
-    return 0;
+    return cfg_rw(p, off, buf, len, false);
 }
 
 static int sp_cfg_write(struct vhu_pci *p, uint32_t off, const void *buf, uint32_t len)
 {
-    struct sysfs_pci *sp = to_sp(p);
-    int r = cfg_check(sp, off, len);
-
-    if (r < 0)
-        return r;
-    if (pwrite(sp->cfg_fd, buf, len, off) != (ssize_t)len)
-        return errno ? -errno : -EIO;
-    return 0;
+    return cfg_rw(p, off, (void *)(uintptr_t)buf, len, true);
 }
 
 /* ---- BARs ----------------------------------------------------------------------------------- */
@@ -159,45 +153,43 @@ static int bar_access_check(struct sysfs_pci *sp, unsigned bar, uint64_t off, ui
 
 /* Register accesses: one volatile load or store of exactly the asked width (a device register
  * may act on the access itself). Values are little-endian on the bus and on x86 alike. */
-static int sp_bar_read(struct vhu_pci *p, unsigned bar, uint64_t off, void *buf, uint32_t len)
+static int bar_rw(struct vhu_pci *p, unsigned bar, uint64_t off, void *buf, uint32_t len,
+                  bool write)
 {
     volatile uint8_t *b;
     int r = bar_access_check(to_sp(p), bar, off, len, &b);
-    uint8_t v8;
-    uint16_t v16;
-    uint32_t v32;
-    uint64_t v64;
+    union {
+        uint8_t u8;
+        uint16_t u16;
+        uint32_t u32;
+        uint64_t u64;
+    } v;
 
     if (r < 0)
         return r;
+    b += off;
+    if (write)
+        memcpy(&v, buf, len);
     switch (len) {
-    case 1: v8 = *(volatile uint8_t *)(b + off); memcpy(buf, &v8, 1); break;
-    case 2: v16 = *(volatile uint16_t *)(b + off); memcpy(buf, &v16, 2); break;
-    case 4: v32 = *(volatile uint32_t *)(b + off); memcpy(buf, &v32, 4); break;
-    default: v64 = *(volatile uint64_t *)(b + off); memcpy(buf, &v64, 8); break;
+    case 1: if (write) *(volatile uint8_t *)b = v.u8; else v.u8 = *(volatile uint8_t *)b; break;
+    case 2: if (write) *(volatile uint16_t *)b = v.u16; else v.u16 = *(volatile uint16_t *)b; break;
+    case 4: if (write) *(volatile uint32_t *)b = v.u32; else v.u32 = *(volatile uint32_t *)b; break;
+    default: if (write) *(volatile uint64_t *)b = v.u64; else v.u64 = *(volatile uint64_t *)b; break;
     }
+    if (!write)
+        memcpy(buf, &v, len);
     return 0;
+}
+
+static int sp_bar_read(struct vhu_pci *p, unsigned bar, uint64_t off, void *buf, uint32_t len)
+{
+    return bar_rw(p, bar, off, buf, len, false);
 }
 
 static int sp_bar_write(struct vhu_pci *p, unsigned bar, uint64_t off, const void *buf,
                         uint32_t len)
 {
-    volatile uint8_t *b;
-    int r = bar_access_check(to_sp(p), bar, off, len, &b);
-    uint8_t v8;
-    uint16_t v16;
-    uint32_t v32;
-    uint64_t v64;
-
-    if (r < 0)
-        return r;
-    switch (len) {
-    case 1: memcpy(&v8, buf, 1); *(volatile uint8_t *)(b + off) = v8; break;
-    case 2: memcpy(&v16, buf, 2); *(volatile uint16_t *)(b + off) = v16; break;
-    case 4: memcpy(&v32, buf, 4); *(volatile uint32_t *)(b + off) = v32; break;
-    default: memcpy(&v64, buf, 8); *(volatile uint64_t *)(b + off) = v64; break;
-    }
-    return 0;
+    return bar_rw(p, bar, off, (void *)(uintptr_t)buf, len, true);
 }
 
 static uint64_t sp_bar_size(struct vhu_pci *p, unsigned bar)
