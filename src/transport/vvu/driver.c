@@ -28,6 +28,8 @@
 
 /* Polling period without interrupts (and for rings without a kick source). */
 #define VVU_POLL_NS 1000000L
+/* Polling: every this many ticks the whole status is read, not just the generation. */
+#define VVU_FULL_LOOK_TICKS 64u
 /* Device errors in a row (no good message between them) before the driver gives up. */
 #define VVU_MAX_BAD_STREAK 8u
 
@@ -317,16 +319,26 @@ static void device_recover(struct vhu_vvu *v)
     update_tick(v);
 }
 
-/* The device's status: a frontend that came or went (config generation: it also changes when
- * one went and another came between two looks). */
-static int check_status(struct vhu_vvu *v)
+/*
+ * The device's status: a frontend that came or went (config generation: it also changes when
+ * one went and another came between two looks). Register reads can be slow (a message on
+ * vfio-user, a trap to the VMM in a guest), so unless `full` only the generation is read, and
+ * the rest when it changed: a FRONTEND_UP change bumps it; NEEDS_RESET comes with a config
+ * interrupt, or the periodic full look of the polling tick.
+ */
+static int check_status(struct vhu_vvu *v, bool full)
 {
-    uint8_t st = (uint8_t)vvu_rd(v, &v->common, offsetof(struct vvu_common_cfg, device_status), 1);
     uint8_t gen = (uint8_t)vvu_rd(v, &v->common,
                                   offsetof(struct vvu_common_cfg, config_generation), 1);
-    uint32_t vst = vvu_rd(v, &v->devcfg, offsetof(struct vvu_config, status), 4);
-    bool up = vst & VVU_S_FRONTEND_UP;
+    uint8_t st;
+    uint32_t vst;
+    bool up;
 
+    if (!full && !v->io_err && gen == v->cfg_gen)
+        return 0;
+    st = (uint8_t)vvu_rd(v, &v->common, offsetof(struct vvu_common_cfg, device_status), 1);
+    vst = vvu_rd(v, &v->devcfg, offsetof(struct vvu_config, status), 4);
+    up = vst & VVU_S_FRONTEND_UP;
     if (v->io_err) {
         vhu_err_rl("%s: cannot read the device status: %s", v->pci->name, strerror(-v->io_err));
         return v->io_err;
@@ -402,14 +414,14 @@ static int process_rx(struct vhu_vvu *v)
 
 /* Whatever woke us (an interrupt, the tick): status first, so that the messages of a new
  * frontend find its session. */
-static void service(struct vhu_vvu *v)
+static void service(struct vhu_vvu *v, bool full)
 {
     int r;
 
     if (v->dead)
         return;
     v->io_err = 0;
-    r = check_status(v);
+    r = check_status(v, full);
     if (r == 0)
         r = process_rx(v);
     if (r == 0) {
@@ -422,18 +434,22 @@ static void service(struct vhu_vvu *v)
 
 static void irq_cb(int fd, uint32_t events, void *opaque)
 {
+    struct vhu_vvu *v = opaque;
+
     (void)events;
     vhu_eventfd_drain(fd);
-    service(opaque);
+    service(v, v->nirq && fd == v->irq_fds[VVU_DRV_VEC_CONFIG]);
 }
 
 static void tick_cb(int fd, uint32_t events, void *opaque)
 {
     struct vhu_vvu *v = opaque;
+    uint64_t n = vhu_eventfd_drain(fd); /* a timerfd reads like an eventfd: expirations */
 
-    (void)events;
-    vhu_eventfd_drain(fd); /* a timerfd reads like an eventfd: one u64 */
-    service(v);
+    v->ticks += n ? n : 1;
+    service(v, v->ticks >= VVU_FULL_LOOK_TICKS);
+    if (v->ticks >= VVU_FULL_LOOK_TICKS)
+        v->ticks = 0;
     if (v->session && v->polled_rings)
         vhu_session_poll(v->session);
 }
@@ -520,7 +536,7 @@ VHU_EXPORT int vhu_vvu_new_pci(struct vhu_backend *b, struct vhu_loop *loop, str
     vhu_info("%s: virtio-vhost-user device up (%u vrings, %s)", pci->name, v->nvrings,
              v->nirq ? "MSI-X" : "polled");
     update_tick(v);
-    service(v);
+    service(v, true);
     *out = v;
     return 0;
 }

@@ -69,6 +69,7 @@ struct vhu_vvu {
     unsigned irq_watched;  /* vectors [0, irq_watched) are on the loop */
     int timer_fd;          /* polling tick (no interrupts, or rings without a kick source) */
     bool ticking;
+    uint64_t ticks;        /* since the last full look at the status */
 
     /* DMA memory: both rings, then the rx buffers, then the tx buffers */
     void *dma;
