@@ -15,9 +15,9 @@
 #include <poll.h>
 #include <stdbool.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
+#include "fe_pump.h"
 #include "frontend/fe_msg.h"
 #include "pci_direct.h"
 #include "proto/vvu.h"
@@ -185,11 +185,6 @@ struct tv {
     bool no_irq, no_iofd;
 };
 
-struct fe_conn {
-    int fd;
-    struct tv *t;
-};
-
 static void pump(struct tv *t, int ms)
 {
     vhu_loop_run_once(t->loop, ms);
@@ -291,60 +286,15 @@ static void tv_down(struct tv *t)
 
 /* ---- the frontend -------------------------------------------------------------------------- */
 
-static int conn_send(void *conn, const struct vhu_msg *m)
-{
-    return vhu_msg_send(((struct fe_conn *)conn)->fd, m);
-}
-
-/* Waiting for a reply runs the device and the driver. */
-static int conn_recv(void *conn, struct vhu_msg *m, int timeout_ms)
-{
-    struct fe_conn *c = conn;
-    uint64_t end = vhu_now_ns() + (uint64_t)(timeout_ms < 0 ? 5000 : timeout_ms) * 1000000ull;
-
-    while (vhu_now_ns() < end) {
-        struct pollfd p = {.fd = c->fd, .events = POLLIN};
-        if (poll(&p, 1, 0) == 1)
-            return vhu_msg_recv_timeout(c->fd, m, 1000);
-        pump(c->t, 2);
-    }
-    return -ETIMEDOUT;
-}
-
-static void conn_close(void *conn)
-{
-    struct fe_conn *c = conn;
-
-    vhu_fd_close(&c->fd);
-    free(c);
-}
-
-static const struct vhu_fe_conn_ops conn_ops = {conn_send, conn_recv, conn_close};
-
 /* A frontend on the device's socket, once the driver serves it (*fd: its socket, borrowed). */
 static struct vhu_fe *fe_open(struct tv *t, int *fd)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    struct fe_conn *c = calloc(1, sizeof(*c));
     struct vhu_fe *fe = NULL;
 
     PUMP_UNTIL(t, !vhu_vvu_frontend_up(t->vvu));
-    if (!c)
+    if (vhu_test_fe_pump_connect(t->path, pump_hook, t, &fe, fd) < 0)
         return NULL;
-    c->t = t;
-    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", t->path);
-    if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-        vhu_fe_new(&conn_ops, c, &fe) < 0) {
-        if (c->fd >= 0)
-            close(c->fd);
-        free(c);
-        return NULL;
-    }
-    vhu_fe_set_poll_hook(fe, pump_hook, t);
     PUMP_UNTIL(t, vhu_vvu_frontend_up(t->vvu));
-    if (fd)
-        *fd = c->fd;
     return fe;
 }
 
@@ -398,6 +348,21 @@ static int rng_start(struct vhu_fe *fe, bool packed)
                              .event_idx = true, .mem_size = 1 << 20};
 
     return vhu_fe_start(fe, &fo);
+}
+
+/* An rng served through the driver with a started frontend (*fd: its socket). */
+static int rng_serving(struct tv *t, struct vhu_fe **fe, int *fd)
+{
+    int r = tv_up(t, RNG, 1, false);
+
+    *fe = r == 0 ? fe_open(t, fd) : NULL;
+    if (r == 0 && !*fe)
+        r = -ENOTCONN;
+    if (r == 0)
+        r = rng_start(*fe, false);
+    if (r == 0)
+        r = rng_works(*fe, 1);
+    return r;
 }
 
 /* A fresh frontend gets through negotiation and served requests. */
@@ -554,11 +519,7 @@ TEST(driver_restart)
     struct tv t;
     int fd;
 
-    ASSERT_OK(tv_up(&t, RNG, 1, false));
-    fe = fe_open(&t, &fd);
-    ASSERT(fe);
-    ASSERT_OK(rng_start(fe, false));
-    ASSERT_OK(rng_works(fe, 2));
+    ASSERT_OK(rng_serving(&t, &fe, &fd));
     vhu_vvu_free(t.vvu);
     t.vvu = NULL;
     ASSERT(fe_dropped(&t, fd));
@@ -578,10 +539,7 @@ TEST(frontend_bad_message)
     struct tv t;
     int fd;
 
-    ASSERT_OK(tv_up(&t, RNG, 1, false));
-    fe = fe_open(&t, &fd);
-    ASSERT(fe);
-    ASSERT_OK(rng_start(fe, false));
+    ASSERT_OK(rng_serving(&t, &fe, &fd));
     memset(&m, 0, sizeof(m));
     vhu_msg_init(&m, VHOST_USER_SET_VRING_NUM, VHOST_USER_VERSION, sizeof(m.payload.state));
     m.payload.state.index = 0;
@@ -641,11 +599,7 @@ static void hostile_case(uint32_t id, uint32_t len, uint32_t hdr_size, unsigned 
     struct tv t;
     int fd;
 
-    ASSERT_OK(tv_up(&t, RNG, 1, false));
-    fe = fe_open(&t, &fd);
-    ASSERT(fe);
-    ASSERT_OK(rng_start(fe, false));
-    ASSERT_OK(rng_works(fe, 1));
+    ASSERT_OK(rng_serving(&t, &fe, &fd));
     lying_used(&t, id, len, hdr_size);
     PUMP_UNTIL(&t, stats(&t).device_errors == 1);
     ASSERT_EQ(stats(&t).device_errors, 1);
