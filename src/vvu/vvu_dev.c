@@ -293,6 +293,7 @@ static void set_status(struct vvu_dev *d, uint8_t v)
 static bool queue_write(struct vvu_dev *d, unsigned off, uint32_t v)
 {
     struct vvu_queue *q;
+    uint64_t *addr;
 
     if (d->queue_select >= VVU_NUM_VQS)
         return false;
@@ -319,26 +320,32 @@ static bool queue_write(struct vvu_dev *d, unsigned off, uint32_t v)
         q->size = (uint16_t)v;
         return true;
     case offsetof(struct vvu_common_cfg, queue_desc_lo):
-        q->desc = (q->desc & ~0xffffffffull) | v;
-        return true;
     case offsetof(struct vvu_common_cfg, queue_desc_hi):
-        q->desc = (q->desc & 0xffffffffull) | (uint64_t)v << 32;
-        return true;
+        addr = &q->desc;
+        break;
     case offsetof(struct vvu_common_cfg, queue_driver_lo):
-        q->driver = (q->driver & ~0xffffffffull) | v;
-        return true;
     case offsetof(struct vvu_common_cfg, queue_driver_hi):
-        q->driver = (q->driver & 0xffffffffull) | (uint64_t)v << 32;
-        return true;
+        addr = &q->driver;
+        break;
     case offsetof(struct vvu_common_cfg, queue_device_lo):
-        q->device = (q->device & ~0xffffffffull) | v;
-        return true;
     case offsetof(struct vvu_common_cfg, queue_device_hi):
-        q->device = (q->device & 0xffffffffull) | (uint64_t)v << 32;
-        return true;
+        addr = &q->device;
+        break;
+    default:
+        return false;
     }
-    return false;
+    /* the _lo halves sit at multiples of 8, the _hi halves 4 bytes after */
+    if (off & 4)
+        *addr = (*addr & 0xffffffffull) | (uint64_t)v << 32;
+    else
+        *addr = (*addr & ~0xffffffffull) | v;
+    return true;
 }
+
+_Static_assert(offsetof(struct vvu_common_cfg, queue_desc_lo) % 8 == 0 &&
+                   offsetof(struct vvu_common_cfg, queue_driver_lo) % 8 == 0 &&
+                   offsetof(struct vvu_common_cfg, queue_device_lo) % 8 == 0,
+               "queue_write tells the halves apart by bit 2 of the offset");
 
 /* One whole field written with its natural width. */
 static bool common_field_write(struct vvu_dev *d, unsigned off, uint32_t v)
@@ -578,57 +585,49 @@ static bool access_ok(struct vvu_dev *d, unsigned bar, uint64_t off, uint32_t le
     return true;
 }
 
-static void pd_bar_read(void *dev, unsigned bar, uint64_t off, void *buf, uint32_t len)
+/* One BAR access; reads of nothing are all-ones, writes to nothing are dropped (both counted). */
+static void bar_access(struct vvu_dev *d, unsigned bar, uint64_t off, void *buf, uint32_t len,
+                       bool write)
 {
-    struct vvu_dev *d = dev;
     void *p;
 
-    if (!access_ok(d, bar, off, len)) {
-        memset(buf, 0xff, len);
-        return;
-    }
+    if (!access_ok(d, bar, off, len))
+        goto bad;
     switch (bar) {
     case VVU_BAR_REGS:
-        regs_read(d, off, buf, len);
+        if (write)
+            regs_write(d, off, buf, len);
+        else
+            regs_read(d, off, buf, len);
         return;
     case VVU_BAR_MSIX:
-        msix_access(d, off, buf, len, false);
+        msix_access(d, off, buf, len, write);
         return;
     case VVU_BAR_SHM:
         p = vvu_window_host(d, off, len);
-        if (p) {
+        if (!p)
+            break;
+        if (write)
+            memcpy(p, buf, len);
+        else
             memcpy(buf, p, len);
-            return;
-        }
-        break;
+        return;
     }
     d->stats.bad_accesses++;
-    memset(buf, 0xff, len);
+bad:
+    if (!write)
+        memset(buf, 0xff, len);
+}
+
+static void pd_bar_read(void *dev, unsigned bar, uint64_t off, void *buf, uint32_t len)
+{
+    bar_access(dev, bar, off, buf, len, false);
 }
 
 static void pd_bar_write(void *dev, unsigned bar, uint64_t off, const void *buf, uint32_t len)
 {
-    struct vvu_dev *d = dev;
-    void *p;
-
-    if (!access_ok(d, bar, off, len))
-        return;
-    switch (bar) {
-    case VVU_BAR_REGS:
-        regs_write(d, off, buf, len);
-        return;
-    case VVU_BAR_MSIX:
-        msix_access(d, off, (void *)buf, len, true);
-        return;
-    case VVU_BAR_SHM:
-        p = vvu_window_host(d, off, len);
-        if (p) {
-            memcpy(p, buf, len);
-            return;
-        }
-        break;
-    }
-    d->stats.bad_accesses++;
+    /* not written through: write accesses only read buf */
+    bar_access(dev, bar, off, (void *)buf, len, true);
 }
 
 static int pd_bar_mmap(void *dev, unsigned bar, uint64_t *file_off, struct vhu_pcidev_area *areas,

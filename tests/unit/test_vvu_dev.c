@@ -220,6 +220,8 @@ static void drv_service(struct drv *x)
     void *c;
     bool posted = false;
 
+    if (!x->rx.vqd || !x->tx.vqd)
+        return;
     while ((c = vhu_vqd_get_used(x->tx.vqd, &len)) != NULL)
         *(bool *)c = false;
     while ((c = vhu_vqd_get_used(x->rx.vqd, &len)) != NULL) {
@@ -327,7 +329,52 @@ static int drv_start(struct drv *x)
     return 0;
 }
 
+/* After a reset: fresh driver rings on the same DMA memory, fresh vectors, start again. */
+static int drv_restart(struct drv *x)
+{
+    struct vhu_vqd_config c = {.num = QSIZE, .ring = x->rx.ring, .ring_addr = x->rx.ring_iova};
+
+    vhu_vqd_free(x->rx.vqd);
+    vhu_vqd_free(x->tx.vqd);
+    x->rx.vqd = x->tx.vqd = NULL;
+    if (vhu_vqd_new(&c, &x->rx.vqd) < 0)
+        return -1;
+    c.ring = x->tx.ring;
+    c.ring_addr = x->tx.ring_iova;
+    if (vhu_vqd_new(&c, &x->tx.vqd) < 0)
+        return -1;
+    for (unsigned i = 0; i < x->nvec; i++)
+        vhu_fd_close(&x->irq[i]);
+    memset(x->tx_busy, 0, sizeof(x->tx_busy));
+    return drv_start(x);
+}
+
+enum sock_mode { SOCK_PATH, SOCK_FD, SOCK_CLIENT };
+
+static int drv_open_mode(struct drv *x, enum sock_mode mode, int *lfd);
+
 static int drv_open(struct drv *x)
+{
+    return drv_open_mode(x, SOCK_PATH, NULL);
+}
+
+static int listen_at(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* SOCK_FD: the device serves a listening socket the test made (*lfd, the test's to close);
+ * SOCK_CLIENT: the device connects to *lfd's path, the test accepts. */
+static int drv_open_mode(struct drv *x, enum sock_mode mode, int *lfd)
 {
     struct vvu_dev_opts o;
 
@@ -344,6 +391,17 @@ static int drv_open(struct drv *x)
     o.max_vhost_queues = MAXQ;
     o.shm_size = 1ull << 24;
     o.socket_path = x->path;
+    if (mode != SOCK_PATH) {
+        *lfd = listen_at(x->path);
+        if (*lfd < 0)
+            return -3;
+    }
+    if (mode == SOCK_FD) {
+        o.socket_path = NULL;
+        o.socket_fd = *lfd;
+    }
+    o.client = mode == SOCK_CLIENT;
+    o.reconnect_ms = 20;
     if (vhu_loop_new(&x->loop) < 0 || vvu_dev_new(x->loop, &o, &x->dev) < 0 ||
         vhu_pci_direct_open(vvu_dev_pci(x->dev), &x->pci) < 0)
         return -2;
@@ -361,6 +419,7 @@ static void drv_close(struct drv *x)
         vhu_fd_close(&x->irq[i]);
     vvu_dev_free(x->dev);
     vhu_loop_free(x->loop);
+    unlink(x->path);
     rmdir(x->dir);
 }
 
@@ -886,18 +945,7 @@ TEST(rings_outside_dma)
     close(fd);
     pump(&x, 10);
     /* a reset and a proper start: serving again (the stale connection is dropped) */
-    vhu_vqd_free(x.rx.vqd);
-    vhu_vqd_free(x.tx.vqd);
-    {
-        struct vhu_vqd_config c = {.num = QSIZE, .ring = x.rx.ring, .ring_addr = x.rx.ring_iova};
-        ASSERT_OK(vhu_vqd_new(&c, &x.rx.vqd));
-        c.ring = x.tx.ring;
-        c.ring_addr = x.tx.ring_iova;
-        ASSERT_OK(vhu_vqd_new(&c, &x.tx.vqd));
-    }
-    for (unsigned i = 0; i < x.nvec; i++)
-        vhu_fd_close(&x.irq[i]);
-    ASSERT_EQ(drv_start(&x), 0);
+    ASSERT_EQ(drv_restart(&x), 0);
     ASSERT_OK(fresh_frontend_works(&x));
     TEARDOWN(x);
 }
@@ -993,6 +1041,145 @@ TEST(backpressure)
     ASSERT_EQ(((uint64_t *)(x.last + 12))[0], NRXBUF + 2);
     vhu_fe_free(fe);
     x.auto_reply = true;
+    ASSERT_OK(fresh_frontend_works(&x));
+    TEARDOWN(x);
+}
+
+/* The device as a client: it connects once the driver is up, and again after the frontend
+ * hangs up (reconnect_ms). */
+TEST(client_reconnects)
+{
+    int fds_before__ = vhu_fd_count_self();
+    struct drv x;
+    int lfd = -1, c = -1;
+
+    ASSERT_EQ(drv_open_mode(&x, SOCK_CLIENT, &lfd), 0);
+    pump(&x, 30);
+    ASSERT(accept4(lfd, NULL, NULL, SOCK_CLOEXEC) < 0);   /* not before the driver is up */
+    ASSERT_EQ(drv_start(&x), 0);
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 100 && (c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0; i++)
+            pump(&x, 5);
+        ASSERT(c >= 0);
+        ASSERT(vvu_status(&x) & VVU_S_FRONTEND_UP);
+        struct fe_conn *fc = calloc(1, sizeof(*fc));
+        struct vhu_fe *fe;
+        uint64_t v = 0;
+        fc->fd = c;
+        fc->drv = &x;
+        ASSERT_OK(vhu_fe_new(&conn_ops, fc, &fe));
+        x.reply_u64 = 7 + (uint64_t)round;
+        ASSERT_OK(fe_get_u64(fe, VHOST_USER_GET_FEATURES, &v));
+        ASSERT_EQ(v, 7 + (uint64_t)round);
+        vhu_fe_free(fe);
+        ASSERT(frontend_down(&x));
+    }
+    close(lfd);
+    TEARDOWN(x);
+}
+
+/* A listening socket given by fd. */
+TEST(socket_fd)
+{
+    int fds_before__ = vhu_fd_count_self();
+    struct drv x;
+    int lfd = -1;
+
+    ASSERT_EQ(drv_open_mode(&x, SOCK_FD, &lfd), 0);
+    ASSERT_EQ(drv_start(&x), 0);
+    ASSERT_OK(fresh_frontend_works(&x));
+    close(lfd);
+    TEARDOWN(x);
+}
+
+static void mem_reg_msg(struct vhu_msg *m, uint32_t req, uint64_t off, int fd)
+{
+    vhu_msg_init(m, req, VHOST_USER_VERSION, sizeof(struct vhost_user_mem_reg));
+    m->payload.memreg.region =
+        (struct vhost_user_memory_region){off, 1 << 20, 0x7f0000000000 + off, off};
+    if (fd >= 0) {
+        m->fds[0] = fd;
+        m->nfds = 1;
+    }
+}
+
+TEST(add_rem_regions)
+{
+    SETUP(x);
+    int mfd = memfd_sized(4 << 20), other = memfd_sized(1 << 20);
+    struct vhu_fe *fe = fe_open(&x, NULL);
+    struct vhu_msg m, reply;
+    void *win = NULL;
+    int fd;
+
+    ASSERT(fe && mfd >= 0 && other >= 0);
+    ASSERT_OK(fe_set_u64(fe, VHOST_USER_SET_PROTOCOL_FEATURES, VVU_PROTOCOL_FEATURES_RELAYED, -1));
+    mem_reg_msg(&m, VHOST_USER_ADD_MEM_REG, 0, mfd);
+    ASSERT_OK(vhu_fe_raw(fe, &m, &reply));
+    mem_reg_msg(&m, VHOST_USER_ADD_MEM_REG, 2 << 20, mfd);
+    ASSERT_OK(vhu_fe_raw(fe, &m, &reply));
+    ASSERT(wait_msgs(&x, 3));
+    ASSERT_OK(x.pci->ops->bar_map(x.pci, VVU_BAR_SHM, 2 << 20, 1 << 20, &win));
+    x.pci->ops->bar_unmap(x.pci, win, 1 << 20);
+    /* not the hole between them */
+    ASSERT_ERR(-ENOENT, x.pci->ops->bar_map(x.pci, VVU_BAR_SHM, 1 << 20, 1 << 20, &win));
+    mem_reg_msg(&m, VHOST_USER_REM_MEM_REG, 2 << 20, -1);
+    ASSERT_OK(vhu_fe_raw(fe, &m, &reply));
+    ASSERT(wait_msgs(&x, 4));
+    ASSERT_ERR(-ENOENT, x.pci->ops->bar_map(x.pci, VVU_BAR_SHM, 2 << 20, 1 << 20, &win));
+    ASSERT_OK(x.pci->ops->bar_map(x.pci, VVU_BAR_SHM, 0, 1 << 20, &win));
+    x.pci->ops->bar_unmap(x.pci, win, 1 << 20);
+    /* a region of another file while the window shows this one: disconnected */
+    fd = -1;
+    vhu_fe_free(fe);
+    fe = fe_open(&x, &fd);
+    ASSERT(fe);
+    ASSERT_OK(fe_set_u64(fe, VHOST_USER_SET_PROTOCOL_FEATURES, VVU_PROTOCOL_FEATURES_RELAYED, -1));
+    mem_reg_msg(&m, VHOST_USER_ADD_MEM_REG, 0, mfd);
+    ASSERT_OK(vhu_fe_raw(fe, &m, &reply));
+    mem_reg_msg(&m, VHOST_USER_ADD_MEM_REG, 1 << 20, other);
+    m.payload.memreg.region.mmap_offset = 0;
+    ASSERT_OK(vhu_fe_raw(fe, &m, &reply));
+    ASSERT(hung_up(&x, fd));
+    vhu_fe_free(fe);
+    close(mfd);
+    close(other);
+    ASSERT_OK(fresh_frontend_works(&x));
+    TEARDOWN(x);
+}
+
+/* An rxq buffer outside DMA memory breaks rxq: NEEDS_RESET, config interrupt, the frontend is
+ * let go; a reset and a new start serve again. */
+TEST(rxq_buffer_outside_dma)
+{
+    SETUP(x);
+    int fd;
+    struct vhu_fe *fe = fe_open(&x, &fd);
+    struct vhu_vqd_seg bad = {0x7000000000ull, VVU_MSG_MAX};
+    uint32_t len;
+
+    ASSERT(fe);
+    fired(x.irq[CFG_VEC]);
+    /* take back the posted buffers, post one bad one */
+    x.auto_reply = false;
+    ASSERT_OK(fe_set_u64(fe, VHOST_USER_SET_FEATURES, 0, -1));
+    for (unsigned i = 0; i < NRXBUF - 1; i++)
+        ASSERT_OK(fe_set_u64(fe, VHOST_USER_SET_FEATURES, i, -1));
+    for (int i = 0; i < 20; i++)
+        vhu_loop_run_once(x.loop, 2);
+    while (vhu_vqd_get_used(x.rx.vqd, &len))
+        ;
+    vhu_vqd_add(x.rx.vqd, &bad, 0, 1, &bad);
+    vhu_vqd_kick_prepare(x.rx.vqd);
+    ASSERT_OK(fe_set_u64(fe, VHOST_USER_SET_FEATURES, 1, -1));
+    notify(&x, VVU_RXQ);
+    ASSERT(hung_up(&x, fd));
+    ASSERT(CRD(&x, device_status) & VHU_VIRTIO_CONFIG_S_NEEDS_RESET);
+    ASSERT(fired(x.irq[CFG_VEC]));
+    vhu_fe_free(fe);
+    ASSERT(frontend_down(&x));
+    x.auto_reply = true;
+    ASSERT_EQ(drv_restart(&x), 0);
     ASSERT_OK(fresh_frontend_works(&x));
     TEARDOWN(x);
 }
