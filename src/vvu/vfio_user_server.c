@@ -293,7 +293,6 @@ static int h_region_io_fds(struct vhu_vfu_server *s, const void *req, size_t len
     struct vfu_io_fds in, *out = (struct vfu_io_fds *)s->tx;
     struct vhu_pcidev_iofd io[MAX_IO_FDS];
     unsigned max = VHU_MIN(s->peer.max_msg_fds, (uint32_t)MAX_IO_FDS);
-
     int n = 0, r = take_req(s, req, len, &in, sizeof(in));
 
     if (r < 0)
