@@ -126,7 +126,7 @@ static int vq_start(struct vhu_core *c, struct vhu_core_ring *r)
     }
     vhu_vq_set_inflight_region(r->vq, NULL);
     r->tracks = false;
-    if (c->ifl_region && idx < c->ifl_queues && !packed) {
+    if (c->ifl_region && idx < c->ifl_queues) {
         if (num <= c->ifl_qsize) {
             vhu_vq_set_inflight_region(r->vq, c->ifl_region + (size_t)idx *
                                                   vhu_vq_inflight_region_size(c->ifl_qsize));

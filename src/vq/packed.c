@@ -22,18 +22,6 @@ static inline uint16_t pos_of(uint16_t idx, bool wrap)
     return (uint16_t)(idx | (wrap ? VQ_WRAP_BIT : 0));
 }
 
-/* Advance a ring position by n (n <= num). */
-static inline void advance(uint16_t *idx, bool *wrap, unsigned n, uint16_t num)
-{
-    unsigned v = (unsigned)*idx + n;
-
-    if (v >= num) {
-        v -= num;
-        *wrap = !*wrap;
-    }
-    *idx = (uint16_t)v;
-}
-
 /* Device event suppression (virtio 2.8.10): ask for kicks, or not. */
 static void dev_event_write(struct vhu_vq *vq, bool on)
 {
@@ -64,12 +52,14 @@ void vq_packed_start(struct vhu_vq *vq)
         vq->used_idx = vq->last_avail;
         vq->used_wrap = vq->avail_wrap;
     }
+    if (vq->pifl)
+        vq_pifl_start(vq); /* may move both positions: the region knows better than a stale base */
     vq->signalled = vq->used_idx;
     dev_event_write(vq, true);
 }
 
 /* virtio 2.8.7: an indirect table is a plain array; only WRITE means anything in its entries. */
-static const char *walk_indirect(struct vhu_vq *vq, struct vq_walk *w, const struct vq_desc *ind)
+const char *vq_packed_walk_indirect(struct vhu_vq *vq, struct vq_walk *w, const struct vq_desc *ind)
 {
     const void *table;
     struct vq_desc d;
@@ -107,7 +97,7 @@ static const char *walk(struct vhu_vq *vq, struct vhu_vq_elem *e, uint16_t *id)
                 return "indirect descriptor inside a chain";
             e->ndesc = 1;
             *id = d.next;
-            return walk_indirect(vq, &w, &d);
+            return vq_packed_walk_indirect(vq, &w, &d);
         }
         why = vq_walk_add(&w, &d);
         if (why)
@@ -129,6 +119,8 @@ struct vhu_vq_elem *vq_packed_pop(struct vhu_vq *vq)
     unsigned slot;
     uint16_t id = 0;
 
+    if (vhu_unlikely(vq->resubmit_pos < vq->nresubmit))
+        return vq_pifl_pop_resubmit(vq);
     if (!desc_is_avail(vq_load16(&vq->pdesc[vq->last_avail].flags), vq->avail_wrap))
         return NULL;
     /* virtio 2.8 (ordering): the flags are read before the rest of the descriptors they cover. */
@@ -139,6 +131,8 @@ struct vhu_vq_elem *vq_packed_pop(struct vhu_vq *vq)
     why = walk(vq, e, &id);
     if (!why && vhu_unlikely(id >= vq->num))
         why = "buffer id out of range";
+    if (!why && vq->pifl && !vq_pifl_record(vq, slot, vq->last_avail, e->ndesc))
+        why = "more descriptors in flight than the ring holds";
     if (vhu_unlikely(why != NULL)) {
         vq_elem_put(vq, slot);
         vhu_vq_break(vq, why);
@@ -146,7 +140,7 @@ struct vhu_vq_elem *vq_packed_pop(struct vhu_vq *vq)
     }
     e->id = id;
     vq_elem_commit(vq, slot, pos_of(vq->last_avail, vq->avail_wrap));
-    advance(&vq->last_avail, &vq->avail_wrap, e->ndesc, vq->num);
+    vq_packed_advance(&vq->last_avail, &vq->avail_wrap, e->ndesc, vq->num);
     if (vq->event_idx && !vq->notify_off)
         vq_store16(&vq->dev_event->off_wrap, pos_of(vq->last_avail, vq->avail_wrap));
     return e;
@@ -169,6 +163,7 @@ void vq_packed_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_t len)
     s->id = elem->id;
     s->ndesc = elem->ndesc;
     s->len = len;
+    s->ifl_head = vq->pifl ? vq->ifl_head[elem->slot] : 0;
 }
 
 uint16_t vq_packed_used_pos(const struct vhu_vq *vq)
@@ -177,7 +172,7 @@ uint16_t vq_packed_used_pos(const struct vhu_vq *vq)
     bool wrap = vq->used_wrap;
 
     for (unsigned i = 0; i < vq->nstaged; i++)
-        advance(&idx, &wrap, vq->shadow[i].ndesc, vq->num);
+        vq_packed_advance(&idx, &wrap, vq->shadow[i].ndesc, vq->num);
     return pos_of(idx, wrap);
 }
 
@@ -204,13 +199,17 @@ bool vq_packed_flush(struct vhu_vq *vq)
             vq_store64(&d->len, (uint64_t)s->len | (uint64_t)s->id << 32 |
                                     (uint64_t)flags << 48);
         }
-        advance(&idx, &wrap, s->ndesc, vq->num);
+        vq_packed_advance(&idx, &wrap, s->ndesc, vq->num);
     }
+    if (vq->pifl)
+        vq_pifl_stage(vq, idx, wrap);
     /* Everything above must be visible before the first descriptor turns used. */
     vhu_smp_wmb();
     vq_store16(&vq->pdesc[head].flags, head_flags);
     vq->used_idx = idx;
     vq->used_wrap = wrap;
+    if (vq->pifl)
+        vq_pifl_publish(vq);
     vq->nstaged = 0;
     vq->signalled = idx;
 
@@ -224,8 +223,10 @@ bool vq_packed_flush(struct vhu_vq *vq)
     return true;
 }
 
-void vq_packed_rewind(struct vhu_vq *vq, uint32_t pos)
+void vq_packed_rewind(struct vhu_vq *vq, uint32_t pos, unsigned slot)
 {
+    if (vq->pifl)
+        vq_pifl_release(vq, vq->ifl_head[slot]);
     vq->last_avail = (uint16_t)(pos & 0x7fff);
     vq->avail_wrap = (pos & VQ_WRAP_BIT) != 0;
 }

@@ -22,16 +22,6 @@ static inline uint16_t *avail_event(const struct vhu_vq *vq)
     return (uint16_t *)(void *)&vq->used->ring[vq->num];
 }
 
-/* Oldest first; equal counters (only a frontend that wrote the region makes them) by index. */
-static int cmp_resubmit(const void *a, const void *b)
-{
-    const struct vq_resubmit_key *x = a, *y = b;
-
-    if (x->counter != y->counter)
-        return x->counter < y->counter ? -1 : 1;
-    return (x->head > y->head) - (x->head < y->head);
-}
-
 /*
  * vhost-user.rst "Inflight I/O tracking", on (re)connect: finish the bookkeeping of a batch the
  * previous backend published but did not get to clear, then queue every chain still marked in
@@ -76,7 +66,7 @@ static void inflight_recover(struct vhu_vq *vq)
         if (k->counter >= vq->ifl_counter && k->counter != UINT64_MAX)
             vq->ifl_counter = k->counter + 1;
     }
-    qsort(vq->resubmit_keys, vq->nresubmit, sizeof(vq->resubmit_keys[0]), cmp_resubmit);
+    qsort(vq->resubmit_keys, vq->nresubmit, sizeof(vq->resubmit_keys[0]), vq_resubmit_cmp);
     for (unsigned k = 0; k < vq->nresubmit; k++)
         vq->resubmit[k] = vq->resubmit_keys[k].head;
     /* Buffers are taken from the avail ring in order: what was popped is what was completed

@@ -39,8 +39,14 @@ static void pool_free(struct vhu_vq *vq)
     free(vq->shadow);
     free(vq->resubmit);
     free(vq->resubmit_keys);
+    free(vq->ifl_next);
+    free(vq->ifl_last);
+    free(vq->ifl_head);
+    free(vq->ifl_mark);
     vq->resubmit = NULL;
     vq->resubmit_keys = NULL;
+    vq->ifl_next = vq->ifl_last = vq->ifl_head = NULL;
+    vq->ifl_mark = NULL;
     vq->nresubmit = vq->resubmit_pos = 0;
     vq->pool = NULL;
     vq->iovs = NULL;
@@ -61,11 +67,18 @@ static int pool_alloc(struct vhu_vq *vq, uint16_t num)
     vq->busy = calloc(num, sizeof(*vq->busy));
     vq->shadow = vq->packed ? calloc(num, sizeof(*vq->shadow)) : NULL;
     vq->resubmit = calloc(num, sizeof(*vq->resubmit));
-    /* inflight recovery sorts a private copy of the region (split rings only) */
-    bool keys = !vq->packed && vq->ifl;
+    /* inflight recovery sorts a private copy of the region; packed tracking keeps its links */
+    bool keys = vq->ifl_area != NULL, links = keys && vq->packed;
     vq->resubmit_keys = keys ? calloc(num, sizeof(*vq->resubmit_keys)) : NULL;
+    if (links) {
+        vq->ifl_next = calloc(num, sizeof(*vq->ifl_next));
+        vq->ifl_last = calloc(num, sizeof(*vq->ifl_last));
+        vq->ifl_head = calloc(num, sizeof(*vq->ifl_head));
+        vq->ifl_mark = calloc(num, sizeof(*vq->ifl_mark));
+    }
     if (!vq->pool || !vq->iovs || !vq->free_slots || !vq->pop_pos || !vq->busy ||
-        !vq->resubmit || (vq->packed && !vq->shadow) || (keys && !vq->resubmit_keys)) {
+        !vq->resubmit || (vq->packed && !vq->shadow) || (keys && !vq->resubmit_keys) ||
+        (links && (!vq->ifl_next || !vq->ifl_last || !vq->ifl_head || !vq->ifl_mark))) {
         pool_free(vq);
         return -ENOMEM;
     }
@@ -144,8 +157,9 @@ VHU_EXPORT int vhu_vq_start(struct vhu_vq *vq, const struct vhu_vq_config *cfg,
     vq->notify_off = false;
     vq->polling = false;
     vq->nstaged = 0;
+    vq->ifl = cfg->packed ? NULL : vq->ifl_area;
+    vq->pifl = cfg->packed ? vq->ifl_area : NULL;
     if (cfg->packed) {
-        vq->ifl = NULL; /* inflight tracking covers split rings only */
         vq_packed_start(vq);
     } else {
         vq_split_start(vq);
@@ -236,17 +250,31 @@ VHU_EXPORT uint16_t vhu_vq_num(const struct vhu_vq *vq)
     return vq && vq->started ? vq->num : 0;
 }
 
+/* Either layout fits: the area is sized before the driver has chosen one (QEMU asks for the
+ * buffer before it sends the features). */
 VHU_EXPORT size_t vhu_vq_inflight_region_size(uint16_t num)
 {
-    return VHU_ALIGN_UP(sizeof(struct vq_inflight_split) +
-                            (size_t)num * sizeof(struct vq_inflight_desc),
-                        (size_t)64);
+    size_t split = sizeof(struct vq_inflight_split) + (size_t)num * sizeof(struct vq_inflight_desc);
+    size_t packed =
+        sizeof(struct vq_inflight_packed) + (size_t)num * sizeof(struct vq_inflight_pdesc);
+
+    return VHU_ALIGN_UP(split > packed ? split : packed, (size_t)64);
 }
 
 VHU_EXPORT void vhu_vq_set_inflight_region(struct vhu_vq *vq, void *region)
 {
     if (vq && !vq->started)
-        vq->ifl = region;
+        vq->ifl_area = region;
+}
+
+/* Oldest first; equal counters (only a frontend that wrote the region makes them) by index. */
+int vq_resubmit_cmp(const void *a, const void *b)
+{
+    const struct vq_resubmit_key *x = a, *y = b;
+
+    if (x->counter != y->counter)
+        return x->counter < y->counter ? -1 : 1;
+    return (x->head > y->head) - (x->head < y->head);
 }
 
 VHU_EXPORT unsigned vhu_vq_resubmitted(const struct vhu_vq *vq)
@@ -369,8 +397,8 @@ VHU_EXPORT void vhu_vq_unpop(struct vhu_vq *vq, struct vhu_vq_elem *elem)
             wrap = !wrap;
         }
         cur = vq->last_avail | (vq->avail_wrap ? VQ_WRAP_BIT : 0);
-        if (cur == (after | (wrap ? VQ_WRAP_BIT : 0))) {
-            vq_packed_rewind(vq, p);
+        if (!(p & VQ_POS_RESUBMITTED) && cur == (after | (wrap ? VQ_WRAP_BIT : 0))) {
+            vq_packed_rewind(vq, p, (unsigned)slot);
             vq_elem_release(vq, (unsigned)slot);
             return;
         }

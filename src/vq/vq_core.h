@@ -77,13 +77,15 @@ void *vhu_vq_core(const struct vhu_vq *vq);
 bool vhu_vq_set_polling(struct vhu_vq *vq, bool on);
 
 /*
- * Inflight tracking (vhost-user "Inflight I/O tracking", split rings): region is this queue's
+ * Inflight tracking (vhost-user "Inflight I/O tracking", split and packed): region is this queue's
  * part of the buffer shared with the frontend through GET/SET_INFLIGHT_FD,
  * vhu_vq_inflight_region_size(num) bytes. Every popped chain is recorded there until its used
  * entry is published, so after a backend crash a new backend resubmits exactly the requests the
  * old one had not completed. Set while stopped (NULL turns it off); a start with a region that
  * already describes this ring first pops the recorded chains, oldest first (an unpopped chain
- * is back in the avail ring, not in flight). Packed rings are not tracked.
+ * is back in the avail ring, not in flight). A packed ring's positions after a crash come from
+ * the region (its base is stale then). A region that does not hold together is refused (logged)
+ * and the ring starts afresh from its base.
  */
 size_t vhu_vq_inflight_region_size(uint16_t num);
 void vhu_vq_set_inflight_region(struct vhu_vq *vq, void *region);

@@ -42,10 +42,47 @@ struct vq_inflight_split {
 };
 #define VQ_INFLIGHT_VERSION 1
 
+/*
+ * vhost-user.rst "Inflight I/O tracking", packed layout. Each popped chain takes entries from a
+ * free list, one per descriptor (the descriptors are copied: the ring slots they came from are
+ * overwritten by used entries and new buffers long before an out-of-order chain completes); the
+ * head entry carries the chain's length, its last entry and the pop counter. The old_* fields
+ * are the state as of the last published batch, what a successor rolls back to.
+ */
+struct vq_inflight_pdesc {
+    uint8_t inflight;
+    uint8_t padding;
+    uint16_t next;
+    uint16_t last;
+    uint16_t num;
+    uint64_t counter;
+    uint16_t id;
+    uint16_t flags;
+    uint32_t len;
+    uint64_t addr;
+};
+
+struct vq_inflight_packed {
+    uint64_t features;
+    uint16_t version;
+    uint16_t desc_num;
+    uint16_t free_head;
+    uint16_t old_free_head;
+    uint16_t used_idx;
+    uint16_t old_used_idx;
+    uint8_t used_wrap_counter;
+    uint8_t old_used_wrap_counter;
+    uint8_t padding[7];
+    struct vq_inflight_pdesc desc[];
+};
+_Static_assert(sizeof(struct vq_inflight_pdesc) == 32, "DescStatePacked is 32 bytes");
+_Static_assert(sizeof(struct vq_inflight_packed) == 32, "QueueRegionPacked header is 32 bytes");
+
 /* One in-flight entry of the region, copied out once for sorting. */
 struct vq_resubmit_key {
     uint64_t counter;
     uint16_t head;
+    uint16_t ndesc; /* packed: the chain's entries, as validated at recovery */
 };
 
 /* A used entry staged by vhu_vq_push() on a packed ring, written out by vhu_vq_flush(). */
@@ -53,7 +90,11 @@ struct vq_shadow_used {
     uint16_t id;
     uint16_t ndesc;
     uint32_t len;
+    uint16_t ifl_head; /* packed tracking: the chain's head entry in the region */
 };
+
+/* pop_pos of a packed chain popped from the inflight region: unpop cannot rewind it. */
+#define VQ_POS_RESUBMITTED (1u << 16)
 
 struct vhu_vq {
     /* --- hot: ring state --- */
@@ -103,11 +144,20 @@ struct vhu_vq {
     struct vhu_vq_hooks hooks;
     void *priv;
     void *core;
-    /* inflight tracking (split) */
-    struct vq_inflight_split *ifl;
+    /* inflight tracking */
+    void *ifl_area;        /* set while stopped; taken by the layout at start */
+    struct vq_inflight_split *ifl;   /* split */
+    struct vq_inflight_packed *pifl; /* packed */
     uint64_t ifl_counter;
+    /* packed: private copies of the region's links, so the data path never reads back memory
+     * the frontend can write; the region only receives them */
+    uint16_t *ifl_next;    /* num entries: free-list / chain links */
+    uint16_t *ifl_last;    /* num entries: a head entry's last entry */
+    uint16_t *ifl_head;    /* per pool slot: the head entry of the popped chain */
+    uint8_t *ifl_mark;     /* num entries: recovery scratch */
+    uint16_t ifl_free;     /* free-list head (num: empty) */
     uint16_t *resubmit;    /* heads to pop first, oldest first */
-    struct vq_resubmit_key *resubmit_keys; /* split: private copy of the region, for sorting */
+    struct vq_resubmit_key *resubmit_keys; /* private copy of the region, for sorting */
     unsigned nresubmit;
     unsigned resubmit_pos;
     const char *break_reason;
@@ -270,14 +320,37 @@ void vq_split_start(struct vhu_vq *vq);
 struct vhu_vq_elem *vq_packed_pop(struct vhu_vq *vq);
 void vq_packed_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_t len);
 bool vq_packed_flush(struct vhu_vq *vq);
-void vq_packed_rewind(struct vhu_vq *vq, uint32_t pos);
+void vq_packed_rewind(struct vhu_vq *vq, uint32_t pos, unsigned slot);
 void vq_packed_set_notify(struct vhu_vq *vq, bool on);
 bool vq_packed_has_work(const struct vhu_vq *vq);
 void vq_packed_start(struct vhu_vq *vq);
+/* packed_inflight.c: recovery at start, recording at pop, release at flush / unpop. */
+void vq_pifl_start(struct vhu_vq *vq);
+struct vhu_vq_elem *vq_pifl_pop_resubmit(struct vhu_vq *vq);
+bool vq_pifl_record(struct vhu_vq *vq, unsigned slot, uint16_t pos, uint16_t ndesc);
+void vq_pifl_release(struct vhu_vq *vq, uint16_t head);
+void vq_pifl_stage(struct vhu_vq *vq, uint16_t used_idx, bool used_wrap);
+void vq_pifl_publish(struct vhu_vq *vq);
+/* packed.c's chain walker over a descriptor source (the ring or the region). */
+const char *vq_packed_walk_indirect(struct vhu_vq *vq, struct vq_walk *w,
+                                    const struct vq_desc *ind);
+int vq_resubmit_cmp(const void *a, const void *b);
 /* Used position (slot | wrap << 15) after the staged entries are written. */
 uint16_t vq_packed_used_pos(const struct vhu_vq *vq);
 
 /* ---- shared ring arithmetic ---- */
+
+/* Advance a packed ring position by n (n <= num). */
+static inline void vq_packed_advance(uint16_t *idx, bool *wrap, unsigned n, uint16_t num)
+{
+    unsigned v = (unsigned)*idx + n;
+
+    if (v >= num) {
+        v -= num;
+        *wrap = !*wrap;
+    }
+    *idx = (uint16_t)v;
+}
 
 /*
  * virtio 2.8.10 / 2.8.14: packed-ring event suppression with EVENT_IDX. The other side asked to be
