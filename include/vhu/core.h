@@ -125,16 +125,22 @@ int vhu_core_ring_exec(struct vhu_core *c, unsigned q, int (*fn)(void *arg), voi
 unsigned vhu_core_poll(struct vhu_core *c);
 
 /*
- * Inflight tracking (split rings): region holds nqueues per-ring areas of
- * vhu_core_inflight_region_size(qsize) bytes each, in memory the transport keeps mapped (and
- * shares with its driver) until it attaches another or frees the core. NULL detaches. Rings
- * take their area when they start; while a running ring tracks into the current region it
- * cannot be replaced (-EBUSY). Rings larger than qsize are not tracked (logged).
+ * Inflight tracking (split and packed rings) and device state (docs/recovery.md): region, size
+ * bytes, holds nqueues per-ring areas of vhu_core_inflight_region_size(qsize) bytes each and,
+ * when size reaches vhu_core_inflight_size(), the device-state area after them; it lives in
+ * memory the transport keeps mapped (and shares with its driver) until it attaches another or
+ * frees the core. NULL detaches. Rings take their area when they start; while a running ring
+ * tracks into the current region it cannot be replaced (-EBUSY). Rings larger than qsize are not
+ * tracked (logged). A region whose state area holds a valid state loads it into the device; an
+ * invalid one is ignored with one message.
  */
 size_t vhu_core_inflight_region_size(uint16_t qsize);
+/* Bytes a transport allocates for a fresh region: the ring areas plus the device-state area. */
+size_t vhu_core_inflight_size(const struct vhu_core *c, uint16_t nqueues, uint16_t qsize);
 /* Whether this device can take a region of nqueues areas for rings of qsize (0, or -EINVAL
  * logged): a transport checks before it allocates the region. */
 int vhu_core_inflight_check(const struct vhu_core *c, uint16_t nqueues, uint16_t qsize);
-int vhu_core_set_inflight(struct vhu_core *c, void *region, uint16_t nqueues, uint16_t qsize);
+int vhu_core_set_inflight(struct vhu_core *c, void *region, size_t size, uint16_t nqueues,
+                          uint16_t qsize);
 
 #endif

@@ -48,6 +48,19 @@ struct vhu_device_ops {
      * -EINVAL if the device cannot carry it. The core offers the protocol feature NET_MTU only to
      * devices that set this op. */
     int (*set_mtu)(struct vhu_device *dev, uint64_t mtu);
+    /*
+     * Optional: device state that must outlive the process (what the guest set, or what the
+     * device chose and the guest has seen), at most vhu_device.state_size bytes, in a format the
+     * device owns and versions. The core keeps it where the transport can hand it to a successor
+     * (vhost-user: inside the inflight buffer, docs/recovery.md) and saves it after every change
+     * the guest makes through the core (a config write); a successor loads it before the rings
+     * start. state_save writes at most len bytes and returns how many (or -errno); state_load
+     * gets exactly what a save wrote, from memory another party could have written: it checks
+     * every value and returns -EINVAL, changing nothing, for anything it would not accept.
+     * Both run on the control thread.
+     */
+    int (*state_save)(struct vhu_device *dev, void *buf, size_t len);
+    int (*state_load)(struct vhu_device *dev, const void *buf, size_t len);
 };
 
 /*
@@ -66,7 +79,11 @@ struct vhu_device {
     size_t elem_size;         /* size of the request struct embedding struct vhu_vq_elem */
     unsigned max_segs;        /* segments one request may have */
     uint64_t acked_features;  /* written by the core before set_features() */
+    size_t state_size;        /* largest state_save() (0: no state; <= VHU_DEVICE_STATE_MAX) */
 };
+
+/* Largest device state the core keeps for a device. */
+#define VHU_DEVICE_STATE_MAX 4096
 
 /*
  * Services the core gives a device, callable only on the thread that owns vq (inside

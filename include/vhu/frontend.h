@@ -63,6 +63,8 @@ struct vhu_fe_opts {
     bool queue_pairs;       /* GET_QUEUE_NUM counts rx/tx pairs (vhost-user-net backends) */
     uint64_t protocol_features; /* protocol features to ask for on top of those the library
                                    uses itself (tests that drive more with vhu_fe_raw) */
+    bool inflight;          /* INFLIGHT_SHMFD: get the backend's inflight buffer before the
+                               queues start and keep it for vhu_fe_reconnect() */
 };
 
 /*
@@ -72,6 +74,16 @@ struct vhu_fe_opts {
  * SET_STATUS with DRIVER_OK when the STATUS protocol feature was negotiated.
  */
 int vhu_fe_start(struct vhu_fe *fe, const struct vhu_fe_opts *opts);
+/*
+ * The backend is gone without a stop (a crash) and `from`, a frontend fresh from
+ * vhu_fe_connect*() or vhu_loopback_connect(), is connected to its successor: fe takes that
+ * connection (from is freed) and sets the successor up with its memory, rings, notifiers and
+ * inflight buffer, the way QEMU reconnects. Requests in flight stay in flight: a backend with
+ * inflight tracking completes them.
+ */
+int vhu_fe_reconnect(struct vhu_fe *fe, struct vhu_fe *from);
+/* The inflight buffer's fd (borrowed; -1 without one) and its size. */
+int vhu_fe_inflight_fd(const struct vhu_fe *fe, uint64_t *size);
 /* Stop every queue (GET_VRING_BASE), keeping the connection. */
 int vhu_fe_stop(struct vhu_fe *fe);
 

@@ -15,7 +15,9 @@ VHU_EXPORT int vhu_backend_new(struct vhu_device *dev, struct vhu_loop *loop,
     if (!dev || !dev->ops || !dev->ops->queue_notify || !loop || dev->num_queues == 0 ||
         dev->num_queues > 256 || dev->max_queue_size == 0 ||
         dev->max_queue_size > VHU_VQ_MAX_SIZE || dev->elem_size < sizeof(struct vhu_vq_elem) ||
-        dev->max_segs == 0 || dev->config_size > VHU_CONFIG_MAX_SIZE)
+        dev->max_segs == 0 || dev->config_size > VHU_CONFIG_MAX_SIZE ||
+        dev->state_size > VHU_DEVICE_STATE_MAX ||
+        (dev->state_size && (!dev->ops->state_save || !dev->ops->state_load)))
         return -EINVAL;
     b = calloc(1, sizeof(*b));
     if (!b)

@@ -67,9 +67,18 @@ struct vhu_core {
     uint8_t *ifl_region;
     uint16_t ifl_queues;
     uint16_t ifl_qsize;
+    /* device-state area inside the region (state.c), NULL when the region has none */
+    uint8_t *state_area;
+    uint64_t state_seq;  /* sequence number of the newest slot written or loaded */
+    unsigned state_slot; /* the slot holding it (0 or 1) */
     unsigned nrings;
     struct vhu_core_ring *rings;
 };
+
+/* state.c: the device-state area after the ring areas of the inflight region. */
+size_t vhu_core_state_area_size(const struct vhu_device *dev);
+void vhu_core_state_attach(struct vhu_core *c, uint8_t *area);
+void vhu_core_state_save(struct vhu_core *c);
 
 /* Called on the owner thread when a ring starts / stops (busy-poll bookkeeping). */
 void vhu_backend_worker_own(struct vhu_core_ring *r);

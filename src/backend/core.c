@@ -544,7 +544,10 @@ VHU_EXPORT int vhu_core_set_config(struct vhu_core *c, uint32_t off, const void 
         return -EINVAL;
     if (!c->dev->ops->set_config)
         return -EPERM;
-    return c->dev->ops->set_config(c->dev, buf, off, len);
+    int r = c->dev->ops->set_config(c->dev, buf, off, len);
+    if (r == 0)
+        vhu_core_state_save(c); /* the guest changed something a successor must know */
+    return r;
 }
 
 VHU_EXPORT uint8_t vhu_core_status(const struct vhu_core *c)
@@ -605,11 +608,24 @@ VHU_EXPORT int vhu_core_inflight_check(const struct vhu_core *c, uint16_t nqueue
     return 0;
 }
 
-VHU_EXPORT int vhu_core_set_inflight(struct vhu_core *c, void *region, uint16_t nqueues,
-                                     uint16_t qsize)
+VHU_EXPORT size_t vhu_core_inflight_size(const struct vhu_core *c, uint16_t nqueues,
+                                        uint16_t qsize)
 {
-    if (region && vhu_core_inflight_check(c, nqueues, qsize) < 0)
+    return (size_t)nqueues * vhu_vq_inflight_region_size(qsize) +
+           vhu_core_state_area_size(c->dev);
+}
+
+VHU_EXPORT int vhu_core_set_inflight(struct vhu_core *c, void *region, size_t size,
+                                     uint16_t nqueues, uint16_t qsize)
+{
+    size_t rings = region ? (size_t)nqueues * vhu_vq_inflight_region_size(qsize) : 0;
+
+    if (region && (vhu_core_inflight_check(c, nqueues, qsize) < 0 || size < rings)) {
+        if (size < rings)
+            vhu_err("inflight buffer of %zu bytes is smaller than its %zu bytes of ring areas",
+                    size, rings);
         return -EINVAL;
+    }
     for (unsigned i = 0; i < c->nrings; i++) {
         if (c->rings[i].tracks) {
             vhu_err("inflight buffer replaced while queue %u tracks into it", i);
@@ -619,6 +635,12 @@ VHU_EXPORT int vhu_core_set_inflight(struct vhu_core *c, void *region, uint16_t 
     c->ifl_region = region;
     c->ifl_queues = region ? nqueues : 0;
     c->ifl_qsize = region ? qsize : 0;
+    /* The state area follows the ring areas; a region made without one (another backend's, or
+     * for a device without state) carries no state. */
+    vhu_core_state_attach(c, region && size - rings >= vhu_core_state_area_size(c->dev) &&
+                                     vhu_core_state_area_size(c->dev)
+                                 ? (uint8_t *)region + rings
+                                 : NULL);
     return 0;
 }
 

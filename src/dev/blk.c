@@ -686,7 +686,41 @@ static int blk_set_config(struct vhu_device *dev, const void *buf, uint32_t off,
         vhu_err_rl("blk: writeback %u is neither 0 nor 1", v);
         return -EINVAL;
     }
-    __atomic_store_n(&bd->wce, v, __ATOMIC_RELAXED);
+    static struct vhu_ratelimit rl = VHU_RATELIMIT_INIT(10, 5000);
+    if (__atomic_exchange_n(&bd->wce, v, __ATOMIC_RELAXED) != v && vhu_ratelimit_ok(&rl))
+        vhu_info("blk: the guest set the write cache to %s", v ? "write back" : "write through");
+    return 0;
+}
+
+/*
+ * Device state (device.h state_save/state_load): what the guest set through config space, the
+ * write-cache mode. Layout, version 1: byte 0 version, byte 1 writeback (0 or 1), bytes 2-7 zero.
+ */
+#define BLK_STATE_VERSION 1
+#define BLK_STATE_SIZE 8
+
+static int blk_state_save(struct vhu_device *dev, void *buf, size_t len)
+{
+    struct blk_dev *bd = (struct blk_dev *)dev;
+    uint8_t st[BLK_STATE_SIZE] = {BLK_STATE_VERSION, __atomic_load_n(&bd->wce, __ATOMIC_RELAXED)};
+
+    if (len < sizeof(st))
+        return -ENOSPC;
+    memcpy(buf, st, sizeof(st));
+    return (int)sizeof(st);
+}
+
+static int blk_state_load(struct vhu_device *dev, const void *buf, size_t len)
+{
+    struct blk_dev *bd = (struct blk_dev *)dev;
+    static const uint8_t zero[BLK_STATE_SIZE - 2];
+    const uint8_t *st = buf;
+
+    if (len != BLK_STATE_SIZE || st[0] != BLK_STATE_VERSION || st[1] > 1 ||
+        memcmp(st + 2, zero, sizeof(zero)) != 0)
+        return -EINVAL;
+    if (__atomic_exchange_n(&bd->wce, st[1], __ATOMIC_RELAXED) != st[1])
+        vhu_info("blk: write cache %s (restored)", st[1] ? "write back" : "write through");
     return 0;
 }
 
@@ -714,6 +748,8 @@ static const struct vhu_device_ops blk_ops = {
     .queue_notify = blk_queue_notify,
     .reset = blk_reset,
     .destroy = blk_destroy,
+    .state_save = blk_state_save,
+    .state_load = blk_state_load,
 };
 
 VHU_EXPORT bool vhu_blk_has_rbd(void)
@@ -819,6 +855,7 @@ VHU_EXPORT int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_device **
         .elem_size = sizeof(struct blk_req),
         /* seg_max data segments + header + status (§5.2.4: seg_max counts data only) */
         .max_segs = o.seg_max + 2,
+        .state_size = BLK_STATE_SIZE,
     };
     *out = &bd->dev;
     return 0;

@@ -39,6 +39,7 @@ struct net_dev {
     struct vhu_device dev; /* must be first */
     struct net_port *port;
     uint8_t mac[6];
+    bool mac_random;              /* no --mac: the device chose it (state: kept across restarts) */
     uint16_t mtu;                 /* in config space: the option, or NET_SET_MTU's value */
     uint16_t opt_mtu;             /* the option (back to it on reset) */
     uint16_t pairs;
@@ -639,6 +640,50 @@ static void net_reset(struct vhu_device *dev)
         nd->port->ops->set_features(nd->port, 0);
 }
 
+/*
+ * Device state (device.h): the MAC the device chose when none was configured; the guest has read
+ * it from config space, so a restarted device keeps it. (vhu's net has no control queue: the
+ * guest sets neither a MAC nor a queue-pair count through the device.) Version 1: byte 0
+ * version, byte 1 zero, bytes 2-7 the MAC.
+ */
+#define NET_STATE_VERSION 1
+#define NET_STATE_SIZE 8
+
+static int net_state_save(struct vhu_device *dev, void *buf, size_t len)
+{
+    struct net_dev *nd = (struct net_dev *)dev;
+    uint8_t st[NET_STATE_SIZE] = {NET_STATE_VERSION};
+
+    if (len < sizeof(st))
+        return -ENOSPC;
+    memcpy(st + 2, nd->mac, 6);
+    memcpy(buf, st, sizeof(st));
+    return (int)sizeof(st);
+}
+
+static int net_state_load(struct vhu_device *dev, const void *buf, size_t len)
+{
+    struct net_dev *nd = (struct net_dev *)dev;
+    static const uint8_t zero_mac[6];
+    const uint8_t *st = buf;
+
+    if (len != NET_STATE_SIZE || st[0] != NET_STATE_VERSION || st[1] != 0 || (st[2] & 1) ||
+        memcmp(st + 2, zero_mac, 6) == 0)
+        return -EINVAL;
+    if (memcmp(st + 2, nd->mac, 6) == 0)
+        return 0;
+    /* A configured MAC, or a switch port (its MAC is pinned in the switch), stays as it is. */
+    if (!nd->mac_random) {
+        vhu_info("net: saved MAC %02x:%02x:%02x:%02x:%02x:%02x not taken: the configured one stays",
+                 st[2], st[3], st[4], st[5], st[6], st[7]);
+        return 0;
+    }
+    memcpy(nd->mac, st + 2, 6);
+    vhu_info("net: MAC %02x:%02x:%02x:%02x:%02x:%02x (restored)", st[2], st[3], st[4], st[5],
+             st[6], st[7]);
+    return 0;
+}
+
 static void net_destroy(struct vhu_device *dev)
 {
     struct net_dev *nd = (struct net_dev *)dev;
@@ -670,6 +715,8 @@ static const struct vhu_device_ops net_ops = {
     .queue_notify = net_queue_notify,
     .reset = net_reset,
     .destroy = net_destroy,
+    .state_save = net_state_save,
+    .state_load = net_state_load,
 };
 
 VHU_EXPORT int vhu_net_new(const struct vhu_net_opts *opts, struct vhu_device **out)
@@ -713,6 +760,7 @@ VHU_EXPORT int vhu_net_new(const struct vhu_net_opts *opts, struct vhu_device **
         if (getrandom(nd->mac, 6, 0) != 6)
             memcpy(nd->mac, "\x02\x00\x00\x00\x00\x01", 6);
         nd->mac[0] = (uint8_t)((nd->mac[0] & 0xfe) | 0x02); /* unicast, locally administered */
+        nd->mac_random = o.port != VHU_NET_PORT_SWITCH; /* a switch pins its port's MAC */
     }
     switch (o.port) {
     case VHU_NET_PORT_REFLECT: r = net_port_reflect_new(nd, &nd->port); break;
@@ -743,6 +791,7 @@ VHU_EXPORT int vhu_net_new(const struct vhu_net_opts *opts, struct vhu_device **
         .config_size = sizeof(struct vhu_virtio_net_config),
         .elem_size = sizeof(struct vhu_vq_elem),
         .max_segs = NET_MAX_SEGS,
+        .state_size = NET_STATE_SIZE,
     };
     *out = &nd->dev;
     return 0;

@@ -21,6 +21,7 @@ struct vhu_fe_queue {
     struct vhu_vqd *vqd;
     int kick_fd;
     int call_fd;
+    uint32_t base;   /* the base last sent: what a frontend knows of a packed ring after a crash */
 };
 
 struct vhu_fe {
@@ -41,6 +42,12 @@ struct vhu_fe {
     void *hook_opaque;
     unsigned reply_timeout_ms; /* 0: wait as long as it takes */
     bool out_of_step;          /* a reply timed out: a late one would answer the wrong request */
+    unsigned mem_regions;
+    uint16_t queue_size;
+    bool queue_pairs;
+    /* the inflight buffer (opts.inflight): kept across backends, as QEMU keeps it */
+    int ifl_fd;
+    struct vhost_user_inflight ifl;
     struct vhu_msg msg;
     struct vhu_msg reply;
 };
@@ -130,6 +137,7 @@ VHU_EXPORT int vhu_fe_new(const struct vhu_fe_conn_ops *ops, void *conn, struct 
     fe->ops = ops;
     fe->conn = conn;
     fe->memfd = -1;
+    fe->ifl_fd = -1;
     fe->reply_timeout_ms = VHU_FE_REPLY_TIMEOUT_MS;
     *out = fe;
     return 0;
@@ -251,15 +259,16 @@ static int fe_state(struct vhu_fe *fe, uint32_t req, uint32_t index, uint32_t nu
 /* Memory                                                                                    */
 /* ---------------------------------------------------------------------------------------- */
 
+static int mem_send(struct vhu_fe *fe);
+static int queue_send(struct vhu_fe *fe, unsigned i);
+
 static int mem_setup(struct vhu_fe *fe, size_t size, unsigned nregions)
 {
-    size_t chunk;
     int r;
 
     if (nregions == 0)
         nregions = 1;
     size = VHU_ALIGN_UP(size, (size_t)4096 * nregions);
-    chunk = size / nregions;
     /* Sealed against resizing, as QEMU's memory-backend-memfd does: a backend (vhud among
      * them) refuses a sealable memfd that could shrink under its mapping. */
     r = vhu_memfd_new_sealed("vhu-fe", size);
@@ -273,6 +282,16 @@ static int mem_setup(struct vhu_fe *fe, size_t size, unsigned nregions)
     }
     fe->mem_size = size;
     fe->mem_used = 0;
+    fe->mem_regions = nregions;
+    return mem_send(fe);
+}
+
+/* The memory table, as regions of the one memfd (again after a reconnect). */
+static int mem_send(struct vhu_fe *fe)
+{
+    unsigned nregions = fe->mem_regions;
+    size_t chunk = fe->mem_size / nregions;
+    int r;
 
     if (has_pf(fe, VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS)) {
         uint64_t slots;
@@ -344,8 +363,6 @@ static int queue_setup(struct vhu_fe *fe, unsigned i, const struct vhu_fe_opts *
         .packed = vhu_has_feature(fe->features, VHU_VIRTIO_F_RING_PACKED),
         .event_idx = vhu_has_feature(fe->features, VHU_VIRTIO_RING_F_EVENT_IDX),
     };
-    struct vhost_vring_addr addr = {.index = i};
-    uint64_t d, a, u;
     int r;
 
     cfg.ring = vhu_fe_alloc(fe, vhu_vqd_ring_size(cfg.num, cfg.packed), 4096, &cfg.ring_addr);
@@ -366,13 +383,25 @@ static int queue_setup(struct vhu_fe *fe, unsigned i, const struct vhu_fe_opts *
     if (q->kick_fd < 0 || q->call_fd < 0)
         return -EMFILE;
 
+    q->base = vhu_vqd_base(q->vqd);
+    return queue_send(fe, i);
+}
+
+/* A queue's messages: size, addresses, base, notifiers, enable (again after a reconnect). */
+static int queue_send(struct vhu_fe *fe, unsigned i)
+{
+    struct vhu_fe_queue *q = &fe->q[i];
+    struct vhost_vring_addr addr = {.index = i};
+    uint64_t d, a, u;
+    int r;
+
     vhu_vqd_addrs(q->vqd, &d, &a, &u);
     addr.desc_user_addr = gpa_to_uva(fe, d);
     addr.avail_user_addr = gpa_to_uva(fe, a);
     addr.used_user_addr = gpa_to_uva(fe, u);
-    if ((r = fe_state(fe, VHOST_USER_SET_VRING_NUM, i, cfg.num)) < 0 ||
+    if ((r = fe_state(fe, VHOST_USER_SET_VRING_NUM, i, fe->queue_size)) < 0 ||
         (r = fe_call(fe, VHOST_USER_SET_VRING_ADDR, &addr, sizeof(addr), NULL, 0)) < 0 ||
-        (r = fe_state(fe, VHOST_USER_SET_VRING_BASE, i, vhu_vqd_base(q->vqd))) < 0 ||
+        (r = fe_state(fe, VHOST_USER_SET_VRING_BASE, i, q->base)) < 0 ||
         (r = fe_set_u64(fe, VHOST_USER_SET_VRING_CALL, i, &q->call_fd, 1)) < 0 ||
         (r = fe_set_u64(fe, VHOST_USER_SET_VRING_KICK, i, &q->kick_fd, 1)) < 0)
         return r;
@@ -381,27 +410,18 @@ static int queue_setup(struct vhu_fe *fe, unsigned i, const struct vhu_fe_opts *
     return r;
 }
 
-VHU_EXPORT int vhu_fe_start(struct vhu_fe *fe, const struct vhu_fe_opts *o)
+/* GET_FEATURES, GET/SET_PROTOCOL_FEATURES (pf_wanted & offered), SET_OWNER, GET_QUEUE_NUM. */
+static int negotiate(struct vhu_fe *fe, uint64_t pf_wanted, bool queue_pairs)
 {
-    const uint64_t pf_wanted = vhu_feature(VHOST_USER_PROTOCOL_F_MQ) |
-                               vhu_feature(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
-                               vhu_feature(VHOST_USER_PROTOCOL_F_CONFIG) |
-                               vhu_feature(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |
-                               vhu_feature(VHOST_USER_PROTOCOL_F_RESET_DEVICE) |
-                               vhu_feature(VHOST_USER_PROTOCOL_F_STATUS);
-    uint64_t want;
-    int r;
+    int r = fe_get_u64(fe, VHOST_USER_GET_FEATURES, &fe->backend_features);
 
-    if (o->num_queues == 0 || o->queue_size == 0 || fe->q)
-        return -EINVAL;
-    r = fe_get_u64(fe, VHOST_USER_GET_FEATURES, &fe->backend_features);
     if (r < 0)
         return r;
     if (vhu_has_feature(fe->backend_features, VHOST_USER_F_PROTOCOL_FEATURES)) {
         r = fe_get_u64(fe, VHOST_USER_GET_PROTOCOL_FEATURES, &fe->backend_pf);
         if (r < 0)
             return r;
-        uint64_t pf = fe->backend_pf & (pf_wanted | o->protocol_features);
+        uint64_t pf = fe->backend_pf & pf_wanted;
         r = fe_set_u64(fe, VHOST_USER_SET_PROTOCOL_FEATURES, pf, NULL, 0);
         if (r < 0)
             return r;
@@ -416,10 +436,68 @@ VHU_EXPORT int vhu_fe_start(struct vhu_fe *fe, const struct vhu_fe_opts *o)
         r = fe_get_u64(fe, VHOST_USER_GET_QUEUE_NUM, &n);
         if (r < 0)
             return r;
-        if (o->queue_pairs)
+        if (queue_pairs)
             n *= 2;
         fe->max_queues = n > 0xffff ? 0xffff : (uint32_t)n;
     }
+    return 0;
+}
+
+/* Backends that track the device status (DPDK with PROTOCOL_F_STATUS) start the data path at
+ * DRIVER_OK, as a driver sets it once its queues are live (virtio 1.3 §3.1.1). */
+static int driver_ok(struct vhu_fe *fe)
+{
+    if (!has_pf(fe, VHOST_USER_PROTOCOL_F_STATUS))
+        return 0;
+    return fe_set_u64(fe, VHOST_USER_SET_STATUS,
+                      VHU_VIRTIO_CONFIG_S_ACKNOWLEDGE | VHU_VIRTIO_CONFIG_S_DRIVER |
+                          VHU_VIRTIO_CONFIG_S_FEATURES_OK | VHU_VIRTIO_CONFIG_S_DRIVER_OK,
+                      NULL, 0);
+}
+
+static int inflight_set(struct vhu_fe *fe)
+{
+    return fe_call(fe, VHOST_USER_SET_INFLIGHT_FD, &fe->ifl, sizeof(fe->ifl), &fe->ifl_fd, 1);
+}
+
+/* GET_INFLIGHT_FD for every queue, kept for the life of the frontend, then SET_INFLIGHT_FD. */
+static int inflight_get(struct vhu_fe *fe)
+{
+    struct vhost_user_inflight in = {.num_queues = (uint16_t)fe->nq, .queue_size = fe->queue_size};
+    int r = fe_call(fe, VHOST_USER_GET_INFLIGHT_FD, &in, sizeof(in), NULL, 0);
+
+    if (r < 0)
+        return r;
+    if (fe->reply.nfds != 1 || fe->reply.hdr.size != sizeof(in) ||
+        fe->reply.payload.inflight.mmap_size == 0) {
+        vhu_err("GET_INFLIGHT_FD: a reply without its buffer");
+        return -EPROTO;
+    }
+    fe->ifl = fe->reply.payload.inflight;
+    fe->ifl_fd = fe->reply.fds[0];
+    fe->reply.fds[0] = -1;
+    fe->reply.nfds = 0;
+    return inflight_set(fe);
+}
+
+VHU_EXPORT int vhu_fe_start(struct vhu_fe *fe, const struct vhu_fe_opts *o)
+{
+    const uint64_t pf_wanted = vhu_feature(VHOST_USER_PROTOCOL_F_MQ) |
+                               vhu_feature(VHOST_USER_PROTOCOL_F_REPLY_ACK) |
+                               vhu_feature(VHOST_USER_PROTOCOL_F_CONFIG) |
+                               vhu_feature(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |
+                               vhu_feature(VHOST_USER_PROTOCOL_F_RESET_DEVICE) |
+                               vhu_feature(VHOST_USER_PROTOCOL_F_STATUS);
+    uint64_t want, pf = pf_wanted | o->protocol_features;
+    int r;
+
+    if (o->num_queues == 0 || o->queue_size == 0 || fe->q)
+        return -EINVAL;
+    if (o->inflight)
+        pf |= vhu_feature(VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD);
+    r = negotiate(fe, pf, o->queue_pairs);
+    if (r < 0)
+        return r;
     if (o->num_queues > fe->max_queues) {
         vhu_err("backend supports %u queues, %u requested", fe->max_queues, o->num_queues);
         return -EINVAL;
@@ -438,16 +516,24 @@ VHU_EXPORT int vhu_fe_start(struct vhu_fe *fe, const struct vhu_fe_opts *o)
         vhu_err("backend does not offer packed rings");
         return -ENOTSUP;
     }
+    if (o->inflight && !has_pf(fe, VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD)) {
+        vhu_err("backend does not offer inflight tracking");
+        return -ENOTSUP;
+    }
     r = fe_set_u64(fe, VHOST_USER_SET_FEATURES, fe->features, NULL, 0);
     if (r < 0)
         return r;
     r = mem_setup(fe, o->mem_size ? o->mem_size : (size_t)16 << 20, o->mem_regions);
     if (r < 0)
         return r;
+    fe->queue_size = o->queue_size;
+    fe->queue_pairs = o->queue_pairs;
     fe->q = calloc(o->num_queues, sizeof(*fe->q));
     if (!fe->q)
         return -ENOMEM;
     fe->nq = o->num_queues;
+    if (o->inflight && (r = inflight_get(fe)) < 0)
+        return r;
     for (unsigned i = 0; i < fe->nq; i++)
         fe->q[i].kick_fd = fe->q[i].call_fd = -1;
     for (unsigned i = 0; i < fe->nq; i++) {
@@ -455,14 +541,60 @@ VHU_EXPORT int vhu_fe_start(struct vhu_fe *fe, const struct vhu_fe_opts *o)
         if (r < 0)
             return r;
     }
-    /* Backends that track the device status (DPDK with PROTOCOL_F_STATUS) start the data path
-     * at DRIVER_OK, as a driver sets it once its queues are live (virtio 1.3 §3.1.1). */
-    if (has_pf(fe, VHOST_USER_PROTOCOL_F_STATUS))
-        r = fe_set_u64(fe, VHOST_USER_SET_STATUS,
-                       VHU_VIRTIO_CONFIG_S_ACKNOWLEDGE | VHU_VIRTIO_CONFIG_S_DRIVER |
-                           VHU_VIRTIO_CONFIG_S_FEATURES_OK | VHU_VIRTIO_CONFIG_S_DRIVER_OK,
-                       NULL, 0);
-    return r;
+    return driver_ok(fe);
+}
+
+/*
+ * The backend went away (a crash: nothing was stopped) and `from` is connected to its successor:
+ * take over that connection and set the successor up with the same memory, rings, notifiers and
+ * inflight buffer, as QEMU does on reconnect. A split ring restarts at the used index in guest
+ * memory; a packed ring at the base last sent (a frontend has nothing better after a crash: the
+ * inflight buffer tells the backend where the ring really is).
+ */
+VHU_EXPORT int vhu_fe_reconnect(struct vhu_fe *fe, struct vhu_fe *from)
+{
+    uint64_t offered;
+    int r;
+
+    if (!fe->q || !from || from->q || from->mem)
+        return -EINVAL;
+    if (fe->ops && fe->ops->close)
+        fe->ops->close(fe->conn);
+    fe->ops = from->ops;
+    fe->conn = from->conn;
+    fe->hook = from->hook;
+    fe->hook_opaque = from->hook_opaque;
+    from->ops = NULL;
+    vhu_fe_free(from);
+    fe->out_of_step = false;
+    offered = fe->backend_features;
+    r = negotiate(fe, fe->pf, fe->queue_pairs);
+    if (r < 0)
+        return r;
+    if ((fe->backend_features & fe->features) != fe->features || fe->nq > fe->max_queues) {
+        vhu_err("the new backend offers less than the old one (features 0x%llx, was 0x%llx)",
+                (unsigned long long)fe->backend_features, (unsigned long long)offered);
+        return -ENOTSUP;
+    }
+    if ((r = fe_set_u64(fe, VHOST_USER_SET_FEATURES, fe->features, NULL, 0)) < 0 ||
+        (r = mem_send(fe)) < 0)
+        return r;
+    if (fe->ifl_fd >= 0 && (r = inflight_set(fe)) < 0)
+        return r;
+    for (unsigned i = 0; i < fe->nq; i++) {
+        struct vhu_fe_queue *q = &fe->q[i];
+        if (!vhu_has_feature(fe->features, VHU_VIRTIO_F_RING_PACKED)) {
+            uint64_t d, a, u;
+            vhu_vqd_addrs(q->vqd, &d, &a, &u);
+            q->base = ((const struct vhu_vring_used *)(const void *)(fe->mem +
+                                                                     (u - VHU_FE_GPA_BASE)))
+                          ->idx;
+        }
+        r = queue_send(fe, i);
+        if (r < 0)
+            return r;
+    }
+    return driver_ok(fe);
 }
 
 VHU_EXPORT int vhu_fe_stop(struct vhu_fe *fe)
@@ -491,7 +623,15 @@ VHU_EXPORT void vhu_fe_free(struct vhu_fe *fe)
     if (fe->mem)
         munmap(fe->mem, fe->mem_size);
     vhu_fd_close(&fe->memfd);
+    vhu_fd_close(&fe->ifl_fd);
     free(fe);
+}
+
+VHU_EXPORT int vhu_fe_inflight_fd(const struct vhu_fe *fe, uint64_t *size)
+{
+    if (size)
+        *size = fe->ifl_fd >= 0 ? fe->ifl.mmap_size : 0;
+    return fe->ifl_fd;
 }
 
 VHU_EXPORT uint64_t vhu_fe_features(const struct vhu_fe *fe) { return fe->features; }

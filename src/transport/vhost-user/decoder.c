@@ -421,7 +421,7 @@ static int h_set_vring_enable(struct vhu_session *s, struct vhu_msg *m)
 static int inflight_attach(struct vhu_session *s, struct vhu_mem_mapping *map,
                            const struct vhost_user_inflight *in)
 {
-    int r = vhu_core_set_inflight(s->core, map->base, in->num_queues, in->queue_size);
+    int r = vhu_core_set_inflight(s->core, map->base, map->len, in->num_queues, in->queue_size);
 
     if (r < 0) {
         vhu_mem_unmap_fd(map);
@@ -450,7 +450,8 @@ static int h_get_inflight_fd(struct vhu_session *s, struct vhu_msg *m)
 
     if (r < 0)
         return r;
-    size = in->num_queues * vhu_core_inflight_region_size(in->queue_size);
+    /* The ring areas and, after them, the device-state area (docs/recovery.md). */
+    size = vhu_core_inflight_size(s->core, in->num_queues, in->queue_size);
     /* Sealed before it is shared: the frontend can neither shrink it under our mapping nor
      * grow it, and hands the same fd back with SET_INFLIGHT_FD. */
     fd = vhu_memfd_new_sealed("vhu-inflight", size);
