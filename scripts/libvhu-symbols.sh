@@ -19,13 +19,14 @@ set -euo pipefail
 usage() { echo "usage: $0 declared|gen-map INCLUDE_DIR [CC] | map MAP | exported LIB" >&2; exit 2; }
 (($# >= 2)) || usage
 
+tmp=
+trap '[[ -z $tmp ]] || rm -rf "$tmp"' EXIT
+
 declared() {
-  local inc cc tmp
+  local inc cc
   inc=$(cd "$1" && pwd -P)
   cc=${2:-gcc}
   tmp=$(mktemp -d "${TMPDIR:-/tmp}/vhu-symbols.XXXXXX")
-  # shellcheck disable=SC2064 # expand now: $tmp is local
-  trap "rm -rf '$tmp'" RETURN
   (cd "$inc" && find vhu -name '*.h' | LC_ALL=C sort | sed 's/.*/#include "&"/') >"$tmp/all.c"
   [[ -s $tmp/all.c ]] || { echo "$0: no headers under $inc/vhu" >&2; return 1; }
   "$cc" -std=gnu11 -D_GNU_SOURCE -I"$inc" -fsyntax-only -aux-info "$tmp/aux" "$tmp/all.c"
