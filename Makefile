@@ -34,6 +34,8 @@ install: $(BUILD)/build.ninja
 	meson configure $(BUILD) -Dprefix=$(PREFIX)
 	ninja -C $(BUILD)
 	meson install -C $(BUILD) --no-rebuild $(if $(DESTDIR),--destdir $(DESTDIR))
+	@# meson 1.0 leaves the dynamic linker's cache alone: libvhu.so.0 for programs linking it
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
 
 build-asan: $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
