@@ -6,6 +6,7 @@
 #                                                 **.h) declare extern, one per line, sorted
 #   libvhu-symbols.sh map MAP                     symbols the version script exports (every
 #                                                 version node's global: list), sorted
+#   libvhu-symbols.sh nodes MAP                   the version nodes of the script, sorted
 #   libvhu-symbols.sh exported LIB                symbols LIB defines in its dynamic symbol
 #                                                 table, as NAME@VERSION, sorted
 #   libvhu-symbols.sh gen-map INCLUDE_DIR [CC]    a first version script (VHU_0.1) from the
@@ -16,7 +17,7 @@
 # inline functions (which must not be exported) as static. CC must be gcc (default: gcc).
 set -euo pipefail
 
-usage() { echo "usage: $0 declared|gen-map INCLUDE_DIR [CC] | map MAP | exported LIB" >&2; exit 2; }
+usage() { echo "usage: $0 declared|gen-map INCLUDE_DIR [CC] | map|nodes MAP | exported LIB" >&2; exit 2; }
 (($# >= 2)) || usage
 
 tmp=
@@ -38,10 +39,18 @@ declared() {
 case $1 in
   declared) declared "$2" "${3:-}" ;;
   map)
-    # the names between "global:" and "local:" of every node; /* */ comments dropped
-    perl -0pe 's{/\*.*?\*/}{}gs' "$2" |
-      awk '/global:/ { g = 1; next } /local:/ { g = 0 } g' |
-      tr -s ' \t;' '\n' | grep -E '^[A-Za-z_]' | LC_ALL=C sort -u ;;
+    # every node's "NODE { global: a; b; local: *; } PARENT;": the names after global: up to
+    # local: or the end of the node; comments dropped
+    perl -0ne 's{/\*.*?\*/}{}gs;
+      while (/\{(.*?)\}/gs) {
+        my $body = $1;
+        next unless $body =~ /global:(.*?)(?:local:|$)/s;
+        print "$_\n" for grep { length } map { s/^\s+|\s+$//gr } split /;/, $1;
+      }' "$2" | LC_ALL=C sort -u ;;
+  nodes)
+    # the version nodes a script defines (VHU_0.1, ...)
+    perl -0ne 's{/\*.*?\*/}{}gs; print "$1\n" while /([A-Za-z_][A-Za-z0-9_.]*)\s*\{/g' "$2" |
+      LC_ALL=C sort -u ;;
   exported)
     # NAME@@VERSION (default) and NAME@VERSION; the version nodes themselves (ABS) are left out
     nm -D --defined-only "$2" | awk '$2 != "A" { print $3 }' | sed 's/@@*/@/' | LC_ALL=C sort -u ;;
@@ -60,7 +69,7 @@ case $1 in
 VHU_0.1 {
   global:
 EOF
-    sed 's/.*/    &;/' <<<"$syms"
+    awk '{ print "    " $0 ";" }' <<<"$syms"
     printf '  local:\n    *;\n};\n' ;;
   *) usage ;;
 esac

@@ -21,13 +21,14 @@ fail=0
 declared=$("$syms" declared "$inc" "$cc")
 mapped=$("$syms" map "$map")
 exported=$("$syms" exported "$lib")
+exported_names=$(awk -F@ '{ print $1 }' <<<"$exported" | LC_ALL=C sort -u)
 [[ -n $declared && -n $mapped && -n $exported ]] || { echo "FAIL: an empty symbol list" >&2; exit 1; }
 
 # report TITLE LIST: print LIST under TITLE and fail when it is not empty
 report() {
   [[ -z $2 ]] && return 0
   echo "FAIL: $1:" >&2
-  sed 's/^/  /' <<<"$2" >&2
+  awk '{ print "  " $0 }' <<<"$2" >&2
   fail=1
 }
 report "declared in include/vhu but not exported by $map (add them to a new version node)" \
@@ -35,12 +36,11 @@ report "declared in include/vhu but not exported by $map (add them to a new vers
 report "exported by $map but declared by no public header" \
   "$(comm -13 <(echo "$declared") <(echo "$mapped"))"
 report "in $map but not defined by $lib (defined hidden, or not built)" \
-  "$(comm -23 <(echo "$mapped") <(sed 's/@.*//' <<<"$exported" | LC_ALL=C sort -u))"
+  "$(comm -23 <(echo "$mapped") <(echo "$exported_names"))"
 report "defined by $lib but not in $map" \
-  "$(comm -13 <(echo "$mapped") <(sed 's/@.*//' <<<"$exported" | LC_ALL=C sort -u))"
+  "$(comm -13 <(echo "$mapped") <(echo "$exported_names"))"
 # every symbol carries a version, and only versions the map names
-nodes=$(perl -0pe 's{/\*.*?\*/}{}gs' "$map" | grep -oE '^[[:space:]]*VHU_[0-9.]+' | tr -d '[:space:]' |
-        LC_ALL=C sort -u)
+nodes=$("$syms" nodes "$map")
 report "exported without a version of $map ($(tr '\n' ' ' <<<"$nodes"))" \
   "$(grep -vE "@($(paste -sd'|' <<<"$nodes"))\$" <<<"$exported" || true)"
 
