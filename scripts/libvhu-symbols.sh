@@ -20,14 +20,15 @@ set -euo pipefail
 usage() { echo "usage: $0 declared|gen-map INCLUDE_DIR [CC] | map|nodes MAP | exported LIB" >&2; exit 2; }
 (($# >= 2)) || usage
 
-tmp=
-trap '[[ -z $tmp ]] || rm -rf "$tmp"' EXIT
+# made here, not in declared(): gen-map calls it in a subshell, whose variables and traps die
+# with it
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/vhu-symbols.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
 
 declared() {
   local inc cc
   inc=$(cd "$1" && pwd -P)
   cc=${2:-gcc}
-  tmp=$(mktemp -d "${TMPDIR:-/tmp}/vhu-symbols.XXXXXX")
   (cd "$inc" && find vhu -name '*.h' | LC_ALL=C sort | sed 's/.*/#include "&"/') >"$tmp/all.c"
   [[ -s $tmp/all.c ]] || { echo "$0: no headers under $inc/vhu" >&2; return 1; }
   "$cc" -std=gnu11 -D_GNU_SOURCE -I"$inc" -fsyntax-only -aux-info "$tmp/aux" "$tmp/all.c"
