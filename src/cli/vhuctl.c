@@ -191,7 +191,7 @@ static int cmd_info(const struct ctl_opts *o)
         vhu_fe_free(fe);
         return 1;
     }
-    type = vhuctl_device_type(vhu_fe_backend_features(fe));
+    type = vhuctl_device_type(vhu_fe_backend_features(fe), vhu_fe_protocol_features(fe));
     printf("%-22s %s\n", "device type", type ? type : "unknown (by its feature bits)");
     print_features("backend features", vhu_fe_backend_features(fe), false);
     print_features("negotiated features", vhu_fe_features(fe), false);

@@ -56,9 +56,10 @@ int vhuctl_args_rest(int argc, char **argv, const struct vhuctl_ring_opts *ro);
 int vhuctl_bad_value(char *const *argv);
 /*
  * The device type a backend serves ("rng", "blk", "net"), told by the device feature bits
- * (0..23) it offers; NULL when they do not tell.
+ * (0..23) it offers and (rng: none, and no config space) the negotiated protocol features
+ * (VHOST_USER_PROTOCOL_F_CONFIG, bit 9); NULL when they do not tell.
  */
-const char *vhuctl_device_type(uint64_t backend_features);
+const char *vhuctl_device_type(uint64_t backend_features, uint64_t protocol_features);
 /* A duration in seconds, > 0 and at most a day. 0 or -EINVAL. */
 int vhuctl_arg_seconds(const char *s, double *out);
 /* fo's queue_size, packed, event_idx and indirect as ro says. */
