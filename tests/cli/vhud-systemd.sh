@@ -21,11 +21,7 @@ done
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/lib.sh"
-sock=$dir/vhu.sock
-notify=$dir/notify.sock
-nlog=$dir/notify.log
-lpid=
-trap '[[ -n $lpid ]] && kill "$lpid" 2>/dev/null; cli_cleanup' EXIT
+sock=$dir/vhu.sock notify=$dir/notify.sock nlog=$dir/notify.log
 
 # the NOTIFY_SOCKET end of systemd: one line per datagram
 python3 -c '
@@ -37,7 +33,7 @@ with open(sys.argv[2], "a") as f:
         f.write(s.recv(4096).decode() + "\n")
         f.flush()
 ' "$notify" "$nlog" &
-lpid=$!
+helpers+=($!)
 for ((i = 0; i < 100; i++)); do [[ -S $notify ]] && break; sleep 0.05; done
 [[ -S $notify ]] || fail "the notify listener did not start"
 
