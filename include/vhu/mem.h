@@ -43,6 +43,8 @@ struct vhu_mem_region {
     struct vhu_mem_mapping map; /* base NULL when the caller owns the memory */
     uint64_t mmap_offset;
     unsigned refs;       /* tables holding this region (atomic) */
+    void (*release)(void *opaque, void *host, uint64_t size);
+    void *release_opaque;
 };
 
 struct vhu_mem_table {
@@ -60,6 +62,10 @@ struct vhu_mem_region_desc {
     uint64_t mmap_offset;
     int fd;     /* mapped with MAP_SHARED at mmap_offset; the fd is not kept */
     void *host; /* or: memory the caller already has (fd == -1); never unmapped by vhu */
+    /* Optional, with host: called once the region is freed (its last table let go, or it never
+     * got into one), on the thread that dropped it: the owner may unmap the window then. */
+    void (*release)(void *opaque, void *host, uint64_t size);
+    void *release_opaque;
 };
 
 /* Map one region (vhu_mem_map_fd from offset 0, so mmap_offset needs no alignment). Refuses

@@ -48,4 +48,37 @@ bool vhu_unix_connected(const struct vhu_unix *u);
 void vhu_unix_set_on_disconnect(struct vhu_unix *u, void (*cb)(void *opaque, int err),
                                 void *opaque);
 
+/*
+ * virtio-vhost-user (VVU): the backend side. The backend is served through a VVU PCI device
+ * instead of a socket: the frontend's messages arrive on the device's rxq (without fds: memory
+ * is in the device's shared-memory BAR, kicks are interrupt vectors or polled, calls are
+ * doorbell registers) and replies go out on its txq. One frontend session at a time; when the
+ * device reports the frontend gone the session ends and the next one is served.
+ *
+ * spec: "vfio-user:PATH" (a `vhud vvu --vfio-user PATH` device) or "pci:DDDD:BB:DD.F" (the
+ * device as seen from Linux userspace inside a VM: sysfs, no interrupts, polled).
+ */
+struct vhu_vvu;
+struct vhu_pci;
+
+int vhu_vvu_new(struct vhu_backend *b, struct vhu_loop *loop, const char *spec,
+                struct vhu_vvu **out);
+/* Same over an opened device (src/transport/vvu/pci.h); takes pci, also on failure. */
+int vhu_vvu_new_pci(struct vhu_backend *b, struct vhu_loop *loop, struct vhu_pci *pci,
+                    struct vhu_vvu **out);
+/* Ends the session, resets the device (the device drops its frontend) and releases it. */
+void vhu_vvu_free(struct vhu_vvu *v);
+/* True while a frontend session is served. */
+bool vhu_vvu_frontend_up(const struct vhu_vvu *v);
+
+struct vhu_vvu_stats {
+    uint64_t sessions;        /* frontend sessions started */
+    uint64_t messages;        /* rxq messages dispatched */
+    uint64_t dropped;         /* rxq messages that arrived with no session to take them */
+    uint64_t frontend_errors; /* sessions ended by a bad frontend message */
+    uint64_t device_errors;   /* device resets after the device broke the contract */
+    bool polled;              /* no interrupts: rxq, txq and status are polled */
+};
+void vhu_vvu_get_stats(const struct vhu_vvu *v, struct vhu_vvu_stats *st);
+
 #endif

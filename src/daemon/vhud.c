@@ -2,7 +2,8 @@
 /*
  * vhud: serves one vhost-user device per process, following the "Backend program conventions"
  * of vhost-user.rst: --socket-path or --fd, --print-capabilities, no daemonizing, clean exit on
- * SIGTERM/SIGINT (the socket file is removed).
+ * SIGTERM/SIGINT (the socket file is removed). Or through a virtio-vhost-user device instead of
+ * a socket: --vvu vfio-user:PATH | pci:DDDD:BB:DD.F.
  *
  *   vhud rng --socket-path PATH [--client [--reconnect-ms N]] [--queue-size N] [-v]
  *   vhud net --socket-path PATH (--tap NAME | --reflect | --sink | --source SIZE) [--mac M] [--mtu N]
@@ -36,6 +37,7 @@
 struct daemon_opts {
     const char *socket_path;
     int fd;
+    const char *vvu;        /* --vvu SPEC: served through a virtio-vhost-user device */
     bool client;
     unsigned reconnect_ms;
     unsigned queue_size;
@@ -52,6 +54,7 @@ struct served {
     struct vhu_device *dev;
     struct vhu_backend *backend;
     struct vhu_unix *transport;
+    struct vhu_vvu *vvu;
 };
 
 struct daemon {
@@ -86,7 +89,7 @@ struct device_type {
     unsigned workers;       /* --workers when not given */
     bool share_workers;     /* devices after the first run on the first one's workers */
     /* Checks of the common options after parsing (0, or -1 after printing why: vhud exits 2);
-     * NULL: exactly one of --socket-path and --fd, --client only with --socket-path. */
+     * NULL: exactly one of --socket-path, --fd and --vvu, --client only with --socket-path. */
     int (*check)(const struct daemon_opts *o);
     /* The socket paths of the devices it serves (returns how many); NULL: one device on
      * --socket-path or --fd. */
@@ -100,8 +103,8 @@ struct device_type {
 /* The one-device ready line ("rng device ready on PATH"). */
 static void ready_line(const struct daemon *d)
 {
-    vhu_info("%s device ready on %s%s", d->type->name,
-             d->o->socket_path ? d->o->socket_path : "inherited fd",
+    vhu_info("%s device ready on %s%s%s", d->type->name, d->o->vvu ? "virtio-vhost-user " : "",
+             d->o->vvu ? d->o->vvu : d->o->socket_path ? d->o->socket_path : "inherited fd",
              d->o->client ? " (client)" : "");
 }
 
@@ -574,9 +577,9 @@ static int switch_check(const struct daemon_opts *o)
 {
     static const uint8_t no_mac[6];
 
-    if (sw.nports < 2 || o->socket_path || o->fd >= 0 || o->client || net.port >= 0) {
+    if (sw.nports < 2 || o->socket_path || o->fd >= 0 || o->vvu || o->client || net.port >= 0) {
         fprintf(stderr, "vhud switch: needs --port PATH at least twice (and no "
-                        "--socket-path, --fd, --client or net port option)\n");
+                        "--socket-path, --fd, --vvu, --client or net port option)\n");
         return -1;
     }
     if (memcmp(net.mac, no_mac, sizeof(no_mac)) != 0) {
@@ -714,7 +717,7 @@ static void queue_size_defaults(FILE *f)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: vhud DEVICE (--socket-path PATH | --fd FD) [options]\n");
+    fprintf(f, "usage: vhud DEVICE (--socket-path PATH | --fd FD | --vvu SPEC) [options]\n");
     for (size_t i = 0; i < VHU_ARRAY_SIZE(device_types); i++) {
         if (device_types[i].synopsis)
             fprintf(f, "       %s\n", device_types[i].synopsis);
@@ -730,6 +733,9 @@ static void usage(FILE *f)
             "options:\n"
             "  --socket-path PATH   listen on PATH (the frontend connects)\n"
             "  --fd FD              serve an inherited socket (listening or connected)\n"
+            "  --vvu SPEC           serve through a virtio-vhost-user device instead of a\n"
+            "                       socket: vfio-user:PATH (a `vhud vvu` device's vfio-user\n"
+            "                       socket) or pci:DDDD:BB:DD.F (inside a VM, via sysfs; polled)\n"
             "  --client             connect to PATH instead (the frontend listens)\n"
             "  --reconnect-ms N     with --client: retry every N ms after a disconnect\n"
             "  --queue-size N       largest ring accepted (default:");
@@ -801,7 +807,9 @@ static int serve_one(struct daemon *d, struct served *sv)
     if (r == 0 && o->no_mem_slots)
         r = vhu_backend_limit_protocol_features(
             sv->backend, ~vhu_feature(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS));
-    if (r == 0) {
+    if (r == 0 && o->vvu) {
+        r = vhu_vvu_new(sv->backend, d->loop, o->vvu, &sv->vvu);
+    } else if (r == 0) {
         struct vhu_unix_opts uo = {
             .path = sv->path,
             .fd = sv->path ? -1 : o->fd,
@@ -814,13 +822,22 @@ static int serve_one(struct daemon *d, struct served *sv)
     }
     if (r < 0)
         fprintf(stderr, "vhud: cannot start %s on %s: %s\n", type->name,
-                sv->path ? sv->path : "the given fd", strerror(-r));
+                o->vvu ? o->vvu : sv->path ? sv->path : "the given fd", strerror(-r));
     return r;
+}
+
+/* The session first: it stops the rings before the backend goes. */
+static void served_stop(struct served *sv)
+{
+    vhu_unix_free(sv->transport);
+    sv->transport = NULL;
+    vhu_vvu_free(sv->vvu);
+    sv->vvu = NULL;
 }
 
 static void served_free(struct served *sv)
 {
-    vhu_unix_free(sv->transport);
+    served_stop(sv);
     if (sv->backend)
         vhu_backend_free(sv->backend); /* destroys the device too */
     else if (sv->dev && sv->dev->ops->destroy)
@@ -866,8 +883,8 @@ static int check_opts(const struct daemon_opts *o, const struct device_type *typ
     }
     if (type->check)
         return type->check(o);
-    if ((o->socket_path == NULL) == (o->fd < 0)) {
-        fprintf(stderr, "vhud: exactly one of --socket-path and --fd is required\n");
+    if ((o->socket_path != NULL) + (o->fd >= 0) + (o->vvu != NULL) != 1) {
+        fprintf(stderr, "vhud: exactly one of --socket-path, --fd and --vvu is required\n");
         return -1;
     }
     if (o->client && !o->socket_path) {
@@ -884,6 +901,7 @@ int main(int argc, char **argv)
     static const struct option common_first[] = {
         {"socket-path", required_argument, NULL, 's'},
         {"fd", required_argument, NULL, 'f'},
+        {"vvu", required_argument, NULL, 'V'},
         {"client", no_argument, NULL, 'c'},
         {"reconnect-ms", required_argument, NULL, 'r'},
         {"queue-size", required_argument, NULL, 'q'},
@@ -932,6 +950,7 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
         switch (c) {
         case 's': o.socket_path = optarg; break;
+        case 'V': o.vvu = optarg; break;
         case 'f':
             if (parse_uint(optarg, 1 << 20, &v) < 0) {
                 fprintf(stderr, "vhud: bad --fd '%s'\n", optarg);
@@ -1024,10 +1043,8 @@ int main(int argc, char **argv)
     }
     /* Every session first (a switch's ports write into each other's rings), then the devices,
      * the first last: it owns the workers the others may share. */
-    for (unsigned i = 0; d.srv && i < d.n; i++) {
-        vhu_unix_free(d.srv[i].transport);
-        d.srv[i].transport = NULL;
-    }
+    for (unsigned i = 0; d.srv && i < d.n; i++)
+        served_stop(&d.srv[i]);
     for (unsigned i = d.srv ? d.n : 0; i-- > 0;)
         served_free(&d.srv[i]);
     free(d.srv);

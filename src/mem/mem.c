@@ -33,6 +33,8 @@ VHU_EXPORT int vhu_mem_region_map(const struct vhu_mem_region_desc *d, struct vh
             return -EINVAL;
         }
         r->host = d->host;
+        r->release = d->release;
+        r->release_opaque = d->release_opaque;
     } else {
         /* Map from offset 0 so the mmap offset needs no page alignment (QEMU sends any). */
         int err = range_wraps(d->mmap_offset, d->size)
@@ -53,6 +55,8 @@ VHU_EXPORT void vhu_mem_region_free(struct vhu_mem_region *r)
     if (!r)
         return;
     vhu_mem_unmap_fd(&r->map);
+    if (r->release)
+        r->release(r->release_opaque, r->host, r->size);
     free(r);
 }
 

@@ -24,15 +24,10 @@
 #include <unistd.h>
 
 #include "proto/vhost_user.h"
+#include "util/sock.h"
 #include "vhu/util.h"
 
 #define IO_TIMEOUT_MS 1000
-
-/* Control buffer for VHOST_USER_MAX_FDS fds, aligned for struct cmsghdr. */
-union fd_cmsg {
-    char buf[CMSG_SPACE(sizeof(int) * VHOST_USER_MAX_FDS)];
-    struct cmsghdr align;
-};
 
 static void reset_fds(struct vhu_msg *m)
 {
@@ -61,61 +56,6 @@ VHU_EXPORT void vhu_msg_init(struct vhu_msg *m, uint32_t request, uint32_t flags
     reset_fds(m);
 }
 
-/* Wait until sock is ready for `events`, until deadline_ns (0: no deadline). */
-static int wait_ready(int sock, short events, uint64_t deadline_ns)
-{
-    struct pollfd p = {.fd = sock, .events = events};
-
-    for (;;) {
-        int ms = -1;
-        if (deadline_ns) {
-            uint64_t now = vhu_now_ns();
-            if (now >= deadline_ns)
-                return -ETIMEDOUT;
-            ms = (int)VHU_MIN((deadline_ns - now + 999999) / 1000000, (uint64_t)INT32_MAX);
-        }
-        int r = poll(&p, 1, ms);
-        if (r > 0)
-            return 0;
-        if (r < 0 && errno != EINTR)
-            return -errno;
-    }
-}
-
-static uint64_t deadline_after(int ms)
-{
-    return ms < 0 ? 0 : vhu_now_ns() + (uint64_t)ms * 1000000ull;
-}
-
-/*
- * Move every SCM_RIGHTS fd into m; fds beyond VHOST_USER_MAX_FDS are closed and flagged in
- * *dropped (only possible if control data other than fds ever shares the buffer). Returns the
- * count received.
- */
-static unsigned take_fds(struct msghdr *mh, struct vhu_msg *m, bool *dropped)
-{
-    unsigned count = 0;
-
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        const unsigned char *data = CMSG_DATA(c);
-        for (size_t i = 0; i < n; i++) {
-            int fd;
-            memcpy(&fd, data + i * sizeof(int), sizeof(fd));
-            if (m->nfds < VHOST_USER_MAX_FDS) {
-                m->fds[m->nfds++] = fd;
-            } else {
-                close(fd);
-                *dropped = true;
-            }
-            count++;
-        }
-    }
-    return count;
-}
-
 /*
  * One recvmsg of at most len bytes into buf, never blocking. first: nothing of this message was
  * read yet (the only chunk that may carry fds). Returns the byte count (> 0), -EAGAIN, or an error
@@ -123,33 +63,14 @@ static unsigned take_fds(struct msghdr *mh, struct vhu_msg *m, bool *dropped)
  */
 static ssize_t recv_chunk(int sock, void *buf, size_t len, struct vhu_msg *m, bool first)
 {
-    for (;;) {
-        union fd_cmsg ctl;
-        struct iovec iov = {.iov_base = buf, .iov_len = len};
-        struct msghdr mh = {
-            .msg_iov = &iov,
-            .msg_iovlen = 1,
-            .msg_control = ctl.buf,
-            .msg_controllen = sizeof(ctl.buf),
-        };
-        ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    unsigned had = m->nfds;
+    ssize_t n = vhu_sock_recv_fds(sock, buf, len, m->fds, VHOST_USER_MAX_FDS, &m->nfds);
 
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-        }
-        bool dropped = false;
-        unsigned nfds = mh.msg_controllen ? take_fds(&mh, m, &dropped) : 0;
-        /* More fds than a message may carry: the kernel or we dropped some, the message is lost. */
-        if ((mh.msg_flags & MSG_CTRUNC) || dropped)
-            return -EBADMSG;
-        if (nfds && !first)
-            return -EBADMSG;
-        if (n == 0)
-            return first ? -ECONNRESET : -EPIPE;
-        return n;
-    }
+    if (n == -ECONNRESET && !first)
+        return -EPIPE; /* the stream ended inside a message */
+    if (n > 0 && m->nfds != had && !first)
+        return -EBADMSG;
+    return n;
 }
 
 /* The message is lost: close every fd it brought (the first chunk's too), start afresh. */
@@ -208,7 +129,7 @@ static int recv_until(int sock, struct vhu_msg *m, struct vhu_msg_rx *rx, uint64
         int r = vhu_msg_recv_step(sock, m, rx);
         if (r != -EAGAIN)
             return r;
-        r = wait_ready(sock, POLLIN, deadline_ns);
+        r = vhu_sock_wait(sock, POLLIN, deadline_ns);
         if (r < 0) {
             vhu_msg_rx_abort(m, rx);
             return r;
@@ -228,82 +149,31 @@ VHU_EXPORT int vhu_msg_recv(int sock, struct vhu_msg *m)
     if (rx.got == 0 && fl >= 0 && (fl & O_NONBLOCK))
         return -EAGAIN;
     while (rx.got == 0) {
-        r = wait_ready(sock, POLLIN, 0);
+        r = vhu_sock_wait(sock, POLLIN, 0);
         if (r == 0)
             r = vhu_msg_recv_step(sock, m, &rx);
         if (r != -EAGAIN)
             return r;
     }
     /* A message has started: the rest within IO_TIMEOUT_MS in total, however it dribbles. */
-    return recv_until(sock, m, &rx, deadline_after(IO_TIMEOUT_MS));
+    return recv_until(sock, m, &rx, vhu_sock_deadline(IO_TIMEOUT_MS));
 }
 
 VHU_EXPORT int vhu_msg_recv_timeout(int sock, struct vhu_msg *m, int timeout_ms)
 {
     struct vhu_msg_rx rx = {0};
 
-    return recv_until(sock, m, &rx, deadline_after(timeout_ms));
-}
-
-static void advance(struct msghdr *mh, size_t n)
-{
-    while (n && mh->msg_iovlen) {
-        struct iovec *v = mh->msg_iov;
-        if (n < v->iov_len) {
-            v->iov_base = (char *)v->iov_base + n;
-            v->iov_len -= n;
-            return;
-        }
-        n -= v->iov_len;
-        mh->msg_iov++;
-        mh->msg_iovlen--;
-    }
+    return recv_until(sock, m, &rx, vhu_sock_deadline(timeout_ms));
 }
 
 VHU_EXPORT int vhu_msg_send(int sock, const struct vhu_msg *m)
 {
-    union fd_cmsg ctl;
     struct iovec iov[2] = {
         {.iov_base = (void *)&m->hdr, .iov_len = sizeof(m->hdr)},
         {.iov_base = (void *)&m->payload, .iov_len = m->hdr.size},
     };
-    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = m->hdr.size ? 2 : 1};
-    size_t left = sizeof(m->hdr) + m->hdr.size;
-    uint64_t deadline = 0;
 
     if (m->hdr.size > sizeof(m->payload) || m->nfds > VHOST_USER_MAX_FDS)
         return -EINVAL;
-    if (m->nfds) {
-        memset(&ctl, 0, sizeof(ctl));
-        mh.msg_control = ctl.buf;
-        mh.msg_controllen = CMSG_SPACE(sizeof(int) * m->nfds);
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * m->nfds);
-        memcpy(CMSG_DATA(c), m->fds, sizeof(int) * m->nfds);
-    }
-    while (left) {
-        ssize_t n = sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                if (!deadline)
-                    deadline = deadline_after(IO_TIMEOUT_MS);
-                int r = wait_ready(sock, POLLOUT, deadline);
-                if (r < 0)
-                    return r;
-                continue;
-            }
-            return -errno;
-        }
-        /* The fds went with the first byte; the rest is plain data. */
-        mh.msg_control = NULL;
-        mh.msg_controllen = 0;
-        left -= (size_t)n;
-        advance(&mh, (size_t)n);
-    }
-    return 0;
+    return vhu_sock_send_fds(sock, iov, m->hdr.size ? 2 : 1, m->fds, m->nfds, IO_TIMEOUT_MS);
 }

@@ -206,11 +206,24 @@ static int check_size(const struct vhu_msg *m, const struct vhu_msg_info *info,
     }
 }
 
-static int check_fds(const struct vhu_msg *m, const struct vhu_msg_info *info, uint32_t nregions,
-                     const char **why)
+/* An fd-less transport: resources replace the fds of memory regions and vring notifiers; the
+ * other fds have no equivalent, so their requests cannot be served. */
+static int check_fdless(const struct vhu_msg *m, const struct vhu_msg_info *info, const char **why)
+{
+    if (m->nfds != 0)
+        FAIL(EBADF, "fds on a transport that carries none");
+    if (info->fds == VHU_FDS_ONE && info->id != VHOST_USER_ADD_MEM_REG)
+        FAIL(EBADF, "request needs an fd this transport cannot carry");
+    return 0;
+}
+
+static int check_fds(const struct vhu_msg *m, const struct vhu_msg_info *info,
+                     const struct vhu_msg_ctx *ctx, uint32_t nregions, const char **why)
 {
     unsigned n = m->nfds;
 
+    if (ctx->fdless)
+        return check_fdless(m, info, why);
     switch (info->fds) {
     case VHU_FDS_NONE:
         if (n != 0)
@@ -286,7 +299,7 @@ static int validate(const struct vhu_msg_info *info, const struct vhu_msg *m,
     r = check_size(m, info, ctx, &nregions, why);
     if (r < 0)
         return r;
-    r = check_fds(m, info, nregions, why);
+    r = check_fds(m, info, ctx, nregions, why);
     if (r < 0)
         return r;
     return check_vring(m, info, ctx, why);

@@ -333,6 +333,11 @@ const char *vhu_msg_name(uint32_t id);
 struct vhu_msg_ctx {
     uint64_t protocol_features; /* negotiated (acked) protocol features */
     uint32_t num_queues;        /* vring indexes must be below this */
+    /* The transport carries no fds (virtio-vhost-user: the device turned them into resources
+     * before relaying). Every message must come without fds, the fd policies only say what the
+     * fd would have been, and a request whose fd has no fd-less equivalent (policy ONE except
+     * ADD_MEM_REG: a log, backend channel, inflight, GPU or state-transfer fd) is refused. */
+    bool fdless;
 };
 
 /*
@@ -347,7 +352,8 @@ struct vhu_msg_ctx {
  *   -EPERM   the row's protocol feature is not negotiated
  *   -EINVAL  payload size wrong for its kind, bad memory table / config header, or reserved bits
  *            set in a vring u64
- *   -EBADF   fd count does not match the fds policy (or more than VHOST_USER_MAX_FDS)
+ *   -EBADF   fd count does not match the fds policy (or more than VHOST_USER_MAX_FDS); with
+ *            ctx->fdless: any fd, or a request that cannot work without one
  *   -ERANGE  vring index >= ctx->num_queues
  * Validation never touches the fds themselves (the caller closes them on error).
  */

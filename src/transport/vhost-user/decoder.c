@@ -32,6 +32,9 @@ struct vhu_session {
     int backend_req_fd;
     /* inflight buffer (GET/SET_INFLIGHT_FD), mapped here and lent to the core */
     struct vhu_mem_mapping ifl;
+    /* fd-less transports: the notifier resolved for the vring message being handled (on the
+     * control thread, before the handler runs on the ring's), taken like a received fd */
+    struct vhu_notifier *res_notifier;
     struct vhu_msg reply;
 };
 
@@ -74,13 +77,19 @@ static unsigned msg_ring(const struct vhu_msg *m, enum vhu_payload pl)
     }
 }
 
-/* A notifier for the fd a SET_VRING_KICK/CALL/ERR carries, or NULL with VRING_NOFD. */
-static int msg_notifier(struct vhu_msg *m, struct vhu_notifier **out)
+/* A notifier for the fd a SET_VRING_KICK/CALL/ERR carries, or NULL with VRING_NOFD; on an
+ * fd-less transport the one resolved before the handler ran. */
+static int msg_notifier(struct vhu_session *s, struct vhu_msg *m, struct vhu_notifier **out)
 {
     char what[64];
     int r;
 
     *out = NULL;
+    if (s->ops->fdless) {
+        *out = s->res_notifier;
+        s->res_notifier = NULL;
+        return 0;
+    }
     if (m->payload.u64 & VHOST_USER_VRING_NOFD_MASK)
         return 0;
     /* An eventfd, made non-blocking (vhu_notifier_eventfd_new says why): the ring's owner
@@ -202,7 +211,7 @@ static int h_reset(struct vhu_session *s, struct vhu_msg *m)
     return 0;
 }
 
-static int map_region(const struct vhost_user_memory_region *wr, int fd,
+static int map_region(struct vhu_session *s, const struct vhost_user_memory_region *wr, int fd,
                       struct vhu_mem_region **out)
 {
     struct vhu_mem_region_desc d = {
@@ -212,7 +221,11 @@ static int map_region(const struct vhost_user_memory_region *wr, int fd,
         .mmap_offset = wr->mmap_offset,
         .fd = fd,
     };
-    int r = vhu_mem_region_map(&d, out);
+    int r;
+
+    if (s->ops->fdless)
+        return s->ops->region(s->conn, wr, out); /* the transport says why it failed */
+    r = vhu_mem_region_map(&d, out);
 
     if (r < 0)
         vhu_err("cannot map region gpa 0x%llx size 0x%llx offset 0x%llx: %s",
@@ -230,7 +243,7 @@ static int h_set_mem_table(struct vhu_session *s, struct vhu_msg *m)
     int r = 0;
 
     for (; n < mt->nregions; n++) {
-        r = map_region(&mt->regions[n], m->fds[n], &regions[n]);
+        r = map_region(s, &mt->regions[n], m->fds[n], &regions[n]);
         if (r < 0)
             break;
     }
@@ -257,7 +270,7 @@ static int h_add_mem_reg(struct vhu_session *s, struct vhu_msg *m)
 {
     struct vhu_mem_region *reg;
     struct vhu_mem_table *t;
-    int r = map_region(&m->payload.memreg.region, m->fds[0], &reg);
+    int r = map_region(s, &m->payload.memreg.region, m->fds[0], &reg);
 
     if (r < 0)
         return r;
@@ -333,12 +346,13 @@ static int h_set_vring_kick(struct vhu_session *s, struct vhu_msg *m)
     int r;
 
     vhu_core_ring_stop(s->core, idx, NULL);
-    r = msg_notifier(m, &kick);
+    r = msg_notifier(s, m, &kick);
     if (r == 0)
         r = vhu_core_ring_set_kick(s->core, idx, kick);
     if (r < 0)
         return r;
-    if (!kick) {
+    /* An fd-less transport's ring without a kick source is polled (vhu_session_poll()). */
+    if (!kick && !s->ops->fdless) {
         vhu_err("queue %u: polling mode (no kick fd) is not supported", idx);
         return -ENOTSUP;
     }
@@ -350,7 +364,7 @@ static int set_sink(struct vhu_session *s, struct vhu_msg *m,
                     int (*set)(struct vhu_core *, unsigned, struct vhu_notifier *))
 {
     struct vhu_notifier *n;
-    int r = msg_notifier(m, &n);
+    int r = msg_notifier(s, m, &n);
 
     if (r < 0)
         return r;
@@ -616,7 +630,7 @@ static const struct vhu_handler handlers[VHOST_USER_MAX_REQUEST] = {
 
 static int send_reply(struct vhu_session *s)
 {
-    int r = s->ops->send(s->conn, &s->reply);
+    int r = s->ops->fdless && s->reply.nfds ? -EBADF : s->ops->send(s->conn, &s->reply);
 
     vhu_msg_close_fds(&s->reply); /* fds sent with a reply are the peer's copies now */
     if (r < 0)
@@ -629,6 +643,30 @@ struct ring_call {
     struct vhu_msg *m;
     vhu_handler_fn *fn;
 };
+
+/* Fd-less transports: the resource that stands for a vring message's fd, made on the control
+ * thread (the transport's device is reached from there only). */
+static int resolve_notifier(struct vhu_session *s, struct vhu_msg *m)
+{
+    enum vhu_session_notifier_kind kind;
+    uint64_t v = m->payload.u64;
+
+    switch (m->hdr.request) {
+    case VHOST_USER_SET_VRING_KICK:
+        kind = VHU_SESSION_KICK;
+        break;
+    case VHOST_USER_SET_VRING_CALL:
+        kind = VHU_SESSION_CALL;
+        break;
+    case VHOST_USER_SET_VRING_ERR:
+        kind = VHU_SESSION_ERR;
+        break;
+    default:
+        return -ENOTSUP;
+    }
+    return s->ops->ring_notifier(s->conn, kind, (unsigned)(v & VHOST_USER_VRING_IDX_MASK),
+                                 (v & VHOST_USER_VRING_NOFD_MASK) != 0, &s->res_notifier);
+}
 
 static int run_on_ring(void *arg)
 {
@@ -644,6 +682,7 @@ static int dispatch(struct vhu_session *s, struct vhu_msg *m)
     struct vhu_msg_ctx ctx = {
         .protocol_features = s->protocol_features,
         .num_queues = vhu_core_num_queues(s->core),
+        .fdless = s->ops->fdless,
     };
     const char *why = "invalid";
     bool need_ack;
@@ -665,13 +704,20 @@ static int dispatch(struct vhu_session *s, struct vhu_msg *m)
         vhu_msg_close_fds(m);
         return -ENOTSUP;
     }
-    if (h->ring) {
+    r = 0;
+    if (s->ops->fdless && info->fds == VHU_FDS_VRING)
+        r = resolve_notifier(s, m);
+    if (r < 0) {
+        /* refused like a bad fd: fall through to the ack and the drop */
+    } else if (h->ring) {
         struct ring_call rc = {.s = s, .m = m, .fn = h->fn};
         r = vhu_core_ring_exec(s->core, msg_ring(m, info->payload), run_on_ring, &rc);
     } else {
         r = h->fn(s, m);
     }
     vhu_msg_close_fds(m);
+    vhu_notifier_free(s->res_notifier); /* what the handler did not take */
+    s->res_notifier = NULL;
     need_ack = !info->always_reply && (m->hdr.flags & VHOST_USER_NEED_REPLY_MASK) &&
                has_pf(s, VHOST_USER_PROTOCOL_F_REPLY_ACK);
     if (need_ack) {
@@ -715,6 +761,8 @@ int vhu_session_new(struct vhu_backend *b, const struct vhu_session_transport_op
     s->backend_req_fd = -1;
     s->ifl.guard = -1;
     s->offered_pf = vhu_backend_protocol_features(b);
+    if (ops->fdless)
+        s->offered_pf &= ops->fdless_protocol_mask;
     /*
      * QEMU negotiates features once per device, not once per connection: after a backend
      * restart it reconnects and goes straight to SET_FEATURES / SET_MEM_TABLE / rings, using the
@@ -735,6 +783,11 @@ void vhu_session_end(struct vhu_session *s)
     vhu_mem_unmap_fd(&s->ifl);
     vhu_fd_close(&s->backend_req_fd);
     free(s);
+}
+
+unsigned vhu_session_poll(struct vhu_session *s)
+{
+    return vhu_core_poll(s->core);
 }
 
 int vhu_session_dispatch(struct vhu_session *s, struct vhu_msg *m)

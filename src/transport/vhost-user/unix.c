@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "decoder.h"
+#include "util/sock.h"
 #include "vhu/log.h"
 #include "vhu/transport.h"
 #include "vhu/util.h"
@@ -21,9 +22,7 @@
 struct vhu_unix {
     struct vhu_backend *b;
     struct vhu_loop *loop;
-    char *path;           /* set when we created the socket file (unlinked on free) */
-    dev_t path_dev;       /* which file that was: another process's file at the same path */
-    ino_t path_ino;       /*   (it replaced ours) is left alone */
+    struct vhu_sock_path own; /* the socket file we created (unlinked on free, if still ours) */
     char *connect_path;   /* client mode */
     unsigned reconnect_ms;
     int listen_fd;
@@ -137,20 +136,10 @@ static void listen_cb(int fd, uint32_t events, void *opaque)
         vhu_err("cannot serve the new connection: %s", strerror(-r));
 }
 
-static int make_addr(const char *path, struct sockaddr_un *sa)
-{
-    memset(sa, 0, sizeof(*sa));
-    sa->sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof(sa->sun_path))
-        return -ENAMETOOLONG;
-    strcpy(sa->sun_path, path);
-    return 0;
-}
-
 static int try_connect(struct vhu_unix *u)
 {
     struct sockaddr_un sa;
-    int fd, r = make_addr(u->connect_path, &sa);
+    int fd, r = vhu_sock_addr(u->connect_path, &sa);
 
     if (r < 0)
         return r;
@@ -190,97 +179,6 @@ static void arm_reconnect(struct vhu_unix *u)
     its.it_value.tv_sec = u->reconnect_ms / 1000;
     its.it_value.tv_nsec = (long)(u->reconnect_ms % 1000) * 1000000L;
     timerfd_settime(u->timer_fd, 0, &its, NULL);
-}
-
-/*
- * Make room for our socket at path. Nothing there: fine. A socket nobody answers on (connect is
- * refused: a killed run's leftover) is removed. Anything else is refused, never removed: a file
- * that is not a socket (--socket-path pointed at the wrong file), or a socket someone answers on
- * (another backend is serving it).
- */
-static int clear_path(const char *path, const struct sockaddr_un *sa)
-{
-    struct stat st, again;
-    int probe, r;
-
-    if (lstat(path, &st) < 0)
-        return errno == ENOENT ? 0 : -errno;
-    if (!S_ISSOCK(st.st_mode)) {
-        vhu_err("%s exists and is not a socket: refusing to replace it", path);
-        return -EEXIST;
-    }
-    probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (probe < 0)
-        return -errno;
-    r = connect(probe, (const struct sockaddr *)sa, sizeof(*sa)) < 0 ? -errno : 0;
-    close(probe);
-    if (r == 0 || r == -EAGAIN) { /* accepted, or a full backlog: someone listens */
-        vhu_err("%s is in use: another backend is listening on it", path);
-        return -EADDRINUSE;
-    }
-    if (r != -ECONNREFUSED) {
-        vhu_err("%s: cannot tell whether the socket there is stale (%s): leaving it", path,
-                strerror(-r));
-        return r;
-    }
-    /* Stale. Remove it only if it is still the file we probed. */
-    if (lstat(path, &again) < 0)
-        return errno == ENOENT ? 0 : -errno;
-    if (again.st_dev != st.st_dev || again.st_ino != st.st_ino)
-        return -EADDRINUSE;
-    vhu_info("%s: removing a stale socket", path);
-    return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
-}
-
-static int listen_path(struct vhu_unix *u, const char *path)
-{
-    struct sockaddr_un sa;
-    struct stat st;
-    int fd, r = make_addr(path, &sa);
-
-    if (r < 0)
-        return r;
-    r = clear_path(path, &sa);
-    if (r < 0)
-        return r;
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return -errno;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        r = -errno;
-        close(fd);
-        if (r == -EADDRINUSE) /* someone took the path since we looked */
-            vhu_err("%s is in use: another process created it first", path);
-        return r;
-    }
-    /* Ours from here: remember which file it is, to remove only that one at exit. */
-    if (lstat(path, &st) < 0 || listen(fd, 4) < 0)
-        r = -errno;
-    else if (!(u->path = strdup(path)))
-        r = -ENOMEM;
-    if (r < 0) {
-        unlink(path);
-        close(fd);
-        return r;
-    }
-    u->path_dev = st.st_dev;
-    u->path_ino = st.st_ino;
-    u->listen_fd = fd;
-    return 0;
-}
-
-/* Remove our socket file, if the file at the path is still the one we created. */
-static void remove_own_socket(const struct vhu_unix *u)
-{
-    struct stat st;
-
-    if (lstat(u->path, &st) < 0)
-        return;
-    if (!S_ISSOCK(st.st_mode) || st.st_dev != u->path_dev || st.st_ino != u->path_ino) {
-        vhu_info("%s is another process's now: leaving it", u->path);
-        return;
-    }
-    unlink(u->path);
 }
 
 static bool is_listening(int fd)
@@ -332,7 +230,7 @@ VHU_EXPORT int vhu_unix_new(struct vhu_backend *b, struct vhu_loop *loop,
             }
         }
     } else {
-        r = listen_path(u, opts->path);
+        r = vhu_sock_listen_path(opts->path, 4, &u->listen_fd, &u->own);
     }
     if (r == 0 && u->listen_fd >= 0)
         r = vhu_loop_add(loop, u->listen_fd, VHU_LOOP_IN, listen_cb, u);
@@ -360,10 +258,7 @@ VHU_EXPORT void vhu_unix_free(struct vhu_unix *u)
         vhu_loop_del(u->loop, u->timer_fd);
         vhu_fd_close(&u->timer_fd);
     }
-    if (u->path) {
-        remove_own_socket(u);
-        free(u->path);
-    }
+    vhu_sock_path_release(&u->own);
     free(u);
 }
 
