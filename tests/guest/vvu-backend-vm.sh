@@ -18,11 +18,15 @@
 #   backend VM:  (told on its third serial port) stops vhud (exit 0), md5s its file: must equal
 #                the frontend's final md5, and its pattern region the pattern;
 #   host:        vhud vvu exits 0 on SIGTERM, then the backend VM powers off.
+# VVU_VM_DEVICE=net: `vhud net --vvu pci:... --tap vvutap0` in the backend VM (tap 10.79.0.1/24
+# there), virtio-net-pci (vectors=0: QEMU 7.2 under TCG crashes with MSI-X) in the frontend VM
+# (eth0 10.79.0.2/24), which pings the backend VM's tap address with small and 1400-byte packets.
 #
 #   vvu-backend-vm.sh VHUD LAUNCHER [WORKDIR]    exit 0 pass, 1 fail, 77 skip
 # LAUNCHER is tests/guest/vvu_proxy_launch (both ends of the proxy socket).
-# Env: see lib.sh; VVU_VM_FAULT=flip: the backend VM changes its file after reporting its md5
-#      (the test must fail); VHUD_VVU_ARGS, VHUD_ARGS: extra arguments to `vhud vvu`, `vhud blk`.
+# Env: see lib.sh; VVU_VM_DEVICE=blk|net (default blk); VVU_VM_FAULT=flip (blk): the backend VM
+#      changes its file after reporting its md5, and the test must fail; VHUD_VVU_ARGS, VHUD_ARGS:
+#      extra arguments to `vhud vvu`, to `vhud blk|net`.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 GUEST_NAME=${GUEST_NAME:-vvu-backend-vm}
@@ -40,6 +44,11 @@ for t in mkfs.ext4 e2fsck md5sum; do
   command -v $t >/dev/null 2>&1 || guest_skip "$t not found (package e2fsprogs / coreutils)"
 done
 "$vhud" vvu --help >/dev/null 2>&1 || { guest_log "FAIL: '$vhud vvu --help' fails"; exit 1; }
+dev=${VVU_VM_DEVICE:-blk}
+case $dev in
+  blk | net) ;;
+  *) guest_log "VVU_VM_DEVICE must be blk or net"; exit 2 ;;
+esac
 
 dir=${3:-}
 auto_dir=0
@@ -56,6 +65,7 @@ bus=$dir/bus.sock front=$dir/front.sock
 rm -f "$bus" "$front"
 
 DISK_MB=16 FS_MB=8 PAT_AT=12 PAT_MB=1 FE_MEM=256 BE_MEM=320
+TAP_IP=10.79.0.1 GUEST_IP=10.79.0.2
 
 vvu_pid= be_pid= fe_pid= ctl=
 cleanup() {
@@ -85,7 +95,8 @@ line_field() { sed -n "s/^$2 \(.* \)\{0,1\}$3 \([^ ]*\).*/\2/p" "$1/result.log" 
 
 # ---- the backend VM ---------------------------------------------------------------------------
 cat >"$be/test.sh" <<'GUEST'
-# busybox sh; result/signal come from /init. /extra/expect sets DISK_MB PAT_AT PAT_MB FAULT.
+# busybox sh; result/signal come from /init. /extra/expect sets DEV DISK_MB PAT_AT PAT_MB FAULT
+# TAP_IP VHUD_ARGS.
 . /extra/expect
 export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu
 signal BOOTED
@@ -99,15 +110,19 @@ for d in /sys/bus/pci/devices/*; do
 done
 [ -n "$bdf" ] || { result FAIL find-device "no 1af4:1017 in /sys/bus/pci/devices"; exit 0; }
 result PASS find-device "$bdf, $hp hugepages"
-dd if=/dev/urandom of=/tmp/disk.img bs=1048576 count=$DISK_MB 2>/dev/null
-signal "DISK_MD5 $(md5sum </tmp/disk.img | cut -d' ' -f1)"
-# fault injection: the disk no longer holds what was announced
-[ "$FAULT" = flip ] && dd if=/dev/zero of=/tmp/disk.img bs=512 seek=8 count=1 conv=notrunc 2>/dev/null
+if [ $DEV = blk ]; then
+  dd if=/dev/urandom of=/tmp/disk.img bs=1048576 count=$DISK_MB 2>/dev/null
+  signal "DISK_MD5 $(md5sum </tmp/disk.img | cut -d' ' -f1)"
+  # fault injection: the disk no longer holds what was announced
+  [ "$FAULT" = flip ] && dd if=/dev/zero of=/tmp/disk.img bs=512 seek=8 count=1 conv=notrunc 2>/dev/null
+  set -- --file /tmp/disk.img --num-queues 1
+else
+  set -- --tap vvutap0
+fi
 # commands from the host on the third serial port; open before saying vhud is up
 stty -F /dev/ttyS2 raw -echo 2>/dev/null
 exec 4</dev/ttyS2
-/extra/vhud blk --vvu "pci:$bdf" --file /tmp/disk.img --num-queues 1 $VHUD_ARGS \
-  </dev/null >/tmp/vhud.log 2>&1 &
+/extra/vhud $DEV --vvu "pci:$bdf" "$@" $VHUD_ARGS </dev/null >/tmp/vhud.log 2>&1 &
 pid=$!
 i=0
 while ! grep -q 'device ready' /tmp/vhud.log; do
@@ -117,6 +132,13 @@ while ! grep -q 'device ready' /tmp/vhud.log; do
   sleep 0.1; i=$((i + 1))
 done
 result PASS vhud-up "$(grep -m1 'virtio-vhost-user device up' /tmp/vhud.log)"
+if [ $DEV = net ]; then
+  if ip addr add $TAP_IP/24 dev vvutap0 && ip link set vvutap0 up; then
+    result PASS tap "vvutap0 $TAP_IP/24 up"
+  else
+    result FAIL tap "$(ip link 2>&1 | tr '\n' ' ')"
+  fi
+fi
 signal VHUD_UP
 read -r cmd <&4 || cmd=EOF
 [ "$cmd" = STOP ] || result FAIL control "expected STOP, got '$cmd'"
@@ -124,17 +146,34 @@ kill -TERM $pid
 rc=0; wait $pid || rc=$?
 if [ $rc = 0 ]; then result PASS vhud-exit "status 0 after SIGTERM"
 else result FAIL vhud-exit "status $rc after SIGTERM"; fi
-grep -E 'error|refused|fail' /tmp/vhud.log | head -n 5 | while read -r l; do result INFO vhud-log "$l"; done
-end=$(md5sum </tmp/disk.img | cut -d' ' -f1)
-pat=$(dd if=/tmp/disk.img bs=1048576 skip=$PAT_AT count=$PAT_MB 2>/dev/null | md5sum | cut -d' ' -f1)
-signal "END end_md5 $end pat_md5 $pat"
+grep -E 'vhu: (error|warn)|packets=' /tmp/vhud.log | head -n 5 | while read -r l; do result INFO vhud-log "$l"; done
+if [ $DEV = blk ]; then
+  end=$(md5sum </tmp/disk.img | cut -d' ' -f1)
+  pat=$(dd if=/tmp/disk.img bs=1048576 skip=$PAT_AT count=$PAT_MB 2>/dev/null | md5sum | cut -d' ' -f1)
+  signal "END end_md5 $end pat_md5 $pat"
+else
+  signal "END"
+fi
 read -r cmd <&4 || cmd=EOF
 [ "$cmd" = POWEROFF ] || result FAIL control "expected POWEROFF, got '$cmd'"
 echo "vhud log:"; cat /tmp/vhud.log
 GUEST
 
 # ---- the frontend VM --------------------------------------------------------------------------
-cat >"$fe/test.sh" <<'GUEST'
+cat >"$fe/test-net.sh" <<'GUEST'
+# busybox sh; /extra/expect sets TAP_IP GUEST_IP.
+. /extra/expect
+ip link set eth0 up && ip addr add $GUEST_IP/24 dev eth0 || { result FAIL ifup "ip failed"; exit 0; }
+result PASS ifup "eth0 $GUEST_IP/24"
+for size in 56 1400; do
+  if ping -c 3 -s $size -w 60 $TAP_IP >/tmp/ping 2>&1; then
+    result PASS ping-$size "$(grep -E 'packets|round-trip' /tmp/ping | tr '\n' ' ')"
+  else
+    result FAIL ping-$size "$(tr '\n' ' ' </tmp/ping)"
+  fi
+done
+GUEST
+cat >"$fe/test-blk.sh" <<'GUEST'
 # busybox sh; /extra/expect sets DISK_MB FS_MB PAT_AT PAT_MB; the backend VM's md5 of its file
 # comes on the kernel command line (vvu_md5=).
 . /extra/expect
@@ -197,12 +236,12 @@ m=$(timeout 200 dd if=$A bs=1048576 iflag=direct 2>/dev/null | md5sum | cut -d' 
 signal "FINAL_MD5 $m"
 GUEST
 
-guest_e2fs_extras
 start=$(date +%s%N)
-head -c $((PAT_MB << 20)) /dev/urandom >"$dir/pattern"
-pat_md5=$(md5sum <"$dir/pattern" | cut -d' ' -f1)
 for vm in "$be" "$fe"; do
   cat >"$vm/expect" <<EOF
+DEV=$dev
+TAP_IP=$TAP_IP
+GUEST_IP=$GUEST_IP
 DISK_MB=$DISK_MB
 FS_MB=$FS_MB
 PAT_AT=$PAT_AT
@@ -211,14 +250,23 @@ FAULT=${VVU_VM_FAULT:-}
 VHUD_ARGS="${VHUD_ARGS:-}"
 EOF
 done
-extras=("${GUEST_EXTRAS[@]}")
-guest_extras_clear
 guest_bin_extras "$vhud" /extra/vhud
-guest_mkinitramfs "$be/initrd.cpio.gz" -- "$be/test.sh" "$be/expect:/extra/expect" \
-  "${GUEST_EXTRAS[@]}" 2>"$be/mkinitramfs.log" || { cat "$be/mkinitramfs.log" >&2; fail "mkinitramfs (backend VM)"; }
-guest_mkinitramfs "$fe/initrd.cpio.gz" virtio_pci virtio_blk -- "$fe/test.sh" \
-  "$fe/expect:/extra/expect" "$dir/pattern:/extra/pattern" "${extras[@]}" \
-  2>"$fe/mkinitramfs.log" || { cat "$fe/mkinitramfs.log" >&2; fail "mkinitramfs (frontend VM)"; }
+be_mods=() fe_mods=(virtio_pci virtio_net)
+[[ $dev == net ]] && be_mods=(tun)
+guest_mkinitramfs "$be/initrd.cpio.gz" ${be_mods[@]+"${be_mods[@]}"} -- "$be/test.sh" \
+  "$be/expect:/extra/expect" "${GUEST_EXTRAS[@]}" 2>"$be/mkinitramfs.log" ||
+  { cat "$be/mkinitramfs.log" >&2; fail "mkinitramfs (backend VM)"; }
+guest_extras_clear
+if [[ $dev == blk ]]; then
+  fe_mods=(virtio_pci virtio_blk)
+  guest_e2fs_extras
+  head -c $((PAT_MB << 20)) /dev/urandom >"$dir/pattern"
+  pat_md5=$(md5sum <"$dir/pattern" | cut -d' ' -f1)
+  GUEST_EXTRAS+=("$dir/pattern:/extra/pattern")
+fi
+guest_mkinitramfs "$fe/initrd.cpio.gz" "${fe_mods[@]}" -- "$fe/test-$dev.sh" \
+  "$fe/expect:/extra/expect" "${GUEST_EXTRAS[@]}" 2>"$fe/mkinitramfs.log" ||
+  { cat "$fe/mkinitramfs.log" >&2; fail "mkinitramfs (frontend VM)"; }
 t_initrd=$(ms "$start")
 
 # ---- vhud vvu, then the backend VM on its bus socket -----------------------------------------
@@ -243,35 +291,49 @@ t_be_boot=$(ms "$t0")
 guest_wait_line "$be" '^(VHUD_UP|RESULT FAIL)' 120 || fail "vhud did not come up in the backend VM"
 grep -q '^VHUD_UP' "$be/result.log" || fail "vhud did not come up in the backend VM"
 t_be_up=$(ms "$t0")
-disk_md5=$(line_word "$be" DISK_MD5)
-[[ $disk_md5 =~ ^[0-9a-f]{32}$ ]] || fail "the backend VM sent no md5 of its disk"
-guest_log "backend VM: booted in $t_be_boot ms, vhud up at $t_be_up ms; its disk's md5 $disk_md5"
+guest_log "backend VM: booted in $t_be_boot ms, vhud up at $t_be_up ms"
 
 # ---- the frontend VM --------------------------------------------------------------------------
+if [[ $dev == blk ]]; then
+  disk_md5=$(line_word "$be" DISK_MD5)
+  [[ $disk_md5 =~ ^[0-9a-f]{32}$ ]] || fail "the backend VM sent no md5 of its disk"
+  guest_log "the backend VM's disk: md5 $disk_md5"
+  # shellcheck disable=SC2054 # commas are QEMU option syntax
+  fe_args=(-chardev "socket,id=c0,path=$front" -device vhost-user-blk-pci,chardev=c0,num-queues=1)
+else
+  disk_md5=none
+  # shellcheck disable=SC2054
+  fe_args=(-chardev "socket,id=n0,path=$front" -netdev vhost-user,id=net0,chardev=n0
+           -device virtio-net-pci,netdev=net0,vectors=0)
+fi
 t0=$(date +%s%N)
-GUEST_MEM=$FE_MEM GUEST_APPEND="vvu_md5=$disk_md5" guest_qemu_start "$fe" "$fe/initrd.cpio.gz" \
-  -chardev "socket,id=c0,path=$front" -device vhost-user-blk-pci,chardev=c0,num-queues=1
+GUEST_MEM=$FE_MEM GUEST_APPEND="vvu_md5=$disk_md5" \
+  guest_qemu_start "$fe" "$fe/initrd.cpio.gz" "${fe_args[@]}"
 fe_pid=$GUEST_QEMU_PID
 rc=0; guest_qemu_wait || rc=$?
 fe_pid=
 ((rc == 0)) || fail "the frontend VM's QEMU exited with status $rc"
 t_fe=$(ms "$t0")
 guest_check_results "$fe" || fail "the frontend VM's checks failed"
-read_cs=$(line_word "$fe" READ_CS)
-final_md5=$(line_word "$fe" FINAL_MD5)
-[[ $final_md5 =~ ^[0-9a-f]{32}$ ]] || fail "the frontend VM sent no final md5"
+if [[ $dev == blk ]]; then
+  read_cs=$(line_word "$fe" READ_CS)
+  final_md5=$(line_word "$fe" FINAL_MD5)
+  [[ $final_md5 =~ ^[0-9a-f]{32}$ ]] || fail "the frontend VM sent no final md5"
+fi
 
 # ---- the end: the backend VM stops vhud and checks its file; vhud vvu; power off -------------
 GUEST_QEMU_PID=$be_pid
 t0=$(date +%s%N)
 echo STOP >&"$ctl"
-guest_wait_line "$be" '^END ' 60 || fail "the backend VM did not finish"
-end_md5=$(line_field "$be" END end_md5)
-be_pat=$(line_field "$be" END pat_md5)
-[[ $end_md5 == "$final_md5" ]] ||
-  fail "the backend VM's file (md5 $end_md5) is not what the frontend VM read last ($final_md5)"
-[[ $be_pat == "$pat_md5" ]] || fail "the pattern region of the backend VM's file differs"
-guest_log "the backend VM's file: md5 $end_md5 = the frontend VM's final read; pattern region equal"
+guest_wait_line "$be" '^END' 60 || fail "the backend VM did not finish"
+if [[ $dev == blk ]]; then
+  end_md5=$(line_field "$be" END end_md5)
+  be_pat=$(line_field "$be" END pat_md5)
+  [[ $end_md5 == "$final_md5" ]] ||
+    fail "the backend VM's file (md5 $end_md5) is not what the frontend VM read last ($final_md5)"
+  [[ $be_pat == "$pat_md5" ]] || fail "the pattern region of the backend VM's file differs"
+  guest_log "the backend VM's file: md5 $end_md5 = the frontend VM's final read; pattern region equal"
+fi
 guest_term "$vvu_pid" "vhud vvu" || fail "vhud vvu did not exit cleanly on SIGTERM"
 vvu_pid=
 echo POWEROFF >&"$ctl"
@@ -282,9 +344,11 @@ t_end=$(ms "$t0")
 exec {ctl}>&- {ctl_out}>&-
 guest_check_results "$be" || fail "the backend VM's checks failed"
 guest_log "vhud vvu: $(grep -m1 'frontend sessions' "$dir/vvu.log" || echo 'no counters')"
-read_ms=$((read_cs * 10))
 guest_log "phases: initramfs ${t_initrd} ms; backend VM boot ${t_be_boot} ms, vhud up at ${t_be_up} ms;" \
   "frontend VM ${t_fe} ms; shutdown ${t_end} ms; total $(ms "$start") ms"
-guest_log "throughput: ${DISK_MB} MiB O_DIRECT md5 read in ${read_ms} ms:" \
-  "$(awk -v mb="$DISK_MB" -v ms="$read_ms" 'BEGIN { printf "%.2f MB/s", mb * 1.048576 * 1000 / (ms ? ms : 1) }')"
+if [[ $dev == blk ]]; then
+  read_ms=$((read_cs * 10))
+  guest_log "throughput: ${DISK_MB} MiB O_DIRECT md5 read in ${read_ms} ms:" \
+    "$(awk -v mb="$DISK_MB" -v ms="$read_ms" 'BEGIN { printf "%.2f MB/s", mb * 1.048576 * 1000 / (ms ? ms : 1) }')"
+fi
 if ((auto_dir)); then rm -rf "$dir"; guest_log "PASS"; else guest_log "PASS (logs in $dir)"; fi
