@@ -19,6 +19,9 @@
 #   guest_e2fs_extras             the same for the host's mkfs.ext4 and e2fsck (at /opt/e2/),
 #                                 and mke2fs.conf (busybox mke2fs makes only ext2)
 #   guest_extras_clear            empty GUEST_EXTRAS (for another initramfs)
+#   guest_workdir [DIR]           set $dir to DIR's absolute path (made if missing), or to a new
+#                                 temporary directory; auto_dir=1 when the test made it (and
+#                                 removes it after a pass)
 #
 # Env: GUEST_TIMEOUT (s, default 300), GUEST_SMP (default 1), GUEST_MEM (MiB, default 512),
 #      GUEST_APPEND (extra kernel cmdline), QEMU (default qemu-system-x86_64),
@@ -163,6 +166,18 @@ guest_dump() {
     tail -n 150 "$dir/$f" | tr -d '\r' >&2
   done
   echo "----- end of logs -----" >&2
+}
+
+# shellcheck disable=SC2034 # dir and auto_dir are the caller's
+guest_workdir() {
+  dir=${1:-}
+  auto_dir=0
+  if [[ -z $dir ]]; then
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/vhu-$GUEST_NAME.XXXXXX")
+    auto_dir=1
+  fi
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
 }
 
 GUEST_EXTRAS=()

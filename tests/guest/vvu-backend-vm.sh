@@ -50,14 +50,7 @@ case $dev in
   *) guest_log "VVU_VM_DEVICE must be blk or net"; exit 2 ;;
 esac
 
-dir=${3:-}
-auto_dir=0
-if [[ -z $dir ]]; then
-  dir=$(mktemp -d "${TMPDIR:-/tmp}/vhu-$GUEST_NAME.XXXXXX")
-  auto_dir=1
-fi
-mkdir -p "$dir"
-dir=$(cd "$dir" && pwd)
+guest_workdir "${3:-}"
 ((${#dir} < 80)) || { guest_log "work dir path too long for unix sockets: $dir"; exit 1; }
 be=$dir/backend-vm fe=$dir/frontend-vm
 rm -rf "$be" "$fe"; mkdir -p "$be" "$fe"
@@ -67,13 +60,13 @@ rm -f "$bus" "$front"
 DISK_MB=16 FS_MB=8 PAT_AT=12 PAT_MB=1 FE_MEM=256 BE_MEM=320
 TAP_IP=10.79.0.1 GUEST_IP=10.79.0.2
 
-vvu_pid= be_pid= fe_pid= ctl=
+vvu_pid='' be_pid='' fe_pid='' ctl='' ctl_out=''
 cleanup() {
   local p
   for p in $fe_pid $be_pid; do
     kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true
   done
-  fe_pid= be_pid= GUEST_QEMU_PID=
+  fe_pid='' be_pid='' GUEST_QEMU_PID=''
   [[ -n $vvu_pid ]] && { kill -KILL "$vvu_pid" 2>/dev/null || true; wait "$vvu_pid" 2>/dev/null || true; }
   vvu_pid=
   return 0
@@ -270,7 +263,7 @@ guest_mkinitramfs "$fe/initrd.cpio.gz" "${fe_mods[@]}" -- "$fe/test-$dev.sh" \
 t_initrd=$(ms "$start")
 
 # ---- vhud vvu, then the backend VM on its bus socket -----------------------------------------
-# shellcheck disable=SC2086
+# shellcheck disable=SC2206 # VHUD_VVU_ARGS: words
 cmd=("$launcher" --listen "$bus" --timeout 60 -- "$vhud" vvu --socket-path "$front"
      --shm-size $((FE_MEM << 20)) ${VHUD_VVU_ARGS:-})
 printf '%q ' "${cmd[@]}" >"$dir/vvu.cmd"
@@ -283,8 +276,9 @@ rm -f "$be/ctl.in" "$be/ctl.out"
 mkfifo "$be/ctl.in" "$be/ctl.out"
 exec {ctl}<>"$be/ctl.in" {ctl_out}<>"$be/ctl.out"
 t0=$(date +%s%N)
-VVU_PROXY_SOCK=$bus VVU_QEMU=$QEMU QEMU=$launcher GUEST_MEM=$BE_MEM \
-  guest_qemu_start "$be" "$be/initrd.cpio.gz" -serial "pipe:$be/ctl"
+# the launcher connects to $bus and execs the real QEMU with the socket as x-pci-proxy-dev's fd
+export VVU_PROXY_SOCK=$bus VVU_QEMU=$QEMU
+QEMU=$launcher GUEST_MEM=$BE_MEM guest_qemu_start "$be" "$be/initrd.cpio.gz" -serial "pipe:$be/ctl"
 be_pid=$GUEST_QEMU_PID
 guest_wait_line "$be" '^BOOTED' 60 || fail "the backend VM did not boot"
 t_be_boot=$(ms "$t0")
