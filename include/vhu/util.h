@@ -36,6 +36,9 @@ int vhu_fd_set_nonblock(int fd, bool on);
 int vhu_eventfd_new(void);
 int vhu_eventfd_signal(int fd);
 uint64_t vhu_eventfd_drain(int fd);
+/* A memfd of size bytes sealed against shrinking and growing (and further sealing), the way a
+ * peer that maps it wants it (vhu_mem_map_fd refuses a sealable memfd that could shrink). */
+int vhu_memfd_new_sealed(const char *name, uint64_t size);
 /* What fd is, as /proc/self/fd names it ("pipe:[123]", "anon_inode:[eventfd]", a path);
  * "?" when it cannot be read. */
 void vhu_fd_describe(int fd, char *buf, size_t len);

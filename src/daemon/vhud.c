@@ -726,7 +726,7 @@ static void usage(FILE *f)
     fprintf(f,
             "       vhud DEVICE --print-capabilities\n"
             "       vhud vvu (--socket-path PATH | --fd FD) (--vfio-user PATH | --mpqemu-fd FD)\n"
-            "                [options]   a virtio-vhost-user device (vhud vvu --help)\n"
+            "                  a virtio-vhost-user device (vhud vvu --help)\n"
             "\n"
             "devices:\n");
     for (size_t i = 0; i < VHU_ARRAY_SIZE(device_types); i++)
@@ -935,6 +935,7 @@ int main(int argc, char **argv)
         longopts[VHU_ARRAY_SIZE(common_first) + i] = (struct option){
             refs[i].opt->name, refs[i].opt->has_arg, NULL, TYPE_OPT + (int)i};
     memcpy(&longopts[VHU_ARRAY_SIZE(common_first) + nrefs], common_last, sizeof(common_last));
+    /* Not a device type: the virtio-vhost-user device relays a frontend to another backend. */
     if (argc >= 2 && strcmp(argv[1], "vvu") == 0)
         return vhud_vvu_main(argc, argv);
     if (argc < 2 || argv[1][0] == '-') {

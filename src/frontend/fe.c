@@ -262,12 +262,10 @@ static int mem_setup(struct vhu_fe *fe, size_t size, unsigned nregions)
     chunk = size / nregions;
     /* Sealed against resizing, as QEMU's memory-backend-memfd does: a backend (vhud among
      * them) refuses a sealable memfd that could shrink under its mapping. */
-    fe->memfd = memfd_create("vhu-fe", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (fe->memfd < 0)
-        return -errno;
-    if (ftruncate(fe->memfd, (off_t)size) < 0 ||
-        fcntl(fe->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
-        return -errno;
+    r = vhu_memfd_new_sealed("vhu-fe", size);
+    if (r < 0)
+        return r;
+    fe->memfd = r;
     fe->mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fe->memfd, 0);
     if (fe->mem == MAP_FAILED) {
         fe->mem = NULL;

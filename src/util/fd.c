@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -74,6 +75,24 @@ VHU_EXPORT uint64_t vhu_eventfd_drain(int fd)
             continue;
         return r == (ssize_t)sizeof(v) ? v : 0;
     }
+}
+
+VHU_EXPORT int vhu_memfd_new_sealed(const char *name, uint64_t size)
+{
+    int fd, r;
+
+    if (size > INT64_MAX)
+        return -EINVAL;
+    fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return -errno;
+    if (ftruncate(fd, (off_t)size) < 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
+    return fd;
 }
 
 static ssize_t fd_link(int fd, char *buf, size_t len)

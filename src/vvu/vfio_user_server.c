@@ -62,6 +62,23 @@ static int refuse(struct vhu_vfu_server *s, int err, const char *why)
     return err;
 }
 
+/*
+ * The fixed part of a request that starts with argsz (every one but the region accesses and
+ * VERSION), copied out of the receive buffer: the payload and argsz must both cover it.
+ */
+static int take_req(struct vhu_vfu_server *s, const void *req, size_t len, void *in, size_t size)
+{
+    uint32_t argsz;
+
+    if (len < size)
+        return refuse(s, -EINVAL, "payload shorter than the request structure");
+    memcpy(in, req, size);
+    memcpy(&argsz, in, sizeof(argsz));
+    if (argsz < size)
+        return refuse(s, -EINVAL, "argsz below the request structure");
+    return 0;
+}
+
 /* ---- the function's side -------------------------------------------------------------------- */
 
 static void bus_irq(void *bus, unsigned vector)
@@ -227,11 +244,10 @@ static int h_region_info(struct vhu_vfu_server *s, const void *req, size_t len, 
     unsigned n = 0;
     int fd = -ENOENT;
 
-    if (len < sizeof(in))
-        return refuse(s, -EINVAL, "payload shorter than struct vfio_region_info");
-    memcpy(&in, req, sizeof(in));
-    if (in.argsz < sizeof(in))
-        return refuse(s, -EINVAL, "argsz below struct vfio_region_info");
+    int r = take_req(s, req, len, &in, sizeof(in));
+
+    if (r < 0)
+        return r;
     if (in.index >= VFIO_PCI_NUM_REGIONS)
         return refuse(s, -EINVAL, "no such region");
     memset(out, 0, sizeof(*out));
@@ -277,13 +293,12 @@ static int h_region_io_fds(struct vhu_vfu_server *s, const void *req, size_t len
     struct vfu_io_fds in, *out = (struct vfu_io_fds *)s->tx;
     struct vhu_pcidev_iofd io[MAX_IO_FDS];
     unsigned max = VHU_MIN(s->peer.max_msg_fds, (uint32_t)MAX_IO_FDS);
-    int n = 0;
+    int n = 0, r = take_req(s, req, len, &in, sizeof(in));
 
-    if (len < sizeof(in))
-        return refuse(s, -EINVAL, "payload shorter than the io fds header");
-    memcpy(&in, req, sizeof(in));
-    if (in.argsz < sizeof(in) || in.flags)
-        return refuse(s, -EINVAL, "bad argsz or flags");
+    if (r < 0)
+        return r;
+    if (in.flags)
+        return refuse(s, -EINVAL, "flags must be 0");
     if (in.index >= VFIO_PCI_NUM_REGIONS)
         return refuse(s, -EINVAL, "no such region");
     if (in.index < VHU_PCIDEV_NUM_BARS && s->pd->bars[in.index].size && s->pd->ops->io_fds && max)
@@ -334,11 +349,10 @@ static int h_device_info(struct vhu_vfu_server *s, const void *req, size_t len, 
 {
     struct vfu_device_info in;
 
-    if (len < sizeof(in))
-        return refuse(s, -EINVAL, "payload shorter than struct vfio_device_info");
-    memcpy(&in, req, sizeof(in));
-    if (in.argsz < sizeof(in))
-        return refuse(s, -EINVAL, "argsz below struct vfio_device_info");
+    int r = take_req(s, req, len, &in, sizeof(in));
+
+    if (r < 0)
+        return r;
     struct vfu_device_info out = {
         .argsz = sizeof(out),
         .flags = VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET,
@@ -354,11 +368,10 @@ static int h_irq_info(struct vhu_vfu_server *s, const void *req, size_t len, str
 {
     struct vfu_irq_info in;
 
-    if (len < sizeof(in))
-        return refuse(s, -EINVAL, "payload shorter than struct vfio_irq_info");
-    memcpy(&in, req, sizeof(in));
-    if (in.argsz < sizeof(in))
-        return refuse(s, -EINVAL, "argsz below struct vfio_irq_info");
+    int r = take_req(s, req, len, &in, sizeof(in));
+
+    if (r < 0)
+        return r;
     if (in.index >= VFIO_PCI_NUM_IRQS)
         return refuse(s, -EINVAL, "no such interrupt type");
     struct vfu_irq_info out = {.argsz = sizeof(out), .index = in.index};
@@ -426,15 +439,14 @@ static int h_set_irqs(struct vhu_vfu_server *s, const void *req, size_t len, str
     const uint32_t action_mask = VFIO_IRQ_SET_ACTION_MASK | VFIO_IRQ_SET_ACTION_UNMASK |
                                  VFIO_IRQ_SET_ACTION_TRIGGER;
     struct vfu_irq_set in;
+    int r = take_req(s, req, len, &in, sizeof(in));
 
-    (void)rep;
-    if (len < sizeof(in))
-        return refuse(s, -EINVAL, "payload shorter than struct vfio_irq_set");
-    memcpy(&in, req, sizeof(in));
+    if (r < 0)
+        return r;
     uint32_t data = in.flags & data_mask, action = in.flags & action_mask;
-    if (in.argsz < sizeof(in) || (in.flags & ~(data_mask | action_mask)) ||
-        __builtin_popcount(data) != 1 || __builtin_popcount(action) != 1)
-        return refuse(s, -EINVAL, "bad argsz or flags");
+    if ((in.flags & ~(data_mask | action_mask)) || __builtin_popcount(data) != 1 ||
+        __builtin_popcount(action) != 1)
+        return refuse(s, -EINVAL, "flags: not one data and one action flag");
     if (in.index >= VFIO_PCI_NUM_IRQS)
         return refuse(s, -EINVAL, "no such interrupt type");
     if (data != VFIO_IRQ_SET_DATA_EVENTFD && s->rx.nfds)
@@ -465,8 +477,6 @@ static int h_set_irqs(struct vhu_vfu_server *s, const void *req, size_t len, str
 
 static int h_reset(struct vhu_vfu_server *s, const void *req, size_t len, struct vfu_reply *rep)
 {
-    (void)req;
-    (void)rep;
     if (len)
         return refuse(s, -EINVAL, "DEVICE_RESET has no payload");
     s->pd->ops->reset(s->pd->dev);
@@ -491,15 +501,12 @@ static int h_dma_map(struct vhu_vfu_server *s, const void *req, size_t len, stru
     struct vfu_dma_map in;
     struct vhu_mem_region *region;
     struct vhu_mem_table *t;
-    int r;
+    int r = take_req(s, req, len, &in, sizeof(in));
 
-    (void)rep;
-    if (len < sizeof(in))
-        return refuse(s, -EINVAL, "payload shorter than the DMA_MAP request");
-    memcpy(&in, req, sizeof(in));
-    if (in.argsz < sizeof(in) || (in.flags & ~(VFU_DMA_READ | VFU_DMA_WRITE)) ||
-        !(in.flags & VFU_DMA_READ))
-        return refuse(s, -EINVAL, "bad argsz or flags");
+    if (r < 0)
+        return r;
+    if ((in.flags & ~(VFU_DMA_READ | VFU_DMA_WRITE)) || !(in.flags & VFU_DMA_READ))
+        return refuse(s, -EINVAL, "flags: unknown bits, or not readable");
     if (s->rx.nfds != 1)
         return refuse(s, -ENOTSUP, "DMA without an fd (DMA_READ/DMA_WRITE) is not supported");
     if (in.size == 0 || in.addr > UINT64_MAX - in.size || ((in.addr | in.size) & (page - 1)))
@@ -533,17 +540,18 @@ static int h_dma_unmap(struct vhu_vfu_server *s, const void *req, size_t len, st
     struct vfu_dma_unmap in;
     struct vhu_mem_table *t;
 
-    if (len < sizeof(in))
-        return refuse(s, -EINVAL, "payload shorter than the DMA_UNMAP request");
-    memcpy(&in, req, sizeof(in));
-    if (in.argsz < sizeof(in) || (in.flags & ~VFU_DMA_UNMAP_ALL))
-        return refuse(s, -EINVAL, "bad argsz or flags");
+    int r = take_req(s, req, len, &in, sizeof(in));
+
+    if (r < 0)
+        return r;
+    if (in.flags & ~VFU_DMA_UNMAP_ALL)
+        return refuse(s, -EINVAL, "flags: unknown bits");
     if (in.flags & VFU_DMA_UNMAP_ALL) {
         if (in.addr || in.size)
             return refuse(s, -EINVAL, "UNMAP_ALL with an address or size");
         publish_dma(s, NULL);
     } else {
-        int r = s->dma ? vhu_mem_table_remove(s->dma, in.addr, in.size, in.addr, &t) : -ENOENT;
+        r = s->dma ? vhu_mem_table_remove(s->dma, in.addr, in.size, in.addr, &t) : -ENOENT;
         if (r < 0)
             return refuse(s, r, "no mapping matches address and size exactly");
         publish_dma(s, t);

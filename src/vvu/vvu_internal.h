@@ -101,6 +101,7 @@ struct vvu_dev {
     struct vhu_msg_rx rx;
     bool held;
     uint64_t proto_features;      /* what the frontend set (a subset of RELAYED) */
+    bool proto_acked;             /* SET_PROTOCOL_FEATURES seen on this connection */
     uint8_t *txbuf;               /* VVU_MSG_MAX */
     struct vhu_msg *tx_msg;
     struct vvu_window win;

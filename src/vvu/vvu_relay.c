@@ -140,7 +140,12 @@ static void fe_attach(struct vvu_dev *d, int fd)
     d->fe_fd = fd;
     d->rx.got = 0;
     d->held = false;
-    d->proto_features = 0;
+    /* QEMU negotiates protocol features once per device, not per connection: reconnecting
+     * after a backend restart it goes straight to SET_FEATURES, the memory table, the rings
+     * and GET_STATUS under what it agreed before. That can only be a subset of what this
+     * device lets through, so a connection runs with that set until a new handshake. */
+    d->proto_features = VVU_PROTOCOL_FEATURES_RELAYED;
+    d->proto_acked = false;
     d->stats.frontend_sessions++;
     listen_watch(d, false);
     vhu_info("vvu: frontend connected");
@@ -264,12 +269,18 @@ static int fe_apply(struct vvu_dev *d, struct vhu_msg *m, const char **why)
         return r;
     *why = "the device cannot relay it";
     switch (m->hdr.request) {
+    case VHOST_USER_GET_FEATURES:
+        /* a full handshake starts here: protocol features are off until it sets them */
+        if (!d->proto_acked)
+            d->proto_features = 0;
+        return 0;
     case VHOST_USER_SET_PROTOCOL_FEATURES:
         if (m->payload.u64 & ~VVU_PROTOCOL_FEATURES_RELAYED) {
             *why = "protocol features the device does not offer";
             return -EPERM;
         }
         d->proto_features = m->payload.u64;
+        d->proto_acked = true;
         return 0;
     case VHOST_USER_SET_MEM_TABLE:
         *why = "memory the window cannot show";

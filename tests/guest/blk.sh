@@ -26,6 +26,7 @@
 #   BLK_BACKEND=vhud|qsd  backend under test (default vhud; qsd = qemu-storage-daemon, the
 #                         reference backend, to tell a test bug from a vhud bug)
 #   VHUD_ARGS             extra arguments to `vhud blk`
+#   GUEST_BLK_DEV_OPTS    appended to both vhost-user-blk-pci devices (",packed=on")
 #   VHU_TRANSPORT=vvu     QEMU's vhost-user session crosses a virtio-vhost-user device
 #                         (`vhud vvu --vfio-user`) to `vhud blk --vvu vfio-user:...` (lib.sh)
 #   BLK_RUNS="1:1 2:2"    queues:vCPUs per run
@@ -408,8 +409,8 @@ EOF
   start_backend b "$srcb" "$sb" 1 ro "$run_dir/backend-b.log" || fail "backend B did not start"
   local t0=$SECONDS
   GUEST_SMP=$smp guest_qemu_start "$run_dir" "$run_dir/initrd.cpio.gz" \
-    -chardev "socket,id=c0,path=$sa" -device "vhost-user-blk-pci,chardev=c0,num-queues=$nq" \
-    -chardev "socket,id=c1,path=$sb" -device "vhost-user-blk-pci,chardev=c1,num-queues=1"
+    -chardev "socket,id=c0,path=$sa" -device "vhost-user-blk-pci,chardev=c0,num-queues=$nq${GUEST_BLK_DEV_OPTS:-}" \
+    -chardev "socket,id=c1,path=$sb" -device "vhost-user-blk-pci,chardev=c1,num-queues=1${GUEST_BLK_DEV_OPTS:-}"
   local rc=0; guest_qemu_wait || rc=$?
   ((rc == 0)) || fail "QEMU exited with status $rc"
   guest_log "run q=$nq smp=$smp: guest ran $((SECONDS - t0)) s"

@@ -191,7 +191,8 @@ static int qsend(struct fx *f, int32_t cmd, uint64_t size, const void *payload, 
     struct vhu_mpqemu_hdr h = {.cmd = cmd, .size = size};
 
     memcpy(buf, &h, sizeof(h));
-    memcpy(buf + sizeof(h), payload, plen);
+    if (plen)
+        memcpy(buf + sizeof(h), payload, plen);
     return qsend_raw(f, buf, sizeof(h) + plen, fds, nfds);
 }
 

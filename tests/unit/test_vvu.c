@@ -13,6 +13,7 @@
  */
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -31,6 +32,7 @@
 #include "vhu/util.h"
 #include "vhu/virtio.h"
 #include "vhu_test.h"
+#include "vvu/vfio_user_server.h"
 #include "vvu/vvu_dev.h"
 
 /* ---- the wrapper bus ----------------------------------------------------------------------- */
@@ -635,6 +637,70 @@ static void lying_caps(enum lie lie)
 TEST(caps_loop) { lying_caps(LIE_CAP_LOOP); }
 TEST(caps_no_bar) { lying_caps(LIE_NO_BAR0); }
 TEST(caps_len) { lying_caps(LIE_CAP_LEN); }
+
+/* Over vfio-user: the device and its vfio-user server on a thread of their own (the client's
+ * register accesses wait for the server), the driver spec-opened as vhud --vvu does it. */
+struct dev_thread {
+    struct vhu_loop *loop;
+    volatile bool stop;
+};
+
+static void *dev_thread_run(void *arg)
+{
+    struct dev_thread *dt = arg;
+
+    while (!dt->stop)
+        vhu_loop_run_once(dt->loop, 10);
+    return NULL;
+}
+
+TEST(rng_over_vfio_user)
+{
+    struct vhu_rng_opts ro = {0};
+    struct dev_thread dt = {0};
+    struct vhu_vfu_server *srv;
+    struct vvu_dev_opts o;
+    char spec[96], vsock[64];
+    struct vhu_fe *fe;
+    pthread_t th;
+    struct tv t;
+
+    memset(&t, 0, sizeof(t));
+    snprintf(t.dir, sizeof(t.dir), "/tmp/vhu-vvu-XXXXXX");
+    ASSERT(mkdtemp(t.dir));
+    snprintf(t.path, sizeof(t.path), "%s/fe.sock", t.dir);
+    snprintf(vsock, sizeof(vsock), "%s/vfu.sock", t.dir);
+    snprintf(spec, sizeof(spec), "vfio-user:%s", vsock);
+    vvu_dev_opts_default(&o);
+    o.max_vhost_queues = 8;
+    o.shm_size = 64 << 20;
+    o.socket_path = t.path;
+    ASSERT_OK(vhu_loop_new(&dt.loop));
+    ASSERT_OK(vvu_dev_new(dt.loop, &o, &t.dev));
+    ASSERT_OK(vhu_vfu_server_new(dt.loop, vvu_dev_pci(t.dev), vsock, &srv));
+    ASSERT_OK(pthread_create(&th, NULL, dev_thread_run, &dt));
+    ASSERT_OK(vhu_loop_new(&t.loop));
+    ASSERT_OK(vhu_rng_new(&ro, &t.d));
+    ASSERT_OK(vhu_backend_new(t.d, t.loop, &t.b));
+    ASSERT_OK(vhu_vvu_new(t.b, t.loop, spec, &t.vvu));
+    ASSERT(!stats(&t).polled);
+    fe = fe_open(&t, NULL);
+    ASSERT(fe);
+    ASSERT_OK(rng_start(fe, false));
+    ASSERT_OK(rng_works(fe, 5));
+    vhu_fe_free(fe);
+    ASSERT_OK(fresh_rng(&t));
+    ASSERT_EQ(stats(&t).sessions, 2);
+    vhu_vvu_free(t.vvu);
+    t.vvu = NULL;
+    dt.stop = true;
+    pthread_join(th, NULL);
+    vhu_vfu_server_free(srv);
+    vvu_dev_free(t.dev);
+    t.dev = NULL;
+    vhu_loop_free(dt.loop);
+    tv_down(&t);
+}
 
 __attribute__((constructor)) static void log_setup(void)
 {

@@ -453,15 +453,9 @@ static int h_get_inflight_fd(struct vhu_session *s, struct vhu_msg *m)
     size = in->num_queues * vhu_core_inflight_region_size(in->queue_size);
     /* Sealed before it is shared: the frontend can neither shrink it under our mapping nor
      * grow it, and hands the same fd back with SET_INFLIGHT_FD. */
-    fd = memfd_create("vhu-inflight", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    fd = vhu_memfd_new_sealed("vhu-inflight", size);
     if (fd < 0)
-        return -errno;
-    if (ftruncate(fd, (off_t)size) < 0 ||
-        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
-        r = -errno;
-        close(fd);
-        return r;
-    }
+        return fd;
     r = vhu_mem_map_fd(fd, 0, size, &map);
     if (r == 0)
         r = inflight_attach(s, &map, in);

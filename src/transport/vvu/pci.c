@@ -5,6 +5,9 @@
 #include "pci.h"
 #include "vhu/log.h"
 
+/* A driver's device by its spec: "vfio-user:PATH" (a vfio-user server) or "pci:DDDD:BB:DD.F"
+ * (a PCI function of this machine, through sysfs: a backend inside a VM). */
+
 int vhu_pci_open(const char *spec, struct vhu_pci **out)
 {
     static const char vfu[] = "vfio-user:", sysfs[] = "pci:";

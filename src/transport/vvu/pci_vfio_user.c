@@ -413,15 +413,9 @@ static int dma_alloc(struct vhu_pci *p, size_t len, void **host, uint64_t *iova)
     if (!m)
         return -ENOMEM;
     /* Sealed against shrinking: the server maps it without a SIGBUS guard (vhu_mem_map_fd). */
-    fd = memfd_create("vhu-vvu-dma", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    fd = vhu_memfd_new_sealed("vhu-vvu-dma", maplen);
     if (fd < 0)
-        return -errno;
-    if (ftruncate(fd, (off_t)maplen) < 0 ||
-        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
-        r = -errno;
-        close(fd);
-        return r;
-    }
+        return fd;
     base = mmap(NULL, maplen, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (base == MAP_FAILED) {
         r = -errno;
