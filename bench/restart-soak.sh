@@ -39,6 +39,9 @@ BACKEND=${BACKEND:-vhud}
 CONFIGS=${CONFIGS-split:1:server split:1:client split:2:server split:2:client packed:1:server packed:1:client packed:2:server packed:2:client}
 NET=${NET:-1}
 NET_N=${NET_N:-$N}
+# a guest runs about N * INTERVAL seconds plus its boot and final check
+GUEST_TIMEOUT=$(awk -v n="$N" -v m="$NET_N" -v i="$INTERVAL" -v t="$GUEST_TIMEOUT" \
+  'BEGIN { d = (n > m ? n : m) * i + 240; printf "%d", d > t ? d : t }')
 if [[ $BACKEND == qsd ]]; then
   command -v qemu-storage-daemon >/dev/null || guest_skip "qemu-storage-daemon not found"
 fi
@@ -53,10 +56,8 @@ be_pid=
 ns= ns_made=0 nc_pid=
 cleanup() {
   guest_qemu_kill
-  [[ -n $be_pid ]] && { kill -KILL "$be_pid" 2>/dev/null || true; wait "$be_pid" 2>/dev/null || true; }
-  be_pid=
-  [[ -n $nc_pid ]] && { kill "$nc_pid" 2>/dev/null || true; wait "$nc_pid" 2>/dev/null || true; }
-  nc_pid=
+  guest_kill_wait "$be_pid"; be_pid=
+  guest_kill_wait "$nc_pid"; nc_pid=
   ((ns_made)) && { ip netns del "$ns" 2>/dev/null || true; ns_made=0; }
   return 0
 }
@@ -66,7 +67,7 @@ cfg_fail() {
   guest_log "FAIL [$1]: $2"
   failures=$((failures + 1))
   cleanup
-  guest_dump "$3" $(cd "$3" && ls be.*.log 2>/dev/null | tail -2)
+  guest_dump_globs "$3" 'be.*.log' 
 }
 
 # ---- blk --------------------------------------------------------------------------------------

@@ -25,21 +25,6 @@
 #define MARK_FREE 1
 #define MARK_CHAIN 2
 
-static inline uint8_t load8(const uint8_t *p)
-{
-    return __atomic_load_n(p, __ATOMIC_RELAXED);
-}
-
-static inline uint64_t load64(const uint64_t *p)
-{
-    return __atomic_load_n(p, __ATOMIC_RELAXED);
-}
-
-static inline void store8(uint8_t *p, uint8_t v)
-{
-    __atomic_store_n(p, v, __ATOMIC_RELAXED);
-}
-
 /* Write the free list and positions into both the current and the old_* fields. */
 static void write_state(struct vhu_vq *vq)
 {
@@ -47,11 +32,11 @@ static void write_state(struct vhu_vq *vq)
 
     vq_store16(&r->free_head, vq->ifl_free);
     vq_store16(&r->used_idx, vq->used_idx);
-    store8(&r->used_wrap_counter, vq->used_wrap);
+    vq_store8(&r->used_wrap_counter, vq->used_wrap);
     vhu_smp_wmb();
     vq_store16(&r->old_free_head, vq->ifl_free);
     vq_store16(&r->old_used_idx, vq->used_idx);
-    store8(&r->old_used_wrap_counter, vq->used_wrap);
+    vq_store8(&r->old_used_wrap_counter, vq->used_wrap);
 }
 
 /* A region that describes nothing (fresh from GET_INFLIGHT_FD, another ring size, or refused):
@@ -83,7 +68,7 @@ static const char *recover(struct vhu_vq *vq)
     const uint16_t num = vq->num;
     uint16_t used = vq_load16(&r->used_idx), oused = vq_load16(&r->old_used_idx);
     uint16_t fh = vq_load16(&r->free_head), ofh = vq_load16(&r->old_free_head);
-    uint8_t uw = load8(&r->used_wrap_counter), ouw = load8(&r->old_used_wrap_counter);
+    uint8_t uw = vq_load8(&r->used_wrap_counter), ouw = vq_load8(&r->old_used_wrap_counter);
     unsigned total = 0, n = 0;
     uint16_t free = num;
     bool wrap;
@@ -111,7 +96,7 @@ static const char *recover(struct vhu_vq *vq)
         struct vq_resubmit_key *key = &vq->resubmit_keys[n];
         uint16_t cnt, last, e = i;
 
-        if (vq->ifl_mark[i] || !load8(&r->desc[i].inflight))
+        if (vq->ifl_mark[i] || !vq_load8(&r->desc[i].inflight))
             continue;
         cnt = vq_load16(&r->desc[i].num);
         last = vq_load16(&r->desc[i].last);
@@ -129,7 +114,7 @@ static const char *recover(struct vhu_vq *vq)
         if (e != last)
             return "a chain does not end at its last entry";
         vq->ifl_last[i] = last;
-        key->counter = load64(&r->desc[i].counter);
+        key->counter = vq_load64(&r->desc[i].counter);
         key->head = i;
         key->ndesc = cnt;
         total += cnt;
@@ -142,7 +127,7 @@ static const char *recover(struct vhu_vq *vq)
             continue;
         vq->ifl_next[i] = free;
         vq_store16(&r->desc[i].next, free);
-        store8(&r->desc[i].inflight, 0);
+        vq_store8(&r->desc[i].inflight, 0);
         free = (uint16_t)i;
     }
     vq->ifl_free = free;
@@ -241,7 +226,7 @@ void vq_pifl_release(struct vhu_vq *vq, uint16_t head)
     link_free(vq, head);
     vq_store16(&r->free_head, vq->ifl_free);
     vhu_smp_wmb();
-    store8(&r->desc[head].inflight, 0);
+    vq_store8(&r->desc[head].inflight, 0);
     vq_store16(&r->old_free_head, vq->ifl_free);
 }
 
@@ -255,7 +240,7 @@ void vq_pifl_stage(struct vhu_vq *vq, uint16_t used_idx, bool used_wrap)
         link_free(vq, vq->shadow[i].ifl_head);
     vq_store16(&r->free_head, vq->ifl_free);
     vq_store16(&r->used_idx, used_idx);
-    store8(&r->used_wrap_counter, used_wrap);
+    vq_store8(&r->used_wrap_counter, used_wrap);
 }
 
 /* After the batch is published (vq->used_idx/used_wrap updated): its heads are no longer in
@@ -265,11 +250,11 @@ void vq_pifl_publish(struct vhu_vq *vq)
     struct vq_inflight_packed *r = vq->pifl;
 
     for (unsigned i = 0; i < vq->nstaged; i++)
-        store8(&r->desc[vq->shadow[i].ifl_head].inflight, 0);
+        vq_store8(&r->desc[vq->shadow[i].ifl_head].inflight, 0);
     vhu_smp_wmb();
     vq_store16(&r->old_free_head, vq->ifl_free);
     vq_store16(&r->old_used_idx, vq->used_idx);
-    store8(&r->old_used_wrap_counter, vq->used_wrap);
+    vq_store8(&r->old_used_wrap_counter, vq->used_wrap);
 }
 
 /* Pop the next chain recorded in flight by the previous backend, from the region's copy of its

@@ -221,6 +221,21 @@ static inline void vq_elem_release(struct vhu_vq *vq, unsigned slot)
 
 /* ---- guest-shared memory access: each load happens exactly once ---- */
 
+static inline uint8_t vq_load8(const uint8_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static inline void vq_store8(uint8_t *p, uint8_t v)
+{
+    __atomic_store_n(p, v, __ATOMIC_RELAXED);
+}
+
+static inline uint64_t vq_load64(const uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
 static inline uint16_t vq_load16(const uint16_t *p)
 {
     return __atomic_load_n(p, __ATOMIC_RELAXED);

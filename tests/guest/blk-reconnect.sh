@@ -29,11 +29,7 @@ case $kill_what in
   *) guest_log "KILL must be vhud or nbd"; exit 2 ;;
 esac
 
-dir=${2:-}
-auto_dir=0
-if [[ -z $dir ]]; then dir=$(mktemp -d "${TMPDIR:-/tmp}/vhu-$GUEST_NAME.XXXXXX"); auto_dir=1
-else mkdir -p "$dir"; rm -f "$dir"/blk.sock "$dir"/vhud.*.log; fi
-dir=$(cd "$dir" && pwd)
+guest_workdir "${2:-}" blk.sock 'vhud.*.log'
 sock=$dir/blk.sock
 img=$dir/disk.img
 truncate -s 0 "$img"; truncate -s 64M "$img"
@@ -64,21 +60,9 @@ start_vhud() {
   guest_log "vhud #$vhud_n started (pid $vhud_pid)"
   guest_wait_socket "$sock" 20 "$vhud_pid"
 }
-cleanup() {
-  guest_qemu_kill
-  [[ -n $vhud_pid ]] && { kill -KILL "$vhud_pid" 2>/dev/null || true; wait "$vhud_pid" 2>/dev/null || true; }
-  [[ -n $nbd_pid ]] && { kill -KILL "$nbd_pid" 2>/dev/null || true; wait "$nbd_pid" 2>/dev/null || true; }
-  return 0
-}
+cleanup() { guest_qemu_kill; guest_kill_wait "$vhud_pid"; guest_kill_wait "$nbd_pid"; }
 trap cleanup EXIT
-fail() {
-  guest_log "FAIL: $*"
-  cleanup
-  local logs=() f
-  for f in "$dir"/vhud.*.log "$dir"/nbd.*.log; do [[ -e $f ]] && logs+=("${f##*/}"); done
-  guest_dump "$dir" ${logs[@]+"${logs[@]}"}
-  exit 1
-}
+fail() { guest_log "FAIL: $*"; cleanup; guest_dump_globs "$dir" 'vhud.*.log' 'nbd.*.log'; exit 1; }
 
 cat >"$dir/test.sh" <<'GUEST'
 # busybox sh in the guest. 8 MiB of random data, written and read back with O_DIRECT in passes

@@ -24,11 +24,7 @@ guest_require
 packed=off
 [[ ${RING:-split} == packed ]] && packed=on
 
-dir=${2:-}
-auto_dir=0
-if [[ -z $dir ]]; then dir=$(mktemp -d "${TMPDIR:-/tmp}/vhu-$GUEST_NAME.XXXXXX"); auto_dir=1
-else mkdir -p "$dir"; rm -f "$dir"/blk.sock "$dir"/vhud.*.log; fi
-dir=$(cd "$dir" && pwd)
+guest_workdir "${2:-}" blk.sock 'vhud.*.log'
 sock=$dir/blk.sock
 img=$dir/disk.img
 truncate -s 0 "$img"; truncate -s 16M "$img"
@@ -42,20 +38,9 @@ start_vhud() {
   guest_log "vhud #$vhud_n started (pid $vhud_pid)"
   guest_wait_socket "$sock" 20 "$vhud_pid"
 }
-cleanup() {
-  guest_qemu_kill
-  [[ -n $vhud_pid ]] && { kill -KILL "$vhud_pid" 2>/dev/null || true; wait "$vhud_pid" 2>/dev/null || true; }
-  return 0
-}
+cleanup() { guest_qemu_kill; guest_kill_wait "$vhud_pid"; vhud_pid=; }
 trap cleanup EXIT
-fail() {
-  guest_log "FAIL: $*"
-  cleanup
-  local logs=() f
-  for f in "$dir"/vhud.*.log; do [[ -e $f ]] && logs+=("${f##*/}"); done
-  guest_dump "$dir" ${logs[@]+"${logs[@]}"}
-  exit 1
-}
+fail() { guest_log "FAIL: $*"; cleanup; guest_dump_globs "$dir" 'vhud.*.log'; exit 1; }
 
 cat >"$dir/test.sh" <<'GUEST'
 dev=/dev/vda

@@ -158,6 +158,37 @@ guest_check_results() {
   return 0
 }
 
+# guest_workdir ARG [STALE...]: dir = ARG (made if missing; the files STALE, globs relative to it,
+# removed) or a fresh temporary one (auto_dir=1: the caller removes it after a pass); dir absolute
+guest_workdir() {
+  local p
+  auto_dir=0
+  if [[ -z ${1:-} ]]; then
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/vhu-$GUEST_NAME.XXXXXX"); auto_dir=1
+  else
+    dir=$1; mkdir -p "$dir"
+    for p in "${@:2}"; do rm -f "$dir"/$p; done
+  fi
+  dir=$(cd "$dir" && pwd)
+}
+
+# guest_kill_wait PID: SIGKILL a backend the test started (no-op for an empty PID) and reap it
+guest_kill_wait() {
+  [[ -n ${1:-} ]] || return 0
+  kill -KILL "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+# guest_dump_globs DIR PATTERN...: guest_dump plus the files of DIR matching the patterns
+guest_dump_globs() {
+  local dir=$1 logs=() f p
+  shift
+  for p in "$@"; do
+    for f in "$dir"/$p; do [[ -e $f ]] && logs+=("${f##*/}"); done
+  done
+  guest_dump "$dir" ${logs[@]+"${logs[@]}"}
+}
+
 guest_dump() {
   local dir=$1 f
   for f in qemu.cmd qemu.log console.log result.log "$@"; do

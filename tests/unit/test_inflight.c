@@ -33,18 +33,9 @@ static void log_capture(enum vhu_log_level level, const char *msg, void *opaque)
 /* (Re)start the device side of p tracking into region, as a new backend would. */
 static int start_tracked(struct pair *p, uint32_t base)
 {
-    struct vhu_vq_hooks hooks = {.notify = pair_notify, .error = pair_error, .opaque = p};
-    int r;
-
     vhu_vq_free(p->q);
     p->q = NULL;
-    r = vhu_vq_new(0, sizeof(struct vhu_vq_elem), 16, &p->q);
-    if (r < 0)
-        return r;
-    vhu_vq_set_hooks(p->q, &hooks);
-    vhu_vq_set_inflight_region(p->q, region);
-    vhu_vq_set_base(p->q, base);
-    return vhu_vq_start(p->q, &p->cfg, p->g->mem);
+    return pair_start_tracked(p, region, base);
 }
 
 /* What a frontend hands a restarted backend: QEMU resyncs a split ring to its used index; for a
@@ -75,6 +66,29 @@ static void setup(struct guest *g, struct pair *p, bool packed, uint32_t *first_
     ASSERT_OK(start_tracked(p, *first_base));
 }
 
+/* setup(), then n requests added (nseg descriptors each; 0: 1, 2, 3, 1, ...) and popped into e. */
+static void setup_popped(struct guest *g, struct pair *p, bool packed, uint32_t *base0,
+                         struct vhu_vq_elem **e, unsigned n, unsigned nseg)
+{
+    setup(g, p, packed, base0);
+    for (unsigned i = 0; i < n; i++)
+        ASSERT_OK(add_req(p, i + 1, nseg ? nseg : 1 + i % 3));
+    vhu_vqd_kick_prepare(p->d);
+    for (unsigned i = 0; i < n; i++) {
+        e[i] = vhu_vq_pop(p->q);
+        ASSERT(e[i]);
+    }
+}
+
+/* The end of a scenario: positions agree with the driver's, no queue error, all freed. */
+static void finish(struct pair *p, struct guest *g)
+{
+    ASSERT_EQ(vhu_vq_get_base(p->q), vhu_vqd_base(p->d));
+    ASSERT_EQ(p->errors, 0);
+    pair_fini(p);
+    guest_fini(g);
+}
+
 /* Cookie of a used entry the driver reaped, or 0. */
 static unsigned reap(struct pair *p)
 {
@@ -92,14 +106,8 @@ static void crash_resubmits(bool packed)
     uint32_t base0;
     unsigned seen = 0, c;
 
-    setup(&g, &p, packed, &base0);
-    for (unsigned i = 0; i < 4; i++)
-        ASSERT_OK(add_req(&p, i + 1, 1 + i % 3)); /* 1, 2, 3, 1 descriptors */
-    vhu_vqd_kick_prepare(p.d);
-    for (unsigned i = 0; i < 4; i++) {
-        e[i] = vhu_vq_pop(p.q);
-        ASSERT(e[i]);
-    }
+    setup_popped(&g, &p, packed, &base0, e, 4, 0); /* 1, 2, 3, 1 descriptors */
+    ASSERT(!vhu_test_failed);
     vhu_vq_push(p.q, e[3], 1);
     vhu_vq_push(p.q, e[1], 1);
     vhu_vq_flush(p.q);
@@ -125,10 +133,7 @@ static void crash_resubmits(bool packed)
     /* New work flows through the ring as usual, and the positions agree with the driver's. */
     for (unsigned i = 0; i < 3; i++)
         ASSERT_EQ(pair_roundtrip(&p, 16, 16, 16, i), 0);
-    ASSERT_EQ(vhu_vq_get_base(p.q), vhu_vqd_base(p.d));
-    ASSERT_EQ(p.errors, 0);
-    pair_fini(&p);
-    guest_fini(&g);
+    finish(&p, &g);
 }
 
 TEST(split_crash_resubmits_unfinished_in_order) { crash_resubmits(false); }
@@ -150,13 +155,8 @@ static void packed_half_batch(bool published)
     uint32_t base0;
     unsigned seen = 0, c;
 
-    setup(&g, &p, true, &base0);
-    for (unsigned i = 0; i < 3; i++)
-        ASSERT_OK(add_req(&p, i + 1, 2));
-    vhu_vqd_kick_prepare(p.d);
-    for (unsigned i = 0; i < 3; i++)
-        e[i] = vhu_vq_pop(p.q);
-    ASSERT(e[0] && e[1] && e[2]);
+    setup_popped(&g, &p, true, &base0, e, 3, 2);
+    ASSERT(!vhu_test_failed);
     uint16_t h0 = r->free_head, ofh = r->old_free_head, ou = r->old_used_idx;
     uint8_t ow = r->old_used_wrap_counter;
     uint16_t heads[2] = {0, 2}; /* chains take entries 0-1, 2-3, 4-5 */
@@ -185,10 +185,7 @@ static void packed_half_batch(bool published)
         seen |= 1u << c;
     }
     ASSERT_EQ(seen, 0xe);
-    ASSERT_EQ(vhu_vq_get_base(p.q), vhu_vqd_base(p.d));
-    ASSERT_EQ(p.errors, 0);
-    pair_fini(&p);
-    guest_fini(&g);
+    finish(&p, &g);
 }
 
 TEST(packed_crash_after_publish_commits) { packed_half_batch(true); }
@@ -307,13 +304,8 @@ static void refused(void (*spoil)(struct vq_inflight_packed *r), const char *why
     struct pair p;
     uint32_t base0;
 
-    setup(&g, &p, true, &base0);
-    for (unsigned i = 0; i < 3; i++)
-        ASSERT_OK(add_req(&p, i + 1, 2));
-    vhu_vqd_kick_prepare(p.d);
-    for (unsigned i = 0; i < 3; i++)
-        e[i] = vhu_vq_pop(p.q);
-    ASSERT(e[2]);
+    setup_popped(&g, &p, true, &base0, e, 3, 2);
+    ASSERT(!vhu_test_failed);
     spoil(r);
     log_lines = 0;
     log_buf[0] = 0;

@@ -791,19 +791,6 @@ TEST(break_logs_once_with_queue_index)
 /* exactly the chains that were popped and not completed, oldest first.                          */
 /* ------------------------------------------------------------------------------------------ */
 
-static int start_tracked(struct pair *p, void *region, uint32_t base)
-{
-    struct vhu_vq_hooks hooks = {.notify = pair_notify, .error = pair_error, .opaque = p};
-    int r = vhu_vq_new(0, sizeof(struct vhu_vq_elem), 16, &p->q);
-
-    if (r < 0)
-        return r;
-    vhu_vq_set_hooks(p->q, &hooks);
-    vhu_vq_set_inflight_region(p->q, region);
-    vhu_vq_set_base(p->q, base);
-    return vhu_vq_start(p->q, &p->cfg, p->g->mem);
-}
-
 static uint16_t used_idx_of(struct pair *p)
 {
     return ((const struct vhu_vring_used *)p->cfg.device)->idx;
@@ -825,7 +812,7 @@ TEST(inflight_resubmits_after_crash)
     ASSERT_OK(guest_init(&g));
     ASSERT_OK(pair_init(&p, &g, &o));
     vhu_vq_free(p.q); /* restart the device side with tracking on */
-    ASSERT_OK(start_tracked(&p, region, vhu_vqd_base(p.d)));
+    ASSERT_OK(pair_start_tracked(&p, region, vhu_vqd_base(p.d)));
     buf = data_alloc(&g, 4096);
     for (int i = 0; i < 4; i++) {
         struct vhu_vqd_seg s = {buf + (uint64_t)i * 64, 64};
@@ -844,7 +831,7 @@ TEST(inflight_resubmits_after_crash)
     /* The backend dies: no stop, no flush. The frontend (like QEMU) restarts the ring at the
      * used index, with the same inflight buffer. */
     vhu_vq_free(p.q);
-    ASSERT_OK(start_tracked(&p, region, used_idx_of(&p)));
+    ASSERT_OK(pair_start_tracked(&p, region, used_idx_of(&p)));
     ASSERT_EQ(vhu_vq_resubmitted(p.q), 2);
     struct vhu_vq_elem *a = vhu_vq_pop(p.q), *b = vhu_vq_pop(p.q);
     ASSERT(a && b);
@@ -889,7 +876,7 @@ TEST(inflight_repairs_half_recorded_batch)
     ASSERT_OK(guest_init(&g));
     ASSERT_OK(pair_init(&p, &g, &o));
     vhu_vq_free(p.q);
-    ASSERT_OK(start_tracked(&p, region, vhu_vqd_base(p.d)));
+    ASSERT_OK(pair_start_tracked(&p, region, vhu_vqd_base(p.d)));
     uint64_t buf = data_alloc(&g, 256);
     for (int i = 0; i < 2; i++) {
         struct vhu_vqd_seg s = {buf + (uint64_t)i * 64, 64};
@@ -913,7 +900,7 @@ TEST(inflight_repairs_half_recorded_batch)
     region[16 + 16 * ids[0]] = 1;
     region[16 + 16 * ids[1]] = 1;
 
-    ASSERT_OK(start_tracked(&p, region, used_idx_of(&p)));
+    ASSERT_OK(pair_start_tracked(&p, region, used_idx_of(&p)));
     ASSERT_EQ(vhu_vq_resubmitted(p.q), 0);
     ASSERT(vhu_vq_pop(p.q) == NULL);
     ASSERT_EQ(region[16 + 16 * ids[0]], 0);
@@ -935,7 +922,7 @@ TEST(inflight_hostile_region)
     ASSERT_OK(guest_init(&g));
     ASSERT_OK(pair_init(&p, &g, &o));
     vhu_vq_free(p.q);
-    ASSERT_OK(start_tracked(&p, region, vhu_vqd_base(p.d)));
+    ASSERT_OK(pair_start_tracked(&p, region, vhu_vqd_base(p.d)));
     /* every entry claims to be in flight, with garbage descriptors behind it: popping must
      * either produce a valid chain or break this queue, never crash */
     for (int i = 0; i < 16; i++)
@@ -954,7 +941,7 @@ static void tracked_popped(struct pair *p, struct guest *g, uint8_t *region, uns
     ASSERT_OK(guest_init(g));
     ASSERT_OK(pair_init(p, g, &(struct pair_opts){.num = 8}));
     vhu_vq_free(p->q);
-    ASSERT_OK(start_tracked(p, region, vhu_vqd_base(p->d)));
+    ASSERT_OK(pair_start_tracked(p, region, vhu_vqd_base(p->d)));
     for (unsigned i = 1; i <= n; i++)
         ASSERT_OK(add_one(p, i));
     vhu_vqd_kick_prepare(p->d);
@@ -1080,7 +1067,7 @@ TEST(inflight_sort_ignores_region_writes_during_recovery)
     scribble_heads = ids;
     scribble_n = 4;
     scribbles = 0;
-    ASSERT_OK(start_tracked(&p, region, used_idx_of(&p)));
+    ASSERT_OK(pair_start_tracked(&p, region, used_idx_of(&p)));
     ASSERT_EQ(scribbles, 1); /* the frontend did write during the sort */
     ASSERT_EQ(vhu_vq_resubmitted(p.q), 4);
     for (int i = 0; i < 4; i++) { /* the order recorded before the write: oldest first */
@@ -1117,7 +1104,7 @@ TEST(inflight_garbage_counters_bounded_resubmit)
             if (ids[i] == h && i != 3)
                 sorted[n++] = h;
     sorted[n++] = ids[3];
-    ASSERT_OK(start_tracked(&p, region, used_idx_of(&p)));
+    ASSERT_OK(pair_start_tracked(&p, region, used_idx_of(&p)));
     ASSERT_EQ(vhu_vq_resubmitted(p.q), 4);
     struct vhu_vq_elem *e[4];
     for (int i = 0; i < 4; i++) {

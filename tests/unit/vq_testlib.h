@@ -176,6 +176,21 @@ static inline int pair_start_device(struct pair *p, uint32_t base)
     return vhu_vq_start(p->q, &p->cfg, p->g->mem);
 }
 
+/* A new device side for p (the previous one already freed) that tracks into an inflight region,
+ * started at base: what a backend restarted after a crash does. */
+static inline int pair_start_tracked(struct pair *p, void *region, uint32_t base)
+{
+    struct vhu_vq_hooks hooks = {.notify = pair_notify, .error = pair_error, .opaque = p};
+    int r = vhu_vq_new(p->o.index, sizeof(struct vhu_vq_elem), 16, &p->q);
+
+    if (r < 0)
+        return r;
+    vhu_vq_set_hooks(p->q, &hooks);
+    vhu_vq_set_inflight_region(p->q, region);
+    vhu_vq_set_base(p->q, base);
+    return vhu_vq_start(p->q, &p->cfg, p->g->mem);
+}
+
 static inline int pair_init(struct pair *p, struct guest *g, const struct pair_opts *o)
 {
     struct vhu_vqd_config dc = {.num = o->num, .packed = o->packed, .event_idx = o->event_idx};
