@@ -84,6 +84,11 @@ struct vhu_ring_addr {
     uint64_t desc;   /* descriptor table / packed descriptor ring */
     uint64_t driver; /* split: avail ring; packed: driver event suppression area */
     uint64_t device; /* split: used ring; packed: device event suppression area */
+    /* Dirty logging of the ring's own writes (used entries, event areas; vhost's
+     * VHOST_VRING_F_LOG): log_device is the guest-physical address of the device area the
+     * log uses (vhost-user's log_guest_addr); the descriptor area's comes from the table. */
+    bool log;
+    uint64_t log_device;
 };
 
 /* Size and position may only change while the ring is stopped (-EBUSY). num: 1..max_queue_size
@@ -123,6 +128,21 @@ int vhu_core_ring_exec(struct vhu_core *c, unsigned q, int (*fn)(void *arg), voi
 /* Process every started, enabled ring that the control thread owns and that has buffers
  * available; returns how many rings had work. For polled rings without workers, and tests. */
 unsigned vhu_core_poll(struct vhu_core *c);
+
+/*
+ * Dirty logging (live migration; docs/recovery.md): bitmap has one bit per 4 KiB page of
+ * guest-physical address (page p is bit p % 8 of byte p / 8), size bytes, in memory the transport
+ * keeps mapped (and shares with its driver, which clears bits as it copies pages) until it
+ * attaches another or frees the core. It must cover the memory table (-EINVAL, logged). NULL
+ * detaches. Running rings switch to the new bitmap on their threads before the call returns,
+ * so the transport may then unmap the old one.
+ *   - set_log_all: log every write the device makes into guest buffers (vhost's LOG_ALL);
+ *   - rings started with vhu_ring_addr.log log their used entries and event areas;
+ *   - the log notifier (may be NULL; the core takes it) is signalled after each logged batch.
+ */
+int vhu_core_set_log(struct vhu_core *c, void *bitmap, uint64_t size);
+void vhu_core_set_log_all(struct vhu_core *c, bool on);
+void vhu_core_set_log_notifier(struct vhu_core *c, struct vhu_notifier *n);
 
 /*
  * Inflight tracking (split and packed rings) and device state (docs/recovery.md): region, size

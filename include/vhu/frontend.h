@@ -84,6 +84,14 @@ int vhu_fe_start(struct vhu_fe *fe, const struct vhu_fe_opts *opts);
 int vhu_fe_reconnect(struct vhu_fe *fe, struct vhu_fe *from);
 /* The inflight buffer's fd (borrowed; -1 without one) and its size. */
 int vhu_fe_inflight_fd(const struct vhu_fe *fe, uint64_t *size);
+/*
+ * Dirty logging, the way QEMU drives it around a migration: SET_LOG_BASE with fd (a memfd of
+ * size bytes, sealed against shrinking; the caller keeps it; -1: keep the current log), then
+ * SET_FEATURES with or without VHOST_F_LOG_ALL, then every ring's addresses with or without
+ * the log flag. Needs LOG_SHMFD (opts.protocol_features) and a backend offering LOG_ALL
+ * (-ENOTSUP otherwise).
+ */
+int vhu_fe_set_log(struct vhu_fe *fe, int fd, uint64_t size, bool on);
 /* Stop every queue (GET_VRING_BASE), keeping the connection. */
 int vhu_fe_stop(struct vhu_fe *fe);
 

@@ -100,5 +100,9 @@ void *vhu_mem_uva_to_host(const struct vhu_mem_table *t, uint64_t uva, uint64_t 
 /* Whole range in one region, or NULL. */
 void *vhu_mem_gpa_range(const struct vhu_mem_table *t, uint64_t gpa, uint64_t len);
 void *vhu_mem_uva_range(const struct vhu_mem_table *t, uint64_t uva, uint64_t len);
+/* The guest-physical address of a frontend virtual address (false when it is in no region). */
+bool vhu_mem_uva_to_gpa(const struct vhu_mem_table *t, uint64_t uva, uint64_t *gpa);
+/* One past the highest guest-physical address in the table (0 when it is empty). */
+uint64_t vhu_mem_gpa_end(const struct vhu_mem_table *t);
 
 #endif

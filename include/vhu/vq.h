@@ -32,6 +32,7 @@ struct vhu_vq_elem {
     uint64_t out_len;  /* total readable bytes */
     uint64_t in_len;   /* total writable bytes */
     struct iovec *iov; /* points into the pool; capacity max_segs */
+    uint64_t *gpa;     /* guest-physical address of each iov segment (dirty logging) */
 };
 
 struct vhu_vq;
@@ -60,6 +61,14 @@ void vhu_vq_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_t written);
  * driver gets its buffer back, and an error is logged.
  */
 void vhu_vq_unpop(struct vhu_vq *vq, struct vhu_vq_elem *elem);
+/*
+ * Dirty logging (live migration): vhu_vq_push() logs the first `written` bytes of the writable
+ * segments. A device that writes elsewhere in a buffer (virtio-blk's status byte after a failed
+ * read, which it reports as 1 byte written) logs [off, off+len) of the writable area here before
+ * pushing. Nothing happens while logging is off.
+ */
+void vhu_vq_log_write(struct vhu_vq *vq, const struct vhu_vq_elem *elem, uint64_t off,
+                      uint64_t len);
 /* Publish staged used entries and notify the driver if it asked to be (EVENT_IDX aware). */
 void vhu_vq_flush(struct vhu_vq *vq);
 /* Notify unconditionally (e.g. after a new call sink arrives). */

@@ -73,6 +73,11 @@ struct vhu_core {
     unsigned state_slot; /* the slot holding it (0 or 1) */
     unsigned nrings;
     struct vhu_core_ring *rings;
+    /* dirty log (borrowed from the transport), the LOG_ALL switch and the log notifier */
+    uint8_t *log;
+    uint64_t log_size;
+    bool log_all;
+    struct vhu_notifier *log_call;
 };
 
 /* state.c: the device-state area after the ring areas of the inflight region. */

@@ -84,6 +84,41 @@ static void *translate(const struct vhu_core *c, enum vhu_addr_space space, uint
     return NULL;
 }
 
+/* The log settings a ring takes (on its owner thread). */
+static void ring_apply_log(struct vhu_core *c, struct vhu_core_ring *r)
+{
+    struct vhu_vq_log l = {
+        .bitmap = c->log, .size = c->log_size, .all = c->log_all, .call = c->log_call};
+
+    vhu_vq_set_log(r->vq, &l);
+}
+
+/* Guest-physical addresses of the areas whose writes a logging ring logs: the device area at
+ * the address the transport gave for the log, the descriptor area (packed rings write used
+ * descriptors there) through the table. */
+static int ring_log_gpas(struct vhu_core *c, struct vhu_core_ring *r, unsigned idx, uint64_t dsz,
+                         uint64_t usz, struct vhu_vq_config *cfg)
+{
+    bool desc_ok = false;
+
+    if (r->addr.space == VHU_ADDR_GPA) {
+        cfg->desc_gpa = r->addr.desc;
+        desc_ok = true;
+    } else if (r->addr.space == VHU_ADDR_UVA) {
+        desc_ok = vhu_mem_uva_to_gpa(c->mem, r->addr.desc, &cfg->desc_gpa);
+    }
+    cfg->device_gpa = r->addr.log_device;
+    if (!desc_ok || !vhu_mem_gpa_range(c->mem, cfg->desc_gpa, dsz) ||
+        !vhu_mem_gpa_range(c->mem, cfg->device_gpa, usz)) {
+        vhu_err("queue %u: ring logging asked for, but the log address 0x%llx (or the "
+                "descriptor area) is not in guest memory",
+                idx, (unsigned long long)cfg->device_gpa);
+        return -EFAULT;
+    }
+    cfg->log_ring = true;
+    return 0;
+}
+
 /* Translate the ring areas and start the ring and the device's queue. */
 static int vq_start(struct vhu_core *c, struct vhu_core_ring *r)
 {
@@ -124,6 +159,9 @@ static int vq_start(struct vhu_core *c, struct vhu_core_ring *r)
                                    " its memory needs vhud --no-mem-slots)");
         return -EFAULT;
     }
+    if (r->addr.log && (ret = ring_log_gpas(c, r, idx, dsz, usz, &cfg)) < 0)
+        return ret;
+    ring_apply_log(c, r);
     vhu_vq_set_inflight_region(r->vq, NULL);
     r->tracks = false;
     if (c->ifl_region && idx < c->ifl_queues) {
@@ -566,8 +604,18 @@ VHU_EXPORT void vhu_core_reset(struct vhu_core *c)
         ring_forget(&c->rings[i]);
     c->dev->acked_features = 0;
     vhu_core_set_status(c, 0);
+    vhu_core_set_log_all(c, false);
     if (c->dev->ops->reset)
         c->dev->ops->reset(c->dev);
+}
+
+/* Whether a bitmap of size bytes covers every page of t. */
+static bool log_covers(const struct vhu_mem_table *t, uint64_t size)
+{
+    uint64_t end = vhu_mem_gpa_end(t);
+    uint64_t pages = end / VHU_LOG_PAGE + (end % VHU_LOG_PAGE != 0);
+
+    return size >= pages / 8 + (pages % 8 != 0);
 }
 
 /* The memory table changed under running rings: re-translate their areas. */
@@ -575,6 +623,9 @@ VHU_EXPORT int vhu_core_set_mem(struct vhu_core *c, struct vhu_mem_table *t)
 {
     struct vhu_mem_table *old = c->mem;
     int ret = 0;
+
+    if (c->log && !log_covers(t, c->log_size))
+        vhu_warn("the new memory table reaches past the dirty log: writes there are not logged");
 
     c->mem = t;
     /* Every ring, even after one fails: a running ring left out would keep translating through
@@ -591,6 +642,50 @@ VHU_EXPORT int vhu_core_set_mem(struct vhu_core *c, struct vhu_mem_table *t)
 VHU_EXPORT const struct vhu_mem_table *vhu_core_mem(const struct vhu_core *c)
 {
     return c->mem;
+}
+
+static int op_apply_log(void *arg)
+{
+    struct vhu_core_ring *r = arg;
+
+    ring_apply_log(r->c, r);
+    return 0;
+}
+
+static void log_apply_all(struct vhu_core *c)
+{
+    for (unsigned i = 0; i < c->nrings; i++)
+        on_owner(&c->rings[i], op_apply_log, &c->rings[i]);
+}
+
+VHU_EXPORT int vhu_core_set_log(struct vhu_core *c, void *bitmap, uint64_t size)
+{
+    if (bitmap && (size == 0 || !log_covers(c->mem, size))) {
+        vhu_err("dirty log of %llu bytes does not cover guest memory up to 0x%llx",
+                (unsigned long long)size, (unsigned long long)vhu_mem_gpa_end(c->mem));
+        return -EINVAL;
+    }
+    c->log = bitmap;
+    c->log_size = bitmap ? size : 0;
+    log_apply_all(c);
+    return 0;
+}
+
+VHU_EXPORT void vhu_core_set_log_all(struct vhu_core *c, bool on)
+{
+    if (c->log_all == on)
+        return;
+    c->log_all = on;
+    log_apply_all(c);
+}
+
+VHU_EXPORT void vhu_core_set_log_notifier(struct vhu_core *c, struct vhu_notifier *n)
+{
+    struct vhu_notifier *old = c->log_call;
+
+    c->log_call = n;
+    log_apply_all(c);
+    vhu_notifier_free(old); /* no ring uses it any more */
 }
 
 VHU_EXPORT size_t vhu_core_inflight_region_size(uint16_t qsize)
@@ -705,6 +800,7 @@ VHU_EXPORT void vhu_core_free(struct vhu_core *c)
         c->dev->ops->reset(c->dev);
     c->dev->acked_features = 0;
     vhu_mem_table_put(c->mem);
+    vhu_notifier_free(c->log_call);
     free(c->rings);
     if (c->b->core == c)
         c->b->core = NULL;

@@ -133,6 +133,12 @@ static void finish(struct blk_req *r, uint8_t status)
 
     *r->status = status;
     q->inflight--;
+    /* Dirty logging: the push logs the first written + 1 bytes. The status byte is the last
+     * writable one, and a failed request may have written part of its data. */
+    if (status != VHU_VIRTIO_BLK_S_OK)
+        vhu_vq_log_write(q->vq, &r->elem, 0, r->elem.in_len);
+    else if ((uint64_t)written + 1 < r->elem.in_len)
+        vhu_vq_log_write(q->vq, &r->elem, r->elem.in_len - 1, 1);
     vhu_vq_push(q->vq, &r->elem, written + 1);
 }
 

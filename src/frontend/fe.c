@@ -45,6 +45,7 @@ struct vhu_fe {
     unsigned mem_regions;
     uint16_t queue_size;
     bool queue_pairs;
+    bool logging;              /* vhu_fe_set_log(on): LOG_ALL and the rings' log flag */
     /* the inflight buffer (opts.inflight): kept across backends, as QEMU keeps it */
     int ifl_fd;
     struct vhost_user_inflight ifl;
@@ -387,18 +388,31 @@ static int queue_setup(struct vhu_fe *fe, unsigned i, const struct vhu_fe_opts *
     return queue_send(fe, i);
 }
 
+/* SET_VRING_ADDR's payload for queue i. */
+static void vring_addr(struct vhu_fe *fe, unsigned i, struct vhost_vring_addr *addr)
+{
+    uint64_t d, a, u;
+
+    vhu_vqd_addrs(fe->q[i].vqd, &d, &a, &u);
+    *addr = (struct vhost_vring_addr){
+        .index = i,
+        /* vhost-user.rst "Migration": the used ring is logged at its guest address. */
+        .flags = fe->logging ? 1u << VHOST_VRING_F_LOG : 0,
+        .desc_user_addr = gpa_to_uva(fe, d),
+        .avail_user_addr = gpa_to_uva(fe, a),
+        .used_user_addr = gpa_to_uva(fe, u),
+        .log_guest_addr = u,
+    };
+}
+
 /* A queue's messages: size, addresses, base, notifiers, enable (again after a reconnect). */
 static int queue_send(struct vhu_fe *fe, unsigned i)
 {
     struct vhu_fe_queue *q = &fe->q[i];
-    struct vhost_vring_addr addr = {.index = i};
-    uint64_t d, a, u;
+    struct vhost_vring_addr addr;
     int r;
 
-    vhu_vqd_addrs(q->vqd, &d, &a, &u);
-    addr.desc_user_addr = gpa_to_uva(fe, d);
-    addr.avail_user_addr = gpa_to_uva(fe, a);
-    addr.used_user_addr = gpa_to_uva(fe, u);
+    vring_addr(fe, i, &addr);
     if ((r = fe_state(fe, VHOST_USER_SET_VRING_NUM, i, fe->queue_size)) < 0 ||
         (r = fe_call(fe, VHOST_USER_SET_VRING_ADDR, &addr, sizeof(addr), NULL, 0)) < 0 ||
         (r = fe_state(fe, VHOST_USER_SET_VRING_BASE, i, q->base)) < 0 ||
@@ -595,6 +609,33 @@ VHU_EXPORT int vhu_fe_reconnect(struct vhu_fe *fe, struct vhu_fe *from)
             return r;
     }
     return driver_ok(fe);
+}
+
+/* What QEMU's vhost does when a migration starts or ends (vhost_dev_set_log): the log first,
+ * then LOG_ALL in the features, then every ring's addresses again with the log flag. */
+VHU_EXPORT int vhu_fe_set_log(struct vhu_fe *fe, int fd, uint64_t size, bool on)
+{
+    struct vhost_user_log l = {.mmap_size = size, .mmap_offset = 0};
+    uint64_t f;
+    int r;
+
+    if (!fe->q || !has_pf(fe, VHOST_USER_PROTOCOL_F_LOG_SHMFD) ||
+        !vhu_has_feature(fe->backend_features, VHOST_F_LOG_ALL))
+        return -ENOTSUP;
+    if (fd >= 0 && (r = fe_call(fe, VHOST_USER_SET_LOG_BASE, &l, sizeof(l), &fd, 1)) < 0)
+        return r;
+    f = on ? fe->features | vhu_feature(VHOST_F_LOG_ALL) : fe->features;
+    if ((r = fe_set_u64(fe, VHOST_USER_SET_FEATURES, f, NULL, 0)) < 0)
+        return r;
+    fe->logging = on;
+    for (unsigned i = 0; i < fe->nq; i++) {
+        struct vhost_vring_addr addr;
+
+        vring_addr(fe, i, &addr);
+        if ((r = fe_call(fe, VHOST_USER_SET_VRING_ADDR, &addr, sizeof(addr), NULL, 0)) < 0)
+            return r;
+    }
+    return 0;
 }
 
 VHU_EXPORT int vhu_fe_stop(struct vhu_fe *fe)

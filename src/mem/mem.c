@@ -269,3 +269,23 @@ VHU_EXPORT void *vhu_mem_uva_range(const struct vhu_mem_table *t, uint64_t uva, 
 {
     return range(t, uva, len, true);
 }
+
+VHU_EXPORT bool vhu_mem_uva_to_gpa(const struct vhu_mem_table *t, uint64_t uva, uint64_t *gpa)
+{
+    const struct vhu_mem_region *r = t ? lookup(t->by_uva, t->nregions, uva, true) : NULL;
+
+    if (!r)
+        return false;
+    *gpa = r->gpa + (uva - r->uva);
+    return true;
+}
+
+VHU_EXPORT uint64_t vhu_mem_gpa_end(const struct vhu_mem_table *t)
+{
+    const struct vhu_mem_region *r;
+
+    if (!t || t->nregions == 0)
+        return 0;
+    r = t->by_gpa[t->nregions - 1]; /* sorted and disjoint: the last one ends highest */
+    return r->gpa + r->size;
+}

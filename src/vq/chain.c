@@ -40,6 +40,7 @@ const char *vq_walk_add(struct vq_walk *w, const struct vq_desc *d)
             return "descriptor address is not in guest memory";
         e->iov[nseg].iov_base = p;
         e->iov[nseg].iov_len = (size_t)len;
+        e->gpa[nseg] = addr;
         nseg++;
         addr += len;
         left -= len;

@@ -208,6 +208,8 @@ bool vq_packed_flush(struct vhu_vq *vq)
     vq_store16(&vq->pdesc[head].flags, head_flags);
     vq->used_idx = idx;
     vq->used_wrap = wrap;
+    if (vhu_unlikely(vq->log_ring))
+        vq_log_packed_used(vq, head, (unsigned)(idx - head + (idx <= head ? vq->num : 0)));
     if (vq->pifl)
         vq_pifl_publish(vq);
     vq->nstaged = 0;

@@ -261,6 +261,8 @@ bool vq_split_flush(struct vhu_vq *vq)
         vhu_smp_wmb();
         vq->ifl->used_idx = new_idx;
     }
+    if (vhu_unlikely(vq->log_ring))
+        vq_log_split_used(vq, old, new_idx);
     vq->nstaged = 0;
     vq->signalled = new_idx;
     /* Order the index store before reading the driver's suppression state (virtio 2.7.10). */

@@ -33,6 +33,7 @@ static void pool_free(struct vhu_vq *vq)
 {
     free(vq->pool);
     free(vq->iovs);
+    free(vq->gpas);
     free(vq->free_slots);
     free(vq->pop_pos);
     free(vq->busy);
@@ -50,6 +51,7 @@ static void pool_free(struct vhu_vq *vq)
     vq->nresubmit = vq->resubmit_pos = 0;
     vq->pool = NULL;
     vq->iovs = NULL;
+    vq->gpas = NULL;
     vq->free_slots = NULL;
     vq->pop_pos = NULL;
     vq->busy = NULL;
@@ -62,6 +64,7 @@ static int pool_alloc(struct vhu_vq *vq, uint16_t num)
 {
     vq->pool = calloc(num, vq->stride);
     vq->iovs = calloc((size_t)num * vq->max_segs, sizeof(*vq->iovs));
+    vq->gpas = calloc((size_t)num * vq->max_segs, sizeof(*vq->gpas));
     vq->free_slots = calloc(num, sizeof(*vq->free_slots));
     vq->pop_pos = calloc(num, sizeof(*vq->pop_pos));
     vq->busy = calloc(num, sizeof(*vq->busy));
@@ -76,7 +79,7 @@ static int pool_alloc(struct vhu_vq *vq, uint16_t num)
         vq->ifl_head = calloc(num, sizeof(*vq->ifl_head));
         vq->ifl_mark = calloc(num, sizeof(*vq->ifl_mark));
     }
-    if (!vq->pool || !vq->iovs || !vq->free_slots || !vq->pop_pos || !vq->busy ||
+    if (!vq->pool || !vq->iovs || !vq->gpas || !vq->free_slots || !vq->pop_pos || !vq->busy ||
         !vq->resubmit || (vq->packed && !vq->shadow) || (keys && !vq->resubmit_keys) ||
         (links && (!vq->ifl_next || !vq->ifl_last || !vq->ifl_head || !vq->ifl_mark))) {
         pool_free(vq);
@@ -157,6 +160,10 @@ VHU_EXPORT int vhu_vq_start(struct vhu_vq *vq, const struct vhu_vq_config *cfg,
     vq->notify_off = false;
     vq->polling = false;
     vq->nstaged = 0;
+    vq->log_ring_req = cfg->log_ring;
+    vq->desc_gpa = cfg->desc_gpa;
+    vq->device_gpa = cfg->device_gpa;
+    vq->log_ring = vq->log && cfg->log_ring;
     vq->ifl = cfg->packed ? NULL : vq->ifl_area;
     vq->pifl = cfg->packed ? vq->ifl_area : NULL;
     if (cfg->packed) {
@@ -174,8 +181,13 @@ VHU_EXPORT void vhu_vq_stop(struct vhu_vq *vq)
         return;
     /* Entries already pushed belong to the driver: publish them before letting go. */
     vhu_vq_flush(vq);
+    /* Event areas written since the last flush (avail_event follows pops): the frontend syncs
+     * the log once more after it stopped the rings. */
+    if (vhu_unlikely(vq->log_ring) && !vq->broken)
+        vq_log_ring_areas(vq);
     vq->base = vhu_vq_get_base(vq);
     vq->started = false;
+    vq->log_ring = false;
     pool_free(vq);
     vq->desc = NULL;
     vq->avail = NULL;
@@ -356,6 +368,8 @@ VHU_EXPORT void vhu_vq_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_
         /* Never report more than the chain can hold: the driver would treat it as a fault. */
         if (written > elem->in_len)
             written = (uint32_t)elem->in_len;
+        if (vhu_unlikely(vq->log_data))
+            vq_log_elem(vq, elem, 0, written);
         if (vq->packed)
             vq_packed_push(vq, elem, written);
         else

@@ -24,6 +24,11 @@ struct vhu_vq_config {
     void *desc;         /* descriptor table / packed descriptor ring */
     void *driver;       /* split: avail ring; packed: driver event suppression */
     void *device;       /* split: used ring;  packed: device event suppression */
+    /* Dirty logging of the ring writes (used entries, event areas): the guest-physical
+     * addresses of the descriptor and device areas. Off when log_ring is false. */
+    bool log_ring;
+    uint64_t desc_gpa;
+    uint64_t device_gpa;
 };
 
 /* Called when the queue is marked broken (guest fault) or wants the driver notified. */
@@ -75,6 +80,24 @@ void *vhu_vq_core(const struct vhu_vq *vq);
  * vhu_vq_enable_notify()'s answer: true if work is waiting.
  */
 bool vhu_vq_set_polling(struct vhu_vq *vq, bool on);
+
+/*
+ * Dirty logging (vhost-user "Migration"; the same bitmap as vhost-net): bitmap has one bit per
+ * VHU_LOG_PAGE of guest-physical address (page p is bit p % 8 of byte p / 8), size bytes; it is
+ * shared with the frontend, which clears bits while we set them (atomic OR). `all` logs every
+ * write the device makes into buffers; ring writes are logged when the ring was started with
+ * log_ring. call (may be NULL) is signalled after a flush that logged something. bitmap NULL
+ * turns logging off. Run on the ring's owner thread; takes effect at once, for the elements
+ * already popped too. A write past the bitmap is not logged (one message per ring).
+ */
+#define VHU_LOG_PAGE 4096u
+struct vhu_vq_log {
+    uint8_t *bitmap;
+    uint64_t size;
+    bool all;
+    struct vhu_notifier *call; /* borrowed */
+};
+void vhu_vq_set_log(struct vhu_vq *vq, const struct vhu_vq_log *log);
 
 /*
  * Inflight tracking (vhost-user "Inflight I/O tracking", split and packed): region is this queue's

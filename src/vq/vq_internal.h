@@ -113,6 +113,8 @@ struct vhu_vq {
     bool started;
     bool broken;
     unsigned nstaged;      /* pushes since the last flush */
+    bool log_data;         /* dirty logging of buffer writes (VHOST_F_LOG_ALL) */
+    bool log_ring;         /* dirty logging of ring writes */
 
     union {
         struct vhu_vring_desc *desc;
@@ -123,11 +125,14 @@ struct vhu_vq {
     struct vhu_vring_packed_desc_event *drv_event;  /* packed: driver writes, device reads */
     struct vhu_vring_packed_desc_event *dev_event;  /* packed: device writes, driver reads */
     const struct vhu_mem_table *mem;
+    uint8_t *log;          /* dirty bitmap (vhu_vq_set_log) */
+    uint64_t log_pages;    /* pages it covers */
 
     /* --- element pool: num elements, allocated at start --- */
     uint8_t *pool;          /* num * stride bytes */
     size_t stride;          /* elem_size rounded up for alignment */
     struct iovec *iovs;     /* num * max_segs */
+    uint64_t *gpas;         /* num * max_segs: each segment's guest-physical address */
     uint16_t *free_slots;   /* stack of free pool slots */
     unsigned nfree;
     uint32_t *pop_pos;      /* per slot: ring position before the pop (for unpop) */
@@ -161,6 +166,13 @@ struct vhu_vq {
     unsigned nresubmit;
     unsigned resubmit_pos;
     const char *break_reason;
+    /* dirty logging, cold part */
+    bool log_all;          /* vhu_vq_log.all */
+    bool log_ring_req;     /* started with log_ring */
+    bool log_overflow;     /* a write past the bitmap was reported */
+    uint64_t desc_gpa;
+    uint64_t device_gpa;
+    struct vhu_notifier *log_call;
 };
 
 /* ---- pool ---- */
@@ -192,6 +204,7 @@ static inline struct vhu_vq_elem *vq_elem_get(struct vhu_vq *vq, unsigned *slot_
     struct vhu_vq_elem *e = vq_slot_elem(vq, slot);
 
     e->iov = vq->iovs + (size_t)slot * vq->max_segs;
+    e->gpa = vq->gpas + (size_t)slot * vq->max_segs;
     e->slot = (uint16_t)slot;
     e->out_num = e->in_num = 0;
     e->out_len = e->in_len = 0;
@@ -385,6 +398,20 @@ static inline bool vq_packed_need_event(uint16_t off_wrap, uint16_t old_pos, uin
         off = (uint16_t)(off - num);
     return vhu_vring_need_event(off, new_pos, old_pos);
 }
+
+/* ---- dirty logging (log.c) ---- */
+
+/* Mark the pages of [gpa, gpa+len) dirty; the caller checked that logging is on. */
+void vq_log_range(struct vhu_vq *vq, uint64_t gpa, uint64_t len);
+/* The first `written` bytes of elem's writable segments (push, when log_data). */
+void vq_log_elem(struct vhu_vq *vq, const struct vhu_vq_elem *elem, uint64_t off, uint64_t len);
+/* Ring areas written by a flush: split used entries [from, to) (free-running indexes) plus
+ * the used header and avail_event; packed descriptors [from, from+n) plus the device event
+ * area. Then the log call. */
+void vq_log_split_used(struct vhu_vq *vq, uint16_t from, uint16_t to);
+void vq_log_packed_used(struct vhu_vq *vq, uint16_t from, unsigned n);
+/* Everything the device writes in the ring areas outside flushes (stop). */
+void vq_log_ring_areas(struct vhu_vq *vq);
 
 /* Run the notify hook (or signal the call sink). */
 void vq_do_notify(struct vhu_vq *vq);

@@ -32,6 +32,8 @@ struct vhu_session {
     int backend_req_fd;
     /* inflight buffer (GET/SET_INFLIGHT_FD), mapped here and lent to the core */
     struct vhu_mem_mapping ifl;
+    /* dirty log (SET_LOG_BASE), mapped here and lent to the core */
+    struct vhu_mem_mapping log;
     /* fd-less transports: the notifier resolved for the vring message being handled (on the
      * control thread, before the handler runs on the ring's), taken like a received fd */
     struct vhu_notifier *res_notifier;
@@ -116,7 +118,8 @@ static uint64_t default_protocol_features(const struct vhu_device *dev)
                   vhu_feature(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |
                   vhu_feature(VHOST_USER_PROTOCOL_F_RESET_DEVICE) |
                   vhu_feature(VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) |
-                  vhu_feature(VHOST_USER_PROTOCOL_F_STATUS);
+                  vhu_feature(VHOST_USER_PROTOCOL_F_STATUS) |
+                  vhu_feature(VHOST_USER_PROTOCOL_F_LOG_SHMFD);
 
     if (dev->config_size)
         pf |= vhu_feature(VHOST_USER_PROTOCOL_F_CONFIG);
@@ -162,9 +165,13 @@ static int reply_state(struct vhu_session *s, struct vhu_msg *m, uint32_t index,
     return 1;
 }
 
+/* Dirty logging (LOG_ALL) goes with the shared-memory log: vhu has no other kind. */
 static uint64_t offered_features(const struct vhu_session *s)
 {
-    return vhu_core_features(s->core) | vhu_feature(VHOST_USER_F_PROTOCOL_FEATURES);
+    return vhu_core_features(s->core) | vhu_feature(VHOST_USER_F_PROTOCOL_FEATURES) |
+           (vhu_has_feature(s->offered_pf, VHOST_USER_PROTOCOL_F_LOG_SHMFD)
+                ? vhu_feature(VHOST_F_LOG_ALL)
+                : 0);
 }
 
 static int h_get_features(struct vhu_session *s, struct vhu_msg *m)
@@ -186,9 +193,12 @@ static int h_set_features(struct vhu_session *s, struct vhu_msg *m)
         vhu_err("SET_FEATURES: features 0x%llx were not offered", (unsigned long long)unknown);
         return -EINVAL;
     }
-    r = vhu_core_set_features(s->core, f & ~vhu_feature(VHOST_USER_F_PROTOCOL_FEATURES));
+    /* Both bits are vhost-user's, not the device's: LOG_ALL becomes the core's log switch. */
+    r = vhu_core_set_features(s->core, f & ~(vhu_feature(VHOST_USER_F_PROTOCOL_FEATURES) |
+                                             vhu_feature(VHOST_F_LOG_ALL)));
     if (r < 0)
         return r;
+    vhu_core_set_log_all(s->core, vhu_has_feature(f, VHOST_F_LOG_ALL));
     /* Without protocol features rings are enabled as soon as features are set. */
     if (!vhu_has_feature(f, VHOST_USER_F_PROTOCOL_FEATURES)) {
         for (unsigned i = 0; i < vhu_core_num_queues(s->core); i++)
@@ -318,6 +328,10 @@ static int h_set_vring_addr(struct vhu_session *s, struct vhu_msg *m)
         .desc = wa->desc_user_addr,
         .driver = wa->avail_user_addr,
         .device = wa->used_user_addr,
+        /* vhost-user.rst "Migration": the used ring is logged at log_guest_addr when the ring's
+         * VHOST_VRING_F_LOG flag is set. */
+        .log = (wa->flags & (1u << VHOST_VRING_F_LOG)) != 0,
+        .log_device = wa->log_guest_addr,
     };
 
     return vhu_core_ring_set_addr(s->core, wa->index, &a);
@@ -495,6 +509,59 @@ static int h_set_inflight_fd(struct vhu_session *s, struct vhu_msg *m)
     return inflight_attach(s, &map, in);
 }
 
+/* The log covers at most 2^47 pages (512 TiB of guest memory); anything larger is a lie. */
+#define LOG_MAX_BYTES (1ULL << 44)
+
+/* vhost-user.rst SET_LOG_BASE (with LOG_SHMFD): the dirty bitmap the frontend reads while it
+ * migrates, an fd + offset + size; sized to cover guest memory, sealed like every memfd we map.
+ * The reply (an empty one, as QEMU reads it) says the new log is in use: the frontend frees the
+ * old one after it. */
+static int h_set_log_base(struct vhu_session *s, struct vhu_msg *m)
+{
+    const struct vhost_user_log *l = &m->payload.log;
+    struct vhu_mem_mapping map;
+    int r;
+
+    if (s->ops->fdless)
+        return -ENOTSUP;
+    if (l->mmap_size == 0 || l->mmap_size > LOG_MAX_BYTES ||
+        (r = vhu_mem_map_fd(m->fds[0], l->mmap_offset, l->mmap_size, &map)) < 0) {
+        vhu_err("SET_LOG_BASE: log of %llu bytes at offset %llu is too large, empty or cannot "
+                "be mapped (%s)",
+                (unsigned long long)l->mmap_size, (unsigned long long)l->mmap_offset,
+                strerror(l->mmap_size == 0 || l->mmap_size > LOG_MAX_BYTES ? EINVAL : -r));
+        return -EINVAL;
+    }
+    r = vhu_core_set_log(s->core, map.base, map.len);
+    if (r < 0) {
+        vhu_mem_unmap_fd(&map);
+        return r;
+    }
+    vhu_mem_unmap_fd(&s->log); /* no ring uses it any more */
+    s->log = map;
+    vhu_msg_init(&s->reply, m->hdr.request, VHOST_USER_VERSION | VHOST_USER_REPLY_MASK, 0);
+    return 1;
+}
+
+/* vhost-user.rst SET_LOG_FD: an eventfd signalled when the log has been modified. */
+static int h_set_log_fd(struct vhu_session *s, struct vhu_msg *m)
+{
+    struct vhu_notifier *n;
+    char what[64];
+    int r;
+
+    if (s->ops->fdless)
+        return -ENOTSUP;
+    vhu_fd_describe(m->fds[0], what, sizeof(what));
+    r = vhu_notifier_eventfd_new(take_fd(m), &n);
+    if (r < 0) {
+        vhu_err("SET_LOG_FD: the fd is %s, not a usable eventfd (%s)", what, strerror(-r));
+        return r;
+    }
+    vhu_core_set_log_notifier(s->core, n);
+    return 0;
+}
+
 /* vhost-user.rst SEND_RARP: the first 6 bytes of the u64 are the guest's MAC. */
 static int h_send_rarp(struct vhu_session *s, struct vhu_msg *m)
 {
@@ -591,6 +658,8 @@ static const struct vhu_handler handlers[VHOST_USER_MAX_REQUEST] = {
     [VHOST_USER_SET_OWNER] = CTL(h_set_owner),
     [VHOST_USER_RESET_OWNER] = CTL(h_reset),
     [VHOST_USER_SET_MEM_TABLE] = CTL(h_set_mem_table),
+    [VHOST_USER_SET_LOG_BASE] = CTL(h_set_log_base),
+    [VHOST_USER_SET_LOG_FD] = CTL(h_set_log_fd),
     [VHOST_USER_SET_VRING_NUM] = CTL(h_set_vring_num),
     [VHOST_USER_SET_VRING_ADDR] = RING(h_set_vring_addr),
     [VHOST_USER_SET_VRING_BASE] = CTL(h_set_vring_base),
@@ -755,6 +824,7 @@ int vhu_session_new(struct vhu_backend *b, const struct vhu_session_transport_op
     s->conn = conn;
     s->backend_req_fd = -1;
     s->ifl.guard = -1;
+    s->log.guard = -1;
     s->offered_pf = vhu_backend_protocol_features(b);
     if (ops->fdless)
         s->offered_pf &= ops->fdless_protocol_mask;
@@ -776,6 +846,7 @@ void vhu_session_end(struct vhu_session *s)
     /* The rings stop (and let go of the inflight buffer) before it is unmapped. */
     vhu_core_free(s->core);
     vhu_mem_unmap_fd(&s->ifl);
+    vhu_mem_unmap_fd(&s->log);
     vhu_fd_close(&s->backend_req_fd);
     free(s);
 }
