@@ -615,8 +615,17 @@ VHU_EXPORT size_t vhu_core_inflight_size(const struct vhu_core *c, uint16_t nque
            vhu_core_state_area_size(c->dev);
 }
 
-VHU_EXPORT int vhu_core_set_inflight(struct vhu_core *c, void *region, size_t size,
-                                     uint16_t nqueues, uint16_t qsize)
+VHU_EXPORT int vhu_core_set_inflight(struct vhu_core *c, void *region, uint16_t nqueues,
+                                     uint16_t qsize)
+{
+    return vhu_core_set_inflight_buffer(c, region,
+                                        region ? (size_t)nqueues * vhu_vq_inflight_region_size(qsize)
+                                               : 0,
+                                        nqueues, qsize);
+}
+
+VHU_EXPORT int vhu_core_set_inflight_buffer(struct vhu_core *c, void *region, size_t size,
+                                            uint16_t nqueues, uint16_t qsize)
 {
     size_t rings = region ? (size_t)nqueues * vhu_vq_inflight_region_size(qsize) : 0;
 

@@ -466,23 +466,23 @@ CORE_TEST(set_inflight_refused_while_a_ring_tracks)
     struct vhu_vqd *vqd;
     uint8_t *buf;
     ASSERT_OK(core_up(&t, 0, &o, &c, &vqd, &buf, &gpa, 64));
-    ASSERT_ERR(-EINVAL, vhu_core_set_inflight(c, r1, sz, 2, QSZ)); /* rng has one queue */
+    ASSERT_ERR(-EINVAL, vhu_core_set_inflight(c, r1, 2, QSZ)); /* rng has one queue */
     /* the ring started before any region: it does not track, so regions come and go */
-    ASSERT_OK(vhu_core_set_inflight(c, r1, sz, 1, QSZ));
-    ASSERT_OK(vhu_core_set_inflight(c, r2, sz, 1, QSZ));
+    ASSERT_OK(vhu_core_set_inflight(c, r1, 1, QSZ));
+    ASSERT_OK(vhu_core_set_inflight(c, r2, 1, QSZ));
     /* restarted, it takes its area in r2 */
     ASSERT_OK(vhu_core_ring_stop(c, 0, NULL));
     ASSERT_OK(vhu_core_ring_start(c, 0));
-    ASSERT_ERR(-EBUSY, vhu_core_set_inflight(c, r1, sz, 1, QSZ));
-    ASSERT_ERR(-EBUSY, vhu_core_set_inflight(c, NULL, 0, 0, 0));
+    ASSERT_ERR(-EBUSY, vhu_core_set_inflight(c, r1, 1, QSZ));
+    ASSERT_ERR(-EBUSY, vhu_core_set_inflight(c, NULL, 0, 0));
     for (unsigned i = 0; i < 20; i++)
         ASSERT(one_request(&t, vqd, buf, gpa, 64, true));
     /* stopped, it lets go */
     ASSERT_OK(vhu_core_ring_stop(c, 0, NULL));
-    ASSERT_OK(vhu_core_set_inflight(c, NULL, 0, 0, 0));
+    ASSERT_OK(vhu_core_set_inflight(c, NULL, 0, 0));
     ASSERT_OK(vhu_core_ring_start(c, 0));
     ASSERT(one_request(&t, vqd, buf, gpa, 64, true));
-    ASSERT_OK(vhu_core_set_inflight(c, r1, sz, 1, QSZ)); /* untracked ring again */
+    ASSERT_OK(vhu_core_set_inflight(c, r1, 1, QSZ)); /* untracked ring again */
     rng_down(&t);
     free(r1);
     free(r2);

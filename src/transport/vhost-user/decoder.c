@@ -421,7 +421,8 @@ static int h_set_vring_enable(struct vhu_session *s, struct vhu_msg *m)
 static int inflight_attach(struct vhu_session *s, struct vhu_mem_mapping *map,
                            const struct vhost_user_inflight *in)
 {
-    int r = vhu_core_set_inflight(s->core, map->base, map->len, in->num_queues, in->queue_size);
+    int r = vhu_core_set_inflight_buffer(s->core, map->base, map->len, in->num_queues,
+                                         in->queue_size);
 
     if (r < 0) {
         vhu_mem_unmap_fd(map);
