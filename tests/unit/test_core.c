@@ -488,6 +488,43 @@ CORE_TEST(set_inflight_refused_while_a_ring_tracks)
     free(r2);
 }
 
+/* A buffer made before packed tracking (split-ring areas only, as an older vhud sized it) is
+ * taken: a split ring tracks into it, a packed ring runs untracked, and a buffer smaller still
+ * is refused. */
+static void legacy_buffer(bool packed)
+{
+    struct tdrv_opts o = one_queue(packed, true);
+    size_t legacy = (16 + 16 * (size_t)QSZ + 63) / 64 * 64;
+    void *r1 = calloc(1, legacy);
+    struct rng_bench t;
+    struct vhu_core *c;
+    struct vhu_vqd *vqd;
+    uint8_t *buf;
+    uint64_t gpa;
+
+    ASSERT(r1);
+    ASSERT(legacy < vhu_core_inflight_region_size(QSZ));
+    ASSERT_OK(core_up(&t, 0, &o, &c, &vqd, &buf, &gpa, 64));
+    ASSERT_ERR(-EINVAL, vhu_core_set_inflight_buffer(c, r1, legacy - 64, 1, QSZ));
+    ASSERT_OK(vhu_core_set_inflight_buffer(c, r1, legacy, 1, QSZ));
+    ASSERT_OK(vhu_core_ring_stop(c, 0, NULL));
+    ASSERT_OK(vhu_core_ring_start(c, 0));
+    for (unsigned i = 0; i < 5; i++)
+        ASSERT(one_request(&t, vqd, buf, gpa, 64, true));
+    /* a tracking ring holds on to its buffer */
+    if (packed)
+        ASSERT_OK(vhu_core_set_inflight(c, NULL, 0, 0));
+    else
+        ASSERT_ERR(-EBUSY, vhu_core_set_inflight(c, NULL, 0, 0));
+    ASSERT_OK(vhu_core_ring_stop(c, 0, NULL));
+    ASSERT_OK(vhu_core_set_inflight(c, NULL, 0, 0));
+    rng_down(&t);
+    free(r1);
+}
+
+CORE_TEST(legacy_inflight_buffer_split) { legacy_buffer(false); }
+CORE_TEST(legacy_inflight_buffer_packed) { legacy_buffer(true); }
+
 /* ---- the core path really is message- and fd-free --------------------------------------- */
 
 TEST(core_path_sends_no_message_and_opens_no_fd)
