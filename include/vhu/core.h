@@ -160,7 +160,9 @@ size_t vhu_core_inflight_size(const struct vhu_core *c, uint16_t nqueues, uint16
 /* Whether this device can take a region of nqueues areas for rings of qsize (0, or -EINVAL
  * logged): a transport checks before it allocates the region. */
 int vhu_core_inflight_check(const struct vhu_core *c, uint16_t nqueues, uint16_t qsize);
-int vhu_core_set_inflight(struct vhu_core *c, void *region, size_t size, uint16_t nqueues,
-                          uint16_t qsize);
+int vhu_core_set_inflight_buffer(struct vhu_core *c, void *region, size_t size,
+                                 uint16_t nqueues, uint16_t qsize);
+/* The same for a region of exactly nqueues ring areas: no device-state area (libvhu 0.1). */
+int vhu_core_set_inflight(struct vhu_core *c, void *region, uint16_t nqueues, uint16_t qsize);
 
 #endif

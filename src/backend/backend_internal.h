@@ -67,6 +67,7 @@ struct vhu_core {
     uint8_t *ifl_region;
     uint16_t ifl_queues;
     uint16_t ifl_qsize;
+    size_t ifl_stride;   /* bytes per queue area */
     /* device-state area inside the region (state.c), NULL when the region has none */
     uint8_t *state_area;
     uint64_t state_seq;  /* sequence number of the newest slot written or loaded */

@@ -165,13 +165,15 @@ static int vq_start(struct vhu_core *c, struct vhu_core_ring *r)
     vhu_vq_set_inflight_region(r->vq, NULL);
     r->tracks = false;
     if (c->ifl_region && idx < c->ifl_queues) {
-        if (num <= c->ifl_qsize) {
-            vhu_vq_set_inflight_region(r->vq, c->ifl_region + (size_t)idx *
-                                                  vhu_vq_inflight_region_size(c->ifl_qsize));
-            r->tracks = true;
-        } else {
+        if (num > c->ifl_qsize) {
             vhu_warn("queue %u: ring of %u is larger than the inflight buffer's %u: untracked",
                      idx, num, c->ifl_qsize);
+        } else if (packed && c->ifl_stride < vhu_vq_inflight_region_size(num)) {
+            vhu_warn("queue %u: the inflight buffer has split-ring areas only: packed ring "
+                     "untracked until the device is reset", idx);
+        } else {
+            vhu_vq_set_inflight_region(r->vq, c->ifl_region + (size_t)idx * c->ifl_stride);
+            r->tracks = true;
         }
     }
     ret = vhu_vq_set_base(r->vq, r->base);
@@ -710,16 +712,35 @@ VHU_EXPORT size_t vhu_core_inflight_size(const struct vhu_core *c, uint16_t nque
            vhu_core_state_area_size(c->dev);
 }
 
-VHU_EXPORT int vhu_core_set_inflight(struct vhu_core *c, void *region, size_t size,
-                                     uint16_t nqueues, uint16_t qsize)
+VHU_EXPORT int vhu_core_set_inflight(struct vhu_core *c, void *region, uint16_t nqueues,
+                                     uint16_t qsize)
 {
-    size_t rings = region ? (size_t)nqueues * vhu_vq_inflight_region_size(qsize) : 0;
+    return vhu_core_set_inflight_buffer(c, region,
+                                        region ? (size_t)nqueues * vhu_vq_inflight_region_size(qsize)
+                                               : 0,
+                                        nqueues, qsize);
+}
 
-    if (region && (vhu_core_inflight_check(c, nqueues, qsize) < 0 || size < rings)) {
-        if (size < rings)
+VHU_EXPORT int vhu_core_set_inflight_buffer(struct vhu_core *c, void *region, size_t size,
+                                            uint16_t nqueues, uint16_t qsize)
+{
+    size_t stride = region ? vhu_vq_inflight_region_size(qsize) : 0;
+    size_t rings = (size_t)nqueues * stride;
+
+    if (region && vhu_core_inflight_check(c, nqueues, qsize) < 0)
+        return -EINVAL;
+    if (region && size < rings) {
+        /* A buffer an older vhud made (split-ring areas only) still carries the requests it
+         * had in flight: take it for split rings, without device state. */
+        stride = vhu_vq_inflight_split_size(qsize);
+        rings = (size_t)nqueues * stride;
+        if (size < rings) {
             vhu_err("inflight buffer of %zu bytes is smaller than its %zu bytes of ring areas",
                     size, rings);
-        return -EINVAL;
+            return -EINVAL;
+        }
+        vhu_warn("inflight buffer with split-ring areas only (made by an older backend): packed "
+                 "rings untracked and no device state until the device is reset");
     }
     for (unsigned i = 0; i < c->nrings; i++) {
         if (c->rings[i].tracks) {
@@ -730,9 +751,11 @@ VHU_EXPORT int vhu_core_set_inflight(struct vhu_core *c, void *region, size_t si
     c->ifl_region = region;
     c->ifl_queues = region ? nqueues : 0;
     c->ifl_qsize = region ? qsize : 0;
+    c->ifl_stride = stride;
     /* The state area follows the ring areas; a region made without one (another backend's, or
      * for a device without state) carries no state. */
-    vhu_core_state_attach(c, region && size - rings >= vhu_core_state_area_size(c->dev) &&
+    vhu_core_state_attach(c, region && stride == vhu_vq_inflight_region_size(qsize) &&
+                                     size - rings >= vhu_core_state_area_size(c->dev) &&
                                      vhu_core_state_area_size(c->dev)
                                  ? (uint8_t *)region + rings
                                  : NULL);

@@ -89,8 +89,9 @@ static const char *slot_read(const struct vhu_core *c, unsigned i, struct state_
     return NULL;
 }
 
-/* Load the newest valid slot into the device; false if there was none (or it was refused). */
-static bool state_load(struct vhu_core *c)
+/* Load the newest valid slot into the device; false if there was none (or it was refused).
+ * prev: the save this core made or loaded last (the same buffer handed back: no news). */
+static bool state_load(struct vhu_core *c, uint64_t prev)
 {
     struct vhu_device *dev = c->dev;
     struct state_hdr h[2];
@@ -117,7 +118,8 @@ static bool state_load(struct vhu_core *c)
         if (r == 0) {
             c->state_seq = h[best].seq;
             c->state_slot = (unsigned)best;
-            vhu_info("%s: device state restored from the inflight buffer (%u bytes, save %llu)",
+            vhu_logf(h[best].seq == prev ? VHU_LOG_DEBUG : VHU_LOG_INFO,
+                     "%s: device state restored from the inflight buffer (%u bytes, save %llu)",
                      dev->name, h[best].size, (unsigned long long)h[best].seq);
             loaded = true;
         } else {
@@ -135,6 +137,8 @@ static bool state_load(struct vhu_core *c)
 
 void vhu_core_state_attach(struct vhu_core *c, uint8_t *area)
 {
+    uint64_t prev = c->state_seq;
+
     c->state_area = area;
     c->state_seq = 0;
     c->state_slot = 1; /* the first save goes to slot 0 */
@@ -142,7 +146,7 @@ void vhu_core_state_attach(struct vhu_core *c, uint8_t *area)
         return;
     /* Nothing valid to restore: record what the device has now, so a successor starts from
      * what the guest sees, and the area holds a valid state from here on. */
-    if (!state_load(c))
+    if (!state_load(c, prev))
         vhu_core_state_save(c);
 }
 

@@ -273,6 +273,13 @@ VHU_EXPORT size_t vhu_vq_inflight_region_size(uint16_t num)
     return VHU_ALIGN_UP(split > packed ? split : packed, (size_t)64);
 }
 
+VHU_EXPORT size_t vhu_vq_inflight_split_size(uint16_t num)
+{
+    return VHU_ALIGN_UP(sizeof(struct vq_inflight_split) +
+                            (size_t)num * sizeof(struct vq_inflight_desc),
+                        (size_t)64);
+}
+
 VHU_EXPORT void vhu_vq_set_inflight_region(struct vhu_vq *vq, void *region)
 {
     if (vq && !vq->started)

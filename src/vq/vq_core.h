@@ -111,6 +111,8 @@ void vhu_vq_set_log(struct vhu_vq *vq, const struct vhu_vq_log *log);
  * and the ring starts afresh from its base.
  */
 size_t vhu_vq_inflight_region_size(uint16_t num);
+/* What a split ring alone needs: the per-queue area of buffers made before packed tracking. */
+size_t vhu_vq_inflight_split_size(uint16_t num);
 void vhu_vq_set_inflight_region(struct vhu_vq *vq, void *region);
 /* Chains the last start found in flight and will pop again first. */
 unsigned vhu_vq_resubmitted(const struct vhu_vq *vq);

@@ -466,27 +466,64 @@ CORE_TEST(set_inflight_refused_while_a_ring_tracks)
     struct vhu_vqd *vqd;
     uint8_t *buf;
     ASSERT_OK(core_up(&t, 0, &o, &c, &vqd, &buf, &gpa, 64));
-    ASSERT_ERR(-EINVAL, vhu_core_set_inflight(c, r1, sz, 2, QSZ)); /* rng has one queue */
+    ASSERT_ERR(-EINVAL, vhu_core_set_inflight(c, r1, 2, QSZ)); /* rng has one queue */
     /* the ring started before any region: it does not track, so regions come and go */
-    ASSERT_OK(vhu_core_set_inflight(c, r1, sz, 1, QSZ));
-    ASSERT_OK(vhu_core_set_inflight(c, r2, sz, 1, QSZ));
+    ASSERT_OK(vhu_core_set_inflight(c, r1, 1, QSZ));
+    ASSERT_OK(vhu_core_set_inflight(c, r2, 1, QSZ));
     /* restarted, it takes its area in r2 */
     ASSERT_OK(vhu_core_ring_stop(c, 0, NULL));
     ASSERT_OK(vhu_core_ring_start(c, 0));
-    ASSERT_ERR(-EBUSY, vhu_core_set_inflight(c, r1, sz, 1, QSZ));
-    ASSERT_ERR(-EBUSY, vhu_core_set_inflight(c, NULL, 0, 0, 0));
+    ASSERT_ERR(-EBUSY, vhu_core_set_inflight(c, r1, 1, QSZ));
+    ASSERT_ERR(-EBUSY, vhu_core_set_inflight(c, NULL, 0, 0));
     for (unsigned i = 0; i < 20; i++)
         ASSERT(one_request(&t, vqd, buf, gpa, 64, true));
     /* stopped, it lets go */
     ASSERT_OK(vhu_core_ring_stop(c, 0, NULL));
-    ASSERT_OK(vhu_core_set_inflight(c, NULL, 0, 0, 0));
+    ASSERT_OK(vhu_core_set_inflight(c, NULL, 0, 0));
     ASSERT_OK(vhu_core_ring_start(c, 0));
     ASSERT(one_request(&t, vqd, buf, gpa, 64, true));
-    ASSERT_OK(vhu_core_set_inflight(c, r1, sz, 1, QSZ)); /* untracked ring again */
+    ASSERT_OK(vhu_core_set_inflight(c, r1, 1, QSZ)); /* untracked ring again */
     rng_down(&t);
     free(r1);
     free(r2);
 }
+
+/* A buffer made before packed tracking (split-ring areas only, as an older vhud sized it) is
+ * taken: a split ring tracks into it, a packed ring runs untracked, and a buffer smaller still
+ * is refused. */
+static void legacy_buffer(bool packed)
+{
+    struct tdrv_opts o = one_queue(packed, true);
+    size_t legacy = (16 + 16 * (size_t)QSZ + 63) / 64 * 64;
+    void *r1 = calloc(1, legacy);
+    struct rng_bench t;
+    struct vhu_core *c;
+    struct vhu_vqd *vqd;
+    uint8_t *buf;
+    uint64_t gpa;
+
+    ASSERT(r1);
+    ASSERT(legacy < vhu_core_inflight_region_size(QSZ));
+    ASSERT_OK(core_up(&t, 0, &o, &c, &vqd, &buf, &gpa, 64));
+    ASSERT_ERR(-EINVAL, vhu_core_set_inflight_buffer(c, r1, legacy - 64, 1, QSZ));
+    ASSERT_OK(vhu_core_set_inflight_buffer(c, r1, legacy, 1, QSZ));
+    ASSERT_OK(vhu_core_ring_stop(c, 0, NULL));
+    ASSERT_OK(vhu_core_ring_start(c, 0));
+    for (unsigned i = 0; i < 5; i++)
+        ASSERT(one_request(&t, vqd, buf, gpa, 64, true));
+    /* a tracking ring holds on to its buffer */
+    if (packed)
+        ASSERT_OK(vhu_core_set_inflight(c, NULL, 0, 0));
+    else
+        ASSERT_ERR(-EBUSY, vhu_core_set_inflight(c, NULL, 0, 0));
+    ASSERT_OK(vhu_core_ring_stop(c, 0, NULL));
+    ASSERT_OK(vhu_core_set_inflight(c, NULL, 0, 0));
+    rng_down(&t);
+    free(r1);
+}
+
+CORE_TEST(legacy_inflight_buffer_split) { legacy_buffer(false); }
+CORE_TEST(legacy_inflight_buffer_packed) { legacy_buffer(true); }
 
 /* ---- the core path really is message- and fd-free --------------------------------------- */
 

@@ -294,6 +294,42 @@ TEST(packed_crash_soak)
     }
 }
 
+/* Unpop with tracking: the unpopped chain is back in the ring, not in flight; after a crash only
+ * the chain really out is resubmitted, and the unpopped one comes from the ring, once. */
+static void unpop_then_crash(bool packed)
+{
+    struct vhu_vq_elem *e[3];
+    struct guest g;
+    struct pair p;
+    uint32_t base0;
+    unsigned seen = 0, c;
+
+    setup_popped(&g, &p, packed, &base0, e, 3, 2);
+    ASSERT(!vhu_test_failed);
+    uint16_t kept = e[1]->id;
+    vhu_vq_unpop(p.q, e[2]);
+    vhu_vq_push(p.q, e[0], 1);
+    vhu_vq_flush(p.q);
+    ASSERT_OK(start_tracked(&p, restart_base(&p, base0)));
+    ASSERT_EQ(vhu_vq_resubmitted(p.q), 1);
+    struct vhu_vq_elem *a = vhu_vq_pop(p.q), *b = vhu_vq_pop(p.q);
+    ASSERT(a && b);
+    ASSERT_EQ(a->id, kept);
+    ASSERT(vhu_vq_pop(p.q) == NULL);
+    vhu_vq_push(p.q, b, 1);
+    vhu_vq_push(p.q, a, 1);
+    vhu_vq_flush(p.q);
+    while ((c = reap(&p)) != 0) {
+        ASSERT(!(seen & (1u << c)));
+        seen |= 1u << c;
+    }
+    ASSERT_EQ(seen, 0xe);
+    finish(&p, &g);
+}
+
+TEST(split_unpop_then_crash) { unpop_then_crash(false); }
+TEST(packed_unpop_then_crash) { unpop_then_crash(true); }
+
 /* Packed regions that do not hold together: refused with one message, the ring starts from its
  * base with nothing resubmitted and keeps working. */
 static void refused(void (*spoil)(struct vq_inflight_packed *r), const char *why)

@@ -5,7 +5,8 @@
  * first backend parks requests and completes some out of order, then dies; the second resubmits
  * exactly the unfinished ones, in order, and the frontend sees every request complete once.
  * Device state: blk's write-cache mode set by the guest survives the crash; a state area that
- * was scribbled on is ignored with one message and the device keeps its defaults.
+ * was scribbled on is ignored with one message and the device keeps its defaults; net keeps the
+ * MAC it generated (the guest has read it).
  */
 #include <stddef.h>
 #include <sys/mman.h>
@@ -13,6 +14,7 @@
 
 #include "vhu/backend.h"
 #include "vhu/dev/blk.h"
+#include "vhu/dev/net.h"
 #include "vhu/device.h"
 #include "vhu/frontend.h"
 #include "vhu/log.h"
@@ -292,3 +294,33 @@ static void blk_state(bool packed, bool spoil)
 TEST(blk_write_cache_survives_crash_split) { blk_state(false, false); }
 TEST(blk_write_cache_survives_crash_packed) { blk_state(true, false); }
 TEST(blk_spoiled_state_ignored) { blk_state(false, true); }
+
+/* ---- device state: net's generated MAC ---- */
+
+TEST(net_generated_mac_survives_crash)
+{
+    struct vhu_net_opts no = {.port = VHU_NET_PORT_SINK};
+    struct vhu_fe_opts o = {.num_queues = 2, .queue_size = QSZ, .mem_size = 1 << 20,
+                            .inflight = true, .queue_pairs = true};
+    struct vhu_device *d1 = NULL, *d2 = NULL;
+    uint8_t mac1[6], mac2[6], seen[6];
+    struct rig r1, r2;
+    struct vhu_fe *fe, *fe2;
+
+    ASSERT_OK(vhu_net_new(&no, &d1));
+    ASSERT_OK(vhu_net_new(&no, &d2));
+    vhu_net_get_mac(d1, mac1);
+    vhu_net_get_mac(d2, mac2);
+    ASSERT(memcmp(mac1, mac2, 6) != 0); /* two random MACs */
+    fe = rig_up(&r1, d1);
+    ASSERT(fe);
+    ASSERT_OK(vhu_fe_start(fe, &o));
+    fe2 = rig_up(&r2, d2);
+    ASSERT(fe2);
+    ASSERT_OK(vhu_fe_reconnect(fe, fe2));
+    rig_down(&r1);
+    ASSERT_OK(vhu_fe_get_config(fe, offsetof(struct vhu_virtio_net_config, mac), seen, 6));
+    ASSERT(memcmp(seen, mac1, 6) == 0); /* the successor answers with the MAC the guest knows */
+    vhu_fe_free(fe);
+    rig_down(&r2);
+}

@@ -435,7 +435,8 @@ static int h_set_vring_enable(struct vhu_session *s, struct vhu_msg *m)
 static int inflight_attach(struct vhu_session *s, struct vhu_mem_mapping *map,
                            const struct vhost_user_inflight *in)
 {
-    int r = vhu_core_set_inflight(s->core, map->base, map->len, in->num_queues, in->queue_size);
+    int r = vhu_core_set_inflight_buffer(s->core, map->base, map->len, in->num_queues,
+                                         in->queue_size);
 
     if (r < 0) {
         vhu_mem_unmap_fd(map);
@@ -492,17 +493,15 @@ static int h_set_inflight_fd(struct vhu_session *s, struct vhu_msg *m)
 {
     const struct vhost_user_inflight *in = &m->payload.inflight;
     struct vhu_mem_mapping map;
-    size_t need;
     int r = inflight_check(s, in);
 
     if (r < 0)
         return r;
-    need = in->num_queues * vhu_core_inflight_region_size(in->queue_size);
-    if (in->mmap_size < need || in->mmap_size > (1ULL << 32) ||
+    /* The core checks the size against what the queues need (vhu_core_set_inflight_buffer). */
+    if (in->mmap_size == 0 || in->mmap_size > (1ULL << 32) ||
         (r = vhu_mem_map_fd(m->fds[0], in->mmap_offset, in->mmap_size, &map)) < 0) {
-        vhu_err("SET_INFLIGHT_FD: buffer of %llu bytes at %llu does not fit (need %zu) or "
-                "cannot be mapped (%s)",
-                (unsigned long long)in->mmap_size, (unsigned long long)in->mmap_offset, need,
+        vhu_err("SET_INFLIGHT_FD: buffer of %llu bytes at %llu cannot be mapped (%s)",
+                (unsigned long long)in->mmap_size, (unsigned long long)in->mmap_offset,
                 strerror(r < 0 ? -r : EINVAL));
         return r < 0 ? r : -EINVAL;
     }
