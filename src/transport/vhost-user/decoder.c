@@ -545,6 +545,8 @@ static int h_set_log_base(struct vhu_session *s, struct vhu_msg *m)
     }
     vhu_mem_unmap_fd(&s->log); /* no ring uses it any more */
     s->log = map;
+    vhu_info("dirty log attached: %llu bytes (a migration is starting)",
+             (unsigned long long)map.len);
     vhu_msg_init(&s->reply, m->hdr.request, VHOST_USER_VERSION | VHOST_USER_REPLY_MASK, 0);
     return 1;
 }
