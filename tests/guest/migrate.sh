@@ -78,6 +78,9 @@ for k in 0 1 2 3 4 5 6 7; do
 done
 rm /tmp/c
 sync
+# Keep the disk open: the last close of a block device drops its page cache (kill_bdev), and
+# the point is to find on the destination what the device wrote into that cache on the source.
+exec 4<$dev
 bad=0
 check() { # check WHAT K [dd flags]: chunk K read (cached, or with flags) against its sum
   got=$(sum $2 $3)
