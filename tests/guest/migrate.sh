@@ -25,6 +25,8 @@ GUEST_NAME=${GUEST_NAME:-migrate}
 GUEST_MEM=${GUEST_MEM:-256}
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=migrate-lib.sh
+. "$here/migrate-lib.sh"
 
 (($# >= 1)) || { echo "usage: $0 VHUD [WORKDIR]" >&2; exit 2; }
 guest_vhud "$1"
@@ -40,10 +42,10 @@ img=$dir/disk.img
 truncate -s 0 "$img"; truncate -s 9M "$img"
 CTL_OFF=8 # MiB: the control sector, after the 8 data chunks
 
-declare -A vhud_pid=() qemu_pid=() qmp_in=() qmp_out=()
+declare -A vhud_pid=()
 cleanup() {
   local k
-  for k in "${!qemu_pid[@]}"; do guest_kill_wait "${qemu_pid[$k]}"; done
+  mig_kill_all
   for k in "${!vhud_pid[@]}"; do guest_kill_wait "${vhud_pid[$k]}"; done
 }
 trap cleanup EXIT
@@ -68,7 +70,6 @@ while [ ! -b $dev ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 [ -b $dev ] || { result FAIL disk "no $dev"; exit 0; }
 ctl() { dd if=$dev bs=4096 skip=$((ctl_mib * 256)) count=1 iflag=direct 2>/dev/null | head -c 16 | tr -d ' \0'; }
 sum() { dd if=$dev bs=1M skip=$1 count=1 $2 2>/dev/null | md5sum | cut -d' ' -f1; }
-echo "ctl: '$(ctl)'"
 # 8 chunks of 1 MiB, all different, written around the page cache
 for k in 0 1 2 3 4 5 6 7; do
   dd if=/dev/urandom of=/tmp/c bs=1M count=1 2>/dev/null
@@ -122,9 +123,9 @@ GUEST
 guest_mkinitramfs "$dir/initrd.cpio.gz" virtio_pci virtio_blk -- "$dir/test.sh" \
   2>"$dir/mkinitramfs.log" || { cat "$dir/mkinitramfs.log" >&2; exit 1; }
 
-# start_side S [incoming]: vhud blk and QEMU for side S (a or b), logs in $dir/S
+# start_side S [incoming]: vhud blk (once) and QEMU for side S (a or b), logs in $dir/S
 start_side() {
-  local s=$1 sdir=$dir/$1 extra=()
+  local s=$1 sdir=$dir/$1
   mkdir -p "$sdir"
   if [[ -z ${vhud_pid[$s]:-} ]]; then
     rm -f "$sdir/blk.sock"
@@ -132,98 +133,34 @@ start_side() {
     vhud_pid[$s]=$!
     guest_wait_socket "$sdir/blk.sock" 20 "${vhud_pid[$s]}" || return 1
   fi
-  [[ ${2:-} == incoming ]] && { rm -f "$dir/mig.sock"; extra=(-incoming "unix:$dir/mig.sock"); }
-  # the previous guest's results on this side, before QEMU truncates them
-  [[ -f $sdir/result.log ]] && tr -d '\r' <"$sdir/result.log" >>"$dir/result.log"
-  guest_qmp_args "$sdir"
-  guest_qemu_start "$sdir" "$dir/initrd.cpio.gz" "${GUEST_QMP_ARGS[@]}" "${extra[@]}" \
-    -chardev "socket,id=c0,path=$sdir/blk.sock" \
+  mig_qemu_start "$s" ${2:-} -- -chardev "socket,id=c0,path=$sdir/blk.sock" \
     -device "vhost-user-blk-pci,chardev=c0,num-queues=1,packed=$packed"
-  qemu_pid[$s]=$GUEST_QEMU_PID
-  GUEST_QEMU_PID=
-  guest_qmp_connect "$sdir"
-  qmp_in[$s]=$GUEST_QMP_IN; qmp_out[$s]=$GUEST_QMP_OUT
-}
-# qmp S JSON [SECS]
-qmp() { GUEST_QMP_IN=${qmp_in[$1]} GUEST_QMP_OUT=${qmp_out[$1]} guest_qmp "$2" "${3:-30}"; }
-stop_side() {
-  local s=$1
-  [[ -n ${qemu_pid[$s]:-} ]] || return 0
-  qmp "$s" '{"execute":"quit"}' 10 >/dev/null || true
-  wait "${qemu_pid[$s]}" 2>/dev/null || true
-  eval "exec ${qmp_in[$s]}>&- ${qmp_out[$s]}>&-"
-  unset "qemu_pid[$s]"
-}
-mig_field() { # mig_field S REGEX: the first group of REGEX in query-migrate's reply
-  local reply
-  reply=$(qmp "$1" '{"execute":"query-migrate"}' 10) || return 1
-  [[ $reply =~ $2 ]] && echo "${BASH_REMATCH[1]}"
-}
-wait_line() { # wait_line S REGEX SECS
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do
-    grep -qE "$2" "$dir/$1/result.log" 2>/dev/null && return 0
-    kill -0 "${qemu_pid[$1]}" 2>/dev/null || { guest_log "QEMU $1 ended"; return 1; }
-    sleep 0.1
-  done
-  guest_log "timed out waiting for /$2/ from side $1"; return 1
 }
 
 ctl INIT
 start_side a || fail "side a did not start"
-wait_line a '^READY' 120 || fail "guest never got ready"
+mig_wait_line a '^READY' 120 || fail "guest never got ready"
 src=a dst=b
 for ((r = 1; r <= rounds; r++)); do
   start_side "$dst" incoming || fail "side $dst did not start"
   guest_log "round $r: $src -> $dst"
-  # Held iterative: at 16 MiB/s and 1 ms of downtime QEMU completes only when less than 16 KiB
-  # is dirty after a pass, and the guest dirties more than that all the time. (A downtime of
-  # 0 does not hold it: QEMU 7.2 then skips the re-sync and completes after the first pass.)
-  qmp "$src" '{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":16777216,"downtime-limit":1}}' >/dev/null ||
-    fail "migrate-set-parameters"
-  qmp "$src" "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"unix:$dir/mig.sock\"}}" >/dev/null ||
-    fail "migrate refused (is logging offered?)"
-  for ((i = 0; i < 600; i++)); do
-    syncs=$(mig_field "$src" '"dirty-sync-count": ([0-9]+)') || syncs=0
-    st=$(mig_field "$src" '"status": "([a-z-]+)"') || st=unknown
-    [[ $st == active ]] || [[ $st == setup ]] ||
-      fail "round $r: migration is $st before the guest's last reads: $(qmp "$src" '{"execute":"query-migrate"}' 10)"
-    ((syncs >= 3)) && break
-    sleep 0.1
-  done
-  ((syncs >= 3)) || fail "round $r: no third dirty-log pass within 60 s"
+  mig_begin "$src" || fail "round $r: migration not held"
   ctl "FINAL$r"
-  wait_line "$src" "^FINAL-READ $r" 60 || fail "round $r: the guest's last reads did not finish"
+  mig_wait_line "$src" "^FINAL-READ $r" 60 || fail "round $r: the guest's last reads did not finish"
   # The device wrote those pages during this pass: one more sync must pick them up.
-  s0=$(mig_field "$src" '"dirty-sync-count": ([0-9]+)') || s0=0
-  for ((i = 0; i < 300; i++)); do
-    s1=$(mig_field "$src" '"dirty-sync-count": ([0-9]+)') || s1=0
-    ((s1 > s0)) && break
-    sleep 0.1
-  done
-  st=$(mig_field "$src" '"status": "([a-z-]+)"') || st=unknown
-  [[ $st == active ]] || fail "round $r: migration $st before it was released"
-  guest_log "round $r: released after $s1 dirty-log passes"
-  qmp "$src" '{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":1073741824,"downtime-limit":5000}}' >/dev/null
-  for ((i = 0; i < 600; i++)); do
-    st=$(mig_field "$src" '"status": "([a-z-]+)"') || st=unknown
-    [[ $st == completed ]] && break
-    [[ $st == failed || $st == cancelled ]] && fail "round $r: migration $st"
-    sleep 0.1
-  done
-  [[ $st == completed ]] || fail "round $r: migration did not complete"
-  qmp "$dst" '{"execute":"query-status"}' | grep -q '"running"' || fail "round $r: $dst is not running"
+  mig_hold_pass "$src" || fail "round $r: migration not held"
+  mig_release "$src" "$dst" || fail "round $r: migration failed"
   grep -q '^RESULT FAIL' "$dir/$src/result.log" && fail "round $r: guest found bad data on $src"
   grep -q 'dirty log attached' "$dir/$src/vhud.log" || fail "round $r: vhud $src never got a log"
-  stop_side "$src"
+  mig_stop "$src"
   ctl "DONE$r"
-  wait_line "$dst" "^ARRIVED $r" 60 || fail "round $r: guest did not check in on $dst"
+  mig_wait_line "$dst" "^ARRIVED $r" 60 || fail "round $r: guest did not check in on $dst"
   grep -q '^RESULT FAIL' "$dir/$dst/result.log" && fail "round $r: guest found bad data on $dst"
   tmp=$src; src=$dst; dst=$tmp
 done
 
-wait "${qemu_pid[$src]}" || fail "QEMU $src exited with status $?"
-unset "qemu_pid[$src]"
+wait "${mig_pid[$src]}" || fail "QEMU $src exited with status $?"
+unset "mig_pid[$src]"
 cat "$dir"/a/result.log "$dir"/b/result.log | tr -d '\r' >>"$dir/result.log"
 guest_check_results "$dir" || fail "guest reported failures"
 for s in a b; do

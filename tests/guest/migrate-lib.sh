@@ -1,0 +1,123 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# shellcheck shell=bash
+# Live-migration helpers of the real-guest tests (migrate.sh, migrate-net.sh); source after
+# lib.sh. Two QEMUs, "sides" a and b, each with its own logs and QMP in $dir/SIDE; the guest moves
+# between them over $dir/mig.sock.
+#
+#   mig_qemu_start S [incoming] -- QEMU ARGS...   boot side S (or wait for an incoming guest);
+#                     the previous guest's result.log of S is appended to $dir/result.log first
+#   mig_qmp S JSON [SECS]                         one QMP command to side S
+#   mig_field S REGEX                             first group of REGEX in query-migrate's reply
+#   mig_wait_line S REGEX SECS                    wait for a line on S's result port
+#   mig_begin SRC                                 start the migration and hold it iterative
+#                                                 until QEMU has synced the dirty log 3 times
+#   mig_hold_pass SRC                             wait for one more dirty-log sync (still held)
+#   mig_release SRC DST                           let it complete; DST must be running
+#   mig_stop S                                    quit side S's QEMU
+# Each returns 1 with a message (guest_log) on failure. mig_kill_all: SIGKILL every QEMU left.
+
+declare -A mig_pid=() mig_qmp_in=() mig_qmp_out=()
+
+mig_qemu_start() {
+  local s=$1 sdir=$dir/$1 extra=()
+  shift
+  if [[ $1 == incoming ]]; then
+    rm -f "$dir/mig.sock"; extra=(-incoming "unix:$dir/mig.sock"); shift
+  fi
+  [[ $1 == -- ]] && shift
+  mkdir -p "$sdir"
+  [[ -f $sdir/result.log ]] && tr -d '\r' <"$sdir/result.log" >>"$dir/result.log"
+  guest_qmp_args "$sdir"
+  guest_qemu_start "$sdir" "$dir/initrd.cpio.gz" "${GUEST_QMP_ARGS[@]}" "${extra[@]}" "$@"
+  mig_pid[$s]=$GUEST_QEMU_PID
+  GUEST_QEMU_PID=
+  guest_qmp_connect "$sdir"
+  mig_qmp_in[$s]=$GUEST_QMP_IN
+  mig_qmp_out[$s]=$GUEST_QMP_OUT
+}
+
+mig_qmp() { GUEST_QMP_IN=${mig_qmp_in[$1]} GUEST_QMP_OUT=${mig_qmp_out[$1]} guest_qmp "$2" "${3:-30}"; }
+
+mig_field() {
+  local reply
+  reply=$(mig_qmp "$1" '{"execute":"query-migrate"}' 10) || return 1
+  [[ $reply =~ $2 ]] && echo "${BASH_REMATCH[1]}"
+}
+mig_syncs() { mig_field "$1" '"dirty-sync-count": ([0-9]+)' || echo 0; }
+mig_status() { mig_field "$1" '"status": "([a-z-]+)"' || echo unknown; }
+
+mig_wait_line() {
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    grep -qE "$2" "$dir/$1/result.log" 2>/dev/null && return 0
+    kill -0 "${mig_pid[$1]}" 2>/dev/null || { guest_log "QEMU $1 ended"; return 1; }
+    sleep 0.1
+  done
+  guest_log "timed out waiting for /$2/ from side $1"
+  return 1
+}
+
+mig_begin() {
+  local src=$1 i syncs=0 st
+  # Held iterative: at 16 MiB/s and 1 ms of downtime QEMU completes only when less than 16 KiB
+  # is dirty after a pass, and the guests here dirty more than that all the time. (A downtime of
+  # 0 does not hold it: QEMU 7.2 then skips the re-sync and completes after the first pass.)
+  mig_qmp "$src" '{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":16777216,"downtime-limit":1}}' >/dev/null ||
+    return 1
+  mig_qmp "$src" "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"unix:$dir/mig.sock\"}}" >/dev/null ||
+    { guest_log "migrate refused (does the backend offer dirty logging?)"; return 1; }
+  for ((i = 0; i < 600; i++)); do
+    syncs=$(mig_syncs "$src")
+    st=$(mig_status "$src")
+    if [[ $st != active && $st != setup ]]; then
+      guest_log "migration $st while it should be held: $(mig_qmp "$src" '{"execute":"query-migrate"}' 10)"
+      return 1
+    fi
+    ((syncs >= 3)) && return 0
+    sleep 0.1
+  done
+  guest_log "no third dirty-log pass within 60 s"
+  return 1
+}
+
+mig_hold_pass() {
+  local src=$1 i s0 st
+  s0=$(mig_syncs "$src")
+  for ((i = 0; i < 300; i++)); do
+    (($(mig_syncs "$src") > s0)) && break
+    sleep 0.1
+  done
+  st=$(mig_status "$src")
+  [[ $st == active ]] || { guest_log "migration $st before it was released"; return 1; }
+}
+
+mig_release() {
+  local src=$1 dst=$2 i st
+  guest_log "released after $(mig_syncs "$src") dirty-log passes"
+  mig_qmp "$src" '{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":1073741824,"downtime-limit":5000}}' >/dev/null ||
+    return 1
+  for ((i = 0; i < 600; i++)); do
+    st=$(mig_status "$src")
+    [[ $st == completed ]] && break
+    [[ $st == failed || $st == cancelled ]] && { guest_log "migration $st"; return 1; }
+    sleep 0.1
+  done
+  [[ $st == completed ]] || { guest_log "migration did not complete"; return 1; }
+  mig_qmp "$dst" '{"execute":"query-status"}' | grep -q '"running"' ||
+    { guest_log "side $dst is not running after the migration"; return 1; }
+}
+
+mig_stop() {
+  local s=$1
+  [[ -n ${mig_pid[$s]:-} ]] || return 0
+  mig_qmp "$s" '{"execute":"quit"}' 10 >/dev/null || true
+  wait "${mig_pid[$s]}" 2>/dev/null || true
+  eval "exec ${mig_qmp_in[$s]}>&- ${mig_qmp_out[$s]}>&-"
+  unset "mig_pid[$s]"
+}
+
+mig_kill_all() {
+  local s
+  for s in "${!mig_pid[@]}"; do guest_kill_wait "${mig_pid[$s]}"; done
+  mig_pid=()
+}
