@@ -145,6 +145,18 @@ void vhu_core_set_log_all(struct vhu_core *c, bool on);
 void vhu_core_set_log_notifier(struct vhu_core *c, struct vhu_notifier *n);
 
 /*
+ * Device-state transfer (live migration; vhost-user DEVICE_STATE): the device's state (its
+ * state_save/state_load ops) in a versioned, checksummed frame, what a source backend hands its
+ * destination through the frontend. size: the largest frame (0: the device has no state).
+ * export returns the frame's length or -errno; import validates the frame (its device type
+ * included), loads it into the device and records it in the inflight buffer's state area; a
+ * refused frame changes nothing (-EINVAL, logged).
+ */
+size_t vhu_core_state_size(const struct vhu_core *c);
+int vhu_core_state_export(struct vhu_core *c, void *buf, size_t len);
+int vhu_core_state_import(struct vhu_core *c, const void *buf, size_t len);
+
+/*
  * Inflight tracking (split and packed rings) and device state (docs/recovery.md): region, size
  * bytes, holds nqueues per-ring areas of vhu_core_inflight_region_size(qsize) bytes each and,
  * when size reaches vhu_core_inflight_size(), the device-state area after them; it lives in

@@ -92,6 +92,14 @@ int vhu_fe_inflight_fd(const struct vhu_fe *fe, uint64_t *size);
  * (-ENOTSUP otherwise).
  */
 int vhu_fe_set_log(struct vhu_fe *fe, int fd, uint64_t size, bool on);
+/*
+ * Device-state transfer (DEVICE_STATE; opts.protocol_features): save the backend's device state
+ * into buf (returns its length; -ENOSPC when len is too small) or load a saved one into another
+ * backend (-EIO when the backend refuses it). With the queues stopped (vhu_fe_stop()), as in a
+ * migration.
+ */
+int vhu_fe_save_state(struct vhu_fe *fe, void *buf, size_t len);
+int vhu_fe_load_state(struct vhu_fe *fe, const void *buf, size_t len);
 /* Stop every queue (GET_VRING_BASE), keeping the connection. */
 int vhu_fe_stop(struct vhu_fe *fe);
 

@@ -10,6 +10,7 @@
  * device checks its values again: the frontend, or a dying predecessor, could have left anything
  * there.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,15 +67,9 @@ static uint32_t state_crc(const struct state_hdr *h, const void *payload)
 
 /* Copy slot i out of shared memory into h and buf (once), and say why it is not a valid state
  * for dev, or NULL. An all-zero slot (a fresh region) is reported as "". */
-static const char *slot_read(const struct vhu_core *c, unsigned i, struct state_hdr *h, void *buf)
+/* A frame's header (already copied out of shared memory), before its payload is looked at. */
+static const char *hdr_check(const struct vhu_device *dev, const struct state_hdr *h)
 {
-    const struct vhu_device *dev = c->dev;
-    const uint8_t *slot = c->state_area + i * slot_size(dev);
-
-    memcpy(h, slot, sizeof(*h));
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    if (h->magic == 0 && h->seq == 0)
-        return "";
     if (h->magic != STATE_MAGIC)
         return "bad magic";
     if (h->version != STATE_VERSION || h->hdr_size != sizeof(*h))
@@ -83,6 +78,36 @@ static const char *slot_read(const struct vhu_core *c, unsigned i, struct state_
         return "saved by another kind of device";
     if (h->size == 0 || h->size > dev->state_size)
         return "bad size";
+    return NULL;
+}
+
+/* Header and payload for n bytes of state at buf. */
+static void hdr_fill(const struct vhu_device *dev, struct state_hdr *h, const void *buf, int n,
+                     uint64_t seq)
+{
+    *h = (struct state_hdr){
+        .magic = STATE_MAGIC,
+        .version = STATE_VERSION,
+        .hdr_size = sizeof(*h),
+        .virtio_id = dev->virtio_id,
+        .size = (uint32_t)n,
+        .seq = seq,
+    };
+    h->crc = state_crc(h, buf);
+}
+
+static const char *slot_read(const struct vhu_core *c, unsigned i, struct state_hdr *h, void *buf)
+{
+    const struct vhu_device *dev = c->dev;
+    const uint8_t *slot = c->state_area + i * slot_size(dev);
+    const char *why;
+
+    memcpy(h, slot, sizeof(*h));
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (h->magic == 0 && h->seq == 0)
+        return "";
+    if ((why = hdr_check(dev, h)) != NULL)
+        return why;
     memcpy(buf, slot + sizeof(*h), h->size);
     if (state_crc(h, buf) != h->crc)
         return "checksum mismatch";
@@ -168,13 +193,7 @@ void vhu_core_state_save(struct vhu_core *c)
     }
     /* The slot that does not hold the newest state. */
     slot = c->state_area + (c->state_slot ^ 1) * slot_size(dev);
-    h.magic = STATE_MAGIC;
-    h.version = STATE_VERSION;
-    h.hdr_size = sizeof(h);
-    h.virtio_id = dev->virtio_id;
-    h.size = (uint32_t)n;
-    h.seq = c->state_seq + 1;
-    h.crc = state_crc(&h, buf);
+    hdr_fill(dev, &h, buf, n, c->state_seq + 1);
     __atomic_store_n((uint32_t *)(void *)slot, 0, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
     memcpy(slot + sizeof(h), buf, (size_t)n);
@@ -184,4 +203,68 @@ void vhu_core_state_save(struct vhu_core *c)
     __atomic_store_n((uint32_t *)(void *)slot, STATE_MAGIC, __ATOMIC_RELAXED);
     c->state_seq = h.seq;
     c->state_slot ^= 1;
+}
+
+/* ---- transfer (live migration): the same frame, through the transport ---- */
+
+VHU_EXPORT size_t vhu_core_state_size(const struct vhu_core *c)
+{
+    return c->dev->state_size ? sizeof(struct state_hdr) + c->dev->state_size : 0;
+}
+
+VHU_EXPORT int vhu_core_state_export(struct vhu_core *c, void *buf, size_t len)
+{
+    struct vhu_device *dev = c->dev;
+    uint8_t *out = buf;
+    struct state_hdr h;
+    int n;
+
+    if (!dev->state_size)
+        return -ENOTSUP;
+    if (len < vhu_core_state_size(c))
+        return -ENOSPC;
+    n = dev->ops->state_save(dev, out + sizeof(h), dev->state_size);
+    if (n <= 0 || (size_t)n > dev->state_size) {
+        vhu_err("%s: device state cannot be saved: %s", dev->name,
+                strerror(n < 0 ? -n : EINVAL));
+        return n < 0 ? n : -EINVAL;
+    }
+    hdr_fill(dev, &h, out + sizeof(h), n, 0);
+    memcpy(out, &h, sizeof(h));
+    return (int)sizeof(h) + n;
+}
+
+VHU_EXPORT int vhu_core_state_import(struct vhu_core *c, const void *buf, size_t len)
+{
+    struct vhu_device *dev = c->dev;
+    const uint8_t *in = buf;
+    const char *why = NULL;
+    struct state_hdr h;
+    int r;
+
+    if (!dev->state_size)
+        return -ENOTSUP;
+    if (len < sizeof(h)) {
+        why = "shorter than its header";
+    } else {
+        memcpy(&h, in, sizeof(h));
+        why = hdr_check(dev, &h);
+        if (!why && len != sizeof(h) + h.size)
+            why = "length does not match its header";
+        if (!why && state_crc(&h, in + sizeof(h)) != h.crc)
+            why = "checksum mismatch";
+    }
+    if (why) {
+        vhu_err("%s: device state from the frontend refused (%s); the device keeps its own",
+                dev->name, why);
+        return -EINVAL;
+    }
+    r = dev->ops->state_load(dev, in + sizeof(h), h.size);
+    if (r < 0) {
+        vhu_err("%s: device state from the frontend refused by the device", dev->name);
+        return r;
+    }
+    vhu_info("%s: device state loaded from the frontend (%u bytes)", dev->name, h.size);
+    vhu_core_state_save(c); /* a crash from here on restores this state */
+    return 0;
 }

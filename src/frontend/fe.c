@@ -638,6 +638,74 @@ VHU_EXPORT int vhu_fe_set_log(struct vhu_fe *fe, int fd, uint64_t size, bool on)
     return 0;
 }
 
+/* vhost-user.rst "Migrating back-end state": SET_DEVICE_STATE_FD with one end of a pipe (the
+ * backend answers "no fd of its own", bit 8), the transfer, then CHECK_DEVICE_STATE. */
+static int state_transfer(struct vhu_fe *fe, uint32_t direction, int fd)
+{
+    struct vhost_user_transfer_state t = {.direction = direction, .phase = 0};
+    int r;
+
+    if (!has_pf(fe, VHOST_USER_PROTOCOL_F_DEVICE_STATE))
+        return -ENOTSUP;
+    r = fe_call(fe, VHOST_USER_SET_DEVICE_STATE_FD, &t, sizeof(t), &fd, 1);
+    if (r < 0)
+        return r;
+    if (fe->reply.hdr.size != 8)
+        return -EPROTO;
+    if (fe->reply.payload.u64 & 0xff)
+        return -EIO;
+    return (fe->reply.payload.u64 & (1u << 8)) ? 0 : -EPROTO; /* we take no backend fd */
+}
+
+static int state_check(struct vhu_fe *fe)
+{
+    uint64_t v;
+    int r = fe_get_u64(fe, VHOST_USER_CHECK_DEVICE_STATE, &v);
+
+    return r < 0 ? r : v ? -EIO : 0;
+}
+
+VHU_EXPORT int vhu_fe_save_state(struct vhu_fe *fe, void *buf, size_t len)
+{
+    int p[2], r;
+    size_t got = 0;
+
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -errno;
+    r = state_transfer(fe, 0, p[1]);
+    close(p[1]);
+    while (r == 0) {
+        ssize_t n = read(p[0], (uint8_t *)buf + got, len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            r = -errno;
+        else if (n == 0)
+            break;
+        else if ((got += (size_t)n) == len)
+            r = -ENOSPC;
+    }
+    close(p[0]);
+    if (r == 0)
+        r = state_check(fe);
+    return r < 0 ? r : (int)got;
+}
+
+VHU_EXPORT int vhu_fe_load_state(struct vhu_fe *fe, const void *buf, size_t len)
+{
+    int p[2], r;
+
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -errno;
+    r = state_transfer(fe, 1, p[0]);
+    close(p[0]);
+    /* a device state fits a pipe's buffer: written in one go, closed for the backend's EOF */
+    if (r == 0 && write(p[1], buf, len) != (ssize_t)len)
+        r = -EIO;
+    close(p[1]);
+    return r < 0 ? r : state_check(fe);
+}
+
 VHU_EXPORT int vhu_fe_stop(struct vhu_fe *fe)
 {
     for (unsigned i = 0; i < fe->nq; i++) {

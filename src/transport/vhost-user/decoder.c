@@ -15,6 +15,7 @@
 
 #include "decoder.h"
 #include "vhu/core.h"
+#include "vhu/device.h"
 #include "vhu/log.h"
 #include "vhu/transport.h"
 #include "vhu/util.h"
@@ -34,6 +35,10 @@ struct vhu_session {
     struct vhu_mem_mapping ifl;
     /* dirty log (SET_LOG_BASE), mapped here and lent to the core */
     struct vhu_mem_mapping log;
+    /* device-state transfer (SET_DEVICE_STATE_FD): a LOAD's pipe, read at CHECK_DEVICE_STATE;
+     * the outcome CHECK_DEVICE_STATE reports */
+    int state_fd;
+    int state_result;
     /* fd-less transports: the notifier resolved for the vring message being handled (on the
      * control thread, before the handler runs on the ring's), taken like a received fd */
     struct vhu_notifier *res_notifier;
@@ -128,6 +133,8 @@ static uint64_t default_protocol_features(const struct vhu_device *dev)
         pf |= vhu_feature(VHOST_USER_PROTOCOL_F_RARP);
     if (dev->ops->set_mtu)
         pf |= vhu_feature(VHOST_USER_PROTOCOL_F_NET_MTU);
+    if (dev->state_size)
+        pf |= vhu_feature(VHOST_USER_PROTOCOL_F_DEVICE_STATE);
     return pf;
 }
 
@@ -570,6 +577,106 @@ static int h_set_log_fd(struct vhu_session *s, struct vhu_msg *m)
     return 0;
 }
 
+/* vhost-user.rst SET_DEVICE_STATE_FD reply: bits 0-7 an error, bit 8 "no fd of the back-end's
+ * own" (we always use the front-end's). */
+#define STATE_REPLY_NOFD (1u << 8)
+enum { STATE_SAVE = 0, STATE_LOAD = 1, STATE_PHASE_STOPPED = 0 };
+
+/* Write all of buf to a pipe the frontend reads; it holds far more than a device state. */
+static int write_all(int fd, const uint8_t *buf, size_t len)
+{
+    while (len) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : -EIO;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/*
+ * vhost-user.rst "Migrating back-end state" (DEVICE_STATE): SAVE writes the device's state
+ * frame (vhu_core_state_export) into the frontend's pipe at once and closes it (the frontend
+ * reads to EOF); LOAD keeps the pipe, which the frontend fills and closes before
+ * CHECK_DEVICE_STATE, where it is read and imported. Only the STOPPED phase exists.
+ */
+static int h_set_device_state_fd(struct vhu_session *s, struct vhu_msg *m)
+{
+    const struct vhost_user_transfer_state *t = &m->payload.transfer;
+    uint8_t buf[VHU_DEVICE_STATE_MAX + 64];
+    int fd, n;
+
+    if (s->ops->fdless)
+        return -ENOTSUP;
+    vhu_fd_close(&s->state_fd);
+    if (t->phase != STATE_PHASE_STOPPED || t->direction > STATE_LOAD) {
+        vhu_err("SET_DEVICE_STATE_FD: direction %u phase %u not supported", t->direction,
+                t->phase);
+        s->state_result = -EINVAL;
+        return reply_u64(s, m, STATE_REPLY_NOFD | EINVAL);
+    }
+    fd = take_fd(m);
+    if (t->direction == STATE_LOAD) {
+        s->state_fd = fd;
+        s->state_result = 0;
+        return reply_u64(s, m, STATE_REPLY_NOFD);
+    }
+    n = vhu_core_state_export(s->core, buf, sizeof(buf));
+    /* never wait for the frontend: a pipe it left full fails the transfer instead */
+    s->state_result = n < 0 ? n : vhu_fd_set_nonblock(fd, true);
+    if (s->state_result == 0)
+        s->state_result = write_all(fd, buf, (size_t)n);
+    if (n >= 0 && s->state_result < 0)
+        vhu_err("SET_DEVICE_STATE_FD: cannot write the state: %s", strerror(-s->state_result));
+    close(fd); /* EOF for the frontend */
+    return reply_u64(s, m, STATE_REPLY_NOFD);
+}
+
+/* Read a LOAD's pipe to EOF without waiting: the frontend closed it before asking. */
+static int read_state(int fd, uint8_t *buf, size_t cap, size_t *len)
+{
+    int r = vhu_fd_set_nonblock(fd, true);
+
+    *len = 0;
+    while (r == 0) {
+        ssize_t n = read(fd, buf + *len, cap - *len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return errno == EAGAIN ? -EPIPE : -errno; /* still open: the frontend is not done */
+        if (n == 0)
+            return 0;
+        *len += (size_t)n;
+        if (*len == cap)
+            return -EFBIG;
+    }
+    return r;
+}
+
+static int h_check_device_state(struct vhu_session *s, struct vhu_msg *m)
+{
+    uint8_t buf[VHU_DEVICE_STATE_MAX + 64];
+    size_t len;
+    int r = s->state_result;
+
+    if (s->ops->fdless)
+        return -ENOTSUP;
+    if (r == 0 && s->state_fd >= 0) {
+        r = read_state(s->state_fd, buf, sizeof(buf), &len);
+        if (r < 0)
+            vhu_err("CHECK_DEVICE_STATE: the state cannot be read: %s", strerror(-r));
+        else
+            r = vhu_core_state_import(s->core, buf, len);
+        vhu_fd_close(&s->state_fd);
+    }
+    s->state_result = 0;
+    /* vhost-user.rst: 0 for success, anything else for a failed transfer. */
+    return reply_u64(s, m, r < 0 ? 1 : 0);
+}
+
 /* vhost-user.rst SEND_RARP: the first 6 bytes of the u64 are the guest's MAC. */
 static int h_send_rarp(struct vhu_session *s, struct vhu_msg *m)
 {
@@ -692,6 +799,8 @@ static const struct vhu_handler handlers[VHOST_USER_MAX_REQUEST] = {
     [VHOST_USER_GET_INFLIGHT_FD] = CTL(h_get_inflight_fd),
     [VHOST_USER_SET_INFLIGHT_FD] = CTL(h_set_inflight_fd),
     [VHOST_USER_GET_STATUS] = CTL(h_get_status),
+    [VHOST_USER_SET_DEVICE_STATE_FD] = CTL(h_set_device_state_fd),
+    [VHOST_USER_CHECK_DEVICE_STATE] = CTL(h_check_device_state),
 };
 #undef CTL
 #undef RING
@@ -833,6 +942,7 @@ int vhu_session_new(struct vhu_backend *b, const struct vhu_session_transport_op
     s->backend_req_fd = -1;
     s->ifl.guard = -1;
     s->log.guard = -1;
+    s->state_fd = -1;
     s->offered_pf = vhu_backend_protocol_features(b);
     if (ops->fdless)
         s->offered_pf &= ops->fdless_protocol_mask;
@@ -855,6 +965,7 @@ void vhu_session_end(struct vhu_session *s)
     vhu_core_free(s->core);
     vhu_mem_unmap_fd(&s->ifl);
     vhu_mem_unmap_fd(&s->log);
+    vhu_fd_close(&s->state_fd);
     vhu_fd_close(&s->backend_req_fd);
     free(s);
 }
