@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Dirty logging through the loopback frontend, split and packed, with and without EVENT_IDX:
+ * Live migration through the loopback frontend. Dirty logging, split and packed, with and without EVENT_IDX:
  * the frontend attaches a log as QEMU does when a migration starts (SET_LOG_BASE, LOG_ALL, the
  * rings' log flag); after a request exactly the pages the device wrote are marked — the
  * written buffer pages and the ring pages (split: used header, the used entry, avail_event;
  * packed: the written-back descriptor, the device event area), never a readable buffer's —
  * and nothing at all while LOG_ALL is off. Hostile SET_LOG_BASE messages (a log too small for
  * guest memory, an unsealed memfd, an unaligned or out-of-file offset, an empty log) are
- * refused with one message, the connection dropped, nothing leaked.
+ * refused with one message, the connection dropped, nothing leaked. Device-state transfer
+ * (DEVICE_STATE): blk's write-cache mode moves from one backend to another through the
+ * frontend's pipes; a damaged, truncated or foreign frame is refused and changes nothing.
  */
 #include <fcntl.h>
 #include <stddef.h>
@@ -17,6 +19,7 @@
 
 #include "frontend/fe_msg.h"
 #include "vhu/backend.h"
+#include "vhu/dev/blk.h"
 #include "vhu/device.h"
 #include "vhu/frontend.h"
 #include "vhu/log.h"
@@ -69,23 +72,36 @@ static void fill_init(struct fill_dev *d)
 
 struct rig {
     struct fill_dev d;
+    struct vhu_device *dev; /* &d.dev, or a device the rig owns */
     struct vhu_loop *loop;
     struct vhu_backend *b;
     struct vhu_fe *fe;
 };
 
-static int rig_up(struct rig *r, bool packed, bool event_idx)
+/* A backend with dev (NULL: the fill device) behind the loopback frontend, started. */
+static int rig_up_dev(struct rig *r, struct vhu_device *dev, bool packed, bool event_idx)
 {
     struct vhu_fe_opts o = {.num_queues = 1, .queue_size = QSZ, .packed = packed,
                             .event_idx = event_idx, .mem_size = MEM,
-                            .protocol_features = vhu_feature(VHOST_USER_PROTOCOL_F_LOG_SHMFD)};
+                            .protocol_features = vhu_feature(VHOST_USER_PROTOCOL_F_LOG_SHMFD) |
+                                                 vhu_feature(VHOST_USER_PROTOCOL_F_DEVICE_STATE),
+                            /* blk: the write cache the guest toggles */
+                            .features = dev ? vhu_feature(VHU_VIRTIO_BLK_F_CONFIG_WCE) |
+                                                  vhu_feature(VHU_VIRTIO_BLK_F_FLUSH)
+                                            : 0};
 
     memset(r, 0, sizeof(*r));
     fill_init(&r->d);
-    if (vhu_loop_new(&r->loop) < 0 || vhu_backend_new(&r->d.dev, r->loop, &r->b) < 0 ||
+    r->dev = dev ? dev : &r->d.dev;
+    if (vhu_loop_new(&r->loop) < 0 || vhu_backend_new(r->dev, r->loop, &r->b) < 0 ||
         vhu_loopback_connect(r->b, r->loop, &r->fe) < 0)
         return -1;
     return vhu_fe_start(r->fe, &o);
+}
+
+static int rig_up(struct rig *r, bool packed, bool event_idx)
+{
+    return rig_up_dev(r, NULL, packed, event_idx);
 }
 
 static void rig_down(struct rig *r)
@@ -260,3 +276,100 @@ TEST(log_base_unsealed_refused) { refused(PAGE, false, PAGE, 0, "SET_LOG_BASE");
 TEST(log_base_unaligned_offset_refused) { refused(2 * PAGE, true, PAGE, 100, "SET_LOG_BASE"); }
 TEST(log_base_offset_past_file_refused) { refused(PAGE, true, PAGE, PAGE, "SET_LOG_BASE"); }
 TEST(log_base_empty_refused) { refused(PAGE, true, 0, 0, "SET_LOG_BASE"); }
+
+/* ---- device-state transfer ---- */
+
+static struct vhu_device *blk_null(void)
+{
+    struct vhu_blk_opts bo = {.null_size = 1 << 20};
+    struct vhu_device *dev = NULL;
+
+    return vhu_blk_new(&bo, &dev) < 0 ? NULL : dev;
+}
+
+static uint8_t blk_writeback(struct vhu_fe *fe)
+{
+    uint8_t v = 0xff;
+
+    if (vhu_fe_get_config(fe, offsetof(struct vhu_virtio_blk_config, writeback), &v, 1) < 0)
+        return 0xfe;
+    return v;
+}
+
+/* Source: a guest set write-through; its state, saved with the rings stopped. */
+static int saved_write_through(uint8_t *buf, size_t len)
+{
+    struct rig r;
+    uint8_t wt = 0;
+    int n;
+
+    if (rig_up_dev(&r, blk_null(), false, false) < 0 ||
+        vhu_fe_set_config(r.fe, offsetof(struct vhu_virtio_blk_config, writeback), &wt, 1) < 0 ||
+        vhu_fe_stop(r.fe) < 0)
+        n = -1;
+    else
+        n = vhu_fe_save_state(r.fe, buf, len);
+    rig_down(&r);
+    return n;
+}
+
+/* Destination: a fresh blk (write-back) loads buf; returns the load's result, *wb the mode. */
+static int load_into_fresh(const uint8_t *buf, size_t len, uint8_t *wb)
+{
+    struct rig r;
+    int ret;
+
+    if (rig_up_dev(&r, blk_null(), false, false) < 0 || vhu_fe_stop(r.fe) < 0) {
+        rig_down(&r);
+        return -1;
+    }
+    *wb = blk_writeback(r.fe);
+    if (*wb != 1) {
+        rig_down(&r);
+        return -2; /* not the default to begin with */
+    }
+    ret = vhu_fe_load_state(r.fe, buf, len);
+    *wb = blk_writeback(r.fe);
+    rig_down(&r);
+    return ret;
+}
+
+TEST(blk_write_cache_mode_moves_with_the_device_state)
+{
+    uint8_t buf[8192], wb = 0xff;
+    int n = saved_write_through(buf, sizeof(buf));
+
+    ASSERT(n > 32); /* a 32-byte frame header and the state */
+    ASSERT_OK(load_into_fresh(buf, (size_t)n, &wb));
+    ASSERT_EQ(wb, 0); /* write-through, as the source's guest set it */
+}
+
+static void state_refused(void (*spoil)(uint8_t *buf, int *n), const char *why)
+{
+    uint8_t buf[8192], wb = 0xff;
+    int n = saved_write_through(buf, sizeof(buf));
+
+    ASSERT(n > 32);
+    spoil(buf, &n);
+    log_errors = 0;
+    log_buf[0] = 0;
+    vhu_log_set_sink(log_capture, NULL, VHU_LOG_DEBUG);
+    int r = load_into_fresh(buf, (size_t)n, &wb);
+    vhu_log_set_sink(vhu_log_stderr_sink, NULL, VHU_LOG_INFO);
+    ASSERT_EQ(r, -EIO);
+    ASSERT_EQ(wb, 1); /* the device keeps its own state */
+    if (!strstr(log_buf, why))
+        FAIL_AT("refusal not reported as '%s' (errors: '%s')", why, log_buf);
+}
+
+static void spoil_payload(uint8_t *buf, int *n) { buf[*n - 1] ^= 0x40; }
+static void spoil_truncate(uint8_t *buf, int *n) { (void)buf; *n -= 1; }
+static void spoil_header(uint8_t *buf, int *n) { (void)n; buf[0] ^= 1; }
+static void spoil_device(uint8_t *buf, int *n) { (void)n; buf[8] = 4; } /* virtio_id: rng */
+static void spoil_short(uint8_t *buf, int *n) { (void)buf; *n = 7; }
+
+TEST(state_with_a_flipped_bit_refused) { state_refused(spoil_payload, "checksum mismatch"); }
+TEST(state_truncated_refused) { state_refused(spoil_truncate, "length does not match"); }
+TEST(state_with_bad_magic_refused) { state_refused(spoil_header, "bad magic"); }
+TEST(state_of_another_device_refused) { state_refused(spoil_device, "another kind of device"); }
+TEST(state_shorter_than_a_header_refused) { state_refused(spoil_short, "shorter than its header"); }
