@@ -20,6 +20,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "fuzz_input.h"
+#include "proto/vhost_user.h"
 #include "vhu/loop.h"
 #include "vhu/util.h"
 #include "vvu/vvu_dev.h"
@@ -138,27 +140,83 @@ static inline bool fz_drain(int sock)
     }
 }
 
+/* A vhost-user frontend of the VVU device: raw bytes on a stream socket, no fds. */
+struct fz_fe {
+    int fd;                       /* -1: not connected */
+    struct sockaddr_un sa;        /* the device's socket */
+    socklen_t salen;
+};
+
+static inline void fz_fe_close(struct fz_fe *fe)
+{
+    if (fe->fd >= 0)
+        close(fe->fd);
+    fe->fd = -1;
+}
+
+/* Connected (false: the backlog is full of the input's earlier connections). */
+static inline bool fz_fe_connect(struct fz_fe *fe)
+{
+    if (fe->fd >= 0)
+        return true;
+    fe->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fe->fd < 0)
+        abort();
+    if (connect(fe->fd, (struct sockaddr *)&fe->sa, fe->salen) < 0)
+        fz_fe_close(fe);
+    return fe->fd >= 0;
+}
+
+/* Read and drop the replies; the device hanging up closes our end. */
+static inline void fz_fe_drain(struct fz_fe *fe)
+{
+    if (fe->fd >= 0 && !fz_drain(fe->fd))
+        fz_fe_close(fe);
+}
+
+/* A frontend message: header (any request, flags, size) and up to 4096 + 64 payload bytes. */
+static inline void fz_fe_send(struct fz_fe *fe, struct fin *f)
+{
+    uint8_t buf[sizeof(struct vhost_user_hdr) + 4096 + 64];
+    struct vhost_user_hdr h;
+    uint8_t k = fin_u8(f);
+    uint32_t n;
+
+    if (!fz_fe_connect(fe))
+        return;
+    h.request = (k & 0x80) ? fin_u32(f) : fin_u8(f) % 64u;
+    h.flags = (k & 0x40) ? fin_u32(f) : VHOST_USER_VERSION | ((k & 1u) << 3);
+    n = fin_u16(f) % (4096u + 64u);
+    h.size = (k & 0x20) ? fin_u32(f) : n;
+    memcpy(buf, &h, sizeof(h));
+    fin_bytes(f, buf + sizeof(h), n);
+    if (send(fe->fd, buf, sizeof(h) + n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+        fz_fe_close(fe);
+}
+
 /*
  * The VVU device on loop, its frontend socket a listening socket in the abstract namespace
- * (no file; unique per call: *sa / *salen say where a frontend connects). *lfd is the caller's
- * to close after the device is freed. opt: max_vhost_queues (bits 0-2) and the shared-memory
- * window's size (bits 3-5).
+ * (no file; unique per call: fe is set up to connect there, not connected). *lfd is the
+ * caller's to close after the device is freed. opt: max_vhost_queues (bits 0-2) and the
+ * shared-memory window's size (bits 3-5).
  */
 static inline struct vvu_dev *fz_vvu_new(struct vhu_loop *loop, uint8_t opt, int *lfd,
-                                         struct sockaddr_un *sa, socklen_t *salen)
+                                         struct fz_fe *fe)
 {
     static unsigned seq;
+    struct sockaddr_un *sa = &fe->sa;
     struct vvu_dev_opts o;
     struct vvu_dev *d;
     int n;
 
+    fe->fd = -1;
     memset(sa, 0, sizeof(*sa));
     sa->sun_family = AF_UNIX;
     n = snprintf(sa->sun_path + 1, sizeof(sa->sun_path) - 1, "vhu-fuzz-vvu-%d-%u",
                  (int)getpid(), seq++);
-    *salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+    fe->salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
     *lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (*lfd < 0 || bind(*lfd, (struct sockaddr *)sa, *salen) < 0 || listen(*lfd, 8) < 0)
+    if (*lfd < 0 || bind(*lfd, (struct sockaddr *)sa, fe->salen) < 0 || listen(*lfd, 8) < 0)
         abort();
     vvu_dev_opts_default(&o);
     o.max_vhost_queues = 1u + (opt & 7u);

@@ -178,14 +178,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct fin f = {data, size};
     struct fz z = {.qemu = -1};
-    struct sockaddr_un sa;
-    socklen_t salen;
+    struct fz_fe fe;
     unsigned steps = 0;
     int lfd, fds_before = vhu_fd_count_self();
 
     if (vhu_loop_new(&z.loop) < 0)
         abort();
-    z.dev = fz_vvu_new(z.loop, fin_u8(&f), &lfd, &sa, &salen);
+    z.dev = fz_vvu_new(z.loop, fin_u8(&f), &lfd, &fe);
     fz_fds_open(&z.fds);
     connect_adapter(&z);
     while (fin_left(&f) && steps++ < MAX_STEPS)

@@ -191,8 +191,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static unsigned seq;
     struct fin f = {data, size};
     struct fz *z = calloc(1, sizeof(*z));
-    struct sockaddr_un sa;
-    socklen_t salen;
+    struct fz_fe fe;
     unsigned steps = 0;
     int fds_before = vhu_fd_count_self();
     uint8_t opt, flags;
@@ -211,7 +210,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     flags = fin_u8(&f);
     if (vhu_loop_new(&z->loop) < 0)
         abort();
-    z->dev = fz_vvu_new(z->loop, opt, &z->lfd, &sa, &salen);
+    z->dev = fz_vvu_new(z->loop, opt, &z->lfd, &fe);
     if (vhu_vfu_server_new(z->loop, vvu_dev_pci(z->dev), z->path, &z->srv) < 0)
         abort();
     fz_fds_open(&z->fds);

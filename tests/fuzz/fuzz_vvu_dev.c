@@ -50,9 +50,7 @@ struct fz {
     uint8_t *dma;
     struct vhu_mem_table *table;   /* ours; the device gets references */
     int lfd;                       /* the listening socket the device serves */
-    struct sockaddr_un sa;
-    socklen_t salen;
-    int fe;                        /* the frontend's end, or -1 */
+    struct fz_fe fe;               /* the frontend */
     uint16_t qsize;
     uint16_t avail[VVU_NUM_VQS];   /* the driver's next avail index */
     uint64_t irqs;
@@ -199,64 +197,6 @@ static void tx_send(struct fz *z, struct fin *f)
     notify(z, VVU_TXQ);
 }
 
-/* ---- the frontend ----------------------------------------------------------------------- */
-
-static void fe_close(struct fz *z)
-{
-    if (z->fe >= 0)
-        close(z->fe);
-    z->fe = -1;
-}
-
-/* Connected (false: the backlog is full of the input's earlier connections). */
-static bool fe_connect(struct fz *z)
-{
-    if (z->fe >= 0)
-        return true;
-    z->fe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (z->fe < 0)
-        abort();
-    if (connect(z->fe, (struct sockaddr *)&z->sa, z->salen) < 0)
-        fe_close(z);
-    return z->fe >= 0;
-}
-
-static void fe_drain(struct fz *z)
-{
-    uint8_t buf[4096];
-
-    while (z->fe >= 0) {
-        ssize_t r = recv(z->fe, buf, sizeof(buf), MSG_DONTWAIT);
-
-        if (r == 0) {
-            fe_close(z);
-            break;
-        }
-        if (r < 0)
-            break;
-    }
-}
-
-/* A frontend message: header (any request, flags, size) and up to 4096 + 64 payload bytes. */
-static void fe_send(struct fz *z, struct fin *f)
-{
-    uint8_t buf[sizeof(struct vhost_user_hdr) + 4096 + 64];
-    struct vhost_user_hdr h;
-    uint8_t k = fin_u8(f);
-    uint32_t n;
-
-    if (!fe_connect(z))
-        return;
-    h.request = (k & 0x80) ? fin_u32(f) : fin_u8(f) % 64u;
-    h.flags = (k & 0x40) ? fin_u32(f) : VHOST_USER_VERSION | ((k & 1u) << 3);
-    n = fin_u16(f) % (4096u + 64u);
-    h.size = (k & 0x20) ? fin_u32(f) : n;
-    memcpy(buf, &h, sizeof(h));
-    fin_bytes(f, buf + sizeof(h), n);
-    if (send(z->fe, buf, sizeof(h) + n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-        fe_close(z);
-}
-
 /* ---- steps ------------------------------------------------------------------------------- */
 
 static const uint64_t reg_bases[8] = {VVU_COMMON_OFF, VVU_ISR_OFF, VVU_DEVCFG_OFF, VVU_NOTIFY_OFF,
@@ -351,22 +291,22 @@ static void step(struct fz *z, struct fin *f)
         break;
     case 10:
     case 11:
-        fe_send(z, f);
+        fz_fe_send(&z->fe, f);
         vhu_loop_run_once(z->loop, 0);
         break;
     case 12:
-        fe_drain(z);
+        fz_fe_drain(&z->fe);
         if (op & 0x10)
-            fe_close(z);
+            fz_fe_close(&z->fe);
         else
-            (void)fe_connect(z);
+            (void)fz_fe_connect(&z->fe);
         break;
     case 13:
         bus_layout_changed(z);
         break;
     default:
         vhu_loop_run_once(z->loop, 0);
-        fe_drain(z);
+        fz_fe_drain(&z->fe);
         break;
     }
 }
@@ -380,7 +320,7 @@ static void check_serves(struct fz *z)
     struct vhost_user_hdr h = {VHOST_USER_GET_FEATURES, VHOST_USER_VERSION, 0};
     uint16_t used = 0;
 
-    fe_close(z);
+    fz_fe_close(&z->fe);
     z->pd->ops->reset(z->pd->dev);
     z->pd->ops->set_dma(z->pd->dev, vhu_mem_table_get(z->table));
     drv_up(z, &f);                   /* 16 entries, our rings, BACKEND_UP */
@@ -389,8 +329,8 @@ static void check_serves(struct fz *z)
     notify(z, VVU_RXQ);
     /* connections of the input's that wait in the backlog are accepted (and end) first */
     for (int i = 0; i < 64 && used == 0; i++) {
-        if (z->fe < 0 && fe_connect(z) &&
-            send(z->fe, &h, sizeof(h), MSG_NOSIGNAL) != (ssize_t)sizeof(h))
+        if (z->fe.fd < 0 && fz_fe_connect(&z->fe) &&
+            send(z->fe.fd, &h, sizeof(h), MSG_NOSIGNAL) != (ssize_t)sizeof(h))
             abort();
         vhu_loop_run_once(z->loop, 0);
         memcpy(&used, z->dma + RING_USED(VVU_RXQ) + 2, 2);
@@ -406,7 +346,7 @@ static int setup(struct fz *z, uint8_t opt)
     struct vhu_mem_region_desc rd = {.gpa = DMA_GPA, .uva = DMA_GPA, .size = DMA_SIZE, .fd = -1};
     struct vhu_mem_region *r;
 
-    z->fe = z->lfd = -1;
+    z->fe.fd = z->lfd = -1;
     z->dma = calloc(1, DMA_SIZE);
     if (!z->dma)
         return -1;
@@ -419,7 +359,7 @@ static int setup(struct fz *z, uint8_t opt)
     }
     if (vhu_loop_new(&z->loop) < 0)
         return -1;
-    z->dev = fz_vvu_new(z->loop, opt, &z->lfd, &z->sa, &z->salen);
+    z->dev = fz_vvu_new(z->loop, opt, &z->lfd, &z->fe);
     z->pd = vvu_dev_pci(z->dev);
     z->pd->bus_ops = &bus_ops;
     z->pd->bus = z;
@@ -429,7 +369,7 @@ static int setup(struct fz *z, uint8_t opt)
 
 static void teardown(struct fz *z)
 {
-    fe_close(z);
+    fz_fe_close(&z->fe);
     vvu_dev_free(z->dev);
     vhu_loop_free(z->loop);
     if (z->lfd >= 0)

@@ -315,3 +315,23 @@ raw = bytes([4, 0, 12]) + struct.pack('<iIQ', 3, 0, 12) + struct.pack('<IIi', 0,
 raw += bytes([4, 0, 0]) + struct.pack('<iIQ', 1, 0, 8)                           # RET: refused
 raw += bytes([4, 0x30, 0]) + struct.pack('<iIQ', 0, 0, 192)                      # fds, short payload
 write('fuzz_mpqemu', 'raw', bytes([0]) + raw)
+
+
+# ---- fuzz_vvu_driver: device options, then one byte per bus operation (0: honest) interleaved
+# with steps (0: let the loop run); the driver's bring-up reads 132 of them -------------------
+def dv_fe(req, payload=b'', need_reply=False):
+    return bytes([1, 1 if need_reply else 0, req]) + struct.pack('<H', len(payload)) + payload + bytes(8)
+
+
+dv = dv_fe(3) + dv_fe(1) + dv_fe(15) + dv_fe(2, struct.pack('<Q', V1)) + \
+    dv_fe(16, struct.pack('<Q', 0x1 | 0x8), True) + dv_fe(17) + \
+    dv_fe(8, struct.pack('<II', 0, 8)) + \
+    dv_fe(40) + dv_fe(11, struct.pack('<II', 0, 0)) + b'\x04' + bytes(8)
+write('fuzz_vvu_driver', 'session', bytes([7]) + bytes(140) + dv)
+# the device lies about its capability list and a register during bring-up, then serves
+write('fuzz_vvu_driver', 'lies', bytes([7]) + bytes(20) + b'\xe1\x09\x00\x10\x09' + bytes(30) +
+      b'\xe2' + bytes(40) + b'\xe4' + bytes(140) + dv_fe(1) + dv_fe(15))
+# the device scribbles over the rxq used ring (first DMA allocation) mid-session
+write('fuzz_vvu_driver', 'used-ring', bytes([7]) + bytes(140) + dv_fe(1) +
+      bytes([3, 0]) + struct.pack('<IB', 0x1400, 7) + struct.pack('<HHII', 0, 9, 77, 99999) + bytes(8) +
+      dv_fe(15) + bytes(16))
