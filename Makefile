@@ -6,7 +6,8 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 600
 MESON_OPTS ?= -Dwerror=true
 
-.PHONY: all demo check deps deps-test build build-asan test test-asan test-guest fuzz fuzz-check clean
+.PHONY: all demo check deps deps-test build build-asan test test-asan test-guest fuzz fuzz-check clean \
+	install
 
 all: build
 
@@ -25,6 +26,16 @@ $(ASAN_BUILD)/build.ninja:
 
 build: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
+
+# make install [PREFIX=/usr/local] [DESTDIR=/staging]: vhud, vhuctl, libvhu.so.0, the headers,
+# libvhu.pc and the man pages under PREFIX (the build's prefix is set to it), DESTDIR prepended.
+PREFIX ?= /usr/local
+install: $(BUILD)/build.ninja
+	meson configure $(BUILD) -Dprefix=$(PREFIX)
+	ninja -C $(BUILD)
+	meson install -C $(BUILD) --no-rebuild $(if $(DESTDIR),--destdir $(DESTDIR))
+	@# meson 1.0 leaves the dynamic linker's cache alone: libvhu.so.0 for programs linking it
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
 
 build-asan: $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)

@@ -17,7 +17,8 @@
 #   cycle counts (perf has no hardware counters here and the nominal frequency is not trusted).
 # Env: RUNS (5), SECS (8), SIZES ("64 1518"), RINGS ("split packed"), MODES ("sink source
 #   reflect"), BACKENDS ("vhud dpdk"; "vhud vhud-base" with VHUD_BASE=another vhud binary: an
-#   A/B of two builds, with a vhud/base column), VHUD_NET_ARGS (extra vhud args, e.g. "--workers 1
+#   A/B of two builds, with a vhud/base column; vhud-vvu: vhud net behind a virtio-vhost-user
+#   device, `vhud vvu --vfio-user` on the backend CPU, its CPU counted), VHUD_NET_ARGS (extra vhud args, e.g. "--workers 1
 #   --poll-us 1000"), DPDK_FORCE_NOHUGE=1 (memfd even when hugepages are free), OUT (work dir).
 # Reserve hugepages first for the faster --in-memory mode: echo 1024 >/proc/sys/vm/nr_hugepages
 set -euo pipefail
@@ -50,6 +51,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# CPU ticks of the backend, and of the VVU device in front of it (vhud-vvu)
+backend_ticks() {
+  local t
+  t=$(cpu_ticks "$be_pid")
+  [[ -n ${BACKEND_VVU_PID:-} ]] && t=$((t + $(cpu_ticks "$BACKEND_VVU_PID")))
+  echo "$t"
+}
+
 # one run: prints "MPPS NS_PER_PKT"
 run_one() {
   local kind=$1 mode=$2 size=$3 ring=$4 tag=$5
@@ -62,12 +71,12 @@ run_one() {
     echo "0 -"; cleanup; return
   fi
   be_pid=$BACKEND_PID
-  t0=$(cpu_ticks "$be_pid")
+  t0=$(backend_ticks)
   # shellcheck disable=SC2046
   dpdk_start fe 0 "$out/$tag.fe.log" --vdev "$vdev" -- $(frontend_args "$mode" "$size")
   fe_pid=$DPDK_PID
   sleep "$SECS"
-  t1=$(cpu_ticks "$be_pid")
+  t1=$(backend_ticks)
   dpdk_stop "$fe_pid"; fe_pid=
   backend_stop "$kind" "$be_pid"; be_pid=
   pkts=$(dpdk_total "$out/$tag.fe.log" "$dir")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-3-Clause
 # Install the Debian 12 packages vhu needs.
-#   scripts/deps.sh build   compiler, meson/ninja, liburing, librbd
+#   scripts/deps.sh build   compiler, meson/ninja, liburing, librbd, scdoc
 #   scripts/deps.sh test    build set + QEMU, busybox, kmod, ... and the guest kernel
 # Idempotent and silent when everything is present. As non-root with something missing it
 # prints the exact apt-get command and exits 1.
@@ -11,7 +11,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 mode=${1:-build}
 
 build_pkgs=(meson ninja-build pkg-config gcc make libc6-dev liburing-dev libnbd-dev librbd-dev
-            libjson-c-dev)
+            libjson-c-dev scdoc)
 # gcc's -fsanitize=address,undefined runtimes: gcc-12 -> libgcc-12-dev -> libasan8, libubsan1;
 # listed explicitly so a minimal image that trimmed them still gets them.
 test_pkgs=("${build_pkgs[@]}" libgcc-12-dev libasan8 libubsan1
@@ -22,6 +22,8 @@ test_pkgs=("${build_pkgs[@]}" libgcc-12-dev libasan8 libubsan1
 # dpdk-dev ships dpdk-testpmd (tests/interop/dpdk-net.sh, tests/guest/net.sh with
 # NET_BACKEND=dpdk, bench/net-bench.sh); it pulls libdpdk-dev and with it every librte-* PMD,
 # among them net_vhost, net_virtio and the ring mempool. Package `dpdk` has only python scripts.
+# scdoc: the man pages vhud(8), vhuctl(1), libvhu(3) from docs/man/*.scd (without it the build
+# skips them and says so).
 # libjson-c-dev: vfio-user's VERSION capabilities (a JSON object) in the VVU device and driver.
 # libnbd-dev: blk's NBD store (vhud blk --nbd). qemu-utils (qemu-nbd) and nbdkit: the NBD
 # servers the blk tests start (tests/unit/test_blk.c, tests/guest/blk.sh with BLK_STORE=nbd).

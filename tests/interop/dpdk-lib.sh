@@ -80,17 +80,28 @@ dpdk_pps() {
 backend_start() {
   local kind=$1 mode=$2 sock=$3 cpu=$4 log=$5 size=${6:-64}
   rm -f "$sock"
-  if [[ $kind == vhud || $kind == vhud-base ]]; then
-    local args=() bin=$VHUD
+  BACKEND_VVU_PID=
+  if [[ $kind == vhud || $kind == vhud-base || $kind == vhud-vvu ]]; then
+    local args=() bin=$VHUD ep=(--socket-path "$sock")
     [[ $kind == vhud-base ]] && bin=${VHUD_BASE:?VHUD_BASE names the baseline vhud}
+    if [[ $kind == vhud-vvu ]]; then
+      # the session crosses a virtio-vhost-user device (vfio-user) on the same CPU
+      rm -f "$sock.vfu"
+      taskset -c "$cpu" "$VHUD" vvu --socket-path "$sock" --vfio-user "$sock.vfu" \
+        </dev/null >"$log.vvu" 2>&1 &
+      BACKEND_VVU_PID=$!
+      local j
+      for ((j = 0; j < 100; j++)); do [[ -S $sock.vfu ]] && break; sleep 0.05; done
+      ep=(--vvu "vfio-user:$sock.vfu")
+    fi
     case $mode in
       sink) args=(--sink) ;; source) args=(--source "$size") ;; reflect) args=(--reflect) ;;
     esac
     # vhud caps a frame at mtu+14 (no FCS): a 1518-byte frame needs --mtu 1504
     [[ $mode == source ]] && ((size > 1514)) && args+=(--mtu $((size - 14)))
-    echo "taskset -c $cpu $bin net --socket-path $sock ${args[*]} ${VHUD_NET_ARGS:-}" >"$log.cmd"
+    echo "taskset -c $cpu $bin net ${ep[*]} ${args[*]} ${VHUD_NET_ARGS:-}" >"$log.cmd"
     # shellcheck disable=SC2086
-    taskset -c "$cpu" "$bin" net --socket-path "$sock" "${args[@]}" ${VHUD_NET_ARGS:-} \
+    taskset -c "$cpu" "$bin" net "${ep[@]}" "${args[@]}" ${VHUD_NET_ARGS:-} \
       </dev/null >"$log" 2>&1 &
     BACKEND_PID=$!
   else
@@ -116,11 +127,15 @@ backend_start() {
 backend_stop() {
   local kind=$1 pid=$2 i
   [[ -n $pid ]] || return 0
-  if [[ $kind == vhud || $kind == vhud-base ]]; then
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+  if [[ $kind == vhud || $kind == vhud-base || $kind == vhud-vvu ]]; then
+    local p
+    for p in "$pid" ${BACKEND_VVU_PID:-}; do
+      kill -TERM "$p" 2>/dev/null || continue
+      for ((i = 0; i < 100; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$p" 2>/dev/null || true
+      wait "$p" 2>/dev/null || true
+    done
+    BACKEND_VVU_PID=
   else
     dpdk_stop "$pid"
   fi
