@@ -8,7 +8,8 @@
  * interrupts and reset may fail; and the input scribbles over the driver's DMA memory (the
  * rxq/txq used rings the device writes, the rx buffers' message bytes) while a frontend on the
  * device's socket sends messages (header and payload bytes from the input, no fds). An rng
- * device sits behind the driver. One thread: the loop runs once (timeout 0) per step.
+ * device sits behind the driver. One thread, two loops (the device's; the driver's and its
+ * backend's), each run once (timeout 0) when a step says so.
  *
  * Input: one byte of device options, then the byte stream both the lies (one byte per bus
  * operation: >= 0xe0 lies, see lie()) and the steps (see step()) read from, interleaved as the
@@ -24,6 +25,7 @@
 #include "fuzz_bus.h"
 #include "fuzz_input.h"
 #include "pci_direct.h"
+#include "proto/vvu.h"
 #include "vhu/backend.h"
 #include "vhu/dev/rng.h"
 #include "vhu/transport.h"
@@ -204,7 +206,9 @@ static const struct vhu_pci_ops liar_ops = {
 /* ---- steps ------------------------------------------------------------------------------- */
 
 struct fz {
-    struct vhu_loop *loop;
+    struct vhu_loop *loop;     /* the device's */
+    struct vhu_loop *dloop;    /* the driver's and its backend's: run apart, so the input
+                                * decides what the device does before the driver looks */
     struct vvu_dev *dev;
     struct vhu_backend *b;
     struct vhu_vvu *vvu;
@@ -212,20 +216,38 @@ struct fz {
     struct fz_fe fe;
 };
 
-/* The device writes the driver's DMA memory (used rings, rx buffers) as it likes. */
+/*
+ * The device writes the driver's DMA memory as it likes: anywhere, or aimed (the first
+ * allocation is rxq's ring, txq's ring, then 64 rx and 64 tx buffers of VVU_MSG_MAX: see
+ * vvu_dma_setup()) at a ring (used index, used entries' ids and lengths) or at a buffer (the
+ * message bytes the driver is about to read).
+ */
 static void dma_scribble(struct fz *z, struct fin *f)
 {
-    uint8_t i = fin_u8(f) % MAX_DMA;
+    const size_t nbufs = 64, bufs = nbufs * VVU_MSG_MAX;
+    uint8_t sel = fin_u8(f);
     uint32_t off = fin_u32(f), len = fin_u8(f) + 1u;
-    uint8_t buf[256];
+    uint8_t *dma = z->l->dma[0].host, buf[256];
+    size_t dma_len = z->l->dma[0].len, ring, base = 0, span = dma_len;
 
     fin_bytes(f, buf, len);
-    if (!z->l->dma[i].host)
+    if (!dma || dma_len <= 2 * bufs)
         return;
-    off %= (uint32_t)z->l->dma[i].len;
-    if (len > z->l->dma[i].len - off)
-        len = (uint32_t)(z->l->dma[i].len - off);
-    memcpy(z->l->dma[i].host + off, buf, len);
+    ring = (dma_len - 2 * bufs) / 2;
+    switch (sel & 3u) {
+    case 1: /* rxq's or txq's ring */
+        base = (sel & 4u) ? ring : 0;
+        span = ring;
+        break;
+    case 2: /* an rx or tx buffer */
+        base = 2 * ring + ((sel & 4u) ? bufs : 0) + (sel >> 3) % nbufs * VVU_MSG_MAX;
+        span = VVU_MSG_MAX;
+        break;
+    }
+    off %= (uint32_t)span;
+    if (len > span - off)
+        len = (uint32_t)(span - off);
+    memcpy(dma + base + off, buf, len);
 }
 
 static void step(struct fz *z, struct fin *f)
@@ -245,10 +267,17 @@ static void step(struct fz *z, struct fin *f)
         if (op & 0x10)
             fz_fe_close(&z->fe);
         break;
-    default: /* (0: the padding a seed puts where the bring-up's accesses read) */
+    case 5: /* the device alone */
+        vhu_loop_run_once(z->loop, 0);
+        break;
+    case 6: /* the driver alone */
+        vhu_loop_run_once(z->dloop, 0);
+        break;
+    default: /* both (0: also the padding a seed puts where the bring-up's accesses read) */
+        vhu_loop_run_once(z->loop, 0);
+        vhu_loop_run_once(z->dloop, 0);
         break;
     }
-    vhu_loop_run_once(z->loop, 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -261,10 +290,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     unsigned steps = 0;
     int lfd, fds_before = vhu_fd_count_self();
 
-    if (vhu_loop_new(&z.loop) < 0)
+    if (vhu_loop_new(&z.loop) < 0 || vhu_loop_new(&z.dloop) < 0)
         abort();
     z.dev = fz_vvu_new(z.loop, fin_u8(&f), &lfd, &z.fe);
-    if (vhu_rng_new(&(struct vhu_rng_opts){0}, &d) < 0 || vhu_backend_new(d, z.loop, &z.b) < 0 ||
+    if (vhu_rng_new(&(struct vhu_rng_opts){0}, &d) < 0 || vhu_backend_new(d, z.dloop, &z.b) < 0 ||
         vhu_pci_direct_open(vvu_dev_pci(z.dev), &in) < 0)
         abort();
     z.l = calloc(1, sizeof(*z.l));
@@ -275,7 +304,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     z.l->in = in;
     z.l->f = &f;
     snprintf(z.l->pci.name, sizeof(z.l->pci.name), "fuzz-liar");
-    if (vhu_vvu_new_pci(z.b, z.loop, &z.l->pci, &z.vvu) == 0) {
+    if (vhu_vvu_new_pci(z.b, z.dloop, &z.l->pci, &z.vvu) == 0) {
         if (getenv("FUZZ_VERBOSE"))
             fprintf(stderr, "fuzz_vvu_driver: bring-up read %zu input bytes\n", size - f.n);
         while (fin_left(&f) && steps++ < MAX_STEPS)
@@ -285,6 +314,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fz_fe_close(&z.fe);
     vhu_backend_free(z.b);
     vvu_dev_free(z.dev);
+    vhu_loop_free(z.dloop);
     vhu_loop_free(z.loop);
     close(lfd);
     fz_fd_check("fuzz_vvu_driver", fds_before);

@@ -335,3 +335,7 @@ write('fuzz_vvu_driver', 'lies', bytes([7]) + bytes(20) + b'\xe1\x09\x00\x10\x09
 write('fuzz_vvu_driver', 'used-ring', bytes([7]) + bytes(140) + dv_fe(1) +
       bytes([3, 0]) + struct.pack('<IB', 0x1400, 7) + struct.pack('<HHII', 0, 9, 77, 99999) + bytes(8) +
       dv_fe(15) + bytes(16))
+# the frontend's message rewritten in rx buffer 0 after the device put it there (size lies)
+write('fuzz_vvu_driver', 'rx-rewrite', bytes([7]) + bytes(140) + dv_fe(1)[:-8] + b'\x05\x05\x05' +
+      bytes([3, 2]) + struct.pack('<IB', 0, 11) + struct.pack('<III', 15, 1, 4000) + bytes(8) +
+      dv_fe(15) + bytes(16))
