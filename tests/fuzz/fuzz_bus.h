@@ -70,15 +70,16 @@ static inline unsigned fz_fds_pick(const struct fz_fds *s, uint8_t sel, int *out
     return n;
 }
 
-/* The input writes into a memfd (the peer's side of its DMA memory). */
-static inline void fz_memfd_write(const struct fz_fds *s, bool large, uint32_t off,
-                                  const void *buf, size_t len)
+/* The input writes into a memfd (the peer's side of its DMA memory): offset, length, bytes. */
+static inline void fz_memfd_write(const struct fz_fds *s, bool large, struct fin *f)
 {
     size_t size = large ? FZ_MEMFD_LARGE : FZ_MEMFD_SMALL;
+    uint32_t off = fin_u32(f) % (uint32_t)size, len = fin_u8(f) + 1u;
+    uint8_t buf[256];
 
-    off %= (uint32_t)size;
+    fin_bytes(f, buf, len);
     if (len > size - off)
-        len = size - off;
+        len = (uint32_t)(size - off);
     if (pwrite(s->fd[large], buf, len, off) < 0)
         abort();
 }

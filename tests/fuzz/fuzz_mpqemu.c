@@ -156,14 +156,9 @@ static void step(struct fz *z, struct fin *f)
         send_msg(z, buf, len, fdsel);
         break;
     }
-    case 5: { /* the guest writes its RAM */
-        uint8_t buf[256];
-        uint32_t off = fin_u32(f), len = fin_u8(f) + 1u;
-
-        fin_bytes(f, buf, len);
-        fz_memfd_write(&z->fds, op & 0x08, off, buf, len);
+    case 5: /* the guest writes its RAM */
+        fz_memfd_write(&z->fds, op & 0x08, f);
         break;
-    }
     case 6: /* QEMU goes away and comes back */
         connect_adapter(z);
         break;

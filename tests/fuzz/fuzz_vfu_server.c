@@ -161,14 +161,9 @@ static void step(struct fz *z, struct fin *f)
         send_msg(z, &h, len, fdsel);
         break;
     }
-    case 4: { /* the client writes its DMA memory */
-        uint8_t buf[256];
-        uint32_t off = fin_u32(f), len = fin_u8(f) + 1u;
-
-        fin_bytes(f, buf, len);
-        fz_memfd_write(&z->fds, op & 0x08, off, buf, len);
+    case 4: /* the client writes its DMA memory */
+        fz_memfd_write(&z->fds, op & 0x08, f);
         break;
-    }
     case 5: /* the client goes away (the device is reset), another comes */
         client_close(z);
         pump(z);

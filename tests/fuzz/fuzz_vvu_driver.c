@@ -32,11 +32,16 @@
 
 #define MAX_STEPS 256
 #define MAX_DMA 4
+/* Lies per input: the driver sleeps 1 ms per status read while it waits for a reset to
+ * complete, so a device that keeps lying there would make every input slow (not a finding:
+ * the wait is bounded). */
+#define MAX_LIES 64
 
 struct liar {
     struct vhu_pci pci;
     struct vhu_pci *in;        /* the honest bus to the device */
     struct fin *f;
+    unsigned lies;
     struct {
         uint8_t *host;
         size_t len;
@@ -55,7 +60,10 @@ static enum lie_kind lie(struct liar *l)
 {
     uint8_t b = fin_u8(l->f);
 
-    return b < 0xe0 ? HONEST : (enum lie_kind)(1 + (b & 3u));
+    if (b < 0xe0 || l->lies >= MAX_LIES)
+        return HONEST;
+    l->lies++;
+    return (enum lie_kind)(1 + (b & 3u));
 }
 
 /* A read: the honest value, or the lie's. */
