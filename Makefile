@@ -4,7 +4,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 600
-MESON_OPTS ?= -Dwerror=true
+MESON_OPTS ?= -Dwerror=true -Dsystemd=enabled
 
 .PHONY: all demo check deps deps-test build build-asan test test-asan test-guest fuzz fuzz-check clean \
 	install

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-3-Clause
 # Install the Debian 12 packages vhu needs.
-#   scripts/deps.sh build   compiler, meson/ninja, liburing, librbd, scdoc
+#   scripts/deps.sh build   compiler, meson/ninja, liburing, librbd, scdoc, libsystemd
 #   scripts/deps.sh test    build set + QEMU, busybox, kmod, ... and the guest kernel
 # Idempotent and silent when everything is present. As non-root with something missing it
 # prints the exact apt-get command and exits 1.
@@ -11,12 +11,12 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 mode=${1:-build}
 
 build_pkgs=(meson ninja-build pkg-config gcc make libc6-dev liburing-dev libnbd-dev librbd-dev
-            libjson-c-dev scdoc)
+            libjson-c-dev scdoc libsystemd-dev)
 # gcc's -fsanitize=address,undefined runtimes: gcc-12 -> libgcc-12-dev -> libasan8, libubsan1;
 # listed explicitly so a minimal image that trimmed them still gets them.
 test_pkgs=("${build_pkgs[@]}" libgcc-12-dev libasan8 libubsan1
            qemu-system-x86 qemu-utils busybox-static cpio kmod xz-utils e2fsprogs
-           iproute2 procps coreutils util-linux
+           iproute2 procps coreutils util-linux systemd
            dpdk-dev clang libclang-rt-14-dev nbdkit
            ceph-mon ceph-osd ceph-common qemu-block-extra)
 # dpdk-dev ships dpdk-testpmd (tests/interop/dpdk-net.sh, tests/guest/net.sh with
@@ -24,6 +24,8 @@ test_pkgs=("${build_pkgs[@]}" libgcc-12-dev libasan8 libubsan1
 # among them net_vhost, net_virtio and the ring mempool. Package `dpdk` has only python scripts.
 # scdoc: the man pages vhud(8), vhuctl(1), libvhu(3) from docs/man/*.scd (without it the build
 # skips them and says so).
+# libsystemd-dev: vhud's sd_listen_fds/sd_notify (socket activation, Type=notify, watchdog).
+# systemd: systemd-socket-activate and systemd-analyze for tests/cli/vhud-systemd.sh (no PID 1).
 # libjson-c-dev: vfio-user's VERSION capabilities (a JSON object) in the VVU device and driver.
 # libnbd-dev: blk's NBD store (vhud blk --nbd). qemu-utils (qemu-nbd) and nbdkit: the NBD
 # servers the blk tests start (tests/unit/test_blk.c, tests/guest/blk.sh with BLK_STORE=nbd).

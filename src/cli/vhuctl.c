@@ -2,7 +2,7 @@
 /*
  * vhuctl: drives vhost-user devices through the frontend library, with no VM.
  *
- *   vhuctl info --socket-path S
+ *   vhuctl info --socket-path S                   (features and the device type)
  *   vhuctl rng read --socket-path S [--bytes N] [--chunk N] [--out FILE] [--hex]
  *   vhuctl blk verify|bench --socket-path S ...   (vhuctl_blk.c)
  *   vhuctl net send|recv|bench --socket-path S ... (vhuctl_net.c)
@@ -37,14 +37,18 @@ struct ctl_opts {
     int verbose;
 };
 
-static void usage(FILE *f)
+static void info_usage(FILE *f)
 {
     fprintf(f,
-            "usage: vhuctl info --socket-path PATH\n"
-            "       vhuctl rng read --socket-path PATH [options]\n");
-    vhuctl_blk_usage(f);
-    vhuctl_net_usage(f);
+            "info: what the backend offers: features, protocol features, the device type\n"
+            "  vhuctl info --socket-path PATH\n");
+}
+
+static void rng_usage(FILE *f)
+{
     fprintf(f,
+            "rng read: entropy from a virtio-rng device\n"
+            "  vhuctl rng read --socket-path PATH [--bytes N] [--chunk N] [--out FILE] [--hex]\n"
             "\n"
             "rng read options:\n"
             "  --bytes N        bytes to read (default 64)\n"
@@ -52,7 +56,36 @@ static void usage(FILE *f)
             "  --out FILE       write the bytes to FILE ('-' for stdout)\n"
             "  --hex            print the first 64 bytes in hex\n"
             "  -v, --verbose    library debug logging\n");
+}
+
+static const char exit_status[] =
+    "\nexit status: 0 success, 1 failure (connection, device, a check), 2 usage error\n";
+
+/* vhuctl --help: every command, grouped. */
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: vhuctl COMMAND [SUBCOMMAND] --socket-path PATH [options]\n"
+            "       vhuctl COMMAND --help   one command's help\n"
+            "Drives a vhost-user backend as a VM's driver would, with no VM.\n"
+            "\n");
+    info_usage(f);
+    fprintf(f, "\n");
+    rng_usage(f);
+    fprintf(f, "\n");
+    vhuctl_blk_usage(f);
+    fprintf(f, "\n");
+    vhuctl_net_usage(f);
     vhuctl_ring_usage(f);
+    fputs(exit_status, f);
+}
+
+/* vhuctl info|rng --help */
+static void command_usage(FILE *f, void (*section)(FILE *f))
+{
+    section(f);
+    vhuctl_ring_usage(f);
+    fputs(exit_status, f);
 }
 
 static int parse_opts(int argc, char **argv, struct ctl_opts *o)
@@ -89,14 +122,14 @@ static int parse_opts(int argc, char **argv, struct ctl_opts *o)
         case 'o': o->out = optarg; break;
         case 'x': o->hex = true; break;
         case 'v': o->verbose++; break;
-        case 'h': usage(stdout); exit(0);
-        default: usage(stderr); return -EINVAL;
+        case 'h': command_usage(stdout, o->ring.device ? rng_usage : info_usage); exit(0);
+        default: return -EINVAL; /* getopt named the option: nothing follows its line */
         }
     }
     /* leftover arguments are ignored here, as they always were for info and rng read */
     return vhuctl_need_socket(&o->ring);
 bad:
-    return vhuctl_bad_value(optarg);
+    return vhuctl_bad_value(argv);
 }
 
 struct bit_name {
@@ -145,6 +178,7 @@ static int cmd_info(const struct ctl_opts *o)
     struct vhu_fe *fe;
     struct vhu_fe_opts fo = {.num_queues = 1, .queue_size = 64, .mem_size = 1 << 20,
                              .event_idx = true, .indirect = true};
+    const char *type;
     int r = vhu_fe_connect(o->ring.socket_path, &fe);
 
     if (r < 0) {
@@ -157,6 +191,8 @@ static int cmd_info(const struct ctl_opts *o)
         vhu_fe_free(fe);
         return 1;
     }
+    type = vhuctl_device_type(vhu_fe_backend_features(fe), vhu_fe_protocol_features(fe));
+    printf("%-22s %s\n", "device type", type ? type : "unknown (by its feature bits)");
     print_features("backend features", vhu_fe_backend_features(fe), false);
     print_features("negotiated features", vhu_fe_features(fe), false);
     print_features("protocol features", vhu_fe_protocol_features(fe), true);
@@ -254,7 +290,12 @@ int main(int argc, char **argv)
         vhu_log_set_sink(vhu_log_stderr_sink, NULL, o.verbose ? VHU_LOG_DEBUG : VHU_LOG_WARN);
         return cmd_info(&o);
     }
+    if (strcmp(cmd, "rng") == 0 && (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0)) {
+        command_usage(stdout, rng_usage);
+        return 0;
+    }
     if (strcmp(cmd, "rng") == 0 && strcmp(sub, "read") == 0) {
+        o.ring.device = "rng";
         optind = 3;
         if (parse_opts(argc, argv, &o) < 0)
             return 2;
@@ -269,6 +310,12 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    usage(stderr);
+    if (strcmp(cmd, "rng") == 0)
+        fprintf(stderr, "vhuctl rng: %s%s%s: read (vhuctl rng --help)\n",
+                *sub ? "unknown subcommand '" : "no subcommand", sub, *sub ? "'" : "");
+    else if (*cmd)
+        fprintf(stderr, "vhuctl: unknown command '%s' (vhuctl --help)\n", cmd);
+    else
+        usage(stderr);
     return 2;
 }

@@ -65,6 +65,7 @@ struct blk_opts {
     unsigned iodepth;
     double runtime;
     bool poll;
+    bool force;       /* verify: write a disk that is not empty */
     uint64_t size;    /* bench: bytes of the device used (0: all) */
     int verbose;
 };
@@ -89,16 +90,24 @@ static bool has(const struct blkdev *d, unsigned bit)
 void vhuctl_blk_usage(FILE *f)
 {
     fprintf(f,
-            "       vhuctl blk verify --socket-path PATH [--queues N] [--bytes N]\n"
-            "                         [--offset N] [--chunk N] [--seed N]\n"
-            "       vhuctl blk bench --socket-path PATH [--rw randread|randwrite|read|write]\n"
-            "                        [--bs N] [--iodepth N] [--queues N] [--runtime SEC] [--poll]\n"
-            "                        [--size N]\n"
+            "blk verify: checks a virtio-blk device end to end. It WRITES THE DISK: a seeded\n"
+            "pattern over [offset, offset+bytes), read back and compared; then FLUSH, an\n"
+            "out-of-range read, WRITE_ZEROES and DISCARD when offered. On a disk that is not\n"
+            "empty it refuses to start without --force.\n"
+            "  vhuctl blk verify --socket-path PATH [--queues N] [--bytes N] [--offset N]\n"
+            "                    [--chunk N] [--seed N] [--force]\n"
+            "blk bench: I/O rates and latency (writes the disk with --rw randwrite|write)\n"
+            "  vhuctl blk bench --socket-path PATH [--rw randread|randwrite|read|write]\n"
+            "                   [--bs N] [--iodepth N] [--queues N] [--runtime SEC] [--poll]\n"
+            "                   [--size N]\n"
             "\n"
             "blk options (sizes take K/M/G suffixes):\n"
             "  --queues N       queues to use (default 1; >1 needs VIRTIO_BLK_F_MQ)\n"
             "  verify: --bytes N (default min(4M, disk)), --offset N (default 0),\n"
-            "          --chunk N (bytes per write, default 64K), --seed N (default 1)\n"
+            "          --chunk N (bytes per write, default 64K), --seed N (default 1),\n"
+            "          --force (write even though the disk is not empty: its first 4 KiB or\n"
+            "          the region's first sectors hold data other than zeros or an earlier\n"
+            "          verify's pattern)\n"
             "  bench:  --rw MODE (default randread), --bs N (default 4096), --iodepth N per queue\n"
             "          (default 1), --runtime SEC (default 5), --poll (spin on the used ring\n"
             "          instead of sleeping on the call eventfd), --size N (bytes of the disk\n"
@@ -119,6 +128,7 @@ static int parse_blk_opts(int argc, char **argv, struct blk_opts *o)
         {"iodepth", required_argument, NULL, 'd'},
         {"runtime", required_argument, NULL, 't'},
         {"poll", no_argument, NULL, 'P'},
+        {"force", no_argument, NULL, 'F'},
         {"size", required_argument, NULL, 'z'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
@@ -177,18 +187,19 @@ static int parse_blk_opts(int argc, char **argv, struct blk_opts *o)
                 goto bad;
             break;
         case 'P': o->poll = true; break;
+        case 'F': o->force = true; break;
         case 'z':
             if (vhu_arg_size(optarg, &o->size) < 0 || o->size % VB_SECTOR)
                 goto bad;
             break;
         case 'v': o->verbose++; break;
         case 'h': vhuctl_blk_usage(stdout); vhuctl_ring_usage(stdout); exit(0);
-        default: vhuctl_blk_usage(stderr); vhuctl_ring_usage(stderr); return -EINVAL;
+        default: return -EINVAL; /* getopt named the option: nothing follows its line */
         }
     }
     return vhuctl_args_rest(argc, argv, &o->ring);
 bad:
-    return vhuctl_bad_value(optarg);
+    return vhuctl_bad_value(argv);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -320,6 +331,39 @@ static uint64_t fnv1a(uint64_t h, const uint8_t *p, size_t n)
     for (size_t i = 0; i < n; i++)
         h = (h ^ p[i]) * 0x100000001B3ULL;
     return h;
+}
+
+/*
+ * Whether verify may write the disk without --force: "empty" means the first 4 KiB (partition
+ * tables, boot sectors, superblocks such as ext4's at 1 KiB and XFS's at 0, a swap signature)
+ * and the first 4 KiB of the region it writes hold only zeros or sectors of an earlier
+ * verify's pattern (so verify may run again). Over vhost-user a disk is only what reads
+ * return; a partly used disk whose first sectors are zero is not detected. Returns 0 (empty),
+ * 1 (not: *sector is the first that holds data) or a negative errno / virtio status > 1.
+ */
+static int verify_disk_empty(struct blkdev *d, struct vbuf *b, uint64_t first, uint64_t *sector)
+{
+    const uint64_t starts[2] = {0, first};
+    static const uint8_t zero[VB_SECTOR];
+
+    for (unsigned i = 0; i < 2; i++) {
+        uint32_t n = (uint32_t)VHU_MIN((uint64_t)8, d->info.capacity - starts[i]);
+        int st;
+
+        if (i == 1 && first < 8)
+            break;
+        st = blk_sync(d, 0, b, OP_READ, starts[i], n * VB_SECTOR);
+        if (st != VB_S_OK)
+            return st < 0 ? st : st + 1;
+        for (uint32_t s = 0; s < n; s++) {
+            const uint8_t *p = b->data + (size_t)s * VB_SECTOR;
+            if (memcmp(p, zero, VB_SECTOR) != 0 && memcmp(p, "VHUBLK\0", 8) != 0) {
+                *sector = starts[i] + s;
+                return 1;
+            }
+        }
+    }
+    return 0;
 }
 
 /* Write the pattern over [first, first+count) sectors in chunk-byte requests, round robin. */
@@ -454,6 +498,27 @@ static int cmd_verify(const struct blk_opts *o)
     if (rchunk == 0)
         rchunk = VB_SECTOR;
 
+    if (!has(&d, VB_F_RO)) {
+        uint64_t used = 0;
+
+        st = verify_disk_empty(&d, &b, first, &used);
+        if (st == 1 && !o->force) {
+            fprintf(stderr, "verify: the disk is not empty (sector %" PRIu64 " holds data) and "
+                    "verify overwrites %" PRIu64 " bytes at offset %" PRIu64 ": --force to do "
+                    "it anyway\n", used, count * VB_SECTOR, first * VB_SECTOR);
+            blk_close(&d);
+            return 1;
+        }
+        if (st < 0 || st > 1) {
+            fprintf(stderr, "verify: reading the first sectors failed: %s\n",
+                    st < 0 ? strerror(-st) : status_name(st - 1));
+            blk_close(&d);
+            return 1;
+        }
+        printf("verify: writes %" PRIu64 " bytes at offset %" PRIu64 " of the disk%s\n",
+               count * VB_SECTOR, first * VB_SECTOR,
+               st == 1 ? " (not empty: --force given)" : "");
+    }
     t0 = vhu_now_ns();
     if (has(&d, VB_F_RO)) {
         memset(b.data, 0x5a, VB_SECTOR);
@@ -902,10 +967,15 @@ int vhuctl_blk_main(int argc, char **argv)
     };
     const char *sub = argc > 1 ? argv[1] : "";
 
+    o.ring.device = "blk";
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
+        vhuctl_blk_usage(stdout);
+        vhuctl_ring_usage(stdout);
+        return 0;
+    }
     if (strcmp(sub, "verify") && strcmp(sub, "bench")) {
-        fprintf(stderr, "usage: vhuctl blk verify|bench --socket-path PATH [options]\n");
-        vhuctl_blk_usage(stderr);
-        vhuctl_ring_usage(stderr);
+        fprintf(stderr, "vhuctl blk: %s%s%s: verify or bench (vhuctl blk --help)\n",
+                *sub ? "unknown subcommand '" : "no subcommand", sub, *sub ? "'" : "");
         return 2;
     }
     optind = 2;

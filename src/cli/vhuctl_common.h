@@ -20,6 +20,7 @@ struct vhuctl_ring_opts {
     bool packed;             /* --packed */
     bool no_indirect;        /* --no-indirect */
     bool no_event_idx;       /* --no-event-idx */
+    const char *device;      /* the device type the command drives ("blk"): another is named */
 };
 
 /* getopt_long values of the ring options: above any character a command uses for its own. */
@@ -50,8 +51,15 @@ void vhuctl_ring_usage(FILE *f);
 int vhuctl_need_socket(const struct vhuctl_ring_opts *ro);
 /* After getopt_long: refuse leftover arguments, then a missing --socket-path. 0 or -EINVAL. */
 int vhuctl_args_rest(int argc, char **argv, const struct vhuctl_ring_opts *ro);
-/* "bad value" for an option argument; returns -EINVAL. */
-int vhuctl_bad_value(const char *arg);
+/* "bad value 'ARG' for --OPTION", the option as getopt_long just matched it in argv (optind,
+ * optarg); returns -EINVAL. */
+int vhuctl_bad_value(char *const *argv);
+/*
+ * The device type a backend serves ("rng", "blk", "net"), told by the device feature bits
+ * (0..23) it offers and (rng: none, and no config space) the negotiated protocol features
+ * (VHOST_USER_PROTOCOL_F_CONFIG, bit 9); NULL when they do not tell.
+ */
+const char *vhuctl_device_type(uint64_t backend_features, uint64_t protocol_features);
 /* A duration in seconds, > 0 and at most a day. 0 or -EINVAL. */
 int vhuctl_arg_seconds(const char *s, double *out);
 /* fo's queue_size, packed, event_idx and indirect as ro says. */

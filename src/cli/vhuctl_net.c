@@ -123,10 +123,11 @@ struct rxq {
 void vhuctl_net_usage(FILE *f)
 {
     fprintf(f,
-            "       vhuctl net send --socket-path PATH --count N [--size BYTES] [--dst-mac MAC]\n"
-            "       vhuctl net recv --socket-path PATH --count N [--timeout-ms T]\n"
-            "       vhuctl net bench --socket-path PATH --mode tx|rx|rxtx [--size BYTES]\n"
-            "                        [--seconds S] [--burst N] [--poll] [--macs M]\n"
+            "net send | recv | bench: frames through a virtio-net device\n"
+            "  vhuctl net send --socket-path PATH --count N [--size BYTES] [--dst-mac MAC]\n"
+            "  vhuctl net recv --socket-path PATH --count N [--timeout-ms T]\n"
+            "  vhuctl net bench --socket-path PATH --mode tx|rx|rxtx [--size BYTES]\n"
+            "                   [--seconds S] [--burst N] [--poll] [--macs M]\n"
             "\n"
             "net options (queue pair k: queue 2k receives, queue 2k+1 transmits):\n"
             "  --size BYTES     frame size with the 14-byte Ethernet header, 60..1514 (default 64)\n"
@@ -246,12 +247,12 @@ static int parse_net_opts(int argc, char **argv, struct net_opts *o)
             break;
         case 'v': o->verbose++; break;
         case 'h': vhuctl_net_usage(stdout); vhuctl_ring_usage(stdout); exit(0);
-        default: vhuctl_net_usage(stderr); vhuctl_ring_usage(stderr); return -EINVAL;
+        default: return -EINVAL; /* getopt named the option: nothing follows its line */
         }
     }
     return vhuctl_args_rest(argc, argv, &o->ring);
 bad:
-    return vhuctl_bad_value(optarg);
+    return vhuctl_bad_value(argv);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1012,16 +1013,15 @@ int vhuctl_net_main(int argc, char **argv)
     };
     const char *sub = argc > 1 ? argv[1] : "";
 
+    o.ring.device = "net";
     if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
-        fprintf(stdout, "usage: vhuctl net send|recv|bench --socket-path PATH [options]\n");
         vhuctl_net_usage(stdout);
         vhuctl_ring_usage(stdout);
         return 0;
     }
     if (strcmp(sub, "send") && strcmp(sub, "recv") && strcmp(sub, "bench")) {
-        fprintf(stderr, "usage: vhuctl net send|recv|bench --socket-path PATH [options]\n");
-        vhuctl_net_usage(stderr);
-        vhuctl_ring_usage(stderr);
+        fprintf(stderr, "vhuctl net: %s%s%s: send, recv or bench (vhuctl net --help)\n",
+                *sub ? "unknown subcommand '" : "no subcommand", sub, *sub ? "'" : "");
         return 2;
     }
     optind = 2;

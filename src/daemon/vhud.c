@@ -3,7 +3,10 @@
  * vhud: serves one vhost-user device per process, following the "Backend program conventions"
  * of vhost-user.rst: --socket-path or --fd, --print-capabilities, no daemonizing, clean exit on
  * SIGTERM/SIGINT (the socket file is removed). Or through a virtio-vhost-user device instead of
- * a socket: --vvu vfio-user:PATH | pci:DDDD:BB:DD.F.
+ * a socket: --vvu vfio-user:PATH | pci:DDDD:BB:DD.F. Run as vhud-TYPE (the installed links the
+ * vhost-user.json descriptors name) it is `vhud TYPE`. Under systemd (vhud_sd.c): the socket of
+ * a .socket unit when no endpoint is given, Type=notify readiness, the watchdog.
+ * Exit status: 0 after SIGTERM/SIGINT, 1 runtime error, 2 usage error (one line naming it).
  *
  *   vhud rng --socket-path PATH [--client [--reconnect-ms N]] [--queue-size N] [-v]
  *   vhud net --socket-path PATH (--tap NAME | --reflect | --sink | --source SIZE) [--mac M] [--mtu N]
@@ -32,12 +35,14 @@
 #include "vhu/loop.h"
 #include "vhu/transport.h"
 #include "vhu/util.h"
+#include "vhud_sd.h"
 #include "vhud_vvu.h"
 
 /* The options every device type shares. */
 struct daemon_opts {
     const char *socket_path;
     int fd;
+    bool activated;         /* fd is the socket systemd passed (LISTEN_FDS) */
     const char *vvu;        /* --vvu SPEC: served through a virtio-vhost-user device */
     bool client;
     unsigned reconnect_ms;
@@ -66,12 +71,11 @@ struct daemon {
     unsigned n;
 };
 
-/* A device type's own command-line option. Every type's options are accepted whatever the
- * device (and ignored by the others), so one command line serves several types. */
+/* A device type's own command-line option. Another type's option is refused by name
+ * ("--tap is a net option"), not as an unknown one. */
 struct type_option {
     const char *name;
     int has_arg;              /* no_argument or required_argument */
-    bool only_own_type;       /* refused ("--NAME is a TYPE option") with another device type */
     int (*parse)(const char *arg); /* 0, or -1 after printing why (vhud exits 2) */
 };
 
@@ -80,17 +84,22 @@ struct type_option {
 struct device_type {
     const char *name;      /* vhud NAME */
     const char *json_type; /* vhost-user.json VHostUserBackendType, for --print-capabilities */
+    /* vhost-user.json: the features member of its VHostUserBackendCapabilities branch (a
+     * NULL-ended list), NULL when the schema gives the type no branch (no features member) */
+    const char *const *caps_features;
     const char *summary;   /* its line in the --help device list */
     int (*create)(const struct daemon_opts *o, struct vhu_device **out);
     const struct type_option *options; /* its options, ended by an empty row */
-    void (*help)(FILE *f);  /* its "NAME options:" section of --help */
+    const struct type_option *more_options; /* another type's it takes too (switch: net's) */
+    void (*help)(FILE *f);  /* its "NAME options:" section of `vhud NAME --help` */
     const char *synopsis;   /* an extra usage line of its own */
     unsigned queue_size;    /* the device's largest ring when --queue-size is not given, for
                              * --help (0: not listed) */
     unsigned workers;       /* --workers when not given */
     bool share_workers;     /* devices after the first run on the first one's workers */
-    /* Checks of the common options after parsing (0, or -1 after printing why: vhud exits 2);
-     * NULL: exactly one of --socket-path, --fd and --vvu, --client only with --socket-path. */
+    /* Checks after parsing (0, or -1 after printing why: vhud exits 2), after the common
+     * ones: one of --socket-path, --fd and --vvu (or a socket from systemd), --client only
+     * with --socket-path; a type with ports checks its endpoints itself. */
     int (*check)(const struct daemon_opts *o);
     /* The socket paths of the devices it serves (returns how many); NULL: one device on
      * --socket-path or --fd. */
@@ -101,12 +110,23 @@ struct device_type {
     void (*stats)(const struct daemon *d); /* counters, on SIGUSR1 and on exit */
 };
 
+/* Where the device is served, for the ready line and systemd's STATUS=. */
+static const char *endpoint_name(const struct daemon *d)
+{
+    if (d->type->ports)
+        return "its ports";
+    if (d->o->vvu)
+        return d->o->vvu;
+    if (d->o->socket_path)
+        return d->o->socket_path;
+    return d->o->activated ? "the socket systemd passed" : "inherited fd";
+}
+
 /* The one-device ready line ("rng device ready on PATH"). */
 static void ready_line(const struct daemon *d)
 {
     vhu_info("%s device ready on %s%s%s", d->type->name, d->o->vvu ? "virtio-vhost-user " : "",
-             d->o->vvu ? d->o->vvu : d->o->socket_path ? d->o->socket_path : "inherited fd",
-             d->o->client ? " (client)" : "");
+             endpoint_name(d), d->o->client ? " (client)" : "");
 }
 
 /* An unsigned option value no larger than max (vhu_arg_uint into an unsigned). */
@@ -133,6 +153,7 @@ static int create_rng(const struct daemon_opts *o, struct vhu_device **out)
 
 static struct {
     const char *file;
+    const char *file_opt; /* --file or --blk-file, for messages */
     uint64_t null_size;
     bool read_only;
     bool direct;
@@ -168,20 +189,52 @@ static int create_blk(const struct daemon_opts *o, struct vhu_device **out)
         .nbd_timeout_ms = blk.nbd_timeout_ms,
     };
 
-    if ((blk.file != NULL) + (blk.null_size != 0) + (blk.nbd != NULL) + (blk.rbd != NULL) != 1) {
-        fprintf(stderr, "vhud blk: exactly one of --file, --nbd, --null and --rbd is required\n");
-        return -EINVAL;
-    }
-    if ((blk.ceph_conf || blk.ceph_id) && !blk.rbd) {
-        fprintf(stderr, "vhud blk: --ceph-conf and --id go with --rbd\n");
-        return -EINVAL;
-    }
     return vhu_blk_new(&bo, out);
+}
+
+/* One backing store, named by the options given; the Ceph options only with --rbd. */
+static int blk_check(const struct daemon_opts *o)
+{
+    const char *given[4];
+    unsigned n = 0;
+
+    if (blk.file)
+        given[n++] = blk.file_opt;
+    if (blk.nbd)
+        given[n++] = "--nbd";
+    if (blk.null_size)
+        given[n++] = "--null";
+    if (blk.rbd)
+        given[n++] = "--rbd";
+    if (n == 0) {
+        fprintf(stderr, "vhud blk: no backing store: give --file PATH (or --blk-file PATH), "
+                        "--nbd URI, --null SIZE or --rbd POOL/IMAGE\n");
+        return -1;
+    }
+    if (n > 1) {
+        fprintf(stderr, "vhud blk: %s and %s exclude each other (one backing store)\n",
+                given[0], given[1]);
+        return -1;
+    }
+    if (!blk.rbd && (blk.ceph_conf || blk.ceph_id)) {
+        fprintf(stderr, "vhud blk: %s goes with --rbd\n", blk.ceph_conf ? "--ceph-conf" : "--id");
+        return -1;
+    }
+    return 0;
 }
 
 static int blk_file(const char *arg)
 {
     blk.file = arg;
+    blk.file_opt = "--file";
+    return 0;
+}
+
+/* vhost-user.rst "vhost-user-blk": the convention's name of --file (capability blk-file). */
+static int blk_blk_file(const char *arg)
+{
+    blk.file = arg;
+    blk.file_opt = "--blk-file";
     return 0;
 }
 
@@ -299,28 +352,30 @@ static int blk_nbd_timeout(const char *arg)
 }
 
 static const struct type_option blk_options[] = {
-    {"nbd", required_argument, false, blk_nbd},
-    {"nbd-timeout", required_argument, false, blk_nbd_timeout},
-    {"file", required_argument, false, blk_file},
-    {"null", required_argument, false, blk_null},
-    {"rbd", required_argument, false, blk_rbd},
-    {"ceph-conf", required_argument, false, blk_ceph_conf},
-    {"id", required_argument, false, blk_ceph_id},
-    {"read-only", no_argument, false, blk_read_only},
-    {"direct", no_argument, false, blk_direct},
-    {"engine", required_argument, false, blk_engine},
-    {"writethrough", no_argument, false, blk_writethrough},
-    {"serial", required_argument, false, blk_serial},
-    {"num-queues", required_argument, false, blk_num_queues},
-    {"blk-size", required_argument, false, blk_blk_size},
-    {"seg-max", required_argument, false, blk_seg_max},
-    {NULL, 0, false, NULL},
+    {"nbd", required_argument, blk_nbd},
+    {"nbd-timeout", required_argument, blk_nbd_timeout},
+    {"file", required_argument, blk_file},
+    {"blk-file", required_argument, blk_blk_file},
+    {"null", required_argument, blk_null},
+    {"rbd", required_argument, blk_rbd},
+    {"ceph-conf", required_argument, blk_ceph_conf},
+    {"id", required_argument, blk_ceph_id},
+    {"read-only", no_argument, blk_read_only},
+    {"direct", no_argument, blk_direct},
+    {"engine", required_argument, blk_engine},
+    {"writethrough", no_argument, blk_writethrough},
+    {"serial", required_argument, blk_serial},
+    {"num-queues", required_argument, blk_num_queues},
+    {"blk-size", required_argument, blk_blk_size},
+    {"seg-max", required_argument, blk_seg_max},
+    {NULL, 0, NULL},
 };
 
 static void blk_help(FILE *f)
 {
     fprintf(f,
-            "  --file PATH          backing file or block device\n"
+            "  --file PATH          backing file or block device (--blk-file PATH: the same,\n"
+            "                       as vhost-user.rst's backend conventions name it)\n"
             "  --nbd URI            an NBD export through libnbd: nbd://HOST[:PORT]/NAME or\n"
             "                       nbd+unix:///NAME?socket=PATH; size and read-only from the\n"
             "                       server; a connection per queue (more than one queue needs\n"
@@ -341,8 +396,9 @@ static void blk_help(FILE *f)
             "  --serial ID          GET_ID string (up to 20 bytes)\n"
             "  --num-queues N       request queues (default 1); blk defaults to --workers 1\n"
             "  --blk-size N         logical block size, 512 or 4096\n"
-            "  --seg-max N          data segments per request (default 126)\n",
-            vhu_blk_has_rbd() ? "" : " (not in this build)");
+            "  --seg-max N          data segments per request (default 126)\n"
+            "stores in this build: file (io_uring, sync), null, nbd%s\n",
+            vhu_blk_has_rbd() ? "" : " (not in this build)", vhu_blk_has_rbd() ? ", rbd" : "");
 }
 
 static void blk_ready(const struct daemon *d)
@@ -355,6 +411,7 @@ static void blk_ready(const struct daemon *d)
 
 static struct {
     int port; /* enum vhu_net_port_kind, -1: not given */
+    const char *port_opt; /* the option that gave it, for messages */
     unsigned source_size;
     const char *tap_name;
     uint8_t mac[6];
@@ -380,24 +437,39 @@ static int create_net(const struct daemon_opts *o, struct vhu_device **out)
 {
     struct vhu_net_opts no;
 
-    if (net.port < 0) {
-        fprintf(stderr, "vhud net: one of --tap NAME, --reflect, --sink, --source SIZE is required\n");
-        return -EINVAL;
-    }
     net_opts(o, &no);
     return vhu_net_new(&no, out);
 }
 
+static int net_check(const struct daemon_opts *o)
+{
+    if (net.port < 0) {
+        fprintf(stderr, "vhud net: no port: give --tap NAME, --reflect, --sink or --source SIZE\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* The port: one of --tap, --reflect, --sink, --source (given again: the last value wins). */
+static int net_set_port(int kind, const char *opt)
+{
+    if (net.port >= 0 && strcmp(net.port_opt, opt) != 0) {
+        fprintf(stderr, "vhud: %s and %s exclude each other (one port)\n", net.port_opt, opt);
+        return -1;
+    }
+    net.port = kind;
+    net.port_opt = opt;
+    return 0;
+}
+
 static int net_reflect(const char *arg)
 {
-    net.port = VHU_NET_PORT_REFLECT;
-    return 0;
+    return net_set_port(VHU_NET_PORT_REFLECT, "--reflect");
 }
 
 static int net_sink(const char *arg)
 {
-    net.port = VHU_NET_PORT_SINK;
-    return 0;
+    return net_set_port(VHU_NET_PORT_SINK, "--sink");
 }
 
 static int net_source(const char *arg)
@@ -406,8 +478,7 @@ static int net_source(const char *arg)
         fprintf(stderr, "vhud: bad --source size '%s'\n", arg);
         return -1;
     }
-    net.port = VHU_NET_PORT_SOURCE;
-    return 0;
+    return net_set_port(VHU_NET_PORT_SOURCE, "--source");
 }
 
 static int net_mac(const char *arg)
@@ -442,20 +513,19 @@ static int net_queue_pairs(const char *arg)
 
 static int net_tap(const char *arg)
 {
-    net.port = VHU_NET_PORT_TAP;
     net.tap_name = arg;
-    return 0;
+    return net_set_port(VHU_NET_PORT_TAP, "--tap");
 }
 
 static const struct type_option net_options[] = {
-    {"reflect", no_argument, false, net_reflect},
-    {"sink", no_argument, false, net_sink},
-    {"source", required_argument, false, net_source},
-    {"mac", required_argument, false, net_mac},
-    {"mtu", required_argument, false, net_mtu},
-    {"queue-pairs", required_argument, false, net_queue_pairs},
-    {"tap", required_argument, false, net_tap},
-    {NULL, 0, false, NULL},
+    {"reflect", no_argument, net_reflect},
+    {"sink", no_argument, net_sink},
+    {"source", required_argument, net_source},
+    {"mac", required_argument, net_mac},
+    {"mtu", required_argument, net_mtu},
+    {"queue-pairs", required_argument, net_queue_pairs},
+    {"tap", required_argument, net_tap},
+    {NULL, 0, NULL},
 };
 
 static void net_help(FILE *f)
@@ -553,10 +623,10 @@ static int switch_age(const char *arg)
 }
 
 static const struct type_option switch_options[] = {
-    {"port", required_argument, true, switch_port},
-    {"learn", required_argument, true, switch_learn},
-    {"age", required_argument, true, switch_age},
-    {NULL, 0, false, NULL},
+    {"port", required_argument, switch_port},
+    {"learn", required_argument, switch_learn},
+    {"age", required_argument, switch_age},
+    {NULL, 0, NULL},
 };
 
 static void switch_help(FILE *f)
@@ -570,7 +640,9 @@ static void switch_help(FILE *f)
             "                       learnt from its first frames (default 1: the MAC QEMU gives\n"
             "                       the guest; 0: only the device's; at most %u); frames from\n"
             "                       any other source (another port's, say) are dropped\n"
-            "  --age SECONDS        a learnt address unused this long is forgotten (default 300)\n",
+            "  --age SECONDS        a learnt address unused this long is forgotten (default 300)\n"
+            "  --mtu N, --queue-pairs N  as for net, for every port (each port gets a random\n"
+            "                       MAC; no --mac)\n",
             VHU_NET_SWITCH_MAX_PORTS, VHU_NET_SWITCH_MAX_LEARN);
 }
 
@@ -578,9 +650,17 @@ static int switch_check(const struct daemon_opts *o)
 {
     static const uint8_t no_mac[6];
 
-    if (sw.nports < 2 || o->socket_path || o->fd >= 0 || o->vvu || o->client || net.port >= 0) {
-        fprintf(stderr, "vhud switch: needs --port PATH at least twice (and no "
-                        "--socket-path, --fd, --vvu, --client or net port option)\n");
+    const char *stray = o->socket_path ? "--socket-path" : o->fd >= 0 ? "--fd"
+                        : o->vvu ? "--vvu" : o->client ? "--client" : net.port_opt;
+
+    if (stray) {
+        fprintf(stderr, "vhud switch: %s does not apply: each port is a socket of its own "
+                        "(--port PATH) joined to the switch\n", stray);
+        return -1;
+    }
+    if (sw.nports < 2) {
+        fprintf(stderr, "vhud switch: --port PATH is needed at least twice (%u given)\n",
+                sw.nports);
         return -1;
     }
     if (memcmp(net.mac, no_mac, sizeof(no_mac)) != 0) {
@@ -644,6 +724,8 @@ static void switch_stats(const struct daemon *d)
  *     devices: ports and share_workers; own checks, setup/teardown, ready line, counters).
  * usage(), option parsing, --print-capabilities, serving and shutdown then pick it up.
  */
+static const char *const blk_caps[] = {"read-only", "blk-file", NULL};
+
 static const struct device_type device_types[] = {
     {
         .name = "rng",
@@ -655,10 +737,12 @@ static const struct device_type device_types[] = {
     {
         .name = "blk",
         .json_type = "block",
+        .caps_features = blk_caps, /* vhost-user.json VHostUserBackendBlockFeature */
         .summary = "virtio-blk: a file or block device through io_uring, an NBD export, a Ceph RBD image, or --null",
         .create = create_blk,
         .options = blk_options,
         .help = blk_help,
+        .check = blk_check,
         .queue_size = 256,
         .workers = 1, /* queue work off the control thread unless told otherwise */
         .ready = blk_ready,
@@ -670,6 +754,7 @@ static const struct device_type device_types[] = {
         .create = create_net,
         .options = net_options,
         .help = net_help,
+        .check = net_check,
         .queue_size = 1024,
         .stats = net_stats,
     },
@@ -679,6 +764,7 @@ static const struct device_type device_types[] = {
         .summary = "virtio-net devices, one per --port PATH, joined by an L2 switch",
         .create = create_switch_port,
         .options = switch_options,
+        .more_options = net_options, /* --mac, --mtu, --queue-pairs */
         .help = switch_help,
         .synopsis = "vhud switch --port PATH --port PATH... [--learn N] [--age S] [net options]",
         .share_workers = true, /* one switch thread */
@@ -692,6 +778,26 @@ static const struct device_type device_types[] = {
 };
 
 /* ---- the daemon: no device named below ---- */
+
+static char prog[40] = "vhud"; /* "vhud TYPE" (or "vhud-TYPE") in messages */
+
+static const struct device_type *type_by_name(const char *name)
+{
+    for (size_t i = 0; i < VHU_ARRAY_SIZE(device_types); i++) {
+        if (strcmp(name, device_types[i].name) == 0)
+            return &device_types[i];
+    }
+    return NULL;
+}
+
+/* Run as vhud-TYPE (the links the vhost-user.json descriptors name): `vhud TYPE`. */
+static const struct device_type *type_by_argv0(const char *argv0)
+{
+    const char *base = strrchr(argv0, '/');
+
+    base = base ? base + 1 : argv0;
+    return strncmp(base, "vhud-", 5) == 0 ? type_by_name(base + 5) : NULL;
+}
 
 /* The --queue-size defaults of the device types, equal ones grouped: "rng, net 1024; blk 256". */
 static void queue_size_defaults(FILE *f)
@@ -716,6 +822,39 @@ static void queue_size_defaults(FILE *f)
     }
 }
 
+/* The options every device type takes (t NULL: vhud --help); a type with ports has no single
+ * endpoint. */
+static void common_help(FILE *f, const struct device_type *t)
+{
+    if (!t || !t->ports)
+        fprintf(f,
+                "  --socket-path PATH   listen on PATH (the frontend connects)\n"
+                "  --fd FD              serve an inherited socket (listening or connected)\n"
+                "  --vvu SPEC           serve through a virtio-vhost-user device instead of a\n"
+                "                       socket: vfio-user:PATH (a `vhud vvu` device's vfio-user\n"
+                "                       socket) or pci:DDDD:BB:DD.F (inside a VM, via sysfs; polled)\n"
+                "                       none of the three: the socket systemd passed (LISTEN_FDS)\n"
+                "  --client             connect to PATH instead (the frontend listens)\n"
+                "  --reconnect-ms N     with --client: retry every N ms after a disconnect\n");
+    fprintf(f, "  --queue-size N       largest ring accepted (default:");
+    if (t && t->queue_size)
+        fprintf(f, " %u", t->queue_size);
+    else
+        queue_size_defaults(f);
+    fprintf(f,
+            ")\n"
+            "  --workers N          data-plane threads; queue i runs on worker i %% N\n"
+            "                       (default %u%s)\n"
+            "  --poll-us N          workers busy-poll their rings for N us before sleeping\n"
+            "  --no-mem-slots       do not offer CONFIGURE_MEM_SLOTS (QEMU 7.2 forgets the\n"
+            "                       memory of a vhost-user-rng device when it reconnects)\n"
+            "  --print-capabilities print the vhost-user.json capabilities and exit\n"
+            "  -v, --verbose        debug logging\n"
+            "  -h, --help           this text\n",
+            t ? t->workers : 0, t && t->workers ? "" : ": queues run on the control thread");
+}
+
+/* vhud --help: the devices and the common options. */
 static void usage(FILE *f)
 {
     fprintf(f, "usage: vhud DEVICE (--socket-path PATH | --fd FD | --vvu SPEC) [options]\n");
@@ -725,42 +864,51 @@ static void usage(FILE *f)
     }
     fprintf(f,
             "       vhud DEVICE --print-capabilities\n"
+            "       vhud DEVICE --help   the device's own options\n"
             "       vhud vvu (--socket-path PATH | --fd FD) (--vfio-user PATH | --mpqemu-fd FD)\n"
             "                  a virtio-vhost-user device (vhud vvu --help)\n"
+            "\n"
+            "Serves one vhost-user device until SIGTERM; run as vhud-DEVICE (the links the\n"
+            "vhost-user.json descriptors name) it is `vhud DEVICE`.\n"
             "\n"
             "devices:\n");
     for (size_t i = 0; i < VHU_ARRAY_SIZE(device_types); i++)
         fprintf(f, "  %-8s %s\n", device_types[i].name, device_types[i].summary);
-    fprintf(f,
-            "\n"
-            "options:\n"
-            "  --socket-path PATH   listen on PATH (the frontend connects)\n"
-            "  --fd FD              serve an inherited socket (listening or connected)\n"
-            "  --vvu SPEC           serve through a virtio-vhost-user device instead of a\n"
-            "                       socket: vfio-user:PATH (a `vhud vvu` device's vfio-user\n"
-            "                       socket) or pci:DDDD:BB:DD.F (inside a VM, via sysfs; polled)\n"
-            "  --client             connect to PATH instead (the frontend listens)\n"
-            "  --reconnect-ms N     with --client: retry every N ms after a disconnect\n"
-            "  --queue-size N       largest ring accepted (default:");
-    queue_size_defaults(f);
-    fprintf(f,
-            ")\n"
-            "  --workers N          data-plane threads; queue i runs on worker i %% N\n"
-            "                       (default 0: queues run on the control thread)\n"
-            "  --poll-us N          workers busy-poll their rings for N us before sleeping\n"
-            "  --no-mem-slots       do not offer CONFIGURE_MEM_SLOTS (QEMU 7.2 forgets the\n"
-            "                       memory of a vhost-user-rng device when it reconnects)\n");
-    for (size_t i = 0; i < VHU_ARRAY_SIZE(device_types); i++) {
-        if (device_types[i].help) {
-            fprintf(f, "\n%s options:\n", device_types[i].name);
-            device_types[i].help(f);
-        }
+    fprintf(f, "\ncommon options:\n");
+    common_help(f, NULL);
+    fprintf(f, "\nexit status: 0 after SIGTERM/SIGINT, 1 runtime error, 2 usage error\n");
+}
+
+/* vhud TYPE --help: that type's options and the common ones. */
+static void type_usage(FILE *f, const struct device_type *t)
+{
+    if (t->synopsis)
+        fprintf(f, "usage: %s\n", t->synopsis);
+    else
+        fprintf(f, "usage: vhud %s (--socket-path PATH | --fd FD | --vvu SPEC) [options]\n",
+                t->name);
+    fprintf(f, "       vhud %s --print-capabilities\n\n%s\n", t->name, t->summary);
+    if (t->help) {
+        fprintf(f, "\n%s options:\n", t->name);
+        t->help(f);
     }
-    fprintf(f,
-            "\n"
-            "  --print-capabilities print the vhost-user.json capabilities and exit\n"
-            "  -v, --verbose        debug logging\n"
-            "  -h, --help           this text\n");
+    fprintf(f, "\ncommon options:\n");
+    common_help(f, t);
+    fprintf(f, "\nexit status: 0 after SIGTERM/SIGINT, 1 runtime error, 2 usage error\n");
+}
+
+/* vhost-user.json VHostUserBackendCapabilities: the type, and the features member only for a
+ * type whose union branch has one (block's VHostUserBackendCapabilitiesBlock). */
+static void print_capabilities(const struct device_type *t)
+{
+    printf("{\n  \"type\": \"%s\"", t->json_type);
+    if (t->caps_features) {
+        printf(",\n  \"features\": [");
+        for (size_t i = 0; t->caps_features[i]; i++)
+            printf("%s\n    \"%s\"", i ? "," : "", t->caps_features[i]);
+        printf("\n  ]");
+    }
+    printf("\n}\n");
 }
 
 static void on_disconnect(void *opaque, int err)
@@ -824,7 +972,7 @@ static int serve_one(struct daemon *d, struct served *sv)
             vhu_unix_set_on_disconnect(sv->transport, on_disconnect, d->loop);
     }
     if (r < 0)
-        fprintf(stderr, "vhud: cannot start %s on %s: %s\n", type->name,
+        fprintf(stderr, "%s: cannot start on %s: %s\n", prog,
                 o->vvu ? o->vvu : sv->path ? sv->path : "the given fd", strerror(-r));
     return r;
 }
@@ -848,14 +996,14 @@ static void served_free(struct served *sv)
     *sv = (struct served){0};
 }
 
-/* Every type's options, all accepted whatever the device type: getopt val TYPE_OPT + index. */
+/* Every type's options are in getopt's table (val TYPE_OPT + index), so another type's option
+ * is refused by name rather than as unknown. */
 #define TYPE_OPT 1000
 #define MAX_TYPE_OPTS 64
 
 struct type_option_ref {
     const struct device_type *type;
     const struct type_option *opt;
-    bool given;
 };
 
 static size_t type_options(struct type_option_ref refs[MAX_TYPE_OPTS])
@@ -874,24 +1022,56 @@ static size_t type_options(struct type_option_ref refs[MAX_TYPE_OPTS])
     return n;
 }
 
-/* After parsing: an option of another type that is only for its own, or no endpoint. */
-static int check_opts(const struct daemon_opts *o, const struct device_type *type,
-                      const struct type_option_ref *refs, size_t nrefs)
+/* Whether type takes opt: its own, or one of its more_options. */
+static bool type_takes(const struct device_type *type, const struct type_option *opt)
 {
-    for (size_t i = 0; i < nrefs; i++) {
-        if (refs[i].given && refs[i].opt->only_own_type && refs[i].type != type) {
-            fprintf(stderr, "vhud: --%s is a %s option\n", refs[i].opt->name, refs[i].type->name);
+    const struct type_option *tables[] = {type->options, type->more_options};
+
+    for (size_t i = 0; i < VHU_ARRAY_SIZE(tables); i++) {
+        for (const struct type_option *to = tables[i]; to && to->name; to++) {
+            if (to == opt)
+                return true;
+        }
+    }
+    return false;
+}
+
+/* After parsing: the endpoint (one of them, named when two are given), then the type's own. */
+static int check_opts(const struct daemon_opts *o, const struct device_type *type)
+{
+    if (!type->ports) {
+        const char *given[3];
+        unsigned n = 0;
+
+        if (o->socket_path)
+            given[n++] = "--socket-path";
+        if (o->fd >= 0)
+            given[n++] = "--fd";
+        if (o->vvu)
+            given[n++] = "--vvu";
+        if (n == 0) {
+            fprintf(stderr, "%s: no endpoint: give --socket-path PATH, --fd FD or --vvu SPEC "
+                            "(or start it socket-activated)\n", prog);
+            return -1;
+        }
+        if (n > 1) {
+            fprintf(stderr, "%s: %s and %s exclude each other\n", prog, given[0], given[1]);
+            return -1;
+        }
+        if (o->client && !o->socket_path) {
+            fprintf(stderr, "%s: --client needs --socket-path\n", prog);
             return -1;
         }
     }
-    if (type->check)
-        return type->check(o);
-    if ((o->socket_path != NULL) + (o->fd >= 0) + (o->vvu != NULL) != 1) {
-        fprintf(stderr, "vhud: exactly one of --socket-path, --fd and --vvu is required\n");
-        return -1;
-    }
-    if (o->client && !o->socket_path) {
-        fprintf(stderr, "vhud: --client needs --socket-path\n");
+    return type->check ? type->check(o) : 0;
+}
+
+/* A number option of the common ones: 0, or -1 after naming it. */
+static int common_uint(const char *name, const char *arg, unsigned min, unsigned max,
+                       unsigned *out)
+{
+    if (parse_uint(arg, max, out) < 0 || *out < min) {
+        fprintf(stderr, "%s: bad --%s '%s' (%u..%u)\n", prog, name, arg, min, max);
         return -1;
     }
     return 0;
@@ -922,12 +1102,12 @@ int main(int argc, char **argv)
     struct type_option_ref refs[MAX_TYPE_OPTS];
     size_t nrefs = type_options(refs);
     struct daemon_opts o = {.fd = -1, .reconnect_ms = 1000, .queue_size = 0};
-    const struct device_type *type = NULL;
+    const struct device_type *type = type_by_argv0(argv[0]);
     const char *const *paths = &o.socket_path;
-    bool print_caps = false;
     struct daemon d = {0};
+    char status[160];
     sigset_t mask;
-    int sfd = -1, c, r;
+    int first = 1, sfd = -1, c, r;
     unsigned v;
 
     memcpy(longopts, common_first, sizeof(common_first));
@@ -935,82 +1115,102 @@ int main(int argc, char **argv)
         longopts[VHU_ARRAY_SIZE(common_first) + i] = (struct option){
             refs[i].opt->name, refs[i].opt->has_arg, NULL, TYPE_OPT + (int)i};
     memcpy(&longopts[VHU_ARRAY_SIZE(common_first) + nrefs], common_last, sizeof(common_last));
-    /* Not a device type: the virtio-vhost-user device relays a frontend to another backend. */
-    if (argc >= 2 && strcmp(argv[1], "vvu") == 0)
-        return vhud_vvu_main(argc, argv);
-    if (argc < 2 || argv[1][0] == '-') {
-        /* Capabilities are per device type: `vhud rng --print-capabilities`. */
-        usage(argc >= 2 && strcmp(argv[1], "--help") == 0 ? stdout : stderr);
-        return argc >= 2 && strcmp(argv[1], "--help") == 0 ? 0 : 2;
-    }
-    for (size_t i = 0; i < VHU_ARRAY_SIZE(device_types); i++) {
-        if (strcmp(argv[1], device_types[i].name) == 0)
-            type = &device_types[i];
-    }
     if (!type) {
-        fprintf(stderr, "vhud: unknown device '%s'\n", argv[1]);
-        usage(stderr);
-        return 2;
+        const char *arg = argc >= 2 ? argv[1] : NULL;
+
+        /* Not a device type: the virtio-vhost-user device relays a frontend to another backend. */
+        if (arg && strcmp(arg, "vvu") == 0)
+            return vhud_vvu_main(argc, argv);
+        if (arg && (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)) {
+            usage(stdout);
+            return 0;
+        }
+        if (!arg) {
+            usage(stderr);
+            return 2;
+        }
+        if (arg[0] == '-') {
+            /* Capabilities and options are per device type: `vhud rng --print-capabilities`. */
+            fprintf(stderr, "vhud: the device comes first: vhud DEVICE %s ... (vhud --help)\n",
+                    arg);
+            return 2;
+        }
+        type = type_by_name(arg);
+        if (!type) {
+            fprintf(stderr, "vhud: unknown device '%s' (vhud --help lists them)\n", arg);
+            return 2;
+        }
+        first = 2;
+        snprintf(prog, sizeof(prog), "vhud %s", type->name);
+    } else {
+        snprintf(prog, sizeof(prog), "vhud-%s", type->name);
     }
-    optind = 2;
+    /* vhost-user.rst: with --print-capabilities every other option is ignored. */
+    for (int i = first; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "--print-capabilities") == 0) {
+            print_capabilities(type);
+            return 0;
+        }
+    }
+    optind = first;
+    /* getopt's own message names an unknown option or a missing value: nothing follows it */
     while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
         switch (c) {
         case 's': o.socket_path = optarg; break;
         case 'V': o.vvu = optarg; break;
         case 'f':
-            if (parse_uint(optarg, 1 << 20, &v) < 0) {
-                fprintf(stderr, "vhud: bad --fd '%s'\n", optarg);
+            if (common_uint("fd", optarg, 0, 1 << 20, &v) < 0)
                 return 2;
-            }
             o.fd = (int)v;
             break;
         case 'c': o.client = true; break;
         case 'r':
-            if (parse_uint(optarg, 3600000, &o.reconnect_ms) < 0) {
-                fprintf(stderr, "vhud: bad --reconnect-ms '%s'\n", optarg);
+            if (common_uint("reconnect-ms", optarg, 0, 3600000, &o.reconnect_ms) < 0)
                 return 2;
-            }
             break;
         case 'q':
-            if (parse_uint(optarg, 32768, &o.queue_size) < 0 || o.queue_size == 0) {
-                fprintf(stderr, "vhud: bad --queue-size '%s'\n", optarg);
+            if (common_uint("queue-size", optarg, 1, 32768, &o.queue_size) < 0)
                 return 2;
-            }
             break;
         case 'm': o.no_mem_slots = true; break;
         case 'w':
-            if (parse_uint(optarg, 64, &o.workers) < 0) {
-                fprintf(stderr, "vhud: bad --workers '%s' (0..64)\n", optarg);
+            if (common_uint("workers", optarg, 0, 64, &o.workers) < 0)
                 return 2;
-            }
             o.workers_set = true;
             break;
         case 'P':
-            if (parse_uint(optarg, 1000000, &o.poll_us) < 0) {
-                fprintf(stderr, "vhud: bad --poll-us '%s'\n", optarg);
+            if (common_uint("poll-us", optarg, 0, 1000000, &o.poll_us) < 0)
                 return 2;
-            }
             break;
-        case 'p': print_caps = true; break;
+        case 'p': print_capabilities(type); return 0; /* an abbreviation of it */
         case 'v': o.verbose++; break;
-        case 'h': usage(stdout); return 0;
+        case 'h': type_usage(stdout, type); return 0;
         default:
-            if (c < TYPE_OPT || c >= TYPE_OPT + (int)nrefs) {
-                usage(stderr);
+            if (c < TYPE_OPT || c >= TYPE_OPT + (int)nrefs)
+                return 2;
+            if (!type_takes(type, refs[c - TYPE_OPT].opt)) {
+                fprintf(stderr, "%s: --%s is a %s option (%s --help lists %s's)\n", prog,
+                        refs[c - TYPE_OPT].opt->name, refs[c - TYPE_OPT].type->name, prog,
+                        type->name);
                 return 2;
             }
             if (refs[c - TYPE_OPT].opt->parse(optarg) < 0)
                 return 2;
-            refs[c - TYPE_OPT].given = true;
             break;
         }
     }
-    if (print_caps) {
-        /* vhost-user.json: the type and the optional features this backend program has. */
-        printf("{\n  \"type\": \"%s\",\n  \"features\": []\n}\n", type->json_type);
-        return 0;
+    if (optind < argc) {
+        fprintf(stderr, "%s: unexpected argument '%s'\n", prog, argv[optind]);
+        return 2;
     }
-    if (check_opts(&o, type, refs, nrefs) < 0)
+    /* No endpoint given: systemd's socket (a .socket unit), if any. */
+    if (!type->ports && !o.socket_path && o.fd < 0 && !o.vvu) {
+        o.fd = vhud_sd_listen_fd(prog);
+        if (o.fd == -2)
+            return 1;
+        o.activated = o.fd >= 0;
+    }
+    if (check_opts(&o, type) < 0)
         return 2;
 
     vhu_log_set_sink(vhu_log_stderr_sink, NULL, o.verbose ? VHU_LOG_DEBUG : VHU_LOG_INFO);
@@ -1033,7 +1233,7 @@ int main(int argc, char **argv)
     if (r == 0 && type->setup)
         r = type->setup();
     if (r < 0)
-        fprintf(stderr, "vhud: cannot start: %s\n", strerror(-r));
+        fprintf(stderr, "%s: cannot start: %s\n", prog, strerror(-r));
     for (unsigned i = 0; r == 0 && i < d.n; i++) {
         d.srv[i].path = paths[i];
         r = serve_one(&d, &d.srv[i]);
@@ -1043,10 +1243,16 @@ int main(int argc, char **argv)
             type->ready(&d);
         else
             ready_line(&d);
+        snprintf(status, sizeof(status), "serving %s on %s", type->name, endpoint_name(&d));
+        r = vhud_sd_ready(d.loop, status);
+    }
+    if (r == 0) {
         r = vhu_loop_run(d.loop);
         if (type->stats)
             type->stats(&d);
     }
+    if (d.loop)
+        vhud_sd_stopping(d.loop);
     /* Every session first (a switch's ports write into each other's rings), then the devices,
      * the first last: it owns the workers the others may share. */
     for (unsigned i = 0; d.srv && i < d.n; i++)

@@ -8,6 +8,7 @@
  *   --mpqemu-fd FD     QEMU 7.2's multi-process proxy: FD is our end of the socket whose other
  *                      end a backend VM's `-device x-pci-proxy-dev,fd=N` holds
  * It is not a device type of vhud's table: it serves no virtio device itself, it relays one.
+ * Exit status as vhud's: 0 after SIGTERM/SIGINT, 1 runtime error, 2 usage error.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -23,6 +24,7 @@
 #include "vhu/log.h"
 #include "vhu/loop.h"
 #include "vhu/util.h"
+#include "vhud_sd.h"
 #include "vhud_vvu.h"
 #include "vvu/mpqemu.h"
 #include "vvu/vfio_user_server.h"
@@ -53,7 +55,9 @@ static void vvu_usage(FILE *f)
             "  --pci-device-id ID   PCI device ID (default 0x%04x; drafts also used 0x1016)\n"
             "  --virtio-id N        virtio device ID (default %u)\n"
             "  -v, --verbose        debug logging\n"
-            "  -h, --help           this text\n",
+            "  -h, --help           this text\n"
+            "\n"
+            "exit status: 0 after SIGTERM/SIGINT, 1 runtime error, 2 usage error\n",
             VVU_DEFAULT_VHOST_QUEUES, VVU_MAX_VHOST_QUEUES, VVU_PCI_DEVICE_ID,
             VVU_VIRTIO_DEVICE_ID);
 }
@@ -185,7 +189,7 @@ int vhud_vvu_main(int argc, char **argv)
             break;
         case 'v': verbose++; break;
         case 'h': vvu_usage(stdout); return 0;
-        default: vvu_usage(stderr); return 2;
+        default: return 2; /* getopt named the option: nothing follows its line */
         }
     }
     if (optind < argc) {
@@ -233,8 +237,11 @@ int vhud_vvu_main(int argc, char **argv)
         vhu_info("vvu device ready: frontend on %s%s, bus %s %s",
                  o.socket_path ? o.socket_path : "inherited fd", o.client ? " (client)" : "",
                  vfu_path ? "vfio-user" : "mpqemu", vfu_path ? vfu_path : "fd");
-        r = vhu_loop_run(d.loop);
+        r = vhud_sd_ready(d.loop, "serving a virtio-vhost-user device");
+        if (r == 0)
+            r = vhu_loop_run(d.loop);
         vvu_print_stats(d.dev);
+        vhud_sd_stopping(d.loop);
     }
     /* The bus first (it holds the device's pcidev), then the device. */
     if (vfu)

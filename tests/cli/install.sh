@@ -4,6 +4,8 @@
 #   - installed into a temporary DESTDIR: vhud and vhuctl in bindir; libvhu.so -> libvhu.so.0 ->
 #     libvhu.so.X.Y.Z in libdir with SONAME libvhu.so.0 and versioned symbols (VHU_x.y); the
 #     public headers (include/vhu, fe/, dev/); libvhu.pc; the man pages when scdoc built them;
+#     the vhost-user.json descriptors (valid, their vhud-TYPE links run: vhost-user-json.py) and
+#     the systemd units;
 #   - tests/cli/install_client.c compiled with nothing but `pkg-config --cflags --libs libvhu`
 #     (PKG_CONFIG_PATH and PKG_CONFIG_SYSROOT_DIR into the DESTDIR), loading libvhu.so.0 from
 #     the DESTDIR, reads entropy from the installed `vhud rng`.
@@ -40,6 +42,7 @@ bindir=$root$(abs "$(opt bindir)")
 libdir=$root$(abs "$(opt libdir)")
 incdir=$root$(abs "$(opt includedir)")
 mandir=$root$(abs "$(opt mandir)")
+datadir=$root$(abs "$(opt datadir)")
 
 "$MESON" install -C "$build" --destdir "$root" --no-rebuild >"$dir/install.log" 2>&1 ||
   { cat "$dir/install.log" >&2; fail "meson install --destdir failed"; }
@@ -72,6 +75,19 @@ if [[ $man == true ]]; then
 else
   echo "  man pages not built (no scdoc): not checked"
 fi
+
+# vhost-user.json descriptors naming the vhud-TYPE links, validated with the installed binaries;
+# the systemd template units
+mapfile -t descriptors < <(find "$datadir/qemu/vhost-user" -name '*.json' 2>/dev/null | sort)
+((${#descriptors[@]} == 3)) || fail "${#descriptors[@]} vhost-user.json descriptors in $datadir/qemu/vhost-user, expected 3"
+python3 "$here/vhost-user-json.py" "$bindir/vhud" "$build/src/cli/vhuctl" "$root" "${descriptors[@]}" \
+  >"$dir/vhost-user-json.log" 2>&1 || { cat "$dir/vhost-user-json.log" >&2; fail "installed descriptors"; }
+for t in blk net rng; do
+  for u in "vhud-$t@.service" "vhud-$t@.socket"; do
+    [[ -n $(find "$root" -path "*/systemd/system/$u") ]] || fail "systemd unit $u not installed"
+  done
+done
+echo "  vhost-user.json: ${descriptors[*]##*/} (valid, binaries run); systemd units vhud-{blk,net,rng}@.{service,socket}"
 
 pc=$(find "$root" -name libvhu.pc)
 [[ $pc == "$libdir/pkgconfig/libvhu.pc" ]] || fail "libvhu.pc at '$pc', expected $libdir/pkgconfig"

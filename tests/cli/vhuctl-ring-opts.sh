@@ -40,9 +40,9 @@ nosock=$dir/absent.sock
 echo "bad ring options: one message and exit code for every command"
 for cmd in "${cmds[@]}"; do
   read -r -a c <<<"$cmd"
-  expect 2 "vhuctl: bad value '0'" "${c[@]}" --socket-path "$nosock" --queue-size 0
-  expect 2 "vhuctl: bad value '70000'" "${c[@]}" --socket-path "$nosock" --queue-size 70000
-  expect 2 "vhuctl: bad value '12x'" "${c[@]}" --queue-size 12x --socket-path "$nosock"
+  expect 2 "vhuctl: bad value '0' for --queue-size (1..32768)" "${c[@]}" --socket-path "$nosock" --queue-size 0
+  expect 2 "vhuctl: bad value '70000' for --queue-size (1..32768)" "${c[@]}" --socket-path "$nosock" --queue-size 70000
+  expect 2 "vhuctl: bad value '12x' for --queue-size (1..32768)" "${c[@]}" --queue-size 12x --socket-path "$nosock"
   expect 2 "vhuctl: --socket-path is required" "${c[@]}" --queue-size 64 --packed
   expect 1 "vhuctl: connect $nosock: No such file or directory" \
     "${c[@]}" --socket-path "$nosock" --queue-size 1K --packed --no-indirect --no-event-idx

@@ -9,7 +9,8 @@
 #     server SIGKILLed, a verify started while it is away passes once it is back 0.5 s later;
 #     a 2 s write bench on 2 queues with the server SIGKILLed under it and back 0.5 s later
 #     sees no error (vhud logs the loss and the reconnection); vhud exits 0 on SIGTERM;
-#   - a verify over nbd:// on loopback TCP (qemu-nbd -b 127.0.0.1, 2 queues).
+#   - a verify over nbd:// on loopback TCP (qemu-nbd -b 127.0.0.1, 2 queues; --force: the bench
+#     wrote the disk before).
 # SKIP (77, loudly) without qemu-nbd.
 #
 #   vhud-blk-nbd.sh VHUD VHUCTL
@@ -38,7 +39,7 @@ expect_exit() {
   ((r == rc)) || fail "vhud $*: exit $r, expected $rc: $out"
   grep -q -- "$pat" <<<"$out" || fail "vhud $*: no '$pat' in: $out"
 }
-expect_exit 1 "exactly one of --file, --nbd, --null and --rbd" blk --socket-path "$sock" --nbd nbd://x/ --file "$img"
+expect_exit 2 "--file and --nbd exclude each other" blk --socket-path "$sock" --nbd nbd://x/ --file "$img"
 expect_exit 2 "bad --nbd-timeout" blk --socket-path "$sock" --nbd nbd://x/ --nbd-timeout 0
 expect_exit 1 "cannot connect to nbd+unix" blk --socket-path "$sock" --nbd "nbd+unix:///?socket=$dir/none.sock"
 
@@ -101,7 +102,7 @@ for ((i = 0; i < 100; i++)); do
   sleep 0.05
 done
 start_vhud blk --nbd "nbd://127.0.0.1:$port/" --num-queues 2
-"$VHUCTL" blk verify --socket-path "$sock" --queues 2 --bytes 1M --offset 8M --seed 9 \
+"$VHUCTL" blk verify --socket-path "$sock" --queues 2 --bytes 1M --offset 8M --seed 9 --force \
   >"$dir/verify3.log" 2>&1 || { cat "$dir/verify3.log" >&2; fail "verify over nbd:// (TCP)"; }
 echo "  verify over nbd://127.0.0.1:$port (TCP, 2 queues): ok"
 stop_vhud

@@ -358,18 +358,7 @@ sync
 GUEST
 
 # The host's mkfs.ext4 and e2fsck with their libraries (busybox mke2fs makes only ext2).
-e2extra=()
-declare -A seen=()
-for bin in mkfs.ext4 e2fsck; do
-  p=$(command -v $bin)
-  e2extra+=("$p:/opt/e2/$bin")
-  while read -r lib; do
-    [[ -n $lib && -z ${seen[$lib]:-} ]] || continue
-    seen[$lib]=1
-    e2extra+=("$lib:$lib")
-  done < <(ldd "$p" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}')
-done
-[[ -f /etc/mke2fs.conf ]] && e2extra+=("/etc/mke2fs.conf:/etc/mke2fs.conf")
+guest_e2fs_extras
 
 head -c $((PAT_MB * MiB)) /dev/urandom >"$dir/pattern"
 total_start=$SECONDS
@@ -403,7 +392,7 @@ PAT_MB=$PAT_MB
 PAT_AT="${PAT_AT[*]}"
 EOF
   guest_mkinitramfs "$run_dir/initrd.cpio.gz" virtio_pci virtio_blk -- "$dir/test.sh" \
-    "$run_dir/expect:/extra/expect" "$dir/pattern:/extra/pattern" "${e2extra[@]}" \
+    "$run_dir/expect:/extra/expect" "$dir/pattern:/extra/pattern" "${GUEST_EXTRAS[@]}" \
     2>"$run_dir/mkinitramfs.log" || { cat "$run_dir/mkinitramfs.log" >&2; fail "mkinitramfs"; }
 
   local sa=$run_dir/a.sock sb=$run_dir/b.sock srca=$img srcb=$ro

@@ -14,6 +14,14 @@
 #   guest_wait_socket PATH SECS [PID] wait until a listening unix socket exists
 #   guest_check_results DIR       print RESULT lines; 0 iff >=1 PASS, no FAIL, and DONE
 #   guest_dump DIR                print the logs (on failure)
+#   guest_bin_extras BIN DEST     add to GUEST_EXTRAS the mkinitramfs EXTRA arguments that put
+#                                 BIN at DEST and its shared libraries (ldd) at their own paths
+#   guest_e2fs_extras             the same for the host's mkfs.ext4 and e2fsck (at /opt/e2/),
+#                                 and mke2fs.conf (busybox mke2fs makes only ext2)
+#   guest_extras_clear            empty GUEST_EXTRAS (for another initramfs)
+#   guest_workdir [DIR]           set $dir to DIR's absolute path (made if missing), or to a new
+#                                 temporary directory; auto_dir=1 when the test made it (and
+#                                 removes it after a pass)
 #
 # Env: GUEST_TIMEOUT (s, default 300), GUEST_SMP (default 1), GUEST_MEM (MiB, default 512),
 #      GUEST_APPEND (extra kernel cmdline), QEMU (default qemu-system-x86_64),
@@ -158,6 +166,37 @@ guest_dump() {
     tail -n 150 "$dir/$f" | tr -d '\r' >&2
   done
   echo "----- end of logs -----" >&2
+}
+
+# shellcheck disable=SC2034 # dir and auto_dir are the caller's
+guest_workdir() {
+  dir=${1:-}
+  auto_dir=0
+  if [[ -z $dir ]]; then
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/vhu-$GUEST_NAME.XXXXXX")
+    auto_dir=1
+  fi
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+}
+
+GUEST_EXTRAS=()
+declare -A GUEST_EXTRAS_SEEN=()
+guest_bin_extras() {
+  local bin=$1 dest=$2 lib
+  GUEST_EXTRAS+=("$bin:$dest")
+  while read -r lib; do
+    [[ -n $lib && -z ${GUEST_EXTRAS_SEEN[$lib]:-} ]] || continue
+    GUEST_EXTRAS_SEEN[$lib]=1
+    GUEST_EXTRAS+=("$lib:$lib")
+  done < <(ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}')
+}
+guest_extras_clear() { GUEST_EXTRAS=(); GUEST_EXTRAS_SEEN=(); }
+guest_e2fs_extras() {
+  local bin
+  for bin in mkfs.ext4 e2fsck; do guest_bin_extras "$(command -v $bin)" /opt/e2/$bin; done
+  [[ -f /etc/mke2fs.conf ]] && GUEST_EXTRAS+=("/etc/mke2fs.conf:/etc/mke2fs.conf")
+  return 0
 }
 
 # ---- QMP over a FIFO pair (no socat/python needed) -----------------------------------------

@@ -27,14 +27,7 @@ guest_require
 "$QEMU" -device help 2>/dev/null | grep -q x-pci-proxy-dev ||
   guest_skip "$QEMU has no x-pci-proxy-dev (multi-process QEMU)"
 
-dir=${4:-}
-auto_dir=0
-if [[ -z $dir ]]; then
-  dir=$(mktemp -d "${TMPDIR:-/tmp}/vhu-$GUEST_NAME.XXXXXX")
-  auto_dir=1
-fi
-mkdir -p "$dir"
-dir=$(cd "$dir" && pwd)
+guest_workdir "${4:-}"
 sock=$dir/dev.sock
 ((${#sock} < 100)) || { guest_log "work dir path too long for a unix socket: $sock"; exit 1; }
 rm -f "$sock"
