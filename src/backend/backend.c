@@ -67,6 +67,7 @@ static bool worker_poll(void *opaque, bool sleep)
             continue;
         vhu_vq_set_polling(r->vq, true);
         if (vhu_vq_has_work(r->vq)) {
+            r->poll_runs++;
             r->c->dev->ops->queue_notify(r->c->dev, r->vq);
             found = true;
         }
@@ -182,7 +183,64 @@ VHU_EXPORT void vhu_backend_count_failure(struct vhu_backend *b)
     b->stats.sessions_failed++;
 }
 
+static uint64_t racy_u64(const uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
 VHU_EXPORT void vhu_backend_get_stats(const struct vhu_backend *b, struct vhu_backend_stats *st)
 {
     *st = b->stats;
+    for (unsigned i = 0; b->core && i < b->core->nrings; i++)
+        st->kicks += racy_u64(&b->core->rings[i].kicks);
+}
+
+VHU_EXPORT int vhu_backend_get_session(const struct vhu_backend *b,
+                                       struct vhu_backend_session *s)
+{
+    const struct vhu_core *c = b->core;
+
+    *s = (struct vhu_backend_session){.num_queues = b->dev->num_queues};
+    if (!c)
+        return 0;
+    s->active = true;
+    s->features = b->dev->acked_features;
+    s->status = __atomic_load_n(&c->status, __ATOMIC_RELAXED);
+    if (c->transport.negotiated)
+        s->transport_features = c->transport.negotiated(c->transport.opaque);
+    return 0;
+}
+
+VHU_EXPORT int vhu_backend_get_queue_stats(const struct vhu_backend *b, unsigned q,
+                                           struct vhu_queue_stats *st)
+{
+    const struct vhu_core_ring *r;
+    struct vhu_vq_counters vc;
+
+    *st = (struct vhu_queue_stats){0};
+    if (q >= b->dev->num_queues)
+        return -EINVAL;
+    if (!b->core)
+        return -ENOTCONN;
+    r = &b->core->rings[q];
+    vhu_vq_get_counters(r->vq, &vc);
+    /* control-thread state (started, enabled, num change only through core calls made here) */
+    st->started = r->started;
+    st->enabled = r->enabled;
+    st->polled = r->polled;
+    st->broken = vhu_vq_broken(r->vq);
+    st->num = r->num;
+    st->requests = vc.used;
+    st->out_bytes = vc.out_bytes;
+    st->in_bytes = vc.in_bytes;
+    st->calls = vc.calls;
+    st->errors = vc.breaks;
+    st->kicks = racy_u64(&r->kicks);
+    st->poll_runs = racy_u64(&r->poll_runs);
+    return 0;
+}
+
+VHU_EXPORT int vhu_backend_config_changed(struct vhu_backend *b)
+{
+    return b->core ? vhu_core_config_changed(b->core) : -ENOTCONN;
 }

@@ -43,13 +43,16 @@ struct vhu_core_ring {
     bool watched; /* kick is watched in loop */
     bool polled;  /* started without a watchable kick source */
     bool tracks;  /* started with an inflight area */
+    /* owner thread only, read racily by vhu_backend_get_queue_stats() */
+    uint64_t kicks;     /* kick notifications handled */
+    uint64_t poll_runs; /* a poller found work and ran the device */
 };
 
 struct vhu_backend {
     struct vhu_device *dev;
     struct vhu_loop *loop;
     struct vhu_core *core;
-    struct vhu_backend_stats stats;
+    struct vhu_backend_stats stats; /* kicks: of the cores already freed */
     unsigned nworkers;
     unsigned poll_us;
     struct vhu_backend_worker *workers;
@@ -69,6 +72,7 @@ struct vhu_core {
     uint16_t ifl_qsize;
     unsigned nrings;
     struct vhu_core_ring *rings;
+    struct vhu_core_transport transport; /* the transport's services (config change...) */
 };
 
 /* Called on the owner thread when a ring starts / stops (busy-poll bookkeeping). */
