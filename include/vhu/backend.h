@@ -70,10 +70,10 @@ struct vhu_backend_session {
 int vhu_backend_get_session(const struct vhu_backend *b, struct vhu_backend_session *s);
 
 /*
- * One queue's counters in the current session (they start at 0 with each session). Kept as
- * plain integers by the thread owning the queue and read racily here: a report, not an audit.
- * Polling share = poll_runs / (poll_runs + kicks). On the control thread; -ENOTCONN without a
- * session, -EINVAL for q out of range.
+ * One queue: its state in the current session (all false/0 without one) and its counters since
+ * the backend was made, every session's. Kept as plain integers by the thread owning the queue
+ * and read racily here: a report, not an audit. Polling share = poll_runs / (poll_runs +
+ * kicks). On the control thread; -EINVAL for q out of range.
  */
 struct vhu_queue_stats {
     bool started, enabled, broken;

@@ -53,6 +53,7 @@ struct vhu_backend {
     struct vhu_loop *loop;
     struct vhu_core *core;
     struct vhu_backend_stats stats; /* kicks: of the cores already freed */
+    struct vhu_queue_stats *qtotal; /* per queue: the counters of the cores already freed */
     unsigned nworkers;
     unsigned poll_us;
     struct vhu_backend_worker *workers;
@@ -74,6 +75,10 @@ struct vhu_core {
     struct vhu_core_ring *rings;
     struct vhu_core_transport transport; /* the transport's services (config change...) */
 };
+
+/* A core ends: its rings' counters go into the backend's totals (control thread, rings
+ * stopped). */
+void vhu_backend_core_done(struct vhu_backend *b, const struct vhu_core *c);
 
 /* Called on the owner thread when a ring starts / stops (busy-poll bookkeeping). */
 void vhu_backend_worker_own(struct vhu_core_ring *r);

@@ -676,8 +676,8 @@ VHU_EXPORT void vhu_core_free(struct vhu_core *c)
         for (unsigned i = 0; i < c->nrings; i++) {
             if (c->rings[i].vq)
                 ring_forget(&c->rings[i]);
-            c->b->stats.kicks += c->rings[i].kicks; /* the rings are stopped: no owner left */
         }
+        vhu_backend_core_done(c->b, c); /* the rings are stopped: no owner adds any more */
         for (unsigned i = 0; i < c->nrings; i++)
             vhu_vq_free(c->rings[i].vq);
     }

@@ -24,7 +24,7 @@ static void add_bool(struct json_object *o, const char *name, bool v)
     json_object_object_add(o, name, json_object_new_boolean(v));
 }
 
-/* One queue: its state, and with stats its counters (a net device's too). */
+/* One queue: its state in the session, and with stats its counters (a net device's too). */
 static struct json_object *queue_report(const struct vhu_backend *b, unsigned q, bool stats)
 {
     const struct vhu_device *dev = vhu_backend_device(b);
@@ -88,18 +88,18 @@ struct json_object *vhud_report_port(const char *endpoint, bool connected,
         add_u64(o, "kicks", bs.kicks);
     }
     vhu_backend_get_session(b, &s);
+    queues = json_object_new_array();
+    for (unsigned q = 0; q < s.num_queues; q++)
+        json_object_array_add(queues, queue_report(b, q, stats));
+    json_object_object_add(o, "queues", queues);
     if (!s.active) {
         json_object_object_add(o, "session", NULL);
         return o;
     }
     sess = json_object_new_object();
-    queues = json_object_new_array();
     json_object_object_add(sess, "features", vhud_report_hex(s.features));
     json_object_object_add(sess, "protocol_features", vhud_report_hex(s.transport_features));
     add_u64(sess, "status", s.status);
-    for (unsigned q = 0; q < s.num_queues; q++)
-        json_object_array_add(queues, queue_report(b, q, stats));
-    json_object_object_add(sess, "queues", queues);
     json_object_object_add(o, "session", sess);
     return o;
 }

@@ -11,8 +11,9 @@
 
 #include "vhu/backend.h"
 
-/* {"endpoint", "connected", "session": {...} | null}; with stats also the counters and
- * "queues": [...] with each queue's. NULL: no memory. */
+/* {"endpoint", "connected", "queues": [...], "session": {...} | null}: each queue's state
+ * (size, started...), with stats also the backend's and each queue's counters (every session's,
+ * since the device was added). NULL: no memory. */
 struct json_object *vhud_report_port(const char *endpoint, bool connected,
                                      const struct vhu_backend *b, bool stats);
 
