@@ -870,6 +870,8 @@ static void common_help(FILE *f, const struct device_type *t)
             "  --poll-us N          workers busy-poll their rings for N us before sleeping\n"
             "  --no-mem-slots       do not offer CONFIGURE_MEM_SLOTS (QEMU 7.2 forgets the\n"
             "                       memory of a vhost-user-rng device when it reconnects)\n"
+            "  --control PATH       also serve a JSON-RPC control socket at PATH (this device's\n"
+            "                       id there is its type's name)\n"
             "  --print-capabilities print the vhost-user.json capabilities and exit\n"
             "  -v, --verbose        debug logging\n"
             "  -h, --help           this text\n",
@@ -889,9 +891,13 @@ static void usage(FILE *f)
             "       vhud DEVICE --help   the device's own options\n"
             "       vhud vvu (--socket-path PATH | --fd FD) (--vfio-user PATH | --mpqemu-fd FD)\n"
             "                  a virtio-vhost-user device (vhud vvu --help)\n"
+            "       vhud --control PATH [-v]\n"
+            "                  no device yet: they are added over the JSON-RPC control socket\n"
+            "                  (vhuctl --control PATH device-add ...; vhud(8) CONTROL SOCKET)\n"
             "\n"
             "Serves one vhost-user device until SIGTERM; run as vhud-DEVICE (the links the\n"
-            "vhost-user.json descriptors name) it is `vhud DEVICE`.\n"
+            "vhost-user.json descriptors name) it is `vhud DEVICE`. With --control PATH, also\n"
+            "the devices added at run time.\n"
             "\n"
             "devices:\n");
     for (size_t i = 0; i < VHU_ARRAY_SIZE(device_types); i++)
