@@ -18,23 +18,12 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 command -v python3 >/dev/null || { echo "SKIP: no python3"; exit 77; }
 ctl=$dir/ctl.sock
 
-start_ctl() { # ARGS... : vhud ARGS, waits for $ctl
-  rm -f "$ctl"
-  "$VHUD" "$@" </dev/null >"$dir/vhud.log" 2>&1 &
-  pid=$!
-  for ((i = 0; i < 100; i++)); do
-    [[ -S $ctl ]] && return 0
-    kill -0 "$pid" 2>/dev/null || fail "vhud $* exited at start"
-    sleep 0.05
-  done
-  fail "vhud $* did not listen on $ctl"
-}
 c() { "$VHUCTL" --control "$ctl" "$@"; }
 fds() { find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 | wc -l; }
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$pid/status"; }
 
 # --- an empty daemon, devices added with vhuctl
-start_ctl --control "$ctl"
+start_vhud_on "$ctl" --control "$ctl"
 [[ $(c list | wc -l) == 1 ]] || fail "an empty daemon lists devices"
 truncate -s 64M "$dir/disk.img"
 c device-add blk d0 --socket-path "$dir/d0.sock" --file "$dir/disk.img" --num-queues 2 \
@@ -232,7 +221,7 @@ stop_vhud
 
 # --- a command-line device and the control socket in one daemon
 sock=$dir/blk.sock
-start_ctl blk --null 16M --socket-path "$sock" --control "$ctl"
+start_vhud_on "$ctl" blk --null 16M --socket-path "$sock" --control "$ctl"
 c list | grep -q "^blk .* $sock\$" || fail "the command line's device is not listed: $(c list)"
 c device-add rng r1 --socket-path "$dir/r1.sock" >/dev/null || fail "device-add beside blk"
 "$VHUCTL" rng read --socket-path "$dir/r1.sock" --bytes 64 >/dev/null || fail "rng read on r1"
