@@ -235,7 +235,8 @@ static bool client_reply(struct ctl_client *cl, struct json_object *id, struct j
         json_object_object_add(r, "result", result);
     }
     json_object_object_add(r, "id", id ? json_object_get(id) : NULL);
-    s = json_object_to_json_string_length(r, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+    s = json_object_to_json_string_length(
+        r, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
     ok = s && client_queue(cl, s, len);
     json_object_put(r);
     return ok;
