@@ -83,7 +83,7 @@ struct instance {
     struct instance *next;
 };
 
-/* Where usage errors go: stderr, or a control request's error reply (control_add()). */
+/* Where usage errors go: stderr, or a control request's error reply (m_device_add()). */
 static FILE *uerr;
 
 /* A device type's own command-line option. Another type's option is refused by name
@@ -186,7 +186,6 @@ static struct {
 static int create_blk(const struct instance *d, struct vhu_device **out)
 {
     const struct daemon_opts *o = d->o;
-
     struct vhu_blk_opts bo = {
         .path = blk.file,
         .null_size = blk.null_size,
@@ -225,7 +224,7 @@ static int blk_check(const struct daemon_opts *o)
         given[n++] = "--rbd";
     if (n == 0) {
         fprintf(uerr, "vhud blk: no backing store: give --file PATH (or --blk-file PATH), "
-                        "--nbd URI, --null SIZE or --rbd POOL/IMAGE\n");
+                      "--nbd URI, --null SIZE or --rbd POOL/IMAGE\n");
         return -1;
     }
     if (n > 1) {
@@ -671,7 +670,7 @@ static int switch_check(const struct daemon_opts *o)
 
     if (stray) {
         fprintf(uerr, "vhud switch: %s does not apply: each port is a socket of its own "
-                        "(--port PATH) joined to the switch\n", stray);
+                      "(--port PATH) joined to the switch\n", stray);
         return -1;
     }
     if (sw.nports < 2) {
@@ -681,7 +680,7 @@ static int switch_check(const struct daemon_opts *o)
     }
     if (memcmp(net.mac, no_mac, sizeof(no_mac)) != 0) {
         fprintf(uerr, "vhud switch: --mac would give every port one address (each port gets "
-                        "a random one)\n");
+                      "a random one)\n");
         return -1;
     }
     if (o->workers > 1) {
