@@ -85,7 +85,8 @@ struct vhu_queue_stats {
     uint64_t kicks;     /* kick notifications handled */
     uint64_t calls;     /* driver notifications sent */
     uint64_t poll_runs; /* a busy-poller found work */
-    uint64_t errors;    /* the ring broke on a driver error */
+    uint64_t errors;    /* requests the device completed with an error status */
+    uint64_t breaks;    /* the ring broke on a driver error */
 };
 int vhu_backend_get_queue_stats(const struct vhu_backend *b, unsigned q,
                                 struct vhu_queue_stats *st);

@@ -226,7 +226,8 @@ static void ring_counters(const struct vhu_core_ring *r, struct vhu_queue_stats 
     st->out_bytes = vc.out_bytes;
     st->in_bytes = vc.in_bytes;
     st->calls = vc.calls;
-    st->errors = vc.breaks;
+    st->errors = vc.errors;
+    st->breaks = vc.breaks;
     st->kicks = racy_u64(&r->kicks);
     st->poll_runs = racy_u64(&r->poll_runs);
 }
@@ -240,6 +241,7 @@ static void counters_add(struct vhu_queue_stats *to, const struct vhu_queue_stat
     to->calls += from->calls;
     to->poll_runs += from->poll_runs;
     to->errors += from->errors;
+    to->breaks += from->breaks;
 }
 
 void vhu_backend_core_done(struct vhu_backend *b, const struct vhu_core *c)

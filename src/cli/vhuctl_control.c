@@ -296,10 +296,11 @@ static void print_queue_stats(struct json_object *q, const char *key, struct sam
     struct sample *prev = secs > 0 ? sample_find(ss, key) : NULL;
 
     printf("    queue %-3" PRIu64 " %12" PRIu64 " %14" PRIu64 " %14" PRIu64 " %10" PRIu64
-           " %10" PRIu64 " %5.1f%% %6" PRIu64,
+           " %10" PRIu64 " %5.1f%% %6" PRIu64 " %6" PRIu64,
            u64_of(q, "index"), reqs, u64_of(q, "out_bytes"), u64_of(q, "in_bytes"),
            u64_of(q, "kicks"), u64_of(q, "calls"),
-           share ? json_object_get_double(share) * 100.0 : 0.0, u64_of(q, "errors"));
+           share ? json_object_get_double(share) * 100.0 : 0.0, u64_of(q, "errors"),
+           u64_of(q, "breaks"));
     if (prev && prev->requests != UINT64_MAX && reqs >= prev->requests && bytes >= prev->bytes)
         printf("  %10.0f req/s %9.2f MB/s", (double)(reqs - prev->requests) / secs,
                (double)(bytes - prev->bytes) / secs / 1e6);
@@ -327,8 +328,8 @@ static void print_stats(struct json_object *res, struct samples *ss, double secs
                    u64_of(po, "sessions"), u64_of(po, "sessions_failed"),
                    u64_of(po, "messages"), member(po, "session") ? "" : "(no session)");
             if (len_of(qs))
-                printf("    %-9s %12s %14s %14s %10s %10s %6s %6s\n", "", "requests",
-                       "out_bytes", "in_bytes", "kicks", "calls", "poll", "errors");
+                printf("    %-9s %12s %14s %14s %10s %10s %6s %6s %6s\n", "", "requests",
+                       "out_bytes", "in_bytes", "kicks", "calls", "poll", "errors", "breaks");
             for (size_t q = 0; q < len_of(qs); q++) {
                 char key[160];
 

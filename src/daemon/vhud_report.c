@@ -54,6 +54,7 @@ static struct json_object *queue_report(const struct vhu_backend *b, unsigned q,
                                                             (double)(st.poll_runs + st.kicks)
                                                       : 0.0));
     add_u64(o, "errors", st.errors);
+    add_u64(o, "breaks", st.breaks);
     if (dev->virtio_id == VHU_VIRTIO_ID_NET && vhu_net_get_stats(dev, q, &ns) == 0) {
         struct json_object *n = json_object_new_object();
 

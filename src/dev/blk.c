@@ -133,6 +133,8 @@ static void finish(struct blk_req *r, uint8_t status)
     uint32_t written = status == VHU_VIRTIO_BLK_S_OK ? r->written : 0;
 
     *r->status = status;
+    if (status != VHU_VIRTIO_BLK_S_OK)
+        vhu_vq_count_error(q->vq);
     q->inflight--;
     vhu_vq_push(q->vq, &r->elem, written + 1);
 }

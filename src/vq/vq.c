@@ -289,6 +289,11 @@ VHU_EXPORT void vhu_vq_break(struct vhu_vq *vq, const char *why)
         vq->hooks.error(vq, vq->hooks.opaque);
 }
 
+VHU_EXPORT void vhu_vq_count_error(struct vhu_vq *vq)
+{
+    vq->cnt.errors++;
+}
+
 VHU_EXPORT void vhu_vq_get_counters(const struct vhu_vq *vq, struct vhu_vq_counters *out)
 {
     const uint64_t *src = (const uint64_t *)(const void *)&vq->cnt;

@@ -86,6 +86,7 @@ struct vhu_vq_counters {
     uint64_t in_bytes;  /* bytes the device reported written into them */
     uint64_t calls;     /* driver notifications (call sink signalled) */
     uint64_t breaks;    /* times the ring broke on a driver error */
+    uint64_t errors;    /* requests the device completed with an error (vhu_vq_count_error) */
 };
 void vhu_vq_get_counters(const struct vhu_vq *vq, struct vhu_vq_counters *out);
 
