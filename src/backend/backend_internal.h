@@ -43,13 +43,17 @@ struct vhu_core_ring {
     bool watched; /* kick is watched in loop */
     bool polled;  /* started without a watchable kick source */
     bool tracks;  /* started with an inflight area */
+    /* owner thread only, read racily by vhu_backend_get_queue_stats() */
+    uint64_t kicks;     /* kick notifications handled */
+    uint64_t poll_runs; /* a poller found work and ran the device */
 };
 
 struct vhu_backend {
     struct vhu_device *dev;
     struct vhu_loop *loop;
     struct vhu_core *core;
-    struct vhu_backend_stats stats;
+    struct vhu_backend_stats stats; /* kicks: of the cores already freed */
+    struct vhu_queue_stats *qtotal; /* per queue: the counters of the cores already freed */
     unsigned nworkers;
     unsigned poll_us;
     struct vhu_backend_worker *workers;
@@ -69,7 +73,12 @@ struct vhu_core {
     uint16_t ifl_qsize;
     unsigned nrings;
     struct vhu_core_ring *rings;
+    struct vhu_core_transport transport; /* the transport's services (config change...) */
 };
+
+/* A core ends: its rings' counters go into the backend's totals (control thread, rings
+ * stopped). */
+void vhu_backend_core_done(struct vhu_backend *b, const struct vhu_core *c);
 
 /* Called on the owner thread when a ring starts / stops (busy-poll bookkeeping). */
 void vhu_backend_worker_own(struct vhu_core_ring *r);
