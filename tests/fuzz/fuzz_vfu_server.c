@@ -171,11 +171,11 @@ static void step(struct fz *z, struct fin *f)
         if (op & 0x08)
             version(z);
         break;
-    case 6:
-        version(z);
-        break;
-    default:
+    case 6: /* let the server run */
         pump(z);
+        break;
+    default: /* a VERSION (a second one is refused) */
+        version(z);
         break;
     }
 }
