@@ -173,6 +173,7 @@ struct vhu_vq {
     uint64_t desc_gpa;
     uint64_t device_gpa;
     struct vhu_notifier *log_call;
+    struct vhu_vq_counters cnt; /* owner thread only; read racily (vhu_vq_get_counters) */
 };
 
 /* ---- pool ---- */
