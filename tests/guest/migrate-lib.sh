@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # shellcheck shell=bash
-# Live-migration helpers of the real-guest tests (migrate.sh, migrate-net.sh); source after
-# lib.sh. Two QEMUs, "sides" a and b, each with its own logs and QMP in $dir/SIDE; the guest moves
-# between them over $dir/mig.sock.
+# Live-migration helpers of the real-guest tests (migrate.sh, migrate-net.sh); sources lib.sh.
+# Two QEMUs, "sides" a and b, each with its own logs and QMP in $dir/SIDE; the guest moves
+# between them over $dir/mig.sock. Guests get 256 MiB unless GUEST_MEM says otherwise.
 #
+#   mig_setup "$@"                                the script's VHUD [WORKDIR] arguments: checks
+#                     vhud and the guest prerequisites, sets $dir (fresh per-side logs)
 #   mig_qemu_start S [incoming] -- QEMU ARGS...   boot side S (or wait for an incoming guest);
 #                     the previous guest's result.log of S is appended to $dir/result.log first
 #   mig_qmp S JSON [SECS]                         one QMP command to side S
@@ -16,7 +18,19 @@
 #   mig_stop S                                    quit side S's QEMU
 # Each returns 1 with a message (guest_log) on failure. mig_kill_all: SIGKILL every QEMU left.
 
+GUEST_MEM=${GUEST_MEM:-256}
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 declare -A mig_pid=() mig_qmp_in=() mig_qmp_out=()
+
+mig_setup() {
+  (($# >= 1)) || { echo "usage: $0 VHUD [WORKDIR]" >&2; exit 2; }
+  guest_vhud "$1"
+  guest_require
+  guest_workdir "${2:-}"
+  rm -rf "$dir/a" "$dir/b" "$dir/result.log"
+}
 
 mig_qemu_start() {
   local s=$1 sdir=$dir/$1 extra=()

@@ -18,21 +18,13 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 GUEST_NAME=${GUEST_NAME:-migrate-net}
-GUEST_MEM=${GUEST_MEM:-256}
-# shellcheck source-path=SCRIPTDIR source=lib.sh
-. "$here/lib.sh"
 # shellcheck source-path=SCRIPTDIR source=migrate-lib.sh
 . "$here/migrate-lib.sh"
-
-(($# >= 1)) || { echo "usage: $0 VHUD [WORKDIR]" >&2; exit 2; }
-guest_vhud "$1"
-guest_require
+mig_setup "$@"
 ((EUID == 0)) || guest_skip "needs root for 'ip netns' and the taps"
 command -v ip >/dev/null 2>&1 || guest_skip "ip not found (package iproute2)"
 command -v python3 >/dev/null 2>&1 || guest_skip "python3 not found (the RARP reader)"
-
-guest_workdir "${2:-}"
-rm -rf "$dir/a" "$dir/b" "$dir/result.log" "$dir/rarp.log"
+rm -f "$dir/rarp.log"
 ns=vhu-mig-$$
 mac=52:54:00:12:34:57
 host_ip=10.77.0.1 guest_ip=10.77.0.2

@@ -22,22 +22,13 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 GUEST_NAME=${GUEST_NAME:-migrate}
-GUEST_MEM=${GUEST_MEM:-256}
-# shellcheck source-path=SCRIPTDIR source=lib.sh
-. "$here/lib.sh"
 # shellcheck source-path=SCRIPTDIR source=migrate-lib.sh
 . "$here/migrate-lib.sh"
-
-(($# >= 1)) || { echo "usage: $0 VHUD [WORKDIR]" >&2; exit 2; }
-guest_vhud "$1"
-guest_require
+mig_setup "$@"
 packed=off
 [[ ${RING:-split} == packed ]] && packed=on
 rounds=${ROUNDS:-2}
 GUEST_APPEND="init_on_alloc=0 ${GUEST_APPEND:-}"
-
-guest_workdir "${2:-}"
-rm -rf "$dir/a" "$dir/b" "$dir/result.log"
 img=$dir/disk.img
 truncate -s 0 "$img"; truncate -s 9M "$img"
 CTL_OFF=8 # MiB: the control sector, after the 8 data chunks

@@ -27,6 +27,7 @@
 #include "vhu/loopback.h"
 #include "vhu/util.h"
 #include "vhu/vqd.h"
+#include "fe_blk_testlib.h"
 #include "vhu_test.h"
 
 #define QSZ 16
@@ -57,17 +58,7 @@ static const struct vhu_device_ops fill_ops = {.queue_notify = fill_notify};
 
 static void fill_init(struct fill_dev *d)
 {
-    d->dev = (struct vhu_device){
-        .ops = &fill_ops,
-        .name = "fill",
-        .virtio_id = 0xfffe,
-        .features = vhu_feature(VHU_VIRTIO_F_VERSION_1) | vhu_feature(VHU_VIRTIO_F_RING_PACKED) |
-                    vhu_feature(VHU_VIRTIO_RING_F_EVENT_IDX),
-        .num_queues = 1,
-        .max_queue_size = 256,
-        .elem_size = sizeof(struct vhu_vq_elem),
-        .max_segs = 8,
-    };
+    d->dev = test_device(&fill_ops, "fill");
 }
 
 struct rig {
@@ -278,23 +269,6 @@ TEST(log_base_offset_past_file_refused) { refused(PAGE, true, PAGE, PAGE, "SET_L
 TEST(log_base_empty_refused) { refused(PAGE, true, 0, 0, "SET_LOG_BASE"); }
 
 /* ---- device-state transfer ---- */
-
-static struct vhu_device *blk_null(void)
-{
-    struct vhu_blk_opts bo = {.null_size = 1 << 20};
-    struct vhu_device *dev = NULL;
-
-    return vhu_blk_new(&bo, &dev) < 0 ? NULL : dev;
-}
-
-static uint8_t blk_writeback(struct vhu_fe *fe)
-{
-    uint8_t v = 0xff;
-
-    if (vhu_fe_get_config(fe, offsetof(struct vhu_virtio_blk_config, writeback), &v, 1) < 0)
-        return 0xfe;
-    return v;
-}
 
 /* Source: a guest set write-through; its state, saved with the rings stopped. */
 static int saved_write_through(uint8_t *buf, size_t len)

@@ -22,6 +22,7 @@
 #include "vhu/loopback.h"
 #include "vhu/util.h"
 #include "vhu/vqd.h"
+#include "fe_blk_testlib.h"
 #include "vhu_test.h"
 
 #define QSZ 16
@@ -77,17 +78,7 @@ static const struct vhu_device_ops park_ops = {
 static void park_init(struct park_dev *p)
 {
     memset(p, 0, sizeof(*p));
-    p->dev = (struct vhu_device){
-        .ops = &park_ops,
-        .name = "park",
-        .virtio_id = 0xfffe,
-        .features = vhu_feature(VHU_VIRTIO_F_VERSION_1) | vhu_feature(VHU_VIRTIO_F_RING_PACKED) |
-                    vhu_feature(VHU_VIRTIO_RING_F_EVENT_IDX),
-        .num_queues = 1,
-        .max_queue_size = 256,
-        .elem_size = sizeof(struct vhu_vq_elem),
-        .max_segs = 8,
-    };
+    p->dev = test_device(&park_ops, "park");
 }
 
 /* ---- a backend behind the loopback transport ---- */
@@ -222,23 +213,6 @@ TEST(split_backend_crash_resubmits_unfinished_in_order) { crash_restart(false); 
 TEST(packed_backend_crash_resubmits_unfinished_in_order) { crash_restart(true); }
 
 /* ---- device state: blk's write-cache mode ---- */
-
-static struct vhu_device *blk_null(void)
-{
-    struct vhu_blk_opts bo = {.null_size = 1 << 20};
-    struct vhu_device *dev = NULL;
-
-    return vhu_blk_new(&bo, &dev) < 0 ? NULL : dev;
-}
-
-static uint8_t blk_writeback(struct vhu_fe *fe)
-{
-    uint8_t v = 0xff;
-
-    if (vhu_fe_get_config(fe, offsetof(struct vhu_virtio_blk_config, writeback), &v, 1) < 0)
-        return 0xfe;
-    return v;
-}
 
 /* The guest switches to write-through; the backend crashes; the new one starts write-through.
  * With spoil, the state area is scribbled on before the restart: ignored, one message,
