@@ -11,9 +11,8 @@
 #   mig_qmp S JSON [SECS]                         one QMP command to side S
 #   mig_field S REGEX                             first group of REGEX in query-migrate's reply
 #   mig_wait_line S REGEX SECS                    wait for a line on S's result port
-#   mig_begin SRC                                 start the migration and hold it iterative
-#                                                 until QEMU has synced the dirty log 3 times
-#   mig_hold_pass SRC                             wait for one more dirty-log sync (still held)
+#   mig_begin SRC                                 start the migration; near the end of its
+#                                                 first pass, hold it iterative
 #   mig_release SRC DST                           let it complete; DST must be running
 #   mig_stop S                                    quit side S's QEMU
 # Each returns 1 with a message (guest_log) on failure. mig_kill_all: SIGKILL every QEMU left.
@@ -23,6 +22,7 @@ GUEST_MEM=${GUEST_MEM:-256}
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 declare -A mig_pid=() mig_qmp_in=() mig_qmp_out=()
+MIG_HOLD_PASS=${MIG_HOLD_PASS:-2}
 
 mig_setup() {
   (($# >= 1)) || { echo "usage: $0 VHUD [WORKDIR]" >&2; exit 2; }
@@ -72,46 +72,51 @@ mig_wait_line() {
 }
 
 mig_begin() {
-  local src=$1 i syncs=0 st
-  # Held iterative: QEMU completes when what is dirty after a pass fits in the downtime limit
-  # at the bandwidth it measured (here at most 16 MiB/s x 1 ms = 16 KiB); the guests here keep
-  # dirtying more than that. Slower limits do not hold it better: QEMU 7.2 keeps the rate limit
-  # in the final, stopped phase, which then runs for tens of seconds with its main loop blocked.
-  # A downtime of 0 does not hold it either: QEMU then skips the re-sync and completes after the
-  # first pass.
-  mig_qmp "$src" '{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":16777216,"downtime-limit":1}}' >/dev/null ||
+  local src=$1 i rem=-1 st stage=0
+  # The first pass at 32 MiB/s, its last 16 MiB at 4 MiB/s, and as soon as QEMU has finished it
+  # (the second log sync) 1 KiB/s: the second pass then never ends, so QEMU never compares what
+  # is dirty with what the downtime allows, and the migration stays iterative (the guest runs,
+  # the backend logs) until mig_release, with every page copied once already: a page the device
+  # writes from here on reaches the destination only if it is logged. (Held during the first
+  # pass, the rings and buffers the kernel allocated last, at the top of memory, would still be
+  # due and copied fresh at the end, and a missing log would go unseen.) Holding by the downtime
+  # limit alone is not enough (QEMU completes as soon as one short pass finds almost nothing
+  # dirty), and neither is a low rate in force when QEMU completes: it keeps the rate in its
+  # stopped final phase, whose main loop then blocks for as long as the rate says (QMP
+  # unanswered). At 4 MiB/s the second pass lasts long enough for the poll below to catch it.
+  # MIG_HOLD_PASS=1 holds in the first pass's last 512 KiB instead (migrate-net.sh: see there).
+  mig_qmp "$src" '{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":33554432,"downtime-limit":1}}' >/dev/null ||
     return 1
   mig_qmp "$src" "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"unix:$dir/mig.sock\"}}" >/dev/null ||
     { guest_log "migrate refused (does the backend offer dirty logging?)"; return 1; }
-  for ((i = 0; i < 600; i++)); do
-    syncs=$(mig_syncs "$src")
-    st=$(mig_status "$src")
-    if [[ $st != active && $st != setup ]]; then
-      guest_log "migration $st while it should be held: $(mig_qmp "$src" '{"execute":"query-migrate"}' 10)"
-      return 1
+  for ((i = 0; i < 1200 && stage < 2; i++)); do
+    rem=$(mig_field "$src" '"remaining": ([0-9]+)') || rem=-1
+    if ((stage == 0 && rem >= 0 && rem < 16 << 20)); then
+      mig_qmp "$src" '{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":4194304}}' >/dev/null ||
+        return 1
+      stage=1
     fi
-    ((syncs >= 3)) && return 0
-    sleep 0.1
-  done
-  guest_log "no third dirty-log pass within 60 s"
-  return 1
-}
-
-mig_hold_pass() {
-  local src=$1 i s0 st
-  s0=$(mig_syncs "$src")
-  for ((i = 0; i < 300; i++)); do
-    (($(mig_syncs "$src") > s0)) && break
-    sleep 0.1
+    if ((stage == 1)) && { ((MIG_HOLD_PASS == 1 && rem >= 0 && rem < 512 << 10)) ||
+                         (($(mig_syncs "$src") >= 2)); }; then
+      mig_qmp "$src" '{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":1024}}' >/dev/null ||
+        return 1
+      stage=2
+    fi
+    sleep 0.02
   done
   st=$(mig_status "$src")
-  [[ $st == active ]] ||
-    { guest_log "migration $st before it was released: $(mig_qmp "$src" '{"execute":"query-migrate"}' 10)"; return 1; }
+  if [[ $st != active ]] || ((stage < 2)); then
+    guest_log "migration not held ($st, stage $stage): $(mig_qmp "$src" '{"execute":"query-migrate"}' 10)"
+    return 1
+  fi
+  guest_log "held in pass $(mig_syncs "$src") with $(($(mig_field "$src" '"remaining": ([0-9]+)') >> 10)) KiB of it left"
 }
 
 mig_release() {
   local src=$1 dst=$2 i st
-  guest_log "released after $(mig_syncs "$src") dirty-log passes"
+  st=$(mig_status "$src")
+  [[ $st == active ]] ||
+    { guest_log "migration $st before it was released: $(mig_qmp "$src" '{"execute":"query-migrate"}' 10)"; return 1; }
   mig_qmp "$src" '{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":1073741824,"downtime-limit":5000}}' >/dev/null ||
     return 1
   for ((i = 0; i < 600; i++)); do
