@@ -16,6 +16,7 @@
 #   BACKEND=vhud     or qsd: qemu-storage-daemon's vhost-user-blk export restarted the same way
 #                    (server mode only; it has no packed rings: QEMU falls back to split)
 #   NET=1            the net run (needs root: ip netns, tap); NET_N restarts (default N)
+#   VHUD_ARGS        more vhud options (-v: debug logging in the backend logs)
 #
 # Every block the guest wrote and saw acknowledged (write + fsync) is read back at once and again
 # at the end: a block that reads back zero is "lost", an older generation "stale", sectors of
@@ -24,6 +25,7 @@
 # (resolution 10 ms, /proc/uptime). Output: a summary line per configuration on stdout
 # (RESULT ...), details in WORKDIR. Exit 0 pass, 1 fail, 77 skip.
 set -euo pipefail
+# shellcheck disable=SC2086 # VHUD_ARGS is a list of options
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 GUEST_NAME=${GUEST_NAME:-restart-soak}
 # shellcheck source=../tests/guest/lib.sh
@@ -41,7 +43,7 @@ NET=${NET:-1}
 NET_N=${NET_N:-$N}
 # a guest runs about N * INTERVAL seconds plus its boot and final check
 GUEST_TIMEOUT=$(awk -v n="$N" -v m="$NET_N" -v i="$INTERVAL" -v t="$GUEST_TIMEOUT" \
-  'BEGIN { d = (n > m ? n : m) * i + 240; printf "%d", d > t ? d : t }')
+  'BEGIN { d = (n > m ? n : m) * i + 240; printf "%d", (d > t ? d : t) }')
 if [[ $BACKEND == qsd ]]; then
   command -v qemu-storage-daemon >/dev/null || guest_skip "qemu-storage-daemon not found"
 fi
@@ -162,10 +164,10 @@ start_backend() { # dir ring queues mode
       </dev/null >"$dir/be.$be_n.log" 2>&1 &
   elif [[ $mode == client ]]; then
     "$vhud" blk --socket-path "$dir/blk.sock" --client --reconnect-ms 50 --file "$dir/disk.img" \
-      --direct --num-queues "$queues" </dev/null >"$dir/be.$be_n.log" 2>&1 &
+      --direct --num-queues "$queues" ${VHUD_ARGS:-} </dev/null >"$dir/be.$be_n.log" 2>&1 &
   else
     "$vhud" blk --socket-path "$dir/blk.sock" --file "$dir/disk.img" --direct \
-      --num-queues "$queues" </dev/null >"$dir/be.$be_n.log" 2>&1 &
+      --num-queues "$queues" ${VHUD_ARGS:-} </dev/null >"$dir/be.$be_n.log" 2>&1 &
   fi
   be_pid=$!
   [[ $mode == client ]] || guest_wait_socket "$dir/blk.sock" 20 "$be_pid"
