@@ -14,7 +14,7 @@ secs=${1:?usage: $0 SECONDS [TARGET...]}
 shift
 build=${FUZZ_BUILD:-build-fuzz}
 targets=("$@")
-((${#targets[@]})) || targets=(fuzz_session fuzz_vq fuzz_dev fuzz_vqd)
+((${#targets[@]})) || targets=(fuzz_session fuzz_vq fuzz_dev fuzz_vqd fuzz_vvu_dev fuzz_vfu_server fuzz_mpqemu fuzz_vvu_driver)
 
 skip() {
   echo "######################################################################" >&2

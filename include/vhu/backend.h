@@ -10,6 +10,7 @@
 #error "device models must not include backend/transport headers"
 #endif
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "vhu/device.h"
@@ -53,6 +54,51 @@ struct vhu_backend_stats {
     uint64_t kicks;           /* kick notifications handled */
 };
 void vhu_backend_get_stats(const struct vhu_backend *b, struct vhu_backend_stats *st);
+
+/*
+ * The driver session being served, for reports (vhud's control socket). Call on the control
+ * thread (the loop given to vhu_backend_new()).
+ */
+struct vhu_backend_session {
+    bool active;                 /* a driver session exists (a core is attached) */
+    uint8_t status;              /* virtio device status byte */
+    uint16_t num_queues;         /* the device's queues */
+    uint64_t features;           /* virtio features the driver acked */
+    uint64_t transport_features; /* the transport's negotiated features (vhost-user: the
+                                  * protocol features), 0 when it reports none */
+};
+int vhu_backend_get_session(const struct vhu_backend *b, struct vhu_backend_session *s);
+
+/*
+ * One queue: its state in the current session (all false/0 without one) and its counters since
+ * the backend was made, every session's. Kept as plain integers by the thread owning the queue
+ * and read racily here: a report, not an audit. Polling share = poll_runs / (poll_runs +
+ * kicks). On the control thread; -EINVAL for q out of range.
+ */
+struct vhu_queue_stats {
+    bool started, enabled, broken;
+    bool polled;        /* no kick source: its owner polls it */
+    uint16_t num;       /* ring size */
+    uint64_t requests;  /* chains completed (requests, packets, buffers) */
+    uint64_t out_bytes; /* driver-to-device bytes of the completed chains */
+    uint64_t in_bytes;  /* device-to-driver bytes written */
+    uint64_t kicks;     /* kick notifications handled */
+    uint64_t calls;     /* driver notifications sent */
+    uint64_t poll_runs; /* a busy-poller found work */
+    uint64_t errors;    /* requests the device completed with an error status */
+    uint64_t breaks;    /* the ring broke on a driver error */
+};
+int vhu_backend_get_queue_stats(const struct vhu_backend *b, unsigned q,
+                                struct vhu_queue_stats *st);
+
+/*
+ * The device's config space changed on the device's side (a blk device resized): tell the
+ * driver (vhost-user: VHOST_USER_BACKEND_CONFIG_CHANGE_MSG on the backend channel). Control
+ * thread. -ENOTCONN: no session (the next driver reads the new config anyway); -ENOTSUP: the
+ * transport or the driver cannot be told (vhost-user without BACKEND_REQ + CONFIG, or no
+ * backend channel); -EAGAIN: the frontend does not read its channel.
+ */
+int vhu_backend_config_changed(struct vhu_backend *b);
 /* For transports: count one message / one failed connection. */
 void vhu_backend_count_message(struct vhu_backend *b);
 void vhu_backend_count_failure(struct vhu_backend *b);

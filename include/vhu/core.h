@@ -43,6 +43,22 @@ struct vhu_device *vhu_core_device(const struct vhu_core *c);
 struct vhu_backend *vhu_core_backend(const struct vhu_core *c);
 unsigned vhu_core_num_queues(const struct vhu_core *c);
 
+/*
+ * Services of the transport serving this core, for calls that go the other way (every member
+ * optional). Called on the control thread.
+ */
+struct vhu_core_transport {
+    /* Tell the driver its config space changed: 0 sent, -ENOTSUP cannot, -errno failed. */
+    int (*config_changed)(void *opaque);
+    /* The transport's own negotiated features (vhost-user: protocol features), for reports. */
+    uint64_t (*negotiated)(void *opaque);
+    void *opaque;
+};
+void vhu_core_set_transport(struct vhu_core *c, const struct vhu_core_transport *t);
+/* The device changed its config space: the transport tells the driver (-EINVAL: the device
+ * has none; -ENOTSUP: no transport service). */
+int vhu_core_config_changed(struct vhu_core *c);
+
 /* ---- features, config, status ---- */
 
 /* Device features offered (virtio feature bits, the ring features included). */

@@ -60,6 +60,9 @@ void vhu_vq_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_t written);
  * driver gets its buffer back, and an error is logged.
  */
 void vhu_vq_unpop(struct vhu_vq *vq, struct vhu_vq_elem *elem);
+/* Count a request the device completes with an error status (an I/O error, an unsupported
+ * request) in the queue's statistics. Owner thread; not for the hot path of good requests. */
+void vhu_vq_count_error(struct vhu_vq *vq);
 /* Publish staged used entries and notify the driver if it asked to be (EVENT_IDX aware). */
 void vhu_vq_flush(struct vhu_vq *vq);
 /* Notify unconditionally (e.g. after a new call sink arrives). */

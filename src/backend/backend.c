@@ -20,8 +20,12 @@ VHU_EXPORT int vhu_backend_new(struct vhu_device *dev, struct vhu_loop *loop,
         (dev->state_size && (!dev->ops->state_save || !dev->ops->state_load)))
         return -EINVAL;
     b = calloc(1, sizeof(*b));
-    if (!b)
+    if (b)
+        b->qtotal = calloc(dev->num_queues, sizeof(*b->qtotal));
+    if (!b || !b->qtotal) {
+        free(b);
         return -ENOMEM;
+    }
     b->dev = dev;
     b->loop = loop;
     b->topts.vu_protocol_mask = UINT64_MAX;
@@ -69,6 +73,7 @@ static bool worker_poll(void *opaque, bool sleep)
             continue;
         vhu_vq_set_polling(r->vq, true);
         if (vhu_vq_has_work(r->vq)) {
+            r->poll_runs++;
             r->c->dev->ops->queue_notify(r->c->dev, r->vq);
             found = true;
         }
@@ -151,6 +156,7 @@ VHU_EXPORT void vhu_backend_free(struct vhu_backend *b)
     workers_free(b);
     if (b->dev->ops->destroy)
         b->dev->ops->destroy(b->dev);
+    free(b->qtotal);
     free(b);
 }
 
@@ -184,7 +190,100 @@ VHU_EXPORT void vhu_backend_count_failure(struct vhu_backend *b)
     b->stats.sessions_failed++;
 }
 
+static uint64_t racy_u64(const uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
 VHU_EXPORT void vhu_backend_get_stats(const struct vhu_backend *b, struct vhu_backend_stats *st)
 {
     *st = b->stats;
+    for (unsigned i = 0; b->core && i < b->core->nrings; i++)
+        st->kicks += racy_u64(&b->core->rings[i].kicks);
+}
+
+VHU_EXPORT int vhu_backend_get_session(const struct vhu_backend *b,
+                                       struct vhu_backend_session *s)
+{
+    const struct vhu_core *c = b->core;
+
+    *s = (struct vhu_backend_session){.num_queues = b->dev->num_queues};
+    if (!c)
+        return 0;
+    s->active = true;
+    s->features = b->dev->acked_features;
+    s->status = __atomic_load_n(&c->status, __ATOMIC_RELAXED);
+    if (c->transport.negotiated)
+        s->transport_features = c->transport.negotiated(c->transport.opaque);
+    return 0;
+}
+
+/* A ring's counters (racy reads: its owner may be adding to them). */
+static void ring_counters(const struct vhu_core_ring *r, struct vhu_queue_stats *st)
+{
+    struct vhu_vq_counters vc;
+
+    vhu_vq_get_counters(r->vq, &vc);
+    st->requests = vc.used;
+    st->out_bytes = vc.out_bytes;
+    st->in_bytes = vc.in_bytes;
+    st->calls = vc.calls;
+    st->errors = vc.errors;
+    st->breaks = vc.breaks;
+    st->kicks = racy_u64(&r->kicks);
+    st->poll_runs = racy_u64(&r->poll_runs);
+}
+
+static void counters_add(struct vhu_queue_stats *to, const struct vhu_queue_stats *from)
+{
+    to->requests += from->requests;
+    to->out_bytes += from->out_bytes;
+    to->in_bytes += from->in_bytes;
+    to->kicks += from->kicks;
+    to->calls += from->calls;
+    to->poll_runs += from->poll_runs;
+    to->errors += from->errors;
+    to->breaks += from->breaks;
+}
+
+void vhu_backend_core_done(struct vhu_backend *b, const struct vhu_core *c)
+{
+    for (unsigned i = 0; i < c->nrings; i++) {
+        struct vhu_queue_stats st = {0};
+
+        if (!c->rings[i].vq)
+            continue;
+        ring_counters(&c->rings[i], &st);
+        counters_add(&b->qtotal[i], &st);
+        b->stats.kicks += st.kicks;
+    }
+}
+
+VHU_EXPORT int vhu_backend_get_queue_stats(const struct vhu_backend *b, unsigned q,
+                                           struct vhu_queue_stats *st)
+{
+    const struct vhu_core_ring *r;
+    struct vhu_queue_stats cur = {0};
+
+    *st = (struct vhu_queue_stats){0};
+    if (q >= b->dev->num_queues)
+        return -EINVAL;
+    *st = b->qtotal[q];
+    if (!b->core)
+        return 0;
+    r = &b->core->rings[q];
+    /* control-thread state (started, enabled, num change only through core calls made here) */
+    st->started = r->started;
+    st->enabled = r->enabled;
+    st->polled = r->polled;
+    st->broken = vhu_vq_broken(r->vq);
+    st->num = r->num;
+    ring_counters(r, &cur);
+    counters_add(st, &cur);
+    return 0;
+}
+
+VHU_EXPORT int vhu_backend_config_changed(struct vhu_backend *b)
+{
+    return b->core ? vhu_core_config_changed(b->core) : -ENOTCONN;
 }

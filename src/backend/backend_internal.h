@@ -43,13 +43,17 @@ struct vhu_core_ring {
     bool watched; /* kick is watched in loop */
     bool polled;  /* started without a watchable kick source */
     bool tracks;  /* started with an inflight area */
+    /* owner thread only, read racily by vhu_backend_get_queue_stats() */
+    uint64_t kicks;     /* kick notifications handled */
+    uint64_t poll_runs; /* a poller found work and ran the device */
 };
 
 struct vhu_backend {
     struct vhu_device *dev;
     struct vhu_loop *loop;
     struct vhu_core *core;
-    struct vhu_backend_stats stats;
+    struct vhu_backend_stats stats; /* kicks: of the cores already freed */
+    struct vhu_queue_stats *qtotal; /* per queue: the counters of the cores already freed */
     unsigned nworkers;
     unsigned poll_us;
     struct vhu_backend_worker *workers;
@@ -74,12 +78,16 @@ struct vhu_core {
     unsigned state_slot; /* the slot holding it (0 or 1) */
     unsigned nrings;
     struct vhu_core_ring *rings;
+    struct vhu_core_transport transport; /* the transport's services (config change...) */
 };
 
 /* state.c: the device-state area after the ring areas of the inflight region. */
 size_t vhu_core_state_area_size(const struct vhu_device *dev);
 void vhu_core_state_attach(struct vhu_core *c, uint8_t *area);
 void vhu_core_state_save(struct vhu_core *c);
+/* A core ends: its rings' counters go into the backend's totals (control thread, rings
+ * stopped). */
+void vhu_backend_core_done(struct vhu_backend *b, const struct vhu_core *c);
 
 /* Called on the owner thread when a ring starts / stops (busy-poll bookkeeping). */
 void vhu_backend_worker_own(struct vhu_core_ring *r);

@@ -46,7 +46,7 @@ static void kick_cb(void *opaque)
     struct vhu_core_ring *r = opaque;
     struct vhu_core *c = r->c;
 
-    __atomic_add_fetch(&c->b->stats.kicks, 1, __ATOMIC_RELAXED);
+    r->kicks++;
     if (ring_runnable(r))
         c->dev->ops->queue_notify(c->dev, r->vq);
 }
@@ -491,6 +491,7 @@ VHU_EXPORT unsigned vhu_core_poll(struct vhu_core *c)
         struct vhu_core_ring *r = &c->rings[i];
         if (r->bw || !ring_runnable(r) || !vhu_vq_has_work(r->vq))
             continue;
+        r->poll_runs++;
         c->dev->ops->queue_notify(c->dev, r->vq);
         n++;
     }
@@ -721,6 +722,7 @@ VHU_EXPORT void vhu_core_free(struct vhu_core *c)
             if (c->rings[i].vq)
                 ring_forget(&c->rings[i]);
         }
+        vhu_backend_core_done(c->b, c); /* the rings are stopped: no owner adds any more */
         for (unsigned i = 0; i < c->nrings; i++)
             vhu_vq_free(c->rings[i].vq);
     }
@@ -732,6 +734,20 @@ VHU_EXPORT void vhu_core_free(struct vhu_core *c)
     if (c->b->core == c)
         c->b->core = NULL;
     free(c);
+}
+
+VHU_EXPORT void vhu_core_set_transport(struct vhu_core *c, const struct vhu_core_transport *t)
+{
+    c->transport = t ? *t : (struct vhu_core_transport){0};
+}
+
+VHU_EXPORT int vhu_core_config_changed(struct vhu_core *c)
+{
+    if (!c->dev->config_size)
+        return -EINVAL;
+    if (!c->transport.config_changed)
+        return -ENOTSUP;
+    return c->transport.config_changed(c->transport.opaque);
 }
 
 VHU_EXPORT struct vhu_device *vhu_core_device(const struct vhu_core *c)

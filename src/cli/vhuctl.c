@@ -6,6 +6,8 @@
  *   vhuctl rng read --socket-path S [--bytes N] [--chunk N] [--out FILE] [--hex]
  *   vhuctl blk verify|bench --socket-path S ...   (vhuctl_blk.c)
  *   vhuctl net send|recv|bench --socket-path S ... (vhuctl_net.c)
+ *   vhuctl --control PATH device-add|device-remove|list|stats|log-level|blk-resize|call ...
+ *                                                 (vhud's control socket: vhuctl_control.c)
  *
  * rng read, blk and net also take the ring options --packed, --queue-size N, --no-indirect
  * and --no-event-idx; vhuctl_common.c parses them for all.
@@ -25,6 +27,7 @@
 #include "vhu/virtio.h"
 #include "vhuctl_blk.h"
 #include "vhuctl_common.h"
+#include "vhuctl_control.h"
 #include "vhuctl_net.h"
 
 struct ctl_opts {
@@ -66,8 +69,10 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: vhuctl COMMAND [SUBCOMMAND] --socket-path PATH [options]\n"
+            "       vhuctl --control PATH COMMAND [args]   a running vhud --control\n"
             "       vhuctl COMMAND --help   one command's help\n"
-            "Drives a vhost-user backend as a VM's driver would, with no VM.\n"
+            "Drives a vhost-user backend as a VM's driver would, with no VM; or controls a\n"
+            "running vhud through its control socket.\n"
             "\n");
     info_usage(f);
     fprintf(f, "\n");
@@ -77,6 +82,8 @@ static void usage(FILE *f)
     fprintf(f, "\n");
     vhuctl_net_usage(f);
     vhuctl_ring_usage(f);
+    fprintf(f, "\n");
+    vhuctl_control_usage(f);
     fputs(exit_status, f);
 }
 
@@ -283,6 +290,15 @@ int main(int argc, char **argv)
     const char *sub = argc > 2 ? argv[2] : "";
 
     signal(SIGPIPE, SIG_IGN);
+    if (strcmp(cmd, "--control") == 0) {
+        if (argc < 3) {
+            fprintf(stderr, "vhuctl: --control needs the socket PATH (vhuctl --help)\n");
+            return 2;
+        }
+        return vhuctl_control_main(argv[2], argc - 3, argv + 3);
+    }
+    if (strncmp(cmd, "--control=", 10) == 0)
+        return vhuctl_control_main(cmd + 10, argc - 2, argv + 2);
     if (strcmp(cmd, "info") == 0) {
         optind = 2;
         if (parse_opts(argc, argv, &o) < 0)

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,8 @@
 #include "vhu/loop.h"
 #include "vhu/transport.h"
 #include "vhu/util.h"
+#include "vhud_ctl.h"
+#include "vhud_report.h"
 #include "vhud_sd.h"
 #include "vhud_vvu.h"
 
@@ -63,13 +66,25 @@ struct served {
     struct vhu_vvu *vvu;
 };
 
-struct daemon {
+/* One device instance: a type, its options and what it serves (one device, or one per port
+ * of a switch). The command line's, and those added over the control socket. */
+struct instance {
     struct vhu_loop *loop;
-    const struct daemon_opts *o;
+    const struct daemon_opts *o; /* &opts */
+    struct daemon_opts opts;
     const struct device_type *type;
     struct served *srv;
     unsigned n;
+    void *priv;        /* the type's own (switch: its struct vhu_net_switch) */
+    char *id;          /* its name on the control socket */
+    char **args;       /* control socket: the option strings the options point into */
+    unsigned nargs;
+    const char **paths; /* the socket paths of a type with ports (copied) */
+    struct instance *next;
 };
+
+/* Where usage errors go: stderr, or a control request's error reply (m_device_add()). */
+static FILE *uerr;
 
 /* A device type's own command-line option. Another type's option is refused by name
  * ("--tap is a net option"), not as an unknown one. */
@@ -88,7 +103,7 @@ struct device_type {
      * NULL-ended list), NULL when the schema gives the type no branch (no features member) */
     const char *const *caps_features;
     const char *summary;   /* its line in the --help device list */
-    int (*create)(const struct daemon_opts *o, struct vhu_device **out);
+    int (*create)(const struct instance *d, struct vhu_device **out);
     const struct type_option *options; /* its options, ended by an empty row */
     const struct type_option *more_options; /* another type's it takes too (switch: net's) */
     void (*help)(FILE *f);  /* its "NAME options:" section of `vhud NAME --help` */
@@ -104,14 +119,14 @@ struct device_type {
     /* The socket paths of the devices it serves (returns how many); NULL: one device on
      * --socket-path or --fd. */
     unsigned (*ports)(const char *const **paths);
-    int (*setup)(void);     /* before the devices are created: 0 or -errno */
-    void (*teardown)(void); /* after they are destroyed */
-    void (*ready)(const struct daemon *d); /* log that it serves; NULL: ready_line() */
-    void (*stats)(const struct daemon *d); /* counters, on SIGUSR1 and on exit */
+    int (*setup)(struct instance *d);     /* before the devices are created: 0 or -errno */
+    void (*teardown)(struct instance *d); /* after they are destroyed */
+    void (*ready)(const struct instance *d); /* log that it serves; NULL: ready_line() */
+    void (*stats)(const struct instance *d); /* counters, on SIGUSR1 and on exit */
 };
 
 /* Where the device is served, for the ready line and systemd's STATUS=. */
-static const char *endpoint_name(const struct daemon *d)
+static const char *endpoint_name(const struct instance *d)
 {
     if (d->type->ports)
         return "its ports";
@@ -123,7 +138,7 @@ static const char *endpoint_name(const struct daemon *d)
 }
 
 /* The one-device ready line ("rng device ready on PATH"). */
-static void ready_line(const struct daemon *d)
+static void ready_line(const struct instance *d)
 {
     vhu_info("%s device ready on %s%s%s", d->type->name, d->o->vvu ? "virtio-vhost-user " : "",
              endpoint_name(d), d->o->client ? " (client)" : "");
@@ -142,9 +157,9 @@ static int parse_uint(const char *s, unsigned max, unsigned *out)
 
 /* ---- rng ---- */
 
-static int create_rng(const struct daemon_opts *o, struct vhu_device **out)
+static int create_rng(const struct instance *d, struct vhu_device **out)
 {
-    struct vhu_rng_opts ro = {.max_queue_size = (uint16_t)o->queue_size};
+    struct vhu_rng_opts ro = {.max_queue_size = (uint16_t)d->o->queue_size};
 
     return vhu_rng_new(&ro, out);
 }
@@ -168,8 +183,9 @@ static struct {
     unsigned nbd_timeout_ms;
 } blk;
 
-static int create_blk(const struct daemon_opts *o, struct vhu_device **out)
+static int create_blk(const struct instance *d, struct vhu_device **out)
 {
+    const struct daemon_opts *o = d->o;
     struct vhu_blk_opts bo = {
         .path = blk.file,
         .null_size = blk.null_size,
@@ -207,17 +223,17 @@ static int blk_check(const struct daemon_opts *o)
     if (blk.rbd)
         given[n++] = "--rbd";
     if (n == 0) {
-        fprintf(stderr, "vhud blk: no backing store: give --file PATH (or --blk-file PATH), "
-                        "--nbd URI, --null SIZE or --rbd POOL/IMAGE\n");
+        fprintf(uerr, "vhud blk: no backing store: give --file PATH (or --blk-file PATH), "
+                      "--nbd URI, --null SIZE or --rbd POOL/IMAGE\n");
         return -1;
     }
     if (n > 1) {
-        fprintf(stderr, "vhud blk: %s and %s exclude each other (one backing store)\n",
+        fprintf(uerr, "vhud blk: %s and %s exclude each other (one backing store)\n",
                 given[0], given[1]);
         return -1;
     }
     if (!blk.rbd && (blk.ceph_conf || blk.ceph_id)) {
-        fprintf(stderr, "vhud blk: %s goes with --rbd\n", blk.ceph_conf ? "--ceph-conf" : "--id");
+        fprintf(uerr, "vhud blk: %s goes with --rbd\n", blk.ceph_conf ? "--ceph-conf" : "--id");
         return -1;
     }
     return 0;
@@ -241,7 +257,7 @@ static int blk_blk_file(const char *arg)
 static int blk_null(const char *arg)
 {
     if (vhu_arg_size(arg, &blk.null_size) < 0 || blk.null_size == 0) {
-        fprintf(stderr, "vhud: bad --null size '%s'\n", arg);
+        fprintf(uerr, "vhud: bad --null size '%s'\n", arg);
         return -1;
     }
     return 0;
@@ -250,7 +266,7 @@ static int blk_null(const char *arg)
 static int blk_rbd(const char *arg)
 {
     if (!vhu_blk_has_rbd()) {
-        fprintf(stderr, "vhud: --rbd: this vhud is built without the RBD store (librbd-dev)\n");
+        fprintf(uerr, "vhud: --rbd: this vhud is built without the RBD store (librbd-dev)\n");
         return -1;
     }
     blk.rbd = arg;
@@ -290,7 +306,7 @@ static int blk_engine(const char *arg)
     else if (strcmp(arg, "sync") == 0)
         blk.engine = VHU_BLK_ENGINE_SYNC;
     else {
-        fprintf(stderr, "vhud: bad --engine '%s' (auto, io_uring or sync)\n", arg);
+        fprintf(uerr, "vhud: bad --engine '%s' (auto, io_uring or sync)\n", arg);
         return -1;
     }
     return 0;
@@ -311,7 +327,7 @@ static int blk_serial(const char *arg)
 static int blk_num_queues(const char *arg)
 {
     if (parse_uint(arg, 256, &blk.num_queues) < 0 || blk.num_queues == 0) {
-        fprintf(stderr, "vhud: bad --num-queues '%s' (1..256)\n", arg);
+        fprintf(uerr, "vhud: bad --num-queues '%s' (1..256)\n", arg);
         return -1;
     }
     return 0;
@@ -320,7 +336,7 @@ static int blk_num_queues(const char *arg)
 static int blk_blk_size(const char *arg)
 {
     if (parse_uint(arg, 4096, &blk.blk_size) < 0) {
-        fprintf(stderr, "vhud: bad --blk-size '%s'\n", arg);
+        fprintf(uerr, "vhud: bad --blk-size '%s'\n", arg);
         return -1;
     }
     return 0;
@@ -329,7 +345,7 @@ static int blk_blk_size(const char *arg)
 static int blk_seg_max(const char *arg)
 {
     if (parse_uint(arg, 1022, &blk.seg_max) < 0) {
-        fprintf(stderr, "vhud: bad --seg-max '%s'\n", arg);
+        fprintf(uerr, "vhud: bad --seg-max '%s'\n", arg);
         return -1;
     }
     return 0;
@@ -344,7 +360,7 @@ static int blk_nbd(const char *arg)
 static int blk_nbd_timeout(const char *arg)
 {
     if (parse_uint(arg, 86400, &blk.nbd_timeout_ms) < 0 || blk.nbd_timeout_ms == 0) {
-        fprintf(stderr, "vhud: bad --nbd-timeout '%s' (seconds, 1..86400)\n", arg);
+        fprintf(uerr, "vhud: bad --nbd-timeout '%s' (seconds, 1..86400)\n", arg);
         return -1;
     }
     blk.nbd_timeout_ms *= 1000;
@@ -401,7 +417,7 @@ static void blk_help(FILE *f)
             vhu_blk_has_rbd() ? "" : " (not in this build)", vhu_blk_has_rbd() ? ", rbd" : "");
 }
 
-static void blk_ready(const struct daemon *d)
+static void blk_ready(const struct instance *d)
 {
     ready_line(d);
     vhu_info("blk: %s engine", vhu_blk_engine_name(d->srv[0].dev));
@@ -433,18 +449,18 @@ static void net_opts(const struct daemon_opts *o, struct vhu_net_opts *no)
     memcpy(no->mac, net.mac, sizeof(no->mac));
 }
 
-static int create_net(const struct daemon_opts *o, struct vhu_device **out)
+static int create_net(const struct instance *d, struct vhu_device **out)
 {
     struct vhu_net_opts no;
 
-    net_opts(o, &no);
+    net_opts(d->o, &no);
     return vhu_net_new(&no, out);
 }
 
 static int net_check(const struct daemon_opts *o)
 {
     if (net.port < 0) {
-        fprintf(stderr, "vhud net: no port: give --tap NAME, --reflect, --sink or --source SIZE\n");
+        fprintf(uerr, "vhud net: no port: give --tap NAME, --reflect, --sink or --source SIZE\n");
         return -1;
     }
     return 0;
@@ -454,7 +470,7 @@ static int net_check(const struct daemon_opts *o)
 static int net_set_port(int kind, const char *opt)
 {
     if (net.port >= 0 && strcmp(net.port_opt, opt) != 0) {
-        fprintf(stderr, "vhud: %s and %s exclude each other (one port)\n", net.port_opt, opt);
+        fprintf(uerr, "vhud: %s and %s exclude each other (one port)\n", net.port_opt, opt);
         return -1;
     }
     net.port = kind;
@@ -475,7 +491,7 @@ static int net_sink(const char *arg)
 static int net_source(const char *arg)
 {
     if (parse_uint(arg, 65535, &net.source_size) < 0) {
-        fprintf(stderr, "vhud: bad --source size '%s'\n", arg);
+        fprintf(uerr, "vhud: bad --source size '%s'\n", arg);
         return -1;
     }
     return net_set_port(VHU_NET_PORT_SOURCE, "--source");
@@ -485,7 +501,7 @@ static int net_mac(const char *arg)
 {
     if (sscanf(arg, "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx%c", &net.mac[0], &net.mac[1], &net.mac[2],
                &net.mac[3], &net.mac[4], &net.mac[5], &(char){0}) != 6) {
-        fprintf(stderr, "vhud: bad --mac '%s'\n", arg);
+        fprintf(uerr, "vhud: bad --mac '%s'\n", arg);
         return -1;
     }
     return 0;
@@ -494,7 +510,7 @@ static int net_mac(const char *arg)
 static int net_mtu(const char *arg)
 {
     if (parse_uint(arg, 65535, &net.mtu) < 0) {
-        fprintf(stderr, "vhud: bad --mtu '%s'\n", arg);
+        fprintf(uerr, "vhud: bad --mtu '%s'\n", arg);
         return -1;
     }
     return 0;
@@ -504,7 +520,7 @@ static int net_queue_pairs(const char *arg)
 {
     if (parse_uint(arg, VHU_VIRTIO_NET_MAX_QUEUE_PAIRS, &net.queue_pairs) < 0 ||
         net.queue_pairs == 0) {
-        fprintf(stderr, "vhud: bad --queue-pairs '%s' (1..%u)\n", arg,
+        fprintf(uerr, "vhud: bad --queue-pairs '%s' (1..%u)\n", arg,
                 VHU_VIRTIO_NET_MAX_QUEUE_PAIRS);
         return -1;
     }
@@ -540,7 +556,7 @@ static void net_help(FILE *f)
 }
 
 /* One line per device and direction (tests read the GSO counts off them). */
-static void net_stats(const struct daemon *d)
+static void net_stats(const struct instance *d)
 {
     for (unsigned i = 0; i < d->n; i++) {
         const struct vhu_device *dev = d->srv[i].dev;
@@ -575,23 +591,22 @@ static struct {
     const char *ports[VHU_NET_SWITCH_MAX_PORTS]; /* one socket path per port */
     unsigned nports;
     struct vhu_net_switch_opts opts;
-    struct vhu_net_switch *sw;
 } sw;
 
-static int create_switch_port(const struct daemon_opts *o, struct vhu_device **out)
+static int create_switch_port(const struct instance *d, struct vhu_device **out)
 {
     struct vhu_net_opts no;
 
-    net_opts(o, &no);
+    net_opts(d->o, &no);
     no.port = VHU_NET_PORT_SWITCH;
-    no.sw = sw.sw;
+    no.sw = d->priv;
     return vhu_net_new(&no, out);
 }
 
 static int switch_port(const char *arg)
 {
     if (sw.nports == VHU_NET_SWITCH_MAX_PORTS) {
-        fprintf(stderr, "vhud: at most %u --port\n", VHU_NET_SWITCH_MAX_PORTS);
+        fprintf(uerr, "vhud: at most %u --port\n", VHU_NET_SWITCH_MAX_PORTS);
         return -1;
     }
     sw.ports[sw.nports++] = arg;
@@ -603,7 +618,7 @@ static int switch_learn(const char *arg)
     unsigned v = 0;
 
     if (parse_uint(arg, VHU_NET_SWITCH_MAX_LEARN, &v) < 0) {
-        fprintf(stderr, "vhud: bad --learn '%s' (0 to %u)\n", arg, VHU_NET_SWITCH_MAX_LEARN);
+        fprintf(uerr, "vhud: bad --learn '%s' (0 to %u)\n", arg, VHU_NET_SWITCH_MAX_LEARN);
         return -1;
     }
     sw.opts.learn = v ? v : VHU_NET_SWITCH_LEARN_NONE;
@@ -615,7 +630,7 @@ static int switch_age(const char *arg)
     unsigned v = 0;
 
     if (parse_uint(arg, 86400, &v) < 0 || v == 0) {
-        fprintf(stderr, "vhud: bad --age '%s' (1 to 86400 seconds)\n", arg);
+        fprintf(uerr, "vhud: bad --age '%s' (1 to 86400 seconds)\n", arg);
         return -1;
     }
     sw.opts.age_seconds = v;
@@ -654,22 +669,22 @@ static int switch_check(const struct daemon_opts *o)
                         : o->vvu ? "--vvu" : o->client ? "--client" : net.port_opt;
 
     if (stray) {
-        fprintf(stderr, "vhud switch: %s does not apply: each port is a socket of its own "
-                        "(--port PATH) joined to the switch\n", stray);
+        fprintf(uerr, "vhud switch: %s does not apply: each port is a socket of its own "
+                      "(--port PATH) joined to the switch\n", stray);
         return -1;
     }
     if (sw.nports < 2) {
-        fprintf(stderr, "vhud switch: --port PATH is needed at least twice (%u given)\n",
+        fprintf(uerr, "vhud switch: --port PATH is needed at least twice (%u given)\n",
                 sw.nports);
         return -1;
     }
     if (memcmp(net.mac, no_mac, sizeof(no_mac)) != 0) {
-        fprintf(stderr, "vhud switch: --mac would give every port one address (each port gets "
-                        "a random one)\n");
+        fprintf(uerr, "vhud switch: --mac would give every port one address (each port gets "
+                      "a random one)\n");
         return -1;
     }
     if (o->workers > 1) {
-        fprintf(stderr, "vhud switch: every port runs on one thread: --workers 0 or 1\n");
+        fprintf(uerr, "vhud switch: every port runs on one thread: --workers 0 or 1\n");
         return -1;
     }
     return 0;
@@ -681,29 +696,35 @@ static unsigned switch_ports(const char *const **paths)
     return sw.nports;
 }
 
-static int switch_setup(void)
+static int switch_setup(struct instance *d)
 {
-    return vhu_net_switch_new_opts(&sw.opts, &sw.sw);
+    struct vhu_net_switch *s;
+    int r = vhu_net_switch_new_opts(&sw.opts, &s);
+
+    if (r == 0)
+        d->priv = s;
+    return r;
 }
 
-static void switch_teardown(void)
+static void switch_teardown(struct instance *d)
 {
-    vhu_net_switch_free(sw.sw);
+    vhu_net_switch_free(d->priv);
+    d->priv = NULL;
 }
 
-static void switch_ready(const struct daemon *d)
+static void switch_ready(const struct instance *d)
 {
     vhu_info("switch ready: %u ports", d->n);
 }
 
-static void switch_stats(const struct daemon *d)
+static void switch_stats(const struct instance *d)
 {
     struct vhu_net_switch_stats st;
 
     net_stats(d);
-    if (!sw.sw)
+    if (!d->priv)
         return;
-    vhu_net_switch_get_stats(sw.sw, &st);
+    vhu_net_switch_get_stats(d->priv, &st);
     vhu_info("switch: unicast=%llu flooded=%llu copies=%llu drops=%llu learned=%llu"
              " spoofed=%llu aged=%llu fdb_full=%llu",
              (unsigned long long)st.unicast, (unsigned long long)st.flooded,
@@ -848,6 +869,8 @@ static void common_help(FILE *f, const struct device_type *t)
             "  --poll-us N          workers busy-poll their rings for N us before sleeping\n"
             "  --no-mem-slots       do not offer CONFIGURE_MEM_SLOTS (QEMU 7.2 forgets the\n"
             "                       memory of a vhost-user-rng device when it reconnects)\n"
+            "  --control PATH       also serve a JSON-RPC control socket at PATH (this device's\n"
+            "                       id there is its type's name)\n"
             "  --print-capabilities print the vhost-user.json capabilities and exit\n"
             "  -v, --verbose        debug logging\n"
             "  -h, --help           this text\n",
@@ -867,9 +890,13 @@ static void usage(FILE *f)
             "       vhud DEVICE --help   the device's own options\n"
             "       vhud vvu (--socket-path PATH | --fd FD) (--vfio-user PATH | --mpqemu-fd FD)\n"
             "                  a virtio-vhost-user device (vhud vvu --help)\n"
+            "       vhud --control PATH [-v]\n"
+            "                  no device yet: they are added over the JSON-RPC control socket\n"
+            "                  (vhuctl --control PATH device-add ...; vhud(8) CONTROL SOCKET)\n"
             "\n"
             "Serves one vhost-user device until SIGTERM; run as vhud-DEVICE (the links the\n"
-            "vhost-user.json descriptors name) it is `vhud DEVICE`.\n"
+            "vhost-user.json descriptors name) it is `vhud DEVICE`. With --control PATH, also\n"
+            "the devices added at run time.\n"
             "\n"
             "devices:\n");
     for (size_t i = 0; i < VHU_ARRAY_SIZE(device_types); i++)
@@ -919,30 +946,40 @@ static void on_disconnect(void *opaque, int err)
     vhu_loop_stop(loop); /* --fd with a connected socket: nothing more to serve */
 }
 
+/* The daemon: its loop, the devices it serves, the control socket. */
+static struct {
+    struct vhu_loop *loop;
+    struct instance *instances;
+    struct vhud_ctl *ctl;
+    enum vhu_log_level level;
+} vhud;
+
 static void signal_cb(int fd, uint32_t events, void *opaque)
 {
-    struct daemon *d = opaque;
     struct signalfd_siginfo si;
 
     (void)events;
+    (void)opaque;
     if (read(fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
         return;
     if (si.ssi_signo == SIGUSR1) {
-        if (d->type->stats)
-            d->type->stats(d);
+        for (struct instance *d = vhud.instances; d; d = d->next) {
+            if (d->type->stats)
+                d->type->stats(d);
+        }
         return;
     }
     vhu_info("signal %u: shutting down", si.ssi_signo);
-    vhu_loop_stop(d->loop);
+    vhu_loop_stop(vhud.loop);
 }
 
 /* Device, backend and transport of one served device. */
-static int serve_one(struct daemon *d, struct served *sv)
+static int serve_one(struct instance *d, struct served *sv)
 {
     const struct daemon_opts *o = d->o;
     const struct device_type *type = d->type;
     unsigned workers = o->workers_set ? o->workers : type->workers;
-    int r = type->create(o, &sv->dev);
+    int r = type->create(d, &sv->dev);
 
     if (r == 0) {
         r = vhu_backend_new(sv->dev, d->loop, &sv->backend);
@@ -972,7 +1009,7 @@ static int serve_one(struct daemon *d, struct served *sv)
             vhu_unix_set_on_disconnect(sv->transport, on_disconnect, d->loop);
     }
     if (r < 0)
-        fprintf(stderr, "%s: cannot start on %s: %s\n", prog,
+        fprintf(uerr, "%s: cannot start on %s: %s\n", prog,
                 o->vvu ? o->vvu : sv->path ? sv->path : "the given fd", strerror(-r));
     return r;
 }
@@ -996,6 +1033,66 @@ static void served_free(struct served *sv)
     *sv = (struct served){0};
 }
 
+/* Every session first (a switch's ports write into each other's rings), then the devices, the
+ * first last: it owns the workers the others may share; then the type's own state. */
+static void instance_free(struct instance *d)
+{
+    if (!d)
+        return;
+    for (unsigned i = 0; d->srv && i < d->n; i++)
+        served_stop(&d->srv[i]);
+    for (unsigned i = d->srv ? d->n : 0; i-- > 0;)
+        served_free(&d->srv[i]);
+    free(d->srv);
+    if (d->priv && d->type->teardown)
+        d->type->teardown(d);
+    for (unsigned i = 0; i < d->nargs; i++)
+        free(d->args[i]);
+    free(d->args);
+    free(d->paths);
+    free(d->id);
+    free(d);
+}
+
+/* Create and serve d's devices (its options parsed and checked): 0, or -errno after saying why
+ * on uerr (d is then freed by the caller). */
+static int instance_start(struct instance *d)
+{
+    const struct device_type *type = d->type;
+    const char *const *paths = &d->opts.socket_path;
+    int r = 0;
+
+    d->o = &d->opts;
+    d->loop = vhud.loop;
+    if (type->ports) {
+        /* the parser's table is reused by the next device: keep a copy */
+        d->n = type->ports(&paths);
+        d->paths = calloc(d->n, sizeof(*d->paths));
+        if (!d->paths)
+            return -ENOMEM;
+        memcpy(d->paths, paths, d->n * sizeof(*paths));
+        paths = d->paths;
+    } else {
+        d->n = 1;
+    }
+    d->srv = calloc(d->n, sizeof(*d->srv));
+    if (!d->srv)
+        r = -ENOMEM;
+    if (r == 0 && type->setup)
+        r = type->setup(d);
+    if (r < 0)
+        fprintf(uerr, "%s: cannot start: %s\n", prog, strerror(-r));
+    for (unsigned i = 0; r == 0 && i < d->n; i++) {
+        d->srv[i].path = paths[i];
+        r = serve_one(d, &d->srv[i]);
+    }
+    if (r == 0 && type->ready)
+        type->ready(d);
+    else if (r == 0)
+        ready_line(d);
+    return r;
+}
+
 /* Every type's options are in getopt's table (val TYPE_OPT + index), so another type's option
  * is refused by name rather than as unknown. */
 #define TYPE_OPT 1000
@@ -1005,22 +1102,6 @@ struct type_option_ref {
     const struct device_type *type;
     const struct type_option *opt;
 };
-
-static size_t type_options(struct type_option_ref refs[MAX_TYPE_OPTS])
-{
-    size_t n = 0;
-
-    for (size_t i = 0; i < VHU_ARRAY_SIZE(device_types); i++) {
-        for (const struct type_option *to = device_types[i].options; to && to->name; to++) {
-            if (n == MAX_TYPE_OPTS) {
-                fprintf(stderr, "vhud: more than %d device options\n", MAX_TYPE_OPTS);
-                exit(2);
-            }
-            refs[n++] = (struct type_option_ref){.type = &device_types[i], .opt = to};
-        }
-    }
-    return n;
-}
 
 /* Whether type takes opt: its own, or one of its more_options. */
 static bool type_takes(const struct device_type *type, const struct type_option *opt)
@@ -1034,6 +1115,56 @@ static bool type_takes(const struct device_type *type, const struct type_option 
         }
     }
     return false;
+}
+
+/* The common options before and after the devices' (the order getopt lists the candidates of
+ * an ambiguous abbreviation in, such as --w or --p). */
+static const struct option common_first[] = {
+    {"socket-path", required_argument, NULL, 's'},
+    {"fd", required_argument, NULL, 'f'},
+    {"vvu", required_argument, NULL, 'V'},
+    {"client", no_argument, NULL, 'c'},
+    {"reconnect-ms", required_argument, NULL, 'r'},
+    {"queue-size", required_argument, NULL, 'q'},
+    {"no-mem-slots", no_argument, NULL, 'm'},
+    {"poll-us", required_argument, NULL, 'P'},
+};
+static const struct option common_last[] = {
+    {"workers", required_argument, NULL, 'w'},
+    {"print-capabilities", no_argument, NULL, 'p'},
+    {"control", required_argument, NULL, 'C'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},
+};
+
+/* getopt's table: the common options and every type's (built once). */
+static struct {
+    struct option longopts[VHU_ARRAY_SIZE(common_first) + MAX_TYPE_OPTS +
+                           VHU_ARRAY_SIZE(common_last) + 1];
+    struct type_option_ref refs[MAX_TYPE_OPTS];
+    size_t nrefs;
+} opt_table;
+
+static void opt_table_init(void)
+{
+    struct option *lo = opt_table.longopts;
+    size_t n = 0;
+
+    memcpy(lo, common_first, sizeof(common_first));
+    lo += VHU_ARRAY_SIZE(common_first);
+    for (size_t i = 0; i < VHU_ARRAY_SIZE(device_types); i++) {
+        for (const struct type_option *to = device_types[i].options; to && to->name; to++) {
+            if (n == MAX_TYPE_OPTS) {
+                fprintf(stderr, "vhud: more than %d device options\n", MAX_TYPE_OPTS);
+                exit(2);
+            }
+            opt_table.refs[n] = (struct type_option_ref){.type = &device_types[i], .opt = to};
+            lo[n] = (struct option){to->name, to->has_arg, NULL, TYPE_OPT + (int)n};
+            n++;
+        }
+    }
+    memcpy(lo + n, common_last, sizeof(common_last));
+    opt_table.nrefs = n;
 }
 
 /* After parsing: the endpoint (one of them, named when two are given), then the type's own. */
@@ -1050,16 +1181,16 @@ static int check_opts(const struct daemon_opts *o, const struct device_type *typ
         if (o->vvu)
             given[n++] = "--vvu";
         if (n == 0) {
-            fprintf(stderr, "%s: no endpoint: give --socket-path PATH, --fd FD or --vvu SPEC "
-                            "(or start it socket-activated)\n", prog);
+            fprintf(uerr, "%s: no endpoint: give --socket-path PATH, --fd FD or --vvu SPEC "
+                          "(or start it socket-activated)\n", prog);
             return -1;
         }
         if (n > 1) {
-            fprintf(stderr, "%s: %s and %s exclude each other\n", prog, given[0], given[1]);
+            fprintf(uerr, "%s: %s and %s exclude each other\n", prog, given[0], given[1]);
             return -1;
         }
         if (o->client && !o->socket_path) {
-            fprintf(stderr, "%s: --client needs --socket-path\n", prog);
+            fprintf(uerr, "%s: --client needs --socket-path\n", prog);
             return -1;
         }
     }
@@ -1071,50 +1202,562 @@ static int common_uint(const char *name, const char *arg, unsigned min, unsigned
                        unsigned *out)
 {
     if (parse_uint(arg, max, out) < 0 || *out < min) {
-        fprintf(stderr, "%s: bad --%s '%s' (%u..%u)\n", prog, name, arg, min, max);
+        fprintf(uerr, "%s: bad --%s '%s' (%u..%u)\n", prog, name, arg, min, max);
         return -1;
     }
     return 0;
 }
 
-int main(int argc, char **argv)
+/* The parsers' state for the next device (the control socket adds several in one process). */
+static void type_state_reset(void)
 {
-    /* The common options before and after the devices' (the order getopt lists the candidates
-     * of an ambiguous abbreviation in, such as --w or --p). */
-    static const struct option common_first[] = {
-        {"socket-path", required_argument, NULL, 's'},
-        {"fd", required_argument, NULL, 'f'},
-        {"vvu", required_argument, NULL, 'V'},
-        {"client", no_argument, NULL, 'c'},
-        {"reconnect-ms", required_argument, NULL, 'r'},
-        {"queue-size", required_argument, NULL, 'q'},
-        {"no-mem-slots", no_argument, NULL, 'm'},
-        {"poll-us", required_argument, NULL, 'P'},
-    };
-    static const struct option common_last[] = {
-        {"workers", required_argument, NULL, 'w'},
-        {"print-capabilities", no_argument, NULL, 'p'},
-        {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},
-    };
-    struct option longopts[VHU_ARRAY_SIZE(common_first) + MAX_TYPE_OPTS +
-                           VHU_ARRAY_SIZE(common_last) + 1] = {{0}};
-    struct type_option_ref refs[MAX_TYPE_OPTS];
-    size_t nrefs = type_options(refs);
-    struct daemon_opts o = {.fd = -1, .reconnect_ms = 1000, .queue_size = 0};
-    const struct device_type *type = type_by_argv0(argv[0]);
-    const char *const *paths = &o.socket_path;
-    struct daemon d = {0};
-    char status[160];
-    sigset_t mask;
-    int first = 1, sfd = -1, c, r;
+    memset(&blk, 0, sizeof(blk));
+    memset(&net, 0, sizeof(net));
+    net.port = -1;
+    memset(&sw, 0, sizeof(sw));
+}
+
+enum { PARSE_OK, PARSE_EXIT, PARSE_USAGE };
+
+/*
+ * Options of a type from argv[optind..] (optind set by the caller) into o and the type's parser
+ * state; --control into *control (NULL: not taken). PARSE_EXIT: --help or --print-capabilities
+ * printed (exit 0); PARSE_USAGE: an error went to uerr (exit 2).
+ */
+static int parse_opts(int argc, char **argv, const struct device_type *type,
+                      struct daemon_opts *o, const char **control)
+{
+    int c;
     unsigned v;
 
-    memcpy(longopts, common_first, sizeof(common_first));
-    for (size_t i = 0; i < nrefs; i++)
-        longopts[VHU_ARRAY_SIZE(common_first) + i] = (struct option){
-            refs[i].opt->name, refs[i].opt->has_arg, NULL, TYPE_OPT + (int)i};
-    memcpy(&longopts[VHU_ARRAY_SIZE(common_first) + nrefs], common_last, sizeof(common_last));
+    /* getopt's own message names an unknown option or a missing value: nothing follows it */
+    while ((c = getopt_long(argc, argv, "vh", opt_table.longopts, NULL)) != -1) {
+        switch (c) {
+        case 's': o->socket_path = optarg; break;
+        case 'V': o->vvu = optarg; break;
+        case 'f':
+            if (common_uint("fd", optarg, 0, 1 << 20, &v) < 0)
+                return PARSE_USAGE;
+            o->fd = (int)v;
+            break;
+        case 'c': o->client = true; break;
+        case 'r':
+            if (common_uint("reconnect-ms", optarg, 0, 3600000, &o->reconnect_ms) < 0)
+                return PARSE_USAGE;
+            break;
+        case 'q':
+            if (common_uint("queue-size", optarg, 1, 32768, &o->queue_size) < 0)
+                return PARSE_USAGE;
+            break;
+        case 'm': o->no_mem_slots = true; break;
+        case 'w':
+            if (common_uint("workers", optarg, 0, 64, &o->workers) < 0)
+                return PARSE_USAGE;
+            o->workers_set = true;
+            break;
+        case 'P':
+            if (common_uint("poll-us", optarg, 0, 1000000, &o->poll_us) < 0)
+                return PARSE_USAGE;
+            break;
+        case 'C':
+            if (!control) {
+                fprintf(uerr, "%s: --control is vhud's, not a device's\n", prog);
+                return PARSE_USAGE;
+            }
+            *control = optarg;
+            break;
+        case 'p': print_capabilities(type); return PARSE_EXIT; /* an abbreviation of it */
+        case 'v': o->verbose++; break;
+        case 'h': type_usage(stdout, type); return PARSE_EXIT;
+        default:
+            if (c < TYPE_OPT || c >= TYPE_OPT + (int)opt_table.nrefs)
+                return PARSE_USAGE;
+            if (!type_takes(type, opt_table.refs[c - TYPE_OPT].opt)) {
+                fprintf(uerr, "%s: --%s is a %s option (%s --help lists %s's)\n", prog,
+                        opt_table.refs[c - TYPE_OPT].opt->name,
+                        opt_table.refs[c - TYPE_OPT].type->name, prog, type->name);
+                return PARSE_USAGE;
+            }
+            if (opt_table.refs[c - TYPE_OPT].opt->parse(optarg) < 0)
+                return PARSE_USAGE;
+            break;
+        }
+    }
+    if (optind < argc) {
+        fprintf(uerr, "%s: unexpected argument '%s'\n", prog, argv[optind]);
+        return PARSE_USAGE;
+    }
+    return PARSE_OK;
+}
+
+/* ---- the control socket's methods (vhud_ctl.c serves them) ---- */
+
+#define MAX_INSTANCES 64
+#define MAX_ID_LEN 64
+#define MAX_ADD_ARGS 160
+
+static struct instance *instance_find(const char *id)
+{
+    for (struct instance *d = vhud.instances; d; d = d->next) {
+        if (strcmp(d->id, id) == 0)
+            return d;
+    }
+    return NULL;
+}
+
+/* The "id" parameter naming an existing device. */
+static struct instance *param_instance(struct json_object *params, struct vhud_ctl_error *e)
+{
+    const char *id = NULL;
+    struct instance *d;
+
+    if (vhud_ctl_param_string(params, "id", true, &id, e) < 0)
+        return NULL;
+    d = instance_find(id);
+    if (!d)
+        vhud_ctl_fail(e, VHUD_CTL_EFAIL, ENOENT, "no device '%.64s'", id);
+    return d;
+}
+
+/* The options a device takes over the control socket: every option of its type, and the common
+ * ones but --fd (a number in vhud's fd table means nothing to a client), --help,
+ * --print-capabilities, --verbose (log-level) and --control. */
+static const struct option *add_option(const struct device_type *type, const char *name)
+{
+    static const char *const refused[] = {"fd", "print-capabilities", "control", "verbose",
+                                          "help"};
+
+    for (const struct option *lo = opt_table.longopts; lo->name; lo++) {
+        if (strcmp(lo->name, name) != 0)
+            continue;
+        if (lo->val >= TYPE_OPT)
+            return type_takes(type, opt_table.refs[lo->val - TYPE_OPT].opt) ? lo : NULL;
+        for (size_t i = 0; i < VHU_ARRAY_SIZE(refused); i++) {
+            if (strcmp(refused[i], name) == 0)
+                return NULL;
+        }
+        return lo;
+    }
+    return NULL;
+}
+
+static int add_arg(struct instance *d, struct vhud_ctl_error *e, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int add_arg(struct instance *d, struct vhud_ctl_error *e, const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+    int n;
+
+    if (d->nargs == MAX_ADD_ARGS)
+        return vhud_ctl_fail(e, VHUD_CTL_EPARAMS, E2BIG, "too many options");
+    va_start(ap, fmt);
+    n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return vhud_ctl_fail(e, VHUD_CTL_EINTERNAL, ENOMEM, "out of memory");
+    d->args[d->nargs++] = s;
+    return 0;
+}
+
+/* One option value as the command line would give it: "--name" or "--name=VALUE". */
+static int add_value(struct instance *d, const struct option *lo, struct json_object *v,
+                     struct vhud_ctl_error *e)
+{
+    if (lo->has_arg == no_argument) {
+        if (!json_object_is_type(v, json_type_boolean))
+            return vhud_ctl_fail(e, VHUD_CTL_EPARAMS, EINVAL, "'%s' takes true or false",
+                                 lo->name);
+        return json_object_get_boolean(v) ? add_arg(d, e, "--%s", lo->name) : 0;
+    }
+    if (json_object_is_type(v, json_type_string))
+        return add_arg(d, e, "--%s=%s", lo->name, json_object_get_string(v));
+    if (json_object_is_type(v, json_type_int) && json_object_get_int64(v) >= 0 &&
+        json_object_get_uint64(v) < UINT64_MAX)
+        return add_arg(d, e, "--%s=%llu", lo->name,
+                       (unsigned long long)json_object_get_uint64(v));
+    return vhud_ctl_fail(e, VHUD_CTL_EPARAMS, EINVAL,
+                         "'%s' takes a string or a non-negative integer", lo->name);
+}
+
+/* The params of device-add as the argument vector of `vhud TYPE ...`. */
+static int add_args(struct instance *d, struct json_object *params, struct vhud_ctl_error *e)
+{
+    d->args = calloc(MAX_ADD_ARGS, sizeof(*d->args));
+    if (!d->args)
+        return vhud_ctl_fail(e, VHUD_CTL_EINTERNAL, ENOMEM, "out of memory");
+    if (add_arg(d, e, "%s", d->type->name) < 0)
+        return -1;
+    json_object_object_foreach(params, key, val) {
+        const struct option *lo;
+
+        if (strcmp(key, "id") == 0 || strcmp(key, "type") == 0)
+            continue;
+        lo = add_option(d->type, key);
+        if (!lo)
+            return vhud_ctl_fail(e, VHUD_CTL_EPARAMS, EINVAL, "%s takes no option '%.64s'",
+                                 d->type->name, key);
+        if (!json_object_is_type(val, json_type_array)) {
+            if (add_value(d, lo, val, e) < 0)
+                return -1;
+            continue;
+        }
+        /* a repeated option (switch: port) */
+        for (size_t i = 0; i < json_object_array_length(val); i++) {
+            if (add_value(d, lo, json_object_array_get_idx(val, i), e) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* An id is a name a shell and a log line take as is. */
+static bool id_ok(const char *id)
+{
+    size_t n = strlen(id);
+
+    if (n == 0 || n > MAX_ID_LEN)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.'))
+            return false;
+    }
+    return true;
+}
+
+/* What the parser or the device said on uerr, as the reply's message. */
+static int add_failed(struct vhud_ctl_error *e, int code, int err, char *text)
+{
+    size_t n = text ? strlen(text) : 0;
+
+    while (n && text[n - 1] == '\n')
+        text[--n] = '\0';
+    return vhud_ctl_fail(e, code, err, "%s", n ? text : "device-add failed");
+}
+
+/* device-add {"id", "type", option: value...}: the options of `vhud TYPE`, by their long
+ * names; flags take true/false, values strings or integers, a repeated option an array. */
+static int m_device_add(void *opaque, struct json_object *params, struct json_object **result,
+                        struct vhud_ctl_error *e)
+{
+    const char *id = NULL, *tname = NULL;
+    const struct device_type *type;
+    struct instance *d;
+    char saved_prog[sizeof(prog)];
+    char *text = NULL;
+    size_t text_len = 0;
+    unsigned count = 0;
+    int r;
+
+    (void)opaque;
+    if (vhud_ctl_param_string(params, "id", true, &id, e) < 0 ||
+        vhud_ctl_param_string(params, "type", true, &tname, e) < 0)
+        return -1;
+    if (!id_ok(id))
+        return vhud_ctl_fail(e, VHUD_CTL_EPARAMS, EINVAL,
+                             "id: 1 to %d characters of A-Z a-z 0-9 - _ .", MAX_ID_LEN);
+    type = type_by_name(tname);
+    if (!type)
+        return vhud_ctl_fail(e, VHUD_CTL_EPARAMS, EINVAL, "unknown device type '%.32s'", tname);
+    if (instance_find(id))
+        return vhud_ctl_fail(e, VHUD_CTL_EFAIL, EEXIST, "device '%s' exists", id);
+    for (d = vhud.instances; d; d = d->next)
+        count++;
+    if (count >= MAX_INSTANCES)
+        return vhud_ctl_fail(e, VHUD_CTL_EFAIL, ENOSPC, "at most %d devices", MAX_INSTANCES);
+    d = calloc(1, sizeof(*d));
+    if (!d || !(d->id = strdup(id))) {
+        free(d);
+        return vhud_ctl_fail(e, VHUD_CTL_EINTERNAL, ENOMEM, "out of memory");
+    }
+    d->type = type;
+    d->opts = (struct daemon_opts){.fd = -1, .reconnect_ms = 1000};
+    if (add_args(d, params, e) < 0) {
+        instance_free(d);
+        return -1;
+    }
+    /* The command line's parser, its messages into the reply. */
+    uerr = open_memstream(&text, &text_len);
+    if (!uerr) {
+        uerr = stderr;
+        instance_free(d);
+        return vhud_ctl_fail(e, VHUD_CTL_EINTERNAL, ENOMEM, "out of memory");
+    }
+    memcpy(saved_prog, prog, sizeof(prog));
+    snprintf(prog, sizeof(prog), "%s", type->name);
+    type_state_reset();
+    optind = 0; /* glibc: start over */
+    opterr = 0;
+    r = parse_opts((int)d->nargs, d->args, type, &d->opts, NULL);
+    if (r == PARSE_OK && check_opts(&d->opts, type) < 0)
+        r = PARSE_USAGE;
+    if (r == PARSE_OK && instance_start(d) < 0)
+        r = -1;
+    opterr = 1;
+    memcpy(prog, saved_prog, sizeof(prog));
+    fclose(uerr);
+    uerr = stderr;
+    if (r != PARSE_OK) {
+        if (r == PARSE_USAGE && !text_len)
+            add_failed(e, VHUD_CTL_EPARAMS, EINVAL, NULL);
+        else
+            add_failed(e, r == PARSE_USAGE ? VHUD_CTL_EPARAMS : VHUD_CTL_EFAIL,
+                       r == PARSE_USAGE ? EINVAL : EIO, text);
+        free(text);
+        instance_free(d);
+        return -1;
+    }
+    free(text);
+    d->next = vhud.instances;
+    vhud.instances = d;
+    *result = json_object_new_object();
+    json_object_object_add(*result, "id", json_object_new_string(d->id));
+    json_object_object_add(*result, "type", json_object_new_string(type->name));
+    return 0;
+}
+
+static int m_device_remove(void *opaque, struct json_object *params, struct json_object **result,
+                           struct vhud_ctl_error *e)
+{
+    static const char *const names[] = {"id", NULL};
+    struct instance *d;
+
+    (void)opaque;
+    if (vhud_ctl_param_only(params, names, e) < 0 || !(d = param_instance(params, e)))
+        return -1;
+    for (struct instance **p = &vhud.instances; *p; p = &(*p)->next) {
+        if (*p == d) {
+            *p = d->next;
+            break;
+        }
+    }
+    *result = json_object_new_object();
+    json_object_object_add(*result, "id", json_object_new_string(d->id));
+    vhu_info("%s %s removed", d->type->name, d->id);
+    instance_free(d);
+    return 0;
+}
+
+/* One device: id, type and a report per served port (one, or a switch's). */
+static struct json_object *instance_report(const struct instance *d, bool stats)
+{
+    struct json_object *o = json_object_new_object();
+    struct json_object *ports = json_object_new_array();
+
+    json_object_object_add(o, "id", json_object_new_string(d->id));
+    json_object_object_add(o, "type", json_object_new_string(d->type->name));
+    for (unsigned i = 0; i < d->n; i++) {
+        const struct served *sv = &d->srv[i];
+        bool up = sv->transport ? vhu_unix_connected(sv->transport)
+                  : sv->vvu     ? vhu_vvu_frontend_up(sv->vvu)
+                                : false;
+
+        json_object_array_add(ports, vhud_report_port(sv->path ? sv->path : endpoint_name(d),
+                                                      up, sv->backend, stats));
+    }
+    json_object_object_add(o, "ports", ports);
+    if (d->type->ports && d->priv && stats) {
+        struct vhu_net_switch_stats st;
+        struct json_object *s = json_object_new_object();
+
+        vhu_net_switch_get_stats(d->priv, &st);
+        json_object_object_add(s, "unicast", json_object_new_uint64(st.unicast));
+        json_object_object_add(s, "flooded", json_object_new_uint64(st.flooded));
+        json_object_object_add(s, "drops", json_object_new_uint64(st.drops));
+        json_object_object_add(s, "spoofed", json_object_new_uint64(st.spoofed));
+        json_object_object_add(s, "learned", json_object_new_uint64(st.learned));
+        json_object_object_add(o, "switch", s);
+    }
+    return o;
+}
+
+/* device-list / stats {["id"]}: every device, or the one named. */
+static int report(struct json_object *params, struct json_object **result,
+                  struct vhud_ctl_error *e, bool stats)
+{
+    static const char *const names[] = {"id", NULL};
+    struct json_object *list;
+    const struct instance *one = NULL;
+
+    if (vhud_ctl_param_only(params, names, e) < 0)
+        return -1;
+    if (json_object_object_get_ex(params, "id", NULL) && !(one = param_instance(params, e)))
+        return -1;
+    list = json_object_new_array();
+    for (const struct instance *d = vhud.instances; d; d = d->next) {
+        if (!one || d == one)
+            json_object_array_add(list, instance_report(d, stats));
+    }
+    *result = json_object_new_object();
+    json_object_object_add(*result, "devices", list);
+    return 0;
+}
+
+static int m_device_list(void *opaque, struct json_object *params, struct json_object **result,
+                         struct vhud_ctl_error *e)
+{
+    (void)opaque;
+    return report(params, result, e, false);
+}
+
+static int m_stats(void *opaque, struct json_object *params, struct json_object **result,
+                   struct vhud_ctl_error *e)
+{
+    (void)opaque;
+    return report(params, result, e, true);
+}
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+/* log-level {["level"]}: set it (error, warn, info, debug); answers the level in force. */
+static int m_log_level(void *opaque, struct json_object *params, struct json_object **result,
+                       struct vhud_ctl_error *e)
+{
+    static const char *const names[] = {"level", NULL};
+    const char *level = NULL;
+
+    (void)opaque;
+    if (vhud_ctl_param_only(params, names, e) < 0 ||
+        vhud_ctl_param_string(params, "level", false, &level, e) < 0)
+        return -1;
+    if (level) {
+        size_t i = 0;
+
+        while (i < VHU_ARRAY_SIZE(level_names) && strcmp(level_names[i], level) != 0)
+            i++;
+        if (i == VHU_ARRAY_SIZE(level_names))
+            return vhud_ctl_fail(e, VHUD_CTL_EPARAMS, EINVAL,
+                                 "level: error, warn, info or debug");
+        vhud.level = (enum vhu_log_level)i;
+        vhu_log_set_sink(vhu_log_stderr_sink, NULL, vhud.level);
+    }
+    *result = json_object_new_object();
+    json_object_object_add(*result, "level", json_object_new_string(level_names[vhud.level]));
+    return 0;
+}
+
+/* blk-resize {"id", "size"}: size in bytes, or a string with a K/M/G/T suffix. Grow only. */
+static int m_blk_resize(void *opaque, struct json_object *params, struct json_object **result,
+                        struct vhud_ctl_error *e)
+{
+    static const char *const names[] = {"id", "size", NULL};
+    struct json_object *v;
+    const char *why = NULL;
+    struct instance *d;
+    uint64_t size = 0;
+    int r;
+
+    (void)opaque;
+    if (vhud_ctl_param_only(params, names, e) < 0 || !(d = param_instance(params, e)))
+        return -1;
+    if (d->type->create != create_blk)
+        return vhud_ctl_fail(e, VHUD_CTL_EFAIL, ENOTSUP, "'%s' is a %s device, not blk",
+                             d->id, d->type->name);
+    if (json_object_object_get_ex(params, "size", &v) && json_object_is_type(v, json_type_string)) {
+        if (vhu_arg_size(json_object_get_string(v), &size) < 0)
+            return vhud_ctl_fail(e, VHUD_CTL_EPARAMS, EINVAL, "bad size '%.32s'",
+                                 json_object_get_string(v));
+    } else if (vhud_ctl_param_u64(params, "size", true, INT64_MAX, &size, e) < 0) {
+        return -1;
+    }
+    r = vhu_blk_resize(d->srv[0].dev, size);
+    if (r == -EINVAL)
+        return vhud_ctl_fail(e, VHUD_CTL_EFAIL, EINVAL,
+                             "size %llu: not a multiple of the block size, or smaller than "
+                             "the disk (%llu bytes; it only grows)", (unsigned long long)size,
+                             (unsigned long long)vhu_blk_capacity(d->srv[0].dev) * 512);
+    if (r < 0)
+        return vhud_ctl_fail(e, VHUD_CTL_EFAIL, -r, "resize to %llu bytes: %s",
+                             (unsigned long long)size, strerror(-r));
+    r = vhu_backend_config_changed(d->srv[0].backend);
+    if (r == -ENOTCONN)
+        why = "no driver connected (the next one reads the new size)";
+    else if (r == -ENOTSUP)
+        why = "the frontend negotiated no backend channel with CONFIG (BACKEND_REQ)";
+    else if (r < 0)
+        why = strerror(-r);
+    if (why)
+        vhu_warn("blk %s resized; the driver was not told: %s", d->id, why);
+    *result = json_object_new_object();
+    json_object_object_add(*result, "id", json_object_new_string(d->id));
+    json_object_object_add(*result, "size",
+                           json_object_new_uint64(vhu_blk_capacity(d->srv[0].dev) * 512));
+    json_object_object_add(*result, "notified", json_object_new_boolean(r == 0));
+    if (why)
+        json_object_object_add(*result, "reason", json_object_new_string(why));
+    return 0;
+}
+
+static const struct vhud_ctl_method control_methods[] = {
+    {"device-add", m_device_add},
+    {"device-remove", m_device_remove},
+    {"device-list", m_device_list},
+    {"stats", m_stats},
+    {"log-level", m_log_level},
+    {"blk-resize", m_blk_resize},
+    {NULL, NULL},
+};
+
+/* Blocks the signals vhud handles (read from a signalfd in the loop) and makes the loop. */
+static int daemon_init(sigset_t *mask, int *sfd)
+{
+    int r;
+
+    sigemptyset(mask);
+    sigaddset(mask, SIGTERM);
+    sigaddset(mask, SIGINT);
+    sigaddset(mask, SIGUSR1);
+    sigprocmask(SIG_BLOCK, mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    r = vhu_loop_new(&vhud.loop);
+    if (r == 0) {
+        *sfd = signalfd(-1, mask, SFD_CLOEXEC | SFD_NONBLOCK);
+        r = *sfd < 0 ? -errno : vhu_loop_add(vhud.loop, *sfd, VHU_LOOP_IN, signal_cb, NULL);
+    }
+    return r;
+}
+
+/* `vhud --control PATH [-v]`: a daemon with no device yet. */
+static int parse_empty(int argc, char **argv, const char **control, int *verbose)
+{
+    static const struct option lo[] = {
+        {"control", required_argument, NULL, 'C'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    while ((c = getopt_long(argc, argv, "vh", lo, NULL)) != -1) {
+        switch (c) {
+        case 'C': *control = optarg; break;
+        case 'v': (*verbose)++; break;
+        case 'h': usage(stdout); return PARSE_EXIT;
+        default: return PARSE_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "vhud: unexpected argument '%s' (devices come first: vhud DEVICE ... "
+                        "--control PATH)\n", argv[optind]);
+        return PARSE_USAGE;
+    }
+    return PARSE_OK;
+}
+
+int main(int argc, char **argv)
+{
+    const struct device_type *type = type_by_argv0(argv[0]);
+    struct instance *d = NULL;
+    const char *control = NULL;
+    char status[160];
+    sigset_t mask;
+    int first = 1, sfd = -1, r, verbose = 0;
+
+    uerr = stderr;
+    opt_table_init();
     if (!type) {
         const char *arg = argc >= 2 ? argv[1] : NULL;
 
@@ -1129,141 +1772,118 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
-        if (arg[0] == '-') {
+        if (strncmp(arg, "--control", 9) == 0 || strcmp(arg, "-v") == 0 ||
+            strcmp(arg, "--verbose") == 0) {
+            r = parse_empty(argc, argv, &control, &verbose);
+            if (r != PARSE_OK)
+                return r == PARSE_EXIT ? 0 : 2;
+            if (!control) {
+                fprintf(stderr, "vhud: give a device (vhud DEVICE ...) or --control PATH\n");
+                return 2;
+            }
+        } else if (arg[0] == '-') {
             /* Capabilities and options are per device type: `vhud rng --print-capabilities`. */
             fprintf(stderr, "vhud: the device comes first: vhud DEVICE %s ... (vhud --help)\n",
                     arg);
             return 2;
+        } else {
+            type = type_by_name(arg);
+            if (!type) {
+                fprintf(stderr, "vhud: unknown device '%s' (vhud --help lists them)\n", arg);
+                return 2;
+            }
+            first = 2;
+            snprintf(prog, sizeof(prog), "vhud %s", type->name);
         }
-        type = type_by_name(arg);
-        if (!type) {
-            fprintf(stderr, "vhud: unknown device '%s' (vhud --help lists them)\n", arg);
-            return 2;
-        }
-        first = 2;
-        snprintf(prog, sizeof(prog), "vhud %s", type->name);
     } else {
         snprintf(prog, sizeof(prog), "vhud-%s", type->name);
     }
-    /* vhost-user.rst: with --print-capabilities every other option is ignored. */
-    for (int i = first; i < argc && strcmp(argv[i], "--") != 0; i++) {
-        if (strcmp(argv[i], "--print-capabilities") == 0) {
-            print_capabilities(type);
-            return 0;
-        }
-    }
-    optind = first;
-    /* getopt's own message names an unknown option or a missing value: nothing follows it */
-    while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
-        switch (c) {
-        case 's': o.socket_path = optarg; break;
-        case 'V': o.vvu = optarg; break;
-        case 'f':
-            if (common_uint("fd", optarg, 0, 1 << 20, &v) < 0)
-                return 2;
-            o.fd = (int)v;
-            break;
-        case 'c': o.client = true; break;
-        case 'r':
-            if (common_uint("reconnect-ms", optarg, 0, 3600000, &o.reconnect_ms) < 0)
-                return 2;
-            break;
-        case 'q':
-            if (common_uint("queue-size", optarg, 1, 32768, &o.queue_size) < 0)
-                return 2;
-            break;
-        case 'm': o.no_mem_slots = true; break;
-        case 'w':
-            if (common_uint("workers", optarg, 0, 64, &o.workers) < 0)
-                return 2;
-            o.workers_set = true;
-            break;
-        case 'P':
-            if (common_uint("poll-us", optarg, 0, 1000000, &o.poll_us) < 0)
-                return 2;
-            break;
-        case 'p': print_capabilities(type); return 0; /* an abbreviation of it */
-        case 'v': o.verbose++; break;
-        case 'h': type_usage(stdout, type); return 0;
-        default:
-            if (c < TYPE_OPT || c >= TYPE_OPT + (int)nrefs)
-                return 2;
-            if (!type_takes(type, refs[c - TYPE_OPT].opt)) {
-                fprintf(stderr, "%s: --%s is a %s option (%s --help lists %s's)\n", prog,
-                        refs[c - TYPE_OPT].opt->name, refs[c - TYPE_OPT].type->name, prog,
-                        type->name);
-                return 2;
+    if (type) {
+        /* vhost-user.rst: with --print-capabilities every other option is ignored. */
+        for (int i = first; i < argc && strcmp(argv[i], "--") != 0; i++) {
+            if (strcmp(argv[i], "--print-capabilities") == 0) {
+                print_capabilities(type);
+                return 0;
             }
-            if (refs[c - TYPE_OPT].opt->parse(optarg) < 0)
-                return 2;
-            break;
+        }
+        d = calloc(1, sizeof(*d));
+        if (!d)
+            return 1;
+        d->type = type;
+        d->opts = (struct daemon_opts){.fd = -1, .reconnect_ms = 1000};
+        optind = first;
+        r = parse_opts(argc, argv, type, &d->opts, &control);
+        if (r == PARSE_OK && !type->ports && !d->opts.socket_path && d->opts.fd < 0 &&
+            !d->opts.vvu) {
+            /* No endpoint given: systemd's socket (a .socket unit), if any. */
+            d->opts.fd = vhud_sd_listen_fd(prog);
+            if (d->opts.fd == -2) {
+                free(d);
+                return 1;
+            }
+            d->opts.activated = d->opts.fd >= 0;
+        }
+        if (r == PARSE_OK && check_opts(&d->opts, type) < 0)
+            r = PARSE_USAGE;
+        if (r != PARSE_OK) {
+            free(d);
+            return r == PARSE_EXIT ? 0 : 2;
+        }
+        verbose = d->opts.verbose;
+        d->id = strdup(type->name);
+        if (!d->id) {
+            free(d);
+            return 1;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "%s: unexpected argument '%s'\n", prog, argv[optind]);
-        return 2;
-    }
-    /* No endpoint given: systemd's socket (a .socket unit), if any. */
-    if (!type->ports && !o.socket_path && o.fd < 0 && !o.vvu) {
-        o.fd = vhud_sd_listen_fd(prog);
-        if (o.fd == -2)
-            return 1;
-        o.activated = o.fd >= 0;
-    }
-    if (check_opts(&o, type) < 0)
-        return 2;
 
-    vhu_log_set_sink(vhu_log_stderr_sink, NULL, o.verbose ? VHU_LOG_DEBUG : VHU_LOG_INFO);
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGUSR1);
-    sigprocmask(SIG_BLOCK, &mask, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    d.o = &o;
-    d.type = type;
-    d.n = type->ports ? type->ports(&paths) : 1;
-    d.srv = calloc(d.n, sizeof(*d.srv));
-    r = d.srv ? vhu_loop_new(&d.loop) : -ENOMEM;
-    if (r == 0) {
-        sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-        r = sfd < 0 ? -errno : vhu_loop_add(d.loop, sfd, VHU_LOOP_IN, signal_cb, &d);
-    }
-    if (r == 0 && type->setup)
-        r = type->setup();
+    vhud.level = verbose ? VHU_LOG_DEBUG : VHU_LOG_INFO;
+    vhu_log_set_sink(vhu_log_stderr_sink, NULL, vhud.level);
+    r = daemon_init(&mask, &sfd);
     if (r < 0)
         fprintf(stderr, "%s: cannot start: %s\n", prog, strerror(-r));
-    for (unsigned i = 0; r == 0 && i < d.n; i++) {
-        d.srv[i].path = paths[i];
-        r = serve_one(&d, &d.srv[i]);
+    if (r == 0 && d) {
+        r = instance_start(d);
+        if (r == 0) {
+            vhud.instances = d;
+            d = NULL;
+        }
     }
-    if (r == 0) {
-        if (type->ready)
-            type->ready(&d);
+    if (r == 0 && control) {
+        r = vhud_ctl_new(vhud.loop, control, control_methods, NULL, &vhud.ctl);
+        if (r < 0)
+            fprintf(stderr, "%s: cannot listen on --control %s: %s\n", prog, control,
+                    strerror(-r));
         else
-            ready_line(&d);
-        snprintf(status, sizeof(status), "serving %s on %s", type->name, endpoint_name(&d));
-        r = vhud_sd_ready(d.loop, status);
+            vhu_info("control socket ready on %s", control);
     }
     if (r == 0) {
-        r = vhu_loop_run(d.loop);
-        if (type->stats)
-            type->stats(&d);
+        if (vhud.instances)
+            snprintf(status, sizeof(status), "serving %s on %s", vhud.instances->type->name,
+                     endpoint_name(vhud.instances));
+        else
+            snprintf(status, sizeof(status), "control socket %s", control);
+        r = vhud_sd_ready(vhud.loop, status);
     }
-    if (d.loop)
-        vhud_sd_stopping(d.loop);
-    /* Every session first (a switch's ports write into each other's rings), then the devices,
-     * the first last: it owns the workers the others may share. */
-    for (unsigned i = 0; d.srv && i < d.n; i++)
-        served_stop(&d.srv[i]);
-    for (unsigned i = d.srv ? d.n : 0; i-- > 0;)
-        served_free(&d.srv[i]);
-    free(d.srv);
-    if (type->teardown)
-        type->teardown();
-    if (d.loop)
-        vhu_loop_free(d.loop);
+    if (r == 0) {
+        r = vhu_loop_run(vhud.loop);
+        for (struct instance *i = vhud.instances; i; i = i->next) {
+            if (i->type->stats)
+                i->type->stats(i);
+        }
+    }
+    if (vhud.loop)
+        vhud_sd_stopping(vhud.loop);
+    vhud_ctl_free(vhud.ctl);
+    instance_free(d);
+    while (vhud.instances) {
+        struct instance *i = vhud.instances;
+
+        vhud.instances = i->next;
+        instance_free(i);
+    }
+    if (vhud.loop)
+        vhu_loop_free(vhud.loop);
     vhu_fd_close(&sfd);
     return r < 0 ? 1 : 0;
 }

@@ -41,7 +41,8 @@
 struct blk_dev {
     struct vhu_device dev; /* must be first */
     struct blk_store *st;
-    uint64_t capacity; /* 512-byte sectors */
+    uint64_t capacity; /* 512-byte sectors; grows on the control thread (vhu_blk_resize),
+                        * read once per request by the queue threads (relaxed atomics) */
     uint32_t blk_size;
     uint32_t seg_max;
     bool wce_default;
@@ -132,6 +133,8 @@ static void finish(struct blk_req *r, uint8_t status)
     uint32_t written = status == VHU_VIRTIO_BLK_S_OK ? r->written : 0;
 
     *r->status = status;
+    if (status != VHU_VIRTIO_BLK_S_OK)
+        vhu_vq_count_error(q->vq);
     q->inflight--;
     vhu_vq_push(q->vq, &r->elem, written + 1);
 }
@@ -361,9 +364,11 @@ static void readable_data(struct blk_req *r, struct iovec **iov, unsigned *n, ui
 /* sector and len (bytes) inside the disk, aligned to the logical block size. */
 static bool range_ok(const struct blk_dev *bd, uint64_t sector, uint64_t len)
 {
+    uint64_t cap = __atomic_load_n(&bd->capacity, __ATOMIC_RELAXED);
+
     if (len % bd->blk_size || sector % (bd->blk_size / VHU_VIRTIO_BLK_SECTOR_SIZE))
         return false;
-    return sector <= bd->capacity && len / VHU_VIRTIO_BLK_SECTOR_SIZE <= bd->capacity - sector;
+    return sector <= cap && len / VHU_VIRTIO_BLK_SECTOR_SIZE <= cap - sector;
 }
 
 static uint8_t start_rw(struct blk_req *r, uint64_t sector, struct iovec *rd, unsigned nrd,
@@ -643,7 +648,7 @@ static void fill_config(const struct blk_dev *bd, struct vhu_virtio_blk_config *
     while (pbs > bd->blk_size && (bd->blk_size << (exp + 1)) <= pbs && exp < 16)
         exp++;
     memset(c, 0, sizeof(*c));
-    c->capacity = bd->capacity;
+    c->capacity = __atomic_load_n(&bd->capacity, __ATOMIC_RELAXED);
     c->size_max = BLK_SIZE_MAX;
     c->seg_max = bd->seg_max;
     c->blk_size = bd->blk_size;
@@ -863,7 +868,35 @@ VHU_EXPORT int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_device **
 
 VHU_EXPORT uint64_t vhu_blk_capacity(const struct vhu_device *dev)
 {
-    return ((const struct blk_dev *)dev)->capacity;
+    return __atomic_load_n(&((const struct blk_dev *)dev)->capacity, __ATOMIC_RELAXED);
+}
+
+/*
+ * Grow only: a shrink would pull the disk from under requests in flight and data the guest
+ * still thinks it has. The store grows first, then the capacity is published (release: a
+ * queue thread that sees the new capacity also sees a store that long).
+ */
+VHU_EXPORT int vhu_blk_resize(struct vhu_device *dev, uint64_t size)
+{
+    struct blk_dev *bd = (struct blk_dev *)dev;
+    uint64_t cur = (uint64_t)vhu_blk_capacity(dev) * VHU_VIRTIO_BLK_SECTOR_SIZE;
+    int r;
+
+    if (dev->virtio_id != VHU_VIRTIO_ID_BLOCK || size % bd->blk_size)
+        return -EINVAL;
+    if (size == cur)
+        return 0;
+    if (size < cur)
+        return -EINVAL;
+    if (!bd->st->ops->resize)
+        return -ENOTSUP;
+    r = bd->st->ops->resize(bd->st, size);
+    if (r < 0)
+        return r;
+    bd->st->size = size;
+    __atomic_store_n(&bd->capacity, size / VHU_VIRTIO_BLK_SECTOR_SIZE, __ATOMIC_RELEASE);
+    vhu_info("blk: resized to %llu bytes", (unsigned long long)size);
+    return 0;
 }
 
 VHU_EXPORT const char *vhu_blk_engine_name(const struct vhu_device *dev)

@@ -321,6 +321,34 @@ static void file_close(struct blk_store *st)
     free(fs);
 }
 
+/*
+ * A regular file grows with ftruncate (sparse: no blocks are written); a read-only one only if
+ * something else already made it that long. A block device cannot be grown from here: the
+ * new size must be what the device has become (an LV extended, say).
+ */
+static int file_resize(struct blk_store *st, uint64_t size)
+{
+    struct file_store *fs = (struct file_store *)st;
+    struct stat sb;
+
+    if (size > INT64_MAX)
+        return -EFBIG;
+    if (st->is_bdev) {
+        uint64_t have;
+
+        if (ioctl(fs->fd, BLKGETSIZE64, &have) < 0)
+            return -errno;
+        return size <= have ? 0 : -ENOSPC;
+    }
+    if (fstat(fs->fd, &sb) < 0)
+        return -errno;
+    if ((uint64_t)sb.st_size >= size)
+        return 0;
+    if (st->read_only)
+        return -EROFS;
+    return ftruncate(fs->fd, (off_t)size) < 0 ? -errno : 0;
+}
+
 static const struct blk_store_ops file_ops = {
     .qctx_new = file_qctx_new,
     .qctx_free = file_qctx_free,
@@ -333,6 +361,7 @@ static const struct blk_store_ops file_ops = {
     .reap = file_reap,
     .wait = file_wait,
     .close = file_close,
+    .resize = file_resize,
 };
 
 static const struct blk_store_ops sync_ops = {
@@ -343,6 +372,7 @@ static const struct blk_store_ops sync_ops = {
     .flush = sync_flush,
     .fallocate = sync_fallocate,
     .close = file_close,
+    .resize = file_resize,
 };
 
 /*

@@ -102,6 +102,12 @@ static void null_close(struct blk_store *st)
     free(st);
 }
 
+static int null_resize(struct blk_store *st, uint64_t size)
+{
+    st->size = size;
+    return 0;
+}
+
 static const struct blk_store_ops null_ops = {
     .qctx_new = null_qctx_new,
     .qctx_free = null_qctx_free,
@@ -110,6 +116,7 @@ static const struct blk_store_ops null_ops = {
     .flush = null_flush,
     .fallocate = null_fallocate,
     .close = null_close,
+    .resize = null_resize,
 };
 
 int blk_null_open(uint64_t size, bool read_only, struct blk_store **out)

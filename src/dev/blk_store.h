@@ -52,6 +52,9 @@ struct blk_store_ops {
     int (*wait)(struct blk_qctx *q);
 
     void (*close)(struct blk_store *st);
+    /* Optional: make the store size bytes long (larger than st->size; the device checked),
+     * on the control thread while queues run. NULL: the store cannot grow (-ENOTSUP). */
+    int (*resize)(struct blk_store *st, uint64_t size);
 };
 
 struct blk_store {

@@ -317,10 +317,26 @@ VHU_EXPORT void vhu_vq_break(struct vhu_vq *vq, const char *why)
     if (!vq || vq->broken)
         return;
     vq->broken = true;
+    vq->cnt.breaks++;
     vq->break_reason = why ? why : "unspecified error";
     vhu_err_rl("vq %u: %s; queue stopped", vq->index, vq->break_reason);
     if (vq->hooks.error)
         vq->hooks.error(vq, vq->hooks.opaque);
+}
+
+VHU_EXPORT void vhu_vq_count_error(struct vhu_vq *vq)
+{
+    vq->cnt.errors++;
+}
+
+VHU_EXPORT void vhu_vq_get_counters(const struct vhu_vq *vq, struct vhu_vq_counters *out)
+{
+    const uint64_t *src = (const uint64_t *)(const void *)&vq->cnt;
+    uint64_t *dst = (uint64_t *)(void *)out;
+
+    /* word by word, relaxed: the owner thread may be adding to them right now */
+    for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
+        dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
 }
 
 VHU_EXPORT bool vhu_vq_broken(const struct vhu_vq *vq)
@@ -367,6 +383,9 @@ VHU_EXPORT void vhu_vq_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_
             vq_packed_push(vq, elem, written);
         else
             vq_split_push(vq, elem, written);
+        vq->cnt.used++;
+        vq->cnt.out_bytes += elem->out_len;
+        vq->cnt.in_bytes += written;
     }
     vq_elem_release(vq, (unsigned)slot);
 }
@@ -431,6 +450,7 @@ VHU_EXPORT void vhu_vq_flush(struct vhu_vq *vq)
 
 void vq_do_notify(struct vhu_vq *vq)
 {
+    vq->cnt.calls++;
     if (vq->hooks.notify)
         vq->hooks.notify(vq, vq->hooks.opaque);
     else

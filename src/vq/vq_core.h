@@ -77,6 +77,20 @@ void *vhu_vq_core(const struct vhu_vq *vq);
 bool vhu_vq_set_polling(struct vhu_vq *vq, bool on);
 
 /*
+ * The ring's counters since vhu_vq_new(): plain integers the owner thread adds to (no atomics
+ * on the data path); another thread reads them racily (each field is one aligned word).
+ */
+struct vhu_vq_counters {
+    uint64_t used;      /* chains completed (pushed) */
+    uint64_t out_bytes; /* device-readable bytes of the completed chains */
+    uint64_t in_bytes;  /* bytes the device reported written into them */
+    uint64_t calls;     /* driver notifications (call sink signalled) */
+    uint64_t breaks;    /* times the ring broke on a driver error */
+    uint64_t errors;    /* requests the device completed with an error (vhu_vq_count_error) */
+};
+void vhu_vq_get_counters(const struct vhu_vq *vq, struct vhu_vq_counters *out);
+
+/*
  * Inflight tracking (vhost-user "Inflight I/O tracking", split and packed): region is this queue's
  * part of the buffer shared with the frontend through GET/SET_INFLIGHT_FD,
  * vhu_vq_inflight_region_size(num) bytes. Every popped chain is recorded there until its used

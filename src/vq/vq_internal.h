@@ -161,6 +161,7 @@ struct vhu_vq {
     unsigned nresubmit;
     unsigned resubmit_pos;
     const char *break_reason;
+    struct vhu_vq_counters cnt; /* owner thread only; read racily (vhu_vq_get_counters) */
 };
 
 /* ---- pool ---- */

@@ -6,6 +6,7 @@
 #
 #   fail MESSAGE          print FAIL and the end of vhud's log; exit 1
 #   start_vhud ARGS...    vhud ARGS --socket-path $sock in the background ($pid); wait for it
+#   start_vhud_on S ARGS... vhud ARGS in the background ($pid); wait until socket S listens
 #   stop_vhud             SIGTERM; vhud must exit 0
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/vhu-$(basename "$0" .sh).XXXXXX")
@@ -25,18 +26,23 @@ fail() {
   exit 1
 }
 
-# shellcheck disable=SC2154 # the caller sets sock
-start_vhud() {
-  rm -f "$sock"
-  "$VHUD" "$@" --socket-path "$sock" </dev/null >"$dir/vhud.log" 2>&1 &
+# start_vhud_on SOCKET ARGS...: vhud ARGS in the background ($pid); wait until SOCKET listens
+start_vhud_on() {
+  local s=$1
+  shift
+  rm -f "$s"
+  "$VHUD" "$@" </dev/null >"$dir/vhud.log" 2>&1 &
   pid=$!
   for ((i = 0; i < 100; i++)); do
-    [[ -S $sock ]] && return 0
+    [[ -S $s ]] && return 0
     kill -0 "$pid" 2>/dev/null || fail "vhud $* exited at start"
     sleep 0.05
   done
-  fail "vhud $* did not listen on $sock"
+  fail "vhud $* did not listen on $s"
 }
+
+# shellcheck disable=SC2154 # the caller sets sock
+start_vhud() { start_vhud_on "$sock" "$@" --socket-path "$sock"; }
 
 stop_vhud() {
   local rc=0

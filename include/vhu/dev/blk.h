@@ -157,6 +157,14 @@ bool vhu_blk_has_rbd(void);
 int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_device **out);
 /* Capacity in 512-byte sectors. */
 uint64_t vhu_blk_capacity(const struct vhu_device *dev);
+/*
+ * Grow the disk to size bytes (a multiple of the block size) while it runs: a file is extended
+ * (sparse), the null store just grows, a block device must already be that large; NBD and RBD
+ * cannot (-ENOTSUP). Shrinking is refused (-EINVAL); the same size is a no-op. The config
+ * space's capacity changes at once; the driver learns it through
+ * vhu_backend_config_changed(). Control thread.
+ */
+int vhu_blk_resize(struct vhu_device *dev, uint64_t size);
 /* The engine a device's store runs: "io_uring", "sync", "null" for the null store, "nbd",
  * "rbd". */
 const char *vhu_blk_engine_name(const struct vhu_device *dev);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "decoder.h"
@@ -526,10 +527,8 @@ static int h_net_set_mtu(struct vhu_session *s, struct vhu_msg *m)
     return r;
 }
 
-/* Kept, never written to: vhu sends no backend request yet. The first one (config change,
- * host notifier...) must be sent with MSG_DONTWAIT from the control thread, never from a ring's
- * owner, and treat EAGAIN as the frontend's failure: a frontend that does not read this socket
- * must not stall the daemon. */
+/* The backend channel (BACKEND_REQ): vhu sends BACKEND_CONFIG_CHANGE_MSG on it
+ * (session_config_changed()). */
 static int h_set_backend_req_fd(struct vhu_session *s, struct vhu_msg *m)
 {
     vhu_fd_replace(&s->backend_req_fd, take_fd(m));
@@ -732,6 +731,52 @@ static int dispatch(struct vhu_session *s, struct vhu_msg *m)
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* Backend channel requests                                                                   */
+/* ---------------------------------------------------------------------------------------- */
+
+/*
+ * vhost-user.rst VHOST_USER_BACKEND_CONFIG_CHANGE_MSG: no payload; the frontend then reads the
+ * config space again (GET_CONFIG on the main channel) and tells its guest. Sent from the control
+ * thread without blocking and without NEED_REPLY (a reply would have to be waited for, and the
+ * frontend answers the GET_CONFIG it sends meanwhile through us): a frontend that does not read
+ * its channel gets -EAGAIN, never a stalled daemon.
+ */
+static int session_config_changed(void *opaque)
+{
+    struct vhu_session *s = opaque;
+    struct vhost_user_hdr h = {
+        .request = VHOST_USER_BACKEND_CONFIG_CHANGE_MSG,
+        .flags = VHOST_USER_VERSION,
+        .size = 0,
+    };
+    ssize_t n;
+
+    if (s->backend_req_fd < 0 || !has_pf(s, VHOST_USER_PROTOCOL_F_BACKEND_REQ) ||
+        !has_pf(s, VHOST_USER_PROTOCOL_F_CONFIG))
+        return -ENOTSUP;
+    do {
+        n = send(s->backend_req_fd, &h, sizeof(h), MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n == (ssize_t)sizeof(h))
+        return 0;
+    if (n >= 0) {
+        /* a partial header: the channel's framing is lost, never use it again */
+        vhu_err("backend channel: short write of CONFIG_CHANGE_MSG; channel closed");
+        vhu_fd_close(&s->backend_req_fd);
+        return -EIO;
+    }
+    return -errno;
+}
+
+static uint64_t session_negotiated(void *opaque)
+{
+    const struct vhu_session *s = opaque;
+
+    /* before SET_PROTOCOL_FEATURES: the offer (what a reconnecting QEMU goes on with) */
+    return s->protocol_features;
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* Session lifetime                                                                           */
 /* ---------------------------------------------------------------------------------------- */
 
@@ -764,6 +809,11 @@ int vhu_session_new(struct vhu_backend *b, const struct vhu_session_transport_op
      * so a session that has not (yet) seen GET_FEATURES runs with the offered set.
      */
     s->protocol_features = s->offered_pf;
+    vhu_core_set_transport(s->core, &(struct vhu_core_transport){
+        .config_changed = session_config_changed,
+        .negotiated = session_negotiated,
+        .opaque = s,
+    });
     *out = s;
     return 0;
 }

@@ -209,7 +209,7 @@ static int win_check(struct vhu_vvu *v, const struct cap_want *cw)
     return 0;
 }
 
-int vvu_caps_parse(struct vhu_vvu *v)
+static int caps_walk(struct vhu_vvu *v)
 {
     uint32_t found = 0;
     unsigned ptr, n = 0;
@@ -255,6 +255,20 @@ int vvu_caps_parse(struct vhu_vvu *v)
         } else {
             r = win_check(v, &caps[i]);
         }
+    }
+    return r;
+}
+
+int vvu_caps_parse(struct vhu_vvu *v)
+{
+    int r = caps_walk(v);
+
+    /* Windows are filled as the walk finds them and checked at its end: after a failure none
+     * of them is used, not even to reset the device on the way out (a register at an offset
+     * the device made up, and a wait for a status that never reads 0). */
+    if (r < 0) {
+        for (size_t i = 0; i < VHU_ARRAY_SIZE(caps); i++)
+            memset(want_win(v, &caps[i]), 0, sizeof(struct vvu_win));
     }
     return r;
 }
