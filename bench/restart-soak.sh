@@ -16,6 +16,8 @@
 #   BACKEND=vhud     or qsd: qemu-storage-daemon's vhost-user-blk export restarted the same way
 #                    (server mode only; it has no packed rings: QEMU falls back to split)
 #   NET=1            the net run (needs root: ip netns, tap); NET_N restarts (default N)
+#   BLOCKS=32        4 KiB blocks per writer (each is checked again at the end)
+#   VHUD_ARGS        more vhud options (-v: debug logging in the backend logs)
 #
 # Every block the guest wrote and saw acknowledged (write + fsync) is read back at once and again
 # at the end: a block that reads back zero is "lost", an older generation "stale", sectors of
@@ -24,6 +26,7 @@
 # (resolution 10 ms, /proc/uptime). Output: a summary line per configuration on stdout
 # (RESULT ...), details in WORKDIR. Exit 0 pass, 1 fail, 77 skip.
 set -euo pipefail
+# shellcheck disable=SC2086 # VHUD_ARGS is a list of options
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 GUEST_NAME=${GUEST_NAME:-restart-soak}
 # shellcheck source=../tests/guest/lib.sh
@@ -41,7 +44,7 @@ NET=${NET:-1}
 NET_N=${NET_N:-$N}
 # a guest runs about N * INTERVAL seconds plus its boot and final check
 GUEST_TIMEOUT=$(awk -v n="$N" -v m="$NET_N" -v i="$INTERVAL" -v t="$GUEST_TIMEOUT" \
-  'BEGIN { d = (n > m ? n : m) * i + 240; printf "%d", d > t ? d : t }')
+  'BEGIN { d = (n > m ? n : m) * i + 240; printf "%d", (d > t ? d : t) }')
 if [[ $BACKEND == qsd ]]; then
   command -v qemu-storage-daemon >/dev/null || guest_skip "qemu-storage-daemon not found"
 fi
@@ -78,7 +81,6 @@ cfg_fail() {
 cat >"$top/blk-guest.sh" <<'GUEST'
 . /extra/params
 dev=/dev/vda
-NB=32
 i=0
 while [ ! -b $dev ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 [ -b $dev ] || { result FAIL disk "no $dev"; exit 0; }
@@ -162,10 +164,10 @@ start_backend() { # dir ring queues mode
       </dev/null >"$dir/be.$be_n.log" 2>&1 &
   elif [[ $mode == client ]]; then
     "$vhud" blk --socket-path "$dir/blk.sock" --client --reconnect-ms 50 --file "$dir/disk.img" \
-      --direct --num-queues "$queues" </dev/null >"$dir/be.$be_n.log" 2>&1 &
+      --direct --num-queues "$queues" ${VHUD_ARGS:-} </dev/null >"$dir/be.$be_n.log" 2>&1 &
   else
     "$vhud" blk --socket-path "$dir/blk.sock" --file "$dir/disk.img" --direct \
-      --num-queues "$queues" </dev/null >"$dir/be.$be_n.log" 2>&1 &
+      --num-queues "$queues" ${VHUD_ARGS:-} </dev/null >"$dir/be.$be_n.log" 2>&1 &
   fi
   be_pid=$!
   [[ $mode == client ]] || guest_wait_socket "$dir/blk.sock" 20 "$be_pid"
@@ -202,7 +204,7 @@ run_blk() { # ring:queues:mode
   be_n=0
   local duration
   duration=$(awk -v n="$N" -v i="$INTERVAL" 'BEGIN { printf "%d", n * i + 3 }')
-  printf 'QUEUES=%s\nDURATION=%s\n' "$queues" "$duration" >"$dir/params"
+  printf 'QUEUES=%s\nDURATION=%s\nNB=%s\n' "$queues" "$duration" "${BLOCKS:-32}" >"$dir/params"
   guest_mkinitramfs "$dir/initrd.cpio.gz" virtio_pci virtio_blk -- "$top/blk-guest.sh" \
     "$dir/params" 2>"$dir/mkinitramfs.log" || { cat "$dir/mkinitramfs.log" >&2; return 1; }
   packed=off; [[ $ring == packed ]] && packed=on
@@ -242,8 +244,9 @@ run_blk() { # ring:queues:mode
 
 # ---- net --------------------------------------------------------------------------------------
 
-# The guest sends CHUNKS 64 KiB chunks of data.bin (16 chunks, cycled), 20 a second, over one
-# TCP connection to the host; the host checks the md5 of what arrives.
+# For DURATION seconds the guest sends 64 KiB chunks of data.bin (16 chunks, cycled), at most 20
+# a second, over one TCP connection to the host, and says how many (SENT n); the host checks
+# that exactly those n chunks arrived, in order (md5).
 cat >"$top/net-guest.sh" <<'GUEST'
 . /extra/params
 gip=10.77.0.2 hip=10.77.0.1
@@ -251,16 +254,23 @@ i=0
 while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 ip link set eth0 up && ip addr add $gip/24 dev eth0 || { result FAIL ifup "ip failed"; exit 0; }
 ping -c 1 -w 60 $hip >/dev/null 2>&1 || { result FAIL ping "host unreachable"; exit 0; }
+cs() { t=$(cut -d' ' -f1 /proc/uptime); echo "${t%.*}${t#*.}"; }
 signal NET-START
-k=0
-( while [ $k -lt $CHUNKS ]; do
+end=$(($(cs) + DURATION * 100))
+( k=0
+  while [ "$(cs)" -lt $end ]; do
     dd if=/extra/data.bin bs=65536 skip=$((k % 16)) count=1 2>/dev/null
     k=$((k + 1)); sleep 0.05
-  done ) | timeout $((CHUNKS / 10 + 300)) nc $hip 5000 && result PASS tcp-send "$CHUNKS chunks sent" ||
-  result FAIL tcp-send "nc failed or timed out"
+  done
+  echo $k >/tmp/sent ) | timeout $((DURATION + 300)) nc $hip 5000 &&
+  result PASS tcp-send "$(cat /tmp/sent) chunks sent" || result FAIL tcp-send "nc failed or timed out"
 # nc is gone once its last bytes are queued: let the kernel deliver them before powering off
+# (while the connection to port 5000 is ESTABLISHED, FIN_WAIT1, LAST_ACK or CLOSING)
 i=0
-while [ $i -lt 300 ] && grep -q ':1388 ' /proc/net/tcp; do sleep 0.1; i=$((i + 1)); done
+while [ $i -lt 300 ] && awk '$3 ~ /:1388$/ && $4 ~ /^(01|04|09|0B)$/ { f = 1 } END { exit !f }' /proc/net/tcp; do
+  sleep 0.1; i=$((i + 1))
+done
+signal SENT "$(cat /tmp/sent)"
 GUEST
 
 net_tap_up() { # dir
@@ -271,21 +281,13 @@ net_tap_up() { # dir
 }
 
 run_net() {
-  local dir=$top/net k rc t0 chunks
+  local dir=$top/net k rc t0 chunks duration
   ((EUID == 0)) || { guest_log "net: needs root (ip netns, tap): skipped"; return 0; }
   command -v ip >/dev/null || { guest_log "net: no ip (iproute2): skipped"; return 0; }
   rm -rf "$dir"; mkdir -p "$dir"
-  chunks=$(awk -v n="$NET_N" -v i="$INTERVAL" 'BEGIN { printf "%d", (n * i + 3) * 20 }')
-  echo "CHUNKS=$chunks" >"$dir/params"
+  duration=$(awk -v n="$NET_N" -v i="$INTERVAL" 'BEGIN { printf "%d", n * i + 3 }')
+  echo "DURATION=$duration" >"$dir/params"
   head -c 1048576 /dev/urandom >"$dir/data.bin"
-  # what the host must receive: chunks of data.bin, cycled
-  python3 -c "
-import sys
-d = open('$dir/data.bin', 'rb').read()
-with open('$dir/want.bin', 'wb') as f:
-    for k in range($chunks):
-        f.write(d[(k % 16) * 65536:(k % 16 + 1) * 65536])
-"
   guest_mkinitramfs "$dir/initrd.cpio.gz" virtio_pci virtio_net -- "$top/net-guest.sh" \
     "$dir/params" "$dir/data.bin" 2>"$dir/mkinitramfs.log" || { cat "$dir/mkinitramfs.log" >&2; return 1; }
   ns=vhu-soak-$$
@@ -326,6 +328,12 @@ with open('$dir/want.bin', 'wb') as f:
   kill "$nc_pid" 2>/dev/null || true; wait "$nc_pid" 2>/dev/null || true; nc_pid=
   ((rc == 0)) || { cfg_fail net "QEMU exited with status $rc" "$dir"; return 0; }
   local want got
+  chunks=$(tr -d '\r' <"$dir/result.log" | sed -n 's/^SENT \([0-9][0-9]*\)$/\1/p')
+  [[ -n $chunks ]] || { cfg_fail net "the guest did not say how much it sent" "$dir"; return 0; }
+  # what the host must receive: the chunks of data.bin, cycled
+  for ((k = 0; k < chunks; k++)); do
+    dd if="$dir/data.bin" bs=65536 skip=$((k % 16)) count=1 2>/dev/null
+  done >"$dir/want.bin"
   want=$(md5sum <"$dir/want.bin" | cut -d' ' -f1)
   got=$(md5sum <"$dir/recv.bin" | cut -d' ' -f1)
   echo "RESULT net tap N=$NET_N: $(stat -c %s "$dir/recv.bin") of $(stat -c %s "$dir/want.bin") bytes, md5 $([[ $got == "$want" ]] && echo match || echo MISMATCH)" |
