@@ -1701,21 +1701,23 @@ static const struct vhud_ctl_method control_methods[] = {
     {NULL, NULL},
 };
 
-/* Blocks the signals vhud handles (read from a signalfd in the loop) and makes the loop. */
-static int daemon_init(sigset_t *mask, int *sfd)
+/* Blocks the signals a vhud process handles (SIGTERM, SIGINT, SIGUSR1: read from a signalfd
+ * that cb serves on the loop), ignores SIGPIPE and makes the loop. vhud vvu uses it too. */
+int vhud_loop_with_signals(struct vhu_loop **loop, vhu_loop_cb *cb, void *opaque, int *sfd)
 {
+    sigset_t mask;
     int r;
 
-    sigemptyset(mask);
-    sigaddset(mask, SIGTERM);
-    sigaddset(mask, SIGINT);
-    sigaddset(mask, SIGUSR1);
-    sigprocmask(SIG_BLOCK, mask, NULL);
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
     signal(SIGPIPE, SIG_IGN);
-    r = vhu_loop_new(&vhud.loop);
+    r = vhu_loop_new(loop);
     if (r == 0) {
-        *sfd = signalfd(-1, mask, SFD_CLOEXEC | SFD_NONBLOCK);
-        r = *sfd < 0 ? -errno : vhu_loop_add(vhud.loop, *sfd, VHU_LOOP_IN, signal_cb, NULL);
+        *sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+        r = *sfd < 0 ? -errno : vhu_loop_add(*loop, *sfd, VHU_LOOP_IN, cb, opaque);
     }
     return r;
 }
@@ -1753,7 +1755,6 @@ int main(int argc, char **argv)
     struct instance *d = NULL;
     const char *control = NULL;
     char status[160];
-    sigset_t mask;
     int first = 1, sfd = -1, r, verbose = 0;
 
     uerr = stderr;
@@ -1839,7 +1840,7 @@ int main(int argc, char **argv)
 
     vhud.level = verbose ? VHU_LOG_DEBUG : VHU_LOG_INFO;
     vhu_log_set_sink(vhu_log_stderr_sink, NULL, vhud.level);
-    r = daemon_init(&mask, &sfd);
+    r = vhud_loop_with_signals(&vhud.loop, signal_cb, NULL, &sfd);
     if (r < 0)
         fprintf(stderr, "%s: cannot start: %s\n", prog, strerror(-r));
     if (r == 0 && d) {

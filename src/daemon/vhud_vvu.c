@@ -139,7 +139,6 @@ int vhud_vvu_main(int argc, char **argv)
     struct vhu_vfu_server *vfu = NULL;
     struct vhu_mpqemu *mpq = NULL;
     uint64_t v;
-    sigset_t mask;
 
     vvu_dev_opts_default(&o);
     o.reconnect_ms = 1000;
@@ -210,18 +209,7 @@ int vhud_vvu_main(int argc, char **argv)
     }
 
     vhu_log_set_sink(vhu_log_stderr_sink, NULL, verbose ? VHU_LOG_DEBUG : VHU_LOG_INFO);
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGUSR1);
-    sigprocmask(SIG_BLOCK, &mask, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    r = vhu_loop_new(&d.loop);
-    if (r == 0) {
-        sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-        r = sfd < 0 ? -errno : vhu_loop_add(d.loop, sfd, VHU_LOOP_IN, vvu_signal_cb, &d);
-    }
+    r = vhud_loop_with_signals(&d.loop, vvu_signal_cb, &d, &sfd);
     if (r == 0)
         r = vvu_dev_new(d.loop, &o, &d.dev);
     if (r == 0 && vfu_path)
