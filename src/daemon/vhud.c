@@ -854,6 +854,8 @@ static void common_help(FILE *f, const struct device_type *t)
                 "  --vvu SPEC           serve through a virtio-vhost-user device instead of a\n"
                 "                       socket: vfio-user:PATH (a `vhud vvu` device's vfio-user\n"
                 "                       socket) or pci:DDDD:BB:DD.F (inside a VM, via sysfs; polled)\n"
+                "                       [,shm=DDDD:BB:DD.F] (the window read through that\n"
+                "                       function's BAR 2, e.g. ivshmem-plain on the same file)\n"
                 "                       none of the three: the socket systemd passed (LISTEN_FDS)\n"
                 "  --client             connect to PATH instead (the frontend listens)\n"
                 "  --reconnect-ms N     with --client: retry every N ms after a disconnect\n");

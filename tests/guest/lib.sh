@@ -24,6 +24,7 @@
 #                                 removes it after a pass)
 #
 # Env: GUEST_TIMEOUT (s, default 300), GUEST_SMP (default 1), GUEST_MEM (MiB, default 512),
+#      GUEST_MEM_FILE (guest RAM in this file, memory-backend-file, instead of a memfd),
 #      GUEST_APPEND (extra kernel cmdline), QEMU (default qemu-system-x86_64),
 #      VHU_GUEST_CACHE (default <repo>/.cache/guest).
 
@@ -72,11 +73,14 @@ guest_mkinitramfs() { VHU_GUEST_CACHE=$GUEST_CACHE "$GUEST_LIB_DIR/mkinitramfs.s
 
 guest_qemu_start() {
   local dir=$1 initrd=$2; shift 2
+  local mem="memory-backend-memfd,id=mem,size=${GUEST_MEM}M,share=on"
+  [[ -n ${GUEST_MEM_FILE:-} ]] &&
+    mem="memory-backend-file,id=mem,size=${GUEST_MEM}M,share=on,mem-path=$GUEST_MEM_FILE"
   : >"$dir/console.log"; : >"$dir/result.log"
   # shellcheck disable=SC2054 # commas are QEMU option syntax
   local cmd=(timeout --kill-after=10 "$GUEST_TIMEOUT"
     "$QEMU" -accel tcg -m "${GUEST_MEM}M"
-    -object "memory-backend-memfd,id=mem,size=${GUEST_MEM}M,share=on" -numa node,memdev=mem
+    -object "$mem" -numa node,memdev=mem
     -smp "$GUEST_SMP" -nodefaults -no-user-config -display none
     -kernel "$GUEST_KERNEL" -initrd "$initrd"
     -append "console=ttyS0 panic=-1 quiet ${GUEST_APPEND:-}"

@@ -18,13 +18,20 @@
 #   backend VM:  (told on its third serial port) stops vhud (exit 0), md5s its file: must equal
 #                the frontend's final md5, and its pattern region the pattern;
 #   host:        vhud vvu exits 0 on SIGTERM, then the backend VM powers off.
+# The shared-memory window (VVU_VM_SHM): x-pci-proxy-dev forwards each load and store of the
+# device's BAR 2 over its socket (~15 us each), so blk reads it instead through an ivshmem-plain
+# device in the backend VM on the frontend VM's memory file (`--vvu pci:BDF,shm=IVSHMEM_BDF`:
+# same bytes, RAM speed; rings, messages and doorbells still go through the VVU device);
+# VVU_VM_SHM=proxy reads it through the proxied BAR (net's default: its traffic is small).
 # VVU_VM_DEVICE=net: `vhud net --vvu pci:... --tap vvutap0` in the backend VM (tap 10.79.0.1/24
 # there), virtio-net-pci (vectors=0: QEMU 7.2 under TCG crashes with MSI-X) in the frontend VM
-# (eth0 10.79.0.2/24), which pings the backend VM's tap address with small and 1400-byte packets.
+# (eth0 10.79.0.2/24), which pings the backend VM's tap address with small and 1400-byte packets
+# and sends it DATA_KB of random bytes over TCP: the backend VM's listener checks size and md5.
 #
 #   vvu-backend-vm.sh VHUD LAUNCHER [WORKDIR]    exit 0 pass, 1 fail, 77 skip
 # LAUNCHER is tests/guest/vvu_proxy_launch (both ends of the proxy socket).
-# Env: see lib.sh; VVU_VM_DEVICE=blk|net (default blk); VVU_VM_FAULT=flip (blk): the backend VM
+# Env: see lib.sh; VVU_VM_DEVICE=blk|net (default blk); VVU_VM_SHM=ivshmem|proxy (default:
+#      ivshmem for blk, proxy for net); VVU_VM_FAULT=flip (blk): the backend VM
 #      changes its file after reporting its md5, and the test must fail; VHUD_VVU_ARGS, VHUD_ARGS:
 #      extra arguments to `vhud vvu`, to `vhud blk|net`.
 set -euo pipefail
@@ -49,6 +56,11 @@ case $dev in
   blk | net) ;;
   *) guest_log "VVU_VM_DEVICE must be blk or net"; exit 2 ;;
 esac
+shm=${VVU_VM_SHM:-$([[ $dev == blk ]] && echo ivshmem || echo proxy)}
+case $shm in
+  ivshmem | proxy) ;;
+  *) guest_log "VVU_VM_SHM must be ivshmem or proxy"; exit 2 ;;
+esac
 
 guest_workdir "${3:-}"
 ((${#dir} < 80)) || { guest_log "work dir path too long for unix sockets: $dir"; exit 1; }
@@ -57,10 +69,10 @@ rm -rf "$be" "$fe"; mkdir -p "$be" "$fe"
 bus=$dir/bus.sock front=$dir/front.sock
 rm -f "$bus" "$front"
 
-DISK_MB=16 FS_MB=8 PAT_AT=12 PAT_MB=1 FE_MEM=256 BE_MEM=320
+DISK_MB=16 FS_MB=8 PAT_AT=12 PAT_MB=1 FE_MEM=256 BE_MEM=320 DATA_KB=256
 TAP_IP=10.79.0.1 GUEST_IP=10.79.0.2
 
-vvu_pid='' be_pid='' fe_pid='' ctl='' ctl_out=''
+vvu_pid='' be_pid='' fe_pid='' ctl='' ctl_out='' memf=''
 cleanup() {
   local p
   for p in $fe_pid $be_pid; do
@@ -69,6 +81,7 @@ cleanup() {
   fe_pid='' be_pid='' GUEST_QEMU_PID=''
   [[ -n $vvu_pid ]] && { kill -KILL "$vvu_pid" 2>/dev/null || true; wait "$vvu_pid" 2>/dev/null || true; }
   vvu_pid=
+  [[ -n $memf ]] && rm -f "$memf"
   return 0
 }
 trap cleanup EXIT
@@ -88,8 +101,8 @@ line_field() { sed -n "s/^$2 \(.* \)\{0,1\}$3 \([^ ]*\).*/\2/p" "$1/result.log" 
 
 # ---- the backend VM ---------------------------------------------------------------------------
 cat >"$be/test.sh" <<'GUEST'
-# busybox sh; result/signal come from /init. /extra/expect sets DEV DISK_MB PAT_AT PAT_MB FAULT
-# TAP_IP VHUD_ARGS.
+# busybox sh; result/signal come from /init. /extra/expect sets DEV SHM DISK_MB PAT_AT PAT_MB
+# FAULT TAP_IP VHUD_ARGS.
 . /extra/expect
 export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu
 signal BOOTED
@@ -103,6 +116,16 @@ for d in /sys/bus/pci/devices/*; do
 done
 [ -n "$bdf" ] || { result FAIL find-device "no 1af4:1017 in /sys/bus/pci/devices"; exit 0; }
 result PASS find-device "$bdf, $hp hugepages"
+spec=pci:$bdf
+if [ $SHM = ivshmem ]; then
+  ivs=
+  for d in /sys/bus/pci/devices/*; do
+    [ "$(cat "$d/vendor")" = 0x1af4 ] && [ "$(cat "$d/device")" = 0x1110 ] && ivs=${d##*/}
+  done
+  [ -n "$ivs" ] || { result FAIL find-ivshmem "no 1af4:1110 in /sys/bus/pci/devices"; exit 0; }
+  spec=$spec,shm=$ivs
+  result PASS find-ivshmem "$ivs: the window's mirror"
+fi
 if [ $DEV = blk ]; then
   dd if=/dev/urandom of=/tmp/disk.img bs=1048576 count=$DISK_MB 2>/dev/null
   signal "DISK_MD5 $(md5sum </tmp/disk.img | cut -d' ' -f1)"
@@ -115,7 +138,7 @@ fi
 # commands from the host on the third serial port; open before saying vhud is up
 stty -F /dev/ttyS2 raw -echo 2>/dev/null
 exec 4</dev/ttyS2
-/extra/vhud $DEV --vvu "pci:$bdf" "$@" $VHUD_ARGS </dev/null >/tmp/vhud.log 2>&1 &
+/extra/vhud $DEV --vvu "$spec" "$@" $VHUD_ARGS </dev/null >/tmp/vhud.log 2>&1 &
 pid=$!
 i=0
 while ! grep -q 'device ready' /tmp/vhud.log; do
@@ -131,10 +154,13 @@ if [ $DEV = net ]; then
   else
     result FAIL tap "$(ip link 2>&1 | tr '\n' ' ')"
   fi
+  . /extra/net-guest.sh
+  tcp_listen 5001
 fi
 signal VHUD_UP
 read -r cmd <&4 || cmd=EOF
 [ "$cmd" = STOP ] || result FAIL control "expected STOP, got '$cmd'"
+[ $DEV = net ] && tcp_recv_check "from the frontend VM through vvutap0: "
 kill -TERM $pid
 rc=0; wait $pid || rc=$?
 if [ $rc = 0 ]; then result PASS vhud-exit "status 0 after SIGTERM"
@@ -165,6 +191,12 @@ for size in 56 1400; do
     result FAIL ping-$size "$(tr '\n' ' ' </tmp/ping)"
   fi
 done
+t=$(cut -d' ' -f1 /proc/uptime)
+if timeout 120 nc $TAP_IP 5001 </extra/data.bin 2>/tmp/nc.err; then
+  result PASS tcp-send "$(wc -c </extra/data.bin) bytes to $TAP_IP:5001 in $(awk -v a="$t" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { printf "%.1f", b - a }') s"
+else
+  result FAIL tcp-send "nc: $(tr '\n' ' ' </tmp/nc.err)"
+fi
 GUEST
 cat >"$fe/test-blk.sh" <<'GUEST'
 # busybox sh; /extra/expect sets DISK_MB FS_MB PAT_AT PAT_MB; the backend VM's md5 of its file
@@ -233,6 +265,7 @@ start=$(date +%s%N)
 for vm in "$be" "$fe"; do
   cat >"$vm/expect" <<EOF
 DEV=$dev
+SHM=$shm
 TAP_IP=$TAP_IP
 GUEST_IP=$GUEST_IP
 DISK_MB=$DISK_MB
@@ -245,7 +278,11 @@ EOF
 done
 guest_bin_extras "$vhud" /extra/vhud
 be_mods=() fe_mods=(virtio_pci virtio_net)
-[[ $dev == net ]] && be_mods=(tun)
+if [[ $dev == net ]]; then
+  be_mods=(tun)
+  head -c $((DATA_KB << 10)) /dev/urandom >"$dir/data.bin"
+  GUEST_EXTRAS+=("$dir/data.bin:/extra/data.bin" "$here/net-guest.sh:/extra/net-guest.sh")
+fi
 guest_mkinitramfs "$be/initrd.cpio.gz" ${be_mods[@]+"${be_mods[@]}"} -- "$be/test.sh" \
   "$be/expect:/extra/expect" "${GUEST_EXTRAS[@]}" 2>"$be/mkinitramfs.log" ||
   { cat "$be/mkinitramfs.log" >&2; fail "mkinitramfs (backend VM)"; }
@@ -256,6 +293,8 @@ if [[ $dev == blk ]]; then
   head -c $((PAT_MB << 20)) /dev/urandom >"$dir/pattern"
   pat_md5=$(md5sum <"$dir/pattern" | cut -d' ' -f1)
   GUEST_EXTRAS+=("$dir/pattern:/extra/pattern")
+else
+  GUEST_EXTRAS+=("$dir/data.bin:/extra/data.bin")
 fi
 guest_mkinitramfs "$fe/initrd.cpio.gz" "${fe_mods[@]}" -- "$fe/test-$dev.sh" \
   "$fe/expect:/extra/expect" "${GUEST_EXTRAS[@]}" 2>"$fe/mkinitramfs.log" ||
@@ -278,7 +317,17 @@ exec {ctl}<>"$be/ctl.in" {ctl_out}<>"$be/ctl.out"
 t0=$(date +%s%N)
 # the launcher connects to $bus and execs the real QEMU with the socket as x-pci-proxy-dev's fd
 export VVU_PROXY_SOCK=$bus VVU_QEMU=$QEMU
-QEMU=$launcher GUEST_MEM=$BE_MEM guest_qemu_start "$be" "$be/initrd.cpio.gz" -serial "pipe:$be/ctl"
+be_args=()
+if [[ $shm == ivshmem ]]; then
+  # the frontend VM's RAM lives in this file; the backend VM maps it too (ivshmem-plain BAR 2)
+  memf=/dev/shm/vhu-$GUEST_NAME.$$.mem
+  rm -f "$memf"; truncate -s $((FE_MEM << 20)) "$memf" || fail "cannot create $memf"
+  # shellcheck disable=SC2054
+  be_args=(-object "memory-backend-file,id=femem,size=${FE_MEM}M,share=on,mem-path=$memf"
+           -device ivshmem-plain,memdev=femem)
+fi
+QEMU=$launcher GUEST_MEM=$BE_MEM guest_qemu_start "$be" "$be/initrd.cpio.gz" -serial "pipe:$be/ctl" \
+  ${be_args[@]+"${be_args[@]}"}
 be_pid=$GUEST_QEMU_PID
 guest_wait_line "$be" '^BOOTED' 60 || fail "the backend VM did not boot"
 t_be_boot=$(ms "$t0")
@@ -301,7 +350,7 @@ else
            -device virtio-net-pci,netdev=net0,vectors=0)
 fi
 t0=$(date +%s%N)
-GUEST_MEM=$FE_MEM GUEST_APPEND="vvu_md5=$disk_md5" \
+GUEST_MEM=$FE_MEM GUEST_MEM_FILE=$memf GUEST_APPEND="vvu_md5=$disk_md5" \
   guest_qemu_start "$fe" "$fe/initrd.cpio.gz" "${fe_args[@]}"
 fe_pid=$GUEST_QEMU_PID
 rc=0; guest_qemu_wait || rc=$?
@@ -338,7 +387,7 @@ t_end=$(ms "$t0")
 exec {ctl}>&- {ctl_out}>&-
 guest_check_results "$be" || fail "the backend VM's checks failed"
 guest_log "vhud vvu: $(grep -m1 'frontend sessions' "$dir/vvu.log" || echo 'no counters')"
-guest_log "phases: initramfs ${t_initrd} ms; backend VM boot ${t_be_boot} ms, vhud up at ${t_be_up} ms;" \
+guest_log "window: $shm; phases: initramfs ${t_initrd} ms; backend VM boot ${t_be_boot} ms, vhud up at ${t_be_up} ms;" \
   "frontend VM ${t_fe} ms; shutdown ${t_end} ms; total $(ms "$start") ms"
 if [[ $dev == blk ]]; then
   read_ms=$((read_cs * 10))

@@ -288,6 +288,11 @@ TEST(config_and_registers)
     ASSERT_OK(vhu_pci_open(spec, &p));
     /* an address no machine has: the sysfs path fails before anything is touched */
     ASSERT_ERR(-ENOENT, vhu_pci_open("pci:ffff:ff:1f.7", &(struct vhu_pci *){NULL}));
+    /* the window's mirror: malformed specs are refused before sysfs is touched */
+    ASSERT_ERR(-EINVAL, vhu_pci_open("pci:ffff:ff:1f.7,shm", &(struct vhu_pci *){NULL}));
+    ASSERT_ERR(-EINVAL, vhu_pci_open("pci:ffff:ff:1f.7,mem=ffff:ff:1f.6", &(struct vhu_pci *){NULL}));
+    ASSERT_ERR(-EINVAL, vhu_pci_open("pci:ffff:ff:1f.7x,shm=ffff:ff:1f.6", &(struct vhu_pci *){NULL}));
+    ASSERT_ERR(-ENOENT, vhu_pci_open("pci:ffff:ff:1f.7,shm=ffff:ff:1f.6", &(struct vhu_pci *){NULL}));
 
     /* config space */
     ASSERT_OK(p->ops->cfg_read(p, 0, &u16, 2));

@@ -7,6 +7,14 @@
  * the driver polls. No IOMMU: the addresses handed to the device are physical, so this is for a
  * dedicated backend VM only.
  *
+ * "pci:BDF,shm=BDF2": the shared-memory window is not read through the VVU device's BAR but
+ * through BAR 2 of another PCI function that maps the frontend's memory file itself, byte for
+ * byte from offset 0 as the window does (QEMU's ivshmem-plain on that file). QEMU 7.2's
+ * x-pci-proxy-dev can only forward each load and store of a BAR over its socket (~15 us each);
+ * with the mirror the backend VM reaches the frontend's memory at RAM speed while rings,
+ * messages and doorbells still go through the VVU device. The mirror must be at least as large
+ * as the window.
+ *
  * DMA allocations are carved from hugepages (each physically contiguous) at 4 KiB granularity;
  * one allocation never spans two pages, so the largest is 2 MiB (-E2BIG beyond). A page is
  * returned to the kernel when its last allocation is freed.
@@ -34,6 +42,7 @@
 #define PCI_COMMAND_MEMORY 0x2u
 #define PCI_COMMAND_MASTER 0x4u
 #define IORESOURCE_MEM 0x200ull
+#define SHM_MIRROR_BAR 2   /* the VVU window's BAR, and ivshmem-plain's memory BAR */
 
 struct huge_chunk {
     uint8_t *host;      /* NULL: slot free */
@@ -51,6 +60,8 @@ struct sysfs_pci {
     bool bar_mem[NUM_BARS];
     volatile uint8_t *bar_map[NUM_BARS];   /* whole BAR, mapped on first use */
     size_t bar_map_len[NUM_BARS];
+    /* ",shm=BDF": BAR 2 of that function serves bar_map (the window); else shm == NULL */
+    struct sysfs_pci *shm;
     struct huge_chunk chunks[MAX_HUGE_CHUNKS];
 };
 
@@ -205,8 +216,13 @@ static int sp_bar_map(struct vhu_pci *p, unsigned bar, uint64_t off, uint64_t le
 {
     struct sysfs_pci *sp = to_sp(p);
     volatile uint8_t *b;
-    int r = bar_get(sp, bar, &b);
+    int r;
 
+    if (sp->shm) { /* only the window is ever mapped: it comes from its mirror */
+        sp = sp->shm;
+        bar = SHM_MIRROR_BAR;
+    }
+    r = bar_get(sp, bar, &b);
     if (r < 0)
         return r;
     if (!len || off > sp->bar_len[bar] || len > sp->bar_len[bar] - off)
@@ -374,6 +390,9 @@ static void sp_free(struct vhu_pci *p)
 {
     struct sysfs_pci *sp = to_sp(p);
 
+    if (sp->shm)
+        sp_free(&sp->shm->pci);
+
     /* No more DMA into pages we give back. */
     if (sp->cfg_fd >= 0)
         command_update(sp, 0, PCI_COMMAND_MASTER);
@@ -422,7 +441,7 @@ static int read_resources(struct sysfs_pci *sp)
     return 0;
 }
 
-int vhu_pci_sysfs_open(const char *bdf, struct vhu_pci **out)
+static int sysfs_open_one(const char *bdf, struct vhu_pci **out)
 {
     struct sysfs_pci *sp;
     char path[sizeof(sp->dir) + 16];
@@ -462,5 +481,55 @@ int vhu_pci_sysfs_open(const char *bdf, struct vhu_pci **out)
         return r;
     }
     *out = &sp->pci;
+    return 0;
+}
+
+/* "BDF" or "BDF,shm=BDF2" (see the top of this file). */
+int vhu_pci_sysfs_open(const char *spec, struct vhu_pci **out)
+{
+    static const char opt[] = ",shm=";
+    char bdf[sizeof("xxxx:xx:xx.x")];
+    const char *comma = spec ? strchr(spec, ',') : NULL;
+    struct vhu_pci *dev, *mirror;
+    size_t n;
+    int r;
+
+    *out = NULL;
+    if (!comma)
+        return sysfs_open_one(spec, out);
+    n = (size_t)(comma - spec);
+    if (n >= sizeof(bdf) || strncmp(comma, opt, sizeof(opt) - 1) != 0) {
+        vhu_err("pci:%s: expected DDDD:BB:DD.F or DDDD:BB:DD.F,shm=DDDD:BB:DD.F", spec);
+        return -EINVAL;
+    }
+    memcpy(bdf, spec, n);
+    bdf[n] = '\0';
+    r = sysfs_open_one(bdf, &dev);
+    if (r < 0)
+        return r;
+    r = sysfs_open_one(comma + sizeof(opt) - 1, &mirror);
+    if (r == 0 && !to_sp(mirror)->bar_mem[SHM_MIRROR_BAR]) {
+        vhu_err("%s: no memory BAR %u to mirror the shared-memory window", mirror->name,
+                SHM_MIRROR_BAR);
+        sp_free(mirror);
+        r = -ENOENT;
+    } else if (r == 0 && to_sp(mirror)->bar_len[SHM_MIRROR_BAR] <
+                             to_sp(dev)->bar_len[SHM_MIRROR_BAR]) {
+        vhu_err("%s: BAR %u (%" PRIu64 " bytes) is smaller than the window of %s (%" PRIu64
+                " bytes)", mirror->name, SHM_MIRROR_BAR, to_sp(mirror)->bar_len[SHM_MIRROR_BAR],
+                dev->name, to_sp(dev)->bar_len[SHM_MIRROR_BAR]);
+        sp_free(mirror);
+        r = -ERANGE;
+    }
+    if (r < 0) {
+        sp_free(dev);
+        return r;
+    }
+    to_sp(dev)->shm = to_sp(mirror);
+    snprintf(dev->name + strlen(dev->name), sizeof(dev->name) - strlen(dev->name), ",shm=%s",
+             comma + sizeof(opt) - 1);
+    vhu_info("%s: the shared-memory window is read through %s BAR %u", dev->name, mirror->name,
+             SHM_MIRROR_BAR);
+    *out = dev;
     return 0;
 }
