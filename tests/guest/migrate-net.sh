@@ -49,7 +49,7 @@ cleanup() {
   ((ns_made)) && { ip netns del "$ns" 2>/dev/null || true; ns_made=0; }
   return 0
 }
-trap cleanup EXIT
+trap 'guest_on_exit cleanup' EXIT
 fail() {
   guest_log "FAIL: $*"; cleanup
   local s
@@ -134,4 +134,4 @@ for s in a b; do
 done
 guest_kill_wait "$sniff_pid"; sniff_pid=
 ip netns del "$ns"; ns_made=0
-if ((auto_dir)); then rm -rf "$dir"; guest_log "PASS"; else guest_log "PASS (logs in $dir)"; fi
+guest_pass

@@ -24,6 +24,11 @@ extern int vhu_ntests;
 extern int vhu_test_failed;  /* current test failed */
 extern int vhu_test_skipped; /* current test skipped */
 
+/* mkdtemp(tmpl), and the directory is the harness's: after the last test main() removes it with
+ * whatever is left in it, first printing its *.log files to stderr when a test failed; with
+ * VHU_KEEP_TMP=1 it stays (and main says where). Returns tmpl, or NULL (errno) as mkdtemp. */
+char *vhu_test_mkdtemp(char *tmpl);
+
 #define TEST(name)                                                                   \
     static void test_##name(void);                                                   \
     __attribute__((constructor)) static void register_##name(void)                   \
