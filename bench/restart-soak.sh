@@ -49,6 +49,9 @@ if [[ $BACKEND == qsd ]]; then
   command -v qemu-storage-daemon >/dev/null || guest_skip "qemu-storage-daemon not found"
 fi
 
+# the net part needs a network namespace: probed before the blk part runs (minutes)
+((NET && EUID == 0)) && [[ $BACKEND == vhud ]] && command -v ip >/dev/null && { guest_netns_usable || exit 1; }
+
 top=${2:-}
 auto_dir=0
 if [[ -z $top ]]; then top=$(mktemp -d "${TMPDIR:-/tmp}/vhu-soak.XXXXXX"); auto_dir=1; fi

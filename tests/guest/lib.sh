@@ -28,6 +28,8 @@
 #                                 *.log and *.cmd files in it are printed; then a directory the
 #                                 test made is removed (pass, fail or skip) unless VHU_KEEP_TMP=1
 #   guest_pass                    the last line of a passing test ("PASS", where logs stay)
+#   guest_netns_usable            0 when a network namespace with a tap in it can be made here;
+#                                 else prints one FAIL line saying why and returns 1
 #
 # Env: GUEST_TIMEOUT (s, default 300), GUEST_SMP (default 1), GUEST_MEM (MiB, default 512),
 #      GUEST_APPEND (extra kernel cmdline), QEMU (default qemu-system-x86_64),
@@ -229,6 +231,27 @@ guest_on_exit() {
   else
     rm -rf "$work"
   fi
+}
+# The net tests hold their taps in a network namespace: root alone is not enough in a container
+# or chroot (no CAP_SYS_ADMIN, no /run/netns to mount, no /dev/net/tun). Probed once, before the
+# test builds anything, so that the failure is this one line and not an iproute2 error later.
+guest_netns_usable() {
+  local ns=vhu-probe-$$ err what
+  if err=$(ip netns add "$ns" 2>&1); then
+    what=tap
+    err=$(ip -n "$ns" tuntap add dev vhuprobe0 mode tap 2>&1) && what=
+    ip netns del "$ns" 2>/dev/null || true
+    [[ -z $what ]] && return 0
+    err=${err%%$'\n'*}
+    guest_log "FAIL: tap devices are not usable here (ip tuntap add: ${err##*: }): the net guest" \
+      "tests need root, network namespaces and /dev/net/tun"
+    return 1
+  fi
+  err=${err%%$'\n'*}
+  guest_log "FAIL: network namespaces are not usable here (ip netns add: ${err##*: }): the net" \
+    "guest tests need root and network namespaces (not a container or chroot without" \
+    "CAP_SYS_ADMIN)"
+  return 1
 }
 guest_pass() {
   if ((auto_dir)) && [[ ${VHU_KEEP_TMP:-} != 1 ]]; then guest_log "PASS"

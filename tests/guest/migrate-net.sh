@@ -31,6 +31,7 @@ mig_setup "$@"
 ((EUID == 0)) || guest_skip "needs root for 'ip netns' and the taps"
 command -v ip >/dev/null 2>&1 || guest_skip "ip not found (package iproute2)"
 command -v python3 >/dev/null 2>&1 || guest_skip "python3 not found (the RARP reader)"
+guest_netns_usable || exit 1
 rm -f "$dir/rarp.log"
 ns=vhu-mig-$$
 mac=52:54:00:12:34:57

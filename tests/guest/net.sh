@@ -44,6 +44,7 @@ fi
 [[ $backend == dpdk ]] && { dpdk_have || guest_skip "dpdk-testpmd not found (package dpdk-dev)"; }
 ((EUID == 0)) || [[ $backend == dpdk ]] || guest_skip "needs root for 'ip netns' and the tap"
 command -v ip >/dev/null 2>&1 || guest_skip "ip not found (package iproute2)"
+[[ $backend == dpdk ]] || guest_netns_usable || exit 1
 
 guest_workdir "${2:-}" net.sock recv.bin '*.log'
 sock=$dir/net.sock
