@@ -33,6 +33,21 @@ char *vhu_test_mkdtemp(char *tmpl)
     return tmpl;
 }
 
+const char *vhu_test_tmpdir(void)
+{
+    static char dir[256];
+    const char *base = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+
+    if (!dir[0]) {
+        snprintf(dir, sizeof(dir), "%s/vhu-%s-XXXXXX", base, program_invocation_short_name);
+        if (!vhu_test_mkdtemp(dir)) {
+            fprintf(stderr, "vhu_test: mkdtemp %s: %s; using %s\n", dir, strerror(errno), base);
+            snprintf(dir, sizeof(dir), "%s", base);
+        }
+    }
+    return dir;
+}
+
 static int print_log(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
     size_t n = strlen(path);
