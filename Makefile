@@ -62,12 +62,10 @@ fuzz-check:
 fuzz:
 	FUZZ_BUILD=$(FUZZ_BUILD) scripts/fuzz.sh $(FUZZ_SECONDS)
 
-check: deps-test
-	$(MAKE) build build-asan
-	meson test -C $(BUILD) --print-errorlogs --num-processes 2 --no-suite guest
-	$(MAKE) test-asan
-	$(MAKE) fuzz-check
-	$(MAKE) test-guest
+# deps-test, build + build-asan, the meson suites but guest, test-asan, fuzz-check, test-guest;
+# the first failure stops it. scripts/check.sh prints one verdict line at the end.
+check:
+	@BUILD=$(BUILD) ASAN_BUILD=$(ASAN_BUILD) scripts/check.sh $(MAKE)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

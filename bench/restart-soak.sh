@@ -49,6 +49,9 @@ if [[ $BACKEND == qsd ]]; then
   command -v qemu-storage-daemon >/dev/null || guest_skip "qemu-storage-daemon not found"
 fi
 
+# the net part needs a network namespace: probed before the blk part runs (minutes)
+((NET && EUID == 0)) && [[ $BACKEND == vhud ]] && command -v ip >/dev/null && { guest_netns_usable || exit 1; }
+
 top=${2:-}
 auto_dir=0
 if [[ -z $top ]]; then top=$(mktemp -d "${TMPDIR:-/tmp}/vhu-soak.XXXXXX"); auto_dir=1; fi
@@ -64,7 +67,7 @@ cleanup() {
   ((ns_made)) && { ip netns del "$ns" 2>/dev/null || true; ns_made=0; }
   return 0
 }
-trap cleanup EXIT
+trap 'guest_on_exit cleanup "$top"' EXIT
 failures=0
 cfg_fail() {
   guest_log "FAIL [$1]: $2"
@@ -347,6 +350,6 @@ run_net() {
 : >"$top/summary"
 for c in $CONFIGS; do run_blk "$c"; done
 ((NET)) && [[ $BACKEND == vhud ]] && run_net
-((failures == 0)) || { guest_log "$failures configuration(s) failed; details in $top"; exit 1; }
-if ((auto_dir)); then cat "$top/summary" >&2; rm -rf "$top"; guest_log "PASS"
+((failures == 0)) || { guest_log "$failures configuration(s) failed (their logs are above)"; exit 1; }
+if ((auto_dir)) && [[ ${VHU_KEEP_TMP:-} != 1 ]]; then cat "$top/summary" >&2; guest_log "PASS"
 else guest_log "PASS; summary in $top/summary"; fi

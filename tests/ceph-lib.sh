@@ -6,6 +6,7 @@
 #
 #   ceph_start            start it; sets CEPH_DIR, CEPH_CONF (exported), CEPH_POOL=rbd
 #   ceph_stop             stop both daemons, remove the directory (memstore: the data goes too)
+#                         unless VHU_KEEP_TMP=1
 #   ceph_skip_if_missing  exit 77 (SKIP) loudly when ceph-mon, ceph-osd or rbd is missing
 #
 # Readiness is a real `rbd` write and read of a probe image, not `ceph health` (without a mgr it
@@ -48,7 +49,10 @@ ceph_stop() {
     wait "$p" 2>/dev/null || true
   done
   CEPH_OSD_PID= CEPH_MON_PID=
-  [[ -n $CEPH_DIR && -d $CEPH_DIR ]] && rm -rf "$CEPH_DIR"
+  if [[ -n $CEPH_DIR && -d $CEPH_DIR ]]; then
+    if [[ ${VHU_KEEP_TMP:-} == 1 ]]; then ceph_log "cluster dir kept: $CEPH_DIR (VHU_KEEP_TMP=1)"
+    else rm -rf "$CEPH_DIR"; fi
+  fi
   CEPH_DIR=
 }
 

@@ -17,6 +17,9 @@
  *       and receive what the backend reflects, checking every frame (MACs, sequence, payload).
  *       Prints "RESULT mode=... mpps=..." lines.
  * All three take the ring options (--packed, --queue-size N, --no-indirect, --no-event-idx).
+ * Times and rates are over the active interval: from the loop turn that moved the first frame to
+ * the last frame moved, so a receiver started before its sender (or left running after it) does
+ * not count its idle time.
  *
  * Data path: every buffer is carved out of the shared arena once (vhu_fe_alloc); sending a
  * frame writes its sequence number and adds one descriptor; kicks go out once per burst.
@@ -610,7 +613,8 @@ struct run {
     uint64_t stop_ns;       /* 0 or when to stop sending / receiving (bench) */
     unsigned max_inflight;  /* rxtx: frames sent and not back yet */
     bool rx_discard;        /* send: receive only to keep a reflecting backend going */
-    uint64_t t_start, t_last;
+    uint64_t t_first;       /* 0, or the start of the loop turn that first moved a frame */
+    uint64_t t_last;        /* when the last frame moved */
     pthread_t thread;
     int err;
 };
@@ -649,10 +653,13 @@ static int run_loop(struct run *r)
     bool rxtx = tx && rx && !r->rx_discard;
     char name[48];
 
-    r->t_start = r->t_last = last_progress = vhu_now_ns();
+    r->t_first = 0;
+    r->t_last = last_progress = vhu_now_ns();
     for (;;) {
         unsigned moved = 0, discarded = 0;
-        uint64_t now;
+        /* until the first frame moves, when this turn began: a receiver's wait for the first
+         * frame is not part of the rate */
+        uint64_t turn = r->t_first ? 0 : vhu_now_ns(), now;
         bool sending = false;
 
         if (tx)
@@ -685,6 +692,8 @@ static int run_loop(struct run *r)
             }
             moved += (unsigned)n;
         }
+        if (moved && !r->t_first)
+            r->t_first = turn;
         if (broken(r))
             return -EPROTO;
         if (rxtx) {
@@ -843,8 +852,10 @@ static int run_pairs(struct session *s, struct totals *t)
         const struct run *r = &s->run[k];
         if (r->err && !err)
             err = r->err;
-        t0 = VHU_MIN(t0, r->t_start);
-        t1 = VHU_MAX(t1, r->t_last);
+        if (r->t_first) { /* a pair that moved nothing has no active interval */
+            t0 = VHU_MIN(t0, r->t_first);
+            t1 = VHU_MAX(t1, r->t_last);
+        }
         if (r->tx)
             t->tx_done += r->tx->done;
         if (r->rx) {

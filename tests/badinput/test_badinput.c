@@ -66,7 +66,7 @@ static void log_since(off_t from, char *buf, size_t len)
 static int start_vhud(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/vhu-badinput-XXXXXX");
-    if (!mkdtemp(dir))
+    if (!vhu_test_mkdtemp(dir))
         return -errno;
     snprintf(sock_path, sizeof(sock_path), "%s/rng.sock", dir);
     snprintf(log_path, sizeof(log_path), "%s/vhud.log", dir);

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # shellcheck shell=bash
 # Shared helpers of the tests/cli scripts; source it from a bash test script that has set
-# VHUD. It makes $dir (removed at exit, with any vhud and $helpers still running) and runs one
-# vhud at a time, listening on $sock (the caller sets it).
+# VHUD. It makes $dir (removed at exit, pass or fail, unless VHU_KEEP_TMP=1; any vhud and
+# $helpers still running are killed) and runs one vhud at a time, listening on $sock (the caller
+# sets it).
 #
 #   fail MESSAGE          print FAIL and the end of vhud's log; exit 1
 #   start_vhud ARGS...    vhud ARGS --socket-path $sock in the background ($pid); wait for it
@@ -16,7 +17,8 @@ helpers=() # pids of the script's own helper processes, killed at exit too
 cli_cleanup() {
   if [[ -n $pid ]]; then kill -KILL "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
   for h in "${helpers[@]}"; do kill -KILL "$h" 2>/dev/null || true; wait "$h" 2>/dev/null || true; done
-  rm -rf "$dir"
+  if [[ ${VHU_KEEP_TMP:-} == 1 ]]; then echo "work dir kept: $dir (VHU_KEEP_TMP=1)" >&2
+  else rm -rf "$dir"; fi
 }
 trap cli_cleanup EXIT
 

@@ -61,7 +61,7 @@ start_vhud() {
   guest_wait_socket "$sock" 20 "$vhud_pid"
 }
 cleanup() { guest_qemu_kill; guest_kill_wait "$vhud_pid"; guest_kill_wait "$nbd_pid"; }
-trap cleanup EXIT
+trap 'guest_on_exit cleanup' EXIT
 fail() { guest_log "FAIL: $*"; cleanup; guest_dump_globs "$dir" 'vhud.*.log' 'nbd.*.log'; exit 1; }
 
 cat >"$dir/test.sh" <<'GUEST'
@@ -154,4 +154,4 @@ else
 fi
 kill -TERM "$vhud_pid"; vrc=0; wait "$vhud_pid" || vrc=$?; vhud_pid=
 ((vrc == 0)) || fail "vhud #$vhud_n exited with status $vrc after SIGTERM"
-if ((auto_dir)); then rm -rf "$dir"; guest_log "PASS"; else guest_log "PASS (logs in $dir)"; fi
+guest_pass

@@ -33,7 +33,7 @@ cleanup() {
   [[ -n $vhud_pid ]] && { kill -KILL "$vhud_pid" 2>/dev/null || true; wait "$vhud_pid" 2>/dev/null || true; }
   return 0
 }
-trap cleanup EXIT
+trap 'guest_on_exit cleanup' EXIT
 fail() {
   guest_log "FAIL: $*"
   cleanup
@@ -92,4 +92,4 @@ guest_check_results "$dir" || fail "guest reported failures"
   fail "the guest's last sector is not in the file"
 guest_term "$vhud_pid" "vhud" || fail "vhud did not end cleanly"
 vhud_pid=
-if ((auto_dir)); then rm -rf "$dir"; guest_log "PASS"; else guest_log "PASS (logs in $dir)"; fi
+guest_pass

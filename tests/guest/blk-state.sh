@@ -39,7 +39,7 @@ start_vhud() {
   guest_wait_socket "$sock" 20 "$vhud_pid"
 }
 cleanup() { guest_qemu_kill; guest_kill_wait "$vhud_pid"; vhud_pid=; }
-trap cleanup EXIT
+trap 'guest_on_exit cleanup' EXIT
 fail() { guest_log "FAIL: $*"; cleanup; guest_dump_globs "$dir" 'vhud.*.log'; exit 1; }
 
 cat >"$dir/test.sh" <<'GUEST'
@@ -99,4 +99,4 @@ grep -q 'write cache write through (restored)' "$dir/vhud.2.log" ||
 guest_log "vhud #2: $(grep -h 'restored' "$dir/vhud.2.log" | tr '\n' ' ')"
 kill -TERM "$vhud_pid"; vrc=0; wait "$vhud_pid" || vrc=$?; vhud_pid=
 ((vrc == 0)) || fail "vhud #$vhud_n exited with status $vrc after SIGTERM"
-if ((auto_dir)); then rm -rf "$dir"; guest_log "PASS"; else guest_log "PASS (logs in $dir)"; fi
+guest_pass

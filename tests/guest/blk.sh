@@ -84,15 +84,7 @@ for t in mkfs.ext4 e2fsck debugfs md5sum cmp; do
   command -v $t >/dev/null 2>&1 || guest_skip "$t not found (package e2fsprogs / coreutils)"
 done
 
-dir=${2:-}
-auto_dir=0
-if [[ -z $dir ]]; then
-  dir=$(mktemp -d "${TMPDIR:-/tmp}/vhu-$GUEST_NAME.XXXXXX")
-  auto_dir=1
-else
-  mkdir -p "$dir"
-fi
-dir=$(cd "$dir" && pwd)
+guest_workdir "${2:-}"
 ((${#dir} < 80)) || { guest_log "work dir path too long for unix sockets: $dir"; exit 1; }
 
 MiB=$((1 << 20))
@@ -187,7 +179,7 @@ cleanup() {
   stop_nbd
   return 0
 }
-trap cleanup EXIT
+trap 'guest_on_exit cleanup' EXIT
 run_dir=
 fail() {
   guest_log "FAIL: $*"
@@ -447,4 +439,4 @@ for r in ${BLK_RUNS:-1:1 2:2}; do
   run "${r%%:*}" "${r##*:}"
 done
 guest_log "total $((SECONDS - total_start)) s (backend: $backend, store: $store)"
-if ((auto_dir)); then rm -rf "$dir"; guest_log "PASS"; else guest_log "PASS (logs in $dir)"; fi
+guest_pass

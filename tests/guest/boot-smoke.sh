@@ -8,10 +8,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/lib.sh"
 guest_require
-auto_dir=0
-dir=${1:-}
-if [[ -z $dir ]]; then dir=$(mktemp -d "${TMPDIR:-/tmp}/vhu-boot-smoke.XXXXXX"); auto_dir=1; fi
-mkdir -p "$dir"
+guest_workdir "${1:-}"
+trap 'guest_on_exit :' EXIT
 cat >"$dir/test.sh" <<'GUEST'
 # runs inside the guest (busybox sh); result/signal come from /init
 if grep -q '^virtio_pci ' /proc/modules && grep -q '^virtio_rng ' /proc/modules; then
@@ -30,5 +28,5 @@ guest_mkinitramfs "$dir/initrd.cpio.gz" virtio_pci virtio-rng -- "$dir/test.sh"
 start=$(date +%s%N)
 rc=0; "$here/qemu-run.sh" "$dir" "$dir/initrd.cpio.gz" || rc=$?
 guest_log "boot+test took $(( ($(date +%s%N) - start) / 1000000 )) ms"
-((rc == 0 && auto_dir)) && rm -rf "$dir"
+((rc == 0)) || GUEST_DUMPED=1 # qemu-run.sh printed the logs
 exit "$rc"

@@ -19,14 +19,22 @@
 #   guest_e2fs_extras             the same for the host's mkfs.ext4 and e2fsck (at /opt/e2/),
 #                                 and mke2fs.conf (busybox mke2fs makes only ext2)
 #   guest_extras_clear            empty GUEST_EXTRAS (for another initramfs)
-#   guest_workdir [DIR]           set $dir to DIR's absolute path (made if missing), or to a new
-#                                 temporary directory; auto_dir=1 when the test made it (and
-#                                 removes it after a pass)
+#   guest_workdir [DIR [STALE...]] set $dir to DIR's absolute path (made if missing; the files
+#                                 STALE, globs, removed), or to a new temporary directory
+#                                 (auto_dir=1: guest_on_exit removes it)
+#   trap 'guest_on_exit CLEANUP [WORKDIR]' EXIT   the EXIT trap of every test: the test's own
+#                                 CLEANUP (processes, namespaces), then its work dir ($dir unless
+#                                 WORKDIR): after a failure whose logs no guest_dump printed, the
+#                                 *.log and *.cmd files in it are printed; then a directory the
+#                                 test made is removed (pass, fail or skip) unless VHU_KEEP_TMP=1
+#   guest_pass                    the last line of a passing test ("PASS", where logs stay)
+#   guest_netns_usable            0 when a network namespace with a tap in it can be made here;
+#                                 else prints one FAIL line saying why and returns 1
 #
 # Env: GUEST_TIMEOUT (s, default 300), GUEST_SMP (default 1), GUEST_MEM (MiB, default 512),
 #      GUEST_MEM_FILE (guest RAM in this file, memory-backend-file, instead of a memfd),
 #      GUEST_APPEND (extra kernel cmdline), QEMU (default qemu-system-x86_64),
-#      VHU_GUEST_CACHE (default <repo>/.cache/guest).
+#      VHU_GUEST_CACHE (default <repo>/.cache/guest), VHU_KEEP_TMP=1 (keep the work dirs).
 
 PATH=$PATH:/usr/sbin:/sbin   # modinfo lives in /usr/sbin
 GUEST_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -163,7 +171,9 @@ guest_check_results() {
 }
 
 # guest_workdir ARG [STALE...]: dir = ARG (made if missing; the files STALE, globs relative to it,
-# removed) or a fresh temporary one (auto_dir=1: the caller removes it after a pass); dir absolute
+# removed) or a fresh temporary one (auto_dir=1: guest_on_exit removes it); dir absolute. Sets
+# the EXIT trap to guest_on_exit until the test sets its own.
+# shellcheck disable=SC2034 # dir and auto_dir are the caller's
 guest_workdir() {
   local p
   auto_dir=0
@@ -171,8 +181,9 @@ guest_workdir() {
     dir=$(mktemp -d "${TMPDIR:-/tmp}/vhu-$GUEST_NAME.XXXXXX"); auto_dir=1
   else
     dir=$1; mkdir -p "$dir"
-    for p in "${@:2}"; do rm -f "$dir"/$p; done
+    for p in "${@:2}"; do rm -rf "$dir"/$p; done
   fi
+  trap 'guest_on_exit :' EXIT
   dir=$(cd "$dir" && pwd)
 }
 
@@ -193,8 +204,10 @@ guest_dump_globs() {
   guest_dump "$dir" ${logs[@]+"${logs[@]}"}
 }
 
+GUEST_DUMPED=0
 guest_dump() {
   local dir=$1 f
+  GUEST_DUMPED=1
   for f in qemu.cmd qemu.log console.log result.log "$@"; do
     [[ -s $dir/$f ]] || continue
     echo "----- $dir/$f (last 150 lines) -----" >&2
@@ -203,16 +216,50 @@ guest_dump() {
   echo "----- end of logs -----" >&2
 }
 
-# shellcheck disable=SC2034 # dir and auto_dir are the caller's
-guest_workdir() {
-  dir=${1:-}
-  auto_dir=0
-  if [[ -z $dir ]]; then
-    dir=$(mktemp -d "${TMPDIR:-/tmp}/vhu-$GUEST_NAME.XXXXXX")
-    auto_dir=1
+# guest_on_exit CLEANUP [WORKDIR]: see the top of this file. Keeps the exit status.
+guest_on_exit() {
+  local rc=$? work=${2-${dir:-}} f
+  "$1" || true
+  [[ -n $work && -d $work ]] || return 0
+  if ((rc != 0 && rc != 77 && GUEST_DUMPED == 0)); then
+    while IFS= read -r f; do
+      [[ -s $f ]] || continue
+      echo "----- $f (last 150 lines) -----" >&2
+      tail -n 150 "$f" | tr -d '\r' >&2
+    done < <(find "$work" -maxdepth 3 -type f \( -name '*.log' -o -name '*.cmd' \) | sort)
   fi
-  mkdir -p "$dir"
-  dir=$(cd "$dir" && pwd)
+  if ((${auto_dir:-0} == 0)); then
+    ((rc == 0)) || guest_log "logs in $work"
+  elif [[ ${VHU_KEEP_TMP:-} == 1 ]]; then
+    ((rc == 0)) || guest_log "logs in $work (VHU_KEEP_TMP=1)"
+  else
+    rm -rf "$work"
+  fi
+}
+# The net tests hold their taps in a network namespace: root alone is not enough in a container
+# or chroot (no CAP_SYS_ADMIN, no /run/netns to mount, no /dev/net/tun). Probed once, before the
+# test builds anything, so that the failure is this one line and not an iproute2 error later.
+guest_netns_usable() {
+  local ns=vhu-probe-$$ err what
+  if err=$(ip netns add "$ns" 2>&1); then
+    what=tap
+    err=$(ip -n "$ns" tuntap add dev vhuprobe0 mode tap 2>&1) && what=
+    ip netns del "$ns" 2>/dev/null || true
+    [[ -z $what ]] && return 0
+    err=${err%%$'\n'*}
+    guest_log "FAIL: tap devices are not usable here (ip tuntap add: ${err##*: }): the net guest" \
+      "tests need root, network namespaces and /dev/net/tun"
+    return 1
+  fi
+  err=${err%%$'\n'*}
+  guest_log "FAIL: network namespaces are not usable here (ip netns add: ${err##*: }): the net" \
+    "guest tests need root and network namespaces (not a container or chroot without" \
+    "CAP_SYS_ADMIN)"
+  return 1
+}
+guest_pass() {
+  if ((auto_dir)) && [[ ${VHU_KEEP_TMP:-} != 1 ]]; then guest_log "PASS"
+  else guest_log "PASS (logs in $dir)"; fi
 }
 
 GUEST_EXTRAS=()

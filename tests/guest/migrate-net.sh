@@ -31,6 +31,7 @@ mig_setup "$@"
 ((EUID == 0)) || guest_skip "needs root for 'ip netns' and the taps"
 command -v ip >/dev/null 2>&1 || guest_skip "ip not found (package iproute2)"
 command -v python3 >/dev/null 2>&1 || guest_skip "python3 not found (the RARP reader)"
+guest_netns_usable || exit 1
 rm -f "$dir/rarp.log"
 ns=vhu-mig-$$
 mac=52:54:00:12:34:57
@@ -49,7 +50,7 @@ cleanup() {
   ((ns_made)) && { ip netns del "$ns" 2>/dev/null || true; ns_made=0; }
   return 0
 }
-trap cleanup EXIT
+trap 'guest_on_exit cleanup' EXIT
 fail() {
   guest_log "FAIL: $*"; cleanup
   local s
@@ -134,4 +135,4 @@ for s in a b; do
 done
 guest_kill_wait "$sniff_pid"; sniff_pid=
 ip netns del "$ns"; ns_made=0
-if ((auto_dir)); then rm -rf "$dir"; guest_log "PASS"; else guest_log "PASS (logs in $dir)"; fi
+guest_pass

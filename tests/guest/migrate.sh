@@ -39,7 +39,7 @@ cleanup() {
   mig_kill_all
   for k in "${!vhud_pid[@]}"; do guest_kill_wait "${vhud_pid[$k]}"; done
 }
-trap cleanup EXIT
+trap 'guest_on_exit cleanup' EXIT
 fail() {
   guest_log "FAIL: $*"; cleanup
   local s
@@ -156,4 +156,4 @@ for s in a b; do
   guest_term "${vhud_pid[$s]}" "vhud $s" || fail "vhud $s"
   unset "vhud_pid[$s]"
 done
-if ((auto_dir)); then rm -rf "$dir"; guest_log "PASS"; else guest_log "PASS (logs in $dir)"; fi
+guest_pass

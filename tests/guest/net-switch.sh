@@ -21,14 +21,7 @@ guest_vhud "$1"
 guest_require
 "$vhud" switch --help >/dev/null 2>&1 || guest_skip "'$vhud switch' does not exist"
 
-dir=${2:-}
-auto_dir=0
-if [[ -z $dir ]]; then
-  dir=$(mktemp -d "${TMPDIR:-/tmp}/vhu-$GUEST_NAME.XXXXXX"); auto_dir=1
-else
-  mkdir -p "$dir"; rm -rf "$dir"/a "$dir"/b "$dir"/*.sock "$dir"/*.log
-fi
-dir=$(cd "$dir" && pwd)
+guest_workdir "${2:-}" a b '*.sock' '*.log'
 mkdir -p "$dir/a" "$dir/b"
 ((${#dir} < 90)) || { guest_log "work dir path too long for a unix socket: $dir"; exit 1; }
 
@@ -40,7 +33,7 @@ cleanup() {
   if [[ -n $be_pid ]]; then kill -KILL "$be_pid" 2>/dev/null || true; wait "$be_pid" 2>/dev/null || true; be_pid=; fi
   return 0
 }
-trap cleanup EXIT
+trap 'guest_on_exit cleanup' EXIT
 fail() {
   guest_log "FAIL: $*"
   cleanup
@@ -133,4 +126,4 @@ guest_log "vhud: ${line#*info: }"
   fail "switch counters too low for 2 MiB of TCP (unicast > 1000 and learned >= 2 expected)"
 guest_log "RESULT PASS switch-counters ${line#*switch: }"
 cleanup
-if ((auto_dir)); then rm -rf "$dir"; guest_log "PASS"; else guest_log "PASS (logs in $dir)"; fi
+guest_pass

@@ -44,15 +44,9 @@ fi
 [[ $backend == dpdk ]] && { dpdk_have || guest_skip "dpdk-testpmd not found (package dpdk-dev)"; }
 ((EUID == 0)) || [[ $backend == dpdk ]] || guest_skip "needs root for 'ip netns' and the tap"
 command -v ip >/dev/null 2>&1 || guest_skip "ip not found (package iproute2)"
+[[ $backend == dpdk ]] || guest_netns_usable || exit 1
 
-dir=${2:-}
-auto_dir=0
-if [[ -z $dir ]]; then
-  dir=$(mktemp -d "${TMPDIR:-/tmp}/vhu-$GUEST_NAME.XXXXXX"); auto_dir=1
-else
-  mkdir -p "$dir"; rm -f "$dir"/net.sock "$dir"/recv.bin "$dir"/*.log
-fi
-dir=$(cd "$dir" && pwd)
+guest_workdir "${2:-}" net.sock recv.bin '*.log'
 sock=$dir/net.sock
 ((${#sock} < 100)) || { guest_log "work dir path too long for a unix socket: $sock"; exit 1; }
 ns=vhu-net-$$
@@ -75,7 +69,7 @@ cleanup() {
   rm -f "${DPDK_FIFOS[@]}" 2>/dev/null || true
   return 0
 }
-trap cleanup EXIT
+trap 'guest_on_exit cleanup' EXIT
 fail() {
   guest_log "FAIL: $*"
   cleanup
@@ -223,7 +217,6 @@ if [[ $backend == dpdk ]]; then
     echo "### vhud net itself was NOT tested (no 'vhud net' yet): reporting SKIP"
     echo "#####################################################################"
   } >&2
-  ((auto_dir)) && rm -rf "$dir"
   exit 77
 fi
-if ((auto_dir)); then rm -rf "$dir"; guest_log "PASS"; else guest_log "PASS (logs in $dir)"; fi
+guest_pass

@@ -31,16 +31,7 @@ if [[ ${1:-} == --reconnect ]]; then reconnect=1; shift; fi
 guest_vhud "$1"
 guest_require
 
-dir=${2:-}
-auto_dir=0
-if [[ -z $dir ]]; then
-  dir=$(mktemp -d "${TMPDIR:-/tmp}/vhu-$GUEST_NAME.XXXXXX")
-  auto_dir=1
-else
-  mkdir -p "$dir"
-  rm -f "$dir"/rng.sock "$dir"/ctl.in "$dir"/ctl.out "$dir"/qmp.in "$dir"/qmp.out "$dir"/vhud.*.log
-fi
-dir=$(cd "$dir" && pwd)
+guest_workdir "${2:-}" rng.sock ctl.in ctl.out qmp.in qmp.out 'vhud.*.log'
 sock=$dir/rng.sock
 # unix socket paths are limited to 107 bytes
 ((${#sock} < 100)) || { guest_log "work dir path too long for a unix socket: $sock"; exit 1; }
@@ -68,7 +59,7 @@ cleanup() {
   guest_vvu_kill
   return 0
 }
-trap cleanup EXIT
+trap 'guest_on_exit cleanup' EXIT
 fail() {
   guest_log "FAIL: $*"
   cleanup
@@ -207,4 +198,4 @@ if [[ -n $vvu_pid ]]; then
   guest_term "$vvu_pid" "vhud vvu" || fail "vhud vvu did not end cleanly"
   GUEST_VVU_ALL=()
 fi
-if ((auto_dir)); then rm -rf "$dir"; guest_log "PASS"; else guest_log "PASS (logs in $dir)"; fi
+guest_pass

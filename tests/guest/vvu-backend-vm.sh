@@ -84,7 +84,7 @@ cleanup() {
   [[ -n $memf ]] && rm -f "$memf"
   return 0
 }
-trap cleanup EXIT
+trap 'guest_on_exit cleanup' EXIT
 fail() {
   guest_log "FAIL: $*"
   cleanup
@@ -394,4 +394,4 @@ if [[ $dev == blk ]]; then
   guest_log "throughput: ${DISK_MB} MiB O_DIRECT md5 read in ${read_ms} ms:" \
     "$(awk -v mb="$DISK_MB" -v ms="$read_ms" 'BEGIN { printf "%.2f MB/s", mb * 1.048576 * 1000 / (ms ? ms : 1) }')"
 fi
-if ((auto_dir)); then rm -rf "$dir"; guest_log "PASS"; else guest_log "PASS (logs in $dir)"; fi
+guest_pass

@@ -38,7 +38,7 @@ cleanup() {
   [[ -n $fake_pid ]] && { kill -KILL "$fake_pid" 2>/dev/null || true; wait "$fake_pid" 2>/dev/null || true; }
   return 0
 }
-trap cleanup EXIT
+trap 'guest_on_exit cleanup' EXIT
 fail() {
   guest_log "FAIL: $*"
   cleanup
@@ -112,5 +112,5 @@ guest_log "device: $(grep 'vvu_fake_dev: cfg' "$dir/fake.log" || echo 'no counte
 grep -q 'guest memory: ' "$dir/fake.log" || fail "QEMU never shared guest memory (SYNC_SYSMEM)"
 guest_check_results "$dir" || fail "guest checks failed"
 guest_log "boot ${boot_ms} ms, whole run ${total_ms} ms"
-((auto_dir)) && rm -rf "$dir"
+guest_pass
 exit 0

@@ -24,6 +24,15 @@ extern int vhu_ntests;
 extern int vhu_test_failed;  /* current test failed */
 extern int vhu_test_skipped; /* current test skipped */
 
+/* mkdtemp(tmpl), and the directory is the harness's: after the last test main() removes it with
+ * whatever is left in it, first printing its *.log files to stderr when a test failed; with
+ * VHU_KEEP_TMP=1 it stays (and main says where). Returns tmpl, or NULL (errno) as mkdtemp. */
+char *vhu_test_mkdtemp(char *tmpl);
+
+/* This test program's scratch directory, $TMPDIR/vhu-PROGRAM-XXXXXX (TMPDIR default /tmp), made
+ * on first use with vhu_test_mkdtemp: files left in it by a failed test go with it. */
+const char *vhu_test_tmpdir(void);
+
 #define TEST(name)                                                                   \
     static void test_##name(void);                                                   \
     __attribute__((constructor)) static void register_##name(void)                   \

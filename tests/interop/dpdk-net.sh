@@ -18,6 +18,7 @@
 #      the peer setup itself); INTEROP_SECS (default 3) per step; VHUCTL (default: next to VHUD,
 #      ../cli/vhuctl); VHUD_NET_ARGS extra vhud arguments.
 # Exit: 0 all steps passed, 1 a step failed (logs printed), 77 a step or everything was skipped.
+# The work dir (a temporary one without WORKDIR) is removed at exit unless VHU_KEEP_TMP=1.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=dpdk-lib.sh
@@ -57,7 +58,9 @@ cleanup() {
   backend_stop "$kind" "$be_pid"; be_pid=
   rm -f "${DPDK_FIFOS[@]}" 2>/dev/null || true
 }
-trap cleanup EXIT
+# the work dir goes too (pass, fail or skip; a failed step printed its logs) unless it was given
+# or VHU_KEEP_TMP=1
+trap 'cleanup; ((auto)) && [[ ${VHU_KEEP_TMP:-} != 1 ]] && rm -rf "$dir"' EXIT
 
 npass=0 nfail=0 nskip=0
 pass() { npass=$((npass + 1)); echo "RESULT PASS $*"; }
@@ -225,8 +228,9 @@ else
   skip_banner "step $step: '$VHUCTL net' does not work: DPDK net_vhost as the backend with vhu's frontend did NOT run"
 fi
 
-log "$npass passed, $nfail failed, $nskip skipped (logs in $dir)"
+kept=" (logs in $dir)"
+((auto)) && [[ ${VHU_KEEP_TMP:-} != 1 ]] && kept=
+log "$npass passed, $nfail failed, $nskip skipped$kept"
 if ((nfail)); then exit 1; fi
-((auto)) && rm -rf "$dir"
 if ((nskip)); then exit 77; fi
 exit 0

@@ -201,7 +201,7 @@ TEST(config_change_needs_channel_and_features)
 
 static int temp_file(char *path, size_t len, uint64_t size)
 {
-    const char *dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    const char *dir = vhu_test_tmpdir();
     int fd, r;
 
     snprintf(path, len, "%s/vhu-resize-XXXXXX", dir);

@@ -67,10 +67,10 @@ static int make_file(char *path, size_t pathsz, const char *dir, uint64_t size)
     return 0;
 }
 
+/* the harness's scratch dir under $TMPDIR: what a failed test leaves there goes at exit */
 static const char *tmpdir(void)
 {
-    const char *d = getenv("TMPDIR");
-    return d && *d ? d : "/tmp";
+    return vhu_test_tmpdir();
 }
 
 struct tb_opts {
@@ -78,7 +78,7 @@ struct tb_opts {
     bool packed;
     uint16_t num_queues;
     uint16_t queue_size;
-    const char *dir;      /* where the disk file goes (default $TMPDIR) */
+    const char *dir;      /* where the disk file goes (default tmpdir(), under $TMPDIR) */
     uint64_t file_size;   /* default DISK_SIZE; 0 with blk.null_size: no file */
     unsigned workers;     /* backend data-plane threads (0: the control loop) */
     unsigned poll_us;

@@ -33,7 +33,7 @@ struct bb {
 
 static int bb_up(struct bb *t, bool packed, bool read_only, unsigned depth)
 {
-    const char *dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    const char *dir = vhu_test_tmpdir();
     struct vhu_blk_opts bo = {.read_only = read_only, .serial = "fe-drivers"};
     int fd, r;
 

@@ -244,7 +244,7 @@ static int tv_up(struct tv *t, enum kind kind, unsigned nq, bool no_irq)
     memset(t, 0, sizeof(*t));
     t->no_irq = t->no_iofd = no_irq;
     snprintf(t->dir, sizeof(t->dir), "/tmp/vhu-vvu-XXXXXX");
-    if (!mkdtemp(t->dir))
+    if (!vhu_test_mkdtemp(t->dir))
         return -errno;
     snprintf(t->path, sizeof(t->path), "%s/fe.sock", t->dir);
     vvu_dev_opts_default(&o);
@@ -677,7 +677,7 @@ TEST(rng_over_vfio_user)
 
     memset(&t, 0, sizeof(t));
     snprintf(t.dir, sizeof(t.dir), "/tmp/vhu-vvu-XXXXXX");
-    ASSERT(mkdtemp(t.dir));
+    ASSERT(vhu_test_mkdtemp(t.dir));
     snprintf(t.path, sizeof(t.path), "%s/fe.sock", t.dir);
     snprintf(vsock, sizeof(vsock), "%s/vfu.sock", t.dir);
     snprintf(spec, sizeof(spec), "vfio-user:%s", vsock);

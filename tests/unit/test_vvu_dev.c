@@ -383,8 +383,8 @@ static int drv_open_mode(struct drv *x, enum sock_mode mode, int *lfd)
         x->irq[i] = -1;
     x->auto_reply = true;
     x->reply_u64 = 0x1234;
-    snprintf(x->dir, sizeof(x->dir), "/tmp/vvu-dev-XXXXXX");
-    if (!mkdtemp(x->dir))
+    snprintf(x->dir, sizeof(x->dir), "/tmp/vhu-vvu-dev-XXXXXX");
+    if (!vhu_test_mkdtemp(x->dir))
         return -1;
     snprintf(x->path, sizeof(x->path), "%s/fe.sock", x->dir);
     vvu_dev_opts_default(&o);
