@@ -876,11 +876,11 @@ static void wait_call(struct client *c, uint64_t timeout_ns)
     struct pollfd p = {.fd = c->r.callfd, .events = POLLIN};
     int ms = (int)(timeout_ns / 1000000) + 1;
 
-    if (ring_arm(&c->r))
-        return;
-    if (poll(&p, 1, ms) < 0 && errno != EINTR)
-        die("poll on the call eventfd: %s", strerror(errno));
-    c->st.calls += drain_callfd(c);
+    if (!ring_arm(&c->r)) {
+        if (poll(&p, 1, ms) < 0 && errno != EINTR)
+            die("poll on the call eventfd: %s", strerror(errno));
+        c->st.calls += drain_callfd(c);
+    }
     ring_quiet(&c->r);
 }
 
