@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-3-Clause
-# virtio-blk benchmark: `vhuctl blk bench` against `vhud blk` and against qemu-storage-daemon.
+# virtio-blk benchmark: `vhuctl blk bench` (or bench/vublk-client, CLIENT=vublk) against
+# `vhud blk` and against qemu-storage-daemon.
 #
 #   bench/blk-bench.sh [OUTDIR]
 #
@@ -15,6 +16,10 @@
 # Env:
 #   VHUD      default <repo>/build/src/daemon/vhud (skipped, with a note, if it has no blk device)
 #   VHUCTL    default <repo>/build/src/cli/vhuctl
+#   CLIENT=vhuctl             the frontend: vhuctl (`vhuctl blk bench`, the project's frontend
+#                             library) or vublk (bench/vublk-client: independent of libvhu, three
+#                             descriptors per request, EVENT_IDX as negotiated; a second view)
+#   VUBLK     default <repo>/build/bench/vublk-client
 #   QSD       default qemu-storage-daemon
 #   RUNS=3 RUNTIME=5          runs per backend and case; seconds per run
 #   STORES="null shm"         null: vhud --null / qsd null-co; shm: a file on /dev/shm
@@ -47,6 +52,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 repo=$(cd "$here/.." && pwd -P)
 VHUD=${VHUD:-$repo/build/src/daemon/vhud}
 VHUCTL=${VHUCTL:-$repo/build/src/cli/vhuctl}
+CLIENT=${CLIENT:-vhuctl}
+VUBLK=${VUBLK:-$repo/build/bench/vublk-client}
 QSD=${QSD:-qemu-storage-daemon}
 QSD_AIO=${QSD_AIO:-io_uring}
 RUNS=${RUNS:-3}
@@ -81,8 +88,14 @@ ceph_up=
 log() { echo "[blk-bench] $*" >&2; }
 die() { log "$*"; exit 1; }
 
-[[ -x $VHUCTL ]] || die "vhuctl not found: $VHUCTL (build first, or set VHUCTL)"
-"$VHUCTL" blk bench --help >/dev/null 2>&1 || die "$VHUCTL has no 'blk bench'"
+case $CLIENT in
+  vhuctl)
+    [[ -x $VHUCTL ]] || die "vhuctl not found: $VHUCTL (build first, or set VHUCTL)"
+    "$VHUCTL" blk bench --help >/dev/null 2>&1 || die "$VHUCTL has no 'blk bench'" ;;
+  vublk)
+    [[ -x $VUBLK ]] || die "vublk-client not found: $VUBLK (build first, or set VUBLK)" ;;
+  *) die "CLIENT: vhuctl or vublk, not $CLIENT" ;;
+esac
 backends=()
 for b in $BACKENDS; do
   case $b in
@@ -173,6 +186,22 @@ backend_ticks() {
   echo "$t"
 }
 
+# client_cmd DEPTH MODE: the client's command line (in CCMD), on $sock. Both clients print one
+# RESULT line with ios=, iops=, p50_us=, p99_us=; its client CPU per I/O is field $CCPU_FIELD.
+client_cmd() {
+  local qd=$1 mode=$2
+  if [[ $CLIENT == vublk ]]; then
+    CCMD=("$VUBLK" --socket-path "$sock" --rw "$RW" --bs "$BS" --qd "$qd" --seconds "$RUNTIME")
+    CCPU_FIELD=cpu_client_us_per_io
+  else
+    CCMD=("$VHUCTL" blk bench --socket-path "$sock" --rw "$RW" --bs "$BS" --iodepth "$qd"
+      --runtime "$RUNTIME")
+    CCPU_FIELD=client_cpu_us_per_io
+  fi
+  [[ $mode == poll ]] && CCMD+=(--poll)
+  return 0
+}
+
 # one_run BACKEND STORE MODE DEPTH -> appends "case backend iops p50 p99 bcpu ccpu" to $raw
 one_run() {
   local b=$1 store=$2 mode=$3 qd=$4 i line t0 t1
@@ -192,9 +221,7 @@ one_run() {
     sleep 0.05
   done
   [[ -S $sock ]] || die "$b did not create $sock"
-  CCMD=("$VHUCTL" blk bench --socket-path "$sock" --rw "$RW" --bs "$BS" --iodepth "$qd"
-    --runtime "$RUNTIME")
-  [[ $mode == poll ]] && CCMD+=(--poll)
+  client_cmd "$qd" "$mode"
   t0=$(backend_ticks)
   line=$(taskset -c "$CLIENT_CPU" "${CCMD[@]}" 2>"$out/client.err" | grep '^RESULT ') ||
     { cat "$out/client.err" "$out/backend.log" >&2; die "client failed against $b"; }
@@ -207,7 +234,7 @@ one_run() {
   iops=$(sed -n 's/.* iops=\([0-9.]*\).*/\1/p' <<<"$line")
   p50=$(sed -n 's/.* p50_us=\([0-9.]*\).*/\1/p' <<<"$line")
   p99=$(sed -n 's/.* p99_us=\([0-9.]*\).*/\1/p' <<<"$line")
-  ccpu=$(sed -n 's/.* client_cpu_us_per_io=\([0-9.]*\).*/\1/p' <<<"$line")
+  ccpu=$(sed -n "s/.* $CCPU_FIELD=\([0-9.]*\).*/\1/p" <<<"$line")
   local bcpu
   bcpu=$(awk -v d=$((t1 - t0)) -v hz="$HZ" -v n="$ios" 'BEGIN {printf "%.3f", d / hz * 1e6 / n}')
   echo "$store $mode $qd $b $iops $p50 $p99 $bcpu $ccpu | $line" >>"$raw"
@@ -218,7 +245,7 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR % 
 
 echo "uptime: $(uptime)"
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); host: $(uname -r), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"
-echo "vhuctl blk bench: rw=$RW bs=$BS, ${RUNTIME}s per run, median of $RUNS runs per backend, backends alternated; backend on CPU $BACKEND_CPU, client on CPU $CLIENT_CPU"
+echo "client $CLIENT ($([[ $CLIENT == vublk ]] && echo "$VUBLK" || echo "$VHUCTL blk bench")): rw=$RW bs=$BS, ${RUNTIME}s per run, median of $RUNS runs per backend, backends alternated; backend on CPU $BACKEND_CPU, client on CPU $CLIENT_CPU"
 echo
 
 if [[ " $STORES " == *" shm "* || " $STORES " == *" nbd "* ]]; then
@@ -312,8 +339,13 @@ for store in $STORES; do
     done
   done
 done
-printf 'taskset -c %s %s blk bench --socket-path SOCK --rw %s --bs %s --iodepth {%s} --runtime %s [--poll]\n' \
-  "$CLIENT_CPU" "$VHUCTL" "$RW" "$BS" "${DEPTHS// /,}" "$RUNTIME"
+if [[ $CLIENT == vublk ]]; then
+  printf 'taskset -c %s %s --socket-path SOCK --rw %s --bs %s --qd {%s} --seconds %s [--poll]\n' \
+    "$CLIENT_CPU" "$VUBLK" "$RW" "$BS" "${DEPTHS// /,}" "$RUNTIME"
+else
+  printf 'taskset -c %s %s blk bench --socket-path SOCK --rw %s --bs %s --iodepth {%s} --runtime %s [--poll]\n' \
+    "$CLIENT_CPU" "$VHUCTL" "$RW" "$BS" "${DEPTHS// /,}" "$RUNTIME"
+fi
 echo '```'
 echo
 echo "raw results: $raw"
