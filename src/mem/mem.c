@@ -7,6 +7,7 @@
 #include "vhu/log.h"
 #include "vhu/mem.h"
 #include "vhu/util.h"
+#include "mem_internal.h"
 
 static bool range_wraps(uint64_t start, uint64_t len)
 {
@@ -237,6 +238,11 @@ static void *translate(const struct vhu_mem_table *t, uint64_t addr, uint64_t *l
     if (*len > r->size - off)
         *len = r->size - off;
     return r->host + off;
+}
+
+const struct vhu_mem_region *vhu_mem_gpa_region(const struct vhu_mem_table *t, uint64_t gpa)
+{
+    return t ? lookup(t->by_gpa, t->nregions, gpa, false) : NULL;
 }
 
 VHU_EXPORT void *vhu_mem_gpa_to_host(const struct vhu_mem_table *t, uint64_t gpa, uint64_t *len)

@@ -142,7 +142,7 @@ VHU_EXPORT int vhu_vq_start(struct vhu_vq *vq, const struct vhu_vq_config *cfg,
     r = pool_alloc(vq, cfg->num);
     if (r < 0)
         return r;
-    vq->mem = mem;
+    vq_set_mem(vq, mem);
     vq->desc = cfg->desc;
     if (cfg->packed) {
         vq->drv_event = cfg->driver;
@@ -193,7 +193,7 @@ VHU_EXPORT void vhu_vq_stop(struct vhu_vq *vq)
     vq->avail = NULL;
     vq->used = NULL;
     vq->drv_event = vq->dev_event = NULL;
-    vq->mem = NULL;
+    vq_set_mem(vq, NULL);
 }
 
 VHU_EXPORT bool vhu_vq_started(const struct vhu_vq *vq)
@@ -204,7 +204,7 @@ VHU_EXPORT bool vhu_vq_started(const struct vhu_vq *vq)
 VHU_EXPORT void vhu_vq_set_mem(struct vhu_vq *vq, const struct vhu_mem_table *mem)
 {
     if (vq)
-        vq->mem = mem;
+        vq_set_mem(vq, mem);
 }
 
 VHU_EXPORT int vhu_vq_set_base(struct vhu_vq *vq, uint32_t base)

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "mem/mem_internal.h"
 #include "vhu/mem.h"
 #include "vhu/util.h"
 #include "vhu/virtio.h"
@@ -125,6 +126,10 @@ struct vhu_vq {
     struct vhu_vring_packed_desc_event *drv_event;  /* packed: driver writes, device reads */
     struct vhu_vring_packed_desc_event *dev_event;  /* packed: device writes, driver reads */
     const struct vhu_mem_table *mem;
+    /* the region the last translation found (tc_size 0: none); reset with mem */
+    uint64_t tc_gpa;
+    uint64_t tc_size;
+    uint8_t *tc_host;
     uint8_t *log;          /* dirty bitmap (vhu_vq_set_log) */
     uint64_t log_pages;    /* pages it covers */
 
@@ -312,6 +317,33 @@ static inline void vq_pdesc_read(struct vq_desc *d, const void *src)
     d->next = v->id;
 }
 
+/* ---- guest memory ---- */
+
+void *vq_gpa_to_host_slow(struct vhu_vq *vq, uint64_t gpa, uint64_t *len);
+
+/* vhu_mem_gpa_to_host() on the ring's table, through a one-region cache: buffers of a ring
+ * nearly always lie in the region the previous one did. */
+static inline void *vq_gpa_to_host(struct vhu_vq *vq, uint64_t gpa, uint64_t *len)
+{
+    uint64_t off = gpa - vq->tc_gpa;
+
+    if (vhu_likely(off < vq->tc_size)) {
+        if (*len > vq->tc_size - off)
+            *len = vq->tc_size - off;
+        return vq->tc_host + off;
+    }
+    return vq_gpa_to_host_slow(vq, gpa, len);
+}
+
+/* A new table (or none): forget the cached region. */
+static inline void vq_set_mem(struct vhu_vq *vq, const struct vhu_mem_table *mem)
+{
+    vq->mem = mem;
+    vq->tc_gpa = 0;
+    vq->tc_size = 0;
+    vq->tc_host = NULL;
+}
+
 /* ---- chain walker (chain.c) ---- */
 
 /* Accumulates one chain's segments into an element. */
@@ -322,8 +354,54 @@ struct vq_walk {
 };
 
 /* Add one (already copied) data descriptor: translate, split at region boundaries, check
- * ordering and limits. Returns NULL on success, else a reason string. */
-const char *vq_walk_add(struct vq_walk *w, const struct vq_desc *d);
+ * ordering and limits. Returns NULL on success, else a reason string. Inline: it runs once per
+ * descriptor. */
+static inline __attribute__((always_inline)) const char *vq_walk_add(struct vq_walk *w, const struct vq_desc *d)
+{
+    struct vhu_vq_elem *e = w->elem;
+    bool write = (d->flags & VHU_VRING_DESC_F_WRITE) != 0;
+    uint64_t addr = d->addr, left = d->len;
+    unsigned nseg = e->out_num + e->in_num;
+
+    /* virtio "The Virtqueue Descriptor Table" (split) / "Scatter-Gather Support" (packed):
+     * writable descriptors come after all readable ones. */
+    if (write)
+        w->seen_write = true;
+    else if (w->seen_write)
+        return "readable descriptor after a writable one";
+    if (left == 0)
+        return NULL; /* nothing to map; still counted against the chain length by the caller */
+    if (addr + left - 1 < addr)
+        return "descriptor address wraps around";
+    /* The used length is 32 bits wide; so is every sum we report. */
+    if (write ? e->in_len + left > UINT32_MAX : e->out_len + left > UINT32_MAX)
+        return "chain length exceeds 4 GiB";
+
+    while (left) {
+        uint64_t len = left;
+        void *p;
+
+        if (vhu_unlikely(nseg >= w->vq->max_segs))
+            return "chain has more segments than max_segs";
+        p = vq_gpa_to_host(w->vq, addr, &len);
+        if (vhu_unlikely(!p || len == 0))
+            return "descriptor address is not in guest memory";
+        e->iov[nseg].iov_base = p;
+        e->iov[nseg].iov_len = (size_t)len;
+        e->gpa[nseg] = addr;
+        nseg++;
+        addr += len;
+        left -= len;
+    }
+    if (write) {
+        e->in_num = nseg - e->out_num;
+        e->in_len += d->len;
+    } else {
+        e->out_num = nseg; /* no writable segment yet, so every segment so far is readable */
+        e->out_len += d->len;
+    }
+    return NULL;
+}
 
 /*
  * Validate an indirect descriptor and locate its table. On success *n is its entry count and

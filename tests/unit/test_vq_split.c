@@ -128,6 +128,60 @@ TEST(segment_spans_regions)
     guest_fini(&g);
 }
 
+/* A new memory table takes effect at once: the region the ring cached from the old table (the
+ * same guest address, other host memory now) is not used again. */
+TEST(new_table_replaces_cached_region)
+{
+    struct guest g;
+    struct pair p;
+    struct pair_opts o = {.num = 8};
+    struct vhu_mem_region *rs[3];
+    struct vhu_mem_table *t;
+    struct vhu_vqd_seg s;
+    struct vhu_vq_elem *e;
+    uint64_t buf;
+    uint8_t *alt;
+    uint32_t len;
+
+    ASSERT_OK(guest_init(&g));
+    ASSERT_OK(pair_init(&p, &g, &o));
+    buf = data_alloc(&g, 64);
+    s = (struct vhu_vqd_seg){buf, 64};
+    ASSERT_OK(vhu_vqd_add(p.d, &s, 1, 0, COOKIE(1)));
+    vhu_vqd_kick_prepare(p.d);
+    e = vhu_vq_pop(p.q);
+    ASSERT(e != NULL);
+    ASSERT(e->iov[0].iov_base == gh(&g, buf));
+    vhu_vq_push(p.q, e, 0);
+    vhu_vq_flush(p.q);
+    ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(1));
+
+    /* the same layout, but R2 now backed by other memory */
+    alt = aligned_alloc(4096, G_RSIZE);
+    ASSERT(alt != NULL);
+    for (unsigned i = 0; i < 3; i++) {
+        const struct vhu_mem_region *old = g.mem->by_gpa[i];
+        struct vhu_mem_region_desc d = {.gpa = old->gpa, .size = old->size, .uva = old->uva,
+                                        .fd = -1, .host = i == 2 ? alt : old->host};
+        ASSERT_OK(vhu_mem_region_map(&d, &rs[i]));
+    }
+    ASSERT_OK(vhu_mem_table_new(rs, 3, &t));
+    vhu_vq_set_mem(p.q, t);
+    ASSERT_OK(vhu_vqd_add(p.d, &s, 1, 0, COOKIE(2)));
+    vhu_vqd_kick_prepare(p.d);
+    e = vhu_vq_pop(p.q);
+    ASSERT(e != NULL);
+    ASSERT(e->iov[0].iov_base == alt + (buf - G_R2));
+    vhu_vq_push(p.q, e, 0);
+    vhu_vq_flush(p.q);
+    ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(2));
+    ASSERT_EQ(p.errors, 0);
+    pair_fini(&p);
+    vhu_mem_table_put(t);
+    free(alt);
+    guest_fini(&g);
+}
+
 static int wrap_run(uint16_t num, uint32_t seg, unsigned iters)
 {
     struct guest g;
