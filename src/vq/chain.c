@@ -14,9 +14,7 @@ void *vq_gpa_to_host_slow(struct vhu_vq *vq, uint64_t gpa, uint64_t *len)
 
     if (!r)
         return NULL;
-    vq->tc_gpa = r->gpa;
-    vq->tc_size = r->size;
-    vq->tc_host = r->host;
+    vq_cache_region(vq, r);
     return vq_gpa_to_host(vq, gpa, len);
 }
 

@@ -137,7 +137,6 @@ struct vhu_vq {
     uint8_t *pool;          /* num * stride bytes */
     size_t stride;          /* elem_size rounded up for alignment */
     struct iovec *iovs;     /* num * max_segs */
-    uint64_t *gpas;         /* num * max_segs: each segment's guest-physical address */
     uint16_t *free_slots;   /* stack of free pool slots */
     unsigned nfree;
     uint32_t *pop_pos;      /* per slot: ring position before the pop (for unpop) */
@@ -210,7 +209,6 @@ static inline struct vhu_vq_elem *vq_elem_get(struct vhu_vq *vq, unsigned *slot_
     struct vhu_vq_elem *e = vq_slot_elem(vq, slot);
 
     e->iov = vq->iovs + (size_t)slot * vq->max_segs;
-    e->gpa = vq->gpas + (size_t)slot * vq->max_segs;
     e->slot = (uint16_t)slot;
     e->out_num = e->in_num = 0;
     e->out_len = e->in_len = 0;
@@ -321,6 +319,13 @@ static inline void vq_pdesc_read(struct vq_desc *d, const void *src)
 
 void *vq_gpa_to_host_slow(struct vhu_vq *vq, uint64_t gpa, uint64_t *len);
 
+static inline void vq_cache_region(struct vhu_vq *vq, const struct vhu_mem_region *r)
+{
+    vq->tc_gpa = r->gpa;
+    vq->tc_size = r->size;
+    vq->tc_host = r->host;
+}
+
 /* vhu_mem_gpa_to_host() on the ring's table, through a one-region cache: buffers of a ring
  * nearly always lie in the region the previous one did. */
 static inline void *vq_gpa_to_host(struct vhu_vq *vq, uint64_t gpa, uint64_t *len)
@@ -388,7 +393,6 @@ static inline __attribute__((always_inline)) const char *vq_walk_add(struct vq_w
             return "descriptor address is not in guest memory";
         e->iov[nseg].iov_base = p;
         e->iov[nseg].iov_len = (size_t)len;
-        e->gpa[nseg] = addr;
         nseg++;
         addr += len;
         left -= len;
