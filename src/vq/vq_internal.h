@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/uio.h>
 
 #include "mem/mem_internal.h"
@@ -327,7 +328,8 @@ static inline void vq_cache_region(struct vhu_vq *vq, const struct vhu_mem_regio
 }
 
 /* vhu_mem_gpa_to_host() on the ring's table, through a one-region cache: buffers of a ring
- * nearly always lie in the region the previous one did. */
+ * nearly always lie in the region the previous one did. With *len >= 1, a pointer comes back
+ * with *len >= 1. */
 static inline void *vq_gpa_to_host(struct vhu_vq *vq, uint64_t gpa, uint64_t *len)
 {
     uint64_t off = gpa - vq->tc_gpa;
@@ -388,8 +390,8 @@ static inline __attribute__((always_inline)) const char *vq_walk_add(struct vq_w
 
         if (vhu_unlikely(nseg >= w->vq->max_segs))
             return "chain has more segments than max_segs";
-        p = vq_gpa_to_host(w->vq, addr, &len);
-        if (vhu_unlikely(!p || len == 0))
+        p = vq_gpa_to_host(w->vq, addr, &len); /* len >= 1 when p is not NULL */
+        if (vhu_unlikely(!p))
             return "descriptor address is not in guest memory";
         e->iov[nseg].iov_base = p;
         e->iov[nseg].iov_len = (size_t)len;
@@ -421,7 +423,6 @@ bool vq_indirect_read(struct vhu_vq *vq, uint64_t addr, unsigned i, const void *
 /* ---- per-layout entry points (split.c / packed.c) ---- */
 
 struct vhu_vq_elem *vq_split_pop(struct vhu_vq *vq);
-void vq_split_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_t len);
 bool vq_split_flush(struct vhu_vq *vq);
 void vq_split_rewind(struct vhu_vq *vq, uint32_t pos, uint16_t head);
 void vq_split_set_notify(struct vhu_vq *vq, bool on);
@@ -429,7 +430,6 @@ bool vq_split_has_work(const struct vhu_vq *vq);
 void vq_split_start(struct vhu_vq *vq);
 
 struct vhu_vq_elem *vq_packed_pop(struct vhu_vq *vq);
-void vq_packed_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_t len);
 bool vq_packed_flush(struct vhu_vq *vq);
 void vq_packed_rewind(struct vhu_vq *vq, uint32_t pos, unsigned slot);
 void vq_packed_set_notify(struct vhu_vq *vq, bool on);
@@ -448,6 +448,42 @@ const char *vq_packed_walk_indirect(struct vhu_vq *vq, struct vq_walk *w,
 int vq_resubmit_cmp(const void *a, const void *b);
 /* Used position (slot | wrap << 15) after the staged entries are written. */
 uint16_t vq_packed_used_pos(const struct vhu_vq *vq);
+
+/* Run the notify hook (or signal the call sink). */
+void vq_do_notify(struct vhu_vq *vq);
+
+/* Stage a used entry (vhu_vq_push; inline: once per request). Split: into the used ring. */
+static inline void vq_split_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_t len)
+{
+    struct vhu_vring_used_elem *u = &vq->used->ring[vq->used_idx & (vq->num - 1)];
+
+    /* id and len in one store (the ring is only 4-byte aligned, hence memcpy); the driver reads
+     * them only after used->idx, which flush publishes behind a write barrier. */
+    uint64_t v = (uint64_t)elem->id | (uint64_t)len << 32;
+    memcpy(u, &v, sizeof(v));
+    if (vq->ifl) {
+        vq->ifl->desc[elem->id].next = vq->ifl->last_batch_head;
+        vq->ifl->last_batch_head = elem->id;
+    }
+    vq->used_idx++;
+    vq->nstaged++;
+}
+
+/* Packed: into the shadow array; flush writes the descriptors. */
+static inline void vq_packed_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_t len)
+{
+    struct vq_shadow_used *s;
+
+    /* More completions than ring slots between flushes only happens when the driver re-offers
+     * buffers it never got back; keep the shadow array bounded anyway. */
+    if (vhu_unlikely(vq->nstaged == vq->num) && vq_packed_flush(vq))
+        vq_do_notify(vq);
+    s = &vq->shadow[vq->nstaged++];
+    s->id = elem->id;
+    s->ndesc = elem->ndesc;
+    s->len = len;
+    s->ifl_head = vq->pifl ? vq->ifl_head[elem->slot] : 0;
+}
 
 /* ---- shared ring arithmetic ---- */
 
@@ -495,8 +531,5 @@ void vq_log_split_used(struct vhu_vq *vq, uint16_t from, uint16_t to);
 void vq_log_packed_used(struct vhu_vq *vq, uint16_t from, unsigned n);
 /* Everything the device writes in the ring areas outside flushes (stop). */
 void vq_log_ring_areas(struct vhu_vq *vq);
-
-/* Run the notify hook (or signal the call sink). */
-void vq_do_notify(struct vhu_vq *vq);
 
 #endif
