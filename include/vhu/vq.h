@@ -32,7 +32,6 @@ struct vhu_vq_elem {
     uint64_t out_len;  /* total readable bytes */
     uint64_t in_len;   /* total writable bytes */
     struct iovec *iov; /* points into the pool; capacity max_segs */
-    uint64_t *gpa;     /* guest-physical address of each iov segment (dirty logging) */
 };
 
 struct vhu_vq;

@@ -481,7 +481,7 @@ static uint8_t start(struct blk_req *r)
         return VHU_VIRTIO_BLK_S_IOERR;
     }
     /* Copy the header out once: the guest may rewrite its memory meanwhile. */
-    vhu_iov_to_buf(r->elem.iov, r->elem.out_num, 0, &hdr, sizeof(hdr));
+    vhu_iov_to_buf_head(r->elem.iov, r->elem.out_num, &hdr, sizeof(hdr));
     readable_data(r, &rd, &nrd, &rd_len);
     r->type = hdr.type;
 

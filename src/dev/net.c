@@ -277,7 +277,7 @@ static enum net_tx_result tx_one(struct net_queue *q, struct vhu_vq_elem *e)
         return NET_TX_DONE;
     }
     /* Copy the header out once: the guest may rewrite its memory meanwhile. */
-    vhu_iov_to_buf(e->iov, e->out_num, 0, &hdr, sizeof(hdr));
+    vhu_iov_to_buf_head(e->iov, e->out_num, &hdr, sizeof(hdr));
     while (i < e->out_num && e->iov[i].iov_len <= skip)
         skip -= e->iov[i++].iov_len;
     e->iov[i].iov_base = (uint8_t *)e->iov[i].iov_base + skip; /* i < out_num: frame >= 14 */

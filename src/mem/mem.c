@@ -7,6 +7,7 @@
 #include "vhu/log.h"
 #include "vhu/mem.h"
 #include "vhu/util.h"
+#include "mem_internal.h"
 
 static bool range_wraps(uint64_t start, uint64_t len)
 {
@@ -237,6 +238,21 @@ static void *translate(const struct vhu_mem_table *t, uint64_t addr, uint64_t *l
     if (*len > r->size - off)
         *len = r->size - off;
     return r->host + off;
+}
+
+const struct vhu_mem_region *vhu_mem_gpa_region(const struct vhu_mem_table *t, uint64_t gpa)
+{
+    return t ? lookup(t->by_gpa, t->nregions, gpa, false) : NULL;
+}
+
+const struct vhu_mem_region *vhu_mem_host_region(const struct vhu_mem_table *t, const void *p)
+{
+    for (unsigned i = 0; t && i < t->nregions; i++) {
+        const struct vhu_mem_region *r = t->by_gpa[i];
+        if ((uintptr_t)p >= (uintptr_t)r->host && (uintptr_t)p - (uintptr_t)r->host < r->size)
+            return r;
+    }
+    return NULL;
 }
 
 VHU_EXPORT void *vhu_mem_gpa_to_host(const struct vhu_mem_table *t, uint64_t gpa, uint64_t *len)

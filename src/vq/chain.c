@@ -8,51 +8,14 @@
 
 #include "vq_internal.h"
 
-const char *vq_walk_add(struct vq_walk *w, const struct vq_desc *d)
+void *vq_gpa_to_host_slow(struct vhu_vq *vq, uint64_t gpa, uint64_t *len)
 {
-    struct vhu_vq_elem *e = w->elem;
-    bool write = (d->flags & VHU_VRING_DESC_F_WRITE) != 0;
-    uint64_t addr = d->addr, left = d->len;
-    unsigned nseg = e->out_num + e->in_num;
+    const struct vhu_mem_region *r = vhu_mem_gpa_region(vq->mem, gpa);
 
-    /* virtio "The Virtqueue Descriptor Table" (split) / "Scatter-Gather Support" (packed):
-     * writable descriptors come after all readable ones. */
-    if (write)
-        w->seen_write = true;
-    else if (w->seen_write)
-        return "readable descriptor after a writable one";
-    if (left == 0)
-        return NULL; /* nothing to map; still counted against the chain length by the caller */
-    if (addr + left - 1 < addr)
-        return "descriptor address wraps around";
-    /* The used length is 32 bits wide; so is every sum we report. */
-    if (write ? e->in_len + left > UINT32_MAX : e->out_len + left > UINT32_MAX)
-        return "chain length exceeds 4 GiB";
-
-    while (left) {
-        uint64_t len = left;
-        void *p;
-
-        if (vhu_unlikely(nseg >= w->vq->max_segs))
-            return "chain has more segments than max_segs";
-        p = vhu_mem_gpa_to_host(w->vq->mem, addr, &len);
-        if (vhu_unlikely(!p || len == 0))
-            return "descriptor address is not in guest memory";
-        e->iov[nseg].iov_base = p;
-        e->iov[nseg].iov_len = (size_t)len;
-        e->gpa[nseg] = addr;
-        nseg++;
-        addr += len;
-        left -= len;
-    }
-    if (write) {
-        e->in_num = nseg - e->out_num;
-        e->in_len += d->len;
-    } else {
-        e->out_num = nseg; /* no writable segment yet, so every segment so far is readable */
-        e->out_len += d->len;
-    }
-    return NULL;
+    if (!r)
+        return NULL;
+    vq_cache_region(vq, r);
+    return vq_gpa_to_host(vq, gpa, len);
 }
 
 /* virtio 2.7.5.3.1 / 2.8.7.1: what a descriptor pointing to an indirect table must look like. */
@@ -76,7 +39,7 @@ const char *vq_indirect_open(struct vhu_vq *vq, const struct vq_desc *d, unsigne
     *n = d->len / (unsigned)sizeof(struct vhu_vring_desc);
     /* Fast path: the whole table in one region (and aligned, so entries can be loaded directly).
      * Otherwise entries are copied piecewise, and every piece must translate. */
-    *table = vhu_mem_gpa_to_host(vq->mem, d->addr, &len);
+    *table = vq_gpa_to_host(vq, d->addr, &len);
     if (!*table)
         return "indirect table is not in guest memory";
     if (len != d->len || ((uintptr_t)*table & 7))

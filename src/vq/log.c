@@ -45,8 +45,32 @@ void vq_log_range(struct vhu_vq *vq, uint64_t gpa, uint64_t len)
     }
 }
 
+/*
+ * The guest-physical address of p, a host address inside one of the ring's buffers. Elements
+ * keep no guest addresses (the request path would pay for them with logging off); the chain
+ * walker split every segment at region boundaries, so each lies in one region of the table:
+ * the one the ring translated last, nearly always. False when p is in no region (the frontend
+ * removed that memory while the request was in flight).
+ */
+static bool host_to_gpa(struct vhu_vq *vq, const void *p, uint64_t *gpa)
+{
+    uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)vq->tc_host);
+
+    if (off >= vq->tc_size) {
+        const struct vhu_mem_region *r = vhu_mem_host_region(vq->mem, p);
+        if (!r)
+            return false;
+        vq_cache_region(vq, r);
+        off = (uint64_t)((uintptr_t)p - (uintptr_t)r->host);
+    }
+    *gpa = vq->tc_gpa + off;
+    return true;
+}
+
 void vq_log_elem(struct vhu_vq *vq, const struct vhu_vq_elem *elem, uint64_t off, uint64_t len)
 {
+    uint64_t gpa;
+
     /* The device's writes into the buffer come before the bits (see the top of the file). */
     vhu_smp_wmb();
     for (uint32_t i = elem->out_num; len && i < elem->out_num + elem->in_num; i++) {
@@ -57,7 +81,11 @@ void vq_log_elem(struct vhu_vq *vq, const struct vhu_vq_elem *elem, uint64_t off
             continue;
         }
         n = seg - off < len ? seg - off : len;
-        vq_log_range(vq, elem->gpa[i] + off, n);
+        if (vhu_likely(host_to_gpa(vq, (const uint8_t *)elem->iov[i].iov_base + off, &gpa)))
+            vq_log_range(vq, gpa, n);
+        else
+            vhu_err_rl("vq %u: a buffer written is no longer in guest memory: not logged",
+                       vq->index);
         len -= n;
         off = 0;
     }

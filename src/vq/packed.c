@@ -151,21 +151,6 @@ bool vq_packed_has_work(const struct vhu_vq *vq)
     return desc_is_avail(vq_load16(&vq->pdesc[vq->last_avail].flags), vq->avail_wrap);
 }
 
-void vq_packed_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_t len)
-{
-    struct vq_shadow_used *s;
-
-    /* More completions than ring slots between flushes only happens when the driver re-offers
-     * buffers it never got back; keep the shadow array bounded anyway. */
-    if (vhu_unlikely(vq->nstaged == vq->num) && vq_packed_flush(vq))
-        vq_do_notify(vq);
-    s = &vq->shadow[vq->nstaged++];
-    s->id = elem->id;
-    s->ndesc = elem->ndesc;
-    s->len = len;
-    s->ifl_head = vq->pifl ? vq->ifl_head[elem->slot] : 0;
-}
-
 uint16_t vq_packed_used_pos(const struct vhu_vq *vq)
 {
     uint16_t idx = vq->used_idx;

@@ -225,22 +225,6 @@ struct vhu_vq_elem *vq_split_pop(struct vhu_vq *vq)
     return e;
 }
 
-void vq_split_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_t len)
-{
-    struct vhu_vring_used_elem *u = &vq->used->ring[vq->used_idx & (vq->num - 1)];
-
-    /* id and len in one store (the ring is only 4-byte aligned, hence memcpy); the driver reads
-     * them only after used->idx, which flush publishes behind a write barrier. */
-    uint64_t v = (uint64_t)elem->id | (uint64_t)len << 32;
-    memcpy(u, &v, sizeof(v));
-    if (vq->ifl) {
-        vq->ifl->desc[elem->id].next = vq->ifl->last_batch_head;
-        vq->ifl->last_batch_head = elem->id;
-    }
-    vq->used_idx++;
-    vq->nstaged++;
-}
-
 /* Publish the staged entries; true when the driver wants an interrupt. */
 bool vq_split_flush(struct vhu_vq *vq)
 {

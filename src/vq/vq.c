@@ -33,7 +33,6 @@ static void pool_free(struct vhu_vq *vq)
 {
     free(vq->pool);
     free(vq->iovs);
-    free(vq->gpas);
     free(vq->free_slots);
     free(vq->pop_pos);
     free(vq->busy);
@@ -51,7 +50,6 @@ static void pool_free(struct vhu_vq *vq)
     vq->nresubmit = vq->resubmit_pos = 0;
     vq->pool = NULL;
     vq->iovs = NULL;
-    vq->gpas = NULL;
     vq->free_slots = NULL;
     vq->pop_pos = NULL;
     vq->busy = NULL;
@@ -64,7 +62,6 @@ static int pool_alloc(struct vhu_vq *vq, uint16_t num)
 {
     vq->pool = calloc(num, vq->stride);
     vq->iovs = calloc((size_t)num * vq->max_segs, sizeof(*vq->iovs));
-    vq->gpas = calloc((size_t)num * vq->max_segs, sizeof(*vq->gpas));
     vq->free_slots = calloc(num, sizeof(*vq->free_slots));
     vq->pop_pos = calloc(num, sizeof(*vq->pop_pos));
     vq->busy = calloc(num, sizeof(*vq->busy));
@@ -79,7 +76,7 @@ static int pool_alloc(struct vhu_vq *vq, uint16_t num)
         vq->ifl_head = calloc(num, sizeof(*vq->ifl_head));
         vq->ifl_mark = calloc(num, sizeof(*vq->ifl_mark));
     }
-    if (!vq->pool || !vq->iovs || !vq->gpas || !vq->free_slots || !vq->pop_pos || !vq->busy ||
+    if (!vq->pool || !vq->iovs || !vq->free_slots || !vq->pop_pos || !vq->busy ||
         !vq->resubmit || (vq->packed && !vq->shadow) || (keys && !vq->resubmit_keys) ||
         (links && (!vq->ifl_next || !vq->ifl_last || !vq->ifl_head || !vq->ifl_mark))) {
         pool_free(vq);
@@ -142,7 +139,7 @@ VHU_EXPORT int vhu_vq_start(struct vhu_vq *vq, const struct vhu_vq_config *cfg,
     r = pool_alloc(vq, cfg->num);
     if (r < 0)
         return r;
-    vq->mem = mem;
+    vq_set_mem(vq, mem);
     vq->desc = cfg->desc;
     if (cfg->packed) {
         vq->drv_event = cfg->driver;
@@ -193,7 +190,7 @@ VHU_EXPORT void vhu_vq_stop(struct vhu_vq *vq)
     vq->avail = NULL;
     vq->used = NULL;
     vq->drv_event = vq->dev_event = NULL;
-    vq->mem = NULL;
+    vq_set_mem(vq, NULL);
 }
 
 VHU_EXPORT bool vhu_vq_started(const struct vhu_vq *vq)
@@ -204,7 +201,7 @@ VHU_EXPORT bool vhu_vq_started(const struct vhu_vq *vq)
 VHU_EXPORT void vhu_vq_set_mem(struct vhu_vq *vq, const struct vhu_mem_table *mem)
 {
     if (vq)
-        vq->mem = mem;
+        vq_set_mem(vq, mem);
 }
 
 VHU_EXPORT int vhu_vq_set_base(struct vhu_vq *vq, uint32_t base)

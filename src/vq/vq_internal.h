@@ -12,8 +12,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/uio.h>
 
+#include "mem/mem_internal.h"
 #include "vhu/mem.h"
 #include "vhu/util.h"
 #include "vhu/virtio.h"
@@ -125,6 +127,10 @@ struct vhu_vq {
     struct vhu_vring_packed_desc_event *drv_event;  /* packed: driver writes, device reads */
     struct vhu_vring_packed_desc_event *dev_event;  /* packed: device writes, driver reads */
     const struct vhu_mem_table *mem;
+    /* the region the last translation found (tc_size 0: none); reset with mem */
+    uint64_t tc_gpa;
+    uint64_t tc_size;
+    uint8_t *tc_host;
     uint8_t *log;          /* dirty bitmap (vhu_vq_set_log) */
     uint64_t log_pages;    /* pages it covers */
 
@@ -132,7 +138,6 @@ struct vhu_vq {
     uint8_t *pool;          /* num * stride bytes */
     size_t stride;          /* elem_size rounded up for alignment */
     struct iovec *iovs;     /* num * max_segs */
-    uint64_t *gpas;         /* num * max_segs: each segment's guest-physical address */
     uint16_t *free_slots;   /* stack of free pool slots */
     unsigned nfree;
     uint32_t *pop_pos;      /* per slot: ring position before the pop (for unpop) */
@@ -205,7 +210,6 @@ static inline struct vhu_vq_elem *vq_elem_get(struct vhu_vq *vq, unsigned *slot_
     struct vhu_vq_elem *e = vq_slot_elem(vq, slot);
 
     e->iov = vq->iovs + (size_t)slot * vq->max_segs;
-    e->gpa = vq->gpas + (size_t)slot * vq->max_segs;
     e->slot = (uint16_t)slot;
     e->out_num = e->in_num = 0;
     e->out_len = e->in_len = 0;
@@ -312,6 +316,41 @@ static inline void vq_pdesc_read(struct vq_desc *d, const void *src)
     d->next = v->id;
 }
 
+/* ---- guest memory ---- */
+
+void *vq_gpa_to_host_slow(struct vhu_vq *vq, uint64_t gpa, uint64_t *len);
+
+static inline void vq_cache_region(struct vhu_vq *vq, const struct vhu_mem_region *r)
+{
+    vq->tc_gpa = r->gpa;
+    vq->tc_size = r->size;
+    vq->tc_host = r->host;
+}
+
+/* vhu_mem_gpa_to_host() on the ring's table, through a one-region cache: buffers of a ring
+ * nearly always lie in the region the previous one did. With *len >= 1, a pointer comes back
+ * with *len >= 1. */
+static inline void *vq_gpa_to_host(struct vhu_vq *vq, uint64_t gpa, uint64_t *len)
+{
+    uint64_t off = gpa - vq->tc_gpa;
+
+    if (vhu_likely(off < vq->tc_size)) {
+        if (*len > vq->tc_size - off)
+            *len = vq->tc_size - off;
+        return vq->tc_host + off;
+    }
+    return vq_gpa_to_host_slow(vq, gpa, len);
+}
+
+/* A new table (or none): forget the cached region. */
+static inline void vq_set_mem(struct vhu_vq *vq, const struct vhu_mem_table *mem)
+{
+    vq->mem = mem;
+    vq->tc_gpa = 0;
+    vq->tc_size = 0;
+    vq->tc_host = NULL;
+}
+
 /* ---- chain walker (chain.c) ---- */
 
 /* Accumulates one chain's segments into an element. */
@@ -322,8 +361,53 @@ struct vq_walk {
 };
 
 /* Add one (already copied) data descriptor: translate, split at region boundaries, check
- * ordering and limits. Returns NULL on success, else a reason string. */
-const char *vq_walk_add(struct vq_walk *w, const struct vq_desc *d);
+ * ordering and limits. Returns NULL on success, else a reason string. Inline: it runs once per
+ * descriptor. */
+static inline __attribute__((always_inline)) const char *vq_walk_add(struct vq_walk *w, const struct vq_desc *d)
+{
+    struct vhu_vq_elem *e = w->elem;
+    bool write = (d->flags & VHU_VRING_DESC_F_WRITE) != 0;
+    uint64_t addr = d->addr, left = d->len;
+    unsigned nseg = e->out_num + e->in_num;
+
+    /* virtio "The Virtqueue Descriptor Table" (split) / "Scatter-Gather Support" (packed):
+     * writable descriptors come after all readable ones. */
+    if (write)
+        w->seen_write = true;
+    else if (w->seen_write)
+        return "readable descriptor after a writable one";
+    if (left == 0)
+        return NULL; /* nothing to map; still counted against the chain length by the caller */
+    if (addr + left - 1 < addr)
+        return "descriptor address wraps around";
+    /* The used length is 32 bits wide; so is every sum we report. */
+    if (write ? e->in_len + left > UINT32_MAX : e->out_len + left > UINT32_MAX)
+        return "chain length exceeds 4 GiB";
+
+    while (left) {
+        uint64_t len = left;
+        void *p;
+
+        if (vhu_unlikely(nseg >= w->vq->max_segs))
+            return "chain has more segments than max_segs";
+        p = vq_gpa_to_host(w->vq, addr, &len); /* len >= 1 when p is not NULL */
+        if (vhu_unlikely(!p))
+            return "descriptor address is not in guest memory";
+        e->iov[nseg].iov_base = p;
+        e->iov[nseg].iov_len = (size_t)len;
+        nseg++;
+        addr += len;
+        left -= len;
+    }
+    if (write) {
+        e->in_num = nseg - e->out_num;
+        e->in_len += d->len;
+    } else {
+        e->out_num = nseg; /* no writable segment yet, so every segment so far is readable */
+        e->out_len += d->len;
+    }
+    return NULL;
+}
 
 /*
  * Validate an indirect descriptor and locate its table. On success *n is its entry count and
@@ -339,7 +423,6 @@ bool vq_indirect_read(struct vhu_vq *vq, uint64_t addr, unsigned i, const void *
 /* ---- per-layout entry points (split.c / packed.c) ---- */
 
 struct vhu_vq_elem *vq_split_pop(struct vhu_vq *vq);
-void vq_split_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_t len);
 bool vq_split_flush(struct vhu_vq *vq);
 void vq_split_rewind(struct vhu_vq *vq, uint32_t pos, uint16_t head);
 void vq_split_set_notify(struct vhu_vq *vq, bool on);
@@ -347,7 +430,6 @@ bool vq_split_has_work(const struct vhu_vq *vq);
 void vq_split_start(struct vhu_vq *vq);
 
 struct vhu_vq_elem *vq_packed_pop(struct vhu_vq *vq);
-void vq_packed_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_t len);
 bool vq_packed_flush(struct vhu_vq *vq);
 void vq_packed_rewind(struct vhu_vq *vq, uint32_t pos, unsigned slot);
 void vq_packed_set_notify(struct vhu_vq *vq, bool on);
@@ -366,6 +448,42 @@ const char *vq_packed_walk_indirect(struct vhu_vq *vq, struct vq_walk *w,
 int vq_resubmit_cmp(const void *a, const void *b);
 /* Used position (slot | wrap << 15) after the staged entries are written. */
 uint16_t vq_packed_used_pos(const struct vhu_vq *vq);
+
+/* Run the notify hook (or signal the call sink). */
+void vq_do_notify(struct vhu_vq *vq);
+
+/* Stage a used entry (vhu_vq_push; inline: once per request). Split: into the used ring. */
+static inline void vq_split_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_t len)
+{
+    struct vhu_vring_used_elem *u = &vq->used->ring[vq->used_idx & (vq->num - 1)];
+
+    /* id and len in one store (the ring is only 4-byte aligned, hence memcpy); the driver reads
+     * them only after used->idx, which flush publishes behind a write barrier. */
+    uint64_t v = (uint64_t)elem->id | (uint64_t)len << 32;
+    memcpy(u, &v, sizeof(v));
+    if (vq->ifl) {
+        vq->ifl->desc[elem->id].next = vq->ifl->last_batch_head;
+        vq->ifl->last_batch_head = elem->id;
+    }
+    vq->used_idx++;
+    vq->nstaged++;
+}
+
+/* Packed: into the shadow array; flush writes the descriptors. */
+static inline void vq_packed_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_t len)
+{
+    struct vq_shadow_used *s;
+
+    /* More completions than ring slots between flushes only happens when the driver re-offers
+     * buffers it never got back; keep the shadow array bounded anyway. */
+    if (vhu_unlikely(vq->nstaged == vq->num) && vq_packed_flush(vq))
+        vq_do_notify(vq);
+    s = &vq->shadow[vq->nstaged++];
+    s->id = elem->id;
+    s->ndesc = elem->ndesc;
+    s->len = len;
+    s->ifl_head = vq->pifl ? vq->ifl_head[elem->slot] : 0;
+}
 
 /* ---- shared ring arithmetic ---- */
 
@@ -413,8 +531,5 @@ void vq_log_split_used(struct vhu_vq *vq, uint16_t from, uint16_t to);
 void vq_log_packed_used(struct vhu_vq *vq, uint16_t from, unsigned n);
 /* Everything the device writes in the ring areas outside flushes (stop). */
 void vq_log_ring_areas(struct vhu_vq *vq);
-
-/* Run the notify hook (or signal the call sink). */
-void vq_do_notify(struct vhu_vq *vq);
 
 #endif

@@ -160,6 +160,18 @@ SPLIT_CASE(split_len_crosses_region_end, false, 64, "not in guest memory",
            put(&r, 0, G_R2 + G_RSIZE - 8, 16, VHU_VRING_DESC_F_WRITE, 0);
            publish(&r, 0))
 
+/* The ring caches the region of the last translation: an address just past it, or below it,
+ * must still miss and be looked up (and here, refused). */
+SPLIT_CASE(split_addr_past_cached_region, false, 64, "not in guest memory",
+           put(&r, 0, G_R1 + G_RSIZE - 8, 8, VHU_VRING_DESC_F_NEXT, 1);
+           put(&r, 1, G_GAP, 8, 0, 0);
+           publish(&r, 0))
+
+SPLIT_CASE(split_addr_below_cached_region, false, 64, "not in guest memory",
+           put(&r, 0, G_R0, 8, VHU_VRING_DESC_F_NEXT, 1);
+           put(&r, 1, G_R0 - 8, 8, 0, 0);
+           publish(&r, 0))
+
 SPLIT_CASE(split_readable_after_writable, false, 64, "readable descriptor after a writable",
            put(&r, 0, r.buf, 8, VHU_VRING_DESC_F_WRITE | VHU_VRING_DESC_F_NEXT, 1);
            put(&r, 1, r.buf + 8, 8, 0, 0);

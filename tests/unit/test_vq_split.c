@@ -3,7 +3,8 @@
  * Split virtqueue: the driver side (vhu_vqd) and the device side (vhu_vq) on the same rings in
  * one fake guest. Round trips, segments split at region boundaries, 16-bit index wrap-around,
  * out-of-order completion, indirect tables, EVENT_IDX and flag-based suppression in both
- * directions, ring base save/restore, unpop, a driver that refuses a lying device, and inflight
+ * directions, ring base save/restore, unpop, a driver that refuses a lying device, a new memory
+ * table replacing the ring's cached region, dirty logging at the right guest pages, and inflight
  * tracking (resubmission after a crash, unpopped chains not in flight, a frontend writing the
  * region during recovery: qsort/qsort_r are interposed below).
  */
@@ -124,6 +125,111 @@ TEST(segment_spans_regions)
     ASSERT_EQ(len, 200);
     gread(&g, G_R1 - 100, back, 200);
     ASSERT(memcmp(buf, back, 200) == 0);
+    pair_fini(&p);
+    guest_fini(&g);
+}
+
+/* A new memory table takes effect at once: the region the ring cached from the old table (the
+ * same guest address, other host memory now) is not used again. */
+TEST(new_table_replaces_cached_region)
+{
+    struct guest g;
+    struct pair p;
+    struct pair_opts o = {.num = 8};
+    struct vhu_mem_region *rs[3];
+    struct vhu_mem_table *t;
+    struct vhu_vqd_seg s;
+    struct vhu_vq_elem *e;
+    uint64_t buf;
+    uint8_t *alt;
+    uint32_t len;
+
+    ASSERT_OK(guest_init(&g));
+    ASSERT_OK(pair_init(&p, &g, &o));
+    buf = data_alloc(&g, 64);
+    s = (struct vhu_vqd_seg){buf, 64};
+    ASSERT_OK(vhu_vqd_add(p.d, &s, 1, 0, COOKIE(1)));
+    vhu_vqd_kick_prepare(p.d);
+    e = vhu_vq_pop(p.q);
+    ASSERT(e != NULL);
+    ASSERT(e->iov[0].iov_base == gh(&g, buf));
+    vhu_vq_push(p.q, e, 0);
+    vhu_vq_flush(p.q);
+    ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(1));
+
+    /* the same layout, but R2 now backed by other memory */
+    alt = aligned_alloc(4096, G_RSIZE);
+    ASSERT(alt != NULL);
+    for (unsigned i = 0; i < 3; i++) {
+        const struct vhu_mem_region *old = g.mem->by_gpa[i];
+        struct vhu_mem_region_desc d = {.gpa = old->gpa, .size = old->size, .uva = old->uva,
+                                        .fd = -1, .host = i == 2 ? alt : old->host};
+        ASSERT_OK(vhu_mem_region_map(&d, &rs[i]));
+    }
+    ASSERT_OK(vhu_mem_table_new(rs, 3, &t));
+    vhu_vq_set_mem(p.q, t);
+    ASSERT_OK(vhu_vqd_add(p.d, &s, 1, 0, COOKIE(2)));
+    vhu_vqd_kick_prepare(p.d);
+    e = vhu_vq_pop(p.q);
+    ASSERT(e != NULL);
+    ASSERT(e->iov[0].iov_base == alt + (buf - G_R2));
+    vhu_vq_push(p.q, e, 0);
+    vhu_vq_flush(p.q);
+    ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(2));
+    ASSERT_EQ(p.errors, 0);
+    pair_fini(&p);
+    vhu_mem_table_put(t);
+    free(alt);
+    guest_fini(&g);
+}
+
+/* Dirty logging of buffer writes: elements keep no guest addresses, the log derives them from
+ * the host addresses at push, in whichever region each segment lies, also for an element popped
+ * before logging started. */
+TEST(log_marks_guest_pages_of_written_segments)
+{
+    struct guest g;
+    struct pair p;
+    struct pair_opts o = {.num = 8};
+    struct vhu_vqd_seg s[2] = {{G_R1 - 100, 300}, {G_R2 + 0x3000 - 8, 64}};
+    struct vhu_vq_elem *e;
+    uint8_t bitmap[128] = {0}, want[128] = {0};
+    struct vhu_vq_log lg = {.bitmap = bitmap, .size = sizeof(bitmap), .all = true};
+    uint32_t len;
+
+    ASSERT_OK(guest_init(&g));
+    ASSERT_OK(pair_init(&p, &g, &o));
+    ASSERT_OK(vhu_vqd_add(p.d, s, 0, 2, COOKIE(1)));
+    vhu_vqd_kick_prepare(p.d);
+    e = vhu_vq_pop(p.q);
+    ASSERT(e != NULL);
+    ASSERT_EQ(e->in_num, 3); /* the first one split at G_R1 */
+    vhu_vq_set_log(p.q, &lg);
+    /* the device wrote all of the first buffer and 8 bytes of the second: pages 0x13f, 0x140,
+     * 0x202 */
+    vhu_vq_push(p.q, e, 308);
+    vhu_vq_flush(p.q);
+    ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(1));
+    for (uint64_t page = 0; page < sizeof(bitmap) * 8; page++)
+        if (page == (G_R1 - 100) / 4096 || page == G_R1 / 4096 || page == (G_R2 + 0x3000 - 8) / 4096)
+            want[page / 8] |= (uint8_t)(1u << (page % 8));
+    ASSERT(memcmp(bitmap, want, sizeof(bitmap)) == 0);
+
+    /* a device's own write elsewhere in the buffer: 4 bytes at offset 300 + 40 (page 0x203) */
+    ASSERT_OK(vhu_vqd_add(p.d, s, 0, 2, COOKIE(2)));
+    vhu_vqd_kick_prepare(p.d);
+    e = vhu_vq_pop(p.q);
+    ASSERT(e != NULL);
+    memset(bitmap, 0, sizeof(bitmap));
+    vhu_vq_log_write(p.q, e, 340, 4);
+    memset(want, 0, sizeof(want));
+    want[(G_R2 + 0x3000) / 4096 / 8] |= (uint8_t)(1u << ((G_R2 + 0x3000) / 4096 % 8));
+    ASSERT(memcmp(bitmap, want, sizeof(bitmap)) == 0);
+    vhu_vq_set_log(p.q, NULL);
+    vhu_vq_push(p.q, e, 0);
+    vhu_vq_flush(p.q);
+    ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(2));
+    ASSERT_EQ(p.errors, 0);
     pair_fini(&p);
     guest_fini(&g);
 }
