@@ -106,20 +106,18 @@ static inline void make_frame(uint8_t *f, uint32_t len, unsigned seed)
 }
 
 /*
- * Queue one transmit chain: a zero header then the frame, in nseg segments (nseg >= 2 puts the
- * header boundary mid-segment: 5 bytes, then 7 + part of the frame, ...).
+ * Queue one transmit chain at b (guest address gpa, HDR + len bytes): the header h (NULL: a zero
+ * one) then the frame, in nseg segments (nseg >= 2 puts the header boundary mid-segment: 5 bytes,
+ * then 7 + part of the frame, ...).
  */
-static inline int tx_add(struct tb *t, unsigned q, const struct vhu_virtio_net_hdr_v1 *h,
-                  const uint8_t *frame, uint32_t len, unsigned nseg)
+static inline int tx_add_at(struct tb *t, unsigned q, uint8_t *b, uint64_t gpa,
+                            const struct vhu_virtio_net_hdr_v1 *h, const uint8_t *frame,
+                            uint32_t len, unsigned nseg)
 {
-    uint64_t gpa;
-    uint8_t *b = alloc(t, HDR + len, &gpa);
     struct vhu_vqd_seg s[8];
     uint32_t total = HDR + len, off = 0;
     struct vhu_virtio_net_hdr_v1 zero = {0};
 
-    if (!b)
-        return -ENOMEM;
     memcpy(b, h ? h : &zero, HDR);
     memcpy(b + HDR, frame, len);
     if (nseg <= 1) {
@@ -135,6 +133,16 @@ static inline int tx_add(struct tb *t, unsigned q, const struct vhu_virtio_net_h
         }
     }
     return vhu_vqd_add(tdrv_vqd(t->d, q), s, nseg, 0, b);
+}
+
+/* The same in a buffer of its own from the bump allocator. */
+static inline int tx_add(struct tb *t, unsigned q, const struct vhu_virtio_net_hdr_v1 *h,
+                  const uint8_t *frame, uint32_t len, unsigned nseg)
+{
+    uint64_t gpa;
+    uint8_t *b = alloc(t, HDR + len, &gpa);
+
+    return b ? tx_add_at(t, q, b, gpa, h, frame, len, nseg) : -ENOMEM;
 }
 
 /* Post count receive chains of size bytes (in nseg segments each); cookies are the buffers. */

@@ -1,15 +1,29 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Live migration through the loopback frontend. Dirty logging, split and packed, with and without EVENT_IDX:
- * the frontend attaches a log as QEMU does when a migration starts (SET_LOG_BASE, LOG_ALL, the
- * rings' log flag); after a request exactly the pages the device wrote are marked — the
- * written buffer pages and the ring pages (split: used header, the used entry, avail_event;
- * packed: the written-back descriptor, the device event area), never a readable buffer's —
- * and nothing at all while LOG_ALL is off. Hostile SET_LOG_BASE messages (a log too small for
- * guest memory, an unsealed memfd, an unaligned or out-of-file offset, an empty log) are
- * refused with one message, the connection dropped, nothing leaked. Device-state transfer
- * (DEVICE_STATE): blk's write-cache mode moves from one backend to another through the
- * frontend's pipes; a damaged, truncated or foreign frame is refused and changes nothing.
+ * Live migration through the loopback frontend.
+ *
+ * Dirty logging, split and packed, with and without EVENT_IDX: the frontend attaches a log as
+ * QEMU does when a migration starts (SET_LOG_BASE, LOG_ALL, the rings' log flag); after a request
+ * exactly the pages the device wrote are marked — the written buffer pages and the ring pages
+ * (split: used header, the used entry, avail_event; packed: the written-back descriptor, the
+ * device event area), never a readable buffer's — and nothing at all while LOG_ALL is off.
+ *
+ * The same for the real net device (net_testlib.h): the unit-level proof for net that the guest
+ * test cannot give (docs/recovery.md). Frames received (the reflect port; split and packed,
+ * mergeable buffers on and off, EVENT_IDX on and off) log exactly the receive buffers' written
+ * bytes (the header with num_buffers alone on a page in the first buffer of a mergeable packet,
+ * the frame across pages, buffers and segments) and the rings' written parts (split: used
+ * flags+idx, elements and avail_event, each on a page of its own; packed: the used descriptors,
+ * the device event area); never an unwritten buffer tail, an unused buffer, a transmit buffer or
+ * avail_event without EVENT_IDX. Frames sent (the sink) log the transmitq's ring only. Nothing is
+ * logged while LOG_ALL is clear, before and after. A difference is reported page by page, with
+ * what lies on the page.
+ *
+ * Hostile SET_LOG_BASE messages (a log too small for guest memory, an unsealed memfd, an
+ * unaligned or out-of-file offset, an empty log) are refused with one message, the connection
+ * dropped, nothing leaked. Device-state transfer (DEVICE_STATE): blk's write-cache mode moves
+ * from one backend to another through the frontend's pipes; a damaged, truncated or foreign
+ * frame is refused and changes nothing.
  */
 #include <fcntl.h>
 #include <stddef.h>
@@ -28,6 +42,7 @@
 #include "vhu/util.h"
 #include "vhu/vqd.h"
 #include "fe_blk_testlib.h"
+#include "net_testlib.h"
 #include "vhu_test.h"
 
 #define QSZ 16
@@ -136,6 +151,29 @@ static int log_memfd(size_t n, bool sealed)
     return fd;
 }
 
+/* A sealed log memfd of LOG_BYTES (*fd), mapped; NULL on failure. */
+static uint8_t *log_open(int *fd)
+{
+    void *p;
+
+    *fd = log_memfd(LOG_BYTES, true);
+    if (*fd < 0)
+        return NULL;
+    p = mmap(NULL, LOG_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
+    if (p == MAP_FAILED) {
+        close(*fd);
+        *fd = -1;
+        return NULL;
+    }
+    return p;
+}
+
+static void log_close(uint8_t *log, int fd)
+{
+    munmap(log, LOG_BYTES);
+    close(fd);
+}
+
 /* ---- expected pages ---- */
 
 static void mark(uint8_t *want, uint64_t gpa, uint64_t len)
@@ -185,10 +223,8 @@ static void logged_pages(bool packed, bool event_idx)
     in_gpa += PAGE - 100;
     vhu_vqd_addrs(vhu_fe_vqd(r.fe, 0), &d, &a, &u);
 
-    fd = log_memfd(LOG_BYTES, true);
-    ASSERT(fd >= 0);
-    log = mmap(NULL, LOG_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    ASSERT(log != MAP_FAILED);
+    log = log_open(&fd);
+    ASSERT(log != NULL);
 
     /* a log attached but LOG_ALL and the ring flags off: nothing is logged */
     ASSERT_OK(vhu_fe_set_log(r.fe, fd, LOG_BYTES, false));
@@ -223,14 +259,318 @@ static void logged_pages(bool packed, bool event_idx)
     check_bitmap(log, want);
 
     rig_down(&r);
-    munmap(log, LOG_BYTES);
-    close(fd);
+    log_close(log, fd);
 }
 
 TEST(split_logs_exactly_the_written_pages) { logged_pages(false, false); }
 TEST(split_event_idx_logs_avail_event) { logged_pages(false, true); }
 TEST(packed_logs_exactly_the_written_pages) { logged_pages(true, false); }
 TEST(packed_event_idx_logs_exactly_the_written_pages) { logged_pages(true, true); }
+
+/* ---- the real net device: receive and transmit under the log ---- */
+
+/*
+ * Rings of 1024: a split ring's used ring starts a page (the frontend's layout), so its header,
+ * the elements of slots 512..1023 and avail_event lie on three different pages and each of them
+ * must be logged for its own sake. WARM frames go through every ring before the log is switched
+ * on, so that the next used elements are on that middle page.
+ */
+#define NET_QSZ 1024
+#define WARM 520
+#define FRAME 1514u
+
+/* A range of guest memory: device-written (its pages must be logged) or not (its pages must stay
+ * clear; the test gives it pages of its own). */
+struct area {
+    const char *who, *what;
+    uint64_t gpa, len;
+    bool written;
+};
+
+struct expect {
+    struct area a[16];
+    unsigned n;
+};
+
+static void expect_add(struct expect *x, const char *who, const char *what, uint64_t gpa,
+                       uint64_t len, bool written)
+{
+    if (x->n < VHU_ARRAY_SIZE(x->a))
+        x->a[x->n++] = (struct area){who, what, gpa, len, written};
+}
+
+static bool area_on_page(const struct area *a, uint64_t page)
+{
+    return a->len && page >= a->gpa / PAGE && page <= (a->gpa + a->len - 1) / PAGE;
+}
+
+/*
+ * The log holds exactly the pages of the written areas. A difference is reported page by page
+ * with the areas on that page; an unwritten area sharing a page with a written one is a mistake
+ * in the test's layout.
+ */
+static void check_log(const uint8_t *log, const struct expect *x)
+{
+    uint8_t want[LOG_BYTES] = {0};
+    unsigned bad = 0;
+
+    ASSERT(x->n < VHU_ARRAY_SIZE(x->a));
+    for (unsigned i = 0; i < x->n; i++)
+        if (x->a[i].written)
+            mark(want, x->a[i].gpa, x->a[i].len);
+    for (unsigned i = 0; i < x->n; i++) {
+        const struct area *a = &x->a[i];
+        for (uint64_t p = a->gpa / PAGE; !a->written && area_on_page(a, p); p++)
+            if (want[p / 8] & (1u << (p % 8)))
+                FAIL_AT("layout: %s %s shares page 0x%llx with a written area", a->who, a->what,
+                        (unsigned long long)p);
+    }
+    for (uint64_t p = 0; p < 8ull * LOG_BYTES; p++) {
+        bool got = log[p / 8] & (1u << (p % 8)), exp = want[p / 8] & (1u << (p % 8));
+        if (got == exp)
+            continue;
+        fprintf(stderr, "  page at gpa 0x%llx: %s", (unsigned long long)(p * PAGE),
+                exp ? "written, not logged" : "logged, not written");
+        for (unsigned i = 0; i < x->n; i++)
+            if (area_on_page(&x->a[i], p))
+                fprintf(stderr, " [%s %s]", x->a[i].who, x->a[i].what);
+        fprintf(stderr, "\n");
+        bad++;
+    }
+    if (bad)
+        FAIL_AT("%u pages of the log differ from what the device wrote", bad);
+}
+
+static void check_log_empty(const uint8_t *log)
+{
+    struct expect none = {.n = 0};
+
+    check_log(log, &none);
+}
+
+/*
+ * What a flush of n chains completed from used position `from` writes into queue q's rings
+ * (single-descriptor chains: a chain of several segments goes out indirect).
+ *   split (virtio 2.7.8): flags + idx, the n used elements, avail_event with EVENT_IDX;
+ *   packed (2.8): the n descriptors written back, the device event suppression area.
+ */
+static void expect_used(struct expect *x, struct tb *t, unsigned q, unsigned from, unsigned n)
+{
+    const char *who = q % 2 ? "tx ring" : "rx ring";
+    uint64_t f = tdrv_features(t->d), d, a, u, elems, ev;
+    bool event_idx = vhu_has_feature(f, VHU_VIRTIO_RING_F_EVENT_IDX);
+
+    vhu_vqd_addrs(tdrv_vqd(t->d, q), &d, &a, &u);
+    if (vhu_has_feature(f, VHU_VIRTIO_F_RING_PACKED)) {
+        expect_add(x, who, "used descriptors", d + 16ull * (from % NET_QSZ), 16ull * n, true);
+        expect_add(x, who, "device event area", u, 4, true);
+        return;
+    }
+    elems = u + 4 + 8ull * (from % NET_QSZ);
+    ev = u + 4 + 8ull * NET_QSZ;
+    /* each on a page of its own (see NET_QSZ), or the test proves less than it says */
+    ASSERT(u / PAGE != elems / PAGE && elems / PAGE != ev / PAGE);
+    ASSERT((elems + 8ull * n - 1) / PAGE == elems / PAGE);
+    expect_add(x, who, "used flags+idx", u, 4, true);
+    expect_add(x, who, "used elements", elems, 8ull * n, true);
+    expect_add(x, who, event_idx ? "avail_event" : "avail_event (no EVENT_IDX: never written)",
+               ev, 2, event_idx);
+    expect_add(x, who, "descriptor table (the driver's)", d, 16ull * NET_QSZ, false);
+}
+
+static bool untouched(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != 0xee)
+            return false;
+    return true;
+}
+
+/* n small frames sent on transmitq 0 (reflect: received on receiveq 0 too), all completed. */
+static void net_traffic(struct tb *t, unsigned n, bool reflect)
+{
+    uint8_t frame[60];
+
+    if (reflect) {
+        ASSERT_OK(rx_post(t, 0, 2048, n, 1, NULL));
+        ASSERT_OK(tdrv_kick(t->d, 0));
+    }
+    for (unsigned i = 0; i < n; i++) {
+        make_frame(frame, sizeof(frame), i);
+        ASSERT_OK(tx_add(t, 1, NULL, frame, sizeof(frame), 1));
+    }
+    ASSERT_OK(tdrv_kick(t->d, 1));
+    ASSERT_EQ(collect(t, 1, n, 5000, NULL, NULL), n);
+    if (reflect)
+        ASSERT_EQ(collect(t, 0, n, 5000, NULL, NULL), n);
+}
+
+/* A net device behind the loopback frontend with rings of NET_QSZ, and its log. */
+struct net_run {
+    struct tb t;
+    uint8_t *log;
+    int fd;
+    bool reflect;
+};
+
+/*
+ * The device on `port` with the log attached and LOG_ALL clear, as before a migration: WARM
+ * frames log nothing. Then the migration starts (LOG_ALL and the rings' log flag set, the log
+ * cleared). False when the bench could not be set up.
+ */
+static bool net_begin(struct net_run *n, enum vhu_net_port_kind port, bool packed, bool mrg,
+                      bool event_idx)
+{
+    struct tb_opts o = {.net = {.port = port}, .packed = packed, .mrg = mrg,
+                        .no_event_idx = !event_idx, .queue_size = NET_QSZ,
+                        .protocol_features = vhu_feature(VHOST_USER_PROTOCOL_F_LOG_SHMFD)};
+
+    n->reflect = port == VHU_NET_PORT_REFLECT;
+    n->log = log_open(&n->fd);
+    if (!n->log)
+        return false;
+    if (tb_up(&n->t, &o) < 0 || vhu_fe_set_log(tdrv_fe(n->t.d), n->fd, LOG_BYTES, false) < 0) {
+        log_close(n->log, n->fd);
+        return false;
+    }
+    net_traffic(&n->t, WARM, n->reflect);
+    check_log_empty(n->log);
+    if (vhu_fe_set_log(tdrv_fe(n->t.d), -1, 0, true) < 0) {
+        tb_down(&n->t);
+        log_close(n->log, n->fd);
+        return false;
+    }
+    memset(n->log, 0, LOG_BYTES);
+    return true;
+}
+
+/* The migration ends (LOG_ALL clear again): one more frame logs nothing. Frees the bench. */
+static void net_end(struct net_run *n)
+{
+    int r = vhu_fe_set_log(tdrv_fe(n->t.d), -1, 0, false);
+
+    memset(n->log, 0, LOG_BYTES);
+    if (r == 0) {
+        net_traffic(&n->t, 1, n->reflect);
+        check_log_empty(n->log);
+    }
+    tb_down(&n->t);
+    log_close(n->log, n->fd);
+    ASSERT_OK(r);
+}
+
+/*
+ * Receive under the log: reflect returns a FRAME-byte frame sent on transmitq 0 into receive
+ * buffers placed in an 8-page region R, the transmit buffer on page 7 (read only: never logged).
+ *   mergeable: buffer 1 (1024 bytes) at the end of page 0, header alone on page 0 (num_buffers:
+ *   2), frame on page 1; buffer 2 ends its 502 written bytes at the end of page 2, its unwritten
+ *   tail alone on page 3; buffer 3 on page 5, never used.
+ *   not mergeable: one chain (indirect) of two segments, 112 bytes at the end of page 0 (header
+ *   and 100 bytes of frame), then 2 pages whose first 1414 bytes end page 3: the unwritten rest
+ *   fills pages 4 and 5.
+ * Before (LOG_ALL clear, WARM frames) and after (LOG_ALL cleared again) nothing is logged.
+ */
+static void net_rx_logged(bool packed, bool mrg, bool event_idx)
+{
+    struct net_run n;
+    struct tb *t = &n.t;
+    struct expect x = {.n = 0};
+    struct vhu_virtio_net_hdr_v1 h;
+    uint8_t *r, frame[FRAME], *got[3];
+    uint32_t lens[3];
+    uint64_t g;
+
+    ASSERT(net_begin(&n, VHU_NET_PORT_REFLECT, packed, mrg, event_idx));
+    r = tdrv_alloc(t->d, 8 * PAGE, PAGE, &g);
+    ASSERT(r != NULL);
+    memset(r, 0xee, 8 * PAGE);
+    if (mrg) {
+        const uint32_t rest = HDR + FRAME - 1024; /* in buffer 2 */
+        struct vhu_vqd_seg s[3] = {{g + PAGE - HDR, 1024}, {g + 3 * PAGE - rest, 1024},
+                                   {g + 5 * PAGE, 1024}};
+        for (unsigned i = 0; i < 3; i++)
+            ASSERT_OK(vhu_vqd_add(tdrv_vqd(t->d, 0), &s[i], 0, 1, r + (s[i].addr - g)));
+        expect_add(&x, "rx buffer 1", "header (num_buffers)", s[0].addr, HDR, true);
+        expect_add(&x, "rx buffer 1", "frame", s[0].addr + HDR, 1024 - HDR, true);
+        expect_add(&x, "rx buffer 2", "frame", s[1].addr, rest, true);
+        expect_add(&x, "rx buffer 2", "unwritten tail", s[1].addr + rest, 1024 - rest, false);
+        expect_add(&x, "rx buffer 3", "never used", s[2].addr, 1024, false);
+    } else {
+        struct vhu_vqd_seg s[2] = {{g + PAGE - 112, 112}, {g + 4 * PAGE - 1414, 2 * PAGE}};
+        ASSERT_OK(vhu_vqd_add(tdrv_vqd(t->d, 0), s, 0, 2, r + PAGE - 112));
+        expect_add(&x, "rx segment 1", "header + frame start", s[0].addr, 112, true);
+        expect_add(&x, "rx segment 2", "frame end", s[1].addr, 1414, true);
+        expect_add(&x, "rx segment 2", "unwritten tail", s[1].addr + 1414, 2 * PAGE - 1414,
+                   false);
+    }
+    ASSERT_OK(tdrv_kick(t->d, 0));
+    make_frame(frame, FRAME, 77);
+    ASSERT_OK(tx_add_at(t, 1, r + 7 * PAGE, g + 7 * PAGE, NULL, frame, FRAME, 1));
+    expect_add(&x, "tx buffer", "header + frame (readable)", g + 7 * PAGE, HDR + FRAME, false);
+    expect_used(&x, t, 0, WARM, mrg ? 2 : 1);
+    expect_used(&x, t, 1, WARM, 1);
+    ASSERT_OK(tdrv_kick(t->d, 1));
+    ASSERT_EQ(collect(t, 1, 1, 5000, NULL, NULL), 1);
+    ASSERT_EQ(collect(t, 0, mrg ? 2 : 1, 5000, got, lens), mrg ? 2 : 1);
+    check_log(n.log, &x);
+
+    /* what the device wrote is what the areas say */
+    memcpy(&h, mrg ? r + PAGE - HDR : r + PAGE - 112, HDR);
+    ASSERT_EQ(h.num_buffers, mrg ? 2 : 1);
+    if (mrg) {
+        ASSERT_EQ(lens[0], 1024);
+        ASSERT_EQ(lens[1], HDR + FRAME - 1024);
+        ASSERT(untouched(r + 3 * PAGE, 1024 - lens[1]) && untouched(r + 5 * PAGE, 1024));
+    } else {
+        ASSERT_EQ(lens[0], HDR + FRAME);
+        ASSERT(untouched(r + 4 * PAGE, 2 * PAGE - 1414));
+    }
+
+    net_end(&n);
+}
+
+TEST(net_rx_split_mergeable_logs_exactly_the_written_pages) { net_rx_logged(false, true, true); }
+TEST(net_rx_split_mergeable_no_event_idx) { net_rx_logged(false, true, false); }
+TEST(net_rx_split_logs_exactly_the_written_pages) { net_rx_logged(false, false, true); }
+TEST(net_rx_split_no_event_idx) { net_rx_logged(false, false, false); }
+TEST(net_rx_packed_mergeable_logs_exactly_the_written_pages) { net_rx_logged(true, true, true); }
+TEST(net_rx_packed_mergeable_no_event_idx) { net_rx_logged(true, true, false); }
+TEST(net_rx_packed_logs_exactly_the_written_pages) { net_rx_logged(true, false, true); }
+TEST(net_rx_packed_no_event_idx) { net_rx_logged(true, false, false); }
+
+/*
+ * Transmit under the log (the sink): two frames, one in a segment across a page boundary, one in
+ * three segments (indirect); the device writes only the transmitq's used ring, never a buffer.
+ */
+static void net_tx_logged(bool packed, bool event_idx)
+{
+    struct net_run n;
+    struct tb *t = &n.t;
+    struct expect x = {.n = 0};
+    uint8_t *r, frame[FRAME];
+    uint64_t g;
+
+    ASSERT(net_begin(&n, VHU_NET_PORT_SINK, packed, false, event_idx));
+    r = tdrv_alloc(t->d, 6 * PAGE, PAGE, &g);
+    ASSERT(r != NULL);
+    make_frame(frame, FRAME, 5);
+    ASSERT_OK(tx_add_at(t, 1, r + 2 * PAGE - 700, g + 2 * PAGE - 700, NULL, frame, FRAME, 1));
+    ASSERT_OK(tx_add_at(t, 1, r + 5 * PAGE - 900, g + 5 * PAGE - 900, NULL, frame, FRAME, 3));
+    expect_add(&x, "tx buffer 1", "(readable)", g + 2 * PAGE - 700, HDR + FRAME, false);
+    expect_add(&x, "tx buffer 2", "(readable, 3 segments)", g + 5 * PAGE - 900, HDR + FRAME,
+               false);
+    expect_used(&x, t, 1, WARM, 2);
+    ASSERT_OK(tdrv_kick(t->d, 1));
+    ASSERT_EQ(collect(t, 1, 2, 5000, NULL, NULL), 2);
+    ASSERT_EQ(stats(t, 1).packets, WARM + 2);
+    check_log(n.log, &x);
+    net_end(&n);
+}
+
+TEST(net_tx_split_logs_only_the_used_ring) { net_tx_logged(false, true); }
+TEST(net_tx_split_no_event_idx) { net_tx_logged(false, false); }
+TEST(net_tx_packed_logs_only_the_used_descriptors) { net_tx_logged(true, true); }
+TEST(net_tx_packed_no_event_idx) { net_tx_logged(true, false); }
 
 /* ---- hostile SET_LOG_BASE ---- */
 
