@@ -335,6 +335,7 @@ for store in $STORES; do
   for mode in $MODES; do
     for b in "${backends[@]}"; do
       backend_cmd "$b" "$store" "$mode"
+      [[ $b == vhud-vvu ]] && echo "taskset -c $BACKEND_CPU ${VCMD[*]}    # the VVU device in front"
       echo "taskset -c $BACKEND_CPU ${BCMD[*]}    # $mode"
     done
   done
