@@ -802,6 +802,16 @@ static const struct device_type device_types[] = {
 
 static char prog[40] = "vhud"; /* "vhud TYPE" (or "vhud-TYPE") in messages */
 
+/* Errors the library logged: a start failure it explained needs no second line of ours. */
+static unsigned logged_errors;
+
+static void log_sink(enum vhu_log_level level, const char *msg, void *opaque)
+{
+    if (level == VHU_LOG_ERROR)
+        __atomic_add_fetch(&logged_errors, 1, __ATOMIC_RELAXED);
+    vhu_log_stderr_sink(level, msg, opaque);
+}
+
 static const struct device_type *type_by_name(const char *name)
 {
     for (size_t i = 0; i < VHU_ARRAY_SIZE(device_types); i++) {
@@ -981,8 +991,16 @@ static int serve_one(struct instance *d, struct served *sv)
     const struct daemon_opts *o = d->o;
     const struct device_type *type = d->type;
     unsigned workers = o->workers_set ? o->workers : type->workers;
+    unsigned errors = __atomic_load_n(&logged_errors, __ATOMIC_RELAXED);
     int r = type->create(d, &sv->dev);
 
+    if (r < 0) {
+        /* On stderr the device's own message names what is wrong (the file, the server, ...);
+         * a control reply (uerr a memstream) does not carry the log, so it says it here. */
+        if (uerr != stderr || __atomic_load_n(&logged_errors, __ATOMIC_RELAXED) == errors)
+            fprintf(uerr, "%s: cannot create the device: %s\n", prog, strerror(-r));
+        return r;
+    }
     if (r == 0) {
         r = vhu_backend_new(sv->dev, d->loop, &sv->backend);
         if (r < 0 && sv->dev->ops->destroy)
@@ -1634,7 +1652,7 @@ static int m_log_level(void *opaque, struct json_object *params, struct json_obj
             return vhud_ctl_fail(e, VHUD_CTL_EPARAMS, EINVAL,
                                  "level: error, warn, info or debug");
         vhud.level = (enum vhu_log_level)i;
-        vhu_log_set_sink(vhu_log_stderr_sink, NULL, vhud.level);
+        vhu_log_set_sink(log_sink, NULL, vhud.level);
     }
     *result = json_object_new_object();
     json_object_object_add(*result, "level", json_object_new_string(level_names[vhud.level]));
@@ -1841,7 +1859,7 @@ int main(int argc, char **argv)
     }
 
     vhud.level = verbose ? VHU_LOG_DEBUG : VHU_LOG_INFO;
-    vhu_log_set_sink(vhu_log_stderr_sink, NULL, vhud.level);
+    vhu_log_set_sink(log_sink, NULL, vhud.level);
     r = vhud_loop_with_signals(&vhud.loop, signal_cb, NULL, &sfd);
     if (r < 0)
         fprintf(stderr, "%s: cannot start: %s\n", prog, strerror(-r));

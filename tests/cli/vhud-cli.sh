@@ -109,6 +109,9 @@ run "$VHUD" rng --socket-path "$dir/no/such/dir/s"
 ((RC == 1)) && grep -q 'cannot start on' <<<"$ERR" || fail "vhud rng on a missing directory: exit $RC, '$ERR'"
 run "$VHUD" blk --socket-path "$S" --file "$dir/no-such.img"
 ((RC == 1)) || fail "vhud blk on a missing file: exit $RC (want 1), '$ERR'"
+# the store's own error names the file; no second line about the socket follows it
+grep -q 'no-such.img' <<<"$ERR" && (($(wc -l <<<"$ERR") == 1)) ||
+  fail "vhud blk on a missing file: want one line naming the file, got '$ERR'"
 run "$VHUCTL" rng read --socket-path "$dir/no-such.sock"
 ((RC == 1)) || fail "vhuctl rng read on a missing socket: exit $RC (want 1), '$ERR'"
 echo "  runtime errors: exit 1"
