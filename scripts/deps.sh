@@ -18,7 +18,7 @@ test_pkgs=("${build_pkgs[@]}" libgcc-12-dev libasan8 libubsan1
            qemu-system-x86 qemu-utils busybox-static cpio kmod xz-utils e2fsprogs
            iproute2 procps coreutils util-linux systemd
            dpdk-dev clang libclang-rt-14-dev nbdkit
-           ceph-mon ceph-osd ceph-common qemu-block-extra)
+           ceph-mon ceph-osd ceph-common qemu-block-extra fio jq)
 # dpdk-dev ships dpdk-testpmd (tests/interop/dpdk-net.sh, tests/guest/net.sh with
 # NET_BACKEND=dpdk, bench/net-bench.sh); it pulls libdpdk-dev and with it every librte-* PMD,
 # among them net_vhost, net_virtio and the ring mempool. Package `dpdk` has only python scripts.
@@ -35,6 +35,8 @@ test_pkgs=("${build_pkgs[@]}" libgcc-12-dev libasan8 libubsan1
 # (ceph, rbd, monmaptool): the one-node cluster tests/ceph-lib.sh starts for the RBD tests.
 # qemu-block-extra: qemu-storage-daemon's rbd driver (block-rbd.so), the other side of
 # bench/blk-bench.sh STORES=rbd.
+# fio + jq: bench/guest-fio.sh copies the host's fio (with its libraries) into the test guest's
+# initramfs and reads fio's JSON output with jq.
 
 case "$mode" in
   build) want=("${build_pkgs[@]}") ;;
