@@ -70,7 +70,7 @@ die() { guest_log "$*"; exit 1; }
 
 # ---- what the bench needs -------------------------------------------------------------------
 [[ -x $FIO ]] || die "fio not found at $FIO: install Debian's fio on the host (apt-get install" \
-  "fio; scripts/deps.sh test), it is copied into the guest with its libraries"
+  "fio; scripts/deps.sh bench), it is copied into the guest with its libraries"
 command -v jq >/dev/null || die "jq not found (apt-get install jq): it reads fio's JSON output"
 command -v taskset >/dev/null || die "taskset not found (package util-linux)"
 case $ENGINE in libaio | io_uring) ;; *) die "ENGINE: libaio or io_uring, not $ENGINE" ;; esac

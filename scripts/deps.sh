@@ -3,6 +3,7 @@
 # Install the Debian 12 packages vhu needs.
 #   scripts/deps.sh build   compiler, meson/ninja, liburing, librbd, scdoc, libsystemd
 #   scripts/deps.sh test    build set + QEMU, busybox, kmod, ... and the guest kernel
+#   scripts/deps.sh bench   test set + what only bench/ needs (fio, jq)
 # Idempotent and silent when everything is present. As non-root with something missing it
 # prints the exact apt-get command and exits 1.
 set -euo pipefail
@@ -18,7 +19,7 @@ test_pkgs=("${build_pkgs[@]}" libgcc-12-dev libasan8 libubsan1
            qemu-system-x86 qemu-utils busybox-static cpio kmod xz-utils e2fsprogs
            iproute2 procps coreutils util-linux systemd
            dpdk-dev clang libclang-rt-14-dev nbdkit
-           ceph-mon ceph-osd ceph-common qemu-block-extra fio jq)
+           ceph-mon ceph-osd ceph-common qemu-block-extra)
 # dpdk-dev ships dpdk-testpmd (tests/interop/dpdk-net.sh, tests/guest/net.sh with
 # NET_BACKEND=dpdk, bench/net-bench.sh); it pulls libdpdk-dev and with it every librte-* PMD,
 # among them net_vhost, net_virtio and the ring mempool. Package `dpdk` has only python scripts.
@@ -41,7 +42,8 @@ test_pkgs=("${build_pkgs[@]}" libgcc-12-dev libasan8 libubsan1
 case "$mode" in
   build) want=("${build_pkgs[@]}") ;;
   test)  want=("${test_pkgs[@]}") ;;
-  *) echo "usage: $0 build|test" >&2; exit 2 ;;
+  bench) want=("${test_pkgs[@]}" fio jq) ;;
+  *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
@@ -83,6 +85,6 @@ if ((${#missing[@]})); then
   done
 fi
 
-if [[ $mode == test ]]; then
+if [[ $mode == test || $mode == bench ]]; then
   "$here/guest-kernel.sh"
 fi
