@@ -129,6 +129,7 @@ static int vq_start(struct vhu_core *c, struct vhu_core_ring *r)
         .packed = packed,
         .event_idx = vhu_has_feature(c->dev->acked_features, VHU_VIRTIO_RING_F_EVENT_IDX),
         .indirect = vhu_has_feature(c->dev->acked_features, VHU_VIRTIO_RING_F_INDIRECT_DESC),
+        .in_order = vhu_has_feature(c->dev->acked_features, VHU_VIRTIO_F_IN_ORDER),
     };
     uint64_t dsz = packed ? vhu_packed_desc_size(num) : vhu_split_desc_size(num);
     uint64_t asz = packed ? VHU_PACKED_EVENT_SIZE : vhu_split_avail_size(num);

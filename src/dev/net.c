@@ -11,6 +11,10 @@
  * Every queue handles at most NET_BUDGET packets per call; the rest is rescheduled through a
  * per-queue eventfd, so a busy queue does not starve the others sharing its thread.
  *
+ * Both directions complete chains in the order they were popped (leftovers are unpopped, newest
+ * first), so the device offers VIRTIO_F_IN_ORDER: the ring then writes one used entry for a run
+ * of transmit chains instead of one per frame (receive chains keep one each, with its length).
+ *
  * Per packet: no allocation, no lock, no log line. A transmit chain too short for the header
  * is dropped and counted; a receive chain with readable descriptors (or smaller than the
  * header) breaks that queue only.
@@ -781,6 +785,7 @@ VHU_EXPORT int vhu_net_new(const struct vhu_net_opts *opts, struct vhu_device **
         .features = vhu_feature(VHU_VIRTIO_F_VERSION_1) | vhu_feature(VHU_VIRTIO_F_RING_PACKED) |
                     vhu_feature(VHU_VIRTIO_RING_F_INDIRECT_DESC) |
                     vhu_feature(VHU_VIRTIO_RING_F_EVENT_IDX) |
+                    vhu_feature(VHU_VIRTIO_F_IN_ORDER) |
                     vhu_feature(VHU_VIRTIO_NET_F_MRG_RXBUF) | vhu_feature(VHU_VIRTIO_NET_F_MQ) |
                     vhu_feature(VHU_VIRTIO_NET_F_MTU) | vhu_feature(VHU_VIRTIO_NET_F_MAC) |
                     vhu_feature(VHU_VIRTIO_NET_F_STATUS) |

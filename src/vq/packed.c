@@ -174,7 +174,18 @@ bool vq_packed_flush(struct vhu_vq *vq)
          * says the length is meaningful. */
         uint16_t flags = (uint16_t)((wrap ? VQ_PACKED_AVAIL_BIT | VQ_PACKED_USED_BIT : 0) |
                                     (s->len ? VHU_VRING_DESC_F_WRITE : 0));
-        if (i == 0) {
+        /* In order (virtio 1.3 2.8.9): the read-only chains right after a read-only one share
+         * its used descriptor, which carries the last one's buffer id; the driver skips to the
+         * slot after that chain (vq_split_close_run() says why only read-only chains). */
+        bool first = i == 0;
+
+        if (vq->in_order && s->readonly) {
+            while (i + 1 < vq->nstaged && vq->shadow[i + 1].readonly) {
+                vq_packed_advance(&idx, &wrap, s->ndesc, vq->num);
+                s = &vq->shadow[++i];
+            }
+        }
+        if (first) {
             vq_store32(&d->len, s->len);
             vq_store16(&d->id, s->id);
             head_flags = flags;

@@ -230,6 +230,8 @@ bool vq_split_flush(struct vhu_vq *vq)
 {
     uint16_t old = vq->signalled, new_idx = vq->used_idx;
 
+    if (vq->run_n)
+        vq_split_close_run(vq);
     /* Ordering: the entries must be visible before the index that covers them. */
     vhu_smp_wmb();
     vq_store16(&vq->used->idx, new_idx);
@@ -245,6 +247,8 @@ bool vq_split_flush(struct vhu_vq *vq)
         vhu_smp_wmb();
         vq->ifl->used_idx = new_idx;
     }
+    /* In order, the range also holds elements that were skipped, not written: every element
+     * written is inside it, and a page marked for a skipped one only costs a needless copy. */
     if (vhu_unlikely(vq->log_ring))
         vq_log_split_used(vq, old, new_idx);
     vq->nstaged = 0;

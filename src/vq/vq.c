@@ -136,6 +136,7 @@ VHU_EXPORT int vhu_vq_start(struct vhu_vq *vq, const struct vhu_vq_config *cfg,
     vq->packed = cfg->packed;
     vq->event_idx = cfg->event_idx;
     vq->indirect = cfg->indirect;
+    vq->in_order = cfg->in_order;
     r = pool_alloc(vq, cfg->num);
     if (r < 0)
         return r;
@@ -157,6 +158,7 @@ VHU_EXPORT int vhu_vq_start(struct vhu_vq *vq, const struct vhu_vq_config *cfg,
     vq->notify_off = false;
     vq->polling = false;
     vq->nstaged = 0;
+    vq->run_n = 0;
     vq->log_ring_req = cfg->log_ring;
     vq->desc_gpa = cfg->desc_gpa;
     vq->device_gpa = cfg->device_gpa;

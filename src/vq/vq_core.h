@@ -21,6 +21,11 @@ struct vhu_vq_config {
     bool packed;        /* VIRTIO_F_RING_PACKED negotiated */
     bool event_idx;     /* VIRTIO_RING_F_EVENT_IDX negotiated */
     bool indirect;      /* VIRTIO_RING_F_INDIRECT_DESC negotiated */
+    /* VIRTIO_F_IN_ORDER negotiated: the device pushes in the order it popped, so a flush may
+     * write one used entry for a run of chains without writable descriptors (virtio 1.3 2.7.9
+     * and 2.8.9, "In-order use of descriptors"; transmit buffers). Every chain with writable
+     * descriptors keeps its own entry and length. */
+    bool in_order;
     void *desc;         /* descriptor table / packed descriptor ring */
     void *driver;       /* split: avail ring; packed: driver event suppression */
     void *device;       /* split: used ring;  packed: device event suppression */

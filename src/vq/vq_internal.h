@@ -93,6 +93,7 @@ struct vq_shadow_used {
     uint16_t ndesc;
     uint32_t len;
     uint16_t ifl_head; /* packed tracking: the chain's head entry in the region */
+    bool readonly;     /* no writable descriptor: in order, its used entry may be skipped */
 };
 
 /* pop_pos of a packed chain popped from the inflight region: unpop cannot rewind it. */
@@ -115,6 +116,9 @@ struct vhu_vq {
     bool started;
     bool broken;
     unsigned nstaged;      /* pushes since the last flush */
+    bool in_order;         /* VIRTIO_F_IN_ORDER: runs of read-only chains share one entry */
+    uint16_t run_id;       /* split, in order: id of the open run's last chain */
+    unsigned run_n;        /* split, in order: chains in the open run (its entry not written) */
     bool log_data;         /* dirty logging of buffer writes (VHOST_F_LOG_ALL) */
     bool log_ring;         /* dirty logging of ring writes */
 
@@ -452,15 +456,42 @@ uint16_t vq_packed_used_pos(const struct vhu_vq *vq);
 /* Run the notify hook (or signal the call sink). */
 void vq_do_notify(struct vhu_vq *vq);
 
+/* Write the used element for ring position idx: id and len in one store (the ring is only
+ * 4-byte aligned, hence memcpy); the driver reads them only after used->idx, which flush
+ * publishes behind a write barrier. */
+static inline void vq_split_write_used(struct vhu_vq *vq, uint16_t idx, uint16_t id, uint32_t len)
+{
+    uint64_t v = (uint64_t)id | (uint64_t)len << 32;
+
+    memcpy(&vq->used->ring[idx & (vq->num - 1)], &v, sizeof(v));
+}
+
+/*
+ * In order (virtio 1.3 2.7.9): the open run of chains without writable descriptors gets its
+ * one used element, at the run's first position, with the id of its last chain; the driver
+ * skips the others (used->idx counts them all). A skipped buffer counts as fully written,
+ * which for such a chain is exactly its 0 bytes; a chain with writable descriptors always gets
+ * its own element, with its length, even when 0 bytes were written (a driver's in-order receive
+ * path reads every element's length, as DPDK's does).
+ */
+static inline void vq_split_close_run(struct vhu_vq *vq)
+{
+    vq_split_write_used(vq, (uint16_t)(vq->used_idx - vq->run_n), vq->run_id, 0);
+    vq->run_n = 0;
+}
+
 /* Stage a used entry (vhu_vq_push; inline: once per request). Split: into the used ring. */
 static inline void vq_split_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_t len)
 {
-    struct vhu_vring_used_elem *u = &vq->used->ring[vq->used_idx & (vq->num - 1)];
-
-    /* id and len in one store (the ring is only 4-byte aligned, hence memcpy); the driver reads
-     * them only after used->idx, which flush publishes behind a write barrier. */
-    uint64_t v = (uint64_t)elem->id | (uint64_t)len << 32;
-    memcpy(u, &v, sizeof(v));
+    if (vq->in_order && elem->in_len == 0) {
+        /* nothing written yet: the run's element goes out when it closes */
+        vq->run_id = elem->id;
+        vq->run_n++;
+    } else {
+        if (vq->run_n)
+            vq_split_close_run(vq);
+        vq_split_write_used(vq, vq->used_idx, elem->id, len);
+    }
     if (vq->ifl) {
         vq->ifl->desc[elem->id].next = vq->ifl->last_batch_head;
         vq->ifl->last_batch_head = elem->id;
@@ -483,6 +514,7 @@ static inline void vq_packed_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, u
     s->ndesc = elem->ndesc;
     s->len = len;
     s->ifl_head = vq->pifl ? vq->ifl_head[elem->slot] : 0;
+    s->readonly = elem->in_len == 0;
 }
 
 /* ---- shared ring arithmetic ---- */

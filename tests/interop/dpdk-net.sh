@@ -8,6 +8,9 @@
 #     txonly -> `vhud net --sink`, split and packed: testpmd's TX-packets must be > 0 and keep
 #     flowing; vhud's own counters are printed when its log has any.
 #     rxonly <- `vhud net --source 64`, split and packed: testpmd must receive packets.
+#     io --tx-first <-> `vhud net --reflect`, split and packed: the frames must keep coming back.
+#     Against vhud, each PASS line says which features the session negotiated (IN_ORDER: DPDK's
+#     virtio-user asks for it by default), read from vhud's control socket with vhuctl.
 # (b) testpmd is the backend (net_vhost) and vhuctl drives it, split and packed:
 #     io forwarding (a reflector): `vhuctl net send --count 10000`, then
 #     `vhuctl net bench --mode rxtx --seconds 1 --macs unchanged` (every frame back intact);
@@ -82,18 +85,33 @@ if [[ $kind == vhud ]]; then
   fi
 fi
 
+# session_features CTL: what vhud's session negotiated (hex, and IN_ORDER yes/no), from its
+# control socket; empty when vhuctl is missing or the session is not up
+session_features() {
+  local f
+  [[ -x $VHUCTL ]] || return 0
+  f=$("$VHUCTL" --control "$1" list 2>/dev/null | awk '$3 == "active" {print $4; exit}') || true
+  [[ -n $f ]] || return 0
+  (( (f >> 35) & 1 )) && echo " features=$f (IN_ORDER)" || echo " features=$f (no IN_ORDER)"
+}
+
 # frontend STEP MODE RING: the backend (kind) is started in MODE, testpmd virtio-user drives it
 frontend_step() {
-  local step=$1 mode=$2 ring=$3 vdev="net_virtio_user0,path=$sock,queues=1"
+  local step=$1 mode=$2 ring=$3 vdev="net_virtio_user0,path=$sock,queues=1" feat=""
   [[ $ring == packed ]] && vdev+=",packed_vq=1"
+  local saved_args=${VHUD_NET_ARGS:-}
+  [[ $kind == vhud ]] && VHUD_NET_ARGS="$saved_args --control $dir/$step.ctl"
   if ! backend_start "$kind" "$mode" "$sock" 1 "$dir/$step.be.log" 64; then
+    VHUD_NET_ARGS=$saved_args
     be_pid=$BACKEND_PID; failstep "$step backend did not listen on $sock"; cleanup; return
   fi
+  VHUD_NET_ARGS=$saved_args
   be_pid=$BACKEND_PID
   # shellcheck disable=SC2046
   dpdk_start "fe" 0 "$dir/$step.fe.log" --vdev "$vdev" -- $(frontend_args "$mode" 64)
   fe_pid=$DPDK_PID
   sleep "$secs"
+  [[ $kind == vhud ]] && feat=$(session_features "$dir/$step.ctl")
   local alive=1
   kill -0 "$be_pid" 2>/dev/null || alive=0
   dpdk_stop "$fe_pid"; fe_pid=
@@ -115,7 +133,7 @@ frontend_step() {
           extra=" vhud: $(grep -iE 'packet|rx|tx' "$bl" | tail -n 3 | tr '\n' ' ' || true)"
           [[ $extra == " vhud: " ]] && extra=" (vhud printed no counters: only testpmd's TX counted)"
         fi
-        pass "$step testpmd TX-packets=$tx (${pps} pps over ${secs}s)$extra"
+        pass "$step testpmd TX-packets=$tx (${pps} pps over ${secs}s)$extra$feat"
       else
         failstep "$step testpmd sent only $tx packets"
       fi ;;
@@ -124,9 +142,16 @@ frontend_step() {
       if ((rx > 1000)); then
         local extra=""
         [[ $kind == dpdk ]] && { btx=$(dpdk_total "$bl" tx); extra=" backend TX-packets=$btx"; }
-        pass "$step testpmd RX-packets=$rx (${pps} pps over ${secs}s)$extra"
+        pass "$step testpmd RX-packets=$rx (${pps} pps over ${secs}s)$extra$feat"
       else
         failstep "$step testpmd received only $rx packets"
+      fi ;;
+    reflect)
+      # io --tx-first: a burst circulates; every reflected frame is received and sent again
+      if ((rx > 1000 && tx >= rx)); then
+        pass "$step testpmd RX-packets=$rx TX-packets=$tx over ${secs}s$feat"
+      else
+        failstep "$step testpmd received $rx and sent $tx packets"
       fi ;;
   esac
 }
@@ -136,6 +161,7 @@ if [[ $kind != none ]]; then
   for ring in split packed; do
     step=txonly-sink-$ring; frontend_step "$step" sink "$ring"
     step=rxonly-source-$ring; frontend_step "$step" source "$ring"
+    step=io-reflect-$ring; frontend_step "$step" reflect "$ring"
   done
 fi
 

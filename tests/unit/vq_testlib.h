@@ -124,6 +124,8 @@ struct pair_opts {
     uint16_t ind_max;   /* driver uses indirect tables of this size (0: never) */
     unsigned max_segs;  /* 0: 64 */
     unsigned index;
+    bool in_order;      /* VIRTIO_F_IN_ORDER negotiated (device side) */
+    bool log_ring;      /* dirty logging of the ring areas once a log is set */
 };
 
 struct pair {
@@ -159,7 +161,9 @@ static inline int pair_start_device(struct pair *p, uint32_t base)
 
     vhu_vqd_addrs(p->d, &da, &aa, &ua);
     p->cfg = (struct vhu_vq_config){.num = num, .packed = p->o.packed,
-                                    .event_idx = p->o.event_idx, .indirect = p->o.indirect};
+                                    .event_idx = p->o.event_idx, .indirect = p->o.indirect,
+                                    .in_order = p->o.in_order, .log_ring = p->o.log_ring,
+                                    .desc_gpa = da, .device_gpa = ua};
     p->cfg.desc = vhu_mem_gpa_range(p->g->mem, da, 16ULL * num);
     p->cfg.driver = vhu_mem_gpa_range(p->g->mem, aa, p->o.packed ? 4 : 6 + 2ULL * num + 2);
     p->cfg.device = vhu_mem_gpa_range(p->g->mem, ua, p->o.packed ? 4 : 6 + 8ULL * num + 2);
