@@ -31,7 +31,8 @@
 #   guest_netns_usable            0 when a network namespace with a tap in it can be made here;
 #                                 else prints one FAIL line saying why and returns 1
 #
-# Env: GUEST_TIMEOUT (s, default 300), GUEST_SMP (default 1), GUEST_MEM (MiB, default 512),
+# Env: GUEST_TIMEOUT (s, default 300), GUEST_SMP (default 1), GUEST_MEM (MiB, default 512; or
+#      with QEMU's own unit suffix, e.g. 262136K),
 #      GUEST_MEM_FILE (guest RAM in this file, memory-backend-file, instead of a memfd),
 #      GUEST_APPEND (extra kernel cmdline), QEMU (default qemu-system-x86_64),
 #      VHU_GUEST_CACHE (default <repo>/.cache/guest), VHU_KEEP_TMP=1 (keep the work dirs).
@@ -81,13 +82,15 @@ guest_mkinitramfs() { VHU_GUEST_CACHE=$GUEST_CACHE "$GUEST_LIB_DIR/mkinitramfs.s
 
 guest_qemu_start() {
   local dir=$1 initrd=$2; shift 2
-  local mem="memory-backend-memfd,id=mem,size=${GUEST_MEM}M,share=on"
+  local size=$GUEST_MEM
+  [[ $size == *[0-9] ]] && size=${size}M
+  local mem="memory-backend-memfd,id=mem,size=$size,share=on"
   [[ -n ${GUEST_MEM_FILE:-} ]] &&
-    mem="memory-backend-file,id=mem,size=${GUEST_MEM}M,share=on,mem-path=$GUEST_MEM_FILE"
+    mem="memory-backend-file,id=mem,size=$size,share=on,mem-path=$GUEST_MEM_FILE"
   : >"$dir/console.log"; : >"$dir/result.log"
   # shellcheck disable=SC2054 # commas are QEMU option syntax
   local cmd=(timeout --kill-after=10 "$GUEST_TIMEOUT"
-    "$QEMU" -accel tcg -m "${GUEST_MEM}M"
+    "$QEMU" -accel tcg -m "$size"
     -object "$mem" -numa node,memdev=mem
     -smp "$GUEST_SMP" -nodefaults -no-user-config -display none
     -kernel "$GUEST_KERNEL" -initrd "$initrd"

@@ -148,10 +148,7 @@ for ((r = 1; r <= rounds; r++)); do
   tmp=$src; src=$dst; dst=$tmp
 done
 
-wait "${mig_pid[$src]}" || fail "QEMU $src exited with status $?"
-unset "mig_pid[$src]"
-cat "$dir"/a/result.log "$dir"/b/result.log | tr -d '\r' >>"$dir/result.log"
-guest_check_results "$dir" || fail "guest reported failures"
+mig_finish "$src" || fail "the guest did not finish on $src"
 for s in a b; do
   guest_term "${vhud_pid[$s]}" "vhud $s" || fail "vhud $s"
   unset "vhud_pid[$s]"
