@@ -23,7 +23,10 @@
 # at the end: a block that reads back zero is "lost", an older generation "stale", sectors of
 # different generations "torn". All three must be 0 and the guest must see no I/O error. The
 # longest guest-visible stall per restart is the longest write+fsync+read that overlapped it
-# (resolution 10 ms, /proc/uptime). Output: a summary line per configuration on stdout
+# (resolution 10 ms, /proc/uptime). After the last restart, QEMU's open fds and the new
+# backend's must come back to what they were while the first backend served (a leak per
+# reconnect on either side fails it); the backend's RSS is reported beside them.
+# Output: a summary line per configuration on stdout
 # (RESULT ...), details in WORKDIR. Exit 0 pass, 1 fail, 77 skip.
 set -euo pipefail
 # shellcheck disable=SC2086 # VHUD_ARGS is a list of options
@@ -197,6 +200,30 @@ stall_report() {
     }' "$dir/restarts" "$dir/result.log"
 }
 
+fds_of() { local f=(/proc/"$1"/fd/*); [[ -e ${f[0]} ]] && echo "${#f[@]}" || echo -1; }
+rss_of() { awk '/^VmRSS/ { print $2 }' /proc/"$1"/status 2>/dev/null || echo -1; }
+
+# fds_baseline: the open fds of QEMU and of the backend while the first backend serves
+# (QEMU runs under timeout(1): GUEST_QEMU_PID is timeout's, QEMU its child)
+fds_baseline() {
+  qemu_pid=$(pgrep -P "$GUEST_QEMU_PID" | head -1)
+  q_fd0=$(fds_of "${qemu_pid:-0}"); b_fd0=$(fds_of "$be_pid"); b_rss0=$(rss_of "$be_pid")
+}
+
+# fds_back DIR: after the last restart, QEMU's and the new backend's fds return to the
+# baseline once the session is up again (polled for up to 3 s, while the guest still runs);
+# a leak per reconnect on either side stays above it. Sets fds_note for the RESULT line.
+fds_back() {
+  local q b i
+  for ((i = 0; i < 30; i++)); do
+    q=$(fds_of "${qemu_pid:-0}"); b=$(fds_of "$be_pid")
+    ((q == q_fd0 && b == b_fd0)) && break
+    sleep 0.1
+  done
+  fds_note="fds QEMU $q_fd0 -> $q, backend $b_fd0 -> $b (RSS KiB $b_rss0 -> $(rss_of "$be_pid"))"
+  ((q == q_fd0 && b == b_fd0))
+}
+
 run_blk() { # ring:queues:mode
   local ring queues mode dir packed rc k t0 now
   IFS=: read -r ring queues mode <<<"$1"
@@ -222,6 +249,7 @@ run_blk() { # ring:queues:mode
   fi
   guest_wait_line "$dir" '^IO-START' 240 || { cfg_fail "$1" "guest never started its I/O" "$dir"; return 0; }
   t0=$(date +%s.%N)
+  fds_baseline
   : >"$dir/restarts"
   for ((k = 1; k <= N; k++)); do
     # restart k at k * INTERVAL - INTERVAL / 2 after IO-START
@@ -233,15 +261,18 @@ run_blk() { # ring:queues:mode
     awk -v n="$(date +%s.%N)" -v t0="$t0" 'BEGIN { printf "%.3f\n", n - t0 }' >>"$dir/restarts"
     start_backend "$dir" "$ring" "$queues" "$mode" || { cfg_fail "$1" "backend #$be_n did not start" "$dir"; return 0; }
   done
+  local fds_ok=1
+  fds_back || fds_ok=0
   rc=0; guest_qemu_wait || rc=$?
   ((rc == 0)) || { cfg_fail "$1" "QEMU exited with status $rc" "$dir"; return 0; }
   local counts stalls resub
   counts=$(grep -h '^COUNTS' "$dir/result.log" | tr -d '\r' | sed 's/^COUNTS //')
   stalls=$(stall_report "$dir")
   resub=$(cat "$dir"/be.*.log | grep -c resubmitting || true)
-  echo "RESULT $BACKEND $ring ${queues}q $mode N=$N: $counts; $stalls; restarts that resubmitted: $resub" |
+  echo "RESULT $BACKEND $ring ${queues}q $mode N=$N: $counts; $stalls; restarts that resubmitted: $resub; $fds_note" |
     tee -a "$top/summary"
   guest_check_results "$dir" || { cfg_fail "$1" "guest reported failures" "$dir"; return 0; }
+  ((fds_ok)) || { cfg_fail "$1" "open fds not back to the baseline after $N restarts: $fds_note" "$dir"; return 0; }
   kill -TERM "$be_pid" 2>/dev/null || true; wait "$be_pid" 2>/dev/null || true; be_pid=
 }
 
@@ -318,6 +349,7 @@ run_net() {
   start_net
   guest_wait_line "$dir" '^NET-START' 240 || { cfg_fail net "guest never started its stream" "$dir"; return 0; }
   t0=$(date +%s.%N)
+  fds_baseline
   for ((k = 1; k <= NET_N; k++)); do
     local at now; at=$(awk -v k="$k" -v i="$INTERVAL" -v t0="$t0" 'BEGIN { printf "%.3f", t0 + (k - 0.5) * i }')
     now=$(date +%s.%N)
@@ -326,6 +358,8 @@ run_net() {
     kill -KILL "$be_pid"; wait "$be_pid" 2>/dev/null || true
     start_net || { cfg_fail net "vhud net #$be_n did not start" "$dir"; return 0; }
   done
+  local fds_ok=1
+  fds_back || fds_ok=0
   rc=0; guest_qemu_wait || rc=$?
   for ((k = 0; k < 50; k++)); do kill -0 "$nc_pid" 2>/dev/null || break; sleep 0.1; done
   kill "$nc_pid" 2>/dev/null || true; wait "$nc_pid" 2>/dev/null || true; nc_pid=
@@ -339,8 +373,9 @@ run_net() {
   done >"$dir/want.bin"
   want=$(md5sum <"$dir/want.bin" | cut -d' ' -f1)
   got=$(md5sum <"$dir/recv.bin" | cut -d' ' -f1)
-  echo "RESULT net tap N=$NET_N: $(stat -c %s "$dir/recv.bin") of $(stat -c %s "$dir/want.bin") bytes, md5 $([[ $got == "$want" ]] && echo match || echo MISMATCH)" |
+  echo "RESULT net tap N=$NET_N: $(stat -c %s "$dir/recv.bin") of $(stat -c %s "$dir/want.bin") bytes, md5 $([[ $got == "$want" ]] && echo match || echo MISMATCH); $fds_note" |
     tee -a "$top/summary"
+  ((fds_ok)) || { cfg_fail net "open fds not back to the baseline after $NET_N restarts: $fds_note" "$dir"; return 0; }
   [[ $got == "$want" ]] || { cfg_fail net "TCP stream md5 $got, want $want" "$dir"; return 0; }
   guest_check_results "$dir" || { cfg_fail net "guest reported failures" "$dir"; return 0; }
   kill -TERM "$be_pid" 2>/dev/null || true; wait "$be_pid" 2>/dev/null || true; be_pid=
