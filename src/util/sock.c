@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,6 +211,45 @@ static int clear_path(const char *path, const struct sockaddr_un *sa)
     return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
 }
 
+/*
+ * Bind and listen on a temporary name beside path, then rename it into place: whoever sees the
+ * socket at path (a frontend, a script waiting for it) can connect at once. Binding path itself
+ * makes the file appear before listen(), and a connect in between is refused. Falls back to
+ * that when the temporary name does not fit in sun_path.
+ */
+static int bind_listen(int fd, const char *path, int backlog, struct stat *st)
+{
+    struct sockaddr_un tmp = {.sun_family = AF_UNIX};
+    int n = snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%d.tmp", path, (int)getpid());
+    bool renamed = n > 0 && (size_t)n < sizeof(tmp.sun_path);
+    struct sockaddr_un sa;
+    int r;
+
+    if (!renamed) {
+        vhu_sock_addr(path, &sa);
+        tmp = sa;
+    } else {
+        unlink(tmp.sun_path); /* our own pid's leftover, if any */
+    }
+    if (bind(fd, (struct sockaddr *)&tmp, sizeof(tmp)) < 0) {
+        r = -errno;
+        if (r == -EADDRINUSE && !renamed) /* someone took the path since we looked */
+            vhu_err("%s is in use: another process created it first", path);
+        return r;
+    }
+    r = lstat(tmp.sun_path, st) < 0 || listen(fd, backlog) < 0 ? -errno : 0;
+    if (r == 0 && renamed && renameat2(AT_FDCWD, tmp.sun_path, AT_FDCWD, path, RENAME_NOREPLACE) < 0) {
+        r = -errno;
+        if (r == -EEXIST) {
+            vhu_err("%s is in use: another process created it first", path);
+            r = -EADDRINUSE;
+        }
+    }
+    if (r < 0)
+        unlink(tmp.sun_path);
+    return r;
+}
+
 int vhu_sock_listen_path(const char *path, int backlog, int *fd_out, struct vhu_sock_path *own)
 {
     struct sockaddr_un sa;
@@ -223,20 +264,13 @@ int vhu_sock_listen_path(const char *path, int backlog, int *fd_out, struct vhu_
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return -errno;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        r = -errno;
-        close(fd);
-        if (r == -EADDRINUSE) /* someone took the path since we looked */
-            vhu_err("%s is in use: another process created it first", path);
-        return r;
-    }
+    r = bind_listen(fd, path, backlog, &st);
     /* Ours from here: remember which file it is, to remove only that one at exit. */
-    if (lstat(path, &st) < 0 || listen(fd, backlog) < 0)
-        r = -errno;
-    else if (!(own->path = strdup(path)))
-        r = -ENOMEM;
-    if (r < 0) {
+    if (r == 0 && !(own->path = strdup(path))) {
         unlink(path);
+        r = -ENOMEM;
+    }
+    if (r < 0) {
         close(fd);
         return r;
     }
