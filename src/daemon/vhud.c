@@ -1001,12 +1001,11 @@ static int serve_one(struct instance *d, struct served *sv)
             fprintf(uerr, "%s: cannot create the device: %s\n", prog, strerror(-r));
         return r;
     }
-    if (r == 0) {
-        r = vhu_backend_new(sv->dev, d->loop, &sv->backend);
-        if (r < 0 && sv->dev->ops->destroy)
+    r = vhu_backend_new(sv->dev, d->loop, &sv->backend);
+    if (r < 0) {
+        if (sv->dev->ops->destroy)
             sv->dev->ops->destroy(sv->dev);
-        if (r < 0)
-            sv->dev = NULL;
+        sv->dev = NULL;
     }
     if (r == 0 && sv != d->srv && type->share_workers)
         r = vhu_backend_share_workers(sv->backend, d->srv[0].backend);

@@ -217,36 +217,30 @@ static int clear_path(const char *path, const struct sockaddr_un *sa)
  * makes the file appear before listen(), and a connect in between is refused. Falls back to
  * that when the temporary name does not fit in sun_path.
  */
-static int bind_listen(int fd, const char *path, int backlog, struct stat *st)
+static int bind_listen(int fd, const char *path, const struct sockaddr_un *sa, int backlog,
+                       struct stat *st)
 {
     struct sockaddr_un tmp = {.sun_family = AF_UNIX};
     int n = snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%d.tmp", path, (int)getpid());
     bool renamed = n > 0 && (size_t)n < sizeof(tmp.sun_path);
-    struct sockaddr_un sa;
     int r;
 
-    if (!renamed) {
-        vhu_sock_addr(path, &sa);
-        tmp = sa;
-    } else {
+    if (renamed)
         unlink(tmp.sun_path); /* our own pid's leftover, if any */
-    }
+    else
+        tmp = *sa;
     if (bind(fd, (struct sockaddr *)&tmp, sizeof(tmp)) < 0) {
-        r = -errno;
-        if (r == -EADDRINUSE && !renamed) /* someone took the path since we looked */
-            vhu_err("%s is in use: another process created it first", path);
-        return r;
+        r = -errno; /* nothing of ours at tmp to remove */
+    } else {
+        r = lstat(tmp.sun_path, st) < 0 || listen(fd, backlog) < 0 ? -errno : 0;
+        if (r == 0 && renamed &&
+            renameat2(AT_FDCWD, tmp.sun_path, AT_FDCWD, path, RENAME_NOREPLACE) < 0)
+            r = errno == EEXIST ? -EADDRINUSE : -errno;
+        if (r < 0)
+            unlink(tmp.sun_path);
     }
-    r = lstat(tmp.sun_path, st) < 0 || listen(fd, backlog) < 0 ? -errno : 0;
-    if (r == 0 && renamed && renameat2(AT_FDCWD, tmp.sun_path, AT_FDCWD, path, RENAME_NOREPLACE) < 0) {
-        r = -errno;
-        if (r == -EEXIST) {
-            vhu_err("%s is in use: another process created it first", path);
-            r = -EADDRINUSE;
-        }
-    }
-    if (r < 0)
-        unlink(tmp.sun_path);
+    if (r == -EADDRINUSE) /* someone took the path since we looked */
+        vhu_err("%s is in use: another process created it first", path);
     return r;
 }
 
@@ -264,7 +258,7 @@ int vhu_sock_listen_path(const char *path, int backlog, int *fd_out, struct vhu_
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return -errno;
-    r = bind_listen(fd, path, backlog, &st);
+    r = bind_listen(fd, path, &sa, backlog, &st);
     /* Ours from here: remember which file it is, to remove only that one at exit. */
     if (r == 0 && !(own->path = strdup(path))) {
         unlink(path);
