@@ -20,7 +20,11 @@
  * header) breaks that queue only.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
@@ -107,19 +111,110 @@ const uint8_t *net_mac(const struct net_dev *nd)
 /* Receive buffers                                                                             */
 /* ------------------------------------------------------------------------------------------ */
 
-void net_rx_cancel(struct net_queue *rxq, struct net_rx_resv *rv)
+/* The chains of rv from index `from` on go back: popped directly (newest first: unpop rewinds
+ * the ring only in LIFO order), or to the ahead chains they came from. A broken ring recycles. */
+static void rx_giveback(struct net_queue *rxq, struct net_rx_resv *rv, unsigned from)
 {
     bool broken = vhu_vq_broken(rxq->vq);
 
-    /* Newest first: unpop rewinds the ring only in LIFO order. A broken ring just recycles. */
-    while (rv->n) {
+    while (rv->n > from) {
         struct vhu_vq_elem *e = rxq->resv[--rv->n];
+        if (rv->n < rv->ahead) {
+            rxq->ahead_pos--; /* ahead[ahead_pos] is e: taken last, given back first */
+            rv->ahead--;
+        } else if (broken) {
+            vhu_vq_push(rxq->vq, e, 0);
+        } else {
+            vhu_vq_unpop(rxq->vq, e);
+        }
+    }
+}
+
+void net_rx_cancel(struct net_queue *rxq, struct net_rx_resv *rv)
+{
+    rx_giveback(rxq, rv, 0);
+    rv->cap = 0;
+}
+
+/*
+ * Receive buffers are lines the driver's CPU last held (it read the previous packet there):
+ * every first store into one waits for the line to be taken from that CPU, and the stores of
+ * a burst queue up behind each such wait. PREFETCHW requests the lines for writing at once,
+ * so the waits of a burst overlap (source 64 B: about 2x the packet rate, docs/performance.md).
+ * A read prefetch (what __builtin_prefetch(p, 1) compiles to without -mprfchw) did not help.
+ */
+static bool have_prefetchw;
+static pthread_once_t prefetchw_once = PTHREAD_ONCE_INIT;
+
+static void detect_prefetchw(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d;
+
+    /* CPUID 8000_0001h ECX bit 8: PRFCHW (Linux's 3dnowprefetch) */
+    if (__get_cpuid(0x80000001u, &a, &b, &c, &d))
+        have_prefetchw = (c >> 8) & 1;
+#endif
+}
+
+static inline void prefetch_w(const void *p)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (vhu_likely(have_prefetchw))
+        __asm__ volatile("prefetchw %0" : : "m"(*(const volatile char *)p));
+#else
+    __builtin_prefetch(p, 1);
+#endif
+}
+
+void net_rx_prefetch(struct net_queue *rxq, unsigned n)
+{
+    unsigned k = 0;
+
+    if (rxq->ahead_pos < rxq->ahead_n)
+        return; /* the last burst's chains are not used up */
+    n = VHU_MIN(n, NET_BURST);
+    while (k < n && (rxq->ahead[k] = vhu_vq_pop(rxq->vq)) != NULL) {
+        struct vhu_vq_elem *e = rxq->ahead[k++];
+        if (e->in_num) {
+            const uint8_t *d = e->iov[e->out_num].iov_base;
+            prefetch_w(d); /* the header and a 64-byte frame: two lines at most */
+            prefetch_w(d + 64);
+        }
+    }
+    rxq->ahead_pos = 0;
+    rxq->ahead_n = k;
+}
+
+/* Unused ahead chains back to the ring, newest first (nothing was popped after them: direct
+ * pops happen only once they are used up). */
+static void rx_release_ahead(struct net_queue *rxq)
+{
+    bool broken = vhu_vq_broken(rxq->vq);
+
+    while (rxq->ahead_n > rxq->ahead_pos) {
+        struct vhu_vq_elem *e = rxq->ahead[--rxq->ahead_n];
         if (broken)
             vhu_vq_push(rxq->vq, e, 0);
         else
             vhu_vq_unpop(rxq->vq, e);
     }
-    rv->cap = 0;
+    rxq->ahead_pos = rxq->ahead_n = 0;
+}
+
+void net_rx_flush(struct net_queue *rxq)
+{
+    rx_release_ahead(rxq);
+    vhu_vq_flush(rxq->vq);
+}
+
+static struct vhu_vq_elem *rx_take(struct net_queue *rxq, struct net_rx_resv *rv)
+{
+    if (rxq->ahead_pos < rxq->ahead_n) {
+        rv->ahead++;
+        return rxq->ahead[rxq->ahead_pos++];
+    }
+    return vhu_vq_pop(rxq->vq);
 }
 
 int net_rx_reserve(struct net_queue *rxq, uint64_t need, struct net_rx_resv *rv)
@@ -128,13 +223,14 @@ int net_rx_reserve(struct net_queue *rxq, uint64_t need, struct net_rx_resv *rv)
     struct vhu_vq_elem *e;
 
     rv->n = 0;
+    rv->ahead = 0;
     rv->cap = 0;
     while (rv->cap < need) {
         if (rv->n == max) {
             net_rx_cancel(rxq, rv);
             return -EMSGSIZE;
         }
-        e = vhu_vq_pop(rxq->vq);
+        e = rx_take(rxq, rv);
         if (!e) {
             net_rx_cancel(rxq, rv);
             return vhu_vq_broken(rxq->vq) ? -EIO : -ENOBUFS;
@@ -156,8 +252,7 @@ int net_rx_reserve(struct net_queue *rxq, uint64_t need, struct net_rx_resv *rv)
 /* Push the chains holding len bytes, give the rest back. */
 static void rx_push(struct net_queue *rxq, struct net_rx_resv *rv, uint64_t len, unsigned used)
 {
-    while (rv->n > used) /* leftovers were popped last: unpop them first */
-        vhu_vq_unpop(rxq->vq, rxq->resv[--rv->n]);
+    rx_giveback(rxq, rv, used); /* leftovers were taken last: they go back first */
     for (unsigned i = 0; i < used; i++) {
         struct vhu_vq_elem *e = rxq->resv[i];
         uint32_t w = (uint32_t)VHU_MIN(e->in_len, len);
@@ -234,6 +329,30 @@ static void rx_copy(struct net_queue *rxq, const struct net_rx_resv *rv, const v
     }
 }
 
+/* The common small case: one chain whose first writable segment holds the whole packet. One
+ * fixed-size header store and one copy per frame segment, no segment walking. */
+static bool rx_copy_flat(struct net_queue *rxq, const struct net_rx_resv *rv, const void *hdr,
+                         const struct iovec *iov, unsigned n, uint64_t total)
+{
+    const struct vhu_vq_elem *e = rxq->resv[0];
+    uint8_t *d;
+
+    if (rv->n != 1 || e->iov[e->out_num].iov_len < total)
+        return false;
+    d = e->iov[e->out_num].iov_base;
+    memcpy(d, hdr, NET_HDR_LEN);
+    d += NET_HDR_LEN;
+    total -= NET_HDR_LEN;
+    for (unsigned i = 0; i < n && total; i++) {
+        size_t c = VHU_MIN(iov[i].iov_len, total);
+        /* guest memory to guest memory: the guest may overlap the two */
+        memmove(d, iov[i].iov_base, c);
+        d += c;
+        total -= c;
+    }
+    return true;
+}
+
 int net_rx_deliver(struct net_queue *rxq, const struct vhu_virtio_net_hdr_v1 *hdr,
                    const struct iovec *iov, unsigned n, uint32_t len)
 {
@@ -250,7 +369,8 @@ int net_rx_deliver(struct net_queue *rxq, const struct vhu_virtio_net_hdr_v1 *hd
     /* Every reserved chain is needed (reserve stops as soon as there is room). §5.1.6.4:
      * num_buffers is 1 without MRG_RXBUF. */
     h.num_buffers = (uint16_t)rv.n;
-    rx_copy(rxq, &rv, &h, iov, n, len);
+    if (!rx_copy_flat(rxq, &rv, &h, iov, n, total))
+        rx_copy(rxq, &rv, &h, iov, n, len);
     stat_pkt(rxq, len);
     stat_gso(rxq, &h);
     rx_push(rxq, &rv, total, rv.n);
@@ -373,10 +493,15 @@ static enum run_end tx_run(struct net_queue *q, unsigned *budget)
         /* Pop the burst first and start loading every frame's first line (it was just written
          * by the driver on another CPU): the misses overlap instead of coming one by one. */
         while (n < NET_BURST && n < *budget && (b[n] = vhu_vq_pop(vq)) != NULL) {
-            if (b[n]->out_num)
-                __builtin_prefetch(b[n]->iov[0].iov_base);
+            if (b[n]->out_num) {
+                const uint8_t *f = b[n]->iov[0].iov_base;
+                __builtin_prefetch(f);
+                __builtin_prefetch(f + 64);
+            }
             n++;
         }
+        if (n && p->ops->tx_begin)
+            p->ops->tx_begin(p, q, n);
         for (; done < n; done++) {
             if (tx_one(q, b[done]) == NET_TX_BLOCKED) {
                 /* back into the ring, newest first: unpop rewinds in LIFO order only */
@@ -456,7 +581,7 @@ static void rx_process(struct net_queue *q)
         if (!enabled)
             vhu_vq_disable_notify(q->vq);
         unsigned done = p->ops->rx_kick(p, q, budget);
-        vhu_vq_flush(q->vq);
+        net_rx_flush(q);
         budget -= VHU_MIN(done, budget);
         if (!budget) {
             resched(q);
@@ -577,6 +702,7 @@ static void net_queue_stop(struct vhu_device *dev, struct vhu_vq *vq)
         struct net_queue *txq = net_queue_get(nd, q->index + 1);
         if (txq && txq->tx_blocked)
             resched(txq);
+        net_rx_flush(q);
     }
     vhu_vq_flush(vq);
     queue_free(q);
@@ -745,6 +871,7 @@ VHU_EXPORT int vhu_net_new(const struct vhu_net_opts *opts, struct vhu_device **
                 " source size 60..mtu+14)", VHU_VIRTIO_NET_MAX_QUEUE_PAIRS);
         return -EINVAL;
     }
+    pthread_once(&prefetchw_once, detect_prefetchw);
     nd = calloc(1, sizeof(*nd));
     if (!nd)
         return -ENOMEM;

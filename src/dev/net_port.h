@@ -44,6 +44,10 @@ struct net_queue {
     int resched_fd;      /* eventfd: the budget ran out, come back after the others */
     void *port_priv;     /* the port's per-queue state */
     struct vhu_vq_elem *resv[NET_RX_MAX_CHAINS];
+    /* rx: chains popped ahead for a burst (net_rx_prefetch), taken in order by the packets of
+     * the burst; ahead[ahead_pos..ahead_n) are still unused, given back by net_rx_flush. */
+    struct vhu_vq_elem *ahead[NET_BURST];
+    unsigned ahead_pos, ahead_n;
 };
 
 /* What a port answers for one transmitted frame. */
@@ -66,6 +70,9 @@ struct net_port_ops {
     enum net_tx_result (*tx)(struct net_port *p, struct net_queue *txq,
                              const struct vhu_virtio_net_hdr_v1 *hdr, const struct iovec *iov,
                              unsigned n, uint32_t len);
+    /* Optional: a transmit burst of n frames starts (tx() follows for each); a port that
+     * delivers them to a receive queue takes its buffers ahead here (net_rx_prefetch). */
+    void (*tx_begin)(struct net_port *p, struct net_queue *txq, unsigned n);
     /* End of a transmit burst: flush what tx() staged elsewhere (reflect: the receive ring). */
     void (*tx_flush)(struct net_port *p, struct net_queue *txq);
     /* The driver posted receive buffers on rxq (its kick, or a rescheduled run). Returns the
@@ -141,8 +148,20 @@ const uint8_t *net_mac(const struct net_dev *nd);
 /* Receive chains held for one packet. */
 struct net_rx_resv {
     unsigned n;
-    uint64_t cap; /* writable bytes in the chains */
+    unsigned ahead; /* the first `ahead` of the n came from the queue's ahead chains */
+    uint64_t cap;   /* writable bytes in the chains */
 };
+
+/*
+ * A burst of about n packets is coming to rxq: pop up to n receive chains (at most NET_BURST)
+ * now, so their ring and descriptor reads overlap instead of coming one packet at a time; the
+ * packets then take them in order. Every port that calls it ends the burst with
+ * net_rx_flush(), on the same call, which gives the chains not used back to the ring.
+ */
+void net_rx_prefetch(struct net_queue *rxq, unsigned n);
+/* End of a receive burst: unused chains taken ahead go back to the ring, used entries are
+ * published (and the driver notified as it asked). */
+void net_rx_flush(struct net_queue *rxq);
 
 /*
  * Take receive chains with room for need bytes (virtio header included): one chain unless

@@ -62,12 +62,21 @@ static enum net_tx_result reflect_tx(struct net_port *p, struct net_queue *txq,
     return NET_TX_DONE; /* delivered, or dropped and counted on the receive queue */
 }
 
+/* The burst's frames go to the pair's receive queue: take its buffers for all of them now. */
+static void reflect_tx_begin(struct net_port *p, struct net_queue *txq, unsigned n)
+{
+    struct net_queue *rxq = net_queue_get(p->nd, txq->index - 1);
+
+    if (rxq)
+        net_rx_prefetch(rxq, n);
+}
+
 static void reflect_tx_flush(struct net_port *p, struct net_queue *txq)
 {
     struct net_queue *rxq = net_queue_get(p->nd, txq->index - 1);
 
     if (rxq)
-        vhu_vq_flush(rxq->vq);
+        net_rx_flush(rxq);
 }
 
 static void port_free(struct net_port *p)
@@ -81,6 +90,7 @@ static const struct net_port_ops reflect_ops = {
                 VHU_BIT(VHU_VIRTIO_NET_F_HOST_TSO4) | VHU_BIT(VHU_VIRTIO_NET_F_HOST_TSO6) |
                 VHU_BIT(VHU_VIRTIO_NET_F_GUEST_TSO4) | VHU_BIT(VHU_VIRTIO_NET_F_GUEST_TSO6),
     .tx = reflect_tx,
+    .tx_begin = reflect_tx_begin,
     .tx_flush = reflect_tx_flush,
     .destroy = port_free,
 };
@@ -129,7 +139,8 @@ struct source_port {
     uint8_t *frame;
 };
 
-/* Driven by receive kicks: fill buffers until none is left or the budget is used. */
+/* Driven by receive kicks: fill buffers until none is left or the budget is used, a burst of
+ * chains taken at a time. */
 static unsigned source_rx_kick(struct net_port *p, struct net_queue *rxq, unsigned budget)
 {
     struct source_port *s = (struct source_port *)p;
@@ -138,11 +149,15 @@ static unsigned source_rx_kick(struct net_port *p, struct net_queue *rxq, unsign
     unsigned done = 0;
 
     while (done < budget) {
-        int r = net_rx_deliver(rxq, &h, &v, 1, s->size);
-        if (r < 0)
+        unsigned n = VHU_MIN(budget - done, NET_BURST), k = 0;
+
+        net_rx_prefetch(rxq, n);
+        while (k < n && net_rx_deliver(rxq, &h, &v, 1, s->size) == 0)
+            k++;
+        net_rx_flush(rxq);
+        done += k;
+        if (k < n)
             break; /* no buffers, a chain too small (dropped once per kick), or broken */
-        if (++done % NET_BURST == 0)
-            vhu_vq_flush(rxq->vq);
     }
     return done;
 }

@@ -301,7 +301,7 @@ static void switch_tx_flush(struct net_port *p, struct net_queue *txq)
     sw->dirty = NULL;
     while (q) {
         struct sw_rxq *sq = q->port_priv;
-        vhu_vq_flush(q->vq);
+        net_rx_flush(q);
         q = sq->next_dirty;
         sq->next_dirty = NULL;
         sq->dirty = false;

@@ -167,9 +167,9 @@ static unsigned rx_run(struct tap_rxq *rq, unsigned budget)
         if (r == -EIO)
             break;
         if (++done % NET_BURST == 0)
-            vhu_vq_flush(rq->q->vq);
+            net_rx_flush(rq->q);
     }
-    vhu_vq_flush(rq->q->vq);
+    net_rx_flush(rq->q);
     return done;
 }
 

@@ -240,6 +240,70 @@ static void run_mergeable_small(bool packed)
 TDRV_TEST(mergeable_small_buffers_split) { run_mergeable_small(false); }
 TDRV_TEST(mergeable_small_buffers_packed) { run_mergeable_small(true); }
 
+/*
+ * Receive chains are taken ahead for a transmit burst (one per frame), and a mergeable packet
+ * needs more: it goes on with chains popped past them, and when the ring runs dry a packet
+ * holding chains of both kinds gives them all back in order (ahead ones to the burst, the
+ * others to the ring) and waits. Every frame must land whole, in posting order.
+ */
+static void run_mergeable_past_burst(bool packed)
+{
+    struct tb_opts o = {.net = {.port = VHU_NET_PORT_REFLECT}, .packed = packed, .mrg = true};
+    struct tb t;
+    uint8_t frame[1200], out[1536], *bufs[8], *got[8];
+    uint32_t lens[8];
+    struct vhu_virtio_net_hdr_v1 h;
+
+    ASSERT_OK(tb_up(&t, &o));
+    /* burst 1: one frame over three chains, two posted: one taken ahead, one popped past it,
+     * then none; both go back and the frame waits */
+    ASSERT_OK(rx_post(&t, 0, 512, 2, 1, bufs));
+    ASSERT_OK(tdrv_kick(t.d, 0));
+    make_frame(frame, 1200, 1);
+    ASSERT_OK(tx_add(&t, 1, NULL, frame, 1200, 1));
+    ASSERT_OK(tdrv_kick(t.d, 1));
+    ASSERT_EQ(collect(&t, 1, 1, 100, NULL, NULL), 0);
+    ASSERT_EQ(collect(&t, 0, 1, 50, NULL, NULL), 0);
+    ASSERT_OK(rx_post(&t, 0, 512, 3, 1, bufs + 2));
+    ASSERT_OK(tdrv_kick(t.d, 0));
+    ASSERT_EQ(collect(&t, 1, 1, 5000, NULL, NULL), 1);
+    ASSERT_EQ(collect(&t, 0, 3, 5000, got, lens), 3);
+    for (unsigned i = 0; i < 3; i++) {
+        ASSERT(got[i] == bufs[i]);
+        memcpy(out + 512 * i, got[i], lens[i]);
+    }
+    ASSERT_EQ(lens[2], HDR + 1200 - 1024);
+    memcpy(&h, out, HDR);
+    ASSERT_EQ(h.num_buffers, 3);
+    ASSERT(memcmp(out + HDR + 12, frame + 12, 1200 - 12) == 0);
+    /* burst 2: two frames over two chains each, two chains left (both taken ahead by frame
+     * 2): frame 3 pops past them, finds none and waits for two more */
+    for (unsigned i = 2; i < 4; i++) {
+        make_frame(frame, 1000, i);
+        ASSERT_OK(tx_add(&t, 1, NULL, frame, 1000, 1));
+    }
+    ASSERT_OK(tdrv_kick(t.d, 1));
+    ASSERT_EQ(collect(&t, 1, 2, 200, NULL, NULL), 1);
+    ASSERT_EQ(collect(&t, 0, 2, 5000, got, lens), 2);
+    ASSERT(got[0] == bufs[3] && got[1] == bufs[4]);
+    ASSERT_OK(rx_post(&t, 0, 512, 2, 1, bufs + 5));
+    ASSERT_OK(tdrv_kick(t.d, 0));
+    ASSERT_EQ(collect(&t, 1, 1, 5000, NULL, NULL), 1);
+    ASSERT_EQ(collect(&t, 0, 2, 5000, got, lens), 2);
+    ASSERT(got[0] == bufs[5] && got[1] == bufs[6]);
+    memcpy(out, got[0], lens[0]);
+    memcpy(out + lens[0], got[1], lens[1]);
+    memcpy(&h, out, HDR);
+    ASSERT_EQ(h.num_buffers, 2);
+    ASSERT(memcmp(out + HDR + 12, frame + 12, 1000 - 12) == 0);
+    ASSERT_EQ(stats(&t, 0).packets, 3);
+    ASSERT_EQ(stats(&t, 0).drops + stats(&t, 1).drops, 0);
+    tb_down(&t);
+}
+
+TDRV_TEST(mergeable_past_burst_split) { run_mergeable_past_burst(false); }
+TDRV_TEST(mergeable_past_burst_packed) { run_mergeable_past_burst(true); }
+
 /* Without MRG_RXBUF one chain must hold the packet: too small, the frame is dropped and the
  * chain stays for the next one. */
 TDRV_TEST(non_mergeable_too_small_drops)
@@ -266,6 +330,39 @@ TDRV_TEST(non_mergeable_too_small_drops)
     ASSERT(got[0] == bufs[0]);
     ASSERT_EQ(lens[0], HDR + 400);
     ASSERT_EQ(stats(&t, 0).packets, 1);
+    tb_down(&t);
+}
+
+/* The same inside a burst: the chain taken ahead for the dropped frame goes back to the burst
+ * (not to the ring, behind the chain taken ahead after it), and the next frame lands in it. */
+TDRV_TEST(non_mergeable_drop_inside_a_burst)
+{
+    struct tb_opts o = {.net = {.port = VHU_NET_PORT_REFLECT}};
+    struct tb t;
+    uint8_t frame[1514], *bufs[2], *got[2];
+    uint32_t lens[2];
+
+    ASSERT_OK(tb_up(&t, &o));
+    ASSERT_OK(rx_post(&t, 0, 512, 2, 1, bufs));
+    ASSERT_OK(tdrv_kick(t.d, 0));
+    make_frame(frame, sizeof(frame), 2);
+    ASSERT_OK(tx_add(&t, 1, NULL, frame, sizeof(frame), 1));
+    make_frame(frame, 400, 3);
+    ASSERT_OK(tx_add(&t, 1, NULL, frame, 400, 1));
+    ASSERT_OK(tdrv_kick(t.d, 1));
+    ASSERT_EQ(collect(&t, 1, 2, 5000, NULL, NULL), 2);
+    ASSERT_EQ(collect(&t, 0, 2, 200, got, lens), 1);
+    ASSERT(got[0] == bufs[0]);
+    ASSERT_EQ(lens[0], HDR + 400);
+    ASSERT(memcmp(got[0] + HDR + 12, frame + 12, 400 - 12) == 0);
+    ASSERT_EQ(stats(&t, 0).drops, 1);
+    make_frame(frame, 300, 4);
+    ASSERT_OK(tx_add(&t, 1, NULL, frame, 300, 1));
+    ASSERT_OK(tdrv_kick(t.d, 1));
+    ASSERT_EQ(collect(&t, 0, 1, 5000, got, lens), 1);
+    ASSERT(got[0] == bufs[1]);
+    ASSERT_EQ(lens[0], HDR + 300);
+    ASSERT_EQ(stats(&t, 0).packets, 2);
     tb_down(&t);
 }
 
