@@ -496,7 +496,10 @@ static enum run_end tx_run(struct net_queue *q, unsigned *budget)
             if (b[n]->out_num) {
                 const uint8_t *f = b[n]->iov[0].iov_base;
                 __builtin_prefetch(f);
-                __builtin_prefetch(f + 64);
+                /* the frame's second line too when the port reads the frame (a sink does
+                 * not: loading it would only take the line away from the driver) */
+                if (p->ops->tx)
+                    __builtin_prefetch(f + 64);
             }
             n++;
         }

@@ -112,17 +112,6 @@ static const char *walk(struct vhu_vq *vq, struct vhu_vq_elem *e, uint16_t *id)
     return NULL;
 }
 
-/* The driver wrote the descriptors of the next chains on its CPU: start loading the line two
- * lines ahead now, so a run of pops does not take those misses one at a time. */
-static inline void prefetch_ahead(const struct vhu_vq *vq)
-{
-    unsigned i = vq->last_avail + VQ_PREFETCH_AHEAD;
-
-    if (i >= vq->num)
-        i -= vq->num;
-    __builtin_prefetch(&vq->pdesc[i]);
-}
-
 struct vhu_vq_elem *vq_packed_pop(struct vhu_vq *vq)
 {
     struct vhu_vq_elem *e;
@@ -138,7 +127,6 @@ struct vhu_vq_elem *vq_packed_pop(struct vhu_vq *vq)
     vhu_smp_rmb();
     if (vhu_unlikely(vq->nfree == 0))
         return NULL;
-    prefetch_ahead(vq);
     e = vq_elem_get(vq, &slot);
     why = walk(vq, e, &id);
     if (!why && vhu_unlikely(id >= vq->num))

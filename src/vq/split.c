@@ -186,17 +186,6 @@ static struct vhu_vq_elem *pop_resubmit(struct vhu_vq *vq)
     return e;
 }
 
-/* The driver wrote the next chains' descriptors on its CPU: start loading the descriptor of
- * the chain VQ_PREFETCH_AHEAD entries on (its avail entry is read early on purpose: past the
- * index it may be stale, which only makes the prefetch useless). */
-static inline void prefetch_ahead(const struct vhu_vq *vq)
-{
-    uint16_t m = vq->num - 1;
-    uint16_t h = vq_load16(&vq->avail->ring[(uint16_t)(vq->last_avail + VQ_PREFETCH_AHEAD) & m]);
-
-    __builtin_prefetch(&vq->desc[h & m]);
-}
-
 struct vhu_vq_elem *vq_split_pop(struct vhu_vq *vq)
 {
     struct vhu_vq_elem *e;
@@ -219,7 +208,6 @@ struct vhu_vq_elem *vq_split_pop(struct vhu_vq *vq)
     if (vhu_unlikely(vq->nfree == 0))
         return NULL;
     head = vq_load16(&vq->avail->ring[vq->last_avail & (vq->num - 1)]);
-    prefetch_ahead(vq);
     if (vhu_unlikely(head >= vq->num)) {
         vhu_vq_break(vq, "avail ring head index out of range");
         return NULL;

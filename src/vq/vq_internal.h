@@ -96,10 +96,6 @@ struct vq_shadow_used {
     bool readonly;     /* no writable descriptor: in order, its used entry may be skipped */
 };
 
-/* Pops prefetch the descriptors of the chain this many ring entries ahead (two 64-byte lines
- * of packed descriptors). */
-#define VQ_PREFETCH_AHEAD 8
-
 /* pop_pos of a packed chain popped from the inflight region: unpop cannot rewind it. */
 #define VQ_POS_RESUBMITTED (1u << 16)
 
