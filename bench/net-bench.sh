@@ -15,6 +15,8 @@
 #   the frontend, the first two samples dropped. Backend CPU: ns of backend CPU time (utime+stime
 #   from /proc/PID/stat, over the frontend's whole life) per packet the frontend counted; no
 #   cycle counts (perf has no hardware counters here and the nominal frequency is not trusted).
+#   Steal: the share of the VM's CPU time the hypervisor gave to others during the run
+#   (/proc/stat), the largest of a cell's runs; a run with a few % of it is a slow run.
 # Env: RUNS (5), SECS (8), SIZES ("64 1518"), RINGS ("split packed"), MODES ("sink source
 #   reflect"), BACKENDS ("vhud dpdk"; "vhud vhud-base" with VHUD_BASE=another vhud binary: an
 #   A/B of two builds, with a vhud/base column; vhud-vvu: vhud net behind a virtio-vhost-user
@@ -59,31 +61,39 @@ backend_ticks() {
   echo "$t"
 }
 
-# one run: prints "MPPS NS_PER_PKT"
+# ticks the hypervisor ran something else on this VM's CPUs (steal, /proc/stat): the run-to-run
+# spread follows it (docs/performance.md)
+steal_ticks() { awk '$1 == "cpu" {print $9}' /proc/stat; }
+
+# one run: prints "MPPS NS_PER_PKT STEAL%"
 run_one() {
   local kind=$1 mode=$2 size=$3 ring=$4 tag=$5
-  local vdev="net_virtio_user0,path=$sock,queues=1" t0 t1 pkts pps dir=rx
+  local vdev="net_virtio_user0,path=$sock,queues=1" t0 t1 s0 s1 pkts pps dir=rx
   [[ $ring == packed ]] && vdev+=",packed_vq=1"
   [[ $mode == sink ]] && dir=tx
   be_kind=$kind
   if ! backend_start "$kind" "$mode" "$sock" 1 "$out/$tag.be.log" "$size"; then
     echo "run $tag: the backend did not start: $(tail -n 2 "$out/$tag.be.log" | tr '\n' ' ')" >&2
-    echo "0 -"; cleanup; return
+    echo "0 - -"; cleanup; return
   fi
   be_pid=$BACKEND_PID
   t0=$(backend_ticks)
   # shellcheck disable=SC2046
   dpdk_start fe 0 "$out/$tag.fe.log" --vdev "$vdev" -- $(frontend_args "$mode" "$size")
   fe_pid=$DPDK_PID
+  s0=$(steal_ticks)
   sleep "$SECS"
+  s1=$(steal_ticks)
   t1=$(backend_ticks)
   dpdk_stop "$fe_pid"; fe_pid=
   backend_stop "$kind" "$be_pid"; be_pid=
   pkts=$(dpdk_total "$out/$tag.fe.log" "$dir")
   pps=$(dpdk_pps "$out/$tag.fe.log" "$dir")
   ((pps > 0)) || pps=$((pkts / SECS))
-  awk -v pps="$pps" -v p="$pkts" -v dt=$((t1 - t0)) -v hz="$hz" 'BEGIN {
-    printf "%.2f %s\n", pps / 1e6, (p > 0 ? sprintf("%.1f", dt * 1e9 / hz / p) : "-") }'
+  awk -v pps="$pps" -v p="$pkts" -v dt=$((t1 - t0)) -v hz="$hz" -v st=$((s1 - s0)) \
+    -v span="$((SECS * hz * $(nproc)))" 'BEGIN {
+    printf "%.2f %s %.1f\n", pps / 1e6, (p > 0 ? sprintf("%.1f", dt * 1e9 / hz / p) : "-"),
+      100 * st / span }'
 }
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR] = $1} END {print (NR ? a[int((NR + 1) / 2)] : "-")}'; }
@@ -106,10 +116,11 @@ for mode in $MODES; do
         ((r % 2 == 0)) && order=$(echo "$BACKENDS" | tr ' ' '\n' | tac | tr '\n' ' ')
         for kind in $order; do
           tag=$mode-$size-$ring-$kind-$r
-          read -r m c < <(run_one "$kind" "$mode" "$size" "$ring" "$tag")
+          read -r m c st < <(run_one "$kind" "$mode" "$size" "$ring" "$tag")
           res[$mode $size $ring $kind mpps]+=" $m"
           res[$mode $size $ring $kind cpu]+=" $c"
-          echo "run $tag: $m Mpps, $c ns CPU/pkt" >&2
+          res[$mode $size $ring steal]+=" $st"
+          echo "run $tag: $m Mpps, $c ns CPU/pkt, steal $st %" >&2
         done
       done
     done
@@ -121,6 +132,7 @@ sep="|---|---|---|"
 for kind in $BACKENDS; do hdr+=" $kind Mpps | $kind ns CPU/pkt |"; sep+="---|---|"; done
 [[ " $BACKENDS " == *" vhud "* && " $BACKENDS " == *" dpdk "* ]] && { hdr+=" vhud/dpdk |"; sep+="---|"; }
 [[ " $BACKENDS " == *" vhud "* && " $BACKENDS " == *" vhud-base "* ]] && { hdr+=" vhud/base Mpps | vhud/base CPU |"; sep+="---|---|"; }
+hdr+=" steal % (max) |"; sep+="---|"
 echo "$hdr"; echo "$sep"
 for row in "${rows[@]}"; do
   read -r mode size ring <<<"$row"
@@ -140,6 +152,7 @@ for row in "${rows[@]}"; do
     line+=" $(awk -v a="$ca" -v b="$cb" 'BEGIN {print (b > 0 ? sprintf("%.3f", a / b) : "-")}') |"
   fi
   unset med
+  line+=" $(echo "${res[$row steal]}" | tr ' ' '\n' | grep -v '^-\?$' | sort -g | tail -n 1) |"
   echo "$line"
 done
 echo
