@@ -50,6 +50,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 repo=$(cd "$here/.." && pwd -P)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$here/lib.sh"
 VHUD=${VHUD:-$repo/build/src/daemon/vhud}
 VHUCTL=${VHUCTL:-$repo/build/src/cli/vhuctl}
 CLIENT=${CLIENT:-vhuctl}
@@ -169,15 +171,6 @@ backend_cmd() {
   fi
 }
 
-# cpu_ticks PID: utime + stime of the whole process (all threads)
-cpu_ticks() {
-  local stat rest
-  stat=$(cat "/proc/$1/stat") || return 1
-  rest=${stat##*) }               # fields from 3 on; comm may hold spaces
-  read -r -a f <<<"$rest"
-  echo $((f[11] + f[12]))         # fields 14 and 15
-}
-
 # backend_ticks: CPU of the backend, and of the VVU device in front of it (vhud-vvu)
 backend_ticks() {
   local t
@@ -241,7 +234,6 @@ one_run() {
   log "$store $mode qd=$qd $b: iops=$iops p50=$p50 p99=$p99 backend_cpu_us/io=$bcpu"
 }
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else printf "%.2f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 
 echo "uptime: $(uptime)"
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); host: $(uname -r), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"

@@ -49,6 +49,8 @@ repo=$(cd "$here/.." && pwd -P)
 export GUEST_NAME=guest-fio GUEST_MEM=${GUEST_MEM:-1024} GUEST_SMP=1
 # shellcheck source-path=SCRIPTDIR source=../tests/guest/lib.sh
 . "$repo/tests/guest/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$here/lib.sh"
 
 VHUD=${VHUD:-$repo/build/src/daemon/vhud}
 QSD=${QSD:-qemu-storage-daemon}
@@ -167,13 +169,8 @@ backend_cmd() {
   fi
 }
 
-# backend_ticks: utime + stime of the backend (all threads), /proc/PID/stat fields 14 and 15
-backend_ticks() {
-  local stat f
-  stat=$(cat "/proc/$backend_pid/stat") || return 1
-  read -r -a f <<<"${stat##*) }"   # from field 3 on; comm may hold spaces
-  echo $((f[11] + f[12]))
-}
+# backend_ticks: CPU of the backend (all threads)
+backend_ticks() { cpu_ticks "$backend_pid"; }
 
 # one_boot BACKEND STORE RUN: one guest, every depth; appends one raw line per depth
 one_boot() {
@@ -222,7 +219,6 @@ one_boot() {
 
 # col N: the median of column N of $rows
 col() { awk -v c="$1" '{print $c}' <<<"$rows" | median; }
-median() { sort -g | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else printf "%.2f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 
 echo "uptime before: $(uptime)"
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); host: $(uname -r), $(nproc) CPUs" \

@@ -28,6 +28,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 # shellcheck source-path=SCRIPTDIR source=../tests/interop/dpdk-lib.sh
 . "$repo/tests/interop/dpdk-lib.sh"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$here/lib.sh"
 
 VHUD=${1:-$repo/build/src/daemon/vhud}
 RUNS=${RUNS:-5} SECS=${SECS:-8}
@@ -56,14 +58,10 @@ trap cleanup EXIT
 # CPU ticks of the backend, and of the VVU device in front of it (vhud-vvu)
 backend_ticks() {
   local t
-  t=$(cpu_ticks "$be_pid")
-  [[ -n ${BACKEND_VVU_PID:-} ]] && t=$((t + $(cpu_ticks "$BACKEND_VVU_PID")))
+  t=$(cpu_ticks "$be_pid") || t=0
+  [[ -n ${BACKEND_VVU_PID:-} ]] && t=$((t + $(cpu_ticks "$BACKEND_VVU_PID" || echo 0)))
   echo "$t"
 }
-
-# ticks the hypervisor ran something else on this VM's CPUs (steal, /proc/stat): the run-to-run
-# spread follows it (docs/performance.md)
-steal_ticks() { awk '$1 == "cpu" {print $9}' /proc/stat; }
 
 # one run: prints "MPPS NS_PER_PKT STEAL%"
 run_one() {
@@ -96,7 +94,6 @@ run_one() {
       100 * st / span }'
 }
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR] = $1} END {print (NR ? a[int((NR + 1) / 2)] : "-")}'; }
 
 echo "# vhost-user-net: testpmd virtio-user frontend vs vhud net and DPDK net_vhost"
 echo
@@ -152,7 +149,7 @@ for row in "${rows[@]}"; do
     line+=" $(awk -v a="$ca" -v b="$cb" 'BEGIN {print (b > 0 ? sprintf("%.3f", a / b) : "-")}') |"
   fi
   unset med
-  line+=" $(echo "${res[$row steal]}" | tr ' ' '\n' | grep -v '^-\?$' | sort -g | tail -n 1) |"
+  line+=" $(echo "${res[$row steal]}" | tr ' ' '\n' | grep -v -e '^$' -e '^-$' | sort -g | tail -n 1) |"
   echo "$line"
 done
 echo

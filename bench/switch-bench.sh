@@ -18,6 +18,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 # shellcheck source-path=SCRIPTDIR source=../tests/interop/dpdk-lib.sh
 . "$repo/tests/interop/dpdk-lib.sh"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$here/lib.sh"
 
 VHUD=${1:-$repo/build/src/daemon/vhud}
 VHUCTL=${2:-$repo/build/src/cli/vhuctl}
@@ -63,7 +65,7 @@ run_one() {
   fi
   for ((i = 0; i < 200; i++)); do [[ -S $a && -S $b ]] && break; sleep 0.1; done
   [[ -S $a && -S $b ]] || { echo "run $tag: the switch did not listen" >&2; cleanup; return 1; }
-  t0=$(cpu_ticks "$be_pid")
+  t0=$(cpu_ticks "$be_pid") || t0=0
   taskset -c 0 "$VHUCTL" net bench --socket-path "$b" --mode rx --seconds $((SECS + 3)) \
     --size "$size" "${ringarg[@]}" --timeout-ms 60000 >"$out/$tag.rx.log" 2>&1 &
   rx_pid=$!
@@ -72,7 +74,7 @@ run_one() {
     --size "$size" "${ringarg[@]}" >"$out/$tag.tx.log" 2>&1 || true
   wait "$rx_pid" || true
   rx_pid=
-  t1=$(cpu_ticks "$be_pid")
+  t1=$(cpu_ticks "$be_pid") || t1=0
   cleanup
   sent=$(result_field "$out/$tag.tx.log" pkts); got=$(result_field "$out/$tag.rx.log" pkts)
   secs=$(result_field "$out/$tag.tx.log" secs)
@@ -83,7 +85,6 @@ run_one() {
     'BEGIN {printf "%.2f %.1f %.1f\n", g / t / 1e6, dt / hz * 1e9 / g, (s > g ? (s - g) / s * 100 : 0)}'
 }
 
-median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 
 echo "uptime before: $(uptime)"
 declare -A res

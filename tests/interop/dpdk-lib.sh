@@ -17,7 +17,6 @@
 #                               binary for KIND=vhud, VHUD_BASE another one for KIND=vhud-base:
 #                               an A/B of two vhud builds)
 #   frontend_args MODE SIZE     testpmd forward args for the frontend facing a backend MODE
-#   cpu_ticks PID               utime+stime of PID in clock ticks
 
 DPDK_TESTPMD=${DPDK_TESTPMD:-dpdk-testpmd}
 DPDK_MEM=()
@@ -151,4 +150,3 @@ frontend_args() {
   esac
 }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }

@@ -1,0 +1,25 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# shellcheck shell=bash
+# Measuring helpers the bench scripts share (sourced, not run).
+#
+#   cpu_ticks PID     utime + stime of the whole process (all threads), in clock ticks
+#                     (/proc/PID/stat fields 14 and 15); fails when the process is gone
+#   steal_ticks       ticks the hypervisor gave this VM's CPUs to others, all CPUs (/proc/stat)
+#   median            the median of the numbers on stdin (any whitespace between them; empty
+#                     and "-" entries skipped): the middle one, or the mean of the two middle
+#                     ones for an even count; "-" when there is none
+
+cpu_ticks() {
+  local stat fields
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  read -r -a fields <<<"${stat##*) }" # from field 3 on: comm may hold spaces and parentheses
+  echo $((fields[11] + fields[12]))
+}
+
+steal_ticks() { awk '$1 == "cpu" {print $9}' /proc/stat; }
+
+median() {
+  tr -s ' \t' '\n' | grep -v -e '^$' -e '^-$' | sort -g | awk '{a[NR] = $1} END {
+    if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2];
+    else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
