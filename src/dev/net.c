@@ -137,7 +137,7 @@ void net_rx_cancel(struct net_queue *rxq, struct net_rx_resv *rv)
 }
 
 /*
- * Receive buffers are lines the driver's CPU last held (it read the previous packet there):
+ * Receive buffers are lines the driver's CPU last held (from the buffer's previous packet):
  * every first store into one waits for the line to be taken from that CPU, and the stores of
  * a burst queue up behind each such wait. PREFETCHW requests the lines for writing at once,
  * so the waits of a burst overlap (source 64 B: about 2x the packet rate, docs/performance.md).
