@@ -39,6 +39,12 @@ struct vhu_vqd_config {
     void *indirect;
     uint64_t indirect_addr;
     uint16_t indirect_max;
+    /* VIRTIO_F_IN_ORDER was negotiated. Split: a chain takes the next n table entries in ring
+     * order (x chains to x+1, wrapping to 0). Packed: a buffer's id is its head slot. The device
+     * may then complete a batch of buffers with one used entry naming the batch's last buffer;
+     * vhu_vqd_get_used() still returns every buffer of the batch, in order, one per call: the
+     * skipped ones with len 0, the last with the entry's length. */
+    bool in_order;
 };
 
 int vhu_vqd_new(const struct vhu_vqd_config *cfg, struct vhu_vqd **out);
@@ -57,7 +63,9 @@ int vhu_vqd_add(struct vhu_vqd *vqd, const struct vhu_vqd_seg *segs, unsigned n_
 /* Publish added chains; true when the device wants a kick (EVENT_IDX / NO_NOTIFY aware). */
 bool vhu_vqd_kick_prepare(struct vhu_vqd *vqd);
 /* Next used chain's cookie and written length, or NULL. A device that reports a bad id or an
- * impossible length makes this return NULL and sets vhu_vqd_broken(). */
+ * impossible length makes this return NULL and sets vhu_vqd_broken(). In order, a used entry
+ * must name a published buffer still in flight; the buffers before it come back first, with
+ * len 0. */
 void *vhu_vqd_get_used(struct vhu_vqd *vqd, uint32_t *len);
 /* Interrupt suppression; enable returns true if used entries are already pending. */
 void vhu_vqd_disable_cb(struct vhu_vqd *vqd);

@@ -64,6 +64,7 @@ VHU_EXPORT int vhu_vqd_new(const struct vhu_vqd_config *cfg, struct vhu_vqd **ou
     vqd->num = cfg->num;
     vqd->packed = cfg->packed;
     vqd->event_idx = cfg->event_idx;
+    vqd->in_order = cfg->in_order;
     vqd->num_free = cfg->num;
     if (cfg->indirect) {
         vqd->ind = cfg->indirect;
@@ -123,6 +124,34 @@ void vqd_fail(struct vhu_vqd *vqd, const char *why)
     vhu_err_rl("driver queue: %s; queue stopped", why);
 }
 
+/*
+ * In order (virtio 1.3 2.7.9 / 2.8.9): a used entry naming buffer `id` completes every buffer
+ * made available before it. Walks the buffers in flight from the oldest, `oldest` (each takes
+ * ndesc consecutive slots), over at most `limit` of them (those the device can have seen) to
+ * find id; sets up the batch and returns its size, or 0 with the queue broken when id is not
+ * there or len is more than the buffer holds.
+ */
+int vqd_inorder_batch(struct vhu_vqd *vqd, uint16_t oldest, uint32_t id, uint32_t len,
+                      unsigned limit)
+{
+    unsigned s = oldest;
+
+    for (unsigned k = 1; k <= limit; k++) {
+        if (s == id) {
+            if (len > vqd->in_len[id]) {
+                vqd_fail(vqd, "device wrote more than the buffer holds");
+                return 0;
+            }
+            vqd->batch_left = (uint16_t)k;
+            vqd->batch_len = len;
+            return (int)k;
+        }
+        s = (s + vqd->ndesc[s]) % vqd->num;
+    }
+    vqd_fail(vqd, "device used a buffer id that is not in flight in order");
+    return 0;
+}
+
 VHU_EXPORT int vhu_vqd_add(struct vhu_vqd *vqd, const struct vhu_vqd_seg *segs, unsigned n_out,
                            unsigned n_in, void *cookie)
 {
@@ -175,6 +204,8 @@ VHU_EXPORT bool vhu_vqd_enable_cb(struct vhu_vqd *vqd)
     vhu_smp_mb();
     if (vqd->broken)
         return false;
+    if (vqd->batch_left)
+        return true;
     return vqd->packed ? vqd_packed_more_used(vqd) : vqd_split_more_used(vqd);
 }
 

@@ -14,6 +14,7 @@ struct vhu_vqd {
     bool event_idx;
     bool broken;
     bool cb_off;         /* vhu_vqd_disable_cb() in effect */
+    bool in_order;       /* VIRTIO_F_IN_ORDER: descriptors in ring order, batched used entries */
     unsigned num_free;   /* free descriptors (split) / ring slots (packed) */
 
     union {
@@ -45,6 +46,13 @@ struct vhu_vqd {
     bool pending;        /* a head descriptor whose flags are held back until kick_prepare */
     uint16_t pending_slot;
     uint16_t pending_flags;
+    uint16_t unpublished; /* packed: buffers added since the last kick_prepare */
+    uint16_t published;   /* packed: buffers published and not yet returned */
+
+    /* in order: buffers of the used entry being returned still to go (the oldest in flight
+     * first; the last gets batch_len, the others 0) */
+    uint16_t batch_left;
+    uint32_t batch_len;
 
     /* per head index (split) / buffer id (packed) */
     uint16_t *next;      /* split: descriptor free list links; packed: id free list links */
@@ -54,6 +62,14 @@ struct vhu_vqd {
 };
 
 void vqd_fail(struct vhu_vqd *vqd, const char *why);
+int vqd_inorder_batch(struct vhu_vqd *vqd, uint16_t oldest, uint32_t id, uint32_t len,
+                      unsigned limit);
+
+/* In order: the written length of the next buffer of the batch being returned. */
+static inline uint32_t vqd_inorder_len(struct vhu_vqd *vqd)
+{
+    return --vqd->batch_left ? 0 : vqd->batch_len;
+}
 
 void vqd_split_init(struct vhu_vqd *vqd);
 int vqd_split_add(struct vhu_vqd *vqd, const struct vhu_vqd_seg *segs, unsigned n_out,

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Packed virtqueue, driver side (virtio 1.3 §2.8). Buffer ids come from a free list; a chain
+ * Packed virtqueue, driver side (virtio 1.3 §2.8). Buffer ids come from a free list (in order:
+ * the id is the head slot, so the buffers in flight can be walked from last_used); a chain
  * takes consecutive ring slots from next_avail. The first head written since the last
  * kick_prepare keeps its flags back until kick_prepare, so a batch becomes visible at once.
  */
@@ -59,7 +60,10 @@ int vqd_packed_add(struct vhu_vqd *vqd, const struct vhu_vqd_seg *segs, unsigned
         return -EINVAL;
     if (need > vqd->num_free)
         return -ENOSPC;
-    vqd->free_id = vqd->next[id];
+    if (vqd->in_order)
+        id = slot; /* free: the slots in flight are the run before next_avail */
+    else
+        vqd->free_id = vqd->next[id];
     if (indirect) {
         /* virtio 2.8.7: a plain array, only WRITE is meaningful in its entries. */
         struct vhu_vring_packed_desc *t =
@@ -106,6 +110,8 @@ int vqd_packed_add(struct vhu_vqd *vqd, const struct vhu_vqd_seg *segs, unsigned
     vqd->ndesc[id] = (uint16_t)need;
     vqd->in_len[id] = vqd_in_len(segs, n_out, n_in);
     vqd->cookie[id] = cookie;
+    if (vqd->in_order)
+        vqd->unpublished++;
     return 0;
 }
 
@@ -118,6 +124,8 @@ bool vqd_packed_kick_prepare(struct vhu_vqd *vqd)
     vhu_smp_wmb();
     vq_store16(&vqd->pdesc[vqd->pending_slot].flags, vqd->pending_flags);
     vqd->pending = false;
+    vqd->published = (uint16_t)(vqd->published + vqd->unpublished);
+    vqd->unpublished = 0;
     vqd->kicked_pos = pos_of(vqd->next_avail, vqd->avail_wrap);
     vhu_smp_mb();
     ev = vq_load16(&vqd->dev_event->flags);
@@ -132,11 +140,18 @@ bool vqd_packed_kick_prepare(struct vhu_vqd *vqd)
 void *vqd_packed_get_used(struct vhu_vqd *vqd, uint32_t *len)
 {
     struct vhu_vring_packed_desc *d = &vqd->pdesc[vqd->last_used];
-    uint16_t flags = vq_load16(&d->flags), id;
+    uint16_t flags, id;
     uint32_t l;
     unsigned v;
     void *cookie;
 
+    if (vqd->batch_left) {
+        /* the rest of an in-order batch: the buffer at last_used, nothing more to read */
+        id = vqd->last_used;
+        l = vqd_inorder_len(vqd);
+        goto done;
+    }
+    flags = vq_load16(&d->flags);
     if (!desc_is_used(flags, vqd->used_wrap))
         return NULL;
     vhu_smp_rmb();
@@ -148,10 +163,17 @@ void *vqd_packed_get_used(struct vhu_vqd *vqd, uint32_t *len)
         vqd_fail(vqd, "device used a buffer id that is not in flight");
         return NULL;
     }
-    if (l > vqd->in_len[id]) {
+    if (vqd->in_order) {
+        /* The descriptor stands for the published buffers from last_used up to id. */
+        if (!vqd_inorder_batch(vqd, vqd->last_used, id, l, vqd->published))
+            return NULL;
+        id = vqd->last_used;
+        l = vqd_inorder_len(vqd);
+    } else if (l > vqd->in_len[id]) {
         vqd_fail(vqd, "device wrote more than the buffer holds");
         return NULL;
     }
+done:
     cookie = vqd->cookie[id];
     vqd->cookie[id] = NULL;
     v = (unsigned)vqd->last_used + vqd->ndesc[id];
@@ -161,8 +183,12 @@ void *vqd_packed_get_used(struct vhu_vqd *vqd, uint32_t *len)
     }
     vqd->last_used = (uint16_t)v;
     vqd->num_free += vqd->ndesc[id];
-    vqd->next[id] = vqd->free_id;
-    vqd->free_id = id;
+    if (vqd->in_order) {
+        vqd->published--; /* the batch held published buffers only */
+    } else {
+        vqd->next[id] = vqd->free_id;
+        vqd->free_id = id;
+    }
     if (vqd->event_idx && !vqd->cb_off)
         vq_store16(&vqd->drv_event->off_wrap, pos_of(vqd->last_used, vqd->used_wrap));
     *len = l;

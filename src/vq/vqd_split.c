@@ -91,25 +91,43 @@ bool vqd_split_kick_prepare(struct vhu_vqd *vqd)
     return !(vq_load16(&vqd->used->flags) & VHU_VRING_USED_F_NO_NOTIFY);
 }
 
-/* Return a finished chain's descriptors to the free list. */
+/* Return a finished chain's descriptors to the free list. In order the list is never relinked:
+ * chains come back oldest first, so the free entries stay one run in ring order from free_head
+ * and every chain keeps taking the next entries. */
 static void chain_free(struct vhu_vqd *vqd, uint16_t head)
 {
     uint16_t tail = head;
 
+    vqd->num_free += vqd->ndesc[head];
+    if (vqd->in_order)
+        return;
     for (unsigned k = 1; k < vqd->ndesc[head]; k++)
         tail = vqd->next[tail];
     vqd->next[tail] = vqd->free_head;
     vqd->free_head = head;
-    vqd->num_free += vqd->ndesc[head];
+}
+
+/* In order: the head of the oldest chain in flight, where the run of busy entries that ends at
+ * free_head starts. */
+static uint16_t oldest_head(const struct vhu_vqd *vqd)
+{
+    return (uint16_t)((vqd->free_head + vqd->num_free) & (vqd->num - 1));
 }
 
 void *vqd_split_get_used(struct vhu_vqd *vqd, uint32_t *len)
 {
-    uint16_t idx = vq_load16(&vqd->used->idx);
+    uint16_t idx;
     struct vhu_vring_used_elem *u;
     uint32_t id, l;
     void *cookie;
 
+    if (vqd->batch_left) {
+        /* the rest of an in-order batch: nothing more to read from the device */
+        id = oldest_head(vqd);
+        l = vqd_inorder_len(vqd);
+        goto done;
+    }
+    idx = vq_load16(&vqd->used->idx);
     if (idx == vqd->last_used)
         return NULL;
     if ((uint16_t)(idx - vqd->last_used) > vqd->num) {
@@ -125,10 +143,19 @@ void *vqd_split_get_used(struct vhu_vqd *vqd, uint32_t *len)
         vqd_fail(vqd, "device used a buffer id that is not in flight");
         return NULL;
     }
-    if (l > vqd->in_len[id]) {
+    if (vqd->in_order) {
+        /* The entry stands for the published chains up to id, no more than the index covers. */
+        unsigned limit = VHU_MIN((uint16_t)(vqd->kicked - vqd->last_used),
+                                 (uint16_t)(idx - vqd->last_used));
+        if (!vqd_inorder_batch(vqd, oldest_head(vqd), id, l, limit))
+            return NULL;
+        id = oldest_head(vqd);
+        l = vqd_inorder_len(vqd);
+    } else if (l > vqd->in_len[id]) {
         vqd_fail(vqd, "device wrote more than the buffer holds");
         return NULL;
     }
+done:
     cookie = vqd->cookie[id];
     vqd->cookie[id] = NULL;
     chain_free(vqd, (uint16_t)id);
