@@ -124,7 +124,7 @@ struct pair_opts {
     uint16_t ind_max;   /* driver uses indirect tables of this size (0: never) */
     unsigned max_segs;  /* 0: 64 */
     unsigned index;
-    bool in_order;      /* VIRTIO_F_IN_ORDER negotiated (device side) */
+    bool in_order;      /* VIRTIO_F_IN_ORDER negotiated (device and driver side) */
     bool log_ring;      /* dirty logging of the ring areas once a log is set */
 };
 
@@ -197,7 +197,8 @@ static inline int pair_start_tracked(struct pair *p, void *region, uint32_t base
 
 static inline int pair_init(struct pair *p, struct guest *g, const struct pair_opts *o)
 {
-    struct vhu_vqd_config dc = {.num = o->num, .packed = o->packed, .event_idx = o->event_idx};
+    struct vhu_vqd_config dc = {.num = o->num, .packed = o->packed, .event_idx = o->event_idx,
+                                .in_order = o->in_order};
     int r;
 
     memset(p, 0, sizeof(*p));
