@@ -52,7 +52,8 @@ void vhu_fe_set_poll_hook(struct vhu_fe *fe, void (*hook)(void *opaque), void *o
 void vhu_fe_set_reply_timeout(struct vhu_fe *fe, unsigned timeout_ms);
 
 struct vhu_fe_opts {
-    uint64_t features;      /* virtio features wanted; the result is features & offered */
+    uint64_t features;      /* virtio features wanted; the result is features & offered
+                               (VIRTIO_F_IN_ORDER is always asked for) */
     uint16_t num_queues;    /* queues to start (<= GET_QUEUE_NUM when MQ is offered) */
     uint16_t queue_size;    /* ring size */
     bool packed;            /* ask for VIRTIO_F_RING_PACKED */

@@ -363,6 +363,7 @@ static int queue_setup(struct vhu_fe *fe, unsigned i, const struct vhu_fe_opts *
         .num = o->queue_size,
         .packed = vhu_has_feature(fe->features, VHU_VIRTIO_F_RING_PACKED),
         .event_idx = vhu_has_feature(fe->features, VHU_VIRTIO_RING_F_EVENT_IDX),
+        .in_order = vhu_has_feature(fe->features, VHU_VIRTIO_F_IN_ORDER),
     };
     int r;
 
@@ -525,6 +526,9 @@ VHU_EXPORT int vhu_fe_start(struct vhu_fe *fe, const struct vhu_fe_opts *o)
         want |= vhu_feature(VHU_VIRTIO_RING_F_EVENT_IDX);
     if (o->indirect)
         want |= vhu_feature(VHU_VIRTIO_RING_F_INDIRECT_DESC);
+    /* vhu_vqd takes batched in-order completions, with every frontend path: each chain takes
+     * the next ring slots (an indirect chain one of them, its table stays per head). */
+    want |= vhu_feature(VHU_VIRTIO_F_IN_ORDER);
     fe->features = want & fe->backend_features;
     if (o->packed && !vhu_has_feature(fe->features, VHU_VIRTIO_F_RING_PACKED)) {
         vhu_err("backend does not offer packed rings");

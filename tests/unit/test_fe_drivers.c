@@ -268,6 +268,8 @@ static void net_reflect(bool packed, bool mrg, uint32_t rx_buf)
     ASSERT_OK(vhu_fe_net_get_info(tdrv_fe(t.d), &info));
     ASSERT_EQ(info.mrg_rxbuf, mrg);
     ASSERT_EQ(info.max_frame, 1514);
+    /* net offers IN_ORDER and the frontend acks it: transmit completions come batched */
+    ASSERT(vhu_has_feature(vhu_fe_features(tdrv_fe(t.d)), VHU_VIRTIO_F_IN_ORDER));
     ASSERT_OK(vhu_fe_net_txq_new(tdrv_fe(t.d), 0, 16, 1514, &tx));
     ASSERT_OK(vhu_fe_net_rxq_new(tdrv_fe(t.d), &info, 0, 0, rx_buf, &rx));
     unsigned sent = 0, reclaimed = 0;
