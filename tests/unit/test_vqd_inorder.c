@@ -390,6 +390,8 @@ static uint32_t rnd(uint32_t *s)
  */
 static void garbage(bool packed, uint16_t num)
 {
+    unsigned returned = 0, broke = 0;
+
     for (uint32_t seed = 1; seed <= 300; seed++) {
         uint32_t s = seed;
         struct t t;
@@ -424,11 +426,16 @@ static void garbage(bool packed, uint16_t num)
                 ASSERT(c >= t.tok && c < t.tok + NBUF && t.live[c - t.tok]);
                 ASSERT(len <= 2 * SEG_LEN);
                 t.live[c - t.tok] = false;
+                returned++;
             }
             ASSERT(vhu_vqd_num_free(t.p.d) <= num);
         }
+        broke += vhu_vqd_broken(t.p.d);
         teardown(&t);
     }
+    /* the garbage both got buffers back and broke queues */
+    fprintf(stderr, "  %u buffers returned, %u of 300 queues broken\n", returned, broke);
+    ASSERT(returned > 0 && broke > 0);
 }
 
 TEST(split_garbage_from_the_device_never_crashes) { garbage(false, 8); }
