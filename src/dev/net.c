@@ -485,6 +485,7 @@ static enum run_end tx_run(struct net_queue *q, unsigned *budget)
     struct net_port *p = q->nd->port;
     struct vhu_vq *vq = q->vq;
     enum run_end end = RUN_EMPTY;
+    unsigned burst = p->ops->tx_burst ? VHU_MIN(p->ops->tx_burst, NET_BURST) : NET_BURST;
 
     for (;;) {
         struct vhu_vq_elem *b[NET_BURST];
@@ -492,7 +493,7 @@ static enum run_end tx_run(struct net_queue *q, unsigned *budget)
 
         /* Pop the burst first and start loading every frame's first line (it was just written
          * by the driver on another CPU): the misses overlap instead of coming one by one. */
-        while (n < NET_BURST && n < *budget && (b[n] = vhu_vq_pop(vq)) != NULL) {
+        while (n < burst && n < *budget && (b[n] = vhu_vq_pop(vq)) != NULL) {
             if (b[n]->out_num) {
                 const uint8_t *f = b[n]->iov[0].iov_base;
                 __builtin_prefetch(f);
@@ -523,7 +524,7 @@ static enum run_end tx_run(struct net_queue *q, unsigned *budget)
             return end;
         if (!*budget)
             return RUN_BUDGET;
-        if (n < NET_BURST)
+        if (n < burst)
             return RUN_EMPTY;
     }
 }

@@ -59,6 +59,10 @@ enum net_tx_result {
 
 struct net_port_ops {
     const char *name;
+    /* Transmit frames popped and handled between two flushes (0: NET_BURST). A port that hands
+     * every frame back to the driver at once (reflect) flushes smaller bursts, so the driver
+     * works on one part while the device works on the next. */
+    unsigned tx_burst;
     /* Offload features the port can carry (CSUM, GUEST_CSUM, HOST/GUEST_TSO*). */
     uint64_t features;
     /* Optional: per-queue setup / teardown, on the queue's thread. */

@@ -156,6 +156,40 @@ TDRV_TEST(reflect_packed) { run_reflect(true, false); }
 TDRV_TEST(reflect_split_mergeable) { run_reflect(false, true); }
 TDRV_TEST(reflect_packed_mergeable) { run_reflect(true, true); }
 
+/* One kick with more frames than reflect handles between two flushes (and more than a whole
+ * burst): every frame comes back once, in order, into the buffers in posting order. */
+static void run_reflect_many(bool packed)
+{
+    struct tb_opts o = {.net = {.port = VHU_NET_PORT_REFLECT}, .packed = packed, .mrg = true};
+    struct tb t;
+    enum { N = 45 };
+    uint8_t frame[200], *bufs[N], *got[N];
+    uint32_t lens[N];
+
+    ASSERT_OK(tb_up(&t, &o));
+    ASSERT_OK(rx_post(&t, 0, 512, N, 1, bufs));
+    ASSERT_OK(tdrv_kick(t.d, 0));
+    for (unsigned i = 0; i < N; i++) {
+        make_frame(frame, 60 + i, i);
+        ASSERT_OK(tx_add(&t, 1, NULL, frame, 60 + i, 1));
+    }
+    ASSERT_OK(tdrv_kick(t.d, 1));
+    ASSERT_EQ(collect(&t, 1, N, 5000, NULL, NULL), N);
+    ASSERT_EQ(collect(&t, 0, N, 5000, got, lens), N);
+    for (unsigned i = 0; i < N; i++) {
+        make_frame(frame, 60 + i, i);
+        ASSERT(got[i] == bufs[i]);
+        ASSERT_EQ(lens[i], HDR + 60 + i);
+        ASSERT(memcmp(got[i] + HDR + 12, frame + 12, 60 + i - 12) == 0);
+    }
+    ASSERT_EQ(stats(&t, 0).packets, N);
+    ASSERT_EQ(stats(&t, 0).drops + stats(&t, 1).drops, 0);
+    tb_down(&t);
+}
+
+TDRV_TEST(reflect_many_frames_one_kick_split) { run_reflect_many(false); }
+TDRV_TEST(reflect_many_frames_one_kick_packed) { run_reflect_many(true); }
+
 /*
  * A guest may hand reflect a receive buffer that overlaps the frame it transmits (found by
  * tests/fuzz/fuzz_dev: memcpy with overlapping ranges, undefined behaviour, an ASan report). The
