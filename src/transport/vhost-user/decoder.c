@@ -527,7 +527,7 @@ static int h_set_log_base(struct vhu_session *s, struct vhu_msg *m)
 {
     const struct vhost_user_log *l = &m->payload.log;
     struct vhu_mem_mapping map;
-    int r;
+    int r = 0; /* only read when the map was tried (GCC with ASan cannot tell) */
 
     if (s->ops->fdless)
         return -ENOTSUP;
