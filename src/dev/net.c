@@ -111,8 +111,18 @@ const uint8_t *net_mac(const struct net_dev *nd)
 /* Receive buffers                                                                             */
 /* ------------------------------------------------------------------------------------------ */
 
-/* The chains of rv from index `from` on go back: popped directly (newest first: unpop rewinds
- * the ring only in LIFO order), or to the ahead chains they came from. A broken ring recycles. */
+/* A popped chain back to the ring (callers go newest first: unpop rewinds the ring only in
+ * LIFO order); a broken ring just recycles it. */
+static void rx_unpop(struct net_queue *rxq, struct vhu_vq_elem *e, bool broken)
+{
+    if (broken)
+        vhu_vq_push(rxq->vq, e, 0);
+    else
+        vhu_vq_unpop(rxq->vq, e);
+}
+
+/* The chains of rv from index `from` on go back, newest first: to the ring when popped
+ * directly, to the ahead chains they came from otherwise. */
 static void rx_giveback(struct net_queue *rxq, struct net_rx_resv *rv, unsigned from)
 {
     bool broken = vhu_vq_broken(rxq->vq);
@@ -122,10 +132,8 @@ static void rx_giveback(struct net_queue *rxq, struct net_rx_resv *rv, unsigned 
         if (rv->n < rv->ahead) {
             rxq->ahead_pos--; /* ahead[ahead_pos] is e: taken last, given back first */
             rv->ahead--;
-        } else if (broken) {
-            vhu_vq_push(rxq->vq, e, 0);
         } else {
-            vhu_vq_unpop(rxq->vq, e);
+            rx_unpop(rxq, e, broken);
         }
     }
 }
@@ -192,13 +200,8 @@ static void rx_release_ahead(struct net_queue *rxq)
 {
     bool broken = vhu_vq_broken(rxq->vq);
 
-    while (rxq->ahead_n > rxq->ahead_pos) {
-        struct vhu_vq_elem *e = rxq->ahead[--rxq->ahead_n];
-        if (broken)
-            vhu_vq_push(rxq->vq, e, 0);
-        else
-            vhu_vq_unpop(rxq->vq, e);
-    }
+    while (rxq->ahead_n > rxq->ahead_pos)
+        rx_unpop(rxq, rxq->ahead[--rxq->ahead_n], broken);
     rxq->ahead_pos = rxq->ahead_n = 0;
 }
 
@@ -706,9 +709,10 @@ static void net_queue_stop(struct vhu_device *dev, struct vhu_vq *vq)
         struct net_queue *txq = net_queue_get(nd, q->index + 1);
         if (txq && txq->tx_blocked)
             resched(txq);
-        net_rx_flush(q);
+        net_rx_flush(q); /* chains still taken ahead go back, then the used entries go out */
+    } else {
+        vhu_vq_flush(vq);
     }
-    vhu_vq_flush(vq);
     queue_free(q);
 }
 
