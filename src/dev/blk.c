@@ -37,6 +37,7 @@
 #define BLK_MAX_DWZ_SECTORS (1u << 22)  /* 2 GiB per DISCARD / WRITE_ZEROES range */
 #define BLK_MAX_RW_BYTES 0x7ffff000u    /* Linux's MAX_RW_COUNT: longer transfers come back short */
 #define BLK_ZERO_CHUNK 65536u
+#define BLK_FLUSH_EVERY 8               /* requests handled between two flushes of a batch */
 
 struct blk_dev {
     struct vhu_device dev; /* must be first */
@@ -538,9 +539,17 @@ static void blk_process(struct blk_queue *q)
     struct vhu_vq_elem *e;
 
     do {
+        unsigned n = 0;
+
         vhu_vq_disable_notify(vq);
-        while ((e = vhu_vq_pop(vq)) != NULL)
+        while ((e = vhu_vq_pop(vq)) != NULL) {
             handle(q, (struct blk_req *)e);
+            /* Publish what completed inline every few requests, not once the ring is empty:
+             * the driver takes those back (and posts new ones) while the rest of the batch is
+             * still being handled here. A no-op while nothing is staged (asynchronous store). */
+            if (++n % BLK_FLUSH_EVERY == 0)
+                vhu_vq_flush(vq);
+        }
         if (ops->submit)
             ops->submit(q->io);
         vhu_vq_flush(vq);
