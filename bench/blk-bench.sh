@@ -10,7 +10,8 @@
 # client pinned to CPU $CLIENT_CPU, 4 KiB random reads for $RUNTIME s. Reported per backend: the
 # median over the runs of IOPS, p50 and p99 latency (client-side, per request), the backend's
 # CPU time per I/O (utime+stime of all its threads from /proc/PID/stat, delta over the client's
-# run, divided by the I/Os) and the client's CPU per I/O. Prints `uptime` first, then a markdown
+# run, divided by the I/Os), the client's CPU per I/O, and the largest steal time of its runs (the
+# share of this VM's CPU time the hypervisor gave to other guests). Prints `uptime`, then a markdown
 # table and the exact commands. Raw RESULT lines are kept in OUTDIR/raw.txt.
 #
 # Env:
@@ -197,7 +198,7 @@ client_cmd() {
 
 # one_run BACKEND STORE MODE DEPTH -> appends "case backend iops p50 p99 bcpu ccpu" to $raw
 one_run() {
-  local b=$1 store=$2 mode=$3 qd=$4 i line t0 t1
+  local b=$1 store=$2 mode=$3 qd=$4 i line t0 t1 s0 s1 w0 w1
   backend_cmd "$b" "$store" "$mode"
   rm -f "$sock" "$sock.vfu"
   if ((${#VCMD[@]})); then
@@ -216,8 +217,12 @@ one_run() {
   [[ -S $sock ]] || die "$b did not create $sock"
   client_cmd "$qd" "$mode"
   t0=$(backend_ticks)
+  s0=$(steal_ticks)
+  w0=$(date +%s%N)
   line=$(taskset -c "$CLIENT_CPU" "${CCMD[@]}" 2>"$out/client.err" | grep '^RESULT ') ||
     { cat "$out/client.err" "$out/backend.log" >&2; die "client failed against $b"; }
+  w1=$(date +%s%N)
+  s1=$(steal_ticks)
   t1=$(backend_ticks)
   kill -TERM "$backend_pid"; wait "$backend_pid" 2>/dev/null || true
   backend_pid=
@@ -228,10 +233,13 @@ one_run() {
   p50=$(sed -n 's/.* p50_us=\([0-9.]*\).*/\1/p' <<<"$line")
   p99=$(sed -n 's/.* p99_us=\([0-9.]*\).*/\1/p' <<<"$line")
   ccpu=$(sed -n "s/.* $CCPU_FIELD=\([0-9.]*\).*/\1/p" <<<"$line")
-  local bcpu
+  local bcpu steal
   bcpu=$(awk -v d=$((t1 - t0)) -v hz="$HZ" -v n="$ios" 'BEGIN {printf "%.3f", d / hz * 1e6 / n}')
-  echo "$store $mode $qd $b $iops $p50 $p99 $bcpu $ccpu | $line" >>"$raw"
-  log "$store $mode qd=$qd $b: iops=$iops p50=$p50 p99=$p99 backend_cpu_us/io=$bcpu"
+  # the share of this VM's CPU time (all CPUs, over the client's run) the hypervisor gave away
+  steal=$(awk -v st=$((s1 - s0)) -v hz="$HZ" -v ns=$((w1 - w0)) -v n="$(nproc)" \
+    'BEGIN {printf "%.1f", (ns > 0 ? 100 * st / hz / (ns / 1e9) / n : 0)}')
+  echo "$store $mode $qd $b $iops $p50 $p99 $bcpu $ccpu $steal | $line" >>"$raw"
+  log "$store $mode qd=$qd $b: iops=$iops p50=$p50 p99=$p99 backend_cpu_us/io=$bcpu steal=$steal%"
 }
 
 
@@ -284,8 +292,8 @@ for store in $STORES; do
   done
 done
 
-echo "| store | mode | QD | backend | IOPS | p50 µs | p99 µs | backend CPU µs/IO | client CPU µs/IO | IOPS of each run | vs qsd |"
-echo "|---|---|---:|---|---:|---:|---:|---:|---:|---|---:|"
+echo "| store | mode | QD | backend | IOPS | p50 µs | p99 µs | backend CPU µs/IO | client CPU µs/IO | IOPS of each run | vs qsd | steal % (max) |"
+echo "|---|---|---:|---|---:|---:|---:|---:|---:|---|---:|---:|"
 for store in $STORES; do
   for mode in $MODES; do
     for qd in $DEPTHS; do
@@ -298,12 +306,13 @@ for store in $STORES; do
         bcpu=$(awk '{print $8}' <<<"$rows" | median)
         ccpu=$(awk '{print $9}' <<<"$rows" | median)
         each=$(awk '{printf "%s%d", (NR>1?" ":""), $5}' <<<"$rows")
+        stmax=$(awk '{print $10}' <<<"$rows" | sort -g | tail -n 1)
         med[$b]=$iops
-        echo "$store|$mode|$qd|$b|$iops|$p50|$p99|$bcpu|$ccpu|$each" >>"$out/summary.txt"
+        echo "$store|$mode|$qd|$b|$iops|$p50|$p99|$bcpu|$ccpu|$each|$stmax" >>"$out/summary.txt"
       done
       for b in "${backends[@]}"; do
         line=$(grep "^$store|$mode|$qd|$b|" "$out/summary.txt" | tail -1)
-        IFS='|' read -r s m q bb iops p50 p99 bcpu ccpu each <<<"$line"
+        IFS='|' read -r s m q bb iops p50 p99 bcpu ccpu each stmax <<<"$line"
         ratio=
         [[ -n ${med[qsd]:-} && $bb != qsd ]] && ratio=$(awk -v a="$iops" -v c="${med[qsd]}" 'BEGIN {printf "%.2fx", a / c}')
         [[ -z ${med[qsd]:-} && -n ${med[vhud-base]:-} && $bb == vhud ]] &&
@@ -311,8 +320,8 @@ for store in $STORES; do
         # through VVU against the same vhud on plain vhost-user: the cost of the extra hop
         [[ -n ${med[vhud]:-} && $bb == vhud-vvu ]] &&
           ratio="${ratio:+$ratio, }$(awk -v a="$iops" -v c="${med[vhud]}" 'BEGIN {printf "%.2fx vhud", a / c}')"
-        printf '| %s | %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n' \
-          "$s" "$m" "$q" "$bb" "$iops" "$p50" "$p99" "$bcpu" "$ccpu" "$each" "$ratio"
+        printf '| %s | %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n' \
+          "$s" "$m" "$q" "$bb" "$iops" "$p50" "$p99" "$bcpu" "$ccpu" "$each" "$ratio" "$stmax"
       done
       unset med
     done
