@@ -81,6 +81,9 @@ void vhu_vq_notify(struct vhu_vq *vq);
 void vhu_vq_disable_notify(struct vhu_vq *vq);
 bool vhu_vq_enable_notify(struct vhu_vq *vq);
 bool vhu_vq_has_work(const struct vhu_vq *vq);
+/* True while the owner thread busy-polls the ring: it runs the queue again as long as the ring
+ * has work, so a device that stops early (a budget) need not reschedule itself. */
+bool vhu_vq_polled(const struct vhu_vq *vq);
 bool vhu_vq_broken(const struct vhu_vq *vq);
 /* Break the queue for a driver error: pop returns NULL from then on, the core marks the device
  * NEEDS_RESET and signals the ring's error sink. */

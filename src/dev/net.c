@@ -386,6 +386,10 @@ int net_rx_deliver(struct net_queue *rxq, const struct vhu_virtio_net_hdr_v1 *hd
 
 static void resched(struct net_queue *q)
 {
+    /* A busy-polled ring is run again while it has work; an eventfd write per budget would be a
+     * syscall per 256 packets for nothing. */
+    if (vhu_vq_polled(q->vq))
+        return;
     vhu_eventfd_signal(q->resched_fd);
 }
 

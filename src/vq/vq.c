@@ -517,6 +517,11 @@ VHU_EXPORT bool vhu_vq_set_polling(struct vhu_vq *vq, bool on)
     return vhu_vq_enable_notify(vq);
 }
 
+VHU_EXPORT bool vhu_vq_polled(const struct vhu_vq *vq)
+{
+    return vq->polling;
+}
+
 VHU_EXPORT bool vhu_vq_has_work(const struct vhu_vq *vq)
 {
     if (!vq->started || vq->broken)
