@@ -141,7 +141,8 @@ struct vhu_vq {
     /* --- element pool: num elements, allocated at start --- */
     uint8_t *pool;          /* num * stride bytes */
     size_t stride;          /* elem_size rounded up for alignment */
-    struct iovec *iovs;     /* num * max_segs */
+    struct iovec *iovs;     /* num * iov_stride */
+    size_t iov_stride;      /* iovecs per slot: max_segs, padded to an odd number of lines */
     uint16_t *free_slots;   /* stack of free pool slots */
     unsigned nfree;
     uint32_t *pop_pos;      /* per slot: ring position before the pop (for unpop) */
@@ -213,7 +214,7 @@ static inline struct vhu_vq_elem *vq_elem_get(struct vhu_vq *vq, unsigned *slot_
     unsigned slot = vq->free_slots[--vq->nfree];
     struct vhu_vq_elem *e = vq_slot_elem(vq, slot);
 
-    e->iov = vq->iovs + (size_t)slot * vq->max_segs;
+    e->iov = vq->iovs + (size_t)slot * vq->iov_stride;
     e->slot = (uint16_t)slot;
     e->out_num = e->in_num = 0;
     e->out_len = e->in_len = 0;
