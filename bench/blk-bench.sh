@@ -236,8 +236,7 @@ one_run() {
   local bcpu steal
   bcpu=$(awk -v d=$((t1 - t0)) -v hz="$HZ" -v n="$ios" 'BEGIN {printf "%.3f", d / hz * 1e6 / n}')
   # the share of this VM's CPU time (all CPUs, over the client's run) the hypervisor gave away
-  steal=$(awk -v st=$((s1 - s0)) -v hz="$HZ" -v ns=$((w1 - w0)) -v n="$(nproc)" \
-    'BEGIN {printf "%.1f", (ns > 0 ? 100 * st / hz / (ns / 1e9) / n : 0)}')
+  steal=$(steal_pct $((s1 - s0)) $((w1 - w0)))
   echo "$store $mode $qd $b $iops $p50 $p99 $bcpu $ccpu $steal | $line" >>"$raw"
   log "$store $mode qd=$qd $b: iops=$iops p50=$p50 p99=$p99 backend_cpu_us/io=$bcpu steal=$steal%"
 }
@@ -306,7 +305,7 @@ for store in $STORES; do
         bcpu=$(awk '{print $8}' <<<"$rows" | median)
         ccpu=$(awk '{print $9}' <<<"$rows" | median)
         each=$(awk '{printf "%s%d", (NR>1?" ":""), $5}' <<<"$rows")
-        stmax=$(awk '{print $10}' <<<"$rows" | sort -g | tail -n 1)
+        stmax=$(awk '{print $10}' <<<"$rows" | largest)
         med[$b]=$iops
         echo "$store|$mode|$qd|$b|$iops|$p50|$p99|$bcpu|$ccpu|$each|$stmax" >>"$out/summary.txt"
       done

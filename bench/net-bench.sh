@@ -88,10 +88,9 @@ run_one() {
   pkts=$(dpdk_total "$out/$tag.fe.log" "$dir")
   pps=$(dpdk_pps "$out/$tag.fe.log" "$dir")
   ((pps > 0)) || pps=$((pkts / SECS))
-  awk -v pps="$pps" -v p="$pkts" -v dt=$((t1 - t0)) -v hz="$hz" -v st=$((s1 - s0)) \
-    -v span="$((SECS * hz * $(nproc)))" 'BEGIN {
-    printf "%.2f %s %.1f\n", pps / 1e6, (p > 0 ? sprintf("%.1f", dt * 1e9 / hz / p) : "-"),
-      100 * st / span }'
+  awk -v pps="$pps" -v p="$pkts" -v dt=$((t1 - t0)) -v hz="$hz" \
+    -v st="$(steal_pct $((s1 - s0)) $((SECS * 1000000000)))" 'BEGIN {
+    printf "%.2f %s %s\n", pps / 1e6, (p > 0 ? sprintf("%.1f", dt * 1e9 / hz / p) : "-"), st }'
 }
 
 
@@ -149,7 +148,7 @@ for row in "${rows[@]}"; do
     line+=" $(awk -v a="$ca" -v b="$cb" 'BEGIN {print (b > 0 ? sprintf("%.3f", a / b) : "-")}') |"
   fi
   unset med
-  line+=" $(echo "${res[$row steal]}" | tr ' ' '\n' | grep -v -e '^$' -e '^-$' | sort -g | tail -n 1) |"
+  line+=" $(largest <<<"${res[$row steal]}") |"
   echo "$line"
 done
 echo
