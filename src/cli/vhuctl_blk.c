@@ -48,6 +48,8 @@
 #define VB_S_IOERR 1
 #define VB_S_UNSUPP 2
 #define VB_ID_BYTES VHU_FE_BLK_ID_BYTES
+/* bench, event mode: kick after every this many resubmissions, not only once per reaped batch */
+#define BENCH_KICK_EVERY 4
 #define VB_SECTOR VHU_FE_BLK_SECTOR
 
 /* What verify asks the driver for (bench calls the driver directly). */
@@ -781,7 +783,13 @@ static void *worker_run(void *arg)
                         return NULL;
                     }
                     inflight++;
-                    added++;
+                    /* Event mode: a device that went to sleep starts waking up (a few us in
+                     * a VM) while the rest of the batch is still being resubmitted; with
+                     * EVENT_IDX the kicks after the first are suppressed until it sleeps
+                     * again. Polling, the index is published once per batch: every kick
+                     * publishes it, and a polling device would take smaller batches. */
+                    if (++added % BENCH_KICK_EVERY == 0 && !w->o->poll)
+                        vhu_fe_blk_kick(w->drv);
                 }
             }
         }
