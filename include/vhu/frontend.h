@@ -123,6 +123,14 @@ struct vhu_vqd *vhu_fe_vqd(struct vhu_fe *fe, unsigned q);
 int vhu_fe_kick(struct vhu_fe *fe, unsigned q);
 /* Wait until the backend signals q's call fd or timeout_ms passes (-ETIMEDOUT). */
 int vhu_fe_wait(struct vhu_fe *fe, unsigned q, int timeout_ms);
+/* Notifications on queue q so far: kicks sent (vhu_fe_kick() calls that wrote the kick fd) and
+ * calls received (the call fd's count, summed each time vhu_fe_wait() drains it). Read it on
+ * the queue's thread or after that thread is done. 0, or -EINVAL for q out of range. */
+struct vhu_fe_queue_stats {
+    uint64_t kicks;
+    uint64_t calls;
+};
+int vhu_fe_queue_stats(const struct vhu_fe *fe, unsigned q, struct vhu_fe_queue_stats *st);
 /* Submit a chain, kick, wait for it to complete; returns the written length or -errno. */
 int vhu_fe_request(struct vhu_fe *fe, unsigned q, const struct vhu_vqd_seg *segs, unsigned n_out,
                    unsigned n_in, int timeout_ms);

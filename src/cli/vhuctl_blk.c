@@ -13,8 +13,8 @@
  *                    [--queues N] [--runtime SEC] [--poll] [--size N]
  *       one thread per queue keeps iodepth requests in flight; event mode sleeps on the call
  *       eventfd, poll mode spins on the used ring. Prints one line
- *       "RESULT rw=... iops=... p50_us=... p99_us=..." (latency from per-request timestamps,
- *       log-linear histogram, no allocation per request).
+ *       "RESULT rw=... iops=... p50_us=... p99_us=... kicks=... calls=..." (latency from
+ *       per-request timestamps, log-linear histogram, no allocation per request).
  * Both take the ring options (--packed, --queue-size N, --no-indirect, --no-event-idx).
  */
 #include <endian.h>
@@ -933,6 +933,14 @@ static int cmd_bench(const struct blk_opts *o)
         for (unsigned b = 0; b < HIST_BUCKETS; b++)
             hist[b] += w[q].hist[b];
     }
+    uint64_t kicks = 0, calls = 0;
+    for (unsigned q = 0; q < o->queues; q++) {
+        struct vhu_fe_queue_stats st;
+        if (vhu_fe_queue_stats(d.fe, q, &st) == 0) {
+            kicks += st.kicks;
+            calls += st.calls;
+        }
+    }
     double secs = t_end > t_start ? (double)(t_end - t_start) / 1e9 : 0;
     if (ios == 0 || secs <= 0) {
         fprintf(stderr, "bench: no request completed\n");
@@ -940,14 +948,15 @@ static int cmd_bench(const struct blk_opts *o)
     }
     printf("RESULT rw=%s bs=%u iodepth=%u queues=%u mode=%s ring=%s ios=%" PRIu64
            " secs=%.3f iops=%.0f mbps=%.1f lat_avg_us=%.2f p50_us=%.2f p99_us=%.2f"
-           " p999_us=%.2f max_us=%.2f client_cpu_us_per_io=%.3f errors=%" PRIu64 "\n",
+           " p999_us=%.2f max_us=%.2f client_cpu_us_per_io=%.3f errors=%" PRIu64
+           " kicks=%" PRIu64 " calls=%" PRIu64 "\n",
            o->rw, o->bs, o->iodepth, o->queues, o->poll ? "poll" : "event",
            o->ring.packed ? "packed" : "split", ios, secs, (double)ios / secs,
            (double)ios * o->bs / secs / 1e6, (double)lat_sum / (double)ios / 1e3,
            (double)hist_percentile(hist, ios, 0.50) / 1e3,
            (double)hist_percentile(hist, ios, 0.99) / 1e3,
            (double)hist_percentile(hist, ios, 0.999) / 1e3, (double)lat_max / 1e3,
-           cpu * 1e6 / (double)ios, errors);
+           cpu * 1e6 / (double)ios, errors, kicks, calls);
     fflush(stdout);
     rc = errors ? 1 : 0;
     if (errors)

@@ -22,6 +22,8 @@ struct vhu_fe_queue {
     int kick_fd;
     int call_fd;
     uint32_t base;   /* the base last sent: what a frontend knows of a packed ring after a crash */
+    uint64_t kicks;  /* kick eventfd writes */
+    uint64_t calls;  /* call eventfd signals consumed by vhu_fe_wait() */
 };
 
 struct vhu_fe {
@@ -765,8 +767,22 @@ VHU_EXPORT int vhu_fe_kick(struct vhu_fe *fe, unsigned q)
 {
     if (q >= fe->nq)
         return -EINVAL;
-    if (vhu_vqd_kick_prepare(fe->q[q].vqd))
-        return vhu_eventfd_signal(fe->q[q].kick_fd);
+    if (vhu_vqd_kick_prepare(fe->q[q].vqd)) {
+        int r = vhu_eventfd_signal(fe->q[q].kick_fd);
+        if (r == 0)
+            fe->q[q].kicks++;
+        return r;
+    }
+    return 0;
+}
+
+VHU_EXPORT int vhu_fe_queue_stats(const struct vhu_fe *fe, unsigned q,
+                                  struct vhu_fe_queue_stats *st)
+{
+    if (q >= fe->nq)
+        return -EINVAL;
+    st->kicks = fe->q[q].kicks;
+    st->calls = fe->q[q].calls;
     return 0;
 }
 
@@ -784,7 +800,8 @@ VHU_EXPORT int vhu_fe_wait(struct vhu_fe *fe, unsigned q, int timeout_ms)
             fe->hook(fe->hook_opaque);
         int r = poll(&pfd, 1, fe->hook ? 0 : 10);
         if (r > 0) {
-            vhu_eventfd_drain(pfd.fd);
+            /* the eventfd's count: every signal since the last drain, coalesced ones too */
+            fe->q[q].calls += vhu_eventfd_drain(pfd.fd);
             return 0;
         }
         if (r < 0 && errno != EINTR)

@@ -146,6 +146,41 @@ static void blk_integrity(bool packed)
     bb_down(&t);
 }
 
+/* vhu_fe_queue_stats: a kick counts only when the kick fd is written, a call when it is drained */
+static void fe_stats(bool packed)
+{
+    struct bb t;
+    struct vhu_fe_blk_cpl c[1];
+    struct vhu_fe_queue_stats st = {.kicks = 99, .calls = 99};
+
+    ASSERT_OK(bb_up(&t, packed, false, 4));
+    ASSERT_OK(vhu_fe_queue_stats(t.fe, 0, &st));
+    ASSERT_EQ(st.kicks, 0);
+    ASSERT_EQ(st.calls, 0);
+    ASSERT_EQ(vhu_fe_queue_stats(t.fe, 1, &st), -EINVAL);
+    ASSERT_OK(vhu_fe_blk_read(t.drv, 0, t.buf_gpa, 4096, NULL));
+    ASSERT_EQ(bb_run(&t, c, 1), 1);
+    ASSERT_OK(vhu_fe_queue_stats(t.fe, 0, &st));
+    ASSERT_EQ(st.kicks, 1);
+    ASSERT(st.calls >= 1);
+    uint64_t calls = st.calls;
+    /* nothing new to publish: no kick */
+    ASSERT_OK(vhu_fe_blk_kick(t.drv));
+    ASSERT_OK(vhu_fe_queue_stats(t.fe, 0, &st));
+    ASSERT_EQ(st.kicks, 1);
+    ASSERT_EQ(st.calls, calls);
+    /* a second request: one more kick (the device sleeps again with kicks enabled) */
+    ASSERT_OK(vhu_fe_blk_read(t.drv, 8, t.buf_gpa, 4096, NULL));
+    ASSERT_EQ(bb_run(&t, c, 1), 1);
+    ASSERT_OK(vhu_fe_queue_stats(t.fe, 0, &st));
+    ASSERT_EQ(st.kicks, 2);
+    ASSERT(st.calls > calls);
+    bb_down(&t);
+}
+
+TEST(fe_stats_split) { fe_stats(false); }
+TEST(fe_stats_packed) { fe_stats(true); }
+
 TEST(blk_integrity_split) { blk_integrity(false); }
 TEST(blk_integrity_packed) { blk_integrity(true); }
 
