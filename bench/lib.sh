@@ -10,6 +10,8 @@
 #                     and "-" entries skipped): the middle one, or the mean of the two middle
 #                     ones for an even count; "-" when there is none
 #   largest           the largest number on stdin (same input rules); nothing when there is none
+#   too_much_steal PCT   true when MAX_STEAL is a number (not "off") and PCT (a run's steal_pct)
+#                     is above it: the benches then run that run again, up to REDO times
 
 cpu_ticks() {
   local stat fields
@@ -33,4 +35,8 @@ median() {
 
 largest() {
   tr -s ' \t' '\n' | grep -v -e '^$' -e '^-$' | sort -g | awk '{v = $1} END {if (NR) print v}'
+}
+
+too_much_steal() {
+  [[ ${MAX_STEAL:-off} != off && $1 != - ]] && awk -v p="$1" -v m="$MAX_STEAL" 'BEGIN {exit !(p > m)}'
 }
