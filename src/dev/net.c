@@ -407,17 +407,19 @@ static enum net_tx_result tx_one(struct net_queue *q, struct vhu_vq_elem *e)
         net_stat_drop(q, true);
         return NET_TX_DONE;
     }
+    len = (uint32_t)(e->out_len - NET_HDR_LEN);
+    /* A sink counts the frame by its length: it reads no line of the buffer (the driver's CPU
+     * keeps them all). */
+    if (!p->ops->tx) {
+        stat_pkt(q, len);
+        return NET_TX_DONE;
+    }
     /* Copy the header out once: the guest may rewrite its memory meanwhile. */
     vhu_iov_to_buf_head(e->iov, e->out_num, &hdr, sizeof(hdr));
     while (i < e->out_num && e->iov[i].iov_len <= skip)
         skip -= e->iov[i++].iov_len;
     e->iov[i].iov_base = (uint8_t *)e->iov[i].iov_base + skip; /* i < out_num: frame >= 14 */
     e->iov[i].iov_len -= skip;
-    len = (uint32_t)(e->out_len - NET_HDR_LEN);
-    if (!p->ops->tx) {
-        stat_pkt(q, len);
-        return NET_TX_DONE;
-    }
     res = p->ops->tx(p, q, &hdr, e->iov + i, e->out_num - i, len);
     if (res == NET_TX_DONE) {
         stat_pkt(q, len);
@@ -498,16 +500,14 @@ static enum run_end tx_run(struct net_queue *q, unsigned *budget)
         struct vhu_vq_elem *b[NET_BURST];
         unsigned n = 0, done = 0;
 
-        /* Pop the burst first and start loading every frame's first line (it was just written
-         * by the driver on another CPU): the misses overlap instead of coming one by one. */
+        /* Pop the burst first and start loading every buffer's first two lines (header and
+         * frame start, just written by the driver on another CPU): the misses overlap instead
+         * of coming one by one. Not for a sink, which reads neither. */
         while (n < burst && n < *budget && (b[n] = vhu_vq_pop(vq)) != NULL) {
-            if (b[n]->out_num) {
+            if (b[n]->out_num && p->ops->tx) {
                 const uint8_t *f = b[n]->iov[0].iov_base;
                 __builtin_prefetch(f);
-                /* the frame's second line too when the port reads the frame (a sink does
-                 * not: loading it would only take the line away from the driver) */
-                if (p->ops->tx)
-                    __builtin_prefetch(f + 64);
+                __builtin_prefetch(f + 64);
             }
             n++;
         }
