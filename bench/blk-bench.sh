@@ -237,12 +237,12 @@ one_run() {
   p50=$(sed -n 's/.* p50_us=\([0-9.]*\).*/\1/p' <<<"$line")
   p99=$(sed -n 's/.* p99_us=\([0-9.]*\).*/\1/p' <<<"$line")
   ccpu=$(sed -n "s/.* $CCPU_FIELD=\([0-9.]*\).*/\1/p" <<<"$line")
-  local bcpu steal
+  local bcpu
   bcpu=$(awk -v d=$((t1 - t0)) -v hz="$HZ" -v n="$ios" 'BEGIN {printf "%.3f", d / hz * 1e6 / n}')
   # the share of this VM's CPU time (all CPUs, over the client's run) the hypervisor gave away
-  steal=$(steal_pct $((s1 - s0)) $((w1 - w0)))
-  echo "$store $mode $qd $b $iops $p50 $p99 $bcpu $ccpu $steal | $line" >>"$raw"
-  log "$store $mode qd=$qd $b: iops=$iops p50=$p50 p99=$p99 backend_cpu_us/io=$bcpu steal=$steal%"
+  RUN_STEAL=$(steal_pct $((s1 - s0)) $((w1 - w0))) # also read by the caller (redo)
+  echo "$store $mode $qd $b $iops $p50 $p99 $bcpu $ccpu $RUN_STEAL | $line" >>"$raw"
+  log "$store $mode qd=$qd $b: iops=$iops p50=$p50 p99=$p99 backend_cpu_us/io=$bcpu steal=$RUN_STEAL%"
 }
 
 
@@ -294,9 +294,8 @@ for store in $STORES; do
           # times); its raw line stays, marked "redone", out of the table's medians
           for ((try = 0; ; try++)); do
             one_run "$b" "$store" "$mode" "$qd"
-            st=$(tail -n 1 "$raw" | awk '{print $10}')
-            if ((try >= REDO)) || ! too_much_steal "$st"; then break; fi
-            log "$store $mode qd=$qd $b: steal $st % > $MAX_STEAL %: run again"
+            if ((try >= REDO)) || ! too_much_steal "$RUN_STEAL"; then break; fi
+            log "$store $mode qd=$qd $b: steal $RUN_STEAL % > $MAX_STEAL %: run again"
             sed -i '$ s/^/redone /' "$raw"
           done
         done

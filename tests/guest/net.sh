@@ -10,8 +10,9 @@
 # NET_BACKEND=vhud (the default once `vhud net` exists): `vhud net --tap vhutap0` runs inside a
 #   network namespace the test creates; the tap gets 10.77.0.1/24 there. The guest pings the host,
 #   the host pings the guest, and 4 MiB of random data crosses TCP both ways (busybox nc on both
-#   ends); both md5 sums must match the original. (With 1 MiB the guest's TCP sent 0-37 GSO
-#   frames, 0 in one CI run: too little data for the offload assertion below to be certain.) The guest prints how long each transfer took.
+#   ends); both md5 sums must match the original. The guest prints how long each transfer took.
+#   (With 1 MiB the guest's TCP sent 0-37 GSO frames, 0 in one CI run: too little data for the
+#   offload check below.)
 #   The tap port offers checksum and TSO offloads: with NET_OFFLOADS=1 (the default) GSO frames
 #   must have crossed both ways (vhud's per-queue counters, logged at exit: gso > 0 on the
 #   transmit and on the receive queue). NET_OFFLOADS=0 is for a run where the guest negotiates
