@@ -392,6 +392,17 @@ static int process_rx(struct vhu_vvu *v)
         if (vvu_rx_post(v, i) < 0 || r < 0)
             return -EPROTO;
         posted = true;
+        /*
+         * Whose message is it? The device changes the status (generation) before it queues a
+         * new frontend's first message, but the look at the status that started this service
+         * may have come just before that change (polling: a tick is not ordered with the
+         * device's work). So the status is looked at again once the message is in hand: the
+         * generation for a session that may have been replaced, everything when there is no
+         * session yet. A message that still finds none is stale: its frontend is gone.
+         */
+        r = check_status(v, !v->session);
+        if (r < 0)
+            return r;
         if (!v->session) {
             v->stats.dropped++;
             continue;
