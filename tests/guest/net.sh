@@ -9,10 +9,11 @@
 #
 # NET_BACKEND=vhud (the default once `vhud net` exists): `vhud net --tap vhutap0` runs inside a
 #   network namespace the test creates; the tap gets 10.77.0.1/24 there. The guest pings the host,
-#   the host pings the guest, and 4 MiB of random data crosses TCP both ways (busybox nc on both
-#   ends); both md5 sums must match the original. The guest prints how long each transfer took.
-#   (With 1 MiB the guest's TCP sent 0-37 GSO frames, 0 in one CI run: too little data for the
-#   offload check below.)
+#   the host pings the guest, and 4 MiB of random data crosses TCP both ways (the guest sends with
+#   tcp_send, GUEST_TCP_SEND: 256 KiB writes; busybox nc elsewhere); both md5 sums must match the
+#   original. The guest prints how long each transfer took. (busybox nc writes ~1 KiB at a time:
+#   the guest's TCP then built 0-75 GSO frames per run, 0 in one CI run, failing the offload
+#   check below.)
 #   The tap port offers checksum and TSO offloads: with NET_OFFLOADS=1 (the default) GSO frames
 #   must have crossed both ways (vhud's per-queue counters, logged at exit: gso > 0 on the
 #   transmit and on the receive queue). NET_OFFLOADS=0 is for a run where the guest negotiates
@@ -103,12 +104,17 @@ fi
 tcp_listen 5001
 sleep 0.5
 signal TCP-LISTEN
-# guest -> host (busybox nc half-closes on EOF, the host's listener then exits)
+# guest -> host: tcp_send (256 KiB writes) or busybox nc; both half-close at the end, the
+# host's listener then exits
+send() {
+  if [ -x /extra/tcp_send ]; then timeout 120 /extra/tcp_send $hip 5000 /extra/data.bin
+  else timeout 120 nc $hip 5000 </extra/data.bin; fi
+}
 t0=$(cut -d' ' -f1 /proc/uptime)
-if timeout 120 nc $hip 5000 </extra/data.bin; then
+if send >/tmp/send.log 2>&1; then
   t1=$(cut -d' ' -f1 /proc/uptime)
-  result PASS tcp-send "$size bytes sent in $(awk "BEGIN { print $t1 - $t0 }") s"
-else result FAIL tcp-send "nc to $hip:5000 failed or timed out"; fi
+  result PASS tcp-send "$size bytes sent in $(awk "BEGIN { print $t1 - $t0 }") s ($(ls /extra/tcp_send >/dev/null 2>&1 && echo tcp_send || echo nc))"
+else result FAIL tcp-send "to $hip:5000 failed or timed out: $(tr '\n' ' ' </tmp/send.log)"; fi
 # host -> guest: the host sends after its own ping of the guest
 tcp_recv_check ""
 GUEST
@@ -116,8 +122,16 @@ GUEST
 echo "$backend" >"$dir/mode"
 data_bytes=4194304
 head -c "$data_bytes" /dev/urandom >"$dir/data.bin"
+sender=()
+if [[ -n ${GUEST_TCP_SEND:-} ]]; then
+  [[ -x $GUEST_TCP_SEND ]] || { guest_log "GUEST_TCP_SEND=$GUEST_TCP_SEND is not executable"; exit 1; }
+  sender=("$GUEST_TCP_SEND:/extra/tcp_send")
+else
+  guest_log "no GUEST_TCP_SEND: the guest sends with busybox nc (small writes, few GSO frames)"
+fi
 guest_mkinitramfs "$dir/initrd.cpio.gz" virtio_pci virtio_net -- "$dir/test.sh" \
-  "$dir/mode" "$dir/data.bin" "$here/net-guest.sh" 2>"$dir/mkinitramfs.log" || { cat "$dir/mkinitramfs.log" >&2; exit 1; }
+  "$dir/mode" "$dir/data.bin" "$here/net-guest.sh" ${sender[@]+"${sender[@]}"} \
+  2>"$dir/mkinitramfs.log" || { cat "$dir/mkinitramfs.log" >&2; exit 1; }
 
 if [[ $backend == dpdk ]]; then
   dpdk_mem_args
