@@ -105,6 +105,14 @@ struct vvu_config {
 #define VVU_S_FRONTEND_UP (1u << 1)  /* set/cleared by the device; a change raises a config
                                         interrupt (ISR bit 1, msix_config vector) */
 
+/*
+ * Device feature bit 0, VVU_F_FRONTEND_ACK: after a frontend goes, the device takes the next one
+ * only once the driver has cleared and set VVU_S_BACKEND_UP again, its sign that it has taken
+ * (or dropped) every message the old frontend left on rxq. Without it a frontend that connects
+ * at once could get the old one's leftovers in its session (the rxq carries no session tag).
+ */
+#define VVU_F_FRONTEND_ACK 0
+
 /* ---- notification cfg (BAR0 + VVU_NOTIFICATION_OFF) ---------------------------------------- */
 struct vvu_notification_cfg {
     uint16_t notification_select;       /* vring index, < max_vhost_queues */
@@ -159,7 +167,9 @@ _Static_assert(sizeof(struct vvu_config) == VVU_DEVCFG_LEN, "vvu config layout")
  *  - The device serves the frontend socket only while the driver has DRIVER_OK and
  *    VVU_S_BACKEND_UP set; clearing either (or a device reset) disconnects the frontend.
  *    Frontend disconnect clears VVU_S_FRONTEND_UP and raises a config interrupt; the driver
- *    ends its session (rings stop, memory unmapped) and waits for the next one.
+ *    ends its session (rings stop, memory unmapped) and waits for the next one. With
+ *    VVU_F_FRONTEND_ACK the driver then drops what is left on rxq and clears and sets
+ *    VVU_S_BACKEND_UP; only then is the next frontend taken.
  */
 #define VVU_PROTOCOL_FEATURES_RELAYED                                                           \
     ((1ull << VHOST_USER_PROTOCOL_F_MQ) | (1ull << VHOST_USER_PROTOCOL_F_RARP) |              \

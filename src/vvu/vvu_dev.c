@@ -19,7 +19,8 @@
 #include "vhu/virtio.h"
 #include "vvu_internal.h"
 
-#define VVU_DEVICE_FEATURES vhu_feature(VHU_VIRTIO_F_VERSION_1)
+#define VVU_DEVICE_FEATURES \
+    (vhu_feature(VHU_VIRTIO_F_VERSION_1) | vhu_feature(VVU_F_FRONTEND_ACK))
 
 /* ---- interrupts ------------------------------------------------------------------------------ */
 
@@ -210,6 +211,7 @@ void vvu_reset(struct vvu_dev *d, bool bus)
     d->queue_select = 0;
     d->isr = 0;
     d->vstatus &= ~VVU_S_BACKEND_UP;
+    d->await_ack = false;
     d->notif_select = 0;
     for (unsigned i = 0; i < d->opts.max_vhost_queues; i++)
         d->vrings[i].vector = VVU_NO_VECTOR;

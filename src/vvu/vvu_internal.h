@@ -95,6 +95,8 @@ struct vvu_dev {
 
     /* frontend (vvu_relay.c) */
     bool serving;                 /* DRIVER_OK and BACKEND_UP */
+    bool await_ack;               /* VVU_F_FRONTEND_ACK: a frontend went, the driver has not
+                                     raised BACKEND_UP since: no new frontend yet */
     int listen_fd, fe_fd, timer_fd;
     bool listen_watched, unlink_path;
     struct vhu_msg *rx_msg;       /* the message being read, or held for want of a buffer */

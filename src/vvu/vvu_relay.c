@@ -123,7 +123,10 @@ void vvu_relay_disconnect(struct vvu_dev *d, const char *why)
     vrings_clear(d);
     vvu_window_clear(d);
     vvu_set_frontend_up(d, false);
-    if (d->serving) {
+    /* vvu.h: the next frontend waits for the driver's BACKEND_UP (vvu_relay_update) */
+    if (vhu_has_feature(d->driver_features, VVU_F_FRONTEND_ACK))
+        d->await_ack = true;
+    if (d->serving && !d->await_ack) {
         if (d->opts.client && d->opts.reconnect_ms)
             timer_arm(d, d->opts.reconnect_ms);
         listen_watch(d, true);
@@ -162,7 +165,7 @@ static void listen_event(int fd, uint32_t events, void *opaque)
             vhu_err_rl("vvu: accept: %s", strerror(errno));
         return;
     }
-    if (d->fe_fd >= 0 || !d->serving) {
+    if (d->fe_fd >= 0 || !d->serving || d->await_ack) {
         close(c);
         return;
     }
@@ -199,7 +202,7 @@ static void client_connect(struct vvu_dev *d)
     struct sockaddr_un sa;
     int fd;
 
-    if (d->fe_fd >= 0 || !d->serving || unix_addr(d->socket_path, &sa) < 0)
+    if (d->fe_fd >= 0 || !d->serving || d->await_ack || unix_addr(d->socket_path, &sa) < 0)
         return;
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
@@ -230,6 +233,7 @@ void vvu_relay_update(struct vvu_dev *d)
         return;
     d->serving = want;
     if (want) {
+        d->await_ack = false; /* BACKEND_UP raised (again): the driver is done with the last one */
         if (d->opts.client)
             client_connect(d);
         else

@@ -59,6 +59,7 @@ struct drv {
     /* how the driver answers requests that want a reply */
     uint64_t reply_u64;
     bool auto_reply;
+    bool ack;           /* negotiate VVU_F_FRONTEND_ACK */
 };
 
 struct fe_conn {
@@ -307,6 +308,13 @@ static int drv_start(struct drv *x)
         return -2;
     CWR(x, driver_feature_select, 1);
     CWR(x, driver_feature, 1);
+    if (x->ack) {
+        CWR(x, device_feature_select, 0);
+        if (!(CRD(x, device_feature) & (1u << VVU_F_FRONTEND_ACK)))
+            return -2;
+        CWR(x, driver_feature_select, 0);
+        CWR(x, driver_feature, 1u << VVU_F_FRONTEND_ACK);
+    }
     CWR(x, device_status, VHU_VIRTIO_CONFIG_S_ACKNOWLEDGE | VHU_VIRTIO_CONFIG_S_DRIVER |
                               VHU_VIRTIO_CONFIG_S_FEATURES_OK);
     if (!(CRD(x, device_status) & VHU_VIRTIO_CONFIG_S_FEATURES_OK))
@@ -1077,6 +1085,86 @@ TEST(client_reconnects)
     close(lfd);
     TEARDOWN(x);
 }
+
+/*
+ * A frontend leaves a message on rxq and goes; the next one connects at once and asks. Only the
+ * device runs meanwhile (the driver has not looked). With VVU_F_FRONTEND_ACK the next frontend
+ * is taken only after the driver has cleared and set BACKEND_UP, so all that rxq holds until
+ * then is the old frontend's; without it the device takes the next one at once, and the two
+ * frontends' messages could sit on rxq together with nothing to tell them apart.
+ */
+static void next_frontend(bool ack)
+{
+    int fds_before__ = vhu_fd_count_self();
+    struct vhu_msg m, reply;
+    struct vhu_fe *fe;
+    struct drv x;
+    unsigned n = 0;
+    uint32_t len;
+    void *c;
+    int b;
+
+    ASSERT_EQ(drv_open(&x), 0);
+    x.ack = ack;
+    ASSERT_EQ(drv_start(&x), 0);
+    fe = fe_open(&x, NULL);
+    ASSERT(fe);
+    ASSERT_OK(fe_set_u64(fe, VHOST_USER_SET_FEATURES, 0x1234, -1)); /* no reply wanted */
+    vhu_fe_free(fe);
+    for (int i = 0; i < 100 && (vvu_status(&x) & VVU_S_FRONTEND_UP); i++)
+        vhu_loop_run_once(x.loop, 5);
+    ASSERT(!(vvu_status(&x) & VVU_S_FRONTEND_UP));
+    b = sock_connect(&x);
+    ASSERT(b >= 0);
+    vhu_msg_init(&m, VHOST_USER_GET_FEATURES, VHOST_USER_VERSION, 0);
+    ASSERT_OK(vhu_msg_send(b, &m));
+    for (int i = 0; i < 20; i++)
+        vhu_loop_run_once(x.loop, 5);
+    if (!ack) {
+        /* taken at once: its message is on rxq right behind the old one's */
+        ASSERT(vvu_status(&x) & VVU_S_FRONTEND_UP);
+        close(b);
+        ASSERT(frontend_down(&x));
+        TEARDOWN(x);
+        return;
+    }
+    ASSERT(!(vvu_status(&x) & VVU_S_FRONTEND_UP));
+    /* rxq holds the old frontend's message and nothing else */
+    while ((c = vhu_vqd_get_used(x.rx.vqd, &len)) != NULL) {
+        struct vhost_user_hdr h;
+        memcpy(&h, c, sizeof(h));
+        ASSERT_EQ(h.request, VHOST_USER_SET_FEATURES);
+        rx_post(&x, (unsigned)(((uint8_t *)c - x.rx.bufs) / x.rx.blen));
+        n++;
+    }
+    ASSERT_EQ(n, 1);
+    vhu_vqd_kick_prepare(x.rx.vqd);
+    notify(&x, VVU_RXQ);
+    /* the driver is done with it: the next frontend is taken and answered */
+    set_backend_up(&x, false);
+    set_backend_up(&x, true);
+    x.auto_reply = true;
+    x.reply_u64 = 0x77;
+    for (int i = 0; i < 200; i++) {
+        struct pollfd p = {.fd = b, .events = POLLIN};
+        if (poll(&p, 1, 0) == 1)
+            break;
+        pump(&x, 5);
+    }
+    ASSERT(vvu_status(&x) & VVU_S_FRONTEND_UP);
+    ASSERT_OK(vhu_msg_recv_timeout(b, &reply, 1000));
+    ASSERT_EQ(reply.hdr.request, VHOST_USER_GET_FEATURES);
+    ASSERT_EQ(reply.payload.u64, 0x77);
+    close(b);
+    ASSERT(frontend_down(&x));
+    set_backend_up(&x, false); /* this driver's ack: nothing was left */
+    set_backend_up(&x, true);
+    ASSERT_OK(fresh_frontend_works(&x));
+    TEARDOWN(x);
+}
+
+TEST(next_frontend_after_ack) { next_frontend(true); }
+TEST(next_frontend_without_ack) { next_frontend(false); }
 
 /* A listening socket given by fd. */
 TEST(socket_fd)

@@ -290,6 +290,18 @@ static void rx_drop_all(struct vhu_vvu *v)
         vvu_notify_queue(v, VVU_RXQ);
 }
 
+/* vvu.h, VVU_F_FRONTEND_ACK: the frontend went and its session has ended. What it left on rxq
+ * goes back unread, then BACKEND_UP is cleared and set: the device may take the next one, and
+ * everything on rxq from now on is that one's. */
+static void frontend_ack(struct vhu_vvu *v)
+{
+    if (!v->frontend_ack)
+        return;
+    vvu_set_backend_up(v, false);
+    rx_drop_all(v);
+    vvu_set_backend_up(v, true);
+}
+
 /* The frontend sent something the session refused: end it, and have the device drop that
  * frontend (vvu.h: clearing BACKEND_UP disconnects it) along with what it still queued. */
 static void frontend_drop(struct vhu_vvu *v)
@@ -351,6 +363,8 @@ static int check_status(struct vhu_vvu *v, bool full)
         v->cfg_gen = gen;
         v->start_failed = false;
         session_stop(v, up ? "frontend replaced" : "frontend disconnected");
+        if (!up)
+            frontend_ack(v);
     } else if (!up) {
         session_stop(v, "frontend disconnected");
     }

@@ -83,6 +83,7 @@ struct vhu_vvu {
     /* session */
     bool dead;             /* the device could not be (re)initialised: nothing is served */
     unsigned bad_streak;   /* device errors since the last good message */
+    bool frontend_ack;     /* VVU_F_FRONTEND_ACK negotiated (vvu.h) */
     bool start_failed;     /* a session could not start for this frontend (logged once) */
     bool polled_rings;     /* the session has rings without a kick source */
     uint8_t cfg_gen;

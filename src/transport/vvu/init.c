@@ -463,8 +463,14 @@ int vvu_device_init(struct vhu_vvu *v)
         r = v->io_err ? v->io_err : -ENODEV;
         goto fail;
     }
+    /* vvu.h: VVU_F_FRONTEND_ACK when offered (a device without it takes the next frontend at
+     * once; the driver then cannot tell the old one's leftovers from the new one's messages) */
+    vvu_wr(v, &v->common, COMMON(device_feature_select), 4, 0);
+    v->frontend_ack = vvu_rd(v, &v->common, COMMON(device_feature), 4) &
+                      (1u << VVU_F_FRONTEND_ACK);
     vvu_wr(v, &v->common, COMMON(driver_feature_select), 4, 0);
-    vvu_wr(v, &v->common, COMMON(driver_feature), 4, 0);
+    vvu_wr(v, &v->common, COMMON(driver_feature), 4,
+           v->frontend_ack ? 1u << VVU_F_FRONTEND_ACK : 0);
     vvu_wr(v, &v->common, COMMON(driver_feature_select), 4, 1);
     vvu_wr(v, &v->common, COMMON(driver_feature), 4, 1u << (VHU_VIRTIO_F_VERSION_1 - 32));
     set_status(v, VHU_VIRTIO_CONFIG_S_FEATURES_OK);
