@@ -100,6 +100,13 @@ int vvu_relay_io_fds(struct vvu_dev *d, struct vhu_pcidev_iofd *out, unsigned ma
 
 static void listen_watch(struct vvu_dev *d, bool on);
 
+/* A new frontend may be taken: the driver serves, and has acked the last one's going (vvu.h,
+ * VVU_F_FRONTEND_ACK; await_ack stays false without it). */
+static bool takes_frontend(const struct vvu_dev *d)
+{
+    return d->serving && !d->await_ack;
+}
+
 static void timer_arm(struct vvu_dev *d, unsigned ms)
 {
     struct itimerspec its = {.it_value = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L}};
@@ -126,7 +133,7 @@ void vvu_relay_disconnect(struct vvu_dev *d, const char *why)
     /* vvu.h: the next frontend waits for the driver's BACKEND_UP (vvu_relay_update) */
     if (vhu_has_feature(d->driver_features, VVU_F_FRONTEND_ACK))
         d->await_ack = true;
-    if (d->serving && !d->await_ack) {
+    if (takes_frontend(d)) {
         if (d->opts.client && d->opts.reconnect_ms)
             timer_arm(d, d->opts.reconnect_ms);
         listen_watch(d, true);
@@ -165,7 +172,7 @@ static void listen_event(int fd, uint32_t events, void *opaque)
             vhu_err_rl("vvu: accept: %s", strerror(errno));
         return;
     }
-    if (d->fe_fd >= 0 || !d->serving || d->await_ack) {
+    if (d->fe_fd >= 0 || !takes_frontend(d)) {
         close(c);
         return;
     }
@@ -202,7 +209,7 @@ static void client_connect(struct vvu_dev *d)
     struct sockaddr_un sa;
     int fd;
 
-    if (d->fe_fd >= 0 || !d->serving || d->await_ack || unix_addr(d->socket_path, &sa) < 0)
+    if (d->fe_fd >= 0 || !takes_frontend(d) || unix_addr(d->socket_path, &sa) < 0)
         return;
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {

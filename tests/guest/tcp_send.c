@@ -19,6 +19,17 @@
 
 #define CHUNK (256u << 10)
 
+/* read(2), again after a signal */
+static ssize_t read_retry(int fd, void *buf, size_t n)
+{
+    ssize_t r;
+
+    do
+        r = read(fd, buf, n);
+    while (r < 0 && errno == EINTR);
+    return r;
+}
+
 static int die(const char *what)
 {
     fprintf(stderr, "tcp_send: %s: %s\n", what, strerror(errno));
@@ -53,10 +64,8 @@ int main(int argc, char **argv)
     if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
         return die("connect");
     for (;;) {
-        ssize_t n = read(f, buf, sizeof(buf)), off = 0;
+        ssize_t n = read_retry(f, buf, sizeof(buf)), off = 0;
 
-        if (n < 0 && errno == EINTR)
-            continue;
         if (n < 0)
             return die("read");
         if (n == 0)
@@ -76,10 +85,8 @@ int main(int argc, char **argv)
         return die("shutdown");
     /* the peer closes once it has read everything */
     for (;;) {
-        ssize_t n = read(s, buf, sizeof(buf));
+        ssize_t n = read_retry(s, buf, sizeof(buf));
 
-        if (n < 0 && errno == EINTR)
-            continue;
         if (n < 0)
             return die("read from the peer");
         if (n == 0)

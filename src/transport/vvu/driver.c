@@ -290,13 +290,10 @@ static void rx_drop_all(struct vhu_vvu *v)
         vvu_notify_queue(v, VVU_RXQ);
 }
 
-/* vvu.h, VVU_F_FRONTEND_ACK: the frontend went and its session has ended. What it left on rxq
- * goes back unread, then BACKEND_UP is cleared and set: the device may take the next one, and
- * everything on rxq from now on is that one's. */
-static void frontend_ack(struct vhu_vvu *v)
+/* BACKEND_UP cleared (the device drops its frontend, if it still has one), what is on rxq given
+ * back unread, BACKEND_UP set again (the device may take the next frontend). */
+static void backend_bounce(struct vhu_vvu *v)
 {
-    if (!v->frontend_ack)
-        return;
     vvu_set_backend_up(v, false);
     rx_drop_all(v);
     vvu_set_backend_up(v, true);
@@ -308,9 +305,7 @@ static void frontend_drop(struct vhu_vvu *v)
 {
     session_stop(v, "frontend dropped after a bad message");
     v->stats.frontend_errors++;
-    vvu_set_backend_up(v, false);
-    rx_drop_all(v);
-    vvu_set_backend_up(v, true);
+    backend_bounce(v);
     v->cfg_gen = (uint8_t)vvu_rd(v, &v->common, offsetof(struct vvu_common_cfg,
                                                            config_generation), 1);
 }
@@ -363,8 +358,10 @@ static int check_status(struct vhu_vvu *v, bool full)
         v->cfg_gen = gen;
         v->start_failed = false;
         session_stop(v, up ? "frontend replaced" : "frontend disconnected");
-        if (!up)
-            frontend_ack(v);
+        /* vvu.h, VVU_F_FRONTEND_ACK: the bounce is the ack of the frontend's going; everything
+         * on rxq from then on is the next frontend's */
+        if (!up && v->frontend_ack)
+            backend_bounce(v);
     } else if (!up) {
         session_stop(v, "frontend disconnected");
     }
