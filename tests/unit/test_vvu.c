@@ -82,6 +82,9 @@ static int w_cfg_write(struct vhu_pci *p, uint32_t off, const void *buf, uint32_
     return wrap_of(p)->in->ops->cfg_write(wrap_of(p)->in, off, buf, len);
 }
 
+/* where config_generation sits in BAR0 */
+#define GEN_OFF (VVU_COMMON_OFF + offsetof(struct vvu_common_cfg, config_generation))
+
 /* BAR accesses through any wrapper so far (a refused device must see none). */
 static unsigned bar_accesses;
 
@@ -92,12 +95,10 @@ static int w_bar_read(struct vhu_pci *p, unsigned bar, uint64_t off, void *buf, 
 
     bar_accesses++;
     r = w->in->ops->bar_read(w->in, bar, off, buf, len);
-    if (r == 0 && w->gen_frozen && bar == VVU_BAR_REGS && len == 1 &&
-        off == VVU_COMMON_OFF + offsetof(struct vvu_common_cfg, config_generation))
+    if (r == 0 && w->gen_frozen && bar == VVU_BAR_REGS && len == 1 && off == GEN_OFF)
         *(uint8_t *)buf = w->gen_value;
     return r;
 }
-
 
 static int w_bar_write(struct vhu_pci *p, unsigned bar, uint64_t off, const void *buf,
                        uint32_t len)
@@ -308,9 +309,7 @@ static void gen_freeze(struct tv *t)
 {
     struct vhu_pci *in = t->w->in;
 
-    in->ops->bar_read(in, VVU_BAR_REGS, VVU_COMMON_OFF + offsetof(struct vvu_common_cfg,
-                                                                  config_generation),
-                      &t->w->gen_value, 1);
+    in->ops->bar_read(in, VVU_BAR_REGS, GEN_OFF, &t->w->gen_value, 1);
     t->w->gen_frozen = true;
 }
 
