@@ -49,6 +49,12 @@ void *vhu_vq_priv(const struct vhu_vq *vq);
  * queue (vhu_vq_broken() turns true, the error hook runs) and NULL is returned.
  */
 struct vhu_vq_elem *vhu_vq_pop(struct vhu_vq *vq);
+/*
+ * Up to max chains into out[0..n), validated as vhu_vq_pop() does; n is 0 when there is none, the
+ * pool is empty or the queue is broken (a chain that breaks it ends the burst: the ones before it
+ * are out and must be pushed or unpopped). Cheaper per chain than vhu_vq_pop() in a loop.
+ */
+unsigned vhu_vq_pop_burst(struct vhu_vq *vq, struct vhu_vq_elem **out, unsigned max);
 /* Complete elem with `written` bytes (clamped to elem->in_len); the used entry is staged until
  * vhu_vq_flush(). On a broken queue the element is just recycled. */
 void vhu_vq_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_t written);

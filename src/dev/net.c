@@ -189,9 +189,9 @@ void net_rx_prefetch(struct net_queue *rxq, unsigned n)
 
     if (rxq->ahead_pos < rxq->ahead_n)
         return; /* the last burst's chains are not used up */
-    n = VHU_MIN(n, NET_BURST);
-    while (k < n && (rxq->ahead[k] = vhu_vq_pop(rxq->vq)) != NULL) {
-        struct vhu_vq_elem *e = rxq->ahead[k++];
+    n = vhu_vq_pop_burst(rxq->vq, rxq->ahead, VHU_MIN(n, NET_BURST));
+    for (; k < n; k++) {
+        struct vhu_vq_elem *e = rxq->ahead[k];
         if (e->in_num) {
             const uint8_t *d = e->iov[e->out_num].iov_base;
             /* the header and a 64-byte frame: two lines at most */
@@ -234,7 +234,7 @@ static struct vhu_vq_elem *rx_take(struct net_queue *rxq, struct net_rx_resv *rv
 
 int net_rx_reserve(struct net_queue *rxq, uint64_t need, struct net_rx_resv *rv)
 {
-    unsigned max = rxq->mrg ? VHU_MIN(NET_RX_MAX_CHAINS, (unsigned)vhu_vq_num(rxq->vq)) : 1;
+    unsigned max = rxq->max_chains;
     struct vhu_vq_elem *e;
 
     rv->n = 0;
@@ -532,13 +532,13 @@ static enum run_end tx_run(struct net_queue *q, unsigned *budget)
         /* Pop the burst first and start loading every buffer's first two lines (header and
          * frame start, just written by the driver on another CPU): the misses overlap instead
          * of coming one by one. Not for a sink, which reads neither. */
-        while (n < burst && n < *budget && (b[n] = vhu_vq_pop(vq)) != NULL) {
-            if (b[n]->out_num && p->ops->tx) {
-                const uint8_t *f = b[n]->iov[0].iov_base;
+        n = vhu_vq_pop_burst(vq, b, VHU_MIN(burst, *budget));
+        for (unsigned i = 0; i < n && p->ops->tx; i++) {
+            if (b[i]->out_num) {
+                const uint8_t *f = b[i]->iov[0].iov_base;
                 __builtin_prefetch(f);
                 __builtin_prefetch(f + 64);
             }
-            n++;
         }
         if (n && p->ops->tx_begin)
             p->ops->tx_begin(p, q, n);
@@ -696,6 +696,7 @@ static int net_queue_start(struct vhu_device *dev, struct vhu_vq *vq)
     q->index = idx;
     q->rx = idx % 2 == 0;
     q->mrg = vhu_has_feature(dev->acked_features, VHU_VIRTIO_NET_F_MRG_RXBUF);
+    q->max_chains = q->mrg ? VHU_MIN(NET_RX_MAX_CHAINS, (unsigned)vhu_vq_num(vq)) : 1;
     q->resched_fd = vhu_eventfd_new();
     if (q->resched_fd < 0) {
         r = q->resched_fd;

@@ -40,6 +40,7 @@ struct net_queue {
     unsigned index;
     bool rx;
     bool mrg;            /* MRG_RXBUF negotiated (rx) */
+    unsigned max_chains; /* rx: chains one packet may take (1 without MRG_RXBUF) */
     bool tx_blocked;     /* tx: a frame waits for room in the pair's receive queue */
     int resched_fd;      /* eventfd: the budget ran out, come back after the others */
     void *port_priv;     /* the port's per-queue state */

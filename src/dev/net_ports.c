@@ -44,7 +44,7 @@ static enum net_tx_result reflect_tx(struct net_port *p, struct net_queue *txq,
     if (!rxq || !net_hdr_rx_ok(net_acked_features(p->nd), hdr))
         return NET_TX_DROP;
     /* The frame's addresses, swapped, then the rest straight from the guest's segments. */
-    vhu_iov_to_buf(iov, n, 0, in, sizeof(in));
+    vhu_iov_to_buf_head(iov, n, in, sizeof(in));
     memcpy(macs, in + 6, 6);
     memcpy(macs + 6, in, 6);
     v[0] = (struct iovec){macs, sizeof(macs)};

@@ -146,6 +146,55 @@ struct vhu_vq_elem *vq_packed_pop(struct vhu_vq *vq)
     return e;
 }
 
+/*
+ * Up to max chains. A chain of one plain descriptor whose buffer lies in the cached region (what
+ * net's rings carry) is taken here with the checks a walk would make for it; anything else
+ * (chains, indirect tables, a zero length, another region, a recovered ring) goes through
+ * vq_packed_pop(). The driver's event position is written once, after the burst.
+ */
+unsigned vq_packed_pop_burst(struct vhu_vq *vq, struct vhu_vq_elem **out, unsigned max)
+{
+    unsigned n = 0;
+
+    if (vhu_unlikely(vq->resubmit_pos < vq->nresubmit || vq->pifl)) {
+        while (n < max && (out[n] = vq_packed_pop(vq)) != NULL)
+            n++;
+        return n;
+    }
+    while (n < max) {
+        const struct vhu_vring_packed_desc *pd = &vq->pdesc[vq->last_avail];
+        uint16_t flags = vq_load16(&pd->flags), id;
+        uint64_t addr;
+        uint32_t len;
+
+        if (!desc_is_avail(flags, vq->avail_wrap))
+            break;
+        /* virtio 2.8 (ordering): the flags are read before the rest of the descriptor. */
+        vhu_smp_rmb();
+        if (vhu_unlikely(vq->nfree == 0))
+            break;
+        addr = __atomic_load_n(&pd->addr, __ATOMIC_RELAXED);
+        len = __atomic_load_n(&pd->len, __ATOMIC_RELAXED);
+        id = vq_load16(&pd->id);
+        if (vhu_unlikely(id >= vq->num || !vq_single_cached(vq, flags, addr, len))) {
+            /* the general walk: takes it, or breaks the queue with the reason */
+            if ((out[n] = vq_packed_pop(vq)) == NULL)
+                break;
+            n++;
+            continue;
+        }
+        out[n++] = vq_take_single(vq, flags, addr, len, id,
+                                  pos_of(vq->last_avail, vq->avail_wrap));
+        if (vhu_unlikely(++vq->last_avail == vq->num)) {
+            vq->last_avail = 0;
+            vq->avail_wrap = !vq->avail_wrap;
+        }
+    }
+    if (n && vq->event_idx && !vq->notify_off)
+        vq_store16(&vq->dev_event->off_wrap, pos_of(vq->last_avail, vq->avail_wrap));
+    return n;
+}
+
 bool vq_packed_has_work(const struct vhu_vq *vq)
 {
     return desc_is_avail(vq_load16(&vq->pdesc[vq->last_avail].flags), vq->avail_wrap);

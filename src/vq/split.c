@@ -225,6 +225,63 @@ struct vhu_vq_elem *vq_split_pop(struct vhu_vq *vq)
     return e;
 }
 
+/*
+ * Up to max chains. A chain of one plain descriptor whose buffer lies in the cached region is
+ * taken here with the checks a walk would make for it; anything else (chains, indirect tables,
+ * a zero length, another region, a bad head, inflight tracking, a recovered ring) goes through
+ * vq_split_pop(). The driver's kick position is written once, after the burst.
+ */
+unsigned vq_split_pop_burst(struct vhu_vq *vq, struct vhu_vq_elem **out, unsigned max)
+{
+    unsigned n = 0;
+
+    if (vhu_unlikely(vq->resubmit_pos < vq->nresubmit || vq->ifl)) {
+        while (n < max && (out[n] = vq_split_pop(vq)) != NULL)
+            n++;
+        return n;
+    }
+    while (n < max) {
+        const struct vhu_vring_desc *d;
+        uint64_t addr;
+        uint32_t len;
+        uint16_t head, flags;
+
+        if (vq->last_avail == vq->shadow_avail) {
+            uint16_t idx = vq_load16(&vq->avail->idx);
+            if (idx == vq->last_avail)
+                break;
+            if (vhu_unlikely((uint16_t)(idx - vq->last_avail) > vq->num)) {
+                vhu_vq_break(vq, "driver claims more than num available buffers");
+                break;
+            }
+            vq->shadow_avail = idx;
+            /* Ordering: read the index before the ring entries and descriptors it covers. */
+            vhu_smp_rmb();
+        }
+        if (vhu_unlikely(vq->nfree == 0))
+            break;
+        head = vq_load16(&vq->avail->ring[vq->last_avail & (vq->num - 1)]);
+        if (vhu_likely(head < vq->num)) {
+            d = &vq->desc[head];
+            addr = __atomic_load_n(&d->addr, __ATOMIC_RELAXED);
+            len = __atomic_load_n(&d->len, __ATOMIC_RELAXED);
+            flags = vq_load16(&d->flags);
+        }
+        if (vhu_unlikely(head >= vq->num || !vq_single_cached(vq, flags, addr, len))) {
+            /* the general walk: takes it, or breaks the queue with the reason */
+            if ((out[n] = vq_split_pop(vq)) == NULL)
+                break;
+            n++;
+            continue;
+        }
+        out[n++] = vq_take_single(vq, flags, addr, len, head, vq->last_avail);
+        vq->last_avail++;
+    }
+    if (n && vq->event_idx && !vq->notify_off)
+        vq_store16(avail_event(vq), vq->last_avail);
+    return n;
+}
+
 /* Publish the staged entries; true when the driver wants an interrupt. */
 bool vq_split_flush(struct vhu_vq *vq)
 {

@@ -383,6 +383,13 @@ VHU_EXPORT struct vhu_vq_elem *vhu_vq_pop(struct vhu_vq *vq)
     return vq->packed ? vq_packed_pop(vq) : vq_split_pop(vq);
 }
 
+VHU_EXPORT unsigned vhu_vq_pop_burst(struct vhu_vq *vq, struct vhu_vq_elem **out, unsigned max)
+{
+    if (vhu_unlikely(!vq->started || vq->broken))
+        return 0;
+    return vq->packed ? vq_packed_pop_burst(vq, out, max) : vq_split_pop_burst(vq, out, max);
+}
+
 VHU_EXPORT void vhu_vq_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_t written)
 {
     int slot;

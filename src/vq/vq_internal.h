@@ -347,6 +347,39 @@ static inline void *vq_gpa_to_host(struct vhu_vq *vq, uint64_t gpa, uint64_t *le
     return vq_gpa_to_host_slow(vq, gpa, len);
 }
 
+/* The burst pops' test for a chain they take themselves: one plain, non-empty descriptor whose
+ * buffer lies wholly in the cached region (so one segment, no wrap-around). */
+static inline bool vq_single_cached(const struct vhu_vq *vq, uint16_t flags, uint64_t addr,
+                                    uint32_t len)
+{
+    uint64_t off = addr - vq->tc_gpa;
+
+    return !(flags & (VHU_VRING_DESC_F_NEXT | VHU_VRING_DESC_F_INDIRECT)) && len != 0 &&
+           off < vq->tc_size && len <= vq->tc_size - off;
+}
+
+/* Take such a chain into a pool element (the pool is not empty), popped at ring position pos. */
+static inline struct vhu_vq_elem *vq_take_single(struct vhu_vq *vq, uint16_t flags, uint64_t addr,
+                                                 uint32_t len, uint16_t id, uint32_t pos)
+{
+    unsigned slot;
+    struct vhu_vq_elem *e = vq_elem_get(vq, &slot);
+
+    e->iov[0].iov_base = vq->tc_host + (addr - vq->tc_gpa);
+    e->iov[0].iov_len = len;
+    if (flags & VHU_VRING_DESC_F_WRITE) {
+        e->in_num = 1;
+        e->in_len = len;
+    } else {
+        e->out_num = 1;
+        e->out_len = len;
+    }
+    e->ndesc = 1;
+    e->id = id;
+    vq_elem_commit(vq, slot, pos);
+    return e;
+}
+
 /* A new table (or none): forget the cached region. */
 static inline void vq_set_mem(struct vhu_vq *vq, const struct vhu_mem_table *mem)
 {
@@ -428,6 +461,7 @@ bool vq_indirect_read(struct vhu_vq *vq, uint64_t addr, unsigned i, const void *
 /* ---- per-layout entry points (split.c / packed.c) ---- */
 
 struct vhu_vq_elem *vq_split_pop(struct vhu_vq *vq);
+unsigned vq_split_pop_burst(struct vhu_vq *vq, struct vhu_vq_elem **out, unsigned max);
 bool vq_split_flush(struct vhu_vq *vq);
 void vq_split_rewind(struct vhu_vq *vq, uint32_t pos, uint16_t head);
 void vq_split_set_notify(struct vhu_vq *vq, bool on);
@@ -435,6 +469,7 @@ bool vq_split_has_work(const struct vhu_vq *vq);
 void vq_split_start(struct vhu_vq *vq);
 
 struct vhu_vq_elem *vq_packed_pop(struct vhu_vq *vq);
+unsigned vq_packed_pop_burst(struct vhu_vq *vq, struct vhu_vq_elem **out, unsigned max);
 bool vq_packed_flush(struct vhu_vq *vq);
 void vq_packed_rewind(struct vhu_vq *vq, uint32_t pos, unsigned slot);
 void vq_packed_set_notify(struct vhu_vq *vq, bool on);
