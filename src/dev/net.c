@@ -360,20 +360,45 @@ static inline void hdr_store(uint8_t *d, const void *hdr)
         memcpy(d, hdr, NET_HDR_LEN);
 }
 
+/* The frame's first 12 bytes (its two addresses) read as two words, before anything is copied
+ * (the guest may overlap the receive buffer with the frame), to be stored exchanged after. */
+struct mac_swap {
+    uint64_t a; /* dst[0..5] src[0..1] */
+    uint64_t b; /* dst[4..5] src[0..5] */
+};
+
+static inline void mac_swap_store(uint8_t *f, const struct mac_swap *m)
+{
+    uint64_t lo = (m->b >> 16) | (m->a << 48); /* src[0..5] dst[0..1] */
+    uint32_t hi = (uint32_t)(m->a >> 16);      /* dst[2..5] */
+
+    memcpy(f, &lo, 8);
+    memcpy(f + 8, &hi, 4);
+}
+
 /* The common small case: one chain whose first writable segment holds the whole packet. One
  * fixed-size header store (none if the header is already there) and one copy per frame
- * segment, no segment walking. */
+ * segment, no segment walking. With swap, the frame's addresses come out exchanged (reflect):
+ * read from the source first, stored over the copy after (no load of what was just stored, which
+ * would wait for the line). */
 static bool rx_copy_flat(struct net_queue *rxq, const struct net_rx_resv *rv, const void *hdr,
-                         const struct iovec *iov, unsigned n, uint64_t total)
+                         const struct iovec *iov, unsigned n, uint64_t total, bool swap)
 {
     const struct vhu_vq_elem *e = rxq->resv[0];
-    uint8_t *d;
+    struct mac_swap m = {0, 0};
+    uint8_t *d, *f;
 
     if (rv->n != 1 || e->iov[e->out_num].iov_len < total)
         return false;
+    if (swap) {
+        if (!n || iov[0].iov_len < 12)
+            return false;
+        memcpy(&m.a, iov[0].iov_base, 8);
+        memcpy(&m.b, (const uint8_t *)iov[0].iov_base + 4, 8);
+    }
     d = e->iov[e->out_num].iov_base;
     hdr_store(d, hdr);
-    d += NET_HDR_LEN;
+    f = d += NET_HDR_LEN;
     total -= NET_HDR_LEN;
     for (unsigned i = 0; i < n && total; i++) {
         size_t c = VHU_MIN(iov[i].iov_len, total);
@@ -382,11 +407,38 @@ static bool rx_copy_flat(struct net_queue *rxq, const struct net_rx_resv *rv, co
         d += c;
         total -= c;
     }
+    if (swap)
+        mac_swap_store(f, &m);
     return true;
 }
 
-int net_rx_deliver(struct net_queue *rxq, const struct vhu_virtio_net_hdr_v1 *hdr,
-                   const struct iovec *iov, unsigned n, uint32_t len)
+/* rx_copy() of a frame (12 bytes at least) with its addresses exchanged: the addresses, copied
+ * out and exchanged, then the rest of the frame straight from its segments. */
+static void rx_copy_swapped(struct net_queue *rxq, const struct net_rx_resv *rv, const void *hdr,
+                            const struct iovec *iov, unsigned n, uint32_t len)
+{
+    struct iovec v[NET_MAX_SEGS + 1];
+    uint8_t in[12], macs[12];
+    size_t skip = sizeof(macs);
+    unsigned k = 1;
+
+    vhu_iov_to_buf(iov, n, 0, in, sizeof(in));
+    memcpy(macs, in + 6, 6);
+    memcpy(macs + 6, in, 6);
+    v[0] = (struct iovec){macs, sizeof(macs)};
+    for (unsigned i = 0; i < n && k < VHU_ARRAY_SIZE(v); i++) {
+        if (iov[i].iov_len <= skip) {
+            skip -= iov[i].iov_len;
+            continue;
+        }
+        v[k++] = (struct iovec){(uint8_t *)iov[i].iov_base + skip, iov[i].iov_len - skip};
+        skip = 0;
+    }
+    rx_copy(rxq, rv, hdr, v, k, len);
+}
+
+static int rx_deliver(struct net_queue *rxq, const struct vhu_virtio_net_hdr_v1 *hdr,
+                      const struct iovec *iov, unsigned n, uint32_t len, bool swap)
 {
     struct vhu_virtio_net_hdr_v1 h = *hdr;
     struct net_rx_resv rv;
@@ -401,12 +453,28 @@ int net_rx_deliver(struct net_queue *rxq, const struct vhu_virtio_net_hdr_v1 *hd
     /* Every reserved chain is needed (reserve stops as soon as there is room). §5.1.6.4:
      * num_buffers is 1 without MRG_RXBUF. */
     h.num_buffers = (uint16_t)rv.n;
-    if (!rx_copy_flat(rxq, &rv, &h, iov, n, total))
-        rx_copy(rxq, &rv, &h, iov, n, len);
+    if (!rx_copy_flat(rxq, &rv, &h, iov, n, total, swap)) {
+        if (swap)
+            rx_copy_swapped(rxq, &rv, &h, iov, n, len);
+        else
+            rx_copy(rxq, &rv, &h, iov, n, len);
+    }
     stat_pkt(rxq, len);
     stat_gso(rxq, &h);
     rx_push(rxq, &rv, total, rv.n);
     return 0;
+}
+
+int net_rx_deliver(struct net_queue *rxq, const struct vhu_virtio_net_hdr_v1 *hdr,
+                   const struct iovec *iov, unsigned n, uint32_t len)
+{
+    return rx_deliver(rxq, hdr, iov, n, len, false);
+}
+
+int net_rx_deliver_swapped(struct net_queue *rxq, const struct vhu_virtio_net_hdr_v1 *hdr,
+                           const struct iovec *iov, unsigned n, uint32_t len)
+{
+    return len >= 12 ? rx_deliver(rxq, hdr, iov, n, len, true) : -EINVAL;
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -14,8 +14,6 @@
 /* reflect: transmitq k -> receiveq k, MACs swapped                                            */
 /* ------------------------------------------------------------------------------------------ */
 
-#define REFLECT_MAX_SEGS 65 /* the device's max_segs + the swapped addresses */
-
 /*
  * The offloads of a transmitted frame reach the receiver as they are (both sides are virtio:
  * a partial checksum or a GSO frame is valid on receive, §5.1.6.4), but only if the driver
@@ -35,28 +33,11 @@ static enum net_tx_result reflect_tx(struct net_port *p, struct net_queue *txq,
         .csum_start = hdr->csum_start,
         .csum_offset = hdr->csum_offset,
     };
-    struct iovec v[REFLECT_MAX_SEGS];
-    uint8_t in[12], macs[12];
-    size_t skip = sizeof(macs);
-    unsigned k = 1;
     int r;
 
     if (!rxq || !net_hdr_rx_ok(net_acked_features(p->nd), hdr))
         return NET_TX_DROP;
-    /* The frame's addresses, swapped, then the rest straight from the guest's segments. */
-    vhu_iov_to_buf_head(iov, n, in, sizeof(in));
-    memcpy(macs, in + 6, 6);
-    memcpy(macs + 6, in, 6);
-    v[0] = (struct iovec){macs, sizeof(macs)};
-    for (unsigned i = 0; i < n && k < REFLECT_MAX_SEGS; i++) {
-        if (iov[i].iov_len <= skip) {
-            skip -= iov[i].iov_len;
-            continue;
-        }
-        v[k++] = (struct iovec){(uint8_t *)iov[i].iov_base + skip, iov[i].iov_len - skip};
-        skip = 0;
-    }
-    r = net_rx_deliver(rxq, &h, v, k, len);
+    r = net_rx_deliver_swapped(rxq, &h, iov, n, len); /* len >= 14: net.c checked */
     if (r == -ENOBUFS)
         return NET_TX_BLOCKED;
     return NET_TX_DONE; /* delivered, or dropped and counted on the receive queue */
