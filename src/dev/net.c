@@ -474,7 +474,11 @@ int net_rx_deliver(struct net_queue *rxq, const struct vhu_virtio_net_hdr_v1 *hd
 int net_rx_deliver_swapped(struct net_queue *rxq, const struct vhu_virtio_net_hdr_v1 *hdr,
                            const struct iovec *iov, unsigned n, uint32_t len)
 {
-    return len >= 12 ? rx_deliver(rxq, hdr, iov, n, len, true) : -EINVAL;
+    if (len < 12) {
+        net_stat_drop(rxq, true);
+        return -EINVAL;
+    }
+    return rx_deliver(rxq, hdr, iov, n, len, true);
 }
 
 /* ------------------------------------------------------------------------------------------ */

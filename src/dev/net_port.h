@@ -187,8 +187,8 @@ void net_rx_cancel(struct net_queue *rxq, struct net_rx_resv *rv);
  */
 int net_rx_deliver(struct net_queue *rxq, const struct vhu_virtio_net_hdr_v1 *hdr,
                    const struct iovec *iov, unsigned n, uint32_t len);
-/* The same with the frame's destination and source addresses exchanged (reflect); -EINVAL for
- * a frame shorter than the two addresses. */
+/* The same with the frame's destination and source addresses exchanged (reflect); -EINVAL (a
+ * drop, counted) for a frame shorter than the two addresses. */
 int net_rx_deliver_swapped(struct net_queue *rxq, const struct vhu_virtio_net_hdr_v1 *hdr,
                            const struct iovec *iov, unsigned n, uint32_t len);
 /* Counters, owner thread only. */
