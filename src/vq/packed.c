@@ -185,10 +185,7 @@ unsigned vq_packed_pop_burst(struct vhu_vq *vq, struct vhu_vq_elem **out, unsign
         }
         out[n++] = vq_take_single(vq, flags, addr, len, id,
                                   pos_of(vq->last_avail, vq->avail_wrap));
-        if (vhu_unlikely(++vq->last_avail == vq->num)) {
-            vq->last_avail = 0;
-            vq->avail_wrap = !vq->avail_wrap;
-        }
+        vq_packed_advance(&vq->last_avail, &vq->avail_wrap, 1, vq->num);
     }
     if (n && vq->event_idx && !vq->notify_off)
         vq_store16(&vq->dev_event->off_wrap, pos_of(vq->last_avail, vq->avail_wrap));

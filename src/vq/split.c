@@ -186,6 +186,27 @@ static struct vhu_vq_elem *pop_resubmit(struct vhu_vq *vq)
     return e;
 }
 
+/* Is a chain available at last_avail? The driver's index is read again only once the chains
+ * it covered are used up, and validated: a driver claiming more than num breaks the queue. */
+static bool avail_ready(struct vhu_vq *vq)
+{
+    uint16_t idx;
+
+    if (vq->last_avail != vq->shadow_avail)
+        return true;
+    idx = vq_load16(&vq->avail->idx);
+    if (vhu_unlikely((uint16_t)(idx - vq->last_avail) > vq->num)) {
+        vhu_vq_break(vq, "driver claims more than num available buffers");
+        return false;
+    }
+    vq->shadow_avail = idx;
+    if (idx == vq->last_avail)
+        return false;
+    /* Ordering: read the index before the ring entries and descriptors it covers. */
+    vhu_smp_rmb();
+    return true;
+}
+
 struct vhu_vq_elem *vq_split_pop(struct vhu_vq *vq)
 {
     struct vhu_vq_elem *e;
@@ -193,19 +214,7 @@ struct vhu_vq_elem *vq_split_pop(struct vhu_vq *vq)
 
     if (vhu_unlikely(vq->resubmit_pos < vq->nresubmit))
         return pop_resubmit(vq);
-    if (vq->last_avail == vq->shadow_avail) {
-        uint16_t idx = vq_load16(&vq->avail->idx);
-        if (vhu_unlikely((uint16_t)(idx - vq->last_avail) > vq->num)) {
-            vhu_vq_break(vq, "driver claims more than num available buffers");
-            return NULL;
-        }
-        vq->shadow_avail = idx;
-        if (idx == vq->last_avail)
-            return NULL;
-        /* Ordering: read the index before the ring entries and descriptors it covers. */
-        vhu_smp_rmb();
-    }
-    if (vhu_unlikely(vq->nfree == 0))
+    if (!avail_ready(vq) || vhu_unlikely(vq->nfree == 0))
         return NULL;
     head = vq_load16(&vq->avail->ring[vq->last_avail & (vq->num - 1)]);
     if (vhu_unlikely(head >= vq->num)) {
@@ -246,19 +255,7 @@ unsigned vq_split_pop_burst(struct vhu_vq *vq, struct vhu_vq_elem **out, unsigne
         uint32_t len;
         uint16_t head, flags;
 
-        if (vq->last_avail == vq->shadow_avail) {
-            uint16_t idx = vq_load16(&vq->avail->idx);
-            if (idx == vq->last_avail)
-                break;
-            if (vhu_unlikely((uint16_t)(idx - vq->last_avail) > vq->num)) {
-                vhu_vq_break(vq, "driver claims more than num available buffers");
-                break;
-            }
-            vq->shadow_avail = idx;
-            /* Ordering: read the index before the ring entries and descriptors it covers. */
-            vhu_smp_rmb();
-        }
-        if (vhu_unlikely(vq->nfree == 0))
+        if (!avail_ready(vq) || vhu_unlikely(vq->nfree == 0))
             break;
         head = vq_load16(&vq->avail->ring[vq->last_avail & (vq->num - 1)]);
         if (vhu_likely(head < vq->num)) {
