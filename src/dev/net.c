@@ -481,6 +481,65 @@ int net_rx_deliver_swapped(struct net_queue *rxq, const struct vhu_virtio_net_hd
     return rx_deliver(rxq, hdr, iov, n, len, true);
 }
 
+unsigned net_rx_reflect_bulk(struct net_queue *txq, struct net_queue *rxq,
+                             struct vhu_vq_elem **b, unsigned n)
+{
+    uint64_t bytes = 0;
+    unsigned k = 0;
+
+    for (; k < n && rxq->ahead_pos < rxq->ahead_n; k++) {
+        struct vhu_vq_elem *t = b[k], *r = rxq->ahead[rxq->ahead_pos];
+        const uint8_t *s = t->iov[0].iov_base, *f;
+        uint8_t hdr[NET_HDR_LEN];
+        uint16_t nb = 1; /* one chain: §5.1.6.4 */
+        struct mac_swap m;
+        uint32_t len;
+        uint8_t *d;
+
+        /* the frame: §5.1.6.2, header then frame, device-readable only; tx_one's bounds */
+        if (t->in_num || t->out_len < NET_HDR_LEN + NET_ETH_HLEN ||
+            t->out_len > NET_HDR_LEN + NET_MAX_FRAME)
+            break;
+        len = (uint32_t)(t->out_len - NET_HDR_LEN);
+        if (t->out_num == 1)
+            f = s + NET_HDR_LEN;
+        else if (t->out_num == 2 && t->iov[0].iov_len == NET_HDR_LEN)
+            f = t->iov[1].iov_base;
+        else
+            break;
+        /* the receive chain: writable only, its first segment with room for header and frame
+         * (anything else, bad chains included, is net_rx_reserve()'s to judge; a chain with no
+         * segment has a stale iov[0]) */
+        if (r->out_num || !r->in_num || r->iov[0].iov_len < (uint64_t)NET_HDR_LEN + len)
+            break;
+        /* the header read once; no offload: what reflect_tx() would pass on, num_buffers 1 */
+        memcpy(hdr, s, NET_HDR_LEN);
+        if (hdr[offsetof(struct vhu_virtio_net_hdr_v1, flags)] ||
+            hdr[offsetof(struct vhu_virtio_net_hdr_v1, gso_type)])
+            break;
+        memcpy(hdr + offsetof(struct vhu_virtio_net_hdr_v1, num_buffers), &nb, sizeof(nb));
+        /* rx_copy_flat()'s order: addresses from the source, header, frame, addresses */
+        memcpy(&m.a, f, 8);
+        memcpy(&m.b, f + 4, 8);
+        d = r->iov[0].iov_base;
+        hdr_store(d, hdr);
+        memmove(d + NET_HDR_LEN, f, len); /* guest memory to guest memory: may overlap */
+        mac_swap_store(d + NET_HDR_LEN, &m);
+        rxq->ahead_pos++;
+        vhu_vq_push(rxq->vq, r, NET_HDR_LEN + len);
+        vhu_vq_push(txq->vq, t, 0);
+        bytes += len;
+    }
+    if (k) {
+        struct vhu_net_stats *rs = &rxq->nd->stats[rxq->index], *ts = &txq->nd->stats[txq->index];
+        net_stat_add(&rs->packets, k);
+        net_stat_add(&rs->bytes, bytes);
+        net_stat_add(&ts->packets, k);
+        net_stat_add(&ts->bytes, bytes);
+    }
+    return k;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Transmit                                                                                    */
 /* ------------------------------------------------------------------------------------------ */
@@ -615,6 +674,11 @@ static enum run_end tx_run(struct net_queue *q, unsigned *budget)
         if (n && p->ops->tx_begin)
             p->ops->tx_begin(p, q, n);
         for (; done < n; done++) {
+            if (p->ops->tx_bulk) {
+                done += p->ops->tx_bulk(p, q, b + done, n - done);
+                if (done == n)
+                    break;
+            }
             if (tx_one(q, b[done]) == NET_TX_BLOCKED) {
                 /* back into the ring, newest first: unpop rewinds in LIFO order only */
                 for (unsigned k = n; k-- > done;)

@@ -78,6 +78,12 @@ struct net_port_ops {
     /* Optional: a transmit burst of n frames starts (tx() follows for each); a port that
      * delivers them to a receive queue takes its buffers ahead here (net_rx_prefetch). */
     void (*tx_begin)(struct net_port *p, struct net_queue *txq, unsigned n);
+    /* Optional: the frames at the front of a popped burst b[0..n) that the port takes on a
+     * short path, each completed (pushed) here; stops at the first it leaves to tx(), which
+     * the device then hands to tx() before offering the rest here again. Returns how many it
+     * took (0..n). Between tx_begin and tx_flush, like tx(). */
+    unsigned (*tx_bulk)(struct net_port *p, struct net_queue *txq, struct vhu_vq_elem **b,
+                        unsigned n);
     /* End of a transmit burst: flush what tx() staged elsewhere (reflect: the receive ring). */
     void (*tx_flush)(struct net_port *p, struct net_queue *txq);
     /* The driver posted receive buffers on rxq (its kick, or a rescheduled run). Returns the
@@ -191,6 +197,16 @@ int net_rx_deliver(struct net_queue *rxq, const struct vhu_virtio_net_hdr_v1 *hd
  * drop, counted) for a frame shorter than the two addresses. */
 int net_rx_deliver_swapped(struct net_queue *rxq, const struct vhu_virtio_net_hdr_v1 *hdr,
                            const struct iovec *iov, unsigned n, uint32_t len);
+/*
+ * reflect's short path: the transmit chains at the front of b[0..n) that are a plain frame (no
+ * offload in the header; header and frame in one descriptor, or a 12-byte header descriptor and
+ * the frame in the next) go to rxq's chains taken ahead (net_rx_prefetch), each into one
+ * writable descriptor that holds it, addresses exchanged; both chains are pushed and the
+ * packets counted on both queues. Stops at the first frame or receive chain that is anything
+ * else (left to net_rx_deliver_swapped()). Returns how many it forwarded.
+ */
+unsigned net_rx_reflect_bulk(struct net_queue *txq, struct net_queue *rxq,
+                             struct vhu_vq_elem **b, unsigned n);
 /* Counters, owner thread only. */
 void net_stat_drop(struct net_queue *q, bool error);
 

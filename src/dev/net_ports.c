@@ -52,6 +52,14 @@ static void reflect_tx_begin(struct net_port *p, struct net_queue *txq, unsigned
         net_rx_prefetch(rxq, n);
 }
 
+static unsigned reflect_tx_bulk(struct net_port *p, struct net_queue *txq,
+                                struct vhu_vq_elem **b, unsigned n)
+{
+    struct net_queue *rxq = net_queue_get(p->nd, txq->index - 1);
+
+    return rxq ? net_rx_reflect_bulk(txq, rxq, b, n) : 0;
+}
+
 static void reflect_tx_flush(struct net_port *p, struct net_queue *txq)
 {
     struct net_queue *rxq = net_queue_get(p->nd, txq->index - 1);
@@ -78,6 +86,7 @@ static const struct net_port_ops reflect_ops = {
                 VHU_BIT(VHU_VIRTIO_NET_F_GUEST_TSO4) | VHU_BIT(VHU_VIRTIO_NET_F_GUEST_TSO6),
     .tx = reflect_tx,
     .tx_begin = reflect_tx_begin,
+    .tx_bulk = reflect_tx_bulk,
     .tx_flush = reflect_tx_flush,
     .destroy = port_free,
 };
