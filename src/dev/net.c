@@ -481,6 +481,34 @@ int net_rx_deliver_swapped(struct net_queue *rxq, const struct vhu_virtio_net_hd
     return rx_deliver(rxq, hdr, iov, n, len, true);
 }
 
+unsigned net_rx_fill_bulk(struct net_queue *rxq, const void *frame, uint32_t len, unsigned n)
+{
+    uint8_t hdr[NET_HDR_LEN] = {0};
+    uint16_t nb = 1; /* one chain: §5.1.6.4 */
+    unsigned k = 0;
+
+    memcpy(hdr + offsetof(struct vhu_virtio_net_hdr_v1, num_buffers), &nb, sizeof(nb));
+    for (; k < n && rxq->ahead_pos < rxq->ahead_n; k++) {
+        struct vhu_vq_elem *r = rxq->ahead[rxq->ahead_pos];
+        uint8_t *d;
+
+        /* as in net_rx_reflect_bulk(): writable only, the first segment holds the packet */
+        if (r->out_num || !r->in_num || r->iov[0].iov_len < (uint64_t)NET_HDR_LEN + len)
+            break;
+        d = r->iov[0].iov_base;
+        hdr_store(d, hdr);
+        memcpy(d + NET_HDR_LEN, frame, len);
+        rxq->ahead_pos++;
+        vhu_vq_push(rxq->vq, r, NET_HDR_LEN + len);
+    }
+    if (k) {
+        struct vhu_net_stats *rs = &rxq->nd->stats[rxq->index];
+        net_stat_add(&rs->packets, k);
+        net_stat_add(&rs->bytes, (uint64_t)k * len);
+    }
+    return k;
+}
+
 unsigned net_rx_reflect_bulk(struct net_queue *txq, struct net_queue *rxq,
                              struct vhu_vq_elem **b, unsigned n)
 {

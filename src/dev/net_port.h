@@ -198,6 +198,13 @@ int net_rx_deliver(struct net_queue *rxq, const struct vhu_virtio_net_hdr_v1 *hd
 int net_rx_deliver_swapped(struct net_queue *rxq, const struct vhu_virtio_net_hdr_v1 *hdr,
                            const struct iovec *iov, unsigned n, uint32_t len);
 /*
+ * source's short path: copies of one frame of len bytes (device memory, no offload header) into
+ * up to n of rxq's chains taken ahead (net_rx_prefetch), each into a chain whose first writable
+ * segment holds it; pushed and counted. Stops at the first chain that is anything else (left to
+ * net_rx_deliver()). Returns how many it filled.
+ */
+unsigned net_rx_fill_bulk(struct net_queue *rxq, const void *frame, uint32_t len, unsigned n);
+/*
  * reflect's short path: the transmit chains at the front of b[0..n) that are a plain frame (no
  * offload in the header; header and frame in one descriptor, or a 12-byte header descriptor and
  * the frame in the next) go to rxq's chains taken ahead (net_rx_prefetch), each into one

@@ -148,8 +148,12 @@ static unsigned source_rx_kick(struct net_port *p, struct net_queue *rxq, unsign
         unsigned n = VHU_MIN(budget - done, NET_BURST), k = 0;
 
         net_rx_prefetch(rxq, n);
-        while (k < n && net_rx_deliver(rxq, &h, &v, 1, s->size) == 0)
+        while (k < n) {
+            k += net_rx_fill_bulk(rxq, s->frame, s->size, n - k);
+            if (k == n || net_rx_deliver(rxq, &h, &v, 1, s->size) != 0)
+                break;
             k++;
+        }
         net_rx_flush(rxq);
         done += k;
         if (k < n)
