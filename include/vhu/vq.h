@@ -58,6 +58,10 @@ unsigned vhu_vq_pop_burst(struct vhu_vq *vq, struct vhu_vq_elem **out, unsigned 
 /* Complete elem with `written` bytes (clamped to elem->in_len); the used entry is staged until
  * vhu_vq_flush(). On a broken queue the element is just recycled. */
 void vhu_vq_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_t written);
+/* vhu_vq_push() of elems[0..n) in order, elems[i] with written[i] bytes (written NULL: 0 for
+ * every one), the per-queue work done once. */
+void vhu_vq_push_burst(struct vhu_vq *vq, struct vhu_vq_elem *const *elems,
+                       const uint32_t *written, unsigned n);
 /*
  * Return an element without using it: the chain will be popped again (e.g. resources ran out).
  * Only in LIFO order: elem must be the most recently popped element still out (several unpops

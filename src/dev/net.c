@@ -485,8 +485,10 @@ unsigned net_rx_fill_bulk(struct net_queue *rxq, const void *frame, uint32_t len
 {
     uint8_t hdr[NET_HDR_LEN] = {0};
     uint16_t nb = 1; /* one chain: §5.1.6.4 */
-    unsigned k = 0;
+    unsigned k = 0, pos0 = rxq->ahead_pos;
+    uint32_t wr[NET_BURST];
 
+    n = VHU_MIN(n, NET_BURST);
     memcpy(hdr + offsetof(struct vhu_virtio_net_hdr_v1, num_buffers), &nb, sizeof(nb));
     for (; k < n && rxq->ahead_pos < rxq->ahead_n; k++) {
         struct vhu_vq_elem *r = rxq->ahead[rxq->ahead_pos];
@@ -499,10 +501,11 @@ unsigned net_rx_fill_bulk(struct net_queue *rxq, const void *frame, uint32_t len
         hdr_store(d, hdr);
         memcpy(d + NET_HDR_LEN, frame, len);
         rxq->ahead_pos++;
-        vhu_vq_push(rxq->vq, r, NET_HDR_LEN + len);
+        wr[k] = NET_HDR_LEN + len;
     }
     if (k) {
         struct vhu_net_stats *rs = &rxq->nd->stats[rxq->index];
+        vhu_vq_push_burst(rxq->vq, rxq->ahead + pos0, wr, k);
         net_stat_add(&rs->packets, k);
         net_stat_add(&rs->bytes, (uint64_t)k * len);
     }
@@ -512,9 +515,11 @@ unsigned net_rx_fill_bulk(struct net_queue *rxq, const void *frame, uint32_t len
 unsigned net_rx_reflect_bulk(struct net_queue *txq, struct net_queue *rxq,
                              struct vhu_vq_elem **b, unsigned n)
 {
+    unsigned k = 0, pos0 = rxq->ahead_pos;
+    uint32_t wr[NET_BURST];
     uint64_t bytes = 0;
-    unsigned k = 0;
 
+    n = VHU_MIN(n, NET_BURST);
     for (; k < n && rxq->ahead_pos < rxq->ahead_n; k++) {
         struct vhu_vq_elem *t = b[k], *r = rxq->ahead[rxq->ahead_pos];
         const uint8_t *s = t->iov[0].iov_base, *f;
@@ -554,12 +559,13 @@ unsigned net_rx_reflect_bulk(struct net_queue *txq, struct net_queue *rxq,
         memmove(d + NET_HDR_LEN, f, len); /* guest memory to guest memory: may overlap */
         mac_swap_store(d + NET_HDR_LEN, &m);
         rxq->ahead_pos++;
-        vhu_vq_push(rxq->vq, r, NET_HDR_LEN + len);
-        vhu_vq_push(txq->vq, t, 0);
+        wr[k] = NET_HDR_LEN + len;
         bytes += len;
     }
     if (k) {
         struct vhu_net_stats *rs = &rxq->nd->stats[rxq->index], *ts = &txq->nd->stats[txq->index];
+        vhu_vq_push_burst(rxq->vq, rxq->ahead + pos0, wr, k);
+        vhu_vq_push_burst(txq->vq, b, NULL, k);
         net_stat_add(&rs->packets, k);
         net_stat_add(&rs->bytes, bytes);
         net_stat_add(&ts->packets, k);

@@ -419,6 +419,43 @@ VHU_EXPORT void vhu_vq_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_
     vq_elem_release(vq, (unsigned)slot);
 }
 
+VHU_EXPORT void vhu_vq_push_burst(struct vhu_vq *vq, struct vhu_vq_elem *const *elems,
+                                  const uint32_t *written, unsigned n)
+{
+    uint64_t out_bytes = 0, in_bytes = 0;
+    unsigned done = 0;
+
+    /* the rare cases element by element, as vhu_vq_push() handles them */
+    if (vhu_unlikely(!vq->started || vq->broken || vq->log_data)) {
+        for (unsigned i = 0; i < n; i++)
+            vhu_vq_push(vq, elems[i], written ? written[i] : 0);
+        return;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        struct vhu_vq_elem *elem = elems[i];
+        uint32_t w = written ? written[i] : 0;
+        int slot = vq_elem_slot(vq, elem);
+
+        if (vhu_unlikely(slot < 0)) {
+            vhu_err_rl("vq %u: push of an element that is not in flight", vq->index);
+            continue;
+        }
+        if (w > elem->in_len)
+            w = (uint32_t)elem->in_len;
+        if (vq->packed)
+            vq_packed_push(vq, elem, w);
+        else
+            vq_split_push(vq, elem, w);
+        out_bytes += elem->out_len;
+        in_bytes += w;
+        done++;
+        vq_elem_release(vq, (unsigned)slot);
+    }
+    vq->cnt.used += done;
+    vq->cnt.out_bytes += out_bytes;
+    vq->cnt.in_bytes += in_bytes;
+}
+
 /*
  * Unpop works in LIFO order only: the element must be the most recently popped one still out
  * (several unpops in reverse pop order are fine). The ring position then rolls back so the same

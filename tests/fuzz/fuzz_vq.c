@@ -200,10 +200,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort(); /* more elements out than any ring size allows */
             z.out[z.nout++] = e;
             break;
-        case 3: { /* push one element out, chosen by the input */
+        case 3: { /* push one element out, chosen by the input; or a burst of up to 8 */
             if (!z.nout)
                 break;
-            unsigned i = fin_u8(&f) % z.nout;
+            uint8_t how = fin_u8(&f);
+            if (how & 0x80) {
+                struct vhu_vq_elem *g[8];
+                uint32_t w[8];
+                unsigned n = 0, want = 1u + (how & 7u);
+                while (n < want && z.nout) {
+                    unsigned i = fin_u8(&f) % z.nout;
+                    g[n] = z.out[i];
+                    z.out[i] = z.out[--z.nout];
+                    w[n++] = fin_u32(&f);
+                }
+                vhu_vq_push_burst(z.vq, g, (how & 0x40) ? NULL : w, n);
+                break;
+            }
+            unsigned i = how % z.nout;
             e = z.out[i];
             z.out[i] = z.out[--z.nout];
             vhu_vq_push(z.vq, e, fin_u32(&f));

@@ -140,15 +140,35 @@ static int burst_vs_pop(bool packed, bool indirect, unsigned rounds)
             r = same_elem(ea[i], eb[i]);
             fast += ea[i]->ndesc == 1 && ea[i]->out_num + ea[i]->in_num == 1;
         }
-        /* complete both the same way, in a scrambled order, and compare what the driver gets */
-        for (unsigned j = 0; j < n && !r; j++) {
-            unsigned k = (j * 5 + round) % n;
-            while (ea[k] == NULL)
-                k = (k + 1) % n;
-            uint32_t w = ea[k]->in_len ? (uint32_t)(round % (ea[k]->in_len + 1)) : 0;
-            vhu_vq_push(a.q, ea[k], w);
-            vhu_vq_push(b.q, eb[k], w);
-            ea[k] = eb[k] = NULL;
+        /* complete both the same way, in a scrambled order, and compare what the driver gets:
+         * a one by one, b through vhu_vq_push_burst() in groups of random size (written NULL
+         * when the whole group wrote nothing) */
+        for (unsigned j = 0; j < n && !r;) {
+            struct vhu_vq_elem *grp[8];
+            uint32_t wg[8];
+            unsigned ng = 0, want = 1 + rnd(&seed) % 8;
+            bool any = false;
+            for (; ng < want && j < n; ng++, j++) {
+                unsigned k = (j * 5 + round) % n;
+                while (ea[k] == NULL)
+                    k = (k + 1) % n;
+                uint32_t w = ea[k]->in_len ? (uint32_t)(round % (ea[k]->in_len + 1)) : 0;
+                if (round % 3 == 0)
+                    w += 7; /* more than some chains hold: clamped, by both */
+                vhu_vq_push(a.q, ea[k], w);
+                grp[ng] = eb[k];
+                wg[ng] = w;
+                any |= w != 0;
+                ea[k] = eb[k] = NULL;
+            }
+            vhu_vq_push_burst(b.q, grp, any ? wg : NULL, ng);
+        }
+        {
+            struct vhu_vq_counters ca, cb;
+            vhu_vq_get_counters(a.q, &ca);
+            vhu_vq_get_counters(b.q, &cb);
+            if (ca.used != cb.used || ca.out_bytes != cb.out_bytes || ca.in_bytes != cb.in_bytes)
+                r = -__LINE__;
         }
         vhu_vq_flush(a.q);
         vhu_vq_flush(b.q);
@@ -225,3 +245,65 @@ TEST(burst_takes_what_is_there)
     pair_fini(&p);
     guest_fini(&g);
 }
+
+/*
+ * vhu_vq_push_burst() checks every element as vhu_vq_push() does: one not in flight (pushed
+ * already, or not from this queue) is refused with an error and skipped, the others complete;
+ * on a broken queue the elements are only recycled (the rings are not written again).
+ */
+static void push_burst_hostile(bool packed)
+{
+    struct guest g;
+    struct pair p, q;
+    struct pair_opts o = {.num = NUM, .packed = packed};
+    struct vhu_vq_elem *e[4], *x, *grp[4];
+    struct vhu_vqd_seg s = {0, 64};
+    struct vhu_vq_counters c;
+    uint32_t len, w[4] = {9, 9, 9, 9};
+
+    ASSERT_OK(guest_init(&g));
+    ASSERT_OK(pair_init(&p, &g, &o));
+    ASSERT_OK(pair_init(&q, &g, &o));
+    s.addr = data_alloc(&g, 64);
+    for (unsigned i = 0; i < 4; i++)
+        ASSERT_OK(vhu_vqd_add(p.d, &s, 0, 1, COOKIE(i + 1)));
+    ASSERT_OK(vhu_vqd_add(q.d, &s, 0, 1, COOKIE(9)));
+    vhu_vqd_kick_prepare(p.d);
+    vhu_vqd_kick_prepare(q.d);
+    ASSERT_EQ(vhu_vq_pop_burst(p.q, e, 4), 4);
+    ASSERT_EQ(vhu_vq_pop_burst(q.q, &x, 1), 1);
+    vhu_vq_push(p.q, e[1], 0);
+    /* e[1] again (completed already) and x (q's) among p's own */
+    grp[0] = e[0];
+    grp[1] = e[1];
+    grp[2] = x;
+    grp[3] = e[2];
+    vhu_vq_push_burst(p.q, grp, w, 4);
+    vhu_vq_flush(p.q);
+    ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(2));
+    ASSERT_EQ(len, 0);
+    ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(1));
+    ASSERT_EQ(len, 9);
+    ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(3));
+    ASSERT(vhu_vqd_get_used(p.d, &len) == NULL);
+    ASSERT_EQ(vhu_vq_inflight(p.q), 1);
+    vhu_vq_get_counters(p.q, &c);
+    ASSERT_EQ(c.used, 3);
+    ASSERT_EQ(c.in_bytes, 18);
+    ASSERT(!vhu_vq_broken(p.q));
+    /* broken: e[3] is recycled, nothing reaches the ring */
+    vhu_vq_break(p.q, "test");
+    vhu_vq_push_burst(p.q, &e[3], NULL, 1);
+    vhu_vq_flush(p.q);
+    ASSERT(vhu_vqd_get_used(p.d, &len) == NULL);
+    ASSERT_EQ(vhu_vq_inflight(p.q), 0);
+    vhu_vq_push(q.q, x, 0);
+    vhu_vq_flush(q.q);
+    ASSERT(vhu_vqd_get_used(q.d, &len) == COOKIE(9));
+    pair_fini(&p);
+    pair_fini(&q);
+    guest_fini(&g);
+}
+
+TEST(push_burst_skips_elements_not_in_flight_split) { push_burst_hostile(false); }
+TEST(push_burst_skips_elements_not_in_flight_packed) { push_burst_hostile(true); }
