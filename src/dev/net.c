@@ -481,6 +481,30 @@ int net_rx_deliver_swapped(struct net_queue *rxq, const struct vhu_virtio_net_hd
     return rx_deliver(rxq, hdr, iov, n, len, true);
 }
 
+/*
+ * The burst paths' receive chain: its first segment, when the chain is writable only and that
+ * segment holds need bytes; NULL for anything else (bad chains included: net_rx_reserve() judges
+ * those; a chain with no segment has a stale iov[0]).
+ */
+static inline uint8_t *rx_flat_room(const struct vhu_vq_elem *r, uint64_t need)
+{
+    if (r->out_num || !r->in_num || r->iov[0].iov_len < need)
+        return NULL;
+    return r->iov[0].iov_base;
+}
+
+/* The burst paths' end: the k chains taken from ahead[pos0] complete with wr[] bytes each, and
+ * the k packets (bytes without headers) are counted on rxq. */
+static void rx_bulk_done(struct net_queue *rxq, unsigned pos0, const uint32_t *wr, unsigned k,
+                         uint64_t bytes)
+{
+    struct vhu_net_stats *rs = &rxq->nd->stats[rxq->index];
+
+    vhu_vq_push_burst(rxq->vq, rxq->ahead + pos0, wr, k);
+    net_stat_add(&rs->packets, k);
+    net_stat_add(&rs->bytes, bytes);
+}
+
 unsigned net_rx_fill_bulk(struct net_queue *rxq, const void *frame, uint32_t len, unsigned n)
 {
     uint8_t hdr[NET_HDR_LEN] = {0};
@@ -491,24 +515,17 @@ unsigned net_rx_fill_bulk(struct net_queue *rxq, const void *frame, uint32_t len
     n = VHU_MIN(n, NET_BURST);
     memcpy(hdr + offsetof(struct vhu_virtio_net_hdr_v1, num_buffers), &nb, sizeof(nb));
     for (; k < n && rxq->ahead_pos < rxq->ahead_n; k++) {
-        struct vhu_vq_elem *r = rxq->ahead[rxq->ahead_pos];
-        uint8_t *d;
+        uint8_t *d = rx_flat_room(rxq->ahead[rxq->ahead_pos], (uint64_t)NET_HDR_LEN + len);
 
-        /* as in net_rx_reflect_bulk(): writable only, the first segment holds the packet */
-        if (r->out_num || !r->in_num || r->iov[0].iov_len < (uint64_t)NET_HDR_LEN + len)
+        if (!d)
             break;
-        d = r->iov[0].iov_base;
         hdr_store(d, hdr);
         memcpy(d + NET_HDR_LEN, frame, len);
         rxq->ahead_pos++;
         wr[k] = NET_HDR_LEN + len;
     }
-    if (k) {
-        struct vhu_net_stats *rs = &rxq->nd->stats[rxq->index];
-        vhu_vq_push_burst(rxq->vq, rxq->ahead + pos0, wr, k);
-        net_stat_add(&rs->packets, k);
-        net_stat_add(&rs->bytes, (uint64_t)k * len);
-    }
+    if (k)
+        rx_bulk_done(rxq, pos0, wr, k, (uint64_t)k * len);
     return k;
 }
 
@@ -521,7 +538,7 @@ unsigned net_rx_reflect_bulk(struct net_queue *txq, struct net_queue *rxq,
 
     n = VHU_MIN(n, NET_BURST);
     for (; k < n && rxq->ahead_pos < rxq->ahead_n; k++) {
-        struct vhu_vq_elem *t = b[k], *r = rxq->ahead[rxq->ahead_pos];
+        struct vhu_vq_elem *t = b[k];
         const uint8_t *s = t->iov[0].iov_base, *f;
         uint8_t hdr[NET_HDR_LEN];
         uint16_t nb = 1; /* one chain: §5.1.6.4 */
@@ -540,10 +557,8 @@ unsigned net_rx_reflect_bulk(struct net_queue *txq, struct net_queue *rxq,
             f = t->iov[1].iov_base;
         else
             break;
-        /* the receive chain: writable only, its first segment with room for header and frame
-         * (anything else, bad chains included, is net_rx_reserve()'s to judge; a chain with no
-         * segment has a stale iov[0]) */
-        if (r->out_num || !r->in_num || r->iov[0].iov_len < (uint64_t)NET_HDR_LEN + len)
+        d = rx_flat_room(rxq->ahead[rxq->ahead_pos], (uint64_t)NET_HDR_LEN + len);
+        if (!d)
             break;
         /* the header read once; no offload: what reflect_tx() would pass on, num_buffers 1 */
         memcpy(hdr, s, NET_HDR_LEN);
@@ -554,7 +569,6 @@ unsigned net_rx_reflect_bulk(struct net_queue *txq, struct net_queue *rxq,
         /* rx_copy_flat()'s order: addresses from the source, header, frame, addresses */
         memcpy(&m.a, f, 8);
         memcpy(&m.b, f + 4, 8);
-        d = r->iov[0].iov_base;
         hdr_store(d, hdr);
         memmove(d + NET_HDR_LEN, f, len); /* guest memory to guest memory: may overlap */
         mac_swap_store(d + NET_HDR_LEN, &m);
@@ -563,11 +577,9 @@ unsigned net_rx_reflect_bulk(struct net_queue *txq, struct net_queue *rxq,
         bytes += len;
     }
     if (k) {
-        struct vhu_net_stats *rs = &rxq->nd->stats[rxq->index], *ts = &txq->nd->stats[txq->index];
-        vhu_vq_push_burst(rxq->vq, rxq->ahead + pos0, wr, k);
+        struct vhu_net_stats *ts = &txq->nd->stats[txq->index];
+        rx_bulk_done(rxq, pos0, wr, k, bytes);
         vhu_vq_push_burst(txq->vq, b, NULL, k);
-        net_stat_add(&rs->packets, k);
-        net_stat_add(&rs->bytes, bytes);
         net_stat_add(&ts->packets, k);
         net_stat_add(&ts->bytes, bytes);
     }

@@ -390,28 +390,46 @@ VHU_EXPORT unsigned vhu_vq_pop_burst(struct vhu_vq *vq, struct vhu_vq_elem **out
     return vq->packed ? vq_packed_pop_burst(vq, out, max) : vq_split_pop_burst(vq, out, max);
 }
 
+/* The slot of an element being pushed, or -1 (logged) when it is not in flight. */
+static inline int push_slot(const struct vhu_vq *vq, const struct vhu_vq_elem *elem)
+{
+    int slot = vq_elem_slot(vq, elem);
+
+    if (vhu_unlikely(slot < 0))
+        vhu_err_rl("vq %u: push of an element that is not in flight", vq->index);
+    return slot;
+}
+
+/* Never report more than the chain can hold: the driver would treat it as a fault. */
+static inline uint32_t push_clamp(const struct vhu_vq_elem *elem, uint32_t written)
+{
+    return written > elem->in_len ? (uint32_t)elem->in_len : written;
+}
+
+/* Stage elem's used entry (written already clamped) on a ring that is not broken. */
+static inline void push_stage(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_t written)
+{
+    if (vq->packed)
+        vq_packed_push(vq, elem, written);
+    else
+        vq_split_push(vq, elem, written);
+}
+
 VHU_EXPORT void vhu_vq_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, uint32_t written)
 {
     int slot;
 
     if (vhu_unlikely(!vq->started))
         return;
-    slot = vq_elem_slot(vq, elem);
-    if (vhu_unlikely(slot < 0)) {
-        vhu_err_rl("vq %u: push of an element that is not in flight", vq->index);
+    slot = push_slot(vq, elem);
+    if (vhu_unlikely(slot < 0))
         return;
-    }
     /* A broken queue's rings are not touched again; just recycle the element. */
     if (vhu_likely(!vq->broken)) {
-        /* Never report more than the chain can hold: the driver would treat it as a fault. */
-        if (written > elem->in_len)
-            written = (uint32_t)elem->in_len;
+        written = push_clamp(elem, written);
         if (vhu_unlikely(vq->log_data))
             vq_log_elem(vq, elem, 0, written);
-        if (vq->packed)
-            vq_packed_push(vq, elem, written);
-        else
-            vq_split_push(vq, elem, written);
+        push_stage(vq, elem, written);
         vq->cnt.used++;
         vq->cnt.out_bytes += elem->out_len;
         vq->cnt.in_bytes += written;
@@ -433,21 +451,15 @@ VHU_EXPORT void vhu_vq_push_burst(struct vhu_vq *vq, struct vhu_vq_elem *const *
     }
     for (unsigned i = 0; i < n; i++) {
         struct vhu_vq_elem *elem = elems[i];
-        uint32_t w = written ? written[i] : 0;
-        int slot = vq_elem_slot(vq, elem);
+        int slot = push_slot(vq, elem);
+        uint32_t w;
 
-        if (vhu_unlikely(slot < 0)) {
-            vhu_err_rl("vq %u: push of an element that is not in flight", vq->index);
+        if (vhu_unlikely(slot < 0))
             continue;
-        }
-        if (w > elem->in_len)
-            w = (uint32_t)elem->in_len;
-        if (vq->packed)
-            vq_packed_push(vq, elem, w);
-        else
-            vq_split_push(vq, elem, w);
-        out_bytes += elem->out_len;
+        w = push_clamp(elem, written ? written[i] : 0);
+        push_stage(vq, elem, w); /* no dirty log here: that case went element by element */
         in_bytes += w;
+        out_bytes += elem->out_len;
         done++;
         vq_elem_release(vq, (unsigned)slot);
     }
