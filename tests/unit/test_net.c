@@ -198,6 +198,29 @@ TDRV_TEST(reflect_many_frames_one_kick_packed) { run_reflect_many(true); }
  * chains in random layouts (one descriptor, two, too small for the frame: merged): every frame
  * must come back once, in order, with its header and swapped addresses, whichever path took it.
  */
+/*
+ * The next packet in used receive chains got[*used..nrx) (lens: their used lengths): its header
+ * into h, its num_buffers chains gathered into pkt (cap bytes), *used moved past them. Returns
+ * the packet's length (header included), or 0 when num_buffers is 0, names more chains than
+ * are there, or the chains overflow pkt.
+ */
+static size_t rx_gather(uint8_t *const *got, const uint32_t *lens, unsigned nrx, unsigned *used,
+                        struct vhu_virtio_net_hdr_v1 *h, uint8_t *pkt, size_t cap)
+{
+    size_t off = 0;
+
+    memcpy(h, got[*used], HDR);
+    if (h->num_buffers < 1 || *used + h->num_buffers > nrx)
+        return 0;
+    for (unsigned k = 0; k < h->num_buffers; k++, (*used)++) {
+        if (off + lens[*used] > cap)
+            return 0;
+        memcpy(pkt + off, got[*used], lens[*used]);
+        off += lens[*used];
+    }
+    return off;
+}
+
 static int tx_add_hdr_desc(struct tb *t, const struct vhu_virtio_net_hdr_v1 *h,
                            const uint8_t *frame, uint32_t len)
 {
@@ -269,18 +292,10 @@ static void run_reflect_mixed(bool packed, uint32_t seed)
     nrx = collect(&t, 0, NBUF, 500, got, lens);
     for (unsigned i = 0; i < N; i++) {
         struct vhu_virtio_net_hdr_v1 h;
-        size_t off = 0;
         if (gso[i])
             continue;
         ASSERT(used < nrx);
-        memcpy(&h, got[used], HDR);
-        ASSERT(h.num_buffers >= 1 && used + h.num_buffers <= nrx);
-        for (unsigned k = 0; k < h.num_buffers; k++, used++) {
-            ASSERT(off + lens[used] <= sizeof(pkt));
-            memcpy(pkt + off, got[used], lens[used]);
-            off += lens[used];
-        }
-        ASSERT_EQ(off, HDR + flen[i]);
+        ASSERT_EQ(rx_gather(got, lens, nrx, &used, &h, pkt, sizeof(pkt)), HDR + flen[i]);
         ASSERT_EQ(h.flags, csum[i] ? VHU_VIRTIO_NET_HDR_F_NEEDS_CSUM : 0);
         ASSERT_EQ(h.gso_type, 0);
         ASSERT_EQ(h.csum_start, csum[i] ? 34 : 0);
@@ -672,17 +687,9 @@ static void run_source_mixed(bool packed, uint32_t seed)
     nrx = collect(&t, 0, NBUF, 2000, got, lens);
     while (used < nrx) {
         struct vhu_virtio_net_hdr_v1 h;
-        size_t off = 0;
-        memcpy(&h, got[used], HDR);
-        if (used + h.num_buffers > nrx)
-            break; /* the last packet ran out of posted chains: given back, not pushed */
-        ASSERT(h.num_buffers >= 1);
-        for (unsigned k = 0; k < h.num_buffers; k++, used++) {
-            ASSERT(off + lens[used] <= sizeof(pkt));
-            memcpy(pkt + off, got[used], lens[used]);
-            off += lens[used];
-        }
-        ASSERT_EQ(off, HDR + SIZE);
+        /* every used chain belongs to a whole packet (a packet short of chains gave its own
+         * back: they are not used) */
+        ASSERT_EQ(rx_gather(got, lens, nrx, &used, &h, pkt, sizeof(pkt)), HDR + SIZE);
         ASSERT_EQ(h.flags, 0);
         ASSERT_EQ(h.gso_type, 0);
         if (!npkt++)
