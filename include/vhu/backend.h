@@ -30,6 +30,34 @@ struct vhu_device *vhu_backend_device(const struct vhu_backend *b);
  */
 int vhu_backend_set_workers(struct vhu_backend *b, unsigned nworkers, unsigned poll_us);
 /*
+ * How the workers busy-poll (after vhu_backend_set_workers, before a core exists):
+ * - VHU_POLL_FIXED: max_us after the last work found, as vhu_backend_set_workers' poll_us.
+ * - VHU_POLL_ADAPTIVE: a window of at most max_us that follows what polling catches. It
+ *   doubles when the driver's next request came within it and halves when the worker slept
+ *   anyway; under max_us / 8 it closes (the worker sleeps as soon as its rings are empty) and
+ *   is probed with a max_us window after 1, 2, 4 ... 256 idle stretches. An idle device costs
+ *   nothing either way: polling only follows work.
+ * max_us 0: no polling. -EINVAL above VHU_POLL_MAX_US, -ENOENT without workers, -EBUSY for
+ * shared workers (set it on the backend that owns them).
+ */
+#define VHU_POLL_MAX_US 1000000u
+enum vhu_poll_mode {
+    VHU_POLL_FIXED = 0,
+    VHU_POLL_ADAPTIVE = 1,
+};
+int vhu_backend_set_poll(struct vhu_backend *b, enum vhu_poll_mode mode, unsigned max_us);
+/* Polling counters of worker i (read racily; -EINVAL when there is no worker i). */
+struct vhu_worker_stats {
+    uint32_t poll_window_ns; /* the window now (adaptive: 0 when closed) */
+    uint64_t poll_hits;      /* idle stretches ended by work found while polling */
+    uint64_t poll_misses;    /* idle stretches that polled their window and slept */
+    uint64_t poll_probes;    /* of the stretches, probes of a closed window */
+    uint64_t sleeps;         /* waits in epoll */
+};
+int vhu_backend_get_worker_stats(const struct vhu_backend *b, unsigned i,
+                                 struct vhu_worker_stats *st);
+unsigned vhu_backend_workers(const struct vhu_backend *b);
+/*
  * Run b's queues on the workers of `from` (its nworkers and poll_us), e.g. several devices
  * that must share one thread (the net switch). `from` must be freed after b. Before any core.
  */

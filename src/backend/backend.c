@@ -115,8 +115,10 @@ bool vhu_backend_worker_is_current(const struct vhu_backend_worker *bw)
 
 VHU_EXPORT int vhu_backend_set_workers(struct vhu_backend *b, unsigned nworkers, unsigned poll_us)
 {
-    if (b->core || nworkers > 64)
+    if (b->core)
         return -EBUSY;
+    if (nworkers > 64 || poll_us > VHU_POLL_MAX_US)
+        return -EINVAL;
     workers_free(b);
     if (nworkers == 0)
         return 0;
@@ -133,6 +135,41 @@ VHU_EXPORT int vhu_backend_set_workers(struct vhu_backend *b, unsigned nworkers,
         }
         b->nworkers = i + 1;
     }
+    return 0;
+}
+
+VHU_EXPORT int vhu_backend_set_poll(struct vhu_backend *b, enum vhu_poll_mode mode,
+                                    unsigned max_us)
+{
+    if (b->core || b->workers_shared)
+        return -EBUSY;
+    if ((mode != VHU_POLL_FIXED && mode != VHU_POLL_ADAPTIVE) || max_us > VHU_POLL_MAX_US)
+        return -EINVAL;
+    if (!b->nworkers)
+        return max_us ? -ENOENT : 0;
+    for (unsigned i = 0; i < b->nworkers; i++) {
+        int r = vhu_worker_set_poll(b->workers[i].w, mode == VHU_POLL_ADAPTIVE, max_us);
+        if (r < 0)
+            return r;
+    }
+    b->poll_us = max_us;
+    return 0;
+}
+
+VHU_EXPORT int vhu_backend_get_worker_stats(const struct vhu_backend *b, unsigned i,
+                                            struct vhu_worker_stats *st)
+{
+    struct vhu_worker_poll_stats ps;
+
+    *st = (struct vhu_worker_stats){0};
+    if (i >= b->nworkers)
+        return -EINVAL;
+    vhu_worker_get_poll_stats(b->workers[i].w, &ps);
+    st->poll_window_ns = ps.window_ns;
+    st->poll_hits = ps.hits;
+    st->poll_misses = ps.misses;
+    st->poll_probes = ps.probes;
+    st->sleeps = ps.sleeps;
     return 0;
 }
 
@@ -286,4 +323,9 @@ VHU_EXPORT int vhu_backend_get_queue_stats(const struct vhu_backend *b, unsigned
 VHU_EXPORT int vhu_backend_config_changed(struct vhu_backend *b)
 {
     return b->core ? vhu_core_config_changed(b->core) : -ENOTCONN;
+}
+
+VHU_EXPORT unsigned vhu_backend_workers(const struct vhu_backend *b)
+{
+    return b->nworkers;
 }

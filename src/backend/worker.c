@@ -8,11 +8,14 @@
 #include "vhu/util.h"
 #include "worker.h"
 
-#define POLL_LOOP_EVERY 32 /* busy-poll rounds per look at the loop's fds */
+#define POLL_LOOP_EVERY 32   /* busy-poll rounds per look at the loop's fds */
+#define POLL_PROBE_MAX 256   /* a closed window is probed at least once per this many stretches */
+#define POLL_SPIN_NS 1000000 /* the window while a polled ring makes the worker spin */
 
 struct vhu_worker {
     unsigned id;
-    unsigned poll_us;
+    struct vhu_poll_adapt pa; /* worker thread only */
+    struct vhu_worker_poll_stats pst;
     vhu_worker_poll_fn *poll;
     void *poll_opaque;
     struct vhu_loop *loop;
@@ -60,6 +63,70 @@ static int quit_fn(void *arg)
     return 0;
 }
 
+void vhu_poll_adapt_init(struct vhu_poll_adapt *a, bool adaptive, uint32_t max_ns)
+{
+    *a = (struct vhu_poll_adapt){
+        .max_ns = max_ns,
+        .win_ns = max_ns,
+        .probe_every = 1,
+        .adaptive = adaptive && max_ns,
+    };
+}
+
+uint32_t vhu_poll_adapt_window(struct vhu_poll_adapt *a)
+{
+    if (!a->adaptive || a->win_ns)
+        return a->win_ns;
+    if (++a->since_probe < a->probe_every)
+        return 0;
+    a->since_probe = 0;
+    a->probing = true;
+    return a->max_ns;
+}
+
+void vhu_poll_adapt_result(struct vhu_poll_adapt *a, bool hit)
+{
+    if (!a->adaptive)
+        return;
+    if (hit) {
+        a->win_ns = a->win_ns && a->win_ns < a->max_ns / 2 ? a->win_ns * 2 : a->max_ns;
+        a->probe_every = 1;
+    } else if (a->probing) {
+        if (a->probe_every < POLL_PROBE_MAX)
+            a->probe_every *= 2;
+    } else {
+        a->win_ns /= 2;
+        if (a->win_ns < a->max_ns / 8) {
+            a->win_ns = 0;
+            a->since_probe = 0;
+        }
+    }
+    a->probing = false;
+}
+
+static void stat_add(uint64_t *c)
+{
+    __atomic_store_n(c, *c + 1, __ATOMIC_RELAXED);
+}
+
+/* The idle stretch polled a window and ended: hit or slept. Not for a spinning worker. */
+static void stretch_end(struct vhu_worker *w, bool hit)
+{
+    if (w->spin)
+        return;
+    if (w->pa.probing)
+        stat_add(&w->pst.probes);
+    stat_add(hit ? &w->pst.hits : &w->pst.misses);
+    vhu_poll_adapt_result(&w->pa, hit);
+    __atomic_store_n(&w->pst.window_ns, w->pa.win_ns, __ATOMIC_RELAXED);
+}
+
+static void sleep_once(struct vhu_worker *w)
+{
+    stat_add(&w->pst.sleeps);
+    vhu_loop_run_once(w->loop, -1);
+}
+
 static void *worker_main(void *arg)
 {
     struct vhu_worker *w = arg;
@@ -68,11 +135,11 @@ static void *worker_main(void *arg)
     snprintf(name, sizeof(name), "vhu-worker%u", w->id);
     pthread_setname_np(pthread_self(), name);
     while (!w->quit) {
-        if ((w->poll_us == 0 && !w->spin) || !w->poll) {
-            vhu_loop_run_once(w->loop, -1);
+        if ((w->pa.max_ns == 0 && !w->spin) || !w->poll) {
+            sleep_once(w);
             continue;
         }
-        /* Busy-poll the rings for poll_us after the last work found, then sleep on the fds.
+        /* Busy-poll the rings for a window after the last work found, then sleep on the fds.
          * The loop's fds (control calls, device watches) are looked at every few rounds only:
          * an epoll_wait per round would cost more than the rings themselves. */
         uint64_t until = 0; /* 0: the idle stretch starts at the next idle round */
@@ -81,17 +148,31 @@ static void *worker_main(void *arg)
             if (++round % POLL_LOOP_EVERY == 0)
                 vhu_loop_run_once(w->loop, 0);
             if (w->poll(w->poll_opaque, false)) {
+                if (until)
+                    stretch_end(w, true);
                 until = 0; /* busy rounds read no clock */
                 continue;
             }
             uint64_t now = vhu_now_ns();
-            if (!until)
-                until = now + (uint64_t)w->poll_us * 1000;
-            else if (now >= until && !w->poll(w->poll_opaque, true))
+            if (!until) {
+                uint32_t win = w->spin ? POLL_SPIN_NS : vhu_poll_adapt_window(&w->pa);
+                if (win) {
+                    until = now + win;
+                    continue;
+                }
+            } else if (now < until) {
+                continue;
+            }
+            /* the window is over (or closed): kicks back on, one last look, then sleep */
+            bool late = w->poll(w->poll_opaque, true);
+            if (until)
+                stretch_end(w, late);
+            until = 0;
+            if (!late)
                 break;
         }
         if (!w->quit)
-            vhu_loop_run_once(w->loop, -1);
+            sleep_once(w);
     }
     return NULL;
 }
@@ -105,7 +186,8 @@ int vhu_worker_new(unsigned id, unsigned poll_us, vhu_worker_poll_fn *poll, void
     if (!w)
         return -ENOMEM;
     w->id = id;
-    w->poll_us = poll_us;
+    vhu_poll_adapt_init(&w->pa, false, poll_us * 1000u);
+    w->pst.window_ns = w->pa.win_ns;
     w->poll = poll;
     w->poll_opaque = poll_opaque;
     w->wake_fd = vhu_eventfd_new();
@@ -134,6 +216,40 @@ bool vhu_worker_is_current(const struct vhu_worker *w)
 void vhu_worker_set_spin(struct vhu_worker *w, bool on)
 {
     w->spin = on;
+}
+
+struct set_poll_args {
+    struct vhu_worker *w;
+    bool adaptive;
+    uint32_t max_ns;
+};
+
+static int set_poll_fn(void *arg)
+{
+    struct set_poll_args *a = arg;
+
+    vhu_poll_adapt_init(&a->w->pa, a->adaptive, a->max_ns);
+    __atomic_store_n(&a->w->pst.window_ns, a->w->pa.win_ns, __ATOMIC_RELAXED);
+    return 0;
+}
+
+int vhu_worker_set_poll(struct vhu_worker *w, bool adaptive, unsigned max_us)
+{
+    struct set_poll_args a = {w, adaptive, 0};
+
+    if (max_us > 1000000)
+        return -EINVAL;
+    a.max_ns = max_us * 1000u;
+    return vhu_worker_call(w, set_poll_fn, &a);
+}
+
+void vhu_worker_get_poll_stats(const struct vhu_worker *w, struct vhu_worker_poll_stats *st)
+{
+    st->window_ns = __atomic_load_n(&w->pst.window_ns, __ATOMIC_RELAXED);
+    st->hits = __atomic_load_n(&w->pst.hits, __ATOMIC_RELAXED);
+    st->misses = __atomic_load_n(&w->pst.misses, __ATOMIC_RELAXED);
+    st->probes = __atomic_load_n(&w->pst.probes, __ATOMIC_RELAXED);
+    st->sleeps = __atomic_load_n(&w->pst.sleeps, __ATOMIC_RELAXED);
 }
 
 int vhu_worker_call(struct vhu_worker *w, int (*fn)(void *arg), void *arg)

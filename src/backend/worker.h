@@ -21,6 +21,40 @@ struct vhu_worker;
  */
 typedef bool vhu_worker_poll_fn(void *opaque, bool sleep);
 
+/*
+ * The busy-poll window of one worker, kept by the worker thread. Fixed: max_ns after every
+ * piece of work. Adaptive: an idle stretch (from the first round that finds no work) polls
+ * win_ns; work found within it is a hit, sleeping after it a miss. A hit doubles the window (up
+ * to max_ns), a miss halves it; below max_ns / 8 it closes (0: sleep as soon as the rings are
+ * empty). A closed window is probed: one stretch polls max_ns, after 1, 2, 4 ... 256 stretches
+ * while probes miss, so a worker whose driver never answers within max_ns pays one window per
+ * 256 wake-ups, and one whose driver does finds polling again. No clock is read for this: the
+ * caller reports each stretch's outcome.
+ */
+struct vhu_poll_adapt {
+    uint32_t max_ns;
+    uint32_t win_ns;
+    uint16_t probe_every; /* with the window closed: stretches between two probes */
+    uint16_t since_probe;
+    bool adaptive;
+    bool probing; /* the stretch under way is a probe */
+};
+
+void vhu_poll_adapt_init(struct vhu_poll_adapt *a, bool adaptive, uint32_t max_ns);
+/* The window for the idle stretch starting now (0: do not poll, sleep). */
+uint32_t vhu_poll_adapt_window(struct vhu_poll_adapt *a);
+/* The stretch given a window > 0 ended: hit (work found while polling) or not (slept). */
+void vhu_poll_adapt_result(struct vhu_poll_adapt *a, bool hit);
+
+/* Polling counters of one worker (its thread adds, others read racily). */
+struct vhu_worker_poll_stats {
+    uint32_t window_ns; /* the current window */
+    uint64_t hits;      /* idle stretches ended by work found while polling */
+    uint64_t misses;    /* idle stretches that polled a window and slept */
+    uint64_t probes;    /* of those stretches, probes of a closed window */
+    uint64_t sleeps;    /* waits in epoll */
+};
+
 int vhu_worker_new(unsigned id, unsigned poll_us, vhu_worker_poll_fn *poll, void *poll_opaque,
                    struct vhu_worker **out);
 void vhu_worker_free(struct vhu_worker *w);
@@ -32,5 +66,8 @@ bool vhu_worker_is_current(const struct vhu_worker *w);
 /* On the worker: spin (poll without sleeping) even with poll_us 0, while on (rings that have
  * no kick source). */
 void vhu_worker_set_spin(struct vhu_worker *w, bool on);
+/* Any thread: the worker's polling from now on (fixed or adaptive, max_us 0: none). */
+int vhu_worker_set_poll(struct vhu_worker *w, bool adaptive, unsigned max_us);
+void vhu_worker_get_poll_stats(const struct vhu_worker *w, struct vhu_worker_poll_stats *st);
 
 #endif

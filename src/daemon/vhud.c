@@ -53,7 +53,9 @@ struct daemon_opts {
     bool no_mem_slots;
     unsigned workers;
     bool workers_set;
-    unsigned poll_us;
+    unsigned poll_us;     /* --poll-us: a fixed window */
+    unsigned poll_max_us; /* --poll-max-us: an adaptive one */
+    bool poll_set;        /* either was given */
     int verbose;
 };
 
@@ -111,6 +113,7 @@ struct device_type {
     unsigned queue_size;    /* the device's largest ring when --queue-size is not given, for
                              * --help (0: not listed) */
     unsigned workers;       /* --workers when not given */
+    unsigned poll_max_us;   /* --poll-max-us when neither polling option is given */
     bool share_workers;     /* devices after the first run on the first one's workers */
     /* Checks after parsing (0, or -1 after printing why: vhud exits 2), after the common
      * ones: one of --socket-path, --fd and --vvu (or a socket from systemd), --client only
@@ -766,6 +769,7 @@ static const struct device_type device_types[] = {
         .check = blk_check,
         .queue_size = 256,
         .workers = 1, /* queue work off the control thread unless told otherwise */
+        .poll_max_us = 32, /* adaptive, as QEMU's iothreads poll by default (32768 ns) */
         .ready = blk_ready,
     },
     {
@@ -879,6 +883,9 @@ static void common_help(FILE *f, const struct device_type *t)
             "  --workers N          data-plane threads; queue i runs on worker i %% N\n"
             "                       (default %u%s)\n"
             "  --poll-us N          workers busy-poll their rings for N us before sleeping\n"
+            "  --poll-max-us N      workers busy-poll for an adaptive window of at most N us:\n"
+            "                       it grows while the driver's requests arrive within it\n"
+            "                       and closes while they do not (default %u%s)\n"
             "  --no-mem-slots       do not offer CONFIGURE_MEM_SLOTS (QEMU 7.2 forgets the\n"
             "                       memory of a vhost-user-rng device when it reconnects)\n"
             "  --control PATH       also serve a JSON-RPC control socket at PATH (this device's\n"
@@ -886,7 +893,8 @@ static void common_help(FILE *f, const struct device_type *t)
             "  --print-capabilities print the vhost-user.json capabilities and exit\n"
             "  -v, --verbose        debug logging\n"
             "  -h, --help           this text\n",
-            t ? t->workers : 0, t && t->workers ? "" : ": queues run on the control thread");
+            t ? t->workers : 0, t && t->workers ? "" : ": queues run on the control thread",
+            t ? t->poll_max_us : 0, t && t->poll_max_us ? " with workers" : ": no polling");
 }
 
 /* vhud --help: the devices and the common options. */
@@ -991,6 +999,7 @@ static int serve_one(struct instance *d, struct served *sv)
     const struct daemon_opts *o = d->o;
     const struct device_type *type = d->type;
     unsigned workers = o->workers_set ? o->workers : type->workers;
+    unsigned poll_max_us = o->poll_set ? o->poll_max_us : workers ? type->poll_max_us : 0;
     unsigned errors = __atomic_load_n(&logged_errors, __ATOMIC_RELAXED);
     int r = type->create(d, &sv->dev);
 
@@ -1009,8 +1018,10 @@ static int serve_one(struct instance *d, struct served *sv)
     }
     if (r == 0 && sv != d->srv && type->share_workers)
         r = vhu_backend_share_workers(sv->backend, d->srv[0].backend);
-    else if (r == 0 && (workers || o->poll_us))
+    else if (r == 0 && (workers || o->poll_us || poll_max_us))
         r = vhu_backend_set_workers(sv->backend, workers ? workers : 1, o->poll_us);
+    if (r == 0 && poll_max_us && !(sv != d->srv && type->share_workers))
+        r = vhu_backend_set_poll(sv->backend, VHU_POLL_ADAPTIVE, poll_max_us);
     if (r == 0 && o->no_mem_slots)
         r = vhu_backend_limit_protocol_features(
             sv->backend, ~vhu_feature(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS));
@@ -1147,6 +1158,7 @@ static const struct option common_first[] = {
     {"queue-size", required_argument, NULL, 'q'},
     {"no-mem-slots", no_argument, NULL, 'm'},
     {"poll-us", required_argument, NULL, 'P'},
+    {"poll-max-us", required_argument, NULL, 'A'},
 };
 static const struct option common_last[] = {
     {"workers", required_argument, NULL, 'w'},
@@ -1275,8 +1287,15 @@ static int parse_opts(int argc, char **argv, const struct device_type *type,
             o->workers_set = true;
             break;
         case 'P':
-            if (common_uint("poll-us", optarg, 0, 1000000, &o->poll_us) < 0)
+        case 'A':
+            if (o->poll_set) {
+                fprintf(uerr, "%s: give one of --poll-us and --poll-max-us, once\n", prog);
                 return PARSE_USAGE;
+            }
+            if (common_uint(c == 'P' ? "poll-us" : "poll-max-us", optarg, 0, VHU_POLL_MAX_US,
+                            c == 'P' ? &o->poll_us : &o->poll_max_us) < 0)
+                return PARSE_USAGE;
+            o->poll_set = true;
             break;
         case 'C':
             if (!control) {

@@ -68,6 +68,26 @@ static struct json_object *queue_report(const struct vhu_backend *b, unsigned q,
     return o;
 }
 
+/* The data-plane threads' polling (shared workers: the owner's, reported again). */
+static struct json_object *workers_report(const struct vhu_backend *b)
+{
+    struct json_object *a = json_object_new_array();
+    struct vhu_worker_stats ws;
+
+    for (unsigned i = 0; a && vhu_backend_get_worker_stats(b, i, &ws) == 0; i++) {
+        struct json_object *w = json_object_new_object();
+
+        add_u64(w, "index", i);
+        add_u64(w, "poll_window_ns", ws.poll_window_ns);
+        add_u64(w, "poll_hits", ws.poll_hits);
+        add_u64(w, "poll_misses", ws.poll_misses);
+        add_u64(w, "poll_probes", ws.poll_probes);
+        add_u64(w, "sleeps", ws.sleeps);
+        json_object_array_add(a, w);
+    }
+    return a;
+}
+
 struct json_object *vhud_report_port(const char *endpoint, bool connected,
                                      const struct vhu_backend *b, bool stats)
 {
@@ -87,6 +107,7 @@ struct json_object *vhud_report_port(const char *endpoint, bool connected,
         add_u64(o, "sessions_failed", bs.sessions_failed);
         add_u64(o, "messages", bs.messages);
         add_u64(o, "kicks", bs.kicks);
+        json_object_object_add(o, "workers", workers_report(b));
     }
     vhu_backend_get_session(b, &s);
     queues = json_object_new_array();

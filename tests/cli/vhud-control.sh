@@ -29,6 +29,8 @@ truncate -s 64M "$dir/disk.img"
 c device-add blk d0 --socket-path "$dir/d0.sock" --file "$dir/disk.img" --num-queues 2 \
   >/dev/null || fail "device-add blk"
 c device-add rng r0 --socket-path "$dir/r0.sock" >/dev/null || fail "device-add rng"
+c device-add blk d2 --socket-path "$dir/d2.sock" --null 1M --poll-us 20 >/dev/null ||
+  fail "device-add blk --poll-us"
 c device-add net n0 --socket-path "$dir/n0.sock" --reflect --queue-pairs 2 >/dev/null ||
   fail "device-add net"
 c device-add switch s0 --port "$dir/p0.sock" --port "$dir/p1.sock" >/dev/null ||
@@ -52,9 +54,13 @@ rc=0; c device-add floppy f0 2>"$dir/err" || rc=$?
 ((rc == 1)) && grep -q "unknown device type" "$dir/err" || fail "unknown type: $(cat "$dir/err")"
 rc=0; c device-add blk 'bad/id' --null 1M 2>"$dir/err" || rc=$?
 ((rc == 1)) || fail "a bad id was taken"
+rc=0; c device-add blk d1 --socket-path "$dir/x.sock" --null 1M --poll-us 5 --poll-max-us 9 \
+  2>"$dir/err" || rc=$?
+((rc == 1)) && grep -q "one of --poll-us and --poll-max-us" "$dir/err" ||
+  fail "both polling options: $(cat "$dir/err")"
 rc=0; c frobnicate 2>"$dir/err" || rc=$?
 ((rc == 2)) || fail "an unknown control command exited $rc"
-[[ $(c list | wc -l) == 6 ]] || fail "a failed device-add left something: $(c list)"
+[[ $(c list | wc -l) == 7 ]] || fail "a failed device-add left something: $(c list)"
 
 # --- real requests through the added devices, seen in stats
 "$VHUCTL" blk verify --socket-path "$dir/d0.sock" --force >/dev/null 2>&1 || fail "blk verify on d0"
@@ -73,6 +79,14 @@ assert r["requests"] >= 16 and r["in_bytes"] == 65536, r
 assert devs["d0"]["ports"][0]["sessions"] == 1
 assert len(devs["s0"]["ports"]) == 2 and "switch" in devs["s0"]
 assert "net" in devs["n0"]["ports"][0]["queues"][0]
+# blk polls by default, adaptively (a window of at most 32 us that verify's requests moved);
+# --poll-us is a fixed window; rng has no workers
+w = devs["d0"]["ports"][0]["workers"]
+assert len(w) == 1 and w[0]["poll_window_ns"] <= 32000, w
+assert w[0]["poll_hits"] + w[0]["poll_misses"] > 0 and w[0]["sleeps"] > 0, w
+w = devs["d2"]["ports"][0]["workers"]
+assert len(w) == 1 and w[0]["poll_window_ns"] == 20000, w
+assert devs["r0"]["ports"][0]["workers"] == [], devs["r0"]
 EOF
 c stats d0 --watch 0.1 --count 2 >"$dir/watch" || fail "stats --watch"
 [[ $(grep -c '^d0 ' "$dir/watch") == 2 ]] || fail "stats --watch: $(cat "$dir/watch")"

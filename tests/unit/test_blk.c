@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <sys/uio.h>
 #include <sys/vfs.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include "vhu/backend.h"
@@ -82,6 +83,7 @@ struct tb_opts {
     uint64_t file_size;   /* default DISK_SIZE; 0 with blk.null_size: no file */
     unsigned workers;     /* backend data-plane threads (0: the control loop) */
     unsigned poll_us;
+    unsigned poll_max_us; /* adaptive polling (vhu_backend_set_poll) */
     bool no_event_idx;    /* a driver without VIRTIO_F_EVENT_IDX: a call per flush */
 };
 
@@ -116,6 +118,8 @@ static int tb_up(struct tb *t, const struct tb_opts *o)
         r = vhu_backend_new(t->dev, t->loop, &t->b);
     if (r == 0 && o->workers)
         r = vhu_backend_set_workers(t->b, o->workers, o->poll_us);
+    if (r == 0 && o->poll_max_us)
+        r = vhu_backend_set_poll(t->b, VHU_POLL_ADAPTIVE, o->poll_max_us);
     if (r == 0)
         r = tdrv_new(tdrv_path, t->b, t->loop, &t->d);
     if (r < 0)
@@ -357,6 +361,132 @@ TDRV_TEST(integrity_packed) { run_integrity(true, 0, 0, VHU_BLK_ENGINE_IO_URING)
 /* each queue on its own worker thread: completions arrive through that worker's loop */
 TDRV_TEST(integrity_split_2_workers) { run_integrity(false, 2, 0, VHU_BLK_ENGINE_IO_URING); }
 TDRV_TEST(integrity_packed_2_workers_poll) { run_integrity(true, 2, 50, VHU_BLK_ENGINE_IO_URING); }
+/*
+ * Adaptive polling follows the driver. A driver that answers at once keeps the window open
+ * (hits); one that waits 2 ms, far past the 500 us window, closes it within four stretches,
+ * and the probes of the closed window back off (a dozen stretches of 150 poll at all); back at
+ * once, a probe finds the driver and the window opens again. Every request still completes.
+ * The worker and the driver run on two different CPUs: on one CPU a polling worker keeps the
+ * driver from running, its probes rightly miss and the window stays closed.
+ */
+static bool two_cpus(cpu_set_t *old, int *a, int *b)
+{
+    *a = *b = -1;
+    if (sched_getaffinity(0, sizeof(*old), old) < 0)
+        return false;
+    for (int i = 0; i < CPU_SETSIZE && *b < 0; i++) {
+        if (CPU_ISSET(i, old))
+            *(*a < 0 ? a : b) = i;
+    }
+    return *b >= 0;
+}
+
+static void pin_to(int cpu)
+{
+    cpu_set_t s;
+
+    CPU_ZERO(&s);
+    CPU_SET(cpu, &s);
+    sched_setaffinity(0, sizeof(s), &s);
+}
+static bool reads(struct tb *t, unsigned n, unsigned gap_us)
+{
+    uint8_t st;
+
+    for (unsigned i = 0; i < n; i++) {
+        if (rq(t, 0, VHU_VIRTIO_BLK_T_IN, i % 64, 512, true, 1, &st) != 513 ||
+            st != VHU_VIRTIO_BLK_S_OK)
+            return false;
+        if (gap_us)
+            usleep(gap_us);
+    }
+    return true;
+}
+
+static void run_adaptive_poll(bool packed);
+static void run_adaptive_poll_split(void) { run_adaptive_poll(false); }
+static void run_adaptive_poll_packed(void) { run_adaptive_poll(true); }
+
+static void run_adaptive_poll(bool packed)
+{
+    struct tb_opts o = {.packed = packed, .workers = 1, .poll_max_us = 500,
+                        .blk = {.null_size = 1 << 20}};
+    struct vhu_worker_stats a, b, c;
+    cpu_set_t old;
+    int cpu_w, cpu_d;
+    struct tb t;
+
+    if (!two_cpus(&old, &cpu_w, &cpu_d))
+        SKIP("one CPU: the polling worker would keep the driver from running");
+    pin_to(cpu_w); /* the worker thread inherits it */
+    int r = tb_up(&t, &o);
+    pin_to(cpu_d);
+    ASSERT_OK(r);
+    ASSERT_EQ(vhu_backend_workers(t.b), 1);
+    ASSERT_OK(vhu_backend_get_worker_stats(t.b, 0, &a));
+    ASSERT_ERR(-EINVAL, vhu_backend_get_worker_stats(t.b, 1, &b));
+    ASSERT_ERR(-EBUSY, vhu_backend_set_poll(t.b, VHU_POLL_FIXED, 10)); /* a core exists */
+    ASSERT(reads(&t, 400, 0));
+    ASSERT_OK(vhu_backend_get_worker_stats(t.b, 0, &b));
+    ASSERT_EQ(b.poll_window_ns, 500000); /* open: the driver came back within it */
+    ASSERT(b.poll_hits - a.poll_hits >= 200);
+
+    ASSERT(reads(&t, 150, 2000));
+    ASSERT_OK(vhu_backend_get_worker_stats(t.b, 0, &c));
+    ASSERT_EQ(c.poll_window_ns, 0); /* closed */
+    ASSERT(c.sleeps - b.sleeps >= 150);
+    uint64_t polled = c.poll_hits + c.poll_misses - b.poll_hits - b.poll_misses;
+    ASSERT(polled >= 4 && polled <= 20);
+    ASSERT(c.poll_probes - b.poll_probes >= 4 && c.poll_probes - b.poll_probes <= 16);
+
+    ASSERT(reads(&t, 800, 0));
+    ASSERT_OK(vhu_backend_get_worker_stats(t.b, 0, &b));
+    ASSERT_EQ(b.poll_window_ns, 500000);
+    ASSERT(b.poll_hits - c.poll_hits >= 400);
+    tb_down(&t);
+    sched_setaffinity(0, sizeof(old), &old);
+}
+
+/* vhost-user only: the core path's rings have no kick source, and a worker spins them */
+TEST(adaptive_poll_follows_the_driver_split) { tdrv_run_on(TDRV_VHOST_USER, run_adaptive_poll_split); }
+TEST(adaptive_poll_follows_the_driver_packed) { tdrv_run_on(TDRV_VHOST_USER, run_adaptive_poll_packed); }
+
+/* vhu_backend_set_poll's refusals, before any core */
+TEST(set_poll_refusals)
+{
+    struct vhu_blk_opts bo = {.null_size = 1 << 20};
+    struct vhu_device *dev;
+    struct vhu_loop *loop;
+    struct vhu_backend *b, *b2;
+
+    ASSERT_OK(vhu_blk_new(&bo, &dev));
+    ASSERT_OK(vhu_loop_new(&loop));
+    ASSERT_OK(vhu_backend_new(dev, loop, &b));
+    ASSERT_OK(vhu_backend_set_poll(b, VHU_POLL_ADAPTIVE, 0)); /* nothing to do */
+    ASSERT_ERR(-ENOENT, vhu_backend_set_poll(b, VHU_POLL_ADAPTIVE, 32)); /* no workers */
+    ASSERT_ERR(-EINVAL, vhu_backend_set_workers(b, 1, VHU_POLL_MAX_US + 1));
+    ASSERT_OK(vhu_backend_set_workers(b, 2, 0));
+    ASSERT_ERR(-EINVAL, vhu_backend_set_poll(b, VHU_POLL_ADAPTIVE, VHU_POLL_MAX_US + 1));
+    ASSERT_ERR(-EINVAL, vhu_backend_set_poll(b, (enum vhu_poll_mode)7, 32));
+    ASSERT_OK(vhu_backend_set_poll(b, VHU_POLL_ADAPTIVE, 32));
+    struct vhu_worker_stats ws;
+    ASSERT_OK(vhu_backend_get_worker_stats(b, 1, &ws));
+    /* at most one idle stretch has run since (the call woke the worker): 32 or 16 us */
+    ASSERT(ws.poll_window_ns == 32000 || ws.poll_window_ns == 16000);
+    ASSERT_OK(vhu_backend_set_poll(b, VHU_POLL_FIXED, 7));
+    ASSERT_OK(vhu_backend_get_worker_stats(b, 0, &ws));
+    ASSERT_EQ(ws.poll_window_ns, 7000);
+    struct vhu_device *dev2;
+    ASSERT_OK(vhu_blk_new(&bo, &dev2));
+    ASSERT_OK(vhu_backend_new(dev2, loop, &b2));
+    ASSERT_OK(vhu_backend_share_workers(b2, b));
+    ASSERT_ERR(-EBUSY, vhu_backend_set_poll(b2, VHU_POLL_ADAPTIVE, 32)); /* b's to set */
+    ASSERT_EQ(vhu_backend_workers(b2), 2);
+    vhu_backend_free(b2);
+    vhu_backend_free(b);
+    vhu_loop_free(loop);
+}
+
 /* the sync engine: every request completes inside the pop loop */
 TDRV_TEST(integrity_split_sync) { run_integrity(false, 0, 0, VHU_BLK_ENGINE_SYNC); }
 TDRV_TEST(integrity_packed_2_workers_poll_sync) { run_integrity(true, 2, 50, VHU_BLK_ENGINE_SYNC); }
