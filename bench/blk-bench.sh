@@ -41,6 +41,13 @@
 #                             ceph-lib.sh's memstore device is 1 GiB)
 #   QSD_AIO=io_uring          qsd's file AIO: io_uring | threads
 #   MODES="event poll"  DEPTHS="1 32"  RW=randread  BS=4096
+#                             event: the client sleeps on calls, the backends run as their
+#                             defaults: vhud blk polls adaptively for at most 32 us
+#                             (--poll-max-us 0 in VHUD_ARGS: none), qsd without an iothread does
+#                             not poll (QSD_ARGS/QSD_EXPORT_ARGS below give it one, which polls
+#                             adaptively for at most 32 us by default); poll: the client polls
+#                             too, vhud a fixed POLL_US window, qsd an iothread polling for at
+#                             most POLL_US (its adaptive window)
 #   SIZE=1073741824           bytes of the null device and of the /dev/shm file
 #   BACKENDS="vhud qsd"       order within a round; "vhud vhud-base" with VHUD_BASE=another vhud
 #                             binary: an A/B of two builds (same client, same pinning);
