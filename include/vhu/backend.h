@@ -26,7 +26,8 @@ struct vhu_device *vhu_backend_device(const struct vhu_backend *b);
 /*
  * Data-plane threads: queue i is owned by worker i % nworkers (0: every queue runs on the
  * loop given to vhu_backend_new). poll_us > 0 makes workers busy-poll their rings for that
- * long after the last work before sleeping. Call before a core exists.
+ * long after the last work before sleeping. Call before a core exists (-EBUSY); -EINVAL for
+ * more than 64 workers or poll_us above VHU_POLL_MAX_US.
  */
 int vhu_backend_set_workers(struct vhu_backend *b, unsigned nworkers, unsigned poll_us);
 /*
@@ -35,10 +36,11 @@ int vhu_backend_set_workers(struct vhu_backend *b, unsigned nworkers, unsigned p
  * - VHU_POLL_ADAPTIVE: a window of at most max_us that follows what polling catches. It
  *   doubles when the driver's next request came within it and halves when the worker slept
  *   anyway; under max_us / 8 it closes (the worker sleeps as soon as its rings are empty) and
- *   is probed with a max_us window after 1, 2, 4 ... 256 idle stretches. An idle device costs
- *   nothing either way: polling only follows work.
- * max_us 0: no polling. -EINVAL above VHU_POLL_MAX_US, -ENOENT without workers, -EBUSY for
- * shared workers (set it on the backend that owns them).
+ *   is probed with a max_us window after 1, 2, 4 ... 256 idle stretches. Polling only follows a
+ *   wake-up (work, a completion, a control call): a device with nothing to do costs nothing.
+ * max_us 0: no polling (also without workers). -EINVAL above VHU_POLL_MAX_US, -ENOENT for
+ * max_us > 0 without workers, -EBUSY for shared workers (set it on the backend that owns
+ * them) or once a core exists.
  */
 #define VHU_POLL_MAX_US 1000000u
 enum vhu_poll_mode {
@@ -52,7 +54,7 @@ struct vhu_worker_stats {
     uint64_t poll_hits;      /* idle stretches ended by work found while polling */
     uint64_t poll_misses;    /* idle stretches that polled their window and slept */
     uint64_t poll_probes;    /* of the stretches, probes of a closed window */
-    uint64_t sleeps;         /* waits in epoll */
+    uint64_t sleeps;         /* blocking waits in epoll (for a kick, a completion, a call) */
 };
 int vhu_backend_get_worker_stats(const struct vhu_backend *b, unsigned i,
                                  struct vhu_worker_stats *st);

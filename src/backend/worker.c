@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "vhu/backend.h"
 #include "vhu/log.h"
 #include "vhu/util.h"
 #include "worker.h"
@@ -109,11 +110,9 @@ static void stat_add(uint64_t *c)
     __atomic_store_n(c, *c + 1, __ATOMIC_RELAXED);
 }
 
-/* The idle stretch polled a window and ended: hit or slept. Not for a spinning worker. */
+/* The idle stretch polled a window of the rule's (not a spin) and ended: hit or slept. */
 static void stretch_end(struct vhu_worker *w, bool hit)
 {
-    if (w->spin)
-        return;
     if (w->pa.probing)
         stat_add(&w->pst.probes);
     stat_add(hit ? &w->pst.hits : &w->pst.misses);
@@ -143,31 +142,36 @@ static void *worker_main(void *arg)
          * The loop's fds (control calls, device watches) are looked at every few rounds only:
          * an epoll_wait per round would cost more than the rings themselves. */
         uint64_t until = 0; /* 0: the idle stretch starts at the next idle round */
+        bool adapt = false; /* the stretch under way has a window of the rule's (not a spin) */
         unsigned round = 0;
         while (!w->quit) {
             if (++round % POLL_LOOP_EVERY == 0)
                 vhu_loop_run_once(w->loop, 0);
             if (w->poll(w->poll_opaque, false)) {
-                if (until)
+                if (adapt)
                     stretch_end(w, true);
                 until = 0; /* busy rounds read no clock */
+                adapt = false;
                 continue;
             }
             uint64_t now = vhu_now_ns();
             if (!until) {
-                uint32_t win = w->spin ? POLL_SPIN_NS : vhu_poll_adapt_window(&w->pa);
+                adapt = !w->spin;
+                uint32_t win = adapt ? vhu_poll_adapt_window(&w->pa) : POLL_SPIN_NS;
                 if (win) {
                     until = now + win;
                     continue;
                 }
+                adapt = false;
             } else if (now < until) {
                 continue;
             }
             /* the window is over (or closed): kicks back on, one last look, then sleep */
             bool late = w->poll(w->poll_opaque, true);
-            if (until)
+            if (adapt)
                 stretch_end(w, late);
             until = 0;
+            adapt = false;
             if (!late)
                 break;
         }
@@ -237,7 +241,7 @@ int vhu_worker_set_poll(struct vhu_worker *w, bool adaptive, unsigned max_us)
 {
     struct set_poll_args a = {w, adaptive, 0};
 
-    if (max_us > 1000000)
+    if (max_us > VHU_POLL_MAX_US)
         return -EINVAL;
     a.max_ns = max_us * 1000u;
     return vhu_worker_call(w, set_poll_fn, &a);

@@ -15,9 +15,10 @@
 struct vhu_worker;
 
 /*
- * poll_us > 0: after work, keep calling poll_fn(opaque, false) for that long before sleeping;
- * it returns true if it found work. Before sleeping, poll_fn(opaque, true) turns kicks back on
- * and returns true if work arrived meanwhile (then polling goes on).
+ * With a poll window (struct vhu_poll_adapt below): after work, keep calling
+ * poll_fn(opaque, false) for the window before sleeping; it returns true if it found work.
+ * Before sleeping, poll_fn(opaque, true) turns kicks back on and returns true if work arrived
+ * meanwhile (then polling goes on).
  */
 typedef bool vhu_worker_poll_fn(void *opaque, bool sleep);
 
@@ -63,10 +64,11 @@ struct vhu_loop *vhu_worker_loop(struct vhu_worker *w);
  * runs fn directly. */
 int vhu_worker_call(struct vhu_worker *w, int (*fn)(void *arg), void *arg);
 bool vhu_worker_is_current(const struct vhu_worker *w);
-/* On the worker: spin (poll without sleeping) even with poll_us 0, while on (rings that have
- * no kick source). */
+/* On the worker: spin (poll without sleeping) even with no poll window, while on (rings that
+ * have no kick source). */
 void vhu_worker_set_spin(struct vhu_worker *w, bool on);
-/* Any thread: the worker's polling from now on (fixed or adaptive, max_us 0: none). */
+/* The control thread (one caller at a time: vhu_worker_call's slot): the worker's polling
+ * from now on (fixed or adaptive; max_us 0: none, at most VHU_POLL_MAX_US). */
 int vhu_worker_set_poll(struct vhu_worker *w, bool adaptive, unsigned max_us);
 void vhu_worker_get_poll_stats(const struct vhu_worker *w, struct vhu_worker_poll_stats *st);
 

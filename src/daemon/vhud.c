@@ -653,7 +653,7 @@ static void switch_help(FILE *f)
             "  --port PATH          a net device listening on PATH (2 to %u of them); frames\n"
             "                       go from guest to guest with one copy; every port runs on\n"
             "                       one thread: the control thread, or with --workers 1 and/or\n"
-            "                       --poll-us N one (busy-polling) worker\n"
+            "                       --poll-us N / --poll-max-us N one (busy-polling) worker\n"
             "  --learn N            source addresses a port may use besides its device's MAC,\n"
             "                       learnt from its first frames (default 1: the MAC QEMU gives\n"
             "                       the guest; 0: only the device's; at most %u); frames from\n"

@@ -369,13 +369,11 @@ TDRV_TEST(integrity_packed_2_workers_poll) { run_integrity(true, 2, 50, VHU_BLK_
  * The worker and the driver run on two different CPUs: on one CPU a polling worker keeps the
  * driver from running, its probes rightly miss and the window stays closed.
  */
-static bool two_cpus(cpu_set_t *old, int *a, int *b)
+static bool two_cpus(const cpu_set_t *all, int *a, int *b)
 {
     *a = *b = -1;
-    if (sched_getaffinity(0, sizeof(*old), old) < 0)
-        return false;
     for (int i = 0; i < CPU_SETSIZE && *b < 0; i++) {
-        if (CPU_ISSET(i, old))
+        if (CPU_ISSET(i, all))
             *(*a < 0 ? a : b) = i;
     }
     return *b >= 0;
@@ -403,20 +401,30 @@ static bool reads(struct tb *t, unsigned n, unsigned gap_us)
     return true;
 }
 
-static void run_adaptive_poll(bool packed);
-static void run_adaptive_poll_split(void) { run_adaptive_poll(false); }
-static void run_adaptive_poll_packed(void) { run_adaptive_poll(true); }
+static void run_adaptive_poll(bool packed, const cpu_set_t *all);
 
-static void run_adaptive_poll(bool packed)
+/* the test pins this thread: whatever it ends with, later tests get every CPU back */
+static void adaptive_poll(bool packed)
+{
+    cpu_set_t all;
+
+    if (sched_getaffinity(0, sizeof(all), &all) < 0)
+        SKIP("sched_getaffinity: %s", strerror(errno));
+    run_adaptive_poll(packed, &all);
+    sched_setaffinity(0, sizeof(all), &all);
+}
+static void run_adaptive_poll_split(void) { adaptive_poll(false); }
+static void run_adaptive_poll_packed(void) { adaptive_poll(true); }
+
+static void run_adaptive_poll(bool packed, const cpu_set_t *all)
 {
     struct tb_opts o = {.packed = packed, .workers = 1, .poll_max_us = 500,
                         .blk = {.null_size = 1 << 20}};
     struct vhu_worker_stats a, b, c;
-    cpu_set_t old;
     int cpu_w, cpu_d;
     struct tb t;
 
-    if (!two_cpus(&old, &cpu_w, &cpu_d))
+    if (!two_cpus(all, &cpu_w, &cpu_d))
         SKIP("one CPU: the polling worker would keep the driver from running");
     pin_to(cpu_w); /* the worker thread inherits it */
     int r = tb_up(&t, &o);
@@ -428,7 +436,9 @@ static void run_adaptive_poll(bool packed)
     ASSERT_ERR(-EBUSY, vhu_backend_set_poll(t.b, VHU_POLL_FIXED, 10)); /* a core exists */
     ASSERT(reads(&t, 400, 0));
     ASSERT_OK(vhu_backend_get_worker_stats(t.b, 0, &b));
-    ASSERT_EQ(b.poll_window_ns, 500000); /* open: the driver came back within it */
+    /* open: the driver came back within it (the stretch under way may end as a miss if this
+     * thread is preempted, so not necessarily at the maximum) */
+    ASSERT(b.poll_window_ns >= 500000 / 4);
     ASSERT(b.poll_hits - a.poll_hits >= 200);
 
     ASSERT(reads(&t, 150, 2000));
@@ -441,10 +451,9 @@ static void run_adaptive_poll(bool packed)
 
     ASSERT(reads(&t, 800, 0));
     ASSERT_OK(vhu_backend_get_worker_stats(t.b, 0, &b));
-    ASSERT_EQ(b.poll_window_ns, 500000);
+    ASSERT(b.poll_window_ns >= 500000 / 4); /* open again */
     ASSERT(b.poll_hits - c.poll_hits >= 400);
     tb_down(&t);
-    sched_setaffinity(0, sizeof(old), &old);
 }
 
 /* vhost-user only: the core path's rings have no kick source, and a worker spins them */
