@@ -31,6 +31,8 @@ c device-add blk d0 --socket-path "$dir/d0.sock" --file "$dir/disk.img" --num-qu
 c device-add rng r0 --socket-path "$dir/r0.sock" >/dev/null || fail "device-add rng"
 c device-add blk d2 --socket-path "$dir/d2.sock" --null 1M --poll-us 20 >/dev/null ||
   fail "device-add blk --poll-us"
+c device-add blk d3 --socket-path "$dir/d3.sock" --null 1M --poll-max-us 0 >/dev/null ||
+  fail "device-add blk --poll-max-us 0"
 c device-add net n0 --socket-path "$dir/n0.sock" --reflect --queue-pairs 2 >/dev/null ||
   fail "device-add net"
 c device-add switch s0 --port "$dir/p0.sock" --port "$dir/p1.sock" >/dev/null ||
@@ -60,11 +62,13 @@ rc=0; c device-add blk d1 --socket-path "$dir/x.sock" --null 1M --poll-us 5 --po
   fail "both polling options: $(cat "$dir/err")"
 rc=0; c frobnicate 2>"$dir/err" || rc=$?
 ((rc == 2)) || fail "an unknown control command exited $rc"
-[[ $(c list | wc -l) == 7 ]] || fail "a failed device-add left something: $(c list)"
+[[ $(c list | wc -l) == 8 ]] || fail "a failed device-add left something: $(c list)"
 
 # --- real requests through the added devices, seen in stats
 "$VHUCTL" blk verify --socket-path "$dir/d0.sock" --force >/dev/null 2>&1 || fail "blk verify on d0"
 "$VHUCTL" rng read --socket-path "$dir/r0.sock" --bytes 65536 >/dev/null || fail "rng read on r0"
+"$VHUCTL" blk bench --socket-path "$dir/d3.sock" --iodepth 4 --runtime 1 >/dev/null 2>&1 ||
+  fail "blk bench on d3"
 c stats --json >"$dir/stats.json"
 python3 - "$dir/stats.json" <<'EOF' || fail "stats: $(cat "$dir/stats.json")"
 import json, sys
@@ -87,6 +91,11 @@ assert w[0]["poll_hits"] + w[0]["poll_misses"] > 0 and w[0]["sleeps"] > 0, w
 w = devs["d2"]["ports"][0]["workers"]
 assert len(w) == 1 and w[0]["poll_window_ns"] == 20000, w
 assert devs["r0"]["ports"][0]["workers"] == [], devs["r0"]
+# --poll-max-us 0: blk's worker never polls, it sleeps after every piece of work
+w = devs["d3"]["ports"][0]["workers"]
+assert len(w) == 1 and w[0]["poll_window_ns"] == 0, w
+assert w[0]["poll_hits"] == 0 and w[0]["poll_misses"] == 0 and w[0]["sleeps"] > 0, w
+assert devs["d3"]["ports"][0]["queues"][0]["requests"] > 0, devs["d3"]
 EOF
 c stats d0 --watch 0.1 --count 2 >"$dir/watch" || fail "stats --watch"
 [[ $(grep -c '^d0 ' "$dir/watch") == 2 ]] || fail "stats --watch: $(cat "$dir/watch")"
