@@ -125,7 +125,6 @@ VHU_EXPORT int vhu_backend_set_workers(struct vhu_backend *b, unsigned nworkers,
     b->workers = calloc(nworkers, sizeof(*b->workers));
     if (!b->workers)
         return -ENOMEM;
-    b->poll_us = poll_us;
     for (unsigned i = 0; i < nworkers; i++) {
         int r = vhu_worker_new(i, poll_us, worker_poll, &b->workers[i], &b->workers[i].w);
         if (r < 0) {
@@ -152,24 +151,16 @@ VHU_EXPORT int vhu_backend_set_poll(struct vhu_backend *b, enum vhu_poll_mode mo
         if (r < 0)
             return r;
     }
-    b->poll_us = max_us;
     return 0;
 }
 
 VHU_EXPORT int vhu_backend_get_worker_stats(const struct vhu_backend *b, unsigned i,
                                             struct vhu_worker_stats *st)
 {
-    struct vhu_worker_poll_stats ps;
-
     *st = (struct vhu_worker_stats){0};
     if (i >= b->nworkers)
         return -EINVAL;
-    vhu_worker_get_poll_stats(b->workers[i].w, &ps);
-    st->poll_window_ns = ps.window_ns;
-    st->poll_hits = ps.hits;
-    st->poll_misses = ps.misses;
-    st->poll_probes = ps.probes;
-    st->sleeps = ps.sleeps;
+    vhu_worker_get_poll_stats(b->workers[i].w, st);
     return 0;
 }
 
@@ -180,7 +171,6 @@ VHU_EXPORT int vhu_backend_share_workers(struct vhu_backend *b, struct vhu_backe
     workers_free(b);
     b->workers = from->workers;
     b->nworkers = from->nworkers;
-    b->poll_us = from->poll_us;
     b->workers_shared = b->nworkers != 0;
     return 0;
 }

@@ -55,7 +55,6 @@ struct vhu_backend {
     struct vhu_backend_stats stats; /* kicks: of the cores already freed */
     struct vhu_queue_stats *qtotal; /* per queue: the counters of the cores already freed */
     unsigned nworkers;
-    unsigned poll_us;
     struct vhu_backend_worker *workers;
     bool workers_shared; /* borrowed from another backend (vhu_backend_share_workers) */
     /* Transport settings kept per backend (numbers only; the transport interprets them). */

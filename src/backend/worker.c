@@ -16,7 +16,7 @@
 struct vhu_worker {
     unsigned id;
     struct vhu_poll_adapt pa; /* worker thread only */
-    struct vhu_worker_poll_stats pst;
+    struct vhu_worker_stats pst; /* worker thread adds, others read racily */
     vhu_worker_poll_fn *poll;
     void *poll_opaque;
     struct vhu_loop *loop;
@@ -114,10 +114,17 @@ static void stat_add(uint64_t *c)
 static void stretch_end(struct vhu_worker *w, bool hit)
 {
     if (w->pa.probing)
-        stat_add(&w->pst.probes);
-    stat_add(hit ? &w->pst.hits : &w->pst.misses);
+        stat_add(&w->pst.poll_probes);
+    stat_add(hit ? &w->pst.poll_hits : &w->pst.poll_misses);
     vhu_poll_adapt_result(&w->pa, hit);
-    __atomic_store_n(&w->pst.window_ns, w->pa.win_ns, __ATOMIC_RELAXED);
+    __atomic_store_n(&w->pst.poll_window_ns, w->pa.win_ns, __ATOMIC_RELAXED);
+}
+
+/* On the worker (or before it runs): a new rule, its window published for the stats. */
+static void poll_reset(struct vhu_worker *w, bool adaptive, uint32_t max_ns)
+{
+    vhu_poll_adapt_init(&w->pa, adaptive, max_ns);
+    __atomic_store_n(&w->pst.poll_window_ns, w->pa.win_ns, __ATOMIC_RELAXED);
 }
 
 static void sleep_once(struct vhu_worker *w)
@@ -190,8 +197,7 @@ int vhu_worker_new(unsigned id, unsigned poll_us, vhu_worker_poll_fn *poll, void
     if (!w)
         return -ENOMEM;
     w->id = id;
-    vhu_poll_adapt_init(&w->pa, false, poll_us * 1000u);
-    w->pst.window_ns = w->pa.win_ns;
+    poll_reset(w, false, poll_us * 1000u);
     w->poll = poll;
     w->poll_opaque = poll_opaque;
     w->wake_fd = vhu_eventfd_new();
@@ -232,8 +238,7 @@ static int set_poll_fn(void *arg)
 {
     struct set_poll_args *a = arg;
 
-    vhu_poll_adapt_init(&a->w->pa, a->adaptive, a->max_ns);
-    __atomic_store_n(&a->w->pst.window_ns, a->w->pa.win_ns, __ATOMIC_RELAXED);
+    poll_reset(a->w, a->adaptive, a->max_ns);
     return 0;
 }
 
@@ -247,12 +252,12 @@ int vhu_worker_set_poll(struct vhu_worker *w, bool adaptive, unsigned max_us)
     return vhu_worker_call(w, set_poll_fn, &a);
 }
 
-void vhu_worker_get_poll_stats(const struct vhu_worker *w, struct vhu_worker_poll_stats *st)
+void vhu_worker_get_poll_stats(const struct vhu_worker *w, struct vhu_worker_stats *st)
 {
-    st->window_ns = __atomic_load_n(&w->pst.window_ns, __ATOMIC_RELAXED);
-    st->hits = __atomic_load_n(&w->pst.hits, __ATOMIC_RELAXED);
-    st->misses = __atomic_load_n(&w->pst.misses, __ATOMIC_RELAXED);
-    st->probes = __atomic_load_n(&w->pst.probes, __ATOMIC_RELAXED);
+    st->poll_window_ns = __atomic_load_n(&w->pst.poll_window_ns, __ATOMIC_RELAXED);
+    st->poll_hits = __atomic_load_n(&w->pst.poll_hits, __ATOMIC_RELAXED);
+    st->poll_misses = __atomic_load_n(&w->pst.poll_misses, __ATOMIC_RELAXED);
+    st->poll_probes = __atomic_load_n(&w->pst.poll_probes, __ATOMIC_RELAXED);
     st->sleeps = __atomic_load_n(&w->pst.sleeps, __ATOMIC_RELAXED);
 }
 

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "vhu/backend.h"
 #include "vhu/loop.h"
 
 /*
@@ -47,15 +48,6 @@ uint32_t vhu_poll_adapt_window(struct vhu_poll_adapt *a);
 /* The stretch given a window > 0 ended: hit (work found while polling) or not (slept). */
 void vhu_poll_adapt_result(struct vhu_poll_adapt *a, bool hit);
 
-/* Polling counters of one worker (its thread adds, others read racily). */
-struct vhu_worker_poll_stats {
-    uint32_t window_ns; /* the current window */
-    uint64_t hits;      /* idle stretches ended by work found while polling */
-    uint64_t misses;    /* idle stretches that polled a window and slept */
-    uint64_t probes;    /* of those stretches, probes of a closed window */
-    uint64_t sleeps;    /* waits in epoll */
-};
-
 int vhu_worker_new(unsigned id, unsigned poll_us, vhu_worker_poll_fn *poll, void *poll_opaque,
                    struct vhu_worker **out);
 void vhu_worker_free(struct vhu_worker *w);
@@ -70,6 +62,7 @@ void vhu_worker_set_spin(struct vhu_worker *w, bool on);
 /* The control thread (one caller at a time: vhu_worker_call's slot): the worker's polling
  * from now on (fixed or adaptive; max_us 0: none, at most VHU_POLL_MAX_US). */
 int vhu_worker_set_poll(struct vhu_worker *w, bool adaptive, unsigned max_us);
-void vhu_worker_get_poll_stats(const struct vhu_worker *w, struct vhu_worker_poll_stats *st);
+/* Its polling counters (struct vhu_worker_stats of vhu/backend.h), read racily. */
+void vhu_worker_get_poll_stats(const struct vhu_worker *w, struct vhu_worker_stats *st);
 
 #endif

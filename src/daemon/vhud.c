@@ -1016,11 +1016,14 @@ static int serve_one(struct instance *d, struct served *sv)
             sv->dev->ops->destroy(sv->dev);
         sv->dev = NULL;
     }
-    if (r == 0 && sv != d->srv && type->share_workers)
+    /* a device after the first of a type that shares workers runs on the first one's, polling
+     * as they were set up */
+    bool shares = sv != d->srv && type->share_workers;
+    if (r == 0 && shares)
         r = vhu_backend_share_workers(sv->backend, d->srv[0].backend);
     else if (r == 0 && (workers || o->poll_us || poll_max_us))
         r = vhu_backend_set_workers(sv->backend, workers ? workers : 1, o->poll_us);
-    if (r == 0 && poll_max_us && !(sv != d->srv && type->share_workers))
+    if (r == 0 && poll_max_us && !shares)
         r = vhu_backend_set_poll(sv->backend, VHU_POLL_ADAPTIVE, poll_max_us);
     if (r == 0 && o->no_mem_slots)
         r = vhu_backend_limit_protocol_features(
