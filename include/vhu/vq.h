@@ -81,8 +81,17 @@ void vhu_vq_log_write(struct vhu_vq *vq, const struct vhu_vq_elem *elem, uint64_
 /* Count a request the device completes with an error status (an I/O error, an unsupported
  * request) in the queue's statistics. Owner thread; not for the hot path of good requests. */
 void vhu_vq_count_error(struct vhu_vq *vq);
-/* Publish staged used entries and notify the driver if it asked to be (EVENT_IDX aware). */
+/* Publish staged used entries and notify the driver if it asked to be (EVENT_IDX aware), for
+ * everything published since the last flush. */
 void vhu_vq_flush(struct vhu_vq *vq);
+/*
+ * Publish staged used entries without deciding on a notification: the driver sees them if it
+ * looks (a driver that processes completions as they come need not sleep), and the next
+ * vhu_vq_flush() notifies for them if the driver asked to be. Cheaper than a flush (no full
+ * barrier, no read of the driver's event area). A device that publishes must flush before it
+ * waits for more work, or a sleeping driver is not woken.
+ */
+void vhu_vq_publish(struct vhu_vq *vq);
 /* Notify unconditionally (e.g. after a new call sink arrives). */
 void vhu_vq_notify(struct vhu_vq *vq);
 

@@ -544,11 +544,16 @@ static void blk_process(struct blk_queue *q)
         vhu_vq_disable_notify(vq);
         while ((e = vhu_vq_pop(vq)) != NULL) {
             handle(q, (struct blk_req *)e);
-            /* Publish what completed inline every few requests, not once the ring is empty:
-             * the driver takes those back (and posts new ones) while the rest of the batch is
-             * still being handled here. A no-op while nothing is staged (asynchronous store). */
+            /* What completed inline is published at once, not once the ring is empty: a
+             * driver that takes completions as they come keeps finding some, so it neither
+             * sleeps nor waits for the whole batch, and posts new requests while the rest of
+             * this one is handled. Publishing is a store; the decision to notify (a full
+             * barrier, a read of the driver's event) is taken every few requests and at the
+             * end. No-ops while nothing is staged (asynchronous store). */
             if (++n % BLK_FLUSH_EVERY == 0)
                 vhu_vq_flush(vq);
+            else
+                vhu_vq_publish(vq);
         }
         if (ops->submit)
             ops->submit(q->io);

@@ -55,6 +55,7 @@ void vq_packed_start(struct vhu_vq *vq)
     if (vq->pifl)
         vq_pifl_start(vq); /* may move both positions: the region knows better than a stale base */
     vq->signalled = vq->used_idx;
+    vq->unsignalled = 0;
     dev_event_write(vq, true);
 }
 
@@ -207,11 +208,14 @@ uint16_t vq_packed_used_pos(const struct vhu_vq *vq)
     return pos_of(idx, wrap);
 }
 
-bool vq_packed_flush(struct vhu_vq *vq)
+/* The staged entries become visible (descriptors, the first one's flags last; the inflight
+ * region; the dirty log). The notification window from signalled stays open for
+ * vq_packed_flush(). */
+void vq_packed_publish(struct vhu_vq *vq)
 {
-    uint16_t head = vq->used_idx, old = vq->used_idx, idx = vq->used_idx;
-    uint16_t head_flags = 0, ev;
+    uint16_t head = vq->used_idx, idx = vq->used_idx, head_flags = 0;
     bool wrap = vq->used_wrap;
+    unsigned n;
 
     for (unsigned i = 0; i < vq->nstaged; i++) {
         const struct vq_shadow_used *s = &vq->shadow[i];
@@ -250,20 +254,41 @@ bool vq_packed_flush(struct vhu_vq *vq)
     vq_store16(&vq->pdesc[head].flags, head_flags);
     vq->used_idx = idx;
     vq->used_wrap = wrap;
+    n = (unsigned)(idx - head + (idx <= head ? vq->num : 0));
     if (vhu_unlikely(vq->log_ring))
-        vq_log_packed_used(vq, head, (unsigned)(idx - head + (idx <= head ? vq->num : 0)));
+        vq_log_packed_used(vq, head, n);
     if (vq->pifl)
         vq_pifl_publish(vq);
     vq->nstaged = 0;
+    vq->unsignalled += n;
+}
+
+/* Publish the staged entries; true when the driver wants an interrupt for anything published
+ * since the last decision (vq_packed_publish() calls in between included). */
+bool vq_packed_flush(struct vhu_vq *vq)
+{
+    uint16_t old = vq->signalled, idx, ev;
+    uint32_t n;
+    bool wrap;
+
+    if (vq->nstaged)
+        vq_packed_publish(vq);
+    idx = vq->used_idx;
+    wrap = vq->used_wrap;
+    n = vq->unsignalled;
     vq->signalled = idx;
+    vq->unsignalled = 0;
 
     /* virtio 2.8.10: driver event suppression; read it only after the used flags are out. */
     vhu_smp_mb();
     ev = vq_load16(&vq->drv_event->flags);
     if (ev == VHU_VRING_PACKED_EVENT_FLAG_DISABLE)
         return false;
-    if (ev == VHU_VRING_PACKED_EVENT_FLAG_DESC && vq->event_idx)
+    if (ev == VHU_VRING_PACKED_EVENT_FLAG_DESC && vq->event_idx) {
+        if (n >= vq->num) /* a whole lap or more since the last decision: passed any event */
+            return true;
         return vq_packed_need_event(vq_load16(&vq->drv_event->off_wrap), old, idx, wrap, vq->num);
+    }
     return true;
 }
 

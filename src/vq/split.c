@@ -85,6 +85,7 @@ void vq_split_start(struct vhu_vq *vq)
      * off (whatever a hostile guest put there only matters to that guest). */
     vq->used_idx = vq_load16(&vq->used->idx);
     vq->signalled = vq->used_idx;
+    vq->unsignalled = 0;
     vq_store16(&vq->used->flags, 0);
     if (vq->event_idx)
         vq_store16(avail_event(vq), vq->last_avail);
@@ -279,13 +280,15 @@ unsigned vq_split_pop_burst(struct vhu_vq *vq, struct vhu_vq_elem **out, unsigne
     return n;
 }
 
-/* Publish the staged entries; true when the driver wants an interrupt. */
-bool vq_split_flush(struct vhu_vq *vq)
+/* The staged entries become visible (entries, then the index; the inflight region; the dirty
+ * log). The notification window [signalled, used_idx) stays open for vq_split_flush(). */
+void vq_split_publish(struct vhu_vq *vq)
 {
-    uint16_t old = vq->signalled, new_idx = vq->used_idx;
+    uint16_t from = (uint16_t)(vq->signalled + vq->unsignalled), new_idx;
 
     if (vq->run_n)
         vq_split_close_run(vq);
+    new_idx = vq->used_idx;
     /* Ordering: the entries must be visible before the index that covers them. */
     vhu_smp_wmb();
     vq_store16(&vq->used->idx, new_idx);
@@ -304,9 +307,22 @@ bool vq_split_flush(struct vhu_vq *vq)
     /* In order, the range also holds elements that were skipped, not written: every element
      * written is inside it, and a page marked for a skipped one only costs a needless copy. */
     if (vhu_unlikely(vq->log_ring))
-        vq_log_split_used(vq, old, new_idx);
+        vq_log_split_used(vq, from, new_idx);
     vq->nstaged = 0;
+    vq->unsignalled = (uint16_t)(new_idx - vq->signalled);
+}
+
+/* Publish the staged entries; true when the driver wants an interrupt for anything published
+ * since the last decision (vq_split_publish() calls in between included). */
+bool vq_split_flush(struct vhu_vq *vq)
+{
+    uint16_t old = vq->signalled, new_idx;
+
+    if (vq->nstaged)
+        vq_split_publish(vq);
+    new_idx = vq->used_idx;
     vq->signalled = new_idx;
+    vq->unsignalled = 0;
     /* Order the index store before reading the driver's suppression state (virtio 2.7.10). */
     vhu_smp_mb();
     if (vq->event_idx)

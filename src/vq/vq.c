@@ -167,6 +167,7 @@ VHU_EXPORT int vhu_vq_start(struct vhu_vq *vq, const struct vhu_vq_config *cfg,
     vq->notify_off = false;
     vq->polling = false;
     vq->nstaged = 0;
+    vq->unsignalled = 0;
     vq->run_n = 0;
     vq->log_ring_req = cfg->log_ring;
     vq->desc_gpa = cfg->desc_gpa;
@@ -515,11 +516,21 @@ VHU_EXPORT void vhu_vq_unpop(struct vhu_vq *vq, struct vhu_vq_elem *elem)
     vhu_vq_push(vq, elem, 0);
 }
 
+VHU_EXPORT void vhu_vq_publish(struct vhu_vq *vq)
+{
+    if (vhu_unlikely(!vq->started || vq->broken) || vq->nstaged == 0)
+        return;
+    if (vq->packed)
+        vq_packed_publish(vq);
+    else
+        vq_split_publish(vq);
+}
+
 VHU_EXPORT void vhu_vq_flush(struct vhu_vq *vq)
 {
     bool notify;
 
-    if (vhu_unlikely(!vq->started || vq->broken) || vq->nstaged == 0)
+    if (vhu_unlikely(!vq->started || vq->broken) || (vq->nstaged == 0 && vq->unsignalled == 0))
         return;
     notify = vq->packed ? vq_packed_flush(vq) : vq_split_flush(vq);
     if (notify)

@@ -106,6 +106,7 @@ struct vhu_vq {
     uint16_t shadow_avail; /* split: last avail->idx read */
     uint16_t used_idx;     /* split: free-running used index (staged); packed: next slot to write */
     uint16_t signalled;    /* used index at the previous flush (notification window start) */
+    uint32_t unsignalled;  /* entries (packed: ring slots) published since then, not decided on */
     bool avail_wrap;       /* packed */
     bool used_wrap;        /* packed: wrap counter of used_idx */
     bool packed;
@@ -462,6 +463,7 @@ bool vq_indirect_read(struct vhu_vq *vq, uint64_t addr, unsigned i, const void *
 
 struct vhu_vq_elem *vq_split_pop(struct vhu_vq *vq);
 unsigned vq_split_pop_burst(struct vhu_vq *vq, struct vhu_vq_elem **out, unsigned max);
+void vq_split_publish(struct vhu_vq *vq);
 bool vq_split_flush(struct vhu_vq *vq);
 void vq_split_rewind(struct vhu_vq *vq, uint32_t pos, uint16_t head);
 void vq_split_set_notify(struct vhu_vq *vq, bool on);
@@ -470,6 +472,7 @@ void vq_split_start(struct vhu_vq *vq);
 
 struct vhu_vq_elem *vq_packed_pop(struct vhu_vq *vq);
 unsigned vq_packed_pop_burst(struct vhu_vq *vq, struct vhu_vq_elem **out, unsigned max);
+void vq_packed_publish(struct vhu_vq *vq);
 bool vq_packed_flush(struct vhu_vq *vq);
 void vq_packed_rewind(struct vhu_vq *vq, uint32_t pos, unsigned slot);
 void vq_packed_set_notify(struct vhu_vq *vq, bool on);

@@ -233,6 +233,21 @@ static inline void pair_fini(struct pair *p)
  * and writes a pattern; the driver checks it got its cookie, the length and the pattern.
  * Returns 0 or a negative line number of the first mismatch.
  */
+/* The device pops up to n chains and completes each with 1 byte, then flushes (or only
+ * publishes, flush false). */
+static inline void pair_complete(struct pair *p, unsigned n, bool flush)
+{
+    for (unsigned i = 0; i < n; i++) {
+        struct vhu_vq_elem *e = vhu_vq_pop(p->q);
+        if (e)
+            vhu_vq_push(p->q, e, 1);
+    }
+    if (flush)
+        vhu_vq_flush(p->q);
+    else
+        vhu_vq_publish(p->q);
+}
+
 static inline int pair_roundtrip(struct pair *p, uint32_t out, uint32_t in, uint32_t seg,
                                  unsigned seed)
 {
