@@ -223,8 +223,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             vhu_vq_push(z.vq, e, fin_u32(&f));
             break;
         }
-        case 4:
-            vhu_vq_flush(z.vq);
+        case 4: /* a flush, or a publish that leaves the decision to a later flush */
+            if ((op / 10) & 1)
+                vhu_vq_publish(z.vq);
+            else
+                vhu_vq_flush(z.vq);
             break;
         case 5: /* unpop the most recent element */
             if (z.nout)
