@@ -781,6 +781,8 @@ static const struct device_type device_types[] = {
         .help = net_help,
         .check = net_check,
         .queue_size = 1024,
+        .workers = 1,      /* as blk: queue work off the control thread, */
+        .poll_max_us = 32, /* polling adaptively (a reflect port is 10x what it is without) */
         .stats = net_stats,
     },
     {
