@@ -89,7 +89,9 @@ void vhu_vq_flush(struct vhu_vq *vq);
  * looks (a driver that processes completions as they come need not sleep), and the next
  * vhu_vq_flush() notifies for them if the driver asked to be. Cheaper than a flush (no full
  * barrier, no read of the driver's event area). A device that publishes must flush before it
- * waits for more work, or a sleeping driver is not woken.
+ * waits for more work, or a sleeping driver is not woken. A publish that finds a ring's worth of
+ * entries published since the last decision flushes instead; a queue that breaks notifies for
+ * what was published.
  */
 void vhu_vq_publish(struct vhu_vq *vq);
 /* Notify unconditionally (e.g. after a new call sink arrives). */

@@ -98,7 +98,7 @@ VHU_EXPORT void vhu_vq_log_write(struct vhu_vq *vq, const struct vhu_vq_elem *el
         vq_log_elem(vq, elem, off, len);
 }
 
-static void log_done(struct vhu_vq *vq)
+void vq_log_done(struct vhu_vq *vq)
 {
     /* vhost-user.rst: the optional SET_LOG_FD eventfd tells the frontend the log changed. */
     if (vq->log_call)
@@ -131,7 +131,6 @@ void vq_log_split_used(struct vhu_vq *vq, uint16_t from, uint16_t to)
                 (uint16_t)(to - from));
     if (vq->event_idx)
         vq_log_range(vq, ring + (uint64_t)vq->num * sizeof(struct vhu_vring_used_elem), 2);
-    log_done(vq);
 }
 
 /* virtio 2.8: used descriptors are written back into the descriptor ring. */
@@ -140,7 +139,6 @@ void vq_log_packed_used(struct vhu_vq *vq, uint16_t from, unsigned n)
     vhu_smp_wmb();
     log_entries(vq, vq->desc_gpa, sizeof(struct vhu_vring_packed_desc), from, n);
     vq_log_range(vq, vq->device_gpa, sizeof(struct vhu_vring_packed_desc_event));
-    log_done(vq);
 }
 
 void vq_log_ring_areas(struct vhu_vq *vq)
@@ -150,7 +148,7 @@ void vq_log_ring_areas(struct vhu_vq *vq)
 
     vhu_smp_wmb();
     vq_log_range(vq, vq->device_gpa, len);
-    log_done(vq);
+    vq_log_done(vq);
 }
 
 VHU_EXPORT void vhu_vq_set_log(struct vhu_vq *vq, const struct vhu_vq_log *log)

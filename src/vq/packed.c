@@ -273,6 +273,8 @@ bool vq_packed_flush(struct vhu_vq *vq)
 
     if (vq->nstaged)
         vq_packed_publish(vq);
+    if (vhu_unlikely(vq->log_ring))
+        vq_log_done(vq); /* once per decision, not per publish */
     idx = vq->used_idx;
     wrap = vq->used_wrap;
     n = vq->unsignalled;

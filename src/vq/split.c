@@ -320,6 +320,8 @@ bool vq_split_flush(struct vhu_vq *vq)
 
     if (vq->nstaged)
         vq_split_publish(vq);
+    if (vhu_unlikely(vq->log_ring))
+        vq_log_done(vq); /* once per decision, not per publish */
     new_idx = vq->used_idx;
     vq->signalled = new_idx;
     vq->unsignalled = 0;

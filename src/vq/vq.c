@@ -341,6 +341,12 @@ VHU_EXPORT void vhu_vq_break(struct vhu_vq *vq, const char *why)
     vq->cnt.breaks++;
     vq->break_reason = why ? why : "unspecified error";
     vhu_err_rl("vq %u: %s; queue stopped", vq->index, vq->break_reason);
+    /* Entries published without a decision stay where the driver sees them, and no flush
+     * follows on a broken queue: tell it (needlessly, at worst). */
+    if (vq->started && vq->unsignalled) {
+        vq->unsignalled = 0;
+        vq_do_notify(vq);
+    }
     if (vq->hooks.error)
         vq->hooks.error(vq, vq->hooks.opaque);
 }
@@ -520,6 +526,12 @@ VHU_EXPORT void vhu_vq_publish(struct vhu_vq *vq)
 {
     if (vhu_unlikely(!vq->started || vq->broken) || vq->nstaged == 0)
         return;
+    /* A ring's worth published without a decision is decided now: the window stays shorter
+     * than a lap and than split's 16-bit index space. */
+    if (vhu_unlikely(vq->unsignalled >= vq->num)) {
+        vhu_vq_flush(vq);
+        return;
+    }
     if (vq->packed)
         vq_packed_publish(vq);
     else

@@ -597,9 +597,11 @@ void vq_log_range(struct vhu_vq *vq, uint64_t gpa, uint64_t len);
 void vq_log_elem(struct vhu_vq *vq, const struct vhu_vq_elem *elem, uint64_t off, uint64_t len);
 /* Ring areas written by a flush: split used entries [from, to) (free-running indexes) plus
  * the used header and avail_event; packed descriptors [from, from+n) plus the device event
- * area. Then the log call. */
+ * area. The log call is vq_log_done(), once per flush. */
 void vq_log_split_used(struct vhu_vq *vq, uint16_t from, uint16_t to);
 void vq_log_packed_used(struct vhu_vq *vq, uint16_t from, unsigned n);
+/* The frontend is told the log changed (the SET_LOG_FD eventfd, when it gave one). */
+void vq_log_done(struct vhu_vq *vq);
 /* Everything the device writes in the ring areas outside flushes (stop). */
 void vq_log_ring_areas(struct vhu_vq *vq);
 

@@ -470,12 +470,8 @@ TEST(publish_shows_entries_and_flush_notifies_for_them)
     struct vhu_vring_avail *avail;
     uint32_t len;
 
-    ASSERT_OK(guest_init(&g));
-    ASSERT_OK(pair_init(&p, &g, &o));
+    ASSERT_OK(pair_setup_small(&g, &p, &o, 8));
     avail = gh(&g, p.ring_gpa + 16 * 8);
-    for (unsigned i = 0; i < 8; i++)
-        ASSERT_OK(add_one(&p, i + 1));
-    vhu_vqd_kick_prepare(p.d);
 
     dev_publish(&p, 1); /* 0 -> 1 crosses used_event 0, but no decision yet */
     ASSERT_EQ(p.notifies, 0);
@@ -513,21 +509,64 @@ TEST(publish_then_flush_without_event_idx)
     struct pair_opts o = {.num = 8};
     uint32_t len;
 
-    ASSERT_OK(guest_init(&g));
-    ASSERT_OK(pair_init(&p, &g, &o));
-    for (unsigned i = 0; i < 4; i++)
-        ASSERT_OK(add_one(&p, i + 1));
-    vhu_vqd_kick_prepare(p.d);
-    dev_publish(&p, 2);
+    ASSERT_OK(pair_setup_small(&g, &p, &o, 4));
+    dev_publish(&p, 2); /* interrupts on while published ... */
     ASSERT_EQ(p.notifies, 0);
+    vhu_vqd_disable_cb(p.d); /* ... off when the flush decides */
     vhu_vq_flush(p.q);
-    ASSERT_EQ(p.notifies, 1);
-    vhu_vqd_disable_cb(p.d);
-    dev_publish(&p, 2);
+    ASSERT_EQ(p.notifies, 0);
+    dev_publish(&p, 2); /* and the other way round */
+    ASSERT(vhu_vqd_enable_cb(p.d));
     vhu_vq_flush(p.q);
     ASSERT_EQ(p.notifies, 1);
     for (unsigned i = 1; i <= 4; i++)
         ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(i));
+    pair_fini(&p);
+    guest_fini(&g);
+}
+
+/* A ring's worth published without a decision: the next publish decides. */
+TEST(publish_after_a_ring_of_publishes_decides)
+{
+    struct guest g;
+    struct pair p;
+    struct pair_opts o = {.num = 8, .event_idx = true};
+    uint32_t len;
+
+    ASSERT_OK(pair_setup_small(&g, &p, &o, 8));
+    for (unsigned i = 0; i < 8; i++)
+        dev_publish(&p, 1);
+    ASSERT_EQ(p.notifies, 0);
+    for (unsigned i = 1; i <= 8; i++)
+        ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(i)); /* used_event follows: 8 */
+    ASSERT_OK(add_one(&p, 9));
+    vhu_vqd_kick_prepare(p.d);
+    dev_publish(&p, 1); /* 8 -> 9 crosses 8; the window [0, 9) is decided here */
+    ASSERT_EQ(p.notifies, 1);
+    ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(9));
+    vhu_vq_flush(p.q);
+    ASSERT_EQ(p.notifies, 1);
+    ASSERT_EQ(p.errors, 0);
+    pair_fini(&p);
+    guest_fini(&g);
+}
+
+/* No flush follows on a broken queue: what was published is notified when it breaks. */
+TEST(break_notifies_for_published_entries)
+{
+    struct guest g;
+    struct pair p;
+    struct pair_opts o = {.num = 8, .event_idx = true};
+    uint32_t len;
+
+    ASSERT_OK(pair_setup_small(&g, &p, &o, 2));
+    dev_publish(&p, 1);
+    ASSERT_EQ(p.notifies, 0);
+    vhu_vq_break(p.q, "test");
+    ASSERT_EQ(p.notifies, 1);
+    vhu_vq_flush(p.q);
+    ASSERT_EQ(p.notifies, 1);
+    ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(1));
     pair_fini(&p);
     guest_fini(&g);
 }

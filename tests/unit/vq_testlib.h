@@ -227,12 +227,23 @@ static inline void pair_fini(struct pair *p)
     p->d = NULL;
 }
 
-/*
- * One full round trip: a request of `out` readable bytes (filled with seed-derived bytes) and
- * `in` writable bytes, split into segments of at most seg bytes. The device checks what it reads
- * and writes a pattern; the driver checks it got its cookie, the length and the pattern.
- * Returns 0 or a negative line number of the first mismatch.
- */
+/* A guest, a pair with options o, and n 8-byte writable buffers made available (cookies 1..n). */
+static inline int pair_setup_small(struct guest *g, struct pair *p, const struct pair_opts *o,
+                                   unsigned n)
+{
+    int r = guest_init(g);
+
+    if (r < 0 || (r = pair_init(p, g, o)) < 0)
+        return r;
+    for (unsigned i = 0; i < n; i++) {
+        struct vhu_vqd_seg s = {data_alloc(g, 8), 8};
+        if ((r = vhu_vqd_add(p->d, &s, 0, 1, (void *)(uintptr_t)(i + 1))) < 0)
+            return r;
+    }
+    vhu_vqd_kick_prepare(p->d);
+    return 0;
+}
+
 /* The device pops up to n chains and completes each with 1 byte, then flushes (or only
  * publishes, flush false). */
 static inline void pair_complete(struct pair *p, unsigned n, bool flush)
@@ -248,6 +259,12 @@ static inline void pair_complete(struct pair *p, unsigned n, bool flush)
         vhu_vq_publish(p->q);
 }
 
+/*
+ * One full round trip: a request of `out` readable bytes (filled with seed-derived bytes) and
+ * `in` writable bytes, split into segments of at most seg bytes. The device checks what it reads
+ * and writes a pattern; the driver checks it got its cookie, the length and the pattern.
+ * Returns 0 or a negative line number of the first mismatch.
+ */
 static inline int pair_roundtrip(struct pair *p, uint32_t out, uint32_t in, uint32_t seg,
                                  unsigned seed)
 {
