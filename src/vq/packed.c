@@ -210,7 +210,7 @@ uint16_t vq_packed_used_pos(const struct vhu_vq *vq)
 
 /* The staged entries become visible (descriptors, the first one's flags last; the inflight
  * region; the dirty log). The notification window from signalled stays open for
- * vq_packed_flush(). */
+ * vq_flush_now(). */
 void vq_packed_publish(struct vhu_vq *vq)
 {
     uint16_t head = vq->used_idx, idx = vq->used_idx, head_flags = 0;
@@ -263,33 +263,19 @@ void vq_packed_publish(struct vhu_vq *vq)
     vq->unsignalled += n;
 }
 
-/* Publish the staged entries; true when the driver wants an interrupt for anything published
- * since the last decision (vq_packed_publish() calls in between included). */
-bool vq_packed_flush(struct vhu_vq *vq)
+/* After vq_flush_now()'s barrier: true when the driver wants an interrupt for the n slots
+ * published from old to used_idx (virtio 2.8.10). */
+bool vq_packed_need_notify(struct vhu_vq *vq, uint16_t old, uint32_t n)
 {
-    uint16_t old = vq->signalled, idx, ev;
-    uint32_t n;
-    bool wrap;
+    uint16_t ev = vq_load16(&vq->drv_event->flags);
 
-    if (vq->nstaged)
-        vq_packed_publish(vq);
-    if (vhu_unlikely(vq->log_ring))
-        vq_log_done(vq); /* once per decision, not per publish */
-    idx = vq->used_idx;
-    wrap = vq->used_wrap;
-    n = vq->unsignalled;
-    vq->signalled = idx;
-    vq->unsignalled = 0;
-
-    /* virtio 2.8.10: driver event suppression; read it only after the used flags are out. */
-    vhu_smp_mb();
-    ev = vq_load16(&vq->drv_event->flags);
     if (ev == VHU_VRING_PACKED_EVENT_FLAG_DISABLE)
         return false;
     if (ev == VHU_VRING_PACKED_EVENT_FLAG_DESC && vq->event_idx) {
         if (n >= vq->num) /* a whole lap or more since the last decision: passed any event */
             return true;
-        return vq_packed_need_event(vq_load16(&vq->drv_event->off_wrap), old, idx, wrap, vq->num);
+        return vq_packed_need_event(vq_load16(&vq->drv_event->off_wrap), old, vq->used_idx,
+                                    vq->used_wrap, vq->num);
     }
     return true;
 }

@@ -281,7 +281,7 @@ unsigned vq_split_pop_burst(struct vhu_vq *vq, struct vhu_vq_elem **out, unsigne
 }
 
 /* The staged entries become visible (entries, then the index; the inflight region; the dirty
- * log). The notification window [signalled, used_idx) stays open for vq_split_flush(). */
+ * log). The notification window [signalled, used_idx) stays open for vq_flush_now(). */
 void vq_split_publish(struct vhu_vq *vq)
 {
     uint16_t from = (uint16_t)(vq->signalled + vq->unsignalled), new_idx;
@@ -309,26 +309,15 @@ void vq_split_publish(struct vhu_vq *vq)
     if (vhu_unlikely(vq->log_ring))
         vq_log_split_used(vq, from, new_idx);
     vq->nstaged = 0;
-    vq->unsignalled = (uint16_t)(new_idx - vq->signalled);
+    vq->unsignalled += (uint16_t)(new_idx - from);
 }
 
-/* Publish the staged entries; true when the driver wants an interrupt for anything published
- * since the last decision (vq_split_publish() calls in between included). */
-bool vq_split_flush(struct vhu_vq *vq)
+/* After vq_flush_now()'s barrier: true when the driver wants an interrupt for the entries
+ * published in [old, used_idx) (virtio 2.7.10). */
+bool vq_split_need_notify(struct vhu_vq *vq, uint16_t old)
 {
-    uint16_t old = vq->signalled, new_idx;
-
-    if (vq->nstaged)
-        vq_split_publish(vq);
-    if (vhu_unlikely(vq->log_ring))
-        vq_log_done(vq); /* once per decision, not per publish */
-    new_idx = vq->used_idx;
-    vq->signalled = new_idx;
-    vq->unsignalled = 0;
-    /* Order the index store before reading the driver's suppression state (virtio 2.7.10). */
-    vhu_smp_mb();
     if (vq->event_idx)
-        return vhu_vring_need_event(vq_load16(used_event(vq)), new_idx, old);
+        return vhu_vring_need_event(vq_load16(used_event(vq)), vq->used_idx, old);
     return !(vq_load16(&vq->avail->flags) & VHU_VRING_AVAIL_F_NO_INTERRUPT);
 }
 

@@ -522,31 +522,50 @@ VHU_EXPORT void vhu_vq_unpop(struct vhu_vq *vq, struct vhu_vq_elem *elem)
     vhu_vq_push(vq, elem, 0);
 }
 
-VHU_EXPORT void vhu_vq_publish(struct vhu_vq *vq)
+static void publish_staged(struct vhu_vq *vq)
 {
-    if (vhu_unlikely(!vq->started || vq->broken) || vq->nstaged == 0)
-        return;
-    /* A ring's worth published without a decision is decided now: the window stays shorter
-     * than a lap and than split's 16-bit index space. */
-    if (vhu_unlikely(vq->unsignalled >= vq->num)) {
-        vhu_vq_flush(vq);
-        return;
-    }
     if (vq->packed)
         vq_packed_publish(vq);
     else
         vq_split_publish(vq);
 }
 
+void vq_flush_now(struct vhu_vq *vq)
+{
+    uint16_t old = vq->signalled;
+    uint32_t n;
+
+    if (vq->nstaged)
+        publish_staged(vq);
+    if (vhu_unlikely(vq->log_ring))
+        vq_log_done(vq); /* once per decision, not per publish */
+    n = vq->unsignalled;
+    vq->signalled = vq->used_idx;
+    vq->unsignalled = 0;
+    /* Order the index (split) or flags (packed) stores before reading the driver's suppression
+     * state (virtio 2.7.10, 2.8.10). */
+    vhu_smp_mb();
+    if (vq->packed ? vq_packed_need_notify(vq, old, n) : vq_split_need_notify(vq, old))
+        vq_do_notify(vq);
+}
+
+VHU_EXPORT void vhu_vq_publish(struct vhu_vq *vq)
+{
+    if (vhu_unlikely(!vq->started || vq->broken) || vq->nstaged == 0)
+        return;
+    /* A ring's worth published without a decision is decided now: the window stays shorter
+     * than a lap and than split's 16-bit index space. */
+    if (vhu_unlikely(vq->unsignalled >= vq->num))
+        vq_flush_now(vq);
+    else
+        publish_staged(vq);
+}
+
 VHU_EXPORT void vhu_vq_flush(struct vhu_vq *vq)
 {
-    bool notify;
-
     if (vhu_unlikely(!vq->started || vq->broken) || (vq->nstaged == 0 && vq->unsignalled == 0))
         return;
-    notify = vq->packed ? vq_packed_flush(vq) : vq_split_flush(vq);
-    if (notify)
-        vq_do_notify(vq);
+    vq_flush_now(vq);
 }
 
 void vq_do_notify(struct vhu_vq *vq)

@@ -464,7 +464,7 @@ bool vq_indirect_read(struct vhu_vq *vq, uint64_t addr, unsigned i, const void *
 struct vhu_vq_elem *vq_split_pop(struct vhu_vq *vq);
 unsigned vq_split_pop_burst(struct vhu_vq *vq, struct vhu_vq_elem **out, unsigned max);
 void vq_split_publish(struct vhu_vq *vq);
-bool vq_split_flush(struct vhu_vq *vq);
+bool vq_split_need_notify(struct vhu_vq *vq, uint16_t old);
 void vq_split_rewind(struct vhu_vq *vq, uint32_t pos, uint16_t head);
 void vq_split_set_notify(struct vhu_vq *vq, bool on);
 bool vq_split_has_work(const struct vhu_vq *vq);
@@ -473,7 +473,7 @@ void vq_split_start(struct vhu_vq *vq);
 struct vhu_vq_elem *vq_packed_pop(struct vhu_vq *vq);
 unsigned vq_packed_pop_burst(struct vhu_vq *vq, struct vhu_vq_elem **out, unsigned max);
 void vq_packed_publish(struct vhu_vq *vq);
-bool vq_packed_flush(struct vhu_vq *vq);
+bool vq_packed_need_notify(struct vhu_vq *vq, uint16_t old, uint32_t n);
 void vq_packed_rewind(struct vhu_vq *vq, uint32_t pos, unsigned slot);
 void vq_packed_set_notify(struct vhu_vq *vq, bool on);
 bool vq_packed_has_work(const struct vhu_vq *vq);
@@ -494,6 +494,9 @@ uint16_t vq_packed_used_pos(const struct vhu_vq *vq);
 
 /* Run the notify hook (or signal the call sink). */
 void vq_do_notify(struct vhu_vq *vq);
+/* Publish what is staged, then decide (and notify) for everything published since the last
+ * decision. The queue is started and not broken. */
+void vq_flush_now(struct vhu_vq *vq);
 
 /* Write the used element for ring position idx: id and len in one store (the ring is only
  * 4-byte aligned, hence memcpy); the driver reads them only after used->idx, which flush
@@ -546,8 +549,8 @@ static inline void vq_packed_push(struct vhu_vq *vq, struct vhu_vq_elem *elem, u
 
     /* More completions than ring slots between flushes only happens when the driver re-offers
      * buffers it never got back; keep the shadow array bounded anyway. */
-    if (vhu_unlikely(vq->nstaged == vq->num) && vq_packed_flush(vq))
-        vq_do_notify(vq);
+    if (vhu_unlikely(vq->nstaged == vq->num))
+        vq_flush_now(vq);
     s = &vq->shadow[vq->nstaged++];
     s->id = elem->id;
     s->ndesc = elem->ndesc;
