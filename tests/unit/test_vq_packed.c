@@ -282,12 +282,6 @@ TEST(packed_indirect)
     guest_fini(&g);
 }
 
-static int add_one(struct pair *p, uintptr_t c)
-{
-    struct vhu_vqd_seg s = {data_alloc(p->g, 8), 8};
-    return vhu_vqd_add(p->d, &s, 0, 1, COOKIE(c));
-}
-
 #define dev_complete(p, n) pair_complete(p, n, true)
 
 TEST(packed_event_idx_device_side)
@@ -303,7 +297,7 @@ TEST(packed_event_idx_device_side)
     drv = gh(&g, p.ring_gpa + 16 * 8);
     ASSERT_EQ(drv->flags, VHU_VRING_PACKED_EVENT_FLAG_DESC);
     for (unsigned i = 0; i < 8; i++)
-        ASSERT_OK(add_one(&p, i + 1));
+        ASSERT_OK(pair_add_small(&p, i + 1));
     vhu_vqd_kick_prepare(p.d);
 
     dev_complete(&p, 1); /* writes slot 0: the driver asked for slot 0 */
@@ -332,8 +326,8 @@ TEST(packed_event_idx_device_side)
     for (unsigned i = 5; i <= 8; i++)
         ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(i));
     ASSERT_EQ(drv->off_wrap, 0); /* slot 0, wrap counter 0 */
-    ASSERT_OK(add_one(&p, 9));
-    ASSERT_OK(add_one(&p, 10));
+    ASSERT_OK(pair_add_small(&p, 9));
+    ASSERT_OK(pair_add_small(&p, 10));
     vhu_vqd_kick_prepare(p.d);
     dev_complete(&p, 2); /* slots 0, 1 of lap 2: crosses the event */
     ASSERT_EQ(p.notifies, 4);
@@ -378,7 +372,7 @@ TEST(packed_publish_shows_entries_and_flush_notifies_for_them)
         ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(i));
     drv->off_wrap = 6 | W15; /* consuming moved it; the driver puts it back */
     for (unsigned i = 9; i <= 13; i++)
-        ASSERT_OK(add_one(&p, i));
+        ASSERT_OK(pair_add_small(&p, i));
     vhu_vqd_kick_prepare(p.d);
     dev_publish(&p, 5); /* slots 0-4 of the next lap: 9 slots since the decision */
     ASSERT_EQ(p.notifies, 2);
@@ -402,26 +396,26 @@ TEST(packed_event_idx_driver_side)
     dev = gh(&g, p.ring_gpa + 16 * 8 + 4);
     ASSERT_EQ(dev->flags, VHU_VRING_PACKED_EVENT_FLAG_DESC);
     ASSERT(!vhu_vqd_kick_prepare(p.d));
-    ASSERT_OK(add_one(&p, 1));
+    ASSERT_OK(pair_add_small(&p, 1));
     ASSERT(vhu_vqd_kick_prepare(p.d));
-    ASSERT_OK(add_one(&p, 2));
+    ASSERT_OK(pair_add_small(&p, 2));
     ASSERT(!vhu_vqd_kick_prepare(p.d));
     dev_complete(&p, 2);
     ASSERT_EQ(dev->off_wrap, 2 | W15);
-    ASSERT_OK(add_one(&p, 3));
+    ASSERT_OK(pair_add_small(&p, 3));
     ASSERT(vhu_vqd_kick_prepare(p.d));
     vhu_vq_disable_notify(p.q);
     ASSERT_EQ(dev->flags, VHU_VRING_PACKED_EVENT_FLAG_DISABLE);
     e = vhu_vq_pop(p.q);
     ASSERT(e != NULL);
     vhu_vq_push(p.q, e, 0);
-    ASSERT_OK(add_one(&p, 4));
+    ASSERT_OK(pair_add_small(&p, 4));
     ASSERT(!vhu_vqd_kick_prepare(p.d));
     ASSERT(vhu_vq_enable_notify(p.q));
     ASSERT_EQ(dev->flags, VHU_VRING_PACKED_EVENT_FLAG_DESC);
     dev_complete(&p, 1);
     ASSERT(!vhu_vq_enable_notify(p.q));
-    ASSERT_OK(add_one(&p, 5));
+    ASSERT_OK(pair_add_small(&p, 5));
     ASSERT(vhu_vqd_kick_prepare(p.d));
     ASSERT_EQ(p.errors, 0);
     pair_fini(&p);
@@ -437,13 +431,13 @@ TEST(packed_flags_without_event_idx)
 
     ASSERT_OK(guest_init(&g));
     ASSERT_OK(pair_init(&p, &g, &o));
-    ASSERT_OK(add_one(&p, 1));
+    ASSERT_OK(pair_add_small(&p, 1));
     ASSERT(vhu_vqd_kick_prepare(p.d));
     vhu_vq_disable_notify(p.q);
-    ASSERT_OK(add_one(&p, 2));
+    ASSERT_OK(pair_add_small(&p, 2));
     ASSERT(!vhu_vqd_kick_prepare(p.d));
     ASSERT(vhu_vq_enable_notify(p.q));
-    ASSERT_OK(add_one(&p, 3));
+    ASSERT_OK(pair_add_small(&p, 3));
     ASSERT(vhu_vqd_kick_prepare(p.d));
     vhu_vqd_disable_cb(p.d);
     dev_complete(&p, 1);
@@ -472,7 +466,7 @@ TEST(packed_base_save_restore)
         ASSERT_EQ(pair_roundtrip(&p, 8, 8, 64, i), 0);
     ASSERT_EQ(vhu_vq_get_base(p.q), (4 | W15) * 0x10001u);
     for (unsigned i = 0; i < 3; i++)
-        ASSERT_OK(add_one(&p, 100 + i));
+        ASSERT_OK(pair_add_small(&p, 100 + i));
     vhu_vqd_kick_prepare(p.d);
     e = vhu_vq_pop(p.q);
     ASSERT(e != NULL);
@@ -558,8 +552,8 @@ static int lying_device(unsigned how)
     if (guest_init(&g) < 0 || pair_init(&p, &g, &o) < 0)
         return -1;
     ring = gh(&g, p.ring_gpa);
-    add_one(&p, 1);
-    add_one(&p, 2);
+    pair_add_small(&p, 1);
+    pair_add_small(&p, 2);
     vhu_vqd_kick_prepare(p.d);
     switch (how) {
     case 0: /* id not in flight */

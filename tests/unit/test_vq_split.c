@@ -402,12 +402,6 @@ TEST(indirect_chains)
     guest_fini(&g);
 }
 
-static int add_one(struct pair *p, uintptr_t c)
-{
-    struct vhu_vqd_seg s = {data_alloc(p->g, 8), 8};
-    return vhu_vqd_add(p->d, &s, 0, 1, COOKIE(c));
-}
-
 #define dev_complete(p, n) pair_complete(p, n, true)
 
 TEST(event_idx_device_notifies_when_used_event_crossed)
@@ -422,7 +416,7 @@ TEST(event_idx_device_notifies_when_used_event_crossed)
     ASSERT_OK(pair_init(&p, &g, &o));
     avail = gh(&g, p.ring_gpa + 16 * 8);
     for (unsigned i = 0; i < 8; i++)
-        ASSERT_OK(add_one(&p, i + 1));
+        ASSERT_OK(pair_add_small(&p, i + 1));
     vhu_vqd_kick_prepare(p.d);
 
     dev_complete(&p, 1); /* used 0 -> 1 crosses used_event 0 */
@@ -539,7 +533,7 @@ TEST(publish_after_a_ring_of_publishes_decides)
     ASSERT_EQ(p.notifies, 0);
     for (unsigned i = 1; i <= 8; i++)
         ASSERT(vhu_vqd_get_used(p.d, &len) == COOKIE(i)); /* used_event follows: 8 */
-    ASSERT_OK(add_one(&p, 9));
+    ASSERT_OK(pair_add_small(&p, 9));
     vhu_vqd_kick_prepare(p.d);
     dev_publish(&p, 1); /* 8 -> 9 crosses 8; the window [0, 9) is decided here */
     ASSERT_EQ(p.notifies, 1);
@@ -581,24 +575,24 @@ TEST(event_idx_driver_kicks_when_avail_event_crossed)
     ASSERT_OK(guest_init(&g));
     ASSERT_OK(pair_init(&p, &g, &o));
     ASSERT(!vhu_vqd_kick_prepare(p.d)); /* nothing added */
-    ASSERT_OK(add_one(&p, 1));
+    ASSERT_OK(pair_add_small(&p, 1));
     ASSERT(vhu_vqd_kick_prepare(p.d)); /* 0 -> 1 crosses avail_event 0 */
-    ASSERT_OK(add_one(&p, 2));
+    ASSERT_OK(pair_add_small(&p, 2));
     ASSERT(!vhu_vqd_kick_prepare(p.d)); /* device has not looked since */
     dev_complete(&p, 2);                /* pops advance avail_event to 2 */
-    ASSERT_OK(add_one(&p, 3));
+    ASSERT_OK(pair_add_small(&p, 3));
     ASSERT(vhu_vqd_kick_prepare(p.d));
 
     vhu_vq_disable_notify(p.q);
     e = vhu_vq_pop(p.q); /* avail_event stays at 2 while disabled */
     ASSERT(e != NULL);
     vhu_vq_push(p.q, e, 0);
-    ASSERT_OK(add_one(&p, 4));
+    ASSERT_OK(pair_add_small(&p, 4));
     ASSERT(!vhu_vqd_kick_prepare(p.d));
     ASSERT(vhu_vq_enable_notify(p.q)); /* re-check finds the buffer added meanwhile */
     dev_complete(&p, 1);
     ASSERT(!vhu_vq_enable_notify(p.q));
-    ASSERT_OK(add_one(&p, 5));
+    ASSERT_OK(pair_add_small(&p, 5));
     ASSERT(vhu_vqd_kick_prepare(p.d));
     ASSERT_EQ(p.errors, 0);
     pair_fini(&p);
@@ -614,13 +608,13 @@ TEST(flag_based_suppression)
 
     ASSERT_OK(guest_init(&g));
     ASSERT_OK(pair_init(&p, &g, &o));
-    ASSERT_OK(add_one(&p, 1));
+    ASSERT_OK(pair_add_small(&p, 1));
     ASSERT(vhu_vqd_kick_prepare(p.d));
     vhu_vq_disable_notify(p.q); /* used->flags = NO_NOTIFY */
-    ASSERT_OK(add_one(&p, 2));
+    ASSERT_OK(pair_add_small(&p, 2));
     ASSERT(!vhu_vqd_kick_prepare(p.d));
     ASSERT(vhu_vq_enable_notify(p.q));
-    ASSERT_OK(add_one(&p, 3));
+    ASSERT_OK(pair_add_small(&p, 3));
     ASSERT(vhu_vqd_kick_prepare(p.d));
 
     vhu_vqd_disable_cb(p.d); /* avail->flags = NO_INTERRUPT */
@@ -683,7 +677,7 @@ TEST(base_save_restore)
         ASSERT_EQ(pair_roundtrip(&p, 8, 8, 64, i), 0);
     ASSERT_EQ(vhu_vqd_base(p.d), 13);
     for (unsigned i = 0; i < 3; i++)
-        ASSERT_OK(add_one(&p, 100 + i));
+        ASSERT_OK(pair_add_small(&p, 100 + i));
     vhu_vqd_kick_prepare(p.d);
     e = vhu_vq_pop(p.q);
     ASSERT(e != NULL);
@@ -752,7 +746,7 @@ TEST(unpop_lifo_repops_same_chains)
     ASSERT_OK(guest_init(&g));
     ASSERT_OK(pair_init(&p, &g, &o));
     for (unsigned i = 1; i <= 3; i++)
-        ASSERT_OK(add_one(&p, i));
+        ASSERT_OK(pair_add_small(&p, i));
     vhu_vqd_kick_prepare(p.d);
     a = vhu_vq_pop(p.q);
     b = vhu_vq_pop(p.q);
@@ -789,7 +783,7 @@ TEST(unpop_out_of_order_completes_with_zero)
     ASSERT_OK(guest_init(&g));
     ASSERT_OK(pair_init(&p, &g, &o));
     for (unsigned i = 1; i <= 2; i++)
-        ASSERT_OK(add_one(&p, i));
+        ASSERT_OK(pair_add_small(&p, i));
     vhu_vqd_kick_prepare(p.d);
     a = vhu_vq_pop(p.q);
     b = vhu_vq_pop(p.q);
@@ -818,7 +812,7 @@ TEST(push_validates_element)
 
     ASSERT_OK(guest_init(&g));
     ASSERT_OK(pair_init(&p, &g, &o));
-    ASSERT_OK(add_one(&p, 1));
+    ASSERT_OK(pair_add_small(&p, 1));
     vhu_vqd_kick_prepare(p.d);
     e = vhu_vq_pop(p.q);
     ASSERT(e != NULL);
@@ -913,8 +907,8 @@ static int lying_device(unsigned how)
     if (guest_init(&g) < 0 || pair_init(&p, &g, &o) < 0)
         return -1;
     used = gh(&g, p.ring_gpa + 4096);
-    add_one(&p, 1);
-    add_one(&p, 2);
+    pair_add_small(&p, 1);
+    pair_add_small(&p, 2);
     vhu_vqd_kick_prepare(p.d);
     switch (how) {
     case 0: /* id of a descriptor that is not a head in flight (head 0 uses desc 0 only) */
@@ -1154,7 +1148,7 @@ static void tracked_popped(struct pair *p, struct guest *g, uint8_t *region, uns
     vhu_vq_free(p->q);
     ASSERT_OK(pair_start_tracked(p, region, vhu_vqd_base(p->d)));
     for (unsigned i = 1; i <= n; i++)
-        ASSERT_OK(add_one(p, i));
+        ASSERT_OK(pair_add_small(p, i));
     vhu_vqd_kick_prepare(p->d);
     for (unsigned i = 0; i < n; i++) {
         e[i] = vhu_vq_pop(p->q);
@@ -1328,7 +1322,7 @@ TEST(inflight_garbage_counters_bounded_resubmit)
         vhu_vq_push(p.q, e[i], 1);
     vhu_vq_flush(p.q);
     /* new work: recorded with the counter after the largest sane one */
-    ASSERT_OK(add_one(&p, 5));
+    ASSERT_OK(pair_add_small(&p, 5));
     vhu_vqd_kick_prepare(p.d);
     struct vhu_vq_elem *a = vhu_vq_pop(p.q);
     ASSERT(a);

@@ -227,6 +227,14 @@ static inline void pair_fini(struct pair *p)
     p->d = NULL;
 }
 
+/* One 8-byte writable buffer made available, with cookie c. */
+static inline int pair_add_small(struct pair *p, uintptr_t c)
+{
+    struct vhu_vqd_seg s = {data_alloc(p->g, 8), 8};
+
+    return vhu_vqd_add(p->d, &s, 0, 1, (void *)c);
+}
+
 /* A guest, a pair with options o, and n 8-byte writable buffers made available (cookies 1..n). */
 static inline int pair_setup_small(struct guest *g, struct pair *p, const struct pair_opts *o,
                                    unsigned n)
@@ -235,11 +243,9 @@ static inline int pair_setup_small(struct guest *g, struct pair *p, const struct
 
     if (r < 0 || (r = pair_init(p, g, o)) < 0)
         return r;
-    for (unsigned i = 0; i < n; i++) {
-        struct vhu_vqd_seg s = {data_alloc(g, 8), 8};
-        if ((r = vhu_vqd_add(p->d, &s, 0, 1, (void *)(uintptr_t)(i + 1))) < 0)
+    for (unsigned i = 0; i < n; i++)
+        if ((r = pair_add_small(p, i + 1)) < 0)
             return r;
-    }
     vhu_vqd_kick_prepare(p->d);
     return 0;
 }
